@@ -1,0 +1,242 @@
+"""The chat message log of docs/protocol.md §4: pure state, no I/O (mirrored in js/msglog.ts).
+
+Rules, identical in both languages and pinned by tests/fixtures/msglog_cases.json:
+
+- A message's key is ``author + ":" + seq``; a claimed ``id`` is never trusted, it is
+  recomputed from ``author`` and ``seq``.
+- Lamport clock: ``compose`` uses ``clock = max_clock_seen + 1``; every message *added*
+  to the log raises ``max_clock_seen`` to its clock (duplicates and rejects do not).
+- Order: by ``(clock, author, seq)``. Honest authors never reuse a clock, so ``seq`` only
+  breaks ties a forger manufactured; it keeps the order total and identical everywhere.
+- A message already in the log is ignored: a forged copy never replaces the original.
+- A ``message`` frame from a direct connection is stamped: ``author`` := the connection's
+  peer id, ``id`` recomputed, ``user`` := the identity the server bound to that peer.
+- A ``history`` frame relays other authors' messages as they are, except that a message
+  whose author is the sending peer gets that peer's bound identity, and a message
+  claiming to be ours is dropped: nobody else is a source for our own messages.
+- ``have()`` maps each author to the highest seq held contiguously from 1;
+  ``missing_for(have)`` is every message beyond what ``have`` holds, in log order.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable, Mapping
+from typing import TypedDict
+
+from .protocol import PEER_ID_RE, Identity
+
+__all__ = [
+    "Identity",
+    "InvalidMessage",
+    "Message",
+    "MessageLog",
+    "normalize_identity",
+]
+
+# Clocks and seqs must survive a round trip through a JavaScript number.
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+class Message(TypedDict):
+    id: str
+    author: str
+    seq: int
+    clock: int
+    time: float
+    text: str
+    user: Identity
+
+
+class InvalidMessage(ValueError):
+    """A received message that breaks the wire format; the caller logs and drops it."""
+
+
+def _as_int(value: object) -> int | None:
+    """An integer as JavaScript sees one: JSON ``1.0`` parses to the number 1 there."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _optional_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def normalize_identity(value: object) -> Identity:
+    """Return a clean IDENTITY from untrusted JSON, keeping only the known keys."""
+    if not isinstance(value, Mapping) or not isinstance(value.get("username"), str):
+        raise InvalidMessage("user must be an object with a string username")
+    username: str = value["username"]
+    name = value.get("name")
+    display_name = value.get("display_name")
+    return Identity(
+        username=username,
+        name=name if isinstance(name, str) else username,
+        display_name=display_name if isinstance(display_name, str) else username,
+        initials=_optional_str(value.get("initials")),
+        color=_optional_str(value.get("color")),
+        avatar_url=_optional_str(value.get("avatar_url")),
+    )
+
+
+def _validated(raw: object, author: str, user: Identity | None) -> Message:
+    """Build a log entry from untrusted JSON; ``author`` (and ``user``) are the trusted parts."""
+    if not isinstance(raw, Mapping):
+        raise InvalidMessage("message must be an object")
+    if not PEER_ID_RE.match(author):
+        raise InvalidMessage(f"invalid author {author!r}")
+    seq, clock = _as_int(raw.get("seq")), _as_int(raw.get("clock"))
+    time, text = raw.get("time"), raw.get("text")
+    if seq is None or not 1 <= seq <= MAX_SAFE_INTEGER:
+        raise InvalidMessage(f"invalid seq {raw.get('seq')!r}")
+    if clock is None or not 1 <= clock <= MAX_SAFE_INTEGER:
+        raise InvalidMessage(f"invalid clock {raw.get('clock')!r}")
+    if (
+        not isinstance(time, (int, float))
+        or isinstance(time, bool)
+        or not math.isfinite(time)
+        or time < 0
+    ):
+        raise InvalidMessage(f"invalid time {time!r}")
+    if not isinstance(text, str):
+        raise InvalidMessage("text must be a string")
+    return Message(
+        id=f"{author}:{seq}",
+        author=author,
+        seq=seq,
+        clock=clock,
+        time=time,
+        text=text,
+        user=user if user is not None else normalize_identity(raw.get("user")),
+    )
+
+
+def _order_key(message: Message) -> tuple[int, str, int]:
+    return (message["clock"], message["author"], message["seq"])
+
+
+class MessageLog:
+    """One peer's view of a room's messages, ordered identically on every peer."""
+
+    def __init__(self, peer_id: str, user: Identity) -> None:
+        if not PEER_ID_RE.match(peer_id):
+            raise ValueError(f"invalid peer id {peer_id!r}")
+        self.peer_id = peer_id
+        self.user = user
+        self._messages: list[Message] = []
+        self._keys: list[tuple[int, str, int]] = []
+        self._by_id: dict[str, Message] = {}
+        self._seqs: dict[str, set[int]] = {}
+        self._contiguous: dict[str, int] = {}
+        self._clock = 0
+
+    @property
+    def clock(self) -> int:
+        """The highest Lamport clock seen so far."""
+        return self._clock
+
+    @property
+    def messages(self) -> list[Message]:
+        """All messages in order (a copy)."""
+        return list(self._messages)
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    def __contains__(self, message_id: object) -> bool:
+        return message_id in self._by_id
+
+    def get(self, message_id: str) -> Message | None:
+        return self._by_id.get(message_id)
+
+    def index(self, message_id: str) -> int:
+        """Position of a message in the order (for views inserting a late arrival)."""
+        message = self._by_id[message_id]
+        return bisect.bisect_left(self._keys, _order_key(message))
+
+    def compose(self, text: str, time: float) -> Message:
+        """Create, add and return our own next message."""
+        seq = max(self._seqs.get(self.peer_id, ()), default=0) + 1
+        message = Message(
+            id=f"{self.peer_id}:{seq}",
+            author=self.peer_id,
+            seq=seq,
+            clock=self._clock + 1,
+            time=time,
+            text=text,
+            user=self.user,
+        )
+        self._add(message)
+        return message
+
+    def receive_direct(self, from_peer: str, user: Identity, raw: object) -> Message | None:
+        """Add a ``message`` frame's MESSAGE from connection peer ``from_peer``.
+
+        Returns the stamped message, or None if it was already in the log.
+        Raises InvalidMessage for a malformed one.
+        """
+        message = _validated(raw, from_peer, user)
+        return self._add(message)
+
+    def receive_history(
+        self,
+        messages: Iterable[object],
+        from_peer: str | None = None,
+        user: Identity | None = None,
+    ) -> tuple[list[Message], list[InvalidMessage]]:
+        """Add a ``history`` batch; returns (messages added, reasons for dropped ones)."""
+        added: list[Message] = []
+        rejected: list[InvalidMessage] = []
+        for raw in messages:
+            try:
+                author = raw.get("author") if isinstance(raw, Mapping) else None
+                if not isinstance(author, str):
+                    raise InvalidMessage("author must be a string")
+                if author == self.peer_id:
+                    raise InvalidMessage("history may not carry our own messages")
+                bound = user if from_peer is not None and author == from_peer else None
+                message = _validated(raw, author, bound)
+            except InvalidMessage as error:
+                rejected.append(error)
+                continue
+            if self._add(message) is not None:
+                added.append(message)
+        return added, rejected
+
+    def have(self) -> dict[str, int]:
+        """Per author, the highest seq held contiguously from 1 (authors at 0 omitted)."""
+        return dict(self._contiguous)
+
+    def missing_for(self, have: Mapping[str, object]) -> list[Message]:
+        """Every message the holder of ``have`` lacks, in log order."""
+
+        def held(author: str) -> int:
+            value = _as_int(have.get(author, 0))
+            return value if value is not None else 0
+
+        return [m for m in self._messages if m["seq"] > held(m["author"])]
+
+    def _add(self, message: Message) -> Message | None:
+        if message["id"] in self._by_id:
+            return None
+        key = _order_key(message)
+        position = bisect.bisect_right(self._keys, key)
+        self._keys.insert(position, key)
+        self._messages.insert(position, message)
+        self._by_id[message["id"]] = message
+        author, seq = message["author"], message["seq"]
+        seqs = self._seqs.setdefault(author, set())
+        seqs.add(seq)
+        contiguous = self._contiguous.get(author, 0)
+        while contiguous + 1 in seqs:
+            contiguous += 1
+        if contiguous:
+            self._contiguous[author] = contiguous
+        self._clock = max(self._clock, message["clock"])
+        return message
