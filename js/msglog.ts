@@ -1,36 +1,109 @@
-// The chat message log (docs/protocol.md §4): Lamport clock, total order, dedupe, sync vectors.
-// Pure: no I/O, no timers; ChatProxy adapts it to data channels and storage.
+// The chat message log of docs/protocol.md §4, mirroring src/nbchat/msglog.py rule for rule.
+// Pure: no I/O, no timers. tests/fixtures/msglog_cases.json pins both languages together.
 
-import { type ChatMessage, type Identity, isChatMessage, messageId } from "./protocol";
+import { type ChatMessage, type Identity, PEER_ID_RE, messageId } from "./protocol";
 
-/** Per author, the highest contiguous `seq` held (1..n all present). */
+/** Per author, the highest seq held contiguously from 1 (authors at 0 omitted). */
 export type HaveVector = Record<string, number>;
 
-/** Total order of the log: by (clock, author), then seq for a peer that reuses a clock. */
+/** A received message that breaks the wire format; the caller logs and drops it. */
+export class InvalidMessage extends Error {}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function asInt(value: unknown): number | null {
+  return typeof value === "number" && Number.isInteger(value) ? value : null;
+}
+
+function optionalString(value: unknown): string | null {
+  return typeof value === "string" ? value : null;
+}
+
+/** A clean IDENTITY from untrusted JSON, keeping only the known keys. */
+export function normalizeIdentity(value: unknown): Identity {
+  if (!isRecord(value) || typeof value.username !== "string") {
+    throw new InvalidMessage("user must be an object with a string username");
+  }
+  const username = value.username;
+  return {
+    username,
+    name: typeof value.name === "string" ? value.name : username,
+    display_name: typeof value.display_name === "string" ? value.display_name : username,
+    initials: optionalString(value.initials),
+    color: optionalString(value.color),
+    avatar_url: optionalString(value.avatar_url),
+  };
+}
+
+/** Build a log entry from untrusted JSON; `author` (and `user`) are the trusted parts. */
+function validated(raw: unknown, author: string, user: Identity | null): ChatMessage {
+  if (!isRecord(raw)) throw new InvalidMessage("message must be an object");
+  if (!PEER_ID_RE.test(author)) throw new InvalidMessage(`invalid author ${JSON.stringify(author)}`);
+  const seq = asInt(raw.seq);
+  const clock = asInt(raw.clock);
+  const { time, text } = raw;
+  if (seq === null || seq < 1 || seq > Number.MAX_SAFE_INTEGER) {
+    throw new InvalidMessage(`invalid seq ${String(raw.seq)}`);
+  }
+  if (clock === null || clock < 1 || clock > Number.MAX_SAFE_INTEGER) {
+    throw new InvalidMessage(`invalid clock ${String(raw.clock)}`);
+  }
+  if (typeof time !== "number" || !Number.isFinite(time) || time < 0) {
+    throw new InvalidMessage(`invalid time ${String(time)}`);
+  }
+  if (typeof text !== "string") throw new InvalidMessage("text must be a string");
+  return {
+    id: messageId(author, seq),
+    author,
+    seq,
+    clock,
+    time,
+    text,
+    user: user ?? normalizeIdentity(raw.user),
+  };
+}
+
+/** Total order of the log: (clock, author by code unit, seq). */
 export function compareMessages(a: ChatMessage, b: ChatMessage): number {
   if (a.clock !== b.clock) return a.clock - b.clock;
   if (a.author !== b.author) return a.author < b.author ? -1 : 1;
   return a.seq - b.seq;
 }
 
+export interface HistoryResult {
+  added: ChatMessage[];
+  rejected: InvalidMessage[];
+}
+
+/** One peer's view of a room's messages, ordered identically on every peer. */
 export class MessageLog {
-  private readonly byId = new Map<string, ChatMessage>();
   private readonly ordered: ChatMessage[] = [];
-  private readonly seqsByAuthor = new Map<string, Set<number>>();
-  private readonly contiguous = new Map<string, number>();
+  private readonly byId = new Map<string, ChatMessage>();
+  private readonly seqs = new Map<string, Set<number>>();
   private readonly maxSeq = new Map<string, number>();
+  private readonly contiguous = new Map<string, number>();
   private maxClock = 0;
+
+  constructor(
+    readonly peerId: string,
+    readonly user: Identity,
+  ) {
+    if (!PEER_ID_RE.test(peerId)) throw new Error(`invalid peer id ${JSON.stringify(peerId)}`);
+  }
+
+  /** The highest Lamport clock seen so far. */
+  get clock(): number {
+    return this.maxClock;
+  }
 
   get size(): number {
     return this.ordered.length;
   }
 
-  get clock(): number {
-    return this.maxClock;
-  }
-
-  /** Messages in log order. The array is owned by the log: do not mutate it. */
-  messages(): readonly ChatMessage[] {
+  /** All messages in order. Owned by the log: read, never mutate. */
+  get messages(): readonly ChatMessage[] {
     return this.ordered;
   }
 
@@ -38,97 +111,112 @@ export class MessageLog {
     return this.byId.has(id);
   }
 
-  /** Create (and add) a message authored by `author`, the local peer. */
-  compose(author: string, user: Identity, text: string, time: number): ChatMessage {
-    const seq = (this.maxSeq.get(author) ?? 0) + 1;
+  get(id: string): ChatMessage | undefined {
+    return this.byId.get(id);
+  }
+
+  /** Create, add and return our own next message. */
+  compose(text: string, time: number): ChatMessage {
+    const seq = (this.maxSeq.get(this.peerId) ?? 0) + 1;
     const message: ChatMessage = {
-      id: messageId(author, seq),
-      author,
+      id: messageId(this.peerId, seq),
+      author: this.peerId,
       seq,
       clock: this.maxClock + 1,
       time,
       text,
-      user,
+      user: this.user,
     };
-    this.insert(message);
+    this.add(message);
     return message;
   }
 
   /**
-   * Add a message relayed from history or storage, trusting its `author` and `user`.
-   * Returns the stored message, or null if it is malformed or already known.
+   * Add a `message` frame's MESSAGE from connection peer `fromPeer`, stamped with that
+   * peer id and its bound identity. Null if already in the log; throws InvalidMessage.
    */
-  receive(candidate: unknown): ChatMessage | null {
-    if (!isChatMessage(candidate)) return null;
-    if (candidate.id !== messageId(candidate.author, candidate.seq)) return null;
-    if (this.byId.has(candidate.id)) return null;
-    const message: ChatMessage = {
-      id: candidate.id,
-      author: candidate.author,
-      seq: candidate.seq,
-      clock: candidate.clock,
-      time: candidate.time,
-      text: candidate.text,
-      user: candidate.user,
-    };
-    this.insert(message);
-    return message;
+  receiveDirect(fromPeer: string, user: Identity, raw: unknown): ChatMessage | null {
+    return this.add(validated(raw, fromPeer, user));
   }
 
-  /**
-   * Add a message that arrived on a direct connection: whatever it claims, its author is
-   * the connection's peer id and its user the identity the server bound to that peer.
-   */
-  receiveDirect(candidate: unknown, peerId: string, user: Identity): ChatMessage | null {
-    if (typeof candidate !== "object" || candidate === null) return null;
-    const claimed = candidate as Record<string, unknown>;
-    const seq = claimed.seq;
-    if (typeof seq !== "number") return null;
-    return this.receive({ ...claimed, author: peerId, id: messageId(peerId, seq), user });
+  /** Add a `history` batch: others' messages as claimed, the sender's own with its bound identity. */
+  receiveHistory(messages: readonly unknown[], fromPeer?: string, user?: Identity): HistoryResult {
+    const result: HistoryResult = { added: [], rejected: [] };
+    for (const raw of messages) {
+      try {
+        const author = isRecord(raw) ? raw.author : undefined;
+        if (typeof author !== "string") throw new InvalidMessage("author must be a string");
+        if (author === this.peerId) throw new InvalidMessage("history may not carry our own messages");
+        const bound = fromPeer !== undefined && user !== undefined && author === fromPeer ? user : null;
+        const added = this.add(validated(raw, author, bound));
+        if (added !== null) result.added.push(added);
+      } catch (error) {
+        if (!(error instanceof InvalidMessage)) throw error;
+        result.rejected.push(error);
+      }
+    }
+    return result;
   }
 
-  /** Per author, the highest contiguous seq this log holds. */
+  /** Reload messages this browser stored earlier (trusted as stored; malformed ones skipped). */
+  restore(messages: readonly unknown[]): number {
+    let restored = 0;
+    for (const raw of messages) {
+      const author = isRecord(raw) ? raw.author : undefined;
+      if (typeof author !== "string") continue;
+      try {
+        if (this.add(validated(raw, author, null)) !== null) restored += 1;
+      } catch (error) {
+        if (!(error instanceof InvalidMessage)) throw error;
+      }
+    }
+    return restored;
+  }
+
   have(): HaveVector {
-    const vector: HaveVector = {};
-    for (const [author, seq] of this.contiguous) if (seq > 0) vector[author] = seq;
-    return vector;
+    return Object.fromEntries(this.contiguous);
   }
 
-  /** Every message a peer reporting `have` lacks, in log order. */
+  /** Every message the holder of `have` lacks, in log order; junk entries count as 0. */
   missingFor(have: unknown): ChatMessage[] {
-    const theirs = typeof have === "object" && have !== null ? (have as Record<string, unknown>) : {};
+    const theirs = isRecord(have) ? have : {};
     return this.ordered.filter((message) => {
-      const known = theirs[message.author];
-      return !(typeof known === "number" && message.seq <= known);
+      const held = Object.prototype.hasOwnProperty.call(theirs, message.author)
+        ? asInt(theirs[message.author]) ?? 0
+        : 0;
+      return message.seq > held;
     });
   }
 
-  private insert(message: ChatMessage): void {
+  private add(message: ChatMessage): ChatMessage | null {
+    if (this.byId.has(message.id)) return null;
     this.byId.set(message.id, message);
-    this.maxClock = Math.max(this.maxClock, message.clock);
-    let held = this.seqsByAuthor.get(message.author);
+    const author = message.author;
+    let held = this.seqs.get(author);
     if (held === undefined) {
       held = new Set();
-      this.seqsByAuthor.set(message.author, held);
+      this.seqs.set(author, held);
     }
     held.add(message.seq);
-    this.maxSeq.set(message.author, Math.max(this.maxSeq.get(message.author) ?? 0, message.seq));
-    let top = this.contiguous.get(message.author) ?? 0;
+    this.maxSeq.set(author, Math.max(this.maxSeq.get(author) ?? 0, message.seq));
+    let top = this.contiguous.get(author) ?? 0;
     while (held.has(top + 1)) top += 1;
-    this.contiguous.set(message.author, top);
+    if (top > 0) this.contiguous.set(author, top);
+    this.maxClock = Math.max(this.maxClock, message.clock);
     // Appends are the common case (live chat); otherwise binary-search the slot.
     const last = this.ordered[this.ordered.length - 1];
-    if (last === undefined || compareMessages(last, message) < 0) {
+    if (last === undefined || compareMessages(last, message) <= 0) {
       this.ordered.push(message);
-      return;
+      return message;
     }
     let lo = 0;
     let hi = this.ordered.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (compareMessages(this.ordered[mid], message) < 0) lo = mid + 1;
+      if (compareMessages(this.ordered[mid], message) <= 0) lo = mid + 1;
       else hi = mid;
     }
     this.ordered.splice(lo, 0, message);
+    return message;
   }
 }
