@@ -1,0 +1,1 @@
+"""The nbchat Jupyter server extension: PeerJS-compatible signaling and presence per room."""

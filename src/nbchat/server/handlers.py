@@ -1,0 +1,191 @@
+"""Tornado adapters between Jupyter's authenticated sockets and the signaling realm."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from jupyter_server.auth.decorator import ws_authenticated
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from tornado import web
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from .._version import __version__
+from ..protocol import Identity, identity_from_user, is_room_key, room_key
+from .realm import Client, Delivery, Realm, Refused, Subscriber
+
+if TYPE_CHECKING:
+    from .app import NbChatApp
+
+AUTH_RESOURCE = "nbchat"
+
+
+def deliver(deliveries: list[Delivery]) -> None:
+    """Write each frame to its socket; a socket that closed meanwhile is simply skipped."""
+    for transport, text in deliveries:
+        transport.send_frame(text)
+
+
+class _NbChatMixin:
+    """Gives handlers the extension app, the realm and the user's identity."""
+
+    app: NbChatApp
+    realm: Realm
+
+    def initialize(self, app: NbChatApp) -> None:
+        self.app = app
+        self.realm = app.realm
+
+    @property
+    def identity(self) -> Identity:
+        return identity_from_user(self.current_user)  # type: ignore[attr-defined]
+
+    def check_xsrf_cookie(self) -> None:
+        # GET endpoints only; nothing here changes server state in a way a forged
+        # cross-site GET could abuse (ids are bound to the caller's own identity).
+        return
+
+
+class SessionHandler(_NbChatMixin, APIHandler):
+    """``GET nbchat/session?room=NAME``: what a browser or Python peer needs to join."""
+
+    @web.authenticated
+    def get(self) -> None:
+        room = self.get_query_argument("room", "")
+        if not room or len(room) > 4096:
+            raise web.HTTPError(400, "Query argument 'room' is required (at most 4096 characters)")
+        app = self.app
+        self.finish(json.dumps({
+            "room": room,
+            "key": room_key(room),
+            "path": self.base_url.rstrip("/") + "/nbchat/",
+            "ice_servers": app.ice_servers,
+            "user": self.identity,
+            "ping_interval": int(app.ping_interval * 1000),
+            "alive_timeout": int(app.alive_timeout * 1000),
+            "max_message_bytes": app.max_message_bytes,
+            "version": __version__,
+        }))
+
+
+class IdHandler(_NbChatMixin, JupyterHandler):
+    """``GET nbchat/{key}/id``: a fresh peer id, bound to the caller."""
+
+    @web.authenticated
+    def get(self, key: str) -> None:
+        if not is_room_key(key):
+            raise web.HTTPError(400, "Invalid room key")
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(self.realm.reserve_id(key, self.identity["username"], time.monotonic()))
+
+
+class PeersHandler(_NbChatMixin, APIHandler):
+    """``GET nbchat/{key}/peers``: ids connected in this room (PeerJS discovery)."""
+
+    @web.authenticated
+    def get(self, key: str) -> None:
+        if not self.app.allow_discovery:
+            raise web.HTTPError(403, "Peer discovery is disabled (NbChatApp.allow_discovery)")
+        if not is_room_key(key):
+            raise web.HTTPError(400, "Invalid room key")
+        self.finish(json.dumps(self.realm.peer_ids(key)))
+
+
+class _SocketHandler(_NbChatMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
+    """Authenticated WebSocket with a non-raising ``send_frame``."""
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        return None
+
+    @ws_authenticated
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        await super().get(*args, **kwargs)
+
+    def send_frame(self, text: str) -> None:
+        if self.ws_connection is None:
+            return
+        try:
+            self.write_message(text)
+        except WebSocketClosedError:
+            pass  # on_close cleans up this socket's state
+
+
+class SignalingHandler(_SocketHandler):
+    """``WS nbchat/peerjs?key=&id=&token=``: the PeerJS server protocol."""
+
+    client: Client | None = None
+
+    @property
+    def max_message_size(self) -> int:  # type: ignore[override]
+        # Accept frames up to 4x the limit so that the sender gets a clear ERROR for an
+        # oversized frame; beyond that tornado closes the socket with 1009.
+        return self.app.max_message_bytes * 4
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        super().open(*args, **kwargs)
+        get = self.get_query_argument
+        outcome = self.realm.connect(
+            get("key", None), get("id", None), get("token", None),
+            self.identity, self, time.monotonic(),
+        )
+        if isinstance(outcome, Refused):
+            self.send_frame(outcome.frame)
+            self.close(1008, "refused")
+            return
+        self.client = outcome.client
+        if outcome.replaced is not None and outcome.replaced is not self:
+            outcome.replaced.client = None
+            outcome.replaced.close(1000, "replaced by a reconnect")
+        self.log.debug("nbchat: peer %s joined room %s", self.client.peer_id, self.client.key)
+        deliver(outcome.deliveries)
+
+    def on_message(self, message: str | bytes) -> None:
+        if self.client is not None:
+            deliver(self.realm.receive(self.client, message, time.monotonic()))
+
+    def on_close(self) -> None:
+        super().on_close()
+        client, self.client = self.client, None
+        if client is not None:
+            self.log.debug("nbchat: peer %s left room %s", client.peer_id, client.key)
+            deliver(self.realm.disconnect(client, self, time.monotonic()))
+
+
+class PresenceHandler(_SocketHandler):
+    """``WS nbchat/presence?key=KEY``: roster, then USER_CONNECTED / USER_DISCONNECTED."""
+
+    subscriber: Subscriber | None = None
+
+    def on_message(self, message: str | bytes) -> None:
+        return  # presence is server → client only; anything sent is ignored
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        super().open(*args, **kwargs)
+        key = self.get_query_argument("key", None)
+        outcome = self.realm.subscribe(key, self.identity, self)
+        if isinstance(outcome, Refused):
+            self.send_frame(outcome.frame)
+            self.close(1008, "refused")
+            return
+        self.subscriber = outcome
+        self.send_frame(self.realm.roster(outcome.key))
+
+    def on_close(self) -> None:
+        super().on_close()
+        sub, self.subscriber = self.subscriber, None
+        if sub is not None:
+            self.realm.unsubscribe(sub)
+
+
+def make_handlers(app: NbChatApp) -> list[tuple[str, type, dict[str, Any]]]:
+    kwargs = {"app": app}
+    return [
+        (r"nbchat/session", SessionHandler, kwargs),
+        (r"nbchat/peerjs", SignalingHandler, kwargs),
+        (r"nbchat/presence", PresenceHandler, kwargs),
+        (r"nbchat/([^/]+)/id", IdHandler, kwargs),
+        (r"nbchat/([^/]+)/peers", PeersHandler, kwargs),
+    ]

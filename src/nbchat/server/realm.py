@@ -1,0 +1,342 @@
+"""Rooms, peers, queues and presence for PeerJS signaling: a state machine with no I/O.
+
+The tornado handlers are thin adapters: they feed socket events in, and write the
+returned deliveries out. Time is always passed in, so every rule is testable without
+sockets or sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..protocol import (
+    ID_TAKEN_FRAME,
+    OPEN_FRAME,
+    RELAYED_TYPES,
+    Errors,
+    FrameType,
+    Identity,
+    Presence,
+    error_frame,
+    is_peer_id,
+    is_room_key,
+    presence_frame,
+    roster_frame,
+)
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_loads = json.loads
+
+
+def encode(frame: dict[str, Any]) -> str:
+    return _dumps(frame)
+
+
+@dataclass
+class Limits:
+    """Every limit the realm enforces; the extension fills it from its traitlets."""
+
+    alive_timeout: float = 60.0
+    expire_timeout: float = 5.0
+    concurrent_limit: int = 5000
+    max_message_bytes: int = 65536
+    max_connections_per_user: int = 64
+    max_rooms_per_user: int = 64
+    max_queued_per_peer: int = 256
+    rate_limit: float = 200.0  # frames per second, sustained
+    rate_burst: float = 400.0
+    id_reservation_timeout: float = 600.0
+
+
+@dataclass(eq=False)
+class Client:
+    """One signaling connection: a peer id in a room, bound to a Jupyter user."""
+
+    key: str
+    peer_id: str
+    token: str
+    user: Identity
+    transport: Any
+    last_seen: float
+    allowance: float = 0.0
+    allowance_at: float = 0.0
+
+    @property
+    def presence(self) -> Presence:
+        return Presence(peer_id=self.peer_id, user=self.user)
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """A presence socket listening to one room."""
+
+    key: str
+    user: Identity
+    transport: Any
+
+
+@dataclass
+class _Queued:
+    at: float
+    src: str
+    text: str
+
+
+@dataclass
+class Room:
+    key: str
+    clients: dict[str, Client] = field(default_factory=dict)
+    subscribers: list[Subscriber] = field(default_factory=list)
+    queues: dict[str, deque[_Queued]] = field(default_factory=dict)
+
+    def is_empty(self) -> bool:
+        return not self.clients and not self.subscribers and not self.queues
+
+
+@dataclass
+class _Binding:
+    username: str
+    released_at: float | None  # None while a client holds the id
+
+
+Delivery = tuple[Any, str]  # (transport, text)
+
+
+@dataclass
+class Accepted:
+    client: Client
+    deliveries: list[Delivery]
+    replaced: Any = None  # the transport a same-token reconnect took over
+
+
+@dataclass
+class Refused:
+    frame: str
+
+
+class Realm:
+    """All signaling state of one server: rooms keyed by PeerJS key."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self.rooms: dict[str, Room] = {}
+        self._bindings: dict[tuple[str, str], _Binding] = {}
+        self._per_user: dict[str, int] = {}
+        self._user_rooms: dict[str, dict[str, int]] = {}
+        self.client_count = 0
+
+    # ---- ids -------------------------------------------------------------------------
+    def reserve_id(self, key: str, username: str, now: float) -> str:
+        """Issue a fresh id in ``key`` bound to ``username`` (``GET /{key}/id``)."""
+        while True:
+            peer_id = secrets.token_urlsafe(12).replace("_", "x")
+            if (key, peer_id) not in self._bindings:
+                break
+        self._bindings[(key, peer_id)] = _Binding(username, released_at=now)
+        return peer_id
+
+    def peer_ids(self, key: str) -> list[str]:
+        room = self.rooms.get(key)
+        return list(room.clients) if room else []
+
+    # ---- signaling sockets -------------------------------------------------------------
+    def connect(
+        self, key: Any, peer_id: Any, token: Any, user: Identity, transport: Any, now: float
+    ) -> Accepted | Refused:
+        if not key or not peer_id or not token:
+            return Refused(encode(error_frame(Errors.NO_ID_TOKEN_KEY)))
+        if not is_room_key(key):
+            return Refused(encode(error_frame(Errors.INVALID_KEY)))
+        if not is_peer_id(peer_id):
+            return Refused(encode(error_frame(Errors.INVALID_ID)))
+        if not isinstance(token, str) or not 0 < len(token) <= 128:
+            return Refused(encode(error_frame(Errors.NO_ID_TOKEN_KEY)))
+        username = user["username"]
+        binding = self._bindings.get((key, peer_id))
+        if binding is not None and binding.username != username:
+            return Refused(encode(ID_TAKEN_FRAME))
+        room = self.rooms.get(key)
+        existing = room.clients.get(peer_id) if room else None
+        if existing is not None:
+            if existing.token != token:
+                return Refused(encode(ID_TAKEN_FRAME))
+            # Same id, same token: the peer reconnects. Upstream PeerServer sends no OPEN
+            # here, which leaves peerjs' reconnect() hanging; we do.
+            replaced = existing.transport
+            existing.transport = transport
+            existing.last_seen = now
+            return Accepted(existing, [(transport, encode(OPEN_FRAME))], replaced=replaced)
+        if self.client_count >= self.limits.concurrent_limit:
+            return Refused(encode(error_frame(Errors.CONCURRENT_LIMIT)))
+        if self._per_user.get(username, 0) >= self.limits.max_connections_per_user:
+            return Refused(encode(error_frame(Errors.USER_LIMIT)))
+        user_rooms = self._user_rooms.get(username, {})
+        if key not in user_rooms and len(user_rooms) >= self.limits.max_rooms_per_user:
+            return Refused(encode(error_frame(Errors.ROOM_LIMIT)))
+
+        if room is None:
+            room = self.rooms[key] = Room(key)
+        client = Client(key, peer_id, token, user, transport, now,
+                        allowance=self.limits.rate_burst, allowance_at=now)
+        room.clients[peer_id] = client
+        self._bindings[(key, peer_id)] = _Binding(username, released_at=None)
+        self.client_count += 1
+        self._per_user[username] = self._per_user.get(username, 0) + 1
+        self._user_rooms.setdefault(username, {})
+        self._user_rooms[username][key] = self._user_rooms[username].get(key, 0) + 1
+
+        deliveries: list[Delivery] = [(transport, encode(OPEN_FRAME))]
+        queue = room.queues.pop(peer_id, None)
+        if queue:
+            deliveries.extend((transport, q.text) for q in queue)
+        announce = encode(presence_frame(FrameType.USER_CONNECTED, key, client.presence))
+        deliveries.extend((s.transport, announce) for s in room.subscribers)
+        return Accepted(client, deliveries)
+
+    def receive(self, client: Client, text: str | bytes, now: float) -> list[Delivery]:
+        """Handle one frame from ``client``; return what to send to whom."""
+        client.last_seen = now
+        limits = self.limits
+        # Token bucket: a flood from one socket is refused frame by frame, others unaffected.
+        client.allowance = min(
+            limits.rate_burst, client.allowance + (now - client.allowance_at) * limits.rate_limit
+        )
+        client.allowance_at = now
+        if client.allowance < 1.0:
+            return [(client.transport, encode(error_frame(Errors.RATE_LIMIT)))]
+        client.allowance -= 1.0
+
+        if len(text) > limits.max_message_bytes:
+            msg = f"{Errors.TOO_BIG}: {len(text)} bytes, limit {limits.max_message_bytes}"
+            return [(client.transport, encode(error_frame(msg)))]
+        try:
+            frame = _loads(text)
+        except (ValueError, RecursionError):
+            return [(client.transport, encode(error_frame(Errors.MALFORMED)))]
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            return [(client.transport, encode(error_frame(Errors.MALFORMED)))]
+        kind = frame["type"]
+        if kind == "HEARTBEAT":
+            return []
+        if kind not in RELAYED_TYPES:
+            msg = f"{Errors.UNKNOWN_TYPE}: {kind[:40]!r}"
+            return [(client.transport, encode(error_frame(msg)))]
+        dst = frame.get("dst")
+        if not is_peer_id(dst):
+            return [(client.transport, encode(error_frame(Errors.MISSING_DST)))]
+        room = self.rooms[client.key]
+        out = encode({"type": kind, "src": client.peer_id, "dst": dst, "payload": frame.get("payload")})
+        target = room.clients.get(dst)
+        if target is not None:
+            return [(target.transport, out)]
+        if kind in ("LEAVE", "EXPIRE"):
+            return []
+        queue = room.queues.get(dst)
+        if queue is None:
+            queue = room.queues[dst] = deque()
+        if len(queue) >= limits.max_queued_per_peer:
+            return [(client.transport, encode(
+                {"type": "EXPIRE", "src": dst, "dst": client.peer_id}))]
+        queue.append(_Queued(now, client.peer_id, out))
+        return []
+
+    def disconnect(self, client: Client, transport: Any, now: float) -> list[Delivery]:
+        """The socket ``transport`` of ``client`` closed (or was evicted)."""
+        room = self.rooms.get(client.key)
+        if room is None or room.clients.get(client.peer_id) is not client:
+            return []
+        if client.transport is not transport:
+            return []  # a same-token reconnect already took this id over
+        del room.clients[client.peer_id]
+        self.client_count -= 1
+        username = client.user["username"]
+        self._per_user[username] -= 1
+        if not self._per_user[username]:
+            del self._per_user[username]
+        rooms = self._user_rooms[username]
+        rooms[client.key] -= 1
+        if not rooms[client.key]:
+            del rooms[client.key]
+            if not rooms:
+                del self._user_rooms[username]
+        binding = self._bindings.get((client.key, client.peer_id))
+        if binding is not None:
+            binding.released_at = now
+        announce = encode(presence_frame(FrameType.USER_DISCONNECTED, client.key, client.presence))
+        deliveries = [(s.transport, announce) for s in room.subscribers]
+        if room.is_empty():
+            del self.rooms[client.key]
+        return deliveries
+
+    # ---- presence sockets --------------------------------------------------------------
+    def subscribe(self, key: Any, user: Identity, transport: Any) -> Subscriber | Refused:
+        if not is_room_key(key):
+            return Refused(encode(error_frame(Errors.INVALID_KEY)))
+        room = self.rooms.get(key)
+        if room is None:
+            room = self.rooms[key] = Room(key)
+        sub = Subscriber(key, user, transport)
+        room.subscribers.append(sub)
+        return sub
+
+    def roster(self, key: str) -> str:
+        room = self.rooms.get(key)
+        peers = [c.presence for c in room.clients.values()] if room else []
+        return encode(roster_frame(key, peers))
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        room = self.rooms.get(sub.key)
+        if room is None:
+            return
+        try:
+            room.subscribers.remove(sub)
+        except ValueError:
+            return
+        if room.is_empty():
+            del self.rooms[sub.key]
+
+    # ---- time --------------------------------------------------------------------------
+    def tick(self, now: float) -> tuple[list[Delivery], list[Client]]:
+        """Expire old queued frames and find silent peers.
+
+        Returns EXPIRE notices to send, and clients to evict (the adapter closes their
+        sockets, which calls :meth:`disconnect`).
+        """
+        deliveries: list[Delivery] = []
+        evict: list[Client] = []
+        expire_before = now - self.limits.expire_timeout
+        silent_before = now - self.limits.alive_timeout
+        for key, room in list(self.rooms.items()):
+            for dst, queue in list(room.queues.items()):
+                while queue and queue[0].at <= expire_before:
+                    q = queue.popleft()
+                    sender = room.clients.get(q.src)
+                    if sender is not None:
+                        notice = {"type": "EXPIRE", "src": dst, "dst": q.src}
+                        deliveries.append((sender.transport, encode(notice)))
+                if not queue:
+                    del room.queues[dst]
+            evict.extend(c for c in room.clients.values() if c.last_seen <= silent_before)
+            if room.is_empty():
+                del self.rooms[key]
+        release_before = now - self.limits.id_reservation_timeout
+        stale = [
+            k for k, b in self._bindings.items()
+            if b.released_at is not None and b.released_at <= release_before
+        ]
+        for k in stale:
+            del self._bindings[k]
+        return deliveries, evict
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "rooms": len(self.rooms),
+            "clients": self.client_count,
+            "bindings": len(self._bindings),
+            "queued": sum(len(q) for r in self.rooms.values() for q in r.queues.values()),
+            "subscribers": sum(len(r.subscribers) for r in self.rooms.values()),
+        }
