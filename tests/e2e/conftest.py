@@ -1,0 +1,92 @@
+"""Real JupyterLab + real headless Chromium (Debian's ``chromium``) for end-to-end tests.
+
+- ``lab``: one JupyterLab server per test session (subprocess, isolated dirs, a base
+  URL with a space in it to catch escaping bugs, the repo's ``notebooks/`` copied into
+  its root as ``notebooks/``).
+- ``browser``: one Chromium per session; ``new_user()`` gives a fresh browser context
+  = a fresh Jupyter identity, with the permissions WebRTC needs in a loopback sandbox.
+- ``open_notebook(page, path)`` logs in with the token and waits for an idle kernel;
+  ``run_all(page)`` runs every cell.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+from tests.support.lab import Lab, make_lab
+
+CHROMIUM_ARGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--allow-loopback-in-peer-connection",
+]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    server = make_lab(tmp_path_factory.mktemp("lab"), {"alive_timeout": 8.0})
+    server.start()
+    yield server
+    server.stop()
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copy(server.log_path, ARTIFACTS / "lab.log")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.fail("Debian's chromium is required: apt-get install -y chromium")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def new_user(browser: Browser) -> Iterator[Callable[..., Page]]:
+    """Factory: ``new_user()`` → a Page in a fresh context (a new Jupyter identity)."""
+    contexts: list[BrowserContext] = []
+
+    def _new_user(color_scheme: str = "light") -> Page:
+        context = browser.new_context(
+            permissions=["microphone", "camera"],
+            viewport={"width": 1280, "height": 900},
+            color_scheme=color_scheme,  # type: ignore[arg-type]
+        )
+        context.set_default_timeout(30_000)
+        contexts.append(context)
+        return context.new_page()
+
+    yield _new_user
+    for context in contexts:
+        try:
+            context.close()
+        except Exception:  # noqa: BLE001 - a test may already have closed it
+            pass
+
+
+def open_notebook(page: Page, lab: Lab, path: str, app: str = "lab") -> None:
+    """Log in with the token and open ``path``; wait until its kernel is idle."""
+    page.goto(lab.notebook_url(path, app))
+    if app == "lab":
+        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell", timeout=60_000)
+    page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
+    page.wait_for_function(
+        """() => {
+            const s = document.querySelector('.jp-Notebook-ExecutionIndicator, #jp-KernelStatus');
+            const idle = document.querySelector('[data-status="idle"]');
+            return Boolean(idle) || Boolean(s && /Idle/.test(s.getAttribute('title') || ''));
+        }""",
+        timeout=60_000,
+    )
+
+
+def run_all(page: Page) -> None:
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")

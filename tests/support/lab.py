@@ -1,0 +1,125 @@
+"""A real JupyterLab server in a subprocess, isolated from the machine's Jupyter config."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Lab:
+    """A running ``jupyter lab``: ``url`` ends with the base URL's slash."""
+
+    root: Path
+    port: int
+    token: str
+    base_url: str
+    log_path: Path
+    nbchat_config: dict[str, Any] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.base_url}"
+
+    def notebook_url(self, path: str, app: str = "lab") -> str:
+        if app == "lab":
+            return f"{self.url}lab/tree/{path}?token={self.token}&reset"
+        return f"{self.url}notebooks/{path}?token={self.token}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def start(self, timeout: float = 60.0) -> None:
+        home = self.root / "home"
+        env = {
+            **os.environ,
+            "HOME": str(home),
+            "JUPYTER_CONFIG_DIR": str(home / "config"),
+            "JUPYTER_DATA_DIR": str(home / "data"),
+            "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+            "IPYTHONDIR": str(home / "ipython"),
+            "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
+            "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+            "JUPYTER_PLATFORM_DIRS": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        shutil.rmtree(home / "workspaces", ignore_errors=True)
+        settings = home / "settings" / "@jupyterlab" / "apputils-extension"
+        settings.mkdir(parents=True, exist_ok=True)
+        (settings / "notification.jupyterlab-settings").write_text(
+            json.dumps({"fetchNews": "false", "checkForUpdates": False})
+        )
+        args = [
+            sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+            f"--port={self.port}", "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.base_url={self.base_url}",
+            f"--ServerApp.root_dir={self.root / 'work'}",
+            "--ServerApp.allow_unauthenticated_access=False",
+            "--LabApp.expose_app_in_browser=True",
+            "--ServerApp.log_level=INFO",
+            "--NbChatApp.log_level=DEBUG",
+        ]
+        args += [f"--NbChatApp.{k}={json.dumps(v)}" for k, v in self.nbchat_config.items()]
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout
+        status = f"{self.url}api/status?token={self.token}"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited early:\n{self.log()[-4000:]}")
+            try:
+                with urllib.request.urlopen(status, timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.1)  # polling a starting process; no event to wait on
+        raise TimeoutError(f"jupyter lab not ready in {timeout}s:\n{self.log()[-4000:]}")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+
+def make_lab(tmp: Path, nbchat_config: dict[str, Any] | None = None,
+             base_url: str = "/nbchat test/") -> Lab:
+    """Prepare (not start) a Lab whose root holds a copy of the repo's notebooks."""
+    work = tmp / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    src = REPO / "notebooks"
+    if src.is_dir():
+        shutil.copytree(src, work / "notebooks", dirs_exist_ok=True)
+    from urllib.parse import quote
+
+    return Lab(root=tmp, port=free_port(), token=secrets.token_hex(16),
+               base_url=quote(base_url), log_path=tmp / "lab.log",
+               nbchat_config=nbchat_config or {})
