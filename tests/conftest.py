@@ -10,7 +10,7 @@ Conventions for every test module (read before writing tests):
 - Authenticate like a browser: log in once with the token, then use the cookie
   (``login()`` here). The login cookie is named after the host, so always use
   127.0.0.1, never ``localhost``.
-
+"""
 
 from __future__ import annotations
 
