@@ -1,0 +1,585 @@
+// All of the widget's networking: session config, peerjs signaling, presence, the data-channel
+// mesh and history sync. React components only subscribe to its state and call send().
+
+import { type DataConnection, Peer, type PeerError } from "peerjs";
+import { backoffDelay } from "./backoff";
+import { ChunkAssembler, encodeFrame, utf8Length } from "./chunk";
+import { type PageInfo, pageInfo } from "./jupyterPage";
+import { InvalidMessage, MessageLog } from "./msglog";
+import { PresenceSocket } from "./presenceSocket";
+import {
+  CHUNK_THRESHOLD_BYTES,
+  ChatFrameType,
+  type ChatFrame,
+  type ChatMessage,
+  type Identity,
+  type Presence,
+  type PresenceFrame,
+  type SessionConfig,
+  parseChatFrame,
+} from "./protocol";
+import { LogStore } from "./storage";
+
+export type Phase = "connecting" | "online" | "offline";
+
+export interface ChatState {
+  phase: Phase;
+  /** One line for the status bar: "Connecting…", "Connected to 2 peers", "Offline — …". */
+  status: string;
+  /** Why sending is impossible right now, or null when it is possible. */
+  cannotSend: string | null;
+  selfId: string | null;
+  self: Identity | null;
+  /** Everyone present in the room (ourselves included), in arrival order. */
+  users: readonly Presence[];
+  messages: readonly ChatMessage[];
+  maxMessageBytes: number;
+}
+
+export interface ChatProxyOptions {
+  room: string;
+  page?: PageInfo;
+  fetch?: typeof fetch;
+  storage?: Storage | null;
+}
+
+/** A data connection and what we know about it. */
+interface Link {
+  conn: DataConnection;
+  open: boolean;
+  dialedByUs: boolean;
+  assembler: ChunkAssembler;
+  /** Frames that arrived before presence told us who the peer is. */
+  early: unknown[];
+  timer: ReturnType<typeof setTimeout> | null;
+}
+
+const DIAL_TIMEOUT_MS = 20_000;
+const ANTI_ENTROPY_MS = 15_000;
+const EMIT_DELAY_MS = 16;
+const SAVE_DELAY_MS = 1_000;
+const MAX_EARLY_FRAMES = 256;
+
+export class ChatProxy {
+  private readonly page: PageInfo;
+  private readonly fetchFn: typeof fetch;
+  private readonly store: LogStore;
+  private readonly listeners = new Set<(state: ChatState) => void>();
+  private readonly links = new Map<string, Link>();
+  private readonly present = new Map<string, Presence>();
+  private readonly redialAttempts = new Map<string, number>();
+  private readonly redialTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  private readonly outbox: string[] = [];
+  private session: SessionConfig | null = null;
+  private peer: Peer | null = null;
+  private presence: PresenceSocket | null = null;
+  private log: MessageLog | null = null;
+  /** Messages restored from storage before we have a peer id (and thus a log). */
+  private stored: unknown[] = [];
+  private phase: Phase = "connecting";
+  private offlineReason = "";
+  private signalingUp = false;
+  private attempt = 0;
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private emitTimer: ReturnType<typeof setTimeout> | null = null;
+  private saveTimer: ReturnType<typeof setTimeout> | null = null;
+  private entropyTimer: ReturnType<typeof setInterval> | null = null;
+  private chunkCounter = 0;
+  private destroyed = false;
+  private snapshot: ChatState;
+
+  constructor(private readonly options: ChatProxyOptions) {
+    this.page = options.page ?? pageInfo();
+    this.fetchFn = options.fetch ?? window.fetch.bind(window);
+    this.store = new LogStore(`${this.page.baseUrl}|${options.room}`, options.storage);
+    this.stored = this.store.load();
+    this.snapshot = this.computeState();
+  }
+
+  get state(): ChatState {
+    return this.snapshot;
+  }
+
+  subscribe(listener: (state: ChatState) => void): () => void {
+    this.listeners.add(listener);
+    listener(this.snapshot);
+    return () => this.listeners.delete(listener);
+  }
+
+  start(): void {
+    void this.connect();
+  }
+
+  /** Post `text` as this browser's peer. Queued until we have a peer id. */
+  send(text: string): ChatMessage | null {
+    const body = text.trim() === "" ? "" : text;
+    if (body === "") return null;
+    if (this.log === null) {
+      this.outbox.push(body);
+      return null;
+    }
+    const limit = this.session?.max_message_bytes ?? Infinity;
+    if (utf8Length(body) > limit) throw new Error(`Message too long: the limit is ${limit} bytes`);
+    const message = this.log.compose(body, Date.now());
+    for (const link of this.links.values()) {
+      if (link.open) this.sendFrame(link, { type: ChatFrameType.MESSAGE, message });
+    }
+    this.changed(true);
+    return message;
+  }
+
+  destroy(): void {
+    this.destroyed = true;
+    for (const timer of [this.retryTimer, this.emitTimer, this.saveTimer]) {
+      if (timer !== null) clearTimeout(timer);
+    }
+    if (this.entropyTimer !== null) clearInterval(this.entropyTimer);
+    for (const timer of this.redialTimers.values()) clearTimeout(timer);
+    if (this.log !== null) this.store.save(this.log.messages);
+    this.presence?.close();
+    this.peer?.destroy();
+    this.links.clear();
+    this.listeners.clear();
+  }
+
+  // --- session and signaling ------------------------------------------------------------
+
+  private async connect(): Promise<void> {
+    if (this.destroyed) return;
+    this.setPhase("connecting");
+    let session: SessionConfig;
+    try {
+      session = await this.fetchSession();
+    } catch (error) {
+      this.retryLater(`cannot reach the chat service (${describe(error)})`);
+      return;
+    }
+    if (this.destroyed) return;
+    this.session = session;
+    for (const peerId of [...this.links.keys()]) this.dropLink(peerId);
+    this.openPeer(session);
+  }
+
+  private async fetchSession(): Promise<SessionConfig> {
+    const url = `${this.page.baseUrl}nbchat/session?room=${encodeURIComponent(this.options.room)}`;
+    const headers: Record<string, string> = {};
+    if (this.page.xsrfToken !== null) headers["X-XSRFToken"] = this.page.xsrfToken;
+    const response = await this.fetchFn(url, { credentials: "same-origin", headers });
+    if (!response.ok) {
+      let detail = `${response.status} ${response.statusText}`;
+      try {
+        const body: unknown = await response.json();
+        if (typeof body === "object" && body !== null && "message" in body) detail = String(body.message);
+      } catch {
+        // Not JSON (a proxy's error page): the status line is the best we have.
+      }
+      throw new Error(detail);
+    }
+    return (await response.json()) as SessionConfig;
+  }
+
+  private openPeer(session: SessionConfig): void {
+    // Never peerjs's defaults: they point at the public cloud server and public STUN/TURN.
+    const peer = new Peer({
+      host: this.page.hostname,
+      port: this.page.port,
+      path: session.path,
+      key: session.key,
+      secure: this.page.secure,
+      config: { iceServers: session.ice_servers },
+      pingInterval: session.ping_interval,
+      debug: 1,
+    });
+    this.peer = peer;
+    peer.on("open", (id) => this.onPeerOpen(peer, id));
+    peer.on("connection", (conn) => this.onIncoming(conn));
+    peer.on("disconnected", () => this.onSignalingLost(peer, "lost connection to the Jupyter server"));
+    peer.on("error", (error) => this.onPeerError(peer, error));
+  }
+
+  private onPeerOpen(peer: Peer, id: string): void {
+    if (peer !== this.peer || this.session === null) return;
+    this.attempt = 0;
+    this.signalingUp = true;
+    if (this.log === null || this.log.peerId !== id) this.startLog(id, this.session.user);
+    if (this.presence === null) {
+      const url = `${this.page.wsOrigin}${this.session.path}presence?key=${encodeURIComponent(this.session.key)}`;
+      this.presence = new PresenceSocket(url, {
+        onFrame: (frame) => this.onPresence(frame),
+        onDown: (reason) => console.warn(`nbchat: presence down in ${this.session?.key}: ${reason}`),
+      });
+      this.presence.open();
+    }
+    if (this.entropyTimer === null) {
+      this.entropyTimer = setInterval(() => this.antiEntropy(), ANTI_ENTROPY_MS);
+    }
+    this.setPhase("online");
+  }
+
+  private startLog(id: string, user: Identity): void {
+    const previous = this.log;
+    const log = new MessageLog(id, user);
+    log.restore(previous !== null ? previous.messages : this.stored);
+    this.stored = [];
+    this.log = log;
+    for (const text of this.outbox.splice(0)) this.send(text);
+    this.changed(false);
+  }
+
+  private onSignalingLost(peer: Peer, reason: string): void {
+    if (peer !== this.peer || this.destroyed) return;
+    this.signalingUp = false;
+    this.retryLater(reason);
+  }
+
+  private onPeerError(peer: Peer, error: PeerError<string>): void {
+    if (peer !== this.peer) return;
+    const room = this.session?.key ?? this.options.room;
+    switch (error.type) {
+      case "peer-unavailable": {
+        // The server answered EXPIRE for a dial: the peer left before we reached it.
+        console.info(`nbchat: ${error.message} (room ${room})`);
+        return;
+      }
+      case "browser-incompatible":
+        this.goOffline("this browser does not support WebRTC data channels");
+        return;
+      case "unavailable-id":
+      case "invalid-id":
+      case "invalid-key":
+        // Our id is gone (evicted after alive_timeout): only a new Peer, with a new id, helps.
+        console.warn(`nbchat: signaling refused our id in room ${room}: ${error.message}`);
+        this.signalingUp = false;
+        peer.destroy();
+        this.retryLater(error.message || error.type);
+        return;
+      case "network":
+      case "socket-error":
+      case "socket-closed":
+      case "disconnected":
+      case "server-error":
+      case "ssl-unavailable":
+        console.warn(`nbchat: signaling error in room ${room}: ${error.type}: ${error.message}`);
+        this.signalingUp = false;
+        this.retryLater(error.message || error.type);
+        return;
+      default:
+        console.warn(`nbchat: peer error in room ${room}: ${error.type}: ${error.message}`);
+    }
+  }
+
+  /** Reconnect after a delay: reuse our id if peerjs still can, else start a new Peer. */
+  private retryLater(reason: string): void {
+    if (this.destroyed || this.retryTimer !== null) return;
+    const delay = backoffDelay(this.attempt++);
+    this.offlineReason = `${reason}; retrying in ${Math.ceil(delay / 1000)} s`;
+    this.setPhase(this.openLinkCount() > 0 ? "online" : "offline");
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      const peer = this.peer;
+      if (peer !== null && !peer.destroyed && peer.disconnected && this.session !== null) {
+        peer.reconnect();
+      } else if (peer === null || peer.destroyed) {
+        this.peer = null;
+        void this.connect();
+      }
+    }, delay);
+  }
+
+  // --- presence ---------------------------------------------------------------------------
+
+  private onPresence(frame: PresenceFrame): void {
+    switch (frame.type) {
+      case "ROSTER": {
+        this.present.clear();
+        for (const entry of frame.peers) this.present.set(entry.peer_id, entry);
+        // The newcomer dials everyone already present; the others wait for our call.
+        for (const peerId of this.present.keys()) this.dial(peerId);
+        for (const peerId of [...this.links.keys()]) if (!this.present.has(peerId)) this.dropLink(peerId);
+        break;
+      }
+      case "USER_CONNECTED":
+        this.present.set(frame.peer.peer_id, frame.peer);
+        this.flushEarly(frame.peer.peer_id);
+        break;
+      case "USER_DISCONNECTED":
+        this.present.delete(frame.peer.peer_id);
+        this.dropLink(frame.peer.peer_id);
+        break;
+      case "ERROR":
+        console.warn(`nbchat: presence error in room ${this.session?.key}: ${frame.payload.msg}`);
+        return;
+    }
+    for (const peerId of this.present.keys()) this.flushEarly(peerId);
+    this.changed(false);
+  }
+
+  // --- the mesh ---------------------------------------------------------------------------
+
+  private dial(peerId: string): void {
+    const peer = this.peer;
+    if (peer === null || peer.disconnected || peerId === peer.id || this.links.has(peerId)) return;
+    // peerjs returns undefined (and emits an error) when the signaling socket is down.
+    const conn = peer.connect(peerId, { reliable: true, serialization: "json" }) as DataConnection | undefined;
+    if (conn === undefined) return;
+    this.attach(conn, true);
+  }
+
+  private onIncoming(conn: DataConnection): void {
+    const existing = this.links.get(conn.peer);
+    if (existing !== undefined && !existing.open && existing.dialedByUs && this.selfId() < conn.peer) {
+      // Both sides dialed at once: both keep the connection dialed by the smaller id.
+      conn.close();
+      return;
+    }
+    if (existing !== undefined) this.dropLink(conn.peer, false);
+    this.attach(conn, false);
+  }
+
+  private attach(conn: DataConnection, dialedByUs: boolean): void {
+    const maxBytes = this.session?.max_message_bytes ?? 65_536;
+    const link: Link = {
+      conn,
+      open: false,
+      dialedByUs,
+      assembler: new ChunkAssembler({ maxChars: 4 * maxBytes + 65_536, maxPending: 16 }),
+      early: [],
+      timer: setTimeout(() => {
+        if (!link.open && this.links.get(conn.peer) === link) this.lostLink(conn.peer, link);
+      }, DIAL_TIMEOUT_MS),
+    };
+    this.links.set(conn.peer, link);
+    conn.on("open", () => {
+      if (this.links.get(conn.peer) !== link) return;
+      link.open = true;
+      if (link.timer !== null) clearTimeout(link.timer);
+      link.timer = null;
+      this.redialAttempts.delete(conn.peer);
+      this.sendFrame(link, { type: ChatFrameType.SYNC, have: this.log?.have() ?? {} });
+      this.changed(false);
+    });
+    conn.on("data", (data) => {
+      if (this.links.get(conn.peer) === link) this.onData(link, data);
+    });
+    conn.on("close", () => {
+      if (this.links.get(conn.peer) === link) this.lostLink(conn.peer, link);
+    });
+    conn.on("error", (error) => {
+      console.warn(`nbchat: connection to ${conn.peer} in room ${this.session?.key}: ${error.message}`);
+      if (this.links.get(conn.peer) === link) this.lostLink(conn.peer, link);
+    });
+  }
+
+  /** A link failed or closed while the peer may still be present: dial again with backoff. */
+  private lostLink(peerId: string, link: Link): void {
+    this.dropLink(peerId);
+    if (!this.present.has(peerId) || this.destroyed) return;
+    // Only one side re-dials (the smaller id) so the two do not keep colliding.
+    if (!(this.selfId() < peerId) && link.open) return;
+    const attempt = this.redialAttempts.get(peerId) ?? 0;
+    this.redialAttempts.set(peerId, attempt + 1);
+    const timer = setTimeout(() => {
+      this.redialTimers.delete(peerId);
+      if (this.present.has(peerId)) this.dial(peerId);
+    }, backoffDelay(attempt));
+    this.redialTimers.set(peerId, timer);
+  }
+
+  private dropLink(peerId: string, notify = true): void {
+    const link = this.links.get(peerId);
+    if (link === undefined) return;
+    this.links.delete(peerId);
+    if (link.timer !== null) clearTimeout(link.timer);
+    link.conn.close();
+    if (notify) this.changed(false);
+  }
+
+  private openLinkCount(): number {
+    let count = 0;
+    for (const link of this.links.values()) if (link.open) count += 1;
+    return count;
+  }
+
+  private selfId(): string {
+    return this.peer?.id ?? "";
+  }
+
+  // --- chat frames ------------------------------------------------------------------------
+
+  private sendFrame(link: Link, frame: ChatFrame): void {
+    for (const part of encodeFrame(frame, () => `c-${this.selfId()}-${++this.chunkCounter}`)) {
+      try {
+        void link.conn.send(part);
+      } catch (error) {
+        console.warn(`nbchat: send to ${link.conn.peer} failed`, error);
+      }
+    }
+  }
+
+  private onData(link: Link, data: unknown): void {
+    const peerId = link.conn.peer;
+    if (!this.present.has(peerId)) {
+      // Presence and signaling are separate sockets: the call can beat USER_CONNECTED.
+      if (link.early.length < MAX_EARLY_FRAMES) link.early.push(data);
+      return;
+    }
+    let frame = parseChatFrame(data);
+    if (frame !== null && frame.type === ChatFrameType.CHUNK) {
+      let whole: unknown;
+      try {
+        whole = link.assembler.add(frame);
+      } catch (error) {
+        console.warn(`nbchat: bad chunk from ${peerId}: ${describe(error)}`);
+        return;
+      }
+      if (whole === null) return;
+      frame = parseChatFrame(whole);
+      if (frame !== null && frame.type === ChatFrameType.CHUNK) frame = null;
+    }
+    if (frame === null) {
+      console.warn(`nbchat: ignoring malformed frame from ${peerId}`);
+      return;
+    }
+    this.onFrame(link, peerId, frame);
+  }
+
+  private onFrame(link: Link, peerId: string, frame: ChatFrame): void {
+    const log = this.log;
+    const user = this.present.get(peerId)?.user;
+    if (log === null || user === undefined) return;
+    const limit = this.session?.max_message_bytes ?? Infinity;
+    switch (frame.type) {
+      case ChatFrameType.MESSAGE: {
+        const text = (frame.message as { text?: unknown }).text;
+        if (typeof text === "string" && utf8Length(text) > limit) return;
+        try {
+          if (log.receiveDirect(peerId, user, frame.message) !== null) this.changed(true);
+        } catch (error) {
+          if (!(error instanceof InvalidMessage)) throw error;
+          console.warn(`nbchat: invalid message from ${peerId}: ${error.message}`);
+        }
+        return;
+      }
+      case ChatFrameType.HISTORY: {
+        const fitting = frame.messages.filter((m) => {
+          const text = (m as { text?: unknown } | null)?.text;
+          return !(typeof text === "string" && utf8Length(text) > limit);
+        });
+        const { added, rejected } = log.receiveHistory(fitting, peerId, user);
+        if (rejected.length > 0) console.warn(`nbchat: ${rejected.length} invalid history messages from ${peerId}`);
+        if (added.length > 0) this.changed(true);
+        return;
+      }
+      case ChatFrameType.SYNC:
+        this.sendHistory(link, log.missingFor(frame.have).filter((m) => m.author !== peerId));
+        return;
+      case ChatFrameType.CHUNK:
+        return;
+    }
+  }
+
+  /** Answer a sync in batches that each fit one data-channel frame where possible. */
+  private sendHistory(link: Link, messages: ChatMessage[]): void {
+    let batch: ChatMessage[] = [];
+    let size = 64;
+    for (const message of messages) {
+      const cost = utf8Length(JSON.stringify(message)) + 1;
+      if (batch.length > 0 && size + cost >= CHUNK_THRESHOLD_BYTES) {
+        this.sendFrame(link, { type: ChatFrameType.HISTORY, messages: batch });
+        batch = [];
+        size = 64;
+      }
+      batch.push(message);
+      size += cost;
+    }
+    if (batch.length > 0) this.sendFrame(link, { type: ChatFrameType.HISTORY, messages: batch });
+  }
+
+  private flushEarly(peerId: string): void {
+    const link = this.links.get(peerId);
+    if (link === undefined || link.early.length === 0) return;
+    for (const data of link.early.splice(0)) this.onData(link, data);
+  }
+
+  /** Periodic sync with every open link, so a message missed by a broken mesh edge still arrives. */
+  private antiEntropy(): void {
+    const have = this.log?.have() ?? {};
+    for (const link of this.links.values()) {
+      if (link.open) this.sendFrame(link, { type: ChatFrameType.SYNC, have });
+    }
+  }
+
+  // --- state ------------------------------------------------------------------------------
+
+  private setPhase(phase: Phase): void {
+    this.phase = phase;
+    this.changed(false);
+  }
+
+  private goOffline(reason: string): void {
+    this.offlineReason = reason;
+    this.setPhase("offline");
+  }
+
+  private changed(messagesChanged: boolean): void {
+    if (messagesChanged && this.saveTimer === null) {
+      this.saveTimer = setTimeout(() => {
+        this.saveTimer = null;
+        if (this.log !== null) this.store.save(this.log.messages);
+      }, SAVE_DELAY_MS);
+    }
+    if (this.emitTimer !== null) return;
+    // Coalesce bursts (a history of thousands of messages) into one render.
+    this.emitTimer = setTimeout(() => {
+      this.emitTimer = null;
+      this.snapshot = this.computeState();
+      for (const listener of this.listeners) listener(this.snapshot);
+    }, EMIT_DELAY_MS);
+  }
+
+  private computeState(): ChatState {
+    const links = this.openLinkCount();
+    const selfId = this.log?.peerId ?? null;
+    const self = this.session?.user ?? null;
+    let phase = this.phase;
+    if (phase === "offline" && links > 0) phase = "online";
+    let status: string;
+    let cannotSend: string | null = null;
+    if (phase === "connecting") {
+      status = "Connecting…";
+      cannotSend = "Connecting to the chat…";
+    } else if (phase === "offline") {
+      status = `Offline — ${this.offlineReason}`;
+      cannotSend = `Offline — ${this.offlineReason}`;
+    } else {
+      status = `Connected to ${links} ${links === 1 ? "peer" : "peers"}`;
+      if (!this.signalingUp) status += ` — server unreachable, ${this.offlineReason}`;
+    }
+    if (this.log === null && cannotSend === null) cannotSend = "Connecting to the chat…";
+    const users = [...this.present.values()];
+    if (selfId !== null && self !== null && !this.present.has(selfId)) users.unshift({ peer_id: selfId, user: self });
+    const messages = this.log !== null ? this.log.messages.slice() : restoredForDisplay(this.stored);
+    return {
+      phase,
+      status,
+      cannotSend,
+      selfId,
+      self,
+      users,
+      messages,
+      maxMessageBytes: this.session?.max_message_bytes ?? 65_536,
+    };
+  }
+}
+
+/** Stored messages shown before we have a log: validated through a throwaway log. */
+function restoredForDisplay(stored: unknown[]): ChatMessage[] {
+  if (stored.length === 0) return [];
+  const log = new MessageLog("restoring", { username: "", name: "", display_name: "", initials: null, color: null, avatar_url: null });
+  log.restore(stored);
+  return log.messages.slice();
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,54 @@
+// Markdown from peers, rendered with marked and sanitized with DOMPurify: peer text is untrusted.
+
+import createDOMPurify, { type DOMPurify } from "dompurify";
+import { Marked } from "marked";
+
+/** Tags that could load remote content, run code, restyle the page or phish. */
+const FORBIDDEN_TAGS = [
+  "img", "picture", "source", "video", "audio", "track", "iframe", "frame", "frameset",
+  "object", "embed", "style", "link", "meta", "base", "script", "noscript", "template",
+  "svg", "math", "form", "input", "button", "textarea", "select", "option", "dialog",
+];
+const FORBIDDEN_ATTRIBUTES = ["style", "srcset", "formaction", "background", "ping", "poster", "id", "name"];
+/** Only web and mail links; relative, javascript:, data: and the rest are stripped. */
+const SAFE_URI = /^(?:https?:|mailto:)/i;
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+export interface MarkdownRenderer {
+  /** Safe HTML for `text`. */
+  render(text: string): string;
+}
+
+export function createMarkdownRenderer(window: Window & typeof globalThis): MarkdownRenderer {
+  const purify: DOMPurify = createDOMPurify(window);
+  purify.addHook("afterSanitizeAttributes", (node) => {
+    if (node.nodeName === "A") {
+      const href = node.getAttribute("href");
+      if (href === null || !SAFE_URI.test(href.trim())) node.removeAttribute("href");
+      node.setAttribute("target", "_blank");
+      node.setAttribute("rel", "noopener noreferrer");
+    }
+  });
+  const marked = new Marked({
+    gfm: true,
+    breaks: true,
+    async: false,
+    // Raw HTML in a message is shown as the text it is, never interpreted.
+    renderer: { html: ({ text }) => escapeHtml(text) },
+  });
+  return {
+    render(text: string): string {
+      const html = marked.parse(text, { async: false });
+      return purify.sanitize(html, {
+        FORBID_TAGS: FORBIDDEN_TAGS,
+        FORBID_ATTR: FORBIDDEN_ATTRIBUTES,
+        ALLOWED_URI_REGEXP: SAFE_URI,
+        ALLOW_DATA_ATTR: false,
+        ALLOW_ARIA_ATTR: false,
+      });
+    },
+  };
+}
