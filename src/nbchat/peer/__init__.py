@@ -1,0 +1,23 @@
+"""The Python peer: join an nbchat room from scripts, bots and the terminal (aiortc)."""
+
+from __future__ import annotations
+
+from .chatpeer import ChatPeer
+from .errors import (
+    AuthenticationFailed,
+    NbChatError,
+    NotAnNbchatServer,
+    ServerUnreachable,
+    SignalingError,
+)
+from .presence import PresenceEvent
+
+__all__ = [
+    "AuthenticationFailed",
+    "ChatPeer",
+    "NbChatError",
+    "NotAnNbchatServer",
+    "PresenceEvent",
+    "ServerUnreachable",
+    "SignalingError",
+]

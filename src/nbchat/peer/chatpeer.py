@@ -1,0 +1,508 @@
+"""ChatPeer: one Python participant in an nbchat room (full mesh, message log, presence)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import Any
+
+from ..msglog import Identity, InvalidMessage, Message, MessageLog
+from ..protocol import FrameType, Presence
+from .dataconnection import SERIALIZATION, DataConnection
+from .errors import NbChatError
+from .ice import rtc_configuration
+from .presence import PresenceClient, PresenceEvent
+from .session import ServerSession, SessionConfig
+from .signaling import SignalingClient
+
+__all__ = ["ChatPeer"]
+
+log = logging.getLogger(__name__)
+
+HISTORY_BATCH = 200
+_CLOSED = object()
+
+
+class ChatPeer:
+    """Join a room, talk, listen::
+
+        async with ChatPeer("http://127.0.0.1:8888/", "demo", token="…") as peer:
+            await peer.send("hi")
+            async for message in peer.messages():
+                print(message["user"]["display_name"], message["text"])
+
+    The newcomer dials every peer in the roster; later arrivals dial us. Each new
+    connection starts with ``sync``/``history`` so every peer ends up with the same log.
+    """
+
+    def __init__(
+        self,
+        server_url: str,
+        room: str,
+        *,
+        token: str | None = None,
+        connect_timeout: float = 20.0,
+        identity_timeout: float = 10.0,
+    ) -> None:
+        self.server_url = server_url
+        self.room = room
+        self.token = token
+        self.connect_timeout = connect_timeout
+        self.identity_timeout = identity_timeout
+        self.config: SessionConfig | None = None
+        self._session: ServerSession | None = None
+        self._signaling: SignalingClient | None = None
+        self._presence: PresenceClient | None = None
+        self._log: MessageLog | None = None
+        self._connections: dict[str, DataConnection] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._message_queues: list[tuple[asyncio.Queue[Any], bool]] = []
+        self._presence_queues: list[asyncio.Queue[Any]] = []
+        self._confirmed: dict[str, int] = {}  # peer id → highest of our seqs it holds
+        self._confirm_waiters = 0
+        self._changed = asyncio.Condition()
+        self._closed = False
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> ChatPeer:
+        await self.join()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.leave()
+
+    async def join(self) -> None:
+        """Log in, take an id, open signaling and presence, and dial the roster."""
+        self._session = ServerSession(self.server_url, self.token)
+        try:
+            self.config = config = await self._session.session_config(self.room)
+            peer_id = await self._session.reserve_id(config)
+            self._log = MessageLog(peer_id, config.user)
+            self._rtc_config = rtc_configuration(config.ice_servers)
+            self._signaling = SignalingClient(self._session, config, peer_id, self._on_signal)
+            await self._signaling.connect(self.connect_timeout)
+            self._presence = PresenceClient(self._session, config, self._on_presence)
+            await self._presence.connect(self.connect_timeout)
+        except BaseException:
+            await self.leave()
+            raise
+        for other in self._presence.roster:
+            if other != peer_id:
+                self._dial(other)
+
+    async def leave(self) -> None:
+        """Close every connection and socket; iterators from ``messages()`` end."""
+        if self._closed:
+            return
+        self._closed = True
+        for connection in list(self._connections.values()):
+            await connection.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._presence is not None:
+            await self._presence.close()
+        if self._signaling is not None:
+            await self._signaling.close()
+        if self._session is not None:
+            await self._session.close()
+        for queue, _ in self._message_queues:
+            queue.put_nowait(_CLOSED)
+        for pqueue in self._presence_queues:
+            pqueue.put_nowait(_CLOSED)
+        async with self._changed:
+            self._changed.notify_all()
+
+    # --- public state --------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self._require_log().peer_id
+
+    @property
+    def user(self) -> Identity:
+        return self._require_log().user
+
+    @property
+    def users(self) -> list[Presence]:
+        """Everyone in the room now (ourselves included), as the server reports them."""
+        return list(self._presence.roster.values()) if self._presence else []
+
+    @property
+    def peers(self) -> set[str]:
+        """Peer ids we have an open data connection to."""
+        return {c.peer for c in self._connections.values() if c.open}
+
+    @property
+    def history(self) -> list[Message]:
+        """Every message in the room's agreed order."""
+        return self._require_log().messages
+
+    def _require_log(self) -> MessageLog:
+        if self._log is None:
+            raise NbChatError("not joined: use 'async with ChatPeer(...)' or await join()")
+        return self._log
+
+    # --- sending -------------------------------------------------------------------------
+
+    async def send(self, text: str) -> Message:
+        """Add a message to the log and send it to every connected peer."""
+        if self._closed:
+            raise NbChatError("this peer has left the room")
+        message = self._require_log().compose(text, int(time.time() * 1000))
+        frame = {"type": "message", "message": message}
+        for connection in list(self._connections.values()):
+            if connection.open:
+                connection.send(frame)
+        await self._notify()
+        return message
+
+    def delivered_to(self, message: Message) -> set[str]:
+        """Peers known to hold ``message`` (from their sync/history answers)."""
+        return {p for p, seq in self._confirmed.items() if seq >= message["seq"]}
+
+    async def wait_delivered(self, message: Message, peers: int = 1, timeout: float = 10.0) -> bool:
+        """Wait until ``peers`` peers confirm they hold our ``message``; False on timeout.
+
+        Confirmation needs no new frame type: we send ``sync`` without our own entry,
+        and the peer's ``history`` answer lists the messages of ours it holds. The probe
+        repeats every second in case an answer was lost to a closing connection.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+
+        def done() -> bool:
+            return len(self.delivered_to(message)) >= peers
+
+        self._confirm_waiters += 1
+        try:
+            while not done():
+                remaining = deadline - loop.time()
+                if remaining <= 0 or self._closed:
+                    return False
+                self._probe_all(message)
+                await self._wait_until(done, min(1.0, remaining))
+        finally:
+            self._confirm_waiters -= 1
+        return True
+
+    async def wait_for_peers(self, count: int, timeout: float = 20.0) -> bool:
+        """Wait until we have open connections to ``count`` distinct peers."""
+        return await self._wait_until(lambda: len(self.peers) >= count, timeout)
+
+    async def _wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        async def wait() -> None:
+            async with self._changed:
+                await self._changed.wait_for(lambda: predicate() or self._closed)
+
+        try:
+            await asyncio.wait_for(wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        return predicate()
+
+    # --- iterators -----------------------------------------------------------------------
+
+    async def messages(self, include_own: bool = False) -> AsyncIterator[Message]:
+        """Messages as they are added to the log from now on (direct or from history)."""
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        entry = (queue, include_own)
+        self._message_queues.append(entry)
+        try:
+            while not self._closed or not queue.empty():
+                item = await queue.get()
+                if item is _CLOSED:
+                    return
+                yield item
+        finally:
+            self._message_queues.remove(entry)
+
+    async def presence(self) -> AsyncIterator[PresenceEvent]:
+        """USER_CONNECTED / USER_DISCONNECTED events from now on."""
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._presence_queues.append(queue)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _CLOSED:
+                    return
+                yield item
+        finally:
+            self._presence_queues.remove(queue)
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "nbchat room %s peer %s: task %s failed",
+                self.room,
+                self._log.peer_id if self._log else "?",
+                task.get_name(),
+                exc_info=task.exception(),
+            )
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _emit(self, messages: list[Message]) -> None:
+        own = self._log.peer_id if self._log else None
+        for message in messages:
+            for queue, include_own in self._message_queues:
+                if include_own or message["author"] != own:
+                    queue.put_nowait(message)
+
+    def _register(self, connection: DataConnection) -> None:
+        self._connections[connection.connection_id] = connection
+        connection.on_close(self._on_connection_closed)
+        self._spawn(self._serve(connection), f"nbchat-serve-{connection.connection_id}")
+
+    def _on_connection_closed(self, connection: DataConnection) -> None:
+        self._connections.pop(connection.connection_id, None)
+        if not self._closed:
+            self._spawn(self._notify(), "nbchat-notify")
+
+    def _dial(self, other: str) -> None:
+        connection = DataConnection(other, self._relay, self._rtc_config, self._on_frame)
+        self._register(connection)
+        self._spawn(connection.start(), f"nbchat-offer-{connection.connection_id}")
+
+    async def _relay(self, kind: FrameType, dst: str, payload: dict[str, Any]) -> None:
+        if self._signaling is not None:
+            await self._signaling.relay(kind, dst, payload)
+
+    async def _serve(self, connection: DataConnection) -> None:
+        """Open the connection, then start the history exchange; close it if it never opens."""
+        try:
+            await asyncio.wait_for(connection.opened.wait(), self.connect_timeout)
+        except asyncio.TimeoutError:
+            log.warning(
+                "nbchat room %s: connection %s to peer %s did not open in %ss",
+                self.room,
+                connection.connection_id,
+                connection.peer,
+                self.connect_timeout,
+            )
+            await connection.close()
+            return
+        connection.send({"type": "sync", "have": self._require_log().have()})
+        await self._notify()
+
+    # signaling ------------------------------------------------------------------------------
+
+    def _on_signal(self, frame: dict[str, Any]) -> None:
+        kind, src, payload = frame.get("type"), frame.get("src"), frame.get("payload")
+        if not isinstance(src, str):
+            return
+        if kind in (FrameType.LEAVE.value, FrameType.EXPIRE.value):
+            for connection in list(self._connections.values()):
+                if connection.peer == src and (kind == "LEAVE" or not connection.open):
+                    self._spawn(connection.close(), "nbchat-close")
+            return
+        if not isinstance(payload, dict):
+            log.warning("nbchat room %s: %s from %s without payload", self.room, kind, src)
+            return
+        connection_id = payload.get("connectionId")
+        if not isinstance(connection_id, str):
+            return
+        if kind == FrameType.OFFER.value:
+            self._accept(src, connection_id, payload)
+            return
+        known = self._connections.get(connection_id)
+        if known is None or known.peer != src or not isinstance(kind, str):
+            log.debug("nbchat: %s for unknown connection %s", kind, connection_id)
+            return
+        self._spawn(
+            self._in_order(known, known.handle_signal(kind, payload)),
+            f"nbchat-{kind}-{connection_id}",
+        )
+
+    async def _in_order(self, connection: DataConnection, coro: Any) -> None:
+        # Signaling for one connection is applied in arrival order.
+        lock: asyncio.Lock = connection.__dict__.setdefault("_nbchat_lock", asyncio.Lock())
+        async with lock:
+            if not connection.closed.is_set():
+                await coro
+            else:
+                coro.close()
+
+    def _accept(self, src: str, connection_id: str, payload: dict[str, Any]) -> None:
+        if payload.get("type") != "data":
+            log.info("nbchat room %s: ignoring a media call from %s", self.room, src)
+            return
+        if payload.get("serialization") != SERIALIZATION:
+            log.warning(
+                "nbchat room %s: peer %s offered serialization %r; only json is spoken",
+                self.room,
+                src,
+                payload.get("serialization"),
+            )
+            return
+        sdp = payload.get("sdp")
+        if not isinstance(sdp, dict) or not isinstance(sdp.get("sdp"), str):
+            log.warning("nbchat room %s: malformed OFFER from %s", self.room, src)
+            return
+        old = self._connections.get(connection_id)
+        if old is not None:
+            self._spawn(old.close(), "nbchat-close")
+        label = payload.get("label")
+        connection = DataConnection(
+            src,
+            self._relay,
+            self._rtc_config,
+            self._on_frame,
+            connection_id=connection_id,
+            label=label if isinstance(label, str) else None,
+            reliable=bool(payload.get("reliable")),
+            metadata=payload.get("metadata"),
+            originator=False,
+        )
+        self._register(connection)
+        self._spawn(
+            self._in_order(connection, connection.accept(sdp)), f"nbchat-answer-{connection_id}"
+        )
+
+    # presence -------------------------------------------------------------------------------
+
+    def _on_presence(self, event: PresenceEvent) -> None:
+        if event.type == "USER_DISCONNECTED":
+            gone = event.peer["peer_id"]
+            for connection in list(self._connections.values()):
+                if connection.peer == gone:
+                    self._spawn(connection.close(), "nbchat-close")
+        for queue in self._presence_queues:
+            queue.put_nowait(event)
+        self._spawn(self._notify(), "nbchat-notify")
+
+    async def _identity_of(self, peer_id: str) -> Identity | None:
+        """The identity the server bound to ``peer_id`` (waits briefly for its presence)."""
+        presence = self._presence
+        if presence is None:
+            return None
+        await self._wait_until(lambda: peer_id in presence.roster, self.identity_timeout)
+        found = presence.roster.get(peer_id)
+        return found["user"] if found else None
+
+    # chat frames ----------------------------------------------------------------------------
+
+    def _on_frame(self, connection: DataConnection, frame: dict[str, Any]) -> None:
+        kind = frame.get("type")
+        if kind == "sync":
+            self._on_sync(connection, frame.get("have"))
+            return
+        if kind not in ("message", "history"):
+            log.debug("nbchat: ignoring frame type %r from %s", kind, connection.peer)
+            return
+        presence = self._presence
+        if presence is not None and connection.peer in presence.roster:
+            self._on_log_frame(connection, frame, presence.roster[connection.peer]["user"])
+        else:
+            self._spawn(self._on_log_frame_later(connection, frame), "nbchat-frame")
+
+    async def _on_log_frame_later(self, connection: DataConnection, frame: dict[str, Any]) -> None:
+        # Arrives only if a data channel outran the presence event (different sockets).
+        # The wait is per frame, so a later frame could overtake; the log's order does not
+        # depend on arrival order, so that is harmless.
+        user = await self._identity_of(connection.peer)
+        if user is None:
+            log.warning(
+                "nbchat room %s: dropping a frame from %s, which the server never announced",
+                self.room,
+                connection.peer,
+            )
+            return
+        self._on_log_frame(connection, frame, user)
+
+    def _on_log_frame(
+        self, connection: DataConnection, frame: dict[str, Any], user: Identity
+    ) -> None:
+        log_ = self._require_log()
+        if frame["type"] == "message":
+            try:
+                added = log_.receive_direct(connection.peer, user, frame.get("message"))
+            except InvalidMessage as error:
+                log.warning(
+                    "nbchat room %s: bad message from %s: %s", self.room, connection.peer, error
+                )
+                return
+            if added is not None:
+                self._emit([added])
+            return
+        self._on_history(connection, frame, user)
+
+    def _on_history(
+        self, connection: DataConnection, frame: dict[str, Any], user: Identity
+    ) -> None:
+        log_ = self._require_log()
+        messages = frame.get("messages")
+        if not isinstance(messages, list):
+            log.warning("nbchat room %s: bad history from %s", self.room, connection.peer)
+            return
+        own: list[int] = [
+            m["seq"]
+            for m in messages
+            if isinstance(m, dict) and m.get("author") == log_.peer_id and type(m.get("seq")) is int
+        ]
+        if own:
+            self._confirm(connection.peer, max(own))
+        added, rejected = log_.receive_history(messages, connection.peer, user)
+        for reason in rejected:
+            if own and str(reason) == "history may not carry our own messages":
+                continue
+            log.info(
+                "nbchat room %s: dropped a history entry from %s: %s",
+                self.room,
+                connection.peer,
+                reason,
+            )
+        self._emit(added)
+
+    def _on_sync(self, connection: DataConnection, have: object) -> None:
+        if not isinstance(have, dict):
+            log.warning("nbchat room %s: bad sync from %s", self.room, connection.peer)
+            return
+        log_ = self._require_log()
+        mine = have.get(log_.peer_id)
+        if type(mine) is int and mine > 0:
+            self._confirm(connection.peer, mine)
+        missing = log_.missing_for(have)
+        for start in range(0, len(missing), HISTORY_BATCH):
+            connection.send({"type": "history", "messages": missing[start : start + HISTORY_BATCH]})
+        own_last = log_.have().get(log_.peer_id, 0)
+        if self._confirm_waiters and own_last > self._confirmed.get(connection.peer, 0):
+            # It just got what it lacked; ask back so that it says which of ours it holds.
+            self._probe(connection)
+
+    def _confirm(self, peer: str, seq: int) -> None:
+        if seq > self._confirmed.get(peer, 0):
+            self._confirmed[peer] = seq
+            self._spawn(self._notify(), "nbchat-notify")
+
+    def _probe(self, connection: DataConnection) -> None:
+        have = self._require_log().have()
+        have.pop(self._require_log().peer_id, None)
+        connection.send({"type": "sync", "have": have})
+
+    def _probe_all(self, message: Message) -> None:
+        for connection in list(self._connections.values()):
+            if connection.open and self._confirmed.get(connection.peer, 0) < message["seq"]:
+                self._probe(connection)

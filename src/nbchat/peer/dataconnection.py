@@ -1,0 +1,206 @@
+"""A peerjs 1.5 compatible DataConnection over aiortc (json serialization, reliable)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+
+from ..protocol import FrameType
+from .frames import ChunkAssembler, InvalidFrame, decode, split
+from .ice import add_loopback_host_candidates, parse_candidate
+
+__all__ = ["DataConnection", "Signal"]
+
+log = logging.getLogger(__name__)
+
+#: Sends a signaling frame: (type, destination peer id, payload).
+Signal = Callable[[FrameType, str, dict[str, Any]], Awaitable[None]]
+
+SERIALIZATION = "json"
+
+
+def new_connection_id() -> str:
+    # peerjs: "dc_" + a random token.
+    return "dc_" + secrets.token_hex(6)
+
+
+class DataConnection:
+    """One WebRTC data channel to one remote peer, negotiated as peerjs does.
+
+    The originator creates the channel (label = connection id, ``ordered`` = reliable)
+    and sends OFFER ``{sdp, type: "data", connectionId, label, reliable, serialization,
+    metadata}``; the other side answers. aiortc puts all its candidates in the SDP, so
+    we send no CANDIDATE frames; a browser trickles its own, which we add as they come.
+    """
+
+    def __init__(
+        self,
+        peer: str,
+        signal: Signal,
+        rtc_config: RTCConfiguration,
+        on_frame: Callable[[DataConnection, dict[str, Any]], None],
+        *,
+        connection_id: str | None = None,
+        label: str | None = None,
+        reliable: bool = True,
+        metadata: Any = None,
+        originator: bool = True,
+    ) -> None:
+        self.peer = peer
+        self.connection_id = connection_id or new_connection_id()
+        self.label = label or self.connection_id
+        self.reliable = reliable
+        self.metadata = metadata
+        self.originator = originator
+        self._signal = signal
+        self._on_frame = on_frame
+        self.pc = RTCPeerConnection(rtc_config)
+        self.channel: RTCDataChannel | None = None
+        self.opened = asyncio.Event()
+        self.closed = asyncio.Event()
+        self._assembler = ChunkAssembler()
+        self._remote_set = False
+        self._early_candidates: list[Any] = []
+        self._close_callbacks: list[Callable[[DataConnection], None]] = []
+
+        @self.pc.on("connectionstatechange")
+        async def _on_state() -> None:
+            if self.pc.connectionState in ("failed", "closed"):
+                await self.close()
+
+        @self.pc.on("datachannel")
+        def _on_channel(channel: RTCDataChannel) -> None:
+            self._attach(channel)
+
+    def __repr__(self) -> str:
+        return f"<DataConnection {self.connection_id} to {self.peer}>"
+
+    @property
+    def open(self) -> bool:
+        return self.opened.is_set() and not self.closed.is_set()
+
+    def on_close(self, callback: Callable[[DataConnection], None]) -> None:
+        self._close_callbacks.append(callback)
+
+    def _attach(self, channel: RTCDataChannel) -> None:
+        self.channel = channel
+
+        @channel.on("open")
+        def _on_open() -> None:
+            self.opened.set()
+
+        @channel.on("message")
+        def _on_message(data: bytes | str) -> None:
+            self._receive(data)
+
+        @channel.on("close")
+        def _on_close() -> None:
+            asyncio.ensure_future(self.close())
+
+        if channel.readyState == "open":
+            self.opened.set()
+
+    def _receive(self, data: bytes | str) -> None:
+        try:
+            frame = decode(data)
+            peer_data = frame.get("__peerData")
+            if isinstance(peer_data, dict) and peer_data.get("type") == "close":
+                asyncio.ensure_future(self.close())  # peerjs close({flush: true})
+                return
+            if frame.get("type") == "chunk":
+                whole = self._assembler.feed(frame)
+                if whole is None:
+                    return
+                frame = whole
+        except InvalidFrame as error:
+            log.warning("nbchat: dropped a bad frame from peer %s: %s", self.peer, error)
+            return
+        self._on_frame(self, frame)
+
+    async def start(self) -> None:
+        """Originator: create the channel and send OFFER."""
+        self._attach(self.pc.createDataChannel(self.label, ordered=self.reliable))
+        add_loopback_host_candidates(self.pc)
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        description = self.pc.localDescription
+        await self._signal(
+            FrameType.OFFER,
+            self.peer,
+            {
+                "sdp": {"type": description.type, "sdp": description.sdp},
+                "type": "data",
+                "connectionId": self.connection_id,
+                "label": self.label,
+                "reliable": self.reliable,
+                "serialization": SERIALIZATION,
+                "metadata": self.metadata,
+            },
+        )
+
+    async def accept(self, sdp: dict[str, Any]) -> None:
+        """Answerer: apply the OFFER's SDP and send ANSWER."""
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp["sdp"], sdp["type"]))
+        await self._remote_description_set()
+        add_loopback_host_candidates(self.pc)
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        description = self.pc.localDescription
+        await self._signal(
+            FrameType.ANSWER,
+            self.peer,
+            {
+                "sdp": {"type": description.type, "sdp": description.sdp},
+                "type": "data",
+                "connectionId": self.connection_id,
+            },
+        )
+
+    async def handle_signal(self, kind: str, payload: dict[str, Any]) -> None:
+        """ANSWER or CANDIDATE for this connection."""
+        if kind == FrameType.ANSWER.value and self.originator and not self._remote_set:
+            sdp = payload.get("sdp")
+            if not isinstance(sdp, dict) or not isinstance(sdp.get("sdp"), str):
+                log.warning("nbchat: malformed ANSWER from peer %s", self.peer)
+                return
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp["sdp"], "answer"))
+            await self._remote_description_set()
+        elif kind == FrameType.CANDIDATE.value:
+            candidate = parse_candidate(payload.get("candidate"))
+            if candidate is None:
+                return
+            if self._remote_set:
+                await self.pc.addIceCandidate(candidate)
+            else:
+                self._early_candidates.append(candidate)
+
+    async def _remote_description_set(self) -> None:
+        self._remote_set = True
+        early, self._early_candidates = self._early_candidates, []
+        for candidate in early:
+            await self.pc.addIceCandidate(candidate)
+
+    def send(self, frame: dict[str, Any]) -> bool:
+        """Send one frame (chunked if big); False if the channel is not open."""
+        channel = self.channel
+        if channel is None or channel.readyState != "open" or self.closed.is_set():
+            return False
+        for payload in split(frame):
+            channel.send(payload)
+        return True
+
+    @property
+    def buffered_amount(self) -> int:
+        return self.channel.bufferedAmount if self.channel is not None else 0
+
+    async def close(self) -> None:
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        self._assembler.clear()
+        for callback in self._close_callbacks:
+            callback(self)
+        await self.pc.close()

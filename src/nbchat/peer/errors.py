@@ -1,0 +1,38 @@
+"""Errors a Python peer raises, all under one base class.
+
+NbChatError
+ ├── ServerUnreachable     nothing answers at the server URL
+ ├── NotAnNbchatServer     something answers, but not a Jupyter server with nbchat
+ ├── AuthenticationFailed  the server refused the token (401/403)
+ └── SignalingError        the signaling server refused us (ERROR, ID-TAKEN)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationFailed",
+    "NbChatError",
+    "NotAnNbchatServer",
+    "ServerUnreachable",
+    "SignalingError",
+]
+
+
+class NbChatError(Exception):
+    """Base class; ``str(error)`` is a one-line message fit for a user."""
+
+
+class ServerUnreachable(NbChatError):
+    pass
+
+
+class NotAnNbchatServer(NbChatError):
+    pass
+
+
+class AuthenticationFailed(NbChatError):
+    pass
+
+
+class SignalingError(NbChatError):
+    pass
