@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -54,8 +55,9 @@ def new_user(browser: Browser) -> Iterator[Callable[..., Page]]:
     """Factory: ``new_user()`` → a Page in a fresh context (a new Jupyter identity)."""
     contexts: list[BrowserContext] = []
 
-    def _new_user(color_scheme: str = "light") -> Page:
+    def _new_user(color_scheme: str = "light", bypass_csp: bool = False) -> Page:
         context = browser.new_context(
+            bypass_csp=bypass_csp,
             permissions=["microphone", "camera"],
             viewport={"width": 1280, "height": 900},
             color_scheme=color_scheme,  # type: ignore[arg-type]
@@ -90,3 +92,12 @@ def open_notebook(page: Page, lab: Lab, path: str, app: str = "lab") -> None:
 
 def run_all(page: Page) -> None:
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+
+@pytest.fixture(autouse=True)
+def jp_asyncio_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """Replace pytest-jupyter's autouse loop: browser tests are sync, and its loop would
+    otherwise be Playwright's own running loop, which it then tries to close."""
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
