@@ -1,23 +1,157 @@
-"""Python peers (aiortc) in one room through a real Jupyter server with nbchat."""
+"""Python peers (aiortc) in one room through a real Jupyter server with nbchat.
+
+The server runs in-process (pytest-jupyter); the peers share its event loop.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from nbchat.peer import ChatPeer
+import pytest
+from tests.support.peers import Inbox, until
+
+from nbchat.msglog import Message
+from nbchat.peer import ChatPeer, PresenceEvent
+
+pytestmark = pytest.mark.timeout(120)
 
 
-async def test_two_peers_exchange_messages(
+@pytest.fixture
+def connect(
     jp_serverapp: Any, jp_fetch: Any, server_base: str
-) -> None:
+) -> Callable[..., contextlib.AbstractAsyncContextManager[ChatPeer]]:
     token = jp_serverapp.identity_provider.token
-    async with ChatPeer(server_base, "room-two", token=token) as a:
-        async with ChatPeer(server_base, "room-two", token=token) as b:
-            assert await a.wait_for_peers(1, 20)
-            assert await b.wait_for_peers(1, 20)
-            incoming = b.messages()
-            sent = await a.send("hello from a")
-            got = await asyncio.wait_for(incoming.__anext__(), 10)
-            assert got["text"] == "hello from a"
-            assert got["id"] == sent["id"]
+
+    @contextlib.asynccontextmanager
+    async def _connect(room: str) -> AsyncIterator[ChatPeer]:
+        async with ChatPeer(server_base, room, token=token) as peer:
+            yield peer
+
+    return _connect
+
+
+async def test_two_peers_see_each_other_and_talk_both_ways(connect: Any) -> None:
+    async with connect("room-two") as a, connect("room-two") as b:
+        assert await a.wait_for_peers(1) and await b.wait_for_peers(1)
+        assert {p["peer_id"] for p in a.users} == {a.id, b.id}
+        assert {p["peer_id"] for p in b.users} == {a.id, b.id}
+        # Each login with the token is its own anonymous Jupyter user.
+        assert a.user["username"] != b.user["username"]
+        inbox_a, inbox_b = Inbox(a), Inbox(b)
+        sent_a = await a.send("hello from **a**")
+        sent_b = await b.send("hi from b — ünïcode ✓")
+        [got_b] = await inbox_b.wait(1)
+        [got_a] = await inbox_a.wait(1)
+        assert got_b == sent_a
+        assert got_a == sent_b
+        # The author shown is the identity the server bound to the sender.
+        assert got_b["user"] == a.user and got_a["user"] == b.user
+        assert [m["id"] for m in a.history] == [m["id"] for m in b.history]
+        inbox_a.stop()
+        inbox_b.stop()
+
+
+async def test_eight_peers_full_mesh_same_order_exactly_once(connect: Any) -> None:
+    room = "room-eight"
+    async with contextlib.AsyncExitStack() as stack:
+        peers = [await stack.enter_async_context(connect(room)) for _ in range(8)]
+        inboxes = [Inbox(p) for p in peers]
+        results = await asyncio.gather(*(p.wait_for_peers(7, 60) for p in peers))
+        assert all(results), [len(p.peers) for p in peers]
+        ids = {p.id for p in peers}
+        for peer in peers:
+            assert peer.peers == ids - {peer.id}
+            assert {u["peer_id"] for u in peer.users} == ids
+        # Everyone talks at once, twice.
+        sent: list[Message] = []
+        for round_ in range(2):
+            sent += await asyncio.gather(*(p.send(f"round {round_} from {p.id}") for p in peers))
+        expected = {m["id"] for m in sent}
+        for peer, inbox in zip(peers, inboxes, strict=True):
+            got = await inbox.wait(14)
+            ids_got = [m["id"] for m in got]
+            assert len(ids_got) == len(set(ids_got)) == 14, "each message exactly once"
+            assert set(ids_got) == expected - {m["id"] for m in sent if m["author"] == peer.id}
+        orders = [[m["id"] for m in p.history] for p in peers]
+        assert all(order == orders[0] for order in orders)
+        assert set(orders[0]) == expected
+        for inbox in inboxes:
+            inbox.stop()
+
+
+async def test_presence_follows_peers_coming_and_going(connect: Any) -> None:
+    room = "room-presence"
+    async with connect(room) as a:
+        events: list[PresenceEvent] = []
+
+        async def watch() -> None:
+            async for event in a.presence():
+                events.append(event)
+
+        watcher = asyncio.get_running_loop().create_task(watch())
+        async with connect(room) as b:
+            await until(lambda: any(e.type == "USER_CONNECTED" for e in events))
+            assert events[0].peer["peer_id"] == b.id
+            assert events[0].peer["user"] == b.user
+            async with connect(room) as c:
+                await until(lambda: len(a.peers) == 2)
+                assert {u["peer_id"] for u in c.users} == {a.id, b.id, c.id}
+                c_id = c.id
+            await until(lambda: any(e.type == "USER_DISCONNECTED" for e in events))
+            gone = [e for e in events if e.type == "USER_DISCONNECTED"]
+            assert [e.peer["peer_id"] for e in gone] == [c_id]
+            await until(lambda: c_id not in a.peers and c_id not in b.peers)
+            assert {u["peer_id"] for u in a.users} == {a.id, b.id}
+            b_id = b.id
+        await until(lambda: b_id not in {u["peer_id"] for u in a.users} and not a.peers)
+        assert [(e.type, e.peer["peer_id"]) for e in events] == [
+            ("USER_CONNECTED", b_id),
+            ("USER_CONNECTED", c_id),
+            ("USER_DISCONNECTED", c_id),
+            ("USER_DISCONNECTED", b_id),
+        ]
+        watcher.cancel()
+
+
+async def test_late_joiner_receives_history_in_order(connect: Any) -> None:
+    room = "room-history"
+    async with connect(room) as a, connect(room) as b:
+        assert await a.wait_for_peers(1)
+        for i in range(5):
+            await a.send(f"a{i}")
+            await b.send(f"b{i}")
+        await until(lambda: len(a.history) == len(b.history) == 10)
+        async with connect(room) as late:
+            await until(lambda: len(late.history) == 10)
+            assert [m["id"] for m in late.history] == [m["id"] for m in a.history]
+            # Relayed messages keep their authors' bound identities.
+            by_author = {m["author"]: m["user"] for m in late.history}
+            assert by_author == {a.id: a.user, b.id: b.user}
+
+
+async def test_a_message_bigger_than_a_peerjs_frame_arrives_whole(connect: Any) -> None:
+    room = "room-big"
+    async with connect(room) as a, connect(room) as b:
+        assert await a.wait_for_peers(1)
+        inbox = Inbox(b)
+        text = '数据 "quoted" \\ ' * 4000  # ~70 KB of UTF-8 with escapes
+        sent = await a.send(text)
+        assert len(json.dumps({"type": "message", "message": sent}).encode()) > 15_000
+        [got] = await inbox.wait(1)
+        assert got["text"] == text
+        inbox.stop()
+
+
+async def test_wait_delivered_confirms_receipt(connect: Any) -> None:
+    room = "room-confirm"
+    async with connect(room) as a:
+        sent = await a.send("anyone there?")
+        assert not await a.wait_delivered(sent, timeout=0.3)
+        async with connect(room) as b:
+            assert await a.wait_delivered(sent, timeout=20)
+            assert a.delivered_to(sent) == {b.id}
+            assert sent["id"] in {m["id"] for m in b.history}

@@ -10,6 +10,7 @@ NbChatError
 from __future__ import annotations
 
 __all__ = [
+    "connection_failure_reason",
     "AuthenticationFailed",
     "NbChatError",
     "NotAnNbchatServer",
@@ -36,3 +37,11 @@ class AuthenticationFailed(NbChatError):
 
 class SignalingError(NbChatError):
     pass
+
+
+def connection_failure_reason(error: BaseException) -> str:
+    """The short cause of a failed connection ("Connection refused"), for one-line errors."""
+    os_error = getattr(error, "os_error", None)
+    if isinstance(os_error, OSError) and os_error.strerror:
+        return os_error.strerror
+    return str(error) or type(error).__name__

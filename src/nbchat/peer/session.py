@@ -20,7 +20,12 @@ from yarl import URL
 
 from ..msglog import normalize_identity
 from ..protocol import Identity, is_peer_id, is_room_key
-from .errors import AuthenticationFailed, NotAnNbchatServer, ServerUnreachable
+from .errors import (
+    AuthenticationFailed,
+    NotAnNbchatServer,
+    ServerUnreachable,
+    connection_failure_reason,
+)
 
 __all__ = ["SessionConfig", "ServerSession"]
 
@@ -127,7 +132,7 @@ class ServerSession:
         except aiohttp.InvalidURL as error:
             raise NotAnNbchatServer(f"invalid server URL {self.base_url}") from error
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as error:
-            reason = str(error) or type(error).__name__
+            reason = connection_failure_reason(error)
             raise ServerUnreachable(f"cannot reach {self.origin} ({reason})") from error
 
     def _check(self, status: int, body: str, url: str, what: str) -> None:

@@ -11,7 +11,12 @@ from collections.abc import Callable
 import aiohttp
 from yarl import URL
 
-from .errors import AuthenticationFailed, NotAnNbchatServer, ServerUnreachable
+from .errors import (
+    AuthenticationFailed,
+    NotAnNbchatServer,
+    ServerUnreachable,
+    connection_failure_reason,
+)
 from .session import ServerSession
 
 __all__ = ["ReconnectingWebSocket"]
@@ -72,7 +77,7 @@ class ReconnectingWebSocket:
                 f"{self.name} WebSocket handshake failed (HTTP {error.status})"
             ) from error
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as error:
-            reason = str(error) or type(error).__name__
+            reason = connection_failure_reason(error)
             raise ServerUnreachable(f"cannot reach {self.session.origin} ({reason})") from error
 
     async def connect(self) -> None:

@@ -1,0 +1,39 @@
+"""Helpers for tests with Python peers: condition waits and message collectors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from nbchat.msglog import Message
+from nbchat.peer import ChatPeer
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Wait for a condition by polling the loop (the state changes come from callbacks)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+class Inbox:
+    """Collects what ``peer.messages()`` yields, from the moment it is created."""
+
+    def __init__(self, peer: ChatPeer) -> None:
+        self.items: list[Message] = []
+        self._iterator = peer.messages()
+        self._task = asyncio.get_running_loop().create_task(self._collect())
+
+    async def _collect(self) -> None:
+        async for message in self._iterator:
+            self.items.append(message)
+
+    async def wait(self, count: int, timeout: float = 20.0) -> list[Message]:
+        await until(lambda: len(self.items) >= count, timeout)
+        return self.items
+
+    def stop(self) -> None:
+        self._task.cancel()
