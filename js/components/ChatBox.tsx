@@ -1,0 +1,64 @@
+// The chat: status line, messages, message box and the users column. State comes from ChatProxy.
+
+import * as React from "react";
+import type { ChatProxy, ChatState } from "../ChatProxy";
+import { createMarkdownRenderer } from "../markdown";
+import { MessageInput } from "./MessageInput";
+import { MessagesList } from "./MessagesList";
+import { UsersList } from "./UsersList";
+
+export interface ChatBoxProps {
+  proxy: ChatProxy;
+  room: string;
+}
+
+function useChatState(proxy: ChatProxy): ChatState {
+  return React.useSyncExternalStore(
+    React.useCallback((notify: () => void) => proxy.subscribe(notify), [proxy]),
+    () => proxy.state,
+  );
+}
+
+export function ChatBox({ proxy, room }: ChatBoxProps): React.ReactElement {
+  const state = useChatState(proxy);
+  const markdown = React.useMemo(() => createMarkdownRenderer(window), []);
+  const [sendError, setSendError] = React.useState<string | null>(null);
+
+  const onSend = React.useCallback(
+    (text: string) => {
+      try {
+        proxy.send(text);
+        setSendError(null);
+      } catch (error) {
+        setSendError(error instanceof Error ? error.message : String(error));
+      }
+    },
+    [proxy],
+  );
+
+  return (
+    <div className={`nbchat nbchat-phase-${state.phase}`}>
+      <div className="nbchat-header">
+        <span className="nbchat-room" title={room}>
+          # {room}
+        </span>
+        <span className="nbchat-status" role="status" aria-label="Chat status">
+          <span className="nbchat-status-dot" aria-hidden="true" />
+          {state.status}
+        </span>
+      </div>
+      <div className="nbchat-body">
+        <div className="nbchat-main">
+          <MessagesList messages={state.messages} users={state.users} selfId={state.selfId} markdown={markdown} />
+          {sendError !== null && (
+            <div className="nbchat-input-reason" role="alert">
+              {sendError}
+            </div>
+          )}
+          <MessageInput onSend={onSend} disabledReason={state.cannotSend} maxBytes={state.maxMessageBytes} />
+        </div>
+        <UsersList users={state.users} selfId={state.selfId} />
+      </div>
+    </div>
+  );
+}

@@ -1,0 +1,54 @@
+// One chat message: author, local time and sanitized Markdown body.
+
+import * as React from "react";
+import type { MarkdownRenderer } from "../markdown";
+import type { ChatMessage as Message } from "../protocol";
+import { Avatar } from "./Avatar";
+
+export interface ChatMessageProps {
+  message: Message;
+  markdown: MarkdownRenderer;
+  /** Same author as the previous message shortly before: omit the header. */
+  continued: boolean;
+  isSelf: boolean;
+  avatarUrl: string | null;
+}
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+
+function ChatMessageView({ message, markdown, continued, isSelf, avatarUrl }: ChatMessageProps): React.ReactElement {
+  const html = React.useMemo(() => markdown.render(message.text), [markdown, message.text]);
+  const when = new Date(message.time);
+  const name = message.user.display_name || message.user.name || message.user.username;
+  return (
+    <div
+      className={`nbchat-message${continued ? " nbchat-message-continued" : ""}${isSelf ? " nbchat-message-self" : ""}`}
+      data-message-id={message.id}
+    >
+      <div className="nbchat-message-gutter">
+        {continued ? (
+          <time className="nbchat-message-hover-time" dateTime={when.toISOString()} title={fullFormat.format(when)}>
+            {timeFormat.format(when)}
+          </time>
+        ) : (
+          <Avatar user={message.user} imageUrl={avatarUrl} />
+        )}
+      </div>
+      <div className="nbchat-message-main">
+        {!continued && (
+          <div className="nbchat-message-header">
+            <span className="nbchat-message-author">{name}</span>
+            <time className="nbchat-message-time" dateTime={when.toISOString()} title={fullFormat.format(when)}>
+              {timeFormat.format(when)}
+            </time>
+          </div>
+        )}
+        {/* Sanitized by markdown.render (DOMPurify, no scripts, handlers, images or frames). */}
+        <div className="nbchat-message-body" dangerouslySetInnerHTML={{ __html: html }} />
+      </div>
+    </div>
+  );
+}
+
+export const ChatMessage = React.memo(ChatMessageView);

@@ -1,0 +1,181 @@
+// The message history, windowed: only rows near the viewport are in the DOM, so 10,000
+// messages open and scroll smoothly. Sticks to the bottom only while the reader is there.
+
+import * as React from "react";
+import type { MarkdownRenderer } from "../markdown";
+import type { ChatMessage as Message, Presence } from "../protocol";
+import { rowAt, rowOffsets, visibleRange } from "../windowing";
+import { ChatMessage } from "./ChatMessage";
+
+export interface MessagesListProps {
+  messages: readonly Message[];
+  users: readonly Presence[];
+  selfId: string | null;
+  markdown: MarkdownRenderer;
+}
+
+/** Guesses for rows not measured yet: a header row is taller than a continued one. */
+const ESTIMATE_FIRST = 52;
+const ESTIMATE_CONTINUED = 24;
+const OVERSCAN_PX = 400;
+const BOTTOM_SLACK_PX = 24;
+/** Messages from one author within this window are grouped under one header. */
+const GROUP_MS = 5 * 60_000;
+
+function isContinued(messages: readonly Message[], index: number): boolean {
+  const previous = messages[index - 1];
+  const message = messages[index];
+  return (
+    previous !== undefined &&
+    previous.author === message.author &&
+    message.time - previous.time >= 0 &&
+    message.time - previous.time < GROUP_MS
+  );
+}
+
+export function MessagesList({ messages, users, selfId, markdown }: MessagesListProps): React.ReactElement {
+  const scroller = React.useRef<HTMLDivElement>(null);
+  const heights = React.useRef(new Map<string, number>());
+  const atBottom = React.useRef(true);
+  const [measured, setMeasured] = React.useState(0);
+  const [viewport, setViewport] = React.useState({ top: 0, height: 360 });
+
+  const avatars = React.useMemo(() => {
+    const byPeer = new Map<string, string | null>();
+    for (const { peer_id, user } of users) byPeer.set(peer_id, user.avatar_url);
+    return byPeer;
+  }, [users]);
+
+  const offsets = React.useMemo(
+    () =>
+      rowOffsets(messages.length, (i) => {
+        const known = heights.current.get(messages[i].id);
+        if (known !== undefined) return known;
+        return isContinued(messages, i) ? ESTIMATE_CONTINUED : ESTIMATE_FIRST;
+      }),
+    // `measured` changes whenever a row reports a new height.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+    [messages, measured],
+  );
+  const total = offsets[messages.length];
+  const offsetsRef = React.useRef(offsets);
+  offsetsRef.current = offsets;
+  const { start, end } = visibleRange(offsets, viewport.top, viewport.height, OVERSCAN_PX);
+
+  // One ResizeObserver measures every rendered row; a row above the viewport that changes
+  // height shifts the scroll position by the same amount, so what the reader sees stays put.
+  const observer = React.useMemo(() => {
+    if (typeof ResizeObserver === "undefined") return null;
+    return new ResizeObserver((entries) => {
+      const element = scroller.current;
+      let changed = false;
+      let shift = 0;
+      const firstVisible = element !== null ? rowAt(offsetsRef.current, element.scrollTop) : 0;
+      for (const entry of entries) {
+        const row = entry.target as HTMLElement;
+        const id = row.dataset.rowId;
+        const index = Number(row.dataset.rowIndex);
+        if (id === undefined) continue;
+        const height = row.offsetHeight;
+        const before = heights.current.get(id);
+        if (before === height || height === 0) continue;
+        const previous = before ?? offsetsRef.current[index + 1] - offsetsRef.current[index];
+        heights.current.set(id, height);
+        changed = true;
+        if (index < firstVisible) shift += height - previous;
+      }
+      if (!changed) return;
+      if (element !== null && shift !== 0 && !atBottom.current) element.scrollTop += shift;
+      setMeasured((n) => n + 1);
+    });
+  }, []);
+  React.useEffect(() => () => observer?.disconnect(), [observer]);
+
+  const onScroll = React.useCallback(() => {
+    const element = scroller.current;
+    if (element === null) return;
+    atBottom.current = element.scrollHeight - element.scrollTop - element.clientHeight <= BOTTOM_SLACK_PX;
+    setViewport({ top: element.scrollTop, height: element.clientHeight });
+  }, []);
+
+  React.useLayoutEffect(() => {
+    const element = scroller.current;
+    if (element === null || typeof ResizeObserver === "undefined") return;
+    const resize = new ResizeObserver(() => {
+      setViewport({ top: element.scrollTop, height: element.clientHeight });
+    });
+    resize.observe(element);
+    return () => resize.disconnect();
+  }, []);
+
+  // Follow new messages while at the bottom, and always right after we send one ourselves.
+  const last = messages[messages.length - 1];
+  const lastSeen = React.useRef<string | undefined>(undefined);
+  React.useLayoutEffect(() => {
+    const element = scroller.current;
+    const ownNew = last !== undefined && last.id !== lastSeen.current && last.author === selfId;
+    lastSeen.current = last?.id;
+    if (element === null || !(atBottom.current || ownNew)) return;
+    element.scrollTop = element.scrollHeight;
+    atBottom.current = true;
+    setViewport({ top: element.scrollTop, height: element.clientHeight });
+  }, [total, last, selfId]);
+
+  const rows: React.ReactElement[] = [];
+  for (let i = start; i < end; i += 1) {
+    const message = messages[i];
+    rows.push(
+      <Row key={message.id} id={message.id} index={i} top={offsets[i]} observer={observer}>
+        <ChatMessage
+          message={message}
+          markdown={markdown}
+          continued={isContinued(messages, i)}
+          isSelf={message.author === selfId}
+          avatarUrl={avatars.get(message.author) ?? null}
+        />
+      </Row>,
+    );
+  }
+
+  return (
+    <div ref={scroller} className="nbchat-messages" role="log" aria-label="Messages" tabIndex={0} onScroll={onScroll}>
+      {messages.length === 0 ? (
+        <div className="nbchat-empty">No messages yet. Say hello!</div>
+      ) : (
+        <div className="nbchat-rows" style={{ height: total }}>
+          {rows}
+        </div>
+      )}
+    </div>
+  );
+}
+
+interface RowProps {
+  id: string;
+  index: number;
+  top: number;
+  observer: ResizeObserver | null;
+  children: React.ReactNode;
+}
+
+/** A positioned row that reports its height while it is mounted. */
+function Row({ id, index, top, observer, children }: RowProps): React.ReactElement {
+  const ref = React.useRef<HTMLDivElement>(null);
+  React.useLayoutEffect(() => {
+    const node = ref.current;
+    if (node === null || observer === null) return;
+    observer.observe(node);
+    return () => observer.unobserve(node);
+  }, [observer]);
+  return (
+    <div
+      ref={ref}
+      className="nbchat-row"
+      data-row-id={id}
+      data-row-index={index}
+      style={{ transform: `translateY(${top}px)` }}
+    >
+      {children}
+    </div>
+  );
+}

@@ -1,0 +1,83 @@
+// anywidget entry point: one ChatProxy per widget model, rendered by React in every view of it.
+
+import { createRender, useModel, useModelState } from "@anywidget/react";
+import type { AnyModel, AnyWidget } from "@anywidget/types";
+import * as React from "react";
+import { ChatProxy } from "./ChatProxy";
+import { ChatBox } from "./components/ChatBox";
+import { type ChatModel, KernelBridge } from "./kernelBridge";
+import "./styles.css";
+
+/** A model's peer: created with its first view, shared by all views, destroyed after the last. */
+interface Session {
+  proxy: ChatProxy;
+  bridge: KernelBridge;
+  views: number;
+  closeTimer: ReturnType<typeof setTimeout> | null;
+}
+
+/** Leaving is deferred a little so a view that is re-attached (moved, re-rendered) keeps the peer. */
+const LEAVE_DELAY_MS = 2_000;
+
+function createWidget(): AnyWidget<ChatModel> {
+  const sessions = new Map<string, Session>();
+  /** Custom messages can arrive before the first view; they wait here. */
+  const early = new Map<string, unknown[]>();
+
+  function acquire(model: AnyModel<ChatModel>): Session {
+    const key = model.get("_instance");
+    let session = sessions.get(key);
+    if (session === undefined) {
+      const proxy = new ChatProxy({ room: model.get("room") });
+      const bridge = new KernelBridge(model, proxy);
+      session = { proxy, bridge, views: 0, closeTimer: null };
+      sessions.set(key, session);
+      proxy.start();
+      for (const content of early.get(key) ?? []) bridge.onCustom(content);
+      early.delete(key);
+    }
+    if (session.closeTimer !== null) clearTimeout(session.closeTimer);
+    session.closeTimer = null;
+    session.views += 1;
+    return session;
+  }
+
+  function release(key: string, session: Session): void {
+    session.views -= 1;
+    if (session.views > 0) return;
+    session.closeTimer = setTimeout(() => {
+      if (session.views > 0) return;
+      sessions.delete(key);
+      session.bridge.dispose();
+      session.proxy.destroy();
+    }, LEAVE_DELAY_MS);
+  }
+
+  function ChatWidget(): React.ReactElement {
+    const model = useModel<ChatModel>();
+    const [room] = useModelState<string>("room");
+    const key = model.get("_instance");
+    const [session, setSession] = React.useState<Session | null>(null);
+    React.useEffect(() => {
+      const acquired = acquire(model);
+      setSession(acquired);
+      return () => release(key, acquired);
+    }, [model, key]);
+    if (session === null) return <div className="nbchat nbchat-phase-connecting">Connecting…</div>;
+    return <ChatBox proxy={session.proxy} room={room} />;
+  }
+
+  return {
+    initialize({ model }) {
+      const key = model.get("_instance");
+      model.on("msg:custom", (content: unknown) => {
+        const session = sessions.get(key);
+        if (session !== undefined) session.bridge.onCustom(content);
+        else early.set(key, [...(early.get(key) ?? []), content]);
+      });
+    },
+    render: createRender(ChatWidget),
+  };
+}
+
+export default createWidget;

@@ -1,0 +1,67 @@
+"""IPython extension: ``%load_ext nbchat`` registers ``%chat [ROOM]``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.display import display
+
+from .widget import Chat, default_room
+
+__all__ = ["ChatMagics", "load_ipython_extension", "unload_ipython_extension"]
+
+
+@magics_class
+class ChatMagics(Magics):  # type: ignore[misc]
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        # (room, frontend session) -> the Chat that frontend displayed last: re-running
+        # %chat replaces it, while another user sharing the kernel keeps theirs.
+        self._chats: dict[tuple[str, str], Chat] = {}
+
+    @line_magic  # type: ignore[misc]
+    def chat(self, line: str) -> Chat:
+        """Show the chat for ROOM (default: this notebook's room) and return the widget.
+
+        Usage: ``%chat [ROOM]``, or ``chat = %chat`` to keep a handle for
+        ``chat.send(...)``, ``chat.messages`` and ``chat.on_message(...)``.
+        """
+        room = line.strip() or default_room()
+        key = (room, self._frontend_session())
+        previous = self._chats.pop(key, None)
+        if previous is not None:
+            previous.close()
+        chat = Chat(room=room)
+        self._chats[key] = chat
+        display(chat)
+        return chat
+
+    def _frontend_session(self) -> str:
+        kernel = getattr(self.shell, "kernel", None)
+        get_parent = getattr(kernel, "get_parent", None)
+        parent = get_parent() if callable(get_parent) else None
+        if isinstance(parent, dict):
+            session = parent.get("header", {}).get("session")
+            if isinstance(session, str):
+                return session
+        return ""
+
+    def close_all(self) -> None:
+        for chat in self._chats.values():
+            chat.close()
+        self._chats.clear()
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    magics = ChatMagics(ipython)
+    ipython.register_magics(magics)
+    print("nbchat loaded: run `chat = %chat` to chat with everyone who has this notebook open.")
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    registered = ipython.magics_manager.registry.get("ChatMagics")
+    if isinstance(registered, ChatMagics):
+        registered.close_all()
+    ipython.magics_manager.magics["line"].pop("chat", None)
+    ipython.magics_manager.registry.pop("ChatMagics", None)

@@ -1,0 +1,128 @@
+"""The ``Chat`` widget: the kernel's handle on the chat the browser runs (js/widget.tsx)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets
+
+__all__ = ["Chat", "default_room"]
+
+log = logging.getLogger(__name__)
+
+_STATIC = Path(__file__).parent / "static"
+
+MessageCallback = Callable[[dict[str, Any]], object]
+
+
+def default_room() -> str:
+    """The notebook's path when the kernel knows it (Jupyter sets JPY_SESSION_NAME), else "default"."""
+    return os.environ.get("JPY_SESSION_NAME") or "default"
+
+
+def _as_markdown(content: object) -> str:
+    """Text to post: strings as they are, rich objects through their Markdown repr."""
+    if isinstance(content, str):
+        return content
+    to_markdown = getattr(content, "_repr_markdown_", None)
+    if callable(to_markdown):
+        rendered = to_markdown()
+        if isinstance(rendered, tuple):  # (data, metadata)
+            rendered = rendered[0]
+        if isinstance(rendered, str):
+            return rendered
+    return str(content)
+
+
+class Chat(anywidget.AnyWidget):  # type: ignore[misc]
+    """Peer-to-peer chat for everyone who has this notebook's room open.
+
+    The browser that displays the widget is this notebook's peer: it talks to the other
+    peers directly and mirrors the room into ``messages`` and ``users``. When several
+    browsers show the same widget (two users on one kernel), the kernel picks one of them,
+    the owner, to mirror state and to post what :meth:`send` sends.
+    """
+
+    _esm = _STATIC / "widget.js"
+    _css = _STATIC / "widget.css"
+
+    room = traitlets.Unicode(help="Room name; everyone with the same room sees the same chat.").tag(sync=True)
+    messages = traitlets.List(
+        traitlets.Dict(), help="Messages in room order: dicts with id, author, time (ms), text, user."
+    ).tag(sync=True)
+    users = traitlets.List(traitlets.Dict(), help="Who is in the room: dicts with peer_id and user.").tag(
+        sync=True
+    )
+    status = traitlets.Unicode("Waiting for the browser…", help="The chat's status line.").tag(sync=True)
+    peer_id = traitlets.Unicode("", help="The owner browser's peer id in the room.").tag(sync=True)
+    # Identifies this widget to its views across pages; the owner is elected by claims.
+    _instance = traitlets.Unicode("").tag(sync=True)
+    _owner = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, room: str | None = None, **kwargs: Any) -> None:
+        super().__init__(room=room or default_room(), _instance=uuid.uuid4().hex, **kwargs)
+        self._outbox: list[str] = []
+        self._callbacks: list[MessageCallback] = []
+        self._seen: set[str] = {m.get("id", "") for m in self.messages}
+        self.on_msg(self._on_custom)
+        self.observe(self._on_messages, names="messages")
+
+    def send(self, content: object, buffers: Any = None) -> None:  # type: ignore[override]
+        """Post ``content`` (Markdown text, or any object with ``_repr_markdown_``) to the room.
+
+        The message is sent by the browser showing this widget, as that browser's user.
+        Until a browser has joined the room it waits in the kernel.
+        """
+        if buffers is not None:
+            raise TypeError("Chat.send posts a chat message; it takes no binary buffers")
+        text = _as_markdown(content)
+        if not text.strip():
+            raise ValueError("refusing to send an empty message")
+        if self._owner:
+            self._post(text)
+        else:
+            self._outbox.append(text)
+
+    def on_message(self, callback: MessageCallback, remove: bool = False) -> None:
+        """Call ``callback(message)`` once for every new message (ours included), in room order."""
+        if remove:
+            self._callbacks.remove(callback)
+        else:
+            self._callbacks.append(callback)
+
+    def _post(self, text: str) -> None:
+        super().send({"type": "send", "text": text, "to": self._owner})
+
+    def _on_custom(self, _widget: object, content: object, _buffers: object) -> None:
+        if not isinstance(content, dict) or content.get("type") != "claim":
+            log.warning("nbchat: ignoring unknown message from the browser: %r", content)
+            return
+        claimant = content.get("peer_id")
+        if not isinstance(claimant, str) or not claimant:
+            return
+        replaces = content.get("replaces")
+        present = content.get("present")
+        owner_gone = isinstance(present, list) and self._owner not in present
+        if not self._owner or (replaces == self._owner and owner_gone):
+            self._owner = claimant
+            for text in self._outbox:
+                self._post(text)
+            self._outbox.clear()
+
+    def _on_messages(self, change: dict[str, Any]) -> None:
+        fresh = [m for m in change["new"] if isinstance(m, dict) and m.get("id") not in self._seen]
+        for message in fresh:
+            self._seen.add(message["id"])
+        for message in fresh:
+            for callback in list(self._callbacks):
+                try:
+                    callback(message)
+                except Exception:
+                    # A failing callback must not stop the others or the widget's sync.
+                    log.exception("nbchat: on_message callback %r failed in room %s", callback, self.room)

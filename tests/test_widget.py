@@ -1,0 +1,96 @@
+"""The kernel-side Chat widget and the %chat magic, without a browser."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from nbchat import Chat
+from nbchat.widget import default_room
+
+
+def sent(chat: Chat, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    monkeypatch.setattr(chat, "_send", lambda msg, buffers=None: out.append(msg))
+    return out
+
+
+def claim(chat: Chat, peer_id: str, replaces: str = "", present: list[str] | None = None) -> None:
+    chat._on_custom(chat, {"type": "claim", "peer_id": peer_id, "replaces": replaces,
+                           "present": present or [peer_id]}, [])
+
+
+def test_default_room_is_the_notebook_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JPY_SESSION_NAME", "work/analysis.ipynb")
+    assert default_room() == "work/analysis.ipynb"
+    assert Chat().room == "work/analysis.ipynb"
+    monkeypatch.delenv("JPY_SESSION_NAME")
+    assert Chat().room == "default"
+    assert Chat(room="team").room == "team"
+
+
+def test_send_waits_for_an_owner_then_goes_to_it_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    chat = Chat(room="r")
+    out = sent(chat, monkeypatch)
+    chat.send("early")
+    assert out == []
+    claim(chat, "peerA")
+    claim(chat, "peerB")  # a second browser does not steal a live owner
+    chat.send("late")
+    texts = [(m["content"]["text"], m["content"]["to"]) for m in out if m.get("method") == "custom"]
+    assert texts == [("early", "peerA"), ("late", "peerA")]
+
+
+def test_a_browser_takes_over_when_the_owner_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    chat = Chat(room="r")
+    sent(chat, monkeypatch)
+    claim(chat, "peerA")
+    claim(chat, "peerB", replaces="peerA", present=["peerA", "peerB"])
+    assert chat._owner == "peerA"
+    claim(chat, "peerB", replaces="peerA", present=["peerB"])
+    assert chat._owner == "peerB"
+
+
+def test_send_renders_rich_objects_as_markdown(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Result:
+        def _repr_markdown_(self) -> str:
+            return "**42**"
+
+    chat = Chat(room="r")
+    out = sent(chat, monkeypatch)
+    claim(chat, "p")
+    chat.send(Result())
+    assert out[-1]["content"]["text"] == "**42**"
+    with pytest.raises(ValueError):
+        chat.send("   ")
+
+
+def test_on_message_fires_once_per_new_message_in_order() -> None:
+    chat = Chat(room="r")
+    got: list[str] = []
+    chat.on_message(lambda m: got.append(m["id"]))
+    chat.on_message(lambda m: 1 / 0)  # a broken callback does not stop the others
+    m1 = {"id": "a:1", "author": "a", "time": 1, "text": "hi", "user": {}}
+    m2 = {"id": "b:1", "author": "b", "time": 2, "text": "yo", "user": {}}
+    chat.messages = [m1]
+    chat.messages = [m1, m2]
+    chat.messages = [m1, m2]
+    assert got == ["a:1", "b:1"]
+
+
+def test_magic_shows_a_chat_and_replaces_its_own_previous_one() -> None:
+    from IPython.testing.globalipapp import get_ipython
+
+    ip = get_ipython()
+    ip.run_line_magic("load_ext", "nbchat")
+    try:
+        first = ip.run_line_magic("chat", "room-1")
+        second = ip.run_line_magic("chat", "room-1")
+        other = ip.run_line_magic("chat", "room-2")
+        assert isinstance(first, Chat) and first.comm is None  # closed: replaced
+        assert second.comm is not None and other.comm is not None
+        assert other.room == "room-2"
+    finally:
+        ip.run_line_magic("unload_ext", "nbchat")
+    assert "chat" not in ip.magics_manager.magics["line"]
