@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
-
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import PeriodicCallback
 from traitlets import Bool, Float, Int, List
@@ -84,8 +82,10 @@ class NbChatApp(ExtensionApp):
     def initialize_handlers(self) -> None:
         self.handlers.extend(make_handlers(self))
 
-    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
-        self._ticker.start()
+    def ensure_ticking(self) -> None:
+        """Start the clock on first use, inside the running loop (handlers call this)."""
+        if not self._ticker.is_running():
+            self._ticker.start()
 
     def _tick(self) -> None:
         deliveries, evict = self.realm.tick(time.monotonic())

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from jupyter_server.auth.decorator import ws_authenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
@@ -20,6 +22,22 @@ if TYPE_CHECKING:
     from .app import NbChatApp
 
 AUTH_RESOURCE = "nbchat"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def authenticated_403(method: F) -> F:
+    """Like ``web.authenticated`` but answers 403 instead of redirecting to a login page:
+    every caller here is a script or a socket, not a person at a login form."""
+
+    @functools.wraps(method)
+    def wrapper(self: JupyterHandler, *args: Any, **kwargs: Any) -> Any:
+        if self.current_user is None:
+            raise web.HTTPError(403, "Authentication required")
+        return method(self, *args, **kwargs)
+
+    wrapper.__allow_unauthenticated = False  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
 
 
 def deliver(deliveries: list[Delivery]) -> None:
@@ -51,7 +69,7 @@ class _NbChatMixin:
 class SessionHandler(_NbChatMixin, APIHandler):
     """``GET nbchat/session?room=NAME``: what a browser or Python peer needs to join."""
 
-    @web.authenticated
+    @authenticated_403
     def get(self) -> None:
         room = self.get_query_argument("room", "")
         if not room or len(room) > 4096:
@@ -73,7 +91,7 @@ class SessionHandler(_NbChatMixin, APIHandler):
 class IdHandler(_NbChatMixin, JupyterHandler):
     """``GET nbchat/{key}/id``: a fresh peer id, bound to the caller."""
 
-    @web.authenticated
+    @authenticated_403
     def get(self, key: str) -> None:
         if not is_room_key(key):
             raise web.HTTPError(400, "Invalid room key")
@@ -85,7 +103,7 @@ class IdHandler(_NbChatMixin, JupyterHandler):
 class PeersHandler(_NbChatMixin, APIHandler):
     """``GET nbchat/{key}/peers``: ids connected in this room (PeerJS discovery)."""
 
-    @web.authenticated
+    @authenticated_403
     def get(self, key: str) -> None:
         if not self.app.allow_discovery:
             raise web.HTTPError(403, "Peer discovery is disabled (NbChatApp.allow_discovery)")
@@ -126,6 +144,7 @@ class SignalingHandler(_SocketHandler):
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         super().open(*args, **kwargs)
+        self.app.ensure_ticking()
         get = self.get_query_argument
         outcome = self.realm.connect(
             get("key", None), get("id", None), get("token", None),
@@ -164,6 +183,7 @@ class PresenceHandler(_SocketHandler):
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         super().open(*args, **kwargs)
+        self.app.ensure_ticking()
         key = self.get_query_argument("key", None)
         outcome = self.realm.subscribe(key, self.identity, self)
         if isinstance(outcome, Refused):

@@ -1,0 +1,114 @@
+"""Unit tests of the signaling state machine: time is passed in, no sockets, no sleeps."""
+
+from __future__ import annotations
+
+import json
+
+from nbchat.protocol import Errors
+from nbchat.server.realm import Accepted, Limits, Realm, Refused
+
+
+def user(name: str) -> dict:
+    return {"username": name, "name": name, "display_name": name.title(), "initials": name[:1],
+            "color": None, "avatar_url": None}
+
+
+class T:
+    """A fake transport: the realm only ever hands it back in deliveries."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def frames(deliveries, transport):
+    return [json.loads(text) for t, text in deliveries if t is transport]
+
+
+def join(realm, key, peer_id, who, now=0.0, token="t"):
+    t = T(peer_id)
+    out = realm.connect(key, peer_id, token, user(who), t, now)
+    assert isinstance(out, Accepted), out
+    return out.client, t, out.deliveries
+
+
+def test_connect_sends_open_and_announces_to_subscribers():
+    realm = Realm()
+    sub_t = T("sub")
+    realm.subscribe("room", user("c"), sub_t)
+    _, t, out = join(realm, "room", "a1", "alice")
+    assert frames(out, t) == [{"type": "OPEN"}]
+    assert frames(out, sub_t)[0]["type"] == "USER_CONNECTED"
+
+
+def test_queue_expires_after_expire_timeout_and_tells_the_sender():
+    realm = Realm(Limits(expire_timeout=5))
+    a, ta, _ = join(realm, "room", "a1", "alice")
+    assert realm.receive(a, json.dumps({"type": "OFFER", "dst": "b1", "payload": 1}), 1.0) == []
+    assert realm.tick(5.9) == ([], [])
+    out, evict = realm.tick(6.0)
+    assert frames(out, ta) == [{"type": "EXPIRE", "src": "b1", "dst": "a1"}]
+    assert realm.stats()["queued"] == 0
+
+
+def test_queue_is_bounded_per_destination():
+    realm = Realm(Limits(max_queued_per_peer=2))
+    a, ta, _ = join(realm, "room", "a1", "alice")
+    for i in range(2):
+        assert realm.receive(a, json.dumps({"type": "OFFER", "dst": "b1", "payload": i}), 0) == []
+    out = realm.receive(a, json.dumps({"type": "OFFER", "dst": "b1", "payload": 3}), 0)
+    assert frames(out, ta) == [{"type": "EXPIRE", "src": "b1", "dst": "a1"}]
+
+
+def test_silent_peer_is_evicted_after_alive_timeout():
+    realm = Realm(Limits(alive_timeout=60))
+    a, ta, _ = join(realm, "room", "a1", "alice", now=0)
+    b, tb, _ = join(realm, "room", "b1", "bob", now=0)
+    realm.receive(b, '{"type":"HEARTBEAT"}', 30)
+    assert realm.tick(59.9)[1] == []
+    assert realm.tick(60.0)[1] == [a]
+    realm.disconnect(a, ta, 60.0)
+    assert realm.peer_ids("room") == ["b1"]
+
+
+def test_binding_outlives_the_connection_then_is_released():
+    realm = Realm(Limits(id_reservation_timeout=600))
+    a, ta, _ = join(realm, "room", "a1", "alice")
+    realm.disconnect(a, ta, 10)
+    refused = realm.connect("room", "a1", "t", user("mallory"), T("m"), 500)
+    assert isinstance(refused, Refused) and json.loads(refused.frame)["type"] == "ID-TAKEN"
+    # the owner comes back with it
+    back = realm.connect("room", "a1", "t2", user("alice"), T("a"), 520)
+    assert isinstance(back, Accepted)
+    realm.disconnect(back.client, back.client.transport, 520)
+    realm.tick(1120)
+    assert realm.stats() == {"rooms": 0, "clients": 0, "bindings": 0, "queued": 0,
+                             "subscribers": 0}
+    assert isinstance(realm.connect("room", "a1", "t", user("mallory"), T("m"), 1121), Accepted)
+
+
+def test_stale_transport_close_after_reconnect_does_not_remove_the_peer():
+    realm = Realm()
+    a, t_old, _ = join(realm, "room", "a1", "alice", token="tok")
+    again = realm.connect("room", "a1", "tok", user("alice"), T("new"), 1)
+    assert isinstance(again, Accepted) and again.replaced is t_old
+    assert realm.disconnect(a, t_old, 2) == []
+    assert realm.peer_ids("room") == ["a1"]
+
+
+def test_rate_limit_refills_over_time():
+    realm = Realm(Limits(rate_limit=10, rate_burst=2))
+    a, ta, _ = join(realm, "room", "a1", "alice")
+    ok = '{"type":"HEARTBEAT"}'
+    assert realm.receive(a, ok, 0) == []
+    assert realm.receive(a, ok, 0) == []
+    assert frames(realm.receive(a, ok, 0), ta)[0]["payload"]["msg"] == Errors.RATE_LIMIT
+    assert realm.receive(a, ok, 0.1) == []  # 0.1 s at 10/s refills one frame
+
+
+def test_non_string_query_values_are_refused_cleanly():
+    realm = Realm()
+    for key, peer_id, token in [(None, "a", "t"), ("room", None, "t"), ("room", "a", None),
+                                ("room", "a b", "t"), ("room", "a", "x" * 200)]:
+        out = realm.connect(key, peer_id, token, user("alice"), T("x"), 0)
+        assert isinstance(out, Refused)
+        assert json.loads(out.frame)["type"] == "ERROR"

@@ -1,0 +1,388 @@
+"""Black-box tests of the server extension over real sockets (pytest-jupyter)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.websocket import websocket_connect
+
+from nbchat.protocol import Errors, room_key
+
+ROOM = "notebooks/shared analysis.ipynb"
+
+
+async def no_frame(ws, timeout: float = 0.4) -> None:
+    """Assert nothing arrives within ``timeout`` (used only for negative checks)."""
+    with pytest.raises(asyncio.TimeoutError):
+        await ws.recv(timeout)
+
+
+# ---- session config ------------------------------------------------------------------
+
+
+async def test_session_config_gives_key_path_user_and_no_ice_servers(login, jp_base_url):
+    a = await login()
+    s = await a.session(ROOM)
+    assert s["room"] == ROOM
+    assert s["key"] == room_key(ROOM)
+    assert s["key"].startswith("notebooks-shared-analysis-ipynb-")
+    assert s["path"] == jp_base_url + "nbchat/"
+    assert s["ice_servers"] == []  # nothing public is contacted unless configured
+    assert s["user"] == a.identity
+    assert s["user"]["username"] and s["user"]["display_name"]
+
+
+async def test_room_keys_are_the_same_for_every_user(login):
+    a, b = await login(), await login()
+    assert (await a.session(ROOM))["key"] == (await b.session(ROOM))["key"]
+    assert (await a.session("plain_room-1"))["key"] == "plain_room-1"
+
+
+@pytest.mark.parametrize(
+    "nbchat_config", [{"ice_servers": [{"urls": "stun:stun.example.test:3478"}]}]
+)
+async def test_configured_ice_servers_are_handed_out(login):
+    s = await (await login()).session("r")
+    assert s["ice_servers"] == [{"urls": "stun:stun.example.test:3478"}]
+
+
+async def test_session_without_room_is_a_clear_400(login):
+    a = await login()
+    r = await a.get("nbchat/session", raise_error=False)
+    assert r.code == 400
+    assert "room" in json.loads(r.body)["message"]
+
+
+# ---- auth ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["nbchat/session?room=x", "nbchat/room/id", "nbchat/room/peers"])
+async def test_http_endpoints_without_credentials_are_403(server_base, jp_fetch, path):
+    r = await AsyncHTTPClient().fetch(server_base + path, raise_error=False, follow_redirects=False)
+    assert r.code == 403
+
+
+@pytest.mark.parametrize("path", ["nbchat/peerjs?key=room&id=abc&token=t", "nbchat/presence?key=room"])
+async def test_websockets_without_credentials_are_403(server_base, jp_fetch, path):
+    with pytest.raises(HTTPClientError) as err:
+        await websocket_connect("ws" + server_base[4:] + path)
+    assert err.value.code == 403
+
+
+async def test_websocket_with_cookie_from_foreign_origin_is_refused(login):
+    a = await login()
+    for path in ("nbchat/peerjs", "nbchat/presence"):
+        with pytest.raises(HTTPClientError) as err:
+            await a.ws(path, headers={"Origin": "http://evil.example"}, key="room", id="abc",
+                       token="t")
+        assert err.value.code == 403
+
+
+async def test_peerjs_token_in_query_does_not_break_cookie_auth(login):
+    # PeerJS puts its own token in ?token=; Jupyter must fall back to the cookie.
+    a = await login()
+    ws, _ = await a.signal("room", token="peerjs-random-token")
+    ws.close()
+
+
+# ---- signaling ----------------------------------------------------------------------
+
+
+async def test_ids_are_issued_per_user_and_unique(login):
+    a = await login()
+    ids = {await a.new_id("room") for _ in range(20)}
+    assert len(ids) == 20
+
+
+async def test_relay_sets_src_and_ignores_a_claimed_src(login):
+    a, b = await login(), await login()
+    wa, ida = await a.signal("room")
+    wb, idb = await b.signal("room")
+    for kind in ("OFFER", "ANSWER", "CANDIDATE"):
+        await wa.send({"type": kind, "dst": idb, "src": "someone-else", "payload": {"k": kind}})
+        assert await wb.recv() == {"type": kind, "src": ida, "dst": idb, "payload": {"k": kind}}
+    await wb.send({"type": "LEAVE", "dst": ida})
+    assert await wa.recv() == {"type": "LEAVE", "src": idb, "dst": ida, "payload": None}
+
+
+async def test_heartbeat_is_silent(login):
+    a = await login()
+    wa, _ = await a.signal("room")
+    await wa.send({"type": "HEARTBEAT"})
+    await no_frame(wa)
+
+
+async def test_frames_to_an_offline_id_are_queued_and_delivered_in_order(login):
+    a, b = await login(), await login()
+    wa, ida = await a.signal("room")
+    idb = await b.new_id("room")
+    for i in range(3):
+        await wa.send({"type": "CANDIDATE", "dst": idb, "payload": i})
+    wb, _ = await b.signal("room", idb, expect_open=False)
+    assert await wb.recv() == {"type": "OPEN"}
+    assert [(await wb.recv())["payload"] for _ in range(3)] == [0, 1, 2]
+    await no_frame(wa)  # delivered, so no EXPIRE
+
+
+async def test_frame_to_an_id_that_never_connects_expires(login):
+    a = await login()
+    wa, ida = await a.signal("room")
+    await wa.send({"type": "OFFER", "dst": "nobody-here", "payload": {}})
+    frame = await wa.recv(timeout=5)
+    assert frame == {"type": "EXPIRE", "src": "nobody-here", "dst": ida}
+
+
+async def test_silent_peer_is_evicted_and_announced(login):
+    a, b = await login(), await login()
+    pb, _ = await b.presence("room")
+    wa, ida = await a.signal("room")
+    assert (await pb.recv())["type"] == "USER_CONNECTED"
+    # a sends nothing (no HEARTBEAT) for alive_timeout (1.5 s in tests)
+    gone = await pb.recv(timeout=5)
+    assert gone["type"] == "USER_DISCONNECTED" and gone["peer"]["peer_id"] == ida
+    assert await wa.conn.read_message() is None  # its socket was closed
+
+
+async def test_heartbeats_keep_a_peer_alive(login):
+    a, b = await login(), await login()
+    wa, ida = await a.signal("room")
+    for _ in range(8):  # 2.4 s of heartbeats, beyond alive_timeout
+        await wa.send({"type": "HEARTBEAT"})
+        await no_frame(wa, 0.3)
+    r = await b.get("nbchat/room/peers")
+    assert json.loads(r.body) == [ida]
+
+
+# ---- ids are bound to users ---------------------------------------------------------
+
+
+async def test_another_user_cannot_take_an_id(login):
+    a, b = await login(), await login()
+    wa, ida = await a.signal("room", token="ta")
+    wb, _ = await b.signal("room", ida, token="ta", expect_open=False)
+    assert await wb.recv() == {"type": "ID-TAKEN", "payload": {"msg": "ID is taken"}}
+    assert await wb.conn.read_message() is None
+    # ... not even after a has left
+    wa.close()
+    assert await wa.conn.read_message() is None
+    wb2, _ = await b.signal("room", ida, token="ta", expect_open=False)
+    assert (await wb2.recv())["type"] == "ID-TAKEN"
+
+
+async def test_an_issued_id_cannot_be_used_by_another_user(login):
+    a, b = await login(), await login()
+    ida = await a.new_id("room")
+    wb, _ = await b.signal("room", ida, expect_open=False)
+    assert (await wb.recv())["type"] == "ID-TAKEN"
+
+
+async def test_same_user_other_token_is_id_taken_while_connected(login):
+    a = await login()
+    wa, ida = await a.signal("room", token="t1")
+    w2, _ = await a.signal("room", ida, token="t2", expect_open=False)
+    assert (await w2.recv())["type"] == "ID-TAKEN"
+
+
+async def test_same_token_reconnect_gets_open_and_takes_over(login):
+    a, b = await login(), await login()
+    wa, ida = await a.signal("room", token="t1")
+    wb, idb = await b.signal("room")
+    # peerjs reconnect(): same id and token on a new socket; upstream sends no OPEN
+    wa2, _ = await a.signal("room", ida, token="t1")  # asserts OPEN
+    assert await wa.conn.read_message() is None  # the old socket is closed
+    await wb.send({"type": "OFFER", "dst": ida, "payload": 1})
+    assert (await wa2.recv())["src"] == idb
+
+
+# ---- rooms --------------------------------------------------------------------------
+
+
+async def test_rooms_are_isolated(login):
+    a, b, c = await login(), await login(), await login()
+    wa, ida = await a.signal("room-one")
+    wc, idc = await c.signal("room-two")
+    pc, roster = await c.presence("room-two")
+    assert [p["peer_id"] for p in roster["peers"]] == [idc]
+    # c cannot reach a: the frame waits for an "idA" in room-two and expires
+    await wc.send({"type": "OFFER", "dst": ida, "payload": "x"})
+    assert (await wc.recv(timeout=5))["type"] == "EXPIRE"
+    await no_frame(wa)
+    r = await b.get("nbchat/room-two/peers")
+    assert json.loads(r.body) == [idc]
+    # a newcomer in room-one is not announced in room-two
+    wb, _ = await b.signal("room-one")
+    await no_frame(pc)
+
+
+@pytest.mark.parametrize("key", ["bad key", "a/b", "x" * 129, "", "é"])
+async def test_invalid_room_key_is_a_clear_error(login, key):
+    a = await login()
+    ws = await a.ws("nbchat/peerjs", key=key, id="abc", token="t")
+    frame = await ws.recv()
+    assert frame["type"] == "ERROR"
+    assert frame["payload"]["msg"] in (Errors.INVALID_KEY, Errors.NO_ID_TOKEN_KEY)
+    pr = await a.ws("nbchat/presence", key=key)
+    assert (await pr.recv())["type"] == "ERROR"
+
+
+async def test_missing_id_or_token_is_a_clear_error(login):
+    a = await login()
+    ws = await a.ws("nbchat/peerjs", key="room")
+    assert await ws.recv() == {"type": "ERROR", "payload": {"msg": Errors.NO_ID_TOKEN_KEY}}
+    assert await ws.conn.read_message() is None
+
+
+@pytest.mark.parametrize("nbchat_config", [{"allow_discovery": False}])
+async def test_discovery_can_be_turned_off(login):
+    a = await login()
+    r = await a.get("nbchat/room/peers", raise_error=False)
+    assert r.code == 403
+
+
+# ---- presence -----------------------------------------------------------------------
+
+
+async def test_presence_roster_then_connected_and_disconnected_with_identity(login):
+    a, b, c = await login(), await login(), await login()
+    wa, ida = await a.signal("room")
+    pc, roster = await c.presence("room")
+    assert roster == {"type": "ROSTER", "key": "room",
+                      "peers": [{"peer_id": ida, "user": a.identity}]}
+    wb, idb = await b.signal("room")
+    assert await pc.recv() == {"type": "USER_CONNECTED", "key": "room",
+                               "peer": {"peer_id": idb, "user": b.identity}}
+    wb.close()
+    assert await pc.recv() == {"type": "USER_DISCONNECTED", "key": "room",
+                               "peer": {"peer_id": idb, "user": b.identity}}
+
+
+# ---- bad input ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "frame, error",
+    [
+        ("not json", Errors.MALFORMED),
+        ("[1, 2]", Errors.MALFORMED),
+        ('{"type": 5}', Errors.MALFORMED),
+        ('{"type": "NOPE", "dst": "x"}', Errors.UNKNOWN_TYPE),
+        ('{"type": "OFFER", "payload": {}}', Errors.MISSING_DST),
+        ('{"type": "OFFER", "dst": "../../etc", "payload": {}}', Errors.MISSING_DST),
+        ("[" * 20_000, Errors.TOO_BIG),
+        ('{"type": "OFFER", "dst": "b", "payload": "' + "x" * 9000 + '"}', Errors.TOO_BIG),
+    ],
+)
+async def test_bad_frames_get_a_clear_error_and_nothing_else_breaks(login, frame, error):
+    a, b = await login(), await login()
+    wa, ida = await a.signal("room")
+    wb, idb = await b.signal("room")
+    await wa.send(frame)
+    reply = await wa.recv()
+    assert reply["type"] == "ERROR" and reply["payload"]["msg"].startswith(error)
+    # the sender's socket still works, and so does everyone else's
+    await wa.send({"type": "OFFER", "dst": idb, "payload": "still here"})
+    assert (await wb.recv())["payload"] == "still here"
+    await no_frame(wb, 0.2)
+
+
+async def test_a_huge_frame_closes_only_that_socket(login):
+    # Beyond 4x max_message_bytes tornado refuses to buffer it: close code 1009.
+    a, b = await login(), await login()
+    wa, _ = await a.signal("room")
+    wb, idb = await b.signal("room")
+    wc, _ = await a.signal("room")
+    await wa.send("x" * 100_000)
+    assert await wa.conn.read_message() is None
+    assert wa.conn.close_code == 1009
+    await wc.send({"type": "OFFER", "dst": idb, "payload": "fine"})
+    assert (await wb.recv())["payload"] == "fine"
+
+
+async def test_deeply_nested_json_is_an_error_not_a_crash(login):
+    a = await login()
+    wa, _ = await a.signal("room")
+    await wa.send("[" * 5000 + "]" * 5000)  # within the size limit
+    assert (await wa.recv())["type"] == "ERROR"
+
+
+@pytest.mark.parametrize("nbchat_config", [{"rate_limit": 20.0, "rate_burst": 10.0}])
+async def test_a_flood_from_one_socket_is_throttled(login):
+    a, b = await login(), await login()
+    wa, _ = await a.signal("room")
+    wb, idb = await b.signal("room")
+    for i in range(40):
+        await wa.send({"type": "CANDIDATE", "dst": idb, "payload": i})
+    errors = 0
+    for _ in range(40):
+        frame = await wa.recv()
+        if frame["type"] == "ERROR" and frame["payload"]["msg"] == Errors.RATE_LIMIT:
+            errors += 1
+        if errors >= 25:
+            break
+    assert errors >= 25
+    delivered = []
+    while True:
+        try:
+            delivered.append((await wb.recv(0.3))["payload"])
+        except asyncio.TimeoutError:
+            break
+    assert 10 <= len(delivered) <= 15 and delivered == sorted(delivered)
+
+
+@pytest.mark.parametrize("nbchat_config", [{"max_connections_per_user": 2}])
+async def test_too_many_connections_per_user(login):
+    a = await login()
+    await a.signal("room")
+    await a.signal("room")
+    ws = await a.ws("nbchat/peerjs", key="room", id=await a.new_id("room"), token="t")
+    assert await ws.recv() == {"type": "ERROR", "payload": {"msg": Errors.USER_LIMIT}}
+
+
+@pytest.mark.parametrize("nbchat_config", [{"max_rooms_per_user": 2}])
+async def test_too_many_rooms_per_user(login):
+    a = await login()
+    await a.signal("r1")
+    await a.signal("r2")
+    ws = await a.ws("nbchat/peerjs", key="r3", id=await a.new_id("r3"), token="t")
+    assert await ws.recv() == {"type": "ERROR", "payload": {"msg": Errors.ROOM_LIMIT}}
+
+
+@pytest.mark.parametrize("nbchat_config", [{"concurrent_limit": 1}])
+async def test_concurrent_limit(login):
+    a, b = await login(), await login()
+    await a.signal("room")
+    ws = await b.ws("nbchat/peerjs", key="room", id=await b.new_id("room"), token="t")
+    assert await ws.recv() == {"type": "ERROR", "payload": {"msg": Errors.CONCURRENT_LIMIT}}
+
+
+async def test_state_is_empty_after_everyone_leaves(login, jp_serverapp):
+    app = next(
+        ext for ext in jp_serverapp.extension_manager.extension_apps["nbchat"]
+    )
+    a, b = await login(), await login()
+    socks = [(await a.signal("room"))[0], (await b.signal("room"))[0], (await a.presence("room"))[0]]
+    await socks[0].send({"type": "OFFER", "dst": "ghost", "payload": 1})
+    assert app.realm.stats()["clients"] == 2
+    for ws in socks:
+        ws.close()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while app.realm.stats()["rooms"] and loop.time() < deadline:
+        await asyncio.sleep(0.05)  # polling server state: there is no event to await
+    assert app.realm.stats() | {"bindings": 0} == {
+        "rooms": 0, "clients": 0, "bindings": 0, "queued": 0, "subscribers": 0
+    }
+
+
+async def test_authorization_header_with_token_logs_a_script_in(jp_serverapp, server_base, jp_fetch):
+    token = jp_serverapp.identity_provider.token
+    r = await AsyncHTTPClient().fetch(HTTPRequest(
+        server_base + "nbchat/session?room=x", headers={"Authorization": f"token {token}"}))
+    assert any(c.startswith("username-") for c in r.headers.get_list("Set-Cookie"))
+    bad = await AsyncHTTPClient().fetch(HTTPRequest(
+        server_base + "nbchat/session?room=x", headers={"Authorization": "token wrong"},
+        follow_redirects=False), raise_error=False)
+    assert bad.code == 403
