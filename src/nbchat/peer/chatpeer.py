@@ -24,6 +24,10 @@ __all__ = ["ChatPeer"]
 log = logging.getLogger(__name__)
 
 HISTORY_BATCH = 200
+ACK_POLL_INTERVAL = 0.01
+#: Seconds between unsolicited syncs on every connection (as the widget does), so a
+#: message lost to a broken mesh edge still arrives.
+ANTI_ENTROPY_INTERVAL = 15.0
 _CLOSED = object()
 
 
@@ -63,7 +67,7 @@ class ChatPeer:
         self._message_queues: list[tuple[asyncio.Queue[Any], bool]] = []
         self._presence_queues: list[asyncio.Queue[Any]] = []
         self._confirmed: dict[str, int] = {}  # peer id → highest of our seqs it holds
-        self._confirm_waiters = 0
+        self._sent_own: dict[str, int] = {}  # connection id → highest own seq sent on it
         self._changed = asyncio.Condition()
         self._closed = False
 
@@ -99,6 +103,7 @@ class ChatPeer:
         for other in self._presence.roster:
             if other != peer_id:
                 self._dial(other)
+        self._spawn(self._anti_entropy(), "nbchat-anti-entropy")
 
     async def leave(self) -> None:
         """Close every connection and socket; iterators from ``messages()`` end."""
@@ -164,38 +169,38 @@ class ChatPeer:
         message = self._require_log().compose(text, int(time.time() * 1000))
         frame = {"type": "message", "message": message}
         for connection in list(self._connections.values()):
-            if connection.open:
-                connection.send(frame)
+            if connection.open and connection.send(frame):
+                self._sent_own[connection.connection_id] = message["seq"]
         await self._notify()
         return message
 
     def delivered_to(self, message: Message) -> set[str]:
-        """Peers known to hold ``message`` (from their sync/history answers)."""
-        return {p for p, seq in self._confirmed.items() if seq >= message["seq"]}
+        """Peers known to hold our ``message``.
+
+        A peer holds it if its ``sync`` said so, or if a connection to it carried the
+        message and the peer's SCTP stack has acknowledged everything sent on it
+        (reliable, ordered channel). The second needs nothing from the other side's
+        application, so it works with every peer, browser or Python.
+        """
+        seq = message["seq"]
+        peers = {p for p, held in self._confirmed.items() if held >= seq}
+        for connection in list(self._connections.values()):
+            if (
+                self._sent_own.get(connection.connection_id, 0) >= seq
+                and connection.all_acknowledged()
+            ):
+                peers.add(connection.peer)
+        return peers
 
     async def wait_delivered(self, message: Message, peers: int = 1, timeout: float = 10.0) -> bool:
-        """Wait until ``peers`` peers confirm they hold our ``message``; False on timeout.
-
-        Confirmation needs no new frame type: we send ``sync`` without our own entry,
-        and the peer's ``history`` answer lists the messages of ours it holds. The probe
-        repeats every second in case an answer was lost to a closing connection.
-        """
+        """Wait until ``peers`` peers hold our ``message`` (see delivered_to); False on timeout."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-
-        def done() -> bool:
-            return len(self.delivered_to(message)) >= peers
-
-        self._confirm_waiters += 1
-        try:
-            while not done():
-                remaining = deadline - loop.time()
-                if remaining <= 0 or self._closed:
-                    return False
-                self._probe_all(message)
-                await self._wait_until(done, min(1.0, remaining))
-        finally:
-            self._confirm_waiters -= 1
+        while len(self.delivered_to(message)) < peers:
+            if loop.time() >= deadline or self._closed:
+                return False
+            # SCTP acknowledgements raise no event; look again shortly.
+            await asyncio.sleep(ACK_POLL_INTERVAL)
         return True
 
     async def wait_for_peers(self, count: int, timeout: float = 20.0) -> bool:
@@ -278,6 +283,7 @@ class ChatPeer:
 
     def _on_connection_closed(self, connection: DataConnection) -> None:
         self._connections.pop(connection.connection_id, None)
+        self._sent_own.pop(connection.connection_id, None)
         if not self._closed:
             self._spawn(self._notify(), "nbchat-notify")
 
@@ -306,6 +312,14 @@ class ChatPeer:
             return
         connection.send({"type": "sync", "have": self._require_log().have()})
         await self._notify()
+
+    async def _anti_entropy(self) -> None:
+        while True:
+            await asyncio.sleep(ANTI_ENTROPY_INTERVAL)
+            have = self._require_log().have()
+            for connection in list(self._connections.values()):
+                if connection.open:
+                    connection.send({"type": "sync", "have": have})
 
     # signaling ------------------------------------------------------------------------------
 
@@ -484,25 +498,17 @@ class ChatPeer:
         mine = have.get(log_.peer_id)
         if type(mine) is int and mine > 0:
             self._confirm(connection.peer, mine)
-        missing = log_.missing_for(have)
+        # Never send a peer its own messages back: it is their only source (msglog rule).
+        missing = [m for m in log_.missing_for(have) if m["author"] != connection.peer]
         for start in range(0, len(missing), HISTORY_BATCH):
-            connection.send({"type": "history", "messages": missing[start : start + HISTORY_BATCH]})
-        own_last = log_.have().get(log_.peer_id, 0)
-        if self._confirm_waiters and own_last > self._confirmed.get(connection.peer, 0):
-            # It just got what it lacked; ask back so that it says which of ours it holds.
-            self._probe(connection)
+            batch = missing[start : start + HISTORY_BATCH]
+            if connection.send({"type": "history", "messages": batch}):
+                own = [m["seq"] for m in batch if m["author"] == log_.peer_id]
+                if own:
+                    cid = connection.connection_id
+                    self._sent_own[cid] = max(self._sent_own.get(cid, 0), *own)
 
     def _confirm(self, peer: str, seq: int) -> None:
         if seq > self._confirmed.get(peer, 0):
             self._confirmed[peer] = seq
             self._spawn(self._notify(), "nbchat-notify")
-
-    def _probe(self, connection: DataConnection) -> None:
-        have = self._require_log().have()
-        have.pop(self._require_log().peer_id, None)
-        connection.send({"type": "sync", "have": have})
-
-    def _probe_all(self, message: Message) -> None:
-        for connection in list(self._connections.values()):
-            if connection.open and self._confirmed.get(connection.peer, 0) < message["seq"]:
-                self._probe(connection)

@@ -192,6 +192,23 @@ class DataConnection:
             channel.send(payload)
         return True
 
+    def all_acknowledged(self) -> bool:
+        """True when the remote SCTP stack has acknowledged everything sent so far.
+
+        The channel is reliable and ordered, so this means the remote peer holds every
+        frame we sent on it. aiortc has no public signal for it; these are its SCTP
+        send queues (waiting for the channel, for the congestion window, for a SACK).
+        """
+        channel, sctp = self.channel, self.pc.sctp
+        if channel is None or sctp is None or not self.open:
+            return False
+        return (
+            channel.bufferedAmount == 0
+            and not sctp._data_channel_queue
+            and not sctp._outbound_queue
+            and not sctp._sent_queue
+        )
+
     @property
     def buffered_amount(self) -> int:
         return self.channel.bufferedAmount if self.channel is not None else 0
