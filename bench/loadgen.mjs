@@ -1,0 +1,173 @@
+// Signaling load generator: C PeerJS-protocol sockets relaying OFFER frames to random peers.
+//
+// Speaks only the PeerJS server protocol, so the same load hits npm `peer` and nbchat.
+// Measures at the receiver (latency, loss) and reads the server's CPU and RSS from /proc.
+// Usage: node bench/loadgen.mjs '<json config>'  (bench/run.py builds the config)
+// Prints one JSON object per line: {"event":"connected",...} then {"event":"phase",...}
+// for each phase not marked `warmup` (a warm-up phase lets the JIT and allocators settle).
+import { readFileSync } from "node:fs";
+import { performance } from "node:perf_hooks";
+import WebSocket from "ws";
+
+const cfg = JSON.parse(process.argv[2]);
+const {
+  url, // ws://host:port/path/peerjs?key=KEY  (id and token are appended)
+  headers = {}, // e.g. {Cookie: "..."} for nbchat
+  clients,
+  connectConcurrency = 64,
+  pid, // server process to measure
+  phases, // [{rate: msgs/s or 0 for closed-loop max, duration: s, window: in-flight cap}]
+  payloadBytes = 300,
+  drainTimeout = 10,
+} = cfg;
+
+const TICKS = 100; // USER_HZ on Linux
+function cpuSeconds() {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / TICKS; // utime + stime (fields 14, 15)
+}
+function rssKiB() {
+  const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return Number(m[1]);
+}
+const emit = (o) => process.stdout.write(JSON.stringify(o) + "\n");
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// A plausible SDP-like blob of printable ASCII that needs no JSON escaping.
+const SDP = ("v=0 o=- 4611731400430051336 2 IN IP4 127.0.0.1 s=- t=0 0 a=group:BUNDLE 0 " +
+  "m=application 9 UDP/DTLS/SCTP webrtc-datachannel c=IN IP4 0.0.0.0 a=ice-ufrag:").repeat(4)
+  .slice(0, payloadBytes);
+
+// ---- per-phase receive state ------------------------------------------------------------
+let phase = -1;
+let received = 0;
+let wrongDst = 0;
+let errors = 0;
+let lat = new Float64Array(1 << 20);
+let onReceive = null; // closed-loop refill hook
+
+const ids = [];
+const sockets = [];
+
+function handle(i, data) {
+  const text = data.toString();
+  const msg = JSON.parse(text);
+  if (msg.type === "OFFER") {
+    const p = msg.payload;
+    if (p.p !== phase) return; // a straggler from an earlier phase (counted as lost there)
+    if (msg.dst !== ids[i]) wrongDst++;
+    if (received < lat.length) lat[received] = performance.now() - p.t;
+    received++;
+    if (onReceive) onReceive();
+  } else if (msg.type === "ERROR" || msg.type === "EXPIRE") {
+    errors++;
+    if (errors <= 5) console.error(`client ${i}: ${text}`);
+  }
+}
+
+// ---- connect ----------------------------------------------------------------------------
+function connectOne(i) {
+  return new Promise((resolve, reject) => {
+    const id = `b${i}x${Math.random().toString(36).slice(2, 8)}`;
+    const ws = new WebSocket(`${url}&id=${id}&token=t${i}`, {
+      headers, perMessageDeflate: false,
+    });
+    let opened = false;
+    ws.on("message", (data) => {
+      if (!opened) {
+        const msg = JSON.parse(data.toString());
+        if (msg.type === "OPEN") {
+          opened = true;
+          ids[i] = id;
+          sockets[i] = ws;
+          resolve();
+        } else reject(new Error(`client ${i}: ${data}`));
+        return;
+      }
+      handle(i, data);
+    });
+    ws.on("error", (e) => { if (!opened) reject(e); else console.error(`client ${i}:`, e.message); });
+    ws.on("close", (code) => {
+      if (!opened) reject(new Error(`client ${i} closed ${code} before OPEN`));
+      else if (!closing) { console.error(`client ${i} closed ${code}`); lostSockets++; }
+    });
+  });
+}
+let closing = false;
+let lostSockets = 0;
+
+const rssBefore = rssKiB();
+const cpuBeforeConnect = cpuSeconds();
+const t0 = performance.now();
+{
+  let next = 0;
+  const worker = async () => { while (next < clients) await connectOne(next++); };
+  await Promise.all(Array.from({ length: Math.min(connectConcurrency, clients) }, worker));
+}
+const connectSeconds = (performance.now() - t0) / 1000;
+await sleep(1000); // let the server settle before reading RSS
+emit({
+  event: "connected", clients, connect_s: connectSeconds,
+  connect_cpu_s: cpuSeconds() - cpuBeforeConnect,
+  rss_before_kib: rssBefore, rss_connected_kib: rssKiB(),
+});
+
+// ---- load phases ------------------------------------------------------------------------
+function sendOne() {
+  const i = (Math.random() * clients) | 0;
+  let j = (Math.random() * (clients - 1)) | 0;
+  if (j >= i) j++;
+  sockets[i].send(
+    `{"type":"OFFER","dst":"${ids[j]}","payload":{"sdp":"${SDP}","t":${performance.now()},"p":${phase}}}`,
+  );
+}
+
+function quantile(sorted, q) {
+  if (!sorted.length) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+for (let pi = 0; pi < phases.length; pi++) {
+  const { rate, duration, window = 2000, warmup = false } = phases[pi];
+  phase = pi; received = 0; wrongDst = 0; errors = 0; onReceive = null;
+  let sent = 0;
+  const cpu0 = cpuSeconds();
+  const start = performance.now();
+  const end = start + duration * 1000;
+  if (rate > 0) {
+    // Open loop: keep the offered rate whatever the server does (latency shows a backlog).
+    while (performance.now() < end) {
+      const due = Math.floor((rate * (performance.now() - start)) / 1000);
+      while (sent < due) { sendOne(); sent++; }
+      await sleep(1);
+    }
+  } else {
+    // Closed loop: `window` frames in flight; each arrival sends the next.
+    let stop = false;
+    onReceive = () => { if (!stop) { sendOne(); sent++; } };
+    for (let k = 0; k < window; k++) { sendOne(); sent++; }
+    await sleep(duration * 1000);
+    stop = true;
+  }
+  const sendSeconds = (performance.now() - start) / 1000;
+  const receivedInWindow = received;
+  const drainUntil = performance.now() + drainTimeout * 1000;
+  while (received < sent && performance.now() < drainUntil) await sleep(5);
+  const cpu = cpuSeconds() - cpu0;
+  const n = Math.min(received, lat.length);
+  const sorted = Array.from(lat.subarray(0, n)).sort((a, b) => a - b);
+  if (!warmup) emit({
+    event: "phase", phase: pi, rate, duration: sendSeconds, sent, received,
+    lost: sent - received, wrong_dst: wrongDst, errors,
+    msgs_per_s: (rate > 0 ? received : receivedInWindow) / sendSeconds,
+    p50_ms: quantile(sorted, 0.5), p99_ms: quantile(sorted, 0.99), max_ms: sorted[n - 1],
+    cpu_s: cpu, cpu_us_per_relay: (cpu * 1e6) / Math.max(1, received),
+    rss_kib: rssKiB(), lost_sockets: lostSockets,
+  });
+  await sleep(500);
+}
+
+closing = true;
+for (const ws of sockets) ws.terminate();
+process.exit(0);
