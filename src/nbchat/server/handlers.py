@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import json
 import struct
 import time
@@ -14,6 +15,7 @@ from jupyter_server.auth.decorator import ws_authenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
+from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.util import _websocket_mask
 from tornado.websocket import (
@@ -130,36 +132,110 @@ class _LeanProtocol(WebSocketProtocol13):
     """Tornado's RFC 6455 protocol with the per-frame overhead taken out of the hot path.
 
     Profiling a relay (docs/benchmarks.md) showed tornado spending more CPU per frame than
-    nbchat: up to four awaited ``read_bytes`` per incoming frame (each an epoll update and
-    a wake-up when the frame is not yet buffered) and one asyncio Task per
-    ``write_message``. Here one read takes every complete frame that has arrived, and a
-    text frame goes straight to the socket when nothing is queued before it. Frame
-    validation, control frames, closing and pings are tornado's own code, unchanged.
-    Requires no compression (the handlers never negotiate it).
+    nbchat itself: up to four awaited ``read_bytes`` per incoming frame, each wake-up a
+    chain of Futures, callbacks and a failing ``recv``, and one asyncio Task per
+    ``write_message``. Here the socket's read events come straight to ``_on_readable``,
+    which parses every complete frame that has arrived, and a text frame goes straight
+    to the socket when nothing is queued before it. Frame validation, control frames,
+    closing and pings are tornado's own code. Writes stay with the IOStream. Requires no
+    compression (never negotiated here) and a synchronous ``on_message``.
     """
+
+    _rbuf: bytearray
+    _closed: asyncio.Future[None]
 
     async def _receive_frame_loop(self) -> None:
         stream = self.stream
-        buf = bytearray()
-        work = 0
+        self._rbuf = bytearray()
         try:
-            while not self.client_terminated:
-                chunk = await stream.read_bytes(_READ_CHUNK, partial=True)
-                self._wire_bytes_in += len(chunk)
-                buf += chunk
-                consumed = await self._receive_frames(buf)
-                if consumed:
-                    del buf[:consumed]
-                work += len(chunk)
-                if work >= _YIELD_BYTES:
-                    work = 0
-                    await asyncio.sleep(0)
+            if stream._read_buffer_size:  # bytes that came in with the handshake
+                self._rbuf += await stream.read_bytes(stream._read_buffer_size)
+                del self._rbuf[:self._receive_frames(self._rbuf)]
+            if self.client_terminated:
+                return
+            if self._own_reads():
+                await self._closed
+                if not self.client_terminated:
+                    self._abort()  # as tornado does when a read finds the stream closed
+            else:
+                await self._read_loop()
         except StreamClosedError:
             self._abort()
         finally:
             self.handler.on_ws_connection_close(self.close_code, self.close_reason)
 
-    async def _receive_frames(self, buf: bytearray) -> int:
+    def _own_reads(self) -> bool:
+        """Route this socket's read events to ``_on_readable`` instead of the IOStream."""
+        stream = self.stream
+        handlers = getattr(stream.io_loop, "handlers", None)
+        if (type(stream) is not IOStream or not isinstance(handlers, dict)
+                or inspect.iscoroutinefunction(self.handler.on_message)):
+            return False
+        self._closed = asyncio.get_running_loop().create_future()
+        stream.set_close_callback(self._on_stream_closed)  # also listens for reads when idle
+        fd = stream.socket.fileno()
+        entry = handlers.get(fd)
+        if entry is None:
+            stream.set_close_callback(None)
+            return False
+        handlers[fd] = (entry[0], self._on_io_events)
+        return True
+
+    def _on_io_events(self, fileobj: Any, events: int) -> None:
+        if events & IOLoop.READ:
+            self._on_readable()
+        else:
+            self.stream._handle_events(fileobj, events)  # writes: the IOStream's own
+
+    def _on_readable(self) -> None:
+        stream = self.stream
+        if stream.closed():
+            return
+        try:
+            data = stream.socket.recv(_READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            stream.close(exc_info=e)
+            return
+        if not data:
+            stream.close()  # EOF
+            return
+        self._wire_bytes_in += len(data)
+        buf = self._rbuf
+        buf += data
+        try:
+            used = self._receive_frames(buf)
+        except Exception as e:
+            # What IOStream._handle_events does with an error in a read callback.
+            self.handler.log.error("nbchat: error reading a WebSocket frame", exc_info=True)
+            stream.close(exc_info=e)
+            return
+        if used:
+            del buf[:used]
+        if self.client_terminated:
+            self._on_stream_closed()
+
+    def _on_stream_closed(self) -> None:
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    async def _read_loop(self) -> None:
+        """Fallback when the read events cannot be taken over: read what has arrived."""
+        stream = self.stream
+        buf = self._rbuf
+        work = 0
+        while not self.client_terminated:
+            chunk = await stream.read_bytes(_READ_CHUNK, partial=True)
+            self._wire_bytes_in += len(chunk)
+            buf += chunk
+            del buf[:self._receive_frames(buf)]
+            work += len(chunk)
+            if work >= _YIELD_BYTES:
+                work = 0
+                await asyncio.sleep(0)
+
+    def _receive_frames(self, buf: bytearray) -> int:
         """Handle every complete frame at the start of ``buf``; return the bytes used.
 
         Mirrors ``WebSocketProtocol13._receive_frame`` rule for rule.
@@ -227,9 +303,7 @@ class _LeanProtocol(WebSocketProtocol13):
                     self._fragmented_message_opcode = opcode
                     self._fragmented_message_buffer = bytearray(data)
             if is_final_frame:
-                handled = self._handle_message(opcode, data)
-                if handled is not None:
-                    await handled
+                self._handle_message(opcode, data)  # on_message is synchronous
         return pos
 
     def send_text(self, text: str) -> None:
@@ -271,9 +345,13 @@ class _SocketHandler(_NbChatMixin, WebSocketMixin, WebSocketHandler, JupyterHand
     def get_websocket_protocol(self) -> WebSocketProtocol13 | None:
         if self.request.headers.get("Sec-WebSocket-Version") != "13":
             return None
+        # No tornado ping loop: WebSocketMixin.open already pings every ws_ping_interval
+        # and closes on a missed pong. Tornado's own loop would read the mixin's
+        # milliseconds as seconds (one ping per 8 hours) and costs a Task, a coroutine
+        # and a timer per socket.
         params = _WebSocketParams(
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
+            ping_interval=None,
+            ping_timeout=None,
             max_message_size=self.max_message_size,
             compression_options=None,
         )
@@ -282,6 +360,12 @@ class _SocketHandler(_NbChatMixin, WebSocketMixin, WebSocketHandler, JupyterHand
     @ws_authenticated
     async def get(self, *args: Any, **kwargs: Any) -> None:
         await super().get(*args, **kwargs)
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        super().open(*args, **kwargs)
+        # The login cookie was checked before the upgrade; its parsed form (a Morsel per
+        # cookie, ~1 KB) would otherwise live as long as the socket. Re-parsed on demand.
+        self.request.__dict__.pop("_cookies", None)
 
     def send_frame(self, text: str) -> None:
         conn = self.ws_connection
