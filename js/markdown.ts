@@ -37,7 +37,7 @@ export function createMarkdownRenderer(window: Window & typeof globalThis): Mark
     breaks: true,
     async: false,
     // Raw HTML in a message is shown as the text it is, never interpreted.
-    renderer: { html: ({ text }) => escapeHtml(text) },
+    renderer: { html: ({ text, block }) => (block ? `<p>${escapeHtml(text.trim())}</p>` : escapeHtml(text)) },
   });
   return {
     render(text: string): string {

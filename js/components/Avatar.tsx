@@ -10,6 +10,19 @@ export function safeColor(color: string | null): string | undefined {
   return color !== null && SAFE_COLOR.test(color.trim()) ? color.trim() : undefined;
 }
 
+/** JupyterLab's collaborator palette, for users the server gave no colour (anonymous users). */
+const PALETTE_SIZE = 7;
+
+function paletteColor(username: string): string {
+  let hash = 0;
+  for (let i = 0; i < username.length; i += 1) hash = (hash * 31 + username.charCodeAt(i)) >>> 0;
+  return `var(--jp-collaborator-color${(hash % PALETTE_SIZE) + 1})`;
+}
+
+export function userColor(user: Identity): string {
+  return safeColor(user.color) ?? paletteColor(user.username);
+}
+
 export function initialsOf(user: Identity): string {
   if (user.initials) return user.initials.slice(0, 2);
   const name = user.display_name || user.name || user.username || "?";
@@ -32,7 +45,7 @@ export function Avatar({ user, imageUrl, size = "normal" }: AvatarProps): React.
     return <img className={className} src={imageUrl} alt="" onError={() => setBroken(true)} />;
   }
   return (
-    <span className={className} style={{ backgroundColor: safeColor(user.color) }} aria-hidden="true">
+    <span className={className} style={{ backgroundColor: userColor(user) }} aria-hidden="true">
       {initialsOf(user)}
     </span>
   );

@@ -19,6 +19,12 @@ function useChatState(proxy: ChatProxy): ChatState {
   );
 }
 
+/** A notebook-path room shows as its file name; the full name is in the tooltip. */
+function roomLabel(room: string): string {
+  const parts = room.split(/[\\/]/).filter(Boolean);
+  return parts[parts.length - 1] ?? room;
+}
+
 export function ChatBox({ proxy, room }: ChatBoxProps): React.ReactElement {
   const state = useChatState(proxy);
   const markdown = React.useMemo(() => createMarkdownRenderer(window), []);
@@ -39,8 +45,8 @@ export function ChatBox({ proxy, room }: ChatBoxProps): React.ReactElement {
   return (
     <div className={`nbchat nbchat-phase-${state.phase}`}>
       <div className="nbchat-header">
-        <span className="nbchat-room" title={room}>
-          # {room}
+        <span className="nbchat-room" title={`Room: ${room}`}>
+          # {roomLabel(room)}
         </span>
         <span className="nbchat-status" role="status" aria-label="Chat status">
           <span className="nbchat-status-dot" aria-hidden="true" />

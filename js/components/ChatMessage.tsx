@@ -23,6 +23,8 @@ function ChatMessageView({ message, markdown, continued, isSelf, avatarUrl }: Ch
   const name = message.user.display_name || message.user.name || message.user.username;
   return (
     <div
+      role="article"
+      aria-label={`Message from ${name}`}
       className={`nbchat-message${continued ? " nbchat-message-continued" : ""}${isSelf ? " nbchat-message-self" : ""}`}
       data-message-id={message.id}
     >

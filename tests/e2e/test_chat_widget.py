@@ -1,0 +1,273 @@
+"""The chat widget as users see it: real JupyterLab, real Chromium, real WebRTC between pages."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from typing import Any
+
+from jupyter_client import BlockingKernelClient
+from playwright.sync_api import Locator, Page, expect
+
+from tests.e2e.conftest import open_notebook, run_all
+from tests.support.lab import REPO, Lab
+from tests.support.loop import BackgroundLoop
+
+DEMO = REPO / "notebooks" / "demo.ipynb"
+DOCS = REPO / "docs"
+SLOW = 60_000
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def api(lab: Lab, method: str, path: str, body: Any = None) -> Any:
+    request = urllib.request.Request(
+        f"{lab.url}{path}", method=method, data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"token {lab.token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"null")
+
+
+def put_notebook(lab: Lab, path: str, notebook: dict[str, Any]) -> str:
+    api(lab, "PUT", f"api/contents/{path}", {"type": "notebook", "format": "json", "content": notebook})
+    return path
+
+
+def code_notebook(*sources: str) -> dict[str, Any]:
+    demo = json.loads(DEMO.read_text())
+    cells = [{"cell_type": "code", "metadata": {}, "source": s, "outputs": [], "execution_count": None}
+             for s in sources]
+    return {**demo, "cells": cells}
+
+
+def kernel_client(lab: Lab, path: str) -> BlockingKernelClient:
+    """A client on the kernel behind ``path``'s session (shared by every page that opened it)."""
+    sessions = api(lab, "GET", "api/sessions")
+    kernel_id = next(s["kernel"]["id"] for s in sessions if s["path"] == path)
+    client = BlockingKernelClient(connection_file=str(lab.root / "home" / "runtime" / f"kernel-{kernel_id}.json"))
+    client.load_connection_file()
+    client.start_channels()
+    client.wait_for_ready(timeout=30)
+    return client
+
+
+def kernel_eval(client: BlockingKernelClient, expression: str) -> Any:
+    """Evaluate ``expression`` in the kernel and return its JSON value."""
+    outputs: list[dict[str, Any]] = []
+    reply = client.execute_interactive(
+        f"import json as _json\nprint(_json.dumps({expression}))", timeout=30,
+        output_hook=outputs.append,
+    )
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return json.loads("".join(m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream"))
+
+
+KERNEL_READY = """() => {
+    const widget = window.jupyterapp.shell.currentWidget;
+    const kernel = widget && widget.sessionContext && widget.sessionContext.session
+        && widget.sessionContext.session.kernel;
+    return Boolean(kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle');
+}"""
+
+
+def open_and_run(page: Page, lab: Lab, path: str) -> None:
+    """Open ``path``, wait until this page is connected to its (possibly shared) kernel, run all.
+
+    Running before the page's session is connected makes JupyterLab start a new kernel
+    for the notebook, which replaces the kernel another user is already using.
+    """
+    open_notebook(page, lab, path)
+    page.wait_for_function(KERNEL_READY, timeout=SLOW)
+    run_all(page)
+
+
+def users(page: Page) -> Locator:
+    return page.get_by_role("list", name="Users").get_by_role("listitem")
+
+
+def messages(page: Page) -> Locator:
+    return page.get_by_role("log", name="Messages")
+
+
+def message_box(page: Page) -> Locator:
+    return page.get_by_role("textbox", name="Message")
+
+
+def say(page: Page, text: str) -> None:
+    box = message_box(page)
+    expect(box).to_be_enabled(timeout=SLOW)
+    box.fill(text)
+    box.press("Enter")
+    expect(box).to_have_value("")
+
+
+def own_name(page: Page) -> str:
+    me = users(page).filter(has_text="(you)")
+    expect(me).to_have_count(1, timeout=SLOW)
+    return me.locator(".nbchat-user-name").inner_text().strip()
+
+
+def bodies(page: Page) -> list[str]:
+    return [t.strip() for t in messages(page).locator(".nbchat-message-body").all_inner_texts()]
+
+
+def screenshot(page: Page, name: str) -> None:
+    """The notebook with the chat in view (file browser folded away so the analysis shows)."""
+    if page.locator("#jp-left-stack").is_visible():
+        page.evaluate("() => window.jupyterapp.commands.execute('application:toggle-left-area')")
+        expect(page.locator("#jp-left-stack")).to_be_hidden()
+    page.locator(".nbchat").first.scroll_into_view_if_needed()
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=str(DOCS / name))
+
+
+# --- tests --------------------------------------------------------------------------------
+
+
+def test_two_users_chat_beside_the_demo_analysis(lab: Lab, new_user) -> None:
+    path = put_notebook(lab, "notebooks/e2e-demo.ipynb", json.loads(DEMO.read_text()))
+    a, b = new_user(), new_user()
+    open_and_run(a, lab, path)
+    open_and_run(b, lab, path)
+
+    # Presence: each sees both, itself marked.
+    expect(users(a)).to_have_count(2, timeout=SLOW)
+    expect(users(b)).to_have_count(2, timeout=SLOW)
+    name_a, name_b = own_name(a), own_name(b)
+    assert name_a != name_b
+    expect(a.get_by_role("status", name="Chat status")).to_have_text("Connected to 1 peer", timeout=SLOW)
+
+    # Chat both ways over the data channel.
+    say(a, "hello from A")
+    expect(messages(b)).to_contain_text("hello from A", timeout=SLOW)
+    say(b, "hello from **B**")
+    expect(messages(a).locator("strong", has_text="B")).to_be_visible(timeout=SLOW)
+    expect(messages(b).get_by_role("article", name=f"Message from {name_a}").filter(
+        has_text="hello from A")).to_have_count(1)
+
+    # The demo's chat.send() was posted by each user's browser and reached the other.
+    expect(messages(b).get_by_role("article", name=f"Message from {name_a}").filter(
+        has_text="Sensor summary")).to_have_count(1, timeout=SLOW)
+    expect(messages(a).get_by_role("article", name=f"Message from {name_b}").filter(
+        has_text="Sensor summary")).to_have_count(1, timeout=SLOW)
+
+    # Notebook shortcuts do not fire while typing in the chat ("a"/"b" insert cells, "dd" deletes).
+    cells_before = a.locator(".jp-Notebook .jp-Cell").count()
+    message_box(a).press_sequentially("a b dd")
+    expect(message_box(a)).to_have_value("a b dd")
+    assert a.locator(".jp-Notebook .jp-Cell").count() == cells_before
+    message_box(a).fill("")
+
+    # Untrusted HTML shows as inert text and runs nothing.
+    say(a, '<img src=x onerror="window.__nbchatPwned = 1">')
+    say(a, "<script>window.__nbchatPwned = 2</script>")
+    expect(messages(b)).to_contain_text("<script>window.__nbchatPwned = 2</script>", timeout=SLOW)
+    expect(messages(b)).to_contain_text('<img src=x onerror="window.__nbchatPwned = 1">')
+    assert messages(b).locator("img, script, iframe").count() == 0
+    assert b.evaluate("() => window.__nbchatPwned") is None
+    assert a.evaluate("() => window.__nbchatPwned") is None
+
+    # The kernel sees the room (mirrored traits) and its chat.send() reaches the other user.
+    kernel = kernel_client(lab, path)
+    try:
+        deadline = time.monotonic() + 30
+        while "hello from A" not in kernel_eval(kernel, "[m['text'] for m in chat.messages]"):
+            assert time.monotonic() < deadline, "chat.messages never mirrored into the kernel"
+            time.sleep(0.2)  # traits sync when the kernel is idle: poll the kernel's view
+        assert len(kernel_eval(kernel, "chat.users")) == 2
+        kernel_eval(kernel, "chat.send('a note from the **kernel**')")
+    finally:
+        kernel.stop_channels()
+    expect(messages(a).locator("strong", has_text="kernel")).to_be_visible(timeout=SLOW)
+    expect(messages(b).locator("strong", has_text="kernel")).to_be_visible(timeout=SLOW)
+
+    screenshot(a, "screenshot.png")
+    a.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
+    a.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=SLOW)
+    screenshot(a, "screenshot-dark.png")
+    a.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
+    a.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'", timeout=SLOW)
+
+    # A latecomer receives the earlier history, in the same order.
+    c = new_user()
+    open_and_run(c, lab, path)
+    expect(users(c)).to_have_count(3, timeout=SLOW)
+    expect(messages(c)).to_contain_text("a note from the", timeout=SLOW)
+    expect(messages(a)).to_contain_text("Sensor summary")
+    order_a = [t for t in bodies(a) if t.startswith(("hello from", "<", "a note"))]
+    order_c = [t for t in bodies(c) if t.startswith(("hello from", "<", "a note"))]
+    assert order_c == order_a
+    assert order_a.index("hello from A") < order_a.index("hello from B")
+
+    # Leaving: closing B's browser removes B from the others' lists.
+    expect(users(a)).to_have_count(3, timeout=SLOW)
+    b.context.close()
+    expect(users(a)).to_have_count(2, timeout=SLOW)
+    expect(users(a).filter(has_text=name_b)).to_have_count(0)
+    expect(users(c)).to_have_count(2, timeout=SLOW)
+
+
+def test_history_survives_a_reload_while_alone(lab: Lab, new_user) -> None:
+    path = put_notebook(lab, "notebooks/e2e-alone.ipynb",
+                        code_notebook("%load_ext nbchat", "chat = %chat e2e-alone-room"))
+    a = new_user()
+    open_and_run(a, lab, path)
+    say(a, "remember me")
+    a.wait_for_function(
+        "() => Object.keys(localStorage).some(k => k.startsWith('nbchat:') && localStorage[k].includes('remember me'))",
+        timeout=SLOW,
+    )
+    a.reload()
+    open_and_run(a, lab, path)
+    expect(users(a)).to_have_count(1, timeout=SLOW)
+    expect(messages(a)).to_contain_text("remember me", timeout=SLOW)
+
+
+def test_ten_thousand_messages_open_and_scroll(lab: Lab, new_user) -> None:
+    from nbchat.peer import ChatPeer
+
+    room = "e2e-big-room"
+    loop = BackgroundLoop()
+    peer = ChatPeer(lab.url, room, token=lab.token)
+    try:
+        loop.run(peer.join())
+
+        async def fill() -> None:
+            for i in range(10_000):
+                await peer.send(f"message {i:05d} with some *markdown* in it")
+
+        loop.run(fill(), timeout=120)
+        path = put_notebook(lab, "notebooks/e2e-big.ipynb",
+                            code_notebook("%load_ext nbchat", f"chat = %chat {room}"))
+        page = new_user()
+        open_notebook(page, lab, path)
+        page.wait_for_function(KERNEL_READY, timeout=SLOW)
+        started = time.monotonic()
+        run_all(page)
+        log = messages(page)
+        expect(log).to_contain_text("message 09999", timeout=SLOW)
+        opened = time.monotonic() - started
+        # Windowed: a handful of rows in the DOM, not ten thousand.
+        assert log.locator("[data-message-id]").count() < 100
+        page.evaluate("""() => {
+            const log = document.querySelector('[role=log][aria-label=Messages]');
+            window.__frames = 0;
+            const t0 = performance.now();
+            return new Promise((resolve) => {
+              const step = () => {
+                window.__frames += 1;
+                log.scrollTop = Math.max(0, log.scrollTop - 4000);
+                if (log.scrollTop > 0 && performance.now() - t0 < 20000) requestAnimationFrame(step);
+                else resolve(null);
+              };
+              requestAnimationFrame(step);
+            });
+        }""")
+        expect(log).to_contain_text("message 00000", timeout=SLOW)
+        print(f"10,000 messages: last one shown {opened:.1f}s after run-all")
+    finally:
+        loop.run(peer.leave())
+        loop.close()
