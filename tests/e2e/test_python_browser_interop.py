@@ -1,0 +1,154 @@
+"""A Python peer (aiortc) and Chromium users of the widget share a room: presence,
+messages both ways, late-joiner history both ways, and ``nbchat say`` reaching a browser."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+from playwright.sync_api import expect
+from tests.e2e.conftest import open_notebook, run_all
+from tests.e2e.test_chat_widget import (
+    SLOW,
+    code_notebook,
+    messages,
+    own_name,
+    put_notebook,
+    say,
+    users,
+)
+from tests.support.lab import Lab
+from tests.support.loop import BackgroundLoop
+from tests.support.peers import Inbox, until
+
+from nbchat.peer import ChatPeer
+
+
+@pytest.fixture
+def bg() -> Iterator[BackgroundLoop]:
+    loop = BackgroundLoop()
+    yield loop
+    loop.close()
+
+
+def join(bg: BackgroundLoop, lab: Lab, room: str) -> tuple[ChatPeer, Inbox]:
+    async def _join() -> tuple[ChatPeer, Inbox]:
+        peer = ChatPeer(lab.url, room, token=lab.token)
+        await peer.join()
+        return peer, Inbox(peer)
+
+    return bg.run(_join())
+
+
+def open_and_run(page: Any, lab: Lab, path: str) -> None:
+    open_notebook(page, lab, path)
+    # JupyterLab sometimes asks which kernel to start for a notebook written through the
+    # contents API; that dialog blocks run-all. Accept its default (Python 3).
+    dialog = page.locator(".jp-Dialog").filter(has_text="Select Kernel")
+    try:
+        dialog.wait_for(timeout=3_000)
+    except PlaywrightTimeoutError:
+        pass
+    else:
+        dialog.get_by_role("button", name="Select", exact=True).click()
+        expect(dialog).to_have_count(0)
+    run_all(page)
+
+
+def room_notebook(lab: Lab, name: str, room: str) -> str:
+    return put_notebook(
+        lab, f"notebooks/{name}.ipynb", code_notebook("%load_ext nbchat", f"chat = %chat {room}")
+    )
+
+
+def article(page: Any, author: str, text: str) -> Any:
+    return (
+        messages(page).get_by_role("article", name=f"Message from {author}").filter(has_text=text)
+    )
+
+
+def test_python_peer_and_browser_see_each_other_and_talk(lab: Lab, new_user, bg) -> None:
+    room = "interop-talk"
+    # Python first: the browser is the newcomer and dials the Python peer.
+    peer, inbox = join(bg, lab, room)
+    try:
+        page = new_user()
+        open_and_run(page, lab, room_notebook(lab, "interop-talk", room))
+        expect(users(page)).to_have_count(2, timeout=SLOW)
+        expect(users(page).filter(has_text=peer.user["display_name"])).to_have_count(1)
+        name = own_name(page)
+        bg.run(until(lambda: len(peer.users) == 2 and len(peer.peers) == 1, 60), timeout=70)
+        browser_user = next(u["user"] for u in peer.users if u["peer_id"] != peer.id)
+        assert browser_user["display_name"] == name
+
+        bg.run(peer.send("hello from **python**"))
+        expect(article(page, peer.user["display_name"], "hello from")).to_have_count(
+            1, timeout=SLOW
+        )
+        expect(messages(page).locator("strong", has_text="python")).to_be_visible()
+
+        say(page, "hello from the browser")
+        [got] = bg.run(inbox.wait(1, 30), timeout=40)
+        assert got["text"] == "hello from the browser"
+        assert got["user"] == browser_user  # the server-bound identity, not a claim
+
+        # Python leaves: the browser's user list drops it.
+        bg.run(peer.leave())
+        expect(users(page)).to_have_count(1, timeout=SLOW)
+    finally:
+        bg.run(peer.leave())
+
+
+def test_late_joiners_get_history_both_ways(lab: Lab, new_user, bg) -> None:
+    room = "interop-history"
+    path = room_notebook(lab, "interop-history", room)
+    first = new_user()
+    open_and_run(first, lab, path)
+    expect(users(first)).to_have_count(1, timeout=SLOW)
+    first_name = own_name(first)
+    say(first, "said before python came")
+
+    # A late Python peer dials the browser and receives its history.
+    peer, inbox = join(bg, lab, room)
+    try:
+        [got] = bg.run(inbox.wait(1, 60), timeout=70)
+        assert got["text"] == "said before python came"
+        assert got["user"]["display_name"] == first_name
+        bg.run(peer.send("python was here"))
+        expect(article(first, peer.user["display_name"], "python was here")).to_have_count(
+            1, timeout=SLOW
+        )
+
+        # A late browser receives both, in the room's order.
+        late = new_user()
+        open_and_run(late, lab, path)
+        expect(users(late)).to_have_count(3, timeout=SLOW)
+        expect(article(late, peer.user["display_name"], "python was here")).to_have_count(
+            1, timeout=SLOW
+        )
+        expect(article(late, first_name, "said before python came")).to_have_count(1)
+        bodies = messages(late).locator(".nbchat-message-body").all_inner_texts()
+        assert [b.strip() for b in bodies] == [m["text"] for m in peer.history]
+    finally:
+        bg.run(peer.leave())
+
+
+def test_nbchat_say_reaches_a_browser_user(lab: Lab, new_user) -> None:
+    room = "interop-say"
+    page = new_user()
+    open_and_run(page, lab, room_notebook(lab, "interop-say", room))
+    expect(users(page)).to_have_count(1, timeout=SLOW)
+    result = subprocess.run(
+        [sys.executable, "-m", "nbchat", "say", room, "build *finished*", "--timeout", "30"],
+        env={"NBCHAT_SERVER": lab.url, "JUPYTER_TOKEN": lab.token, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "delivered to 1 peer" in result.stderr
+    expect(messages(page).locator("em", has_text="finished")).to_be_visible(timeout=SLOW)
