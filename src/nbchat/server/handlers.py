@@ -15,6 +15,7 @@ from jupyter_server.auth.decorator import ws_authenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
+from tornado.httputil import HTTPHeaders
 from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.util import _websocket_mask
@@ -141,53 +142,63 @@ class _LeanProtocol(WebSocketProtocol13):
     compression (never negotiated here) and a synchronous ``on_message``.
     """
 
-    _rbuf: bytearray
-    _closed: asyncio.Future[None]
+    # State lives in closures, not new attributes: one more attribute on this instance
+    # turns its shared-key __dict__ into a private one (+1.6 KB per socket, measured).
 
     async def _receive_frame_loop(self) -> None:
         stream = self.stream
-        self._rbuf = bytearray()
+        buf = bytearray()
         try:
             if stream._read_buffer_size:  # bytes that came in with the handshake
-                self._rbuf += await stream.read_bytes(stream._read_buffer_size)
-                del self._rbuf[:self._receive_frames(self._rbuf)]
+                buf += await stream.read_bytes(stream._read_buffer_size)
+                del buf[:self._receive_frames(buf)]
             if self.client_terminated:
                 return
-            if self._own_reads():
-                await self._closed
+            closed = self._own_reads(buf)
+            if closed is not None:
+                await closed
                 if not self.client_terminated:
                     self._abort()  # as tornado does when a read finds the stream closed
             else:
-                await self._read_loop()
+                await self._read_loop(buf)
         except StreamClosedError:
             self._abort()
         finally:
             self.handler.on_ws_connection_close(self.close_code, self.close_reason)
 
-    def _own_reads(self) -> bool:
-        """Route this socket's read events to ``_on_readable`` instead of the IOStream."""
+    def _own_reads(self, buf: bytearray) -> asyncio.Future[None] | None:
+        """Route this socket's read events to ``_on_readable`` instead of the IOStream.
+
+        Returns a Future that resolves when the connection is done, or None if the
+        events cannot be taken over (then the caller reads through the IOStream).
+        """
         stream = self.stream
         handlers = getattr(stream.io_loop, "handlers", None)
         if (type(stream) is not IOStream or not isinstance(handlers, dict)
                 or inspect.iscoroutinefunction(self.handler.on_message)):
-            return False
-        self._closed = asyncio.get_running_loop().create_future()
-        stream.set_close_callback(self._on_stream_closed)  # also listens for reads when idle
+            return None
+        closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def on_closed() -> None:
+            if not closed.done():
+                closed.set_result(None)
+
+        def on_events(fileobj: Any, events: int) -> None:
+            if events & IOLoop.READ:
+                self._on_readable(buf, on_closed)
+            else:
+                stream._handle_events(fileobj, events)  # writes: the IOStream's own
+
+        stream.set_close_callback(on_closed)  # also makes the stream listen for reads
         fd = stream.socket.fileno()
         entry = handlers.get(fd)
         if entry is None:
             stream.set_close_callback(None)
-            return False
-        handlers[fd] = (entry[0], self._on_io_events)
-        return True
+            return None
+        handlers[fd] = (entry[0], on_events)
+        return closed
 
-    def _on_io_events(self, fileobj: Any, events: int) -> None:
-        if events & IOLoop.READ:
-            self._on_readable()
-        else:
-            self.stream._handle_events(fileobj, events)  # writes: the IOStream's own
-
-    def _on_readable(self) -> None:
+    def _on_readable(self, buf: bytearray, on_closed: Callable[[], None]) -> None:
         stream = self.stream
         if stream.closed():
             return
@@ -202,7 +213,6 @@ class _LeanProtocol(WebSocketProtocol13):
             stream.close()  # EOF
             return
         self._wire_bytes_in += len(data)
-        buf = self._rbuf
         buf += data
         try:
             used = self._receive_frames(buf)
@@ -214,16 +224,11 @@ class _LeanProtocol(WebSocketProtocol13):
         if used:
             del buf[:used]
         if self.client_terminated:
-            self._on_stream_closed()
+            on_closed()
 
-    def _on_stream_closed(self) -> None:
-        if not self._closed.done():
-            self._closed.set_result(None)
-
-    async def _read_loop(self) -> None:
+    async def _read_loop(self, buf: bytearray) -> None:
         """Fallback when the read events cannot be taken over: read what has arrived."""
         stream = self.stream
-        buf = self._rbuf
         work = 0
         while not self.client_terminated:
             chunk = await stream.read_bytes(_READ_CHUNK, partial=True)
@@ -363,9 +368,11 @@ class _SocketHandler(_NbChatMixin, WebSocketMixin, WebSocketHandler, JupyterHand
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         super().open(*args, **kwargs)
-        # The login cookie was checked before the upgrade; its parsed form (a Morsel per
-        # cookie, ~1 KB) would otherwise live as long as the socket. Re-parsed on demand.
+        # Headers and cookies served the upgrade (auth, origin, 101 response) and are not
+        # read again; kept, they would cost a few KB for as long as the socket lives.
         self.request.__dict__.pop("_cookies", None)
+        self.request.headers = HTTPHeaders()
+        self._headers = HTTPHeaders()
 
     def send_frame(self, text: str) -> None:
         conn = self.ws_connection
