@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from tests.conftest import TEST_NBCHAT_CONFIG
 from tests.support.peers import Inbox, until
 
 from nbchat.msglog import Message
@@ -133,6 +134,7 @@ async def test_late_joiner_receives_history_in_order(connect: Any) -> None:
             assert by_author == {a.id: a.user, b.id: b.user}
 
 
+@pytest.mark.parametrize("nbchat_config", [{**TEST_NBCHAT_CONFIG, "max_message_bytes": 262144}])
 async def test_a_message_bigger_than_a_peerjs_frame_arrives_whole(connect: Any) -> None:
     room = "room-big"
     async with connect(room) as a, connect(room) as b:
@@ -155,3 +157,37 @@ async def test_wait_delivered_confirms_receipt(connect: Any) -> None:
             assert await a.wait_delivered(sent, timeout=20)
             assert a.delivered_to(sent) == {b.id}
             assert sent["id"] in {m["id"] for m in b.history}
+
+
+async def test_a_message_over_the_room_limit_is_refused(connect: Any) -> None:
+    async with connect("room-limit") as a:
+        limit = a.config.max_message_bytes
+        with pytest.raises(ValueError, match="over the room's limit"):
+            await a.send("x" * (limit + 1))
+        assert a.history == []
+        await a.send("é" * (limit // 2))  # exactly at the limit in UTF-8 bytes
+
+
+async def test_mesh_recovers_after_a_signaling_socket_drops(connect: Any) -> None:
+    room = "room-reconnect"
+    async with connect(room) as a, connect(room) as b:
+        assert await a.wait_for_peers(1) and await b.wait_for_peers(1)
+        seen_by_a: list[tuple[str, str]] = []
+
+        async def watch() -> None:
+            async for event in a.presence():
+                seen_by_a.append((event.type, event.peer["peer_id"]))
+
+        watcher = asyncio.get_running_loop().create_task(watch())
+        # Fault injection: cut b's signaling WebSocket under it.
+        assert b._signaling is not None and b._signaling.socket._ws is not None
+        await b._signaling.socket._ws.close()
+        back = [("USER_DISCONNECTED", b.id), ("USER_CONNECTED", b.id)]
+        await until(lambda: seen_by_a == back)
+        await until(lambda: a.peers == {b.id} and b.peers == {a.id})
+        inbox = Inbox(a)
+        await b.send("after the reconnect")
+        [got] = await inbox.wait(1)
+        assert got["text"] == "after the reconnect" and got["author"] == b.id
+        inbox.stop()
+        watcher.cancel()

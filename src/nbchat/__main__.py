@@ -110,7 +110,10 @@ async def join(server: str, room: str, token: str | None) -> int:
         try:
             async for line in _stdin_lines():
                 if line.strip():
-                    await peer.send(line)
+                    try:
+                        await peer.send(line)
+                    except ValueError as error:
+                        print(f"* not sent: {error}", file=sys.stderr, flush=True)
         finally:
             for task in tasks:
                 task.cancel()
@@ -125,7 +128,11 @@ async def join(server: str, room: str, token: str | None) -> int:
 
 async def say(server: str, room: str, text: str, token: str | None, timeout: float) -> int:
     async with ChatPeer(server, room, token=token) as peer:
-        message = await peer.send(text)
+        try:
+            message = await peer.send(text)
+        except ValueError as error:
+            print(f"nbchat: error: {error}", file=sys.stderr)
+            return EXIT_ERROR
         delivered = await peer.wait_delivered(message, peers=1, timeout=timeout)
         if delivered:
             count = len(peer.delivered_to(message))

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 HISTORY_BATCH = 200
 ACK_POLL_INTERVAL = 0.01
+MAX_REDIALS = 6
+REDIAL_BASE_DELAY = 0.5
+REDIAL_MAX_DELAY = 10.0
 #: Seconds between unsolicited syncs on every connection (as the widget does), so a
 #: message lost to a broken mesh edge still arrives.
 ANTI_ENTROPY_INTERVAL = 15.0
@@ -68,6 +71,7 @@ class ChatPeer:
         self._presence_queues: list[asyncio.Queue[Any]] = []
         self._confirmed: dict[str, int] = {}  # peer id → highest of our seqs it holds
         self._sent_own: dict[str, int] = {}  # connection id → highest own seq sent on it
+        self._redials: dict[str, int] = {}  # peer id → dial attempts since its last open link
         self._changed = asyncio.Condition()
         self._closed = False
 
@@ -93,7 +97,9 @@ class ChatPeer:
             peer_id = await self._session.reserve_id(config)
             self._log = MessageLog(peer_id, config.user)
             self._rtc_config = rtc_configuration(config.ice_servers)
-            self._signaling = SignalingClient(self._session, config, peer_id, self._on_signal)
+            self._signaling = SignalingClient(
+                self._session, config, peer_id, self._on_signal, on_reopen=self._on_reopen
+            )
             await self._signaling.connect(self.connect_timeout)
             self._presence = PresenceClient(self._session, config, self._on_presence)
             await self._presence.connect(self.connect_timeout)
@@ -110,6 +116,10 @@ class ChatPeer:
         if self._closed:
             return
         self._closed = True
+        # Signaling first: the server announces our departure before our data channels
+        # close, so the others do not mistake it for a broken link and dial again.
+        if self._signaling is not None:
+            await self._signaling.close()
         for connection in list(self._connections.values()):
             await connection.close()
         for task in list(self._tasks):
@@ -119,8 +129,6 @@ class ChatPeer:
                 await task
         if self._presence is not None:
             await self._presence.close()
-        if self._signaling is not None:
-            await self._signaling.close()
         if self._session is not None:
             await self._session.close()
         for queue, _ in self._message_queues:
@@ -166,6 +174,12 @@ class ChatPeer:
         """Add a message to the log and send it to every connected peer."""
         if self._closed:
             raise NbChatError("this peer has left the room")
+        size = len(text.encode("utf-8"))
+        if self.config is not None and size > self.config.max_message_bytes:
+            raise ValueError(
+                f"message of {size} bytes is over the room's limit of "
+                f"{self.config.max_message_bytes} bytes"
+            )
         message = self._require_log().compose(text, int(time.time() * 1000))
         frame = {"type": "message", "message": message}
         for connection in list(self._connections.values()):
@@ -284,8 +298,32 @@ class ChatPeer:
     def _on_connection_closed(self, connection: DataConnection) -> None:
         self._connections.pop(connection.connection_id, None)
         self._sent_own.pop(connection.connection_id, None)
-        if not self._closed:
-            self._spawn(self._notify(), "nbchat-notify")
+        if self._closed:
+            return
+        self._spawn(self._notify(), "nbchat-notify")
+        other = connection.peer
+        present = self._presence is not None and other in self._presence.roster
+        alive = any(c.peer == other for c in self._connections.values())
+        # The widget's rule, so both sides agree: after an open link is lost only the
+        # smaller id dials again; a link that never opened is retried by either side.
+        if present and not alive and (self.id < other or not connection.was_open):
+            attempt = self._redials.get(other, 0)
+            if attempt < MAX_REDIALS:
+                self._redials[other] = attempt + 1
+                self._spawn(self._redial(other, attempt), f"nbchat-redial-{other}")
+            else:
+                log.warning("nbchat room %s: giving up on peer %s", self.room, other)
+
+    async def _redial(self, other: str, attempt: int) -> None:
+        await asyncio.sleep(min(REDIAL_BASE_DELAY * 2**attempt, REDIAL_MAX_DELAY))
+        present = self._presence is not None and other in self._presence.roster
+        if (
+            not self._closed
+            and present
+            and not any(c.peer == other for c in self._connections.values())
+        ):
+            log.info("nbchat room %s: dialing peer %s again", self.room, other)
+            self._dial(other)
 
     def _dial(self, other: str) -> None:
         connection = DataConnection(other, self._relay, self._rtc_config, self._on_frame)
@@ -310,8 +348,25 @@ class ChatPeer:
             )
             await connection.close()
             return
+        self._redials.pop(connection.peer, None)
         connection.send({"type": "sync", "have": self._require_log().have()})
         await self._notify()
+
+    def _on_reopen(self) -> None:
+        # While our signaling socket was down the server announced us as gone, and the
+        # others dropped their links to us; as on joining, we dial everyone again.
+        log.info("nbchat room %s: signaling reconnected", self.room)
+        self._spawn(self._dial_missing(), "nbchat-dial-missing")
+
+    async def _dial_missing(self) -> None:
+        presence = self._presence
+        if presence is None:
+            return
+        # Our own USER_CONNECTED marks the moment the others know we are back.
+        await self._wait_until(lambda: self.id in presence.roster, self.connect_timeout)
+        for other in list(presence.roster):
+            if other != self.id and not any(c.peer == other for c in self._connections.values()):
+                self._dial(other)
 
     async def _anti_entropy(self) -> None:
         while True:
@@ -446,11 +501,24 @@ class ChatPeer:
             return
         self._on_log_frame(connection, frame, user)
 
+    def _too_big(self, raw: object) -> bool:
+        """Whether a received MESSAGE's text is over the room's limit (the widget drops it too)."""
+        text = raw.get("text") if isinstance(raw, dict) else None
+        limit = self.config.max_message_bytes if self.config is not None else None
+        return isinstance(text, str) and limit is not None and len(text.encode("utf-8")) > limit
+
     def _on_log_frame(
         self, connection: DataConnection, frame: dict[str, Any], user: Identity
     ) -> None:
         log_ = self._require_log()
         if frame["type"] == "message":
+            if self._too_big(frame.get("message")):
+                log.warning(
+                    "nbchat room %s: dropped an oversized message from %s",
+                    self.room,
+                    connection.peer,
+                )
+                return
             try:
                 added = log_.receive_direct(connection.peer, user, frame.get("message"))
             except InvalidMessage as error:
@@ -471,6 +539,7 @@ class ChatPeer:
         if not isinstance(messages, list):
             log.warning("nbchat room %s: bad history from %s", self.room, connection.peer)
             return
+        messages = [m for m in messages if not self._too_big(m)]
         own: list[int] = [
             m["seq"]
             for m in messages

@@ -81,6 +81,11 @@ class DataConnection:
         return f"<DataConnection {self.connection_id} to {self.peer}>"
 
     @property
+    def was_open(self) -> bool:
+        """Whether the channel ever opened (it may have closed since)."""
+        return self.opened.is_set()
+
+    @property
     def open(self) -> bool:
         return self.opened.is_set() and not self.closed.is_set()
 

@@ -36,12 +36,14 @@ class SignalingClient:
         on_frame: Callable[[dict[str, object]], None],
         *,
         on_fatal: Callable[[SignalingError], None] | None = None,
+        on_reopen: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.peer_id = peer_id
         self.token = secrets.token_hex(8)
         self.on_frame = on_frame
         self.on_fatal = on_fatal
+        self.on_reopen = on_reopen
         self.opened = asyncio.Event()
         self._first_error: SignalingError | None = None
         self._refused = asyncio.Event()
@@ -89,6 +91,8 @@ class SignalingClient:
             pending, self._pending = self._pending, []
             for queued in pending:
                 asyncio.get_running_loop().create_task(self.send(queued))
+            if self._heartbeat is not None and self.on_reopen is not None:
+                self.on_reopen()  # a reconnect, not the first OPEN
         elif kind in (FrameType.ERROR.value, FrameType.ID_TAKEN.value):
             payload = frame.get("payload")
             msg = payload.get("msg") if isinstance(payload, dict) else None
