@@ -191,3 +191,30 @@ async def test_mesh_recovers_after_a_signaling_socket_drops(connect: Any) -> Non
         assert got["text"] == "after the reconnect" and got["author"] == b.id
         inbox.stop()
         watcher.cancel()
+
+
+async def test_chat_text_never_reaches_the_server(
+    connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nbchat.server import handlers
+
+    seen: list[str] = []
+    original = handlers.SignalingHandler.on_message
+
+    def spy(self: Any, message: str | bytes) -> None:
+        seen.append(message if isinstance(message, str) else message.decode(errors="replace"))
+        original(self, message)
+
+    monkeypatch.setattr(handlers.SignalingHandler, "on_message", spy)
+    secret = "zebra-" + "7f3a9c" * 3
+    async with connect("room-private") as a, connect("room-private") as b:
+        assert await a.wait_for_peers(1)
+        inbox = Inbox(b)
+        await a.send(f"the secret is {secret}")
+        [got] = await inbox.wait(1)
+        assert secret in got["text"]
+        async with connect("room-private") as late:  # history goes peer to peer too
+            await until(lambda: len(late.history) == 1)
+        inbox.stop()
+    assert any('"OFFER"' in frame for frame in seen), "the spy saw the signaling traffic"
+    assert not any(secret in frame for frame in seen)
