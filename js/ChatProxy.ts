@@ -524,8 +524,13 @@ export class ChatProxy {
   private changed(messagesChanged: boolean): void {
     if (messagesChanged && this.saveTimer === null) {
       this.saveTimer = setTimeout(() => {
-        this.saveTimer = null;
-        if (this.log !== null) this.store.save(this.log.messages);
+        // Serializing a long log takes a while: do it when the page is idle.
+        const save = (): void => {
+          this.saveTimer = null;
+          if (this.log !== null && !this.destroyed) this.store.save(this.log.messages);
+        };
+        if (typeof requestIdleCallback === "function") requestIdleCallback(save, { timeout: 5_000 });
+        else save();
       }, SAVE_DELAY_MS);
     }
     if (this.emitTimer !== null) return;

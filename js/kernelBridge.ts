@@ -9,7 +9,6 @@ import type { ChatProxy, ChatState } from "./ChatProxy";
 
 export interface ChatModel {
   room: string;
-  messages: WireMessage[];
   users: { peer_id: string; user: unknown }[];
   status: string;
   peer_id: string;
@@ -25,15 +24,27 @@ interface WireMessage {
   user: unknown;
 }
 
+/** Browser → kernel: replace the kernel's messages from index `from` on (kept in order). */
+interface MessagesPatch {
+  type: "messages";
+  from: number;
+  messages: WireMessage[];
+  done: boolean;
+}
+
 /** Kernel → browser custom messages. */
 type KernelMessage = { type: "send"; text: string; to: string };
 
-/** At most one trait sync per interval: a 10,000-message list is not re-sent per keystroke. */
+/** At most one mirror per interval, so a burst of messages costs one patch. */
 const MIRROR_INTERVAL_MS = 250;
+/** Messages per patch: the first mirror of a long history goes in several comm messages. */
+const PATCH_SIZE = 1_000;
 
 export class KernelBridge {
   private timer: ReturnType<typeof setTimeout> | null = null;
   private lastClaim = "";
+  /** Ids of the messages the kernel holds, in order: we send only what differs. */
+  private mirrored: string[] = [];
   private readonly unsubscribe: () => void;
 
   constructor(
@@ -61,6 +72,31 @@ export class KernelBridge {
     if (this.timer !== null) clearTimeout(this.timer);
   }
 
+  /**
+   * Send the kernel the messages from the first one that differs from what it holds. Messages
+   * are a custom-message patch rather than a synced trait, so 10,000 of them are sent once,
+   * not on every change, and never echoed back to other browsers.
+   */
+  private patchMessages(state: ChatState): void {
+    const messages = state.messages;
+    let from = 0;
+    while (from < this.mirrored.length && from < messages.length && this.mirrored[from] === messages[from].id) {
+      from += 1;
+    }
+    if (from === messages.length && from === this.mirrored.length) return;
+    const suffix = messages.slice(from).map(({ id, author, time, text, user }) => ({ id, author, time, text, user }));
+    for (let start = 0; start < suffix.length || start === 0; start += PATCH_SIZE) {
+      const patch: MessagesPatch = {
+        type: "messages",
+        from: from + start,
+        messages: suffix.slice(start, start + PATCH_SIZE),
+        done: start + PATCH_SIZE >= suffix.length,
+      };
+      this.model.send(patch);
+    }
+    this.mirrored = messages.map((m) => m.id);
+  }
+
   private onState(state: ChatState): void {
     const selfId = state.selfId;
     if (selfId === null) return;
@@ -81,16 +117,11 @@ export class KernelBridge {
   }
 
   private mirror(state: ChatState): void {
-    if (state.selfId === null || this.model.get("_owner") !== state.selfId) return;
-    const current = this.model.get("messages");
-    const last = state.messages[state.messages.length - 1];
-    const lastMirrored = current[current.length - 1];
-    if (current.length !== state.messages.length || lastMirrored?.id !== last?.id) {
-      this.model.set(
-        "messages",
-        state.messages.map(({ id, author, time, text, user }) => ({ id, author, time, text, user })),
-      );
+    if (state.selfId === null || this.model.get("_owner") !== state.selfId) {
+      this.mirrored = [];
+      return;
     }
+    this.patchMessages(state);
     this.model.set("users", state.users.map(({ peer_id, user }) => ({ peer_id, user })));
     this.model.set("status", state.status);
     this.model.set("peer_id", state.selfId);

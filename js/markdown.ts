@@ -17,6 +17,8 @@ function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
+const CACHE_SIZE = 2_000;
+
 export interface MarkdownRenderer {
   /** Safe HTML for `text`. */
   render(text: string): string;
@@ -39,16 +41,27 @@ export function createMarkdownRenderer(window: Window & typeof globalThis): Mark
     // Raw HTML in a message is shown as the text it is, never interpreted.
     renderer: { html: ({ text, block }) => (block ? `<p>${escapeHtml(text.trim())}</p>` : escapeHtml(text)) },
   });
-  return {
-    render(text: string): string {
-      const html = marked.parse(text, { async: false });
-      return purify.sanitize(html, {
+  // Scrolling a long history re-mounts rows: keep recent renderings instead of re-parsing.
+  const cache = new Map<string, string>();
+  const sanitize = (text: string): string => {
+    const html = marked.parse(text, { async: false });
+    return purify.sanitize(html, {
         FORBID_TAGS: FORBIDDEN_TAGS,
         FORBID_ATTR: FORBIDDEN_ATTRIBUTES,
         ALLOWED_URI_REGEXP: SAFE_URI,
         ALLOW_DATA_ATTR: false,
         ALLOW_ARIA_ATTR: false,
-      });
+    });
+  };
+  return {
+    render(text: string): string {
+      let html = cache.get(text);
+      if (html === undefined) {
+        html = sanitize(text);
+        if (cache.size >= CACHE_SIZE) cache.delete(cache.keys().next().value as string);
+        cache.set(text, html);
+      }
+      return html;
     },
   };
 }

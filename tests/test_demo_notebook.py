@@ -12,9 +12,15 @@ DEMO = Path(__file__).resolve().parents[1] / "notebooks" / "demo.ipynb"
 
 def test_demo_notebook_executes(tmp_path: Path) -> None:
     nb = nbformat.read(DEMO, as_version=4)
-    NotebookClient(nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])]
+    NotebookClient(
+        nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    outputs = [
+        out for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
+    ]
     assert not [out for out in outputs if out.output_type == "error"]
-    widget_views = [out for out in outputs if "application/vnd.jupyter.widget-view+json" in out.get("data", {})]
+    widget_views = [
+        out for out in outputs if "application/vnd.jupyter.widget-view+json" in out.get("data", {})
+    ]
     assert len(widget_views) == 1, "the %chat cell displays one Chat widget"
     assert any("nbchat loaded" in out.get("text", "") for out in outputs)

@@ -17,8 +17,16 @@ def sent(chat: Chat, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
 
 def claim(chat: Chat, peer_id: str, replaces: str = "", present: list[str] | None = None) -> None:
-    chat._on_custom(chat, {"type": "claim", "peer_id": peer_id, "replaces": replaces,
-                           "present": present or [peer_id]}, [])
+    chat._on_custom(
+        chat,
+        {
+            "type": "claim",
+            "peer_id": peer_id,
+            "replaces": replaces,
+            "present": present or [peer_id],
+        },
+        [],
+    )
 
 
 def test_default_room_is_the_notebook_path(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,3 +102,27 @@ def test_magic_shows_a_chat_and_replaces_its_own_previous_one() -> None:
     finally:
         ip.run_line_magic("unload_ext", "nbchat")
     assert "chat" not in ip.magics_manager.magics["line"]
+
+
+def test_the_owner_patches_messages_in_batches() -> None:
+    chat = Chat(room="r")
+    got: list[str] = []
+    chat.on_message(lambda m: got.append(m["id"]))
+    m = [
+        {"id": f"a:{i}", "author": "a", "time": i, "text": str(i), "user": {}} for i in range(1, 5)
+    ]
+    patch = {"type": "messages", "from": 0, "messages": m[:2], "done": False}
+    chat._on_custom(chat, patch, [])
+    assert chat.messages == [] and got == []  # nothing until the batch is done
+    chat._on_custom(chat, {"type": "messages", "from": 2, "messages": m[2:3], "done": True}, [])
+    assert [x["id"] for x in chat.messages] == ["a:1", "a:2", "a:3"]
+    # A late message inserted by the log's order replaces the tail from its index.
+    late = {"id": "b:1", "author": "b", "time": 0, "text": "late", "user": {}}
+    chat._on_custom(
+        chat, {"type": "messages", "from": 1, "messages": [late, *m[1:4]], "done": True}, []
+    )
+    assert [x["id"] for x in chat.messages] == ["a:1", "b:1", "a:2", "a:3", "a:4"]
+    assert got == ["a:1", "a:2", "a:3", "b:1", "a:4"]
+    # A patch that does not fit what the kernel holds is dropped.
+    chat._on_custom(chat, {"type": "messages", "from": 99, "messages": [late], "done": True}, [])
+    assert len(chat.messages) == 5

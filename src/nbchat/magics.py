@@ -13,14 +13,14 @@ __all__ = ["ChatMagics", "load_ipython_extension", "unload_ipython_extension"]
 
 
 @magics_class
-class ChatMagics(Magics):  # type: ignore[misc]
+class ChatMagics(Magics):
     def __init__(self, shell: Any) -> None:
         super().__init__(shell)
         # (room, frontend session) -> the Chat that frontend displayed last: re-running
         # %chat replaces it, while another user sharing the kernel keeps theirs.
         self._chats: dict[tuple[str, str], Chat] = {}
 
-    @line_magic  # type: ignore[misc]
+    @line_magic
     def chat(self, line: str) -> Chat:
         """Show the chat for ROOM (default: this notebook's room) and return the widget.
 
@@ -34,7 +34,7 @@ class ChatMagics(Magics):  # type: ignore[misc]
             previous.close()
         chat = Chat(room=room)
         self._chats[key] = chat
-        display(chat)
+        display(chat)  # type: ignore[no-untyped-call]
         return chat
 
     def _frontend_session(self) -> str:

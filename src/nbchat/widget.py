@@ -22,7 +22,7 @@ MessageCallback = Callable[[dict[str, Any]], object]
 
 
 def default_room() -> str:
-    """The notebook's path when the kernel knows it (Jupyter sets JPY_SESSION_NAME), else "default"."""
+    """The notebook's path if the kernel knows it (JPY_SESSION_NAME), else "default"."""
     return os.environ.get("JPY_SESSION_NAME") or "default"
 
 
@@ -40,7 +40,7 @@ def _as_markdown(content: object) -> str:
     return str(content)
 
 
-class Chat(anywidget.AnyWidget):  # type: ignore[misc]
+class Chat(anywidget.AnyWidget):
     """Peer-to-peer chat for everyone who has this notebook's room open.
 
     The browser that displays the widget is this notebook's peer: it talks to the other
@@ -52,14 +52,21 @@ class Chat(anywidget.AnyWidget):  # type: ignore[misc]
     _esm = _STATIC / "widget.js"
     _css = _STATIC / "widget.css"
 
-    room = traitlets.Unicode(help="Room name; everyone with the same room sees the same chat.").tag(sync=True)
-    messages = traitlets.List(
-        traitlets.Dict(), help="Messages in room order: dicts with id, author, time (ms), text, user."
-    ).tag(sync=True)
-    users = traitlets.List(traitlets.Dict(), help="Who is in the room: dicts with peer_id and user.").tag(
+    room = traitlets.Unicode(help="Room name; everyone with the same room sees the same chat.").tag(
         sync=True
     )
-    status = traitlets.Unicode("Waiting for the browser…", help="The chat's status line.").tag(sync=True)
+    # Not a synced trait: the owner browser patches it with custom messages, so a long history
+    # crosses the comm once instead of on every change, and is never echoed to other browsers.
+    messages = traitlets.List(
+        traitlets.Dict(),
+        help="Messages in room order: dicts with id, author, time (ms), text, user.",
+    )
+    users = traitlets.List(
+        traitlets.Dict(), help="Who is in the room: dicts with peer_id and user."
+    ).tag(sync=True)
+    status = traitlets.Unicode("Waiting for the browser…", help="The chat's status line.").tag(
+        sync=True
+    )
     peer_id = traitlets.Unicode("", help="The owner browser's peer id in the room.").tag(sync=True)
     # Identifies this widget to its views across pages; the owner is elected by claims.
     _instance = traitlets.Unicode("").tag(sync=True)
@@ -68,12 +75,13 @@ class Chat(anywidget.AnyWidget):  # type: ignore[misc]
     def __init__(self, room: str | None = None, **kwargs: Any) -> None:
         super().__init__(room=room or default_room(), _instance=uuid.uuid4().hex, **kwargs)
         self._outbox: list[str] = []
+        self._incoming: list[dict[str, Any]] | None = None
         self._callbacks: list[MessageCallback] = []
         self._seen: set[str] = {m.get("id", "") for m in self.messages}
         self.on_msg(self._on_custom)
         self.observe(self._on_messages, names="messages")
 
-    def send(self, content: object, buffers: Any = None) -> None:  # type: ignore[override]
+    def send(self, content: object, buffers: Any = None) -> None:
         """Post ``content`` (Markdown text, or any object with ``_repr_markdown_``) to the room.
 
         The message is sent by the browser showing this widget, as that browser's user.
@@ -100,9 +108,33 @@ class Chat(anywidget.AnyWidget):  # type: ignore[misc]
         super().send({"type": "send", "text": text, "to": self._owner})
 
     def _on_custom(self, _widget: object, content: object, _buffers: object) -> None:
-        if not isinstance(content, dict) or content.get("type") != "claim":
+        kind = content.get("type") if isinstance(content, dict) else None
+        if isinstance(content, dict) and kind == "claim":
+            self._on_claim(content)
+        elif isinstance(content, dict) and kind == "messages":
+            self._on_messages_patch(content)
+        else:
             log.warning("nbchat: ignoring unknown message from the browser: %r", content)
+
+    def _on_messages_patch(self, content: dict[str, Any]) -> None:
+        """Apply ``{"from": i, "messages": [...], "done": bool}`` from the owner browser."""
+        start, batch = content.get("from"), content.get("messages")
+        if not isinstance(start, int) or not isinstance(batch, list):
+            log.warning("nbchat: malformed messages patch in room %s", self.room)
             return
+        base = self._incoming if self._incoming is not None else list(self.messages)
+        if start > len(base):
+            log.warning("nbchat: messages patch from %d but only %d held", start, len(base))
+            self._incoming = None
+            return
+        base = base[:start] + [m for m in batch if isinstance(m, dict)]
+        if content.get("done", True):
+            self._incoming = None
+            self.messages = base
+        else:
+            self._incoming = base
+
+    def _on_claim(self, content: dict[str, Any]) -> None:
         claimant = content.get("peer_id")
         if not isinstance(claimant, str) or not claimant:
             return
@@ -125,4 +157,6 @@ class Chat(anywidget.AnyWidget):  # type: ignore[misc]
                     callback(message)
                 except Exception:
                     # A failing callback must not stop the others or the widget's sync.
-                    log.exception("nbchat: on_message callback %r failed in room %s", callback, self.room)
+                    log.exception(
+                        "nbchat: on_message callback %r failed in room %s", callback, self.room
+                    )
