@@ -1,7 +1,7 @@
 // All of the widget's networking: session config, peerjs signaling, presence, the data-channel
 // mesh and history sync. React components only subscribe to its state and call send().
 
-import { type DataConnection, Peer, type PeerError } from "peerjs";
+import { type DataConnection, Peer, type PeerError, type PeerOptions } from "peerjs";
 import { backoffDelay } from "./backoff";
 import { ChunkAssembler, encodeFrame, utf8Length } from "./chunk";
 import { type PageInfo, pageInfo } from "./jupyterPage";
@@ -38,9 +38,13 @@ export interface ChatState {
 
 export interface ChatProxyOptions {
   room: string;
+  /** Where Jupyter is; read from the page by default. */
   page?: PageInfo;
+  /** Injectable transports (tests use fakes). */
   fetch?: typeof fetch;
   storage?: Storage | null;
+  createPeer?: (options: PeerOptions) => Peer;
+  createSocket?: (url: string) => WebSocket;
 }
 
 /** A data connection and what we know about it. */
@@ -180,7 +184,8 @@ export class ChatProxy {
 
   private openPeer(session: SessionConfig): void {
     // Never peerjs's defaults: they point at the public cloud server and public STUN/TURN.
-    const peer = new Peer({
+    const createPeer = this.options.createPeer ?? ((options: PeerOptions) => new Peer(options));
+    const peer = createPeer({
       host: this.page.hostname,
       port: this.page.port,
       path: session.path,
@@ -204,10 +209,14 @@ export class ChatProxy {
     if (this.log === null || this.log.peerId !== id) this.startLog(id, this.session.user);
     if (this.presence === null) {
       const url = `${this.page.wsOrigin}${this.session.path}presence?key=${encodeURIComponent(this.session.key)}`;
-      this.presence = new PresenceSocket(url, {
-        onFrame: (frame) => this.onPresence(frame),
-        onDown: (reason) => console.warn(`nbchat: presence down in ${this.session?.key}: ${reason}`),
-      });
+      this.presence = new PresenceSocket(
+        url,
+        {
+          onFrame: (frame) => this.onPresence(frame),
+          onDown: (reason) => console.warn(`nbchat: presence down in ${this.session?.key}: ${reason}`),
+        },
+        this.options.createSocket,
+      );
       this.presence.open();
     }
     if (this.entropyTimer === null) {

@@ -1,0 +1,343 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import type { Peer, PeerOptions } from "peerjs";
+import { ChatProxy } from "./ChatProxy";
+import type { PageInfo } from "./jupyterPage";
+import { CHUNK_THRESHOLD_BYTES, type Identity, type Presence, type SessionConfig } from "./protocol";
+
+type Handler = (...args: any[]) => void;
+
+class Emitter {
+  private handlers = new Map<string, Handler[]>();
+  on(event: string, handler: Handler): this {
+    this.handlers.set(event, [...(this.handlers.get(event) ?? []), handler]);
+    return this;
+  }
+  emit(event: string, ...args: unknown[]): void {
+    for (const handler of this.handlers.get(event) ?? []) handler(...args);
+  }
+}
+
+class FakeConn extends Emitter {
+  sent: any[] = [];
+  closed = false;
+  constructor(
+    readonly peer: string,
+    readonly options: unknown = {},
+  ) {
+    super();
+  }
+  send(data: unknown): void {
+    this.sent.push(JSON.parse(JSON.stringify(data)));
+  }
+  close(): void {
+    this.closed = true;
+  }
+  frames(type: string): any[] {
+    return this.sent.filter((f) => f.type === type);
+  }
+}
+
+class FakePeer extends Emitter {
+  id = "";
+  disconnected = true;
+  destroyed = false;
+  dialed: FakeConn[] = [];
+  reconnects = 0;
+  constructor(readonly options: PeerOptions) {
+    super();
+  }
+  open(id: string): void {
+    this.id = id;
+    this.disconnected = false;
+    this.emit("open", id);
+  }
+  connect(peerId: string, options: unknown): FakeConn {
+    const conn = new FakeConn(peerId, options);
+    this.dialed.push(conn);
+    return conn;
+  }
+  reconnect(): void {
+    this.reconnects += 1;
+  }
+  destroy(): void {
+    this.destroyed = true;
+  }
+}
+
+class FakeSocket {
+  onmessage: ((event: { data: string }) => void) | null = null;
+  onclose: ((event: { code: number; reason: string }) => void) | null = null;
+  constructor(readonly url: string) {}
+  push(frame: unknown): void {
+    this.onmessage?.({ data: JSON.stringify(frame) });
+  }
+  close(): void {}
+}
+
+function identity(name: string): Identity {
+  return { username: name, name, display_name: name.toUpperCase(), initials: null, color: null, avatar_url: null };
+}
+
+const me = identity("me");
+const session: SessionConfig = {
+  room: "notebooks/a b.ipynb",
+  key: "notebooks-a-b-ipynb-0123456789abcdef",
+  path: "/base%20url/nbchat/",
+  ice_servers: [{ urls: "stun:stun.internal:3478" }],
+  user: me,
+  ping_interval: 5000,
+  alive_timeout: 60000,
+  max_message_bytes: 65536,
+  version: "0.1.0",
+};
+const page: PageInfo = {
+  baseUrl: "/base%20url/",
+  wsOrigin: "ws://127.0.0.1:8888",
+  xsrfToken: "xsrf-token",
+  secure: false,
+  hostname: "127.0.0.1",
+  port: 8888,
+};
+
+interface Harness {
+  proxy: ChatProxy;
+  fetch: ReturnType<typeof vi.fn>;
+  peers: FakePeer[];
+  sockets: FakeSocket[];
+}
+
+async function start(selfId = "m-self"): Promise<Harness> {
+  const peers: FakePeer[] = [];
+  const sockets: FakeSocket[] = [];
+  const fetch = vi.fn(async () => new Response(JSON.stringify(session), { status: 200 }));
+  const proxy = new ChatProxy({
+    room: session.room,
+    page,
+    fetch: fetch as unknown as typeof globalThis.fetch,
+    storage: null,
+    createPeer: (options) => {
+      const peer = new FakePeer(options);
+      peers.push(peer);
+      return peer as unknown as Peer;
+    },
+    createSocket: (url) => {
+      const socket = new FakeSocket(url);
+      sockets.push(socket);
+      return socket as unknown as WebSocket;
+    },
+  });
+  proxy.start();
+  await vi.advanceTimersByTimeAsync(1);
+  peers[0].open(selfId);
+  await vi.advanceTimersByTimeAsync(20);
+  return { proxy, fetch, peers, sockets };
+}
+
+function presence(peerId: string, name: string): Presence {
+  return { peer_id: peerId, user: identity(name) };
+}
+
+function openConn(conn: FakeConn): void {
+  conn.emit("open");
+}
+
+describe("ChatProxy", () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("asks the server for the session and configures peerjs with it, never the defaults", async () => {
+    const { fetch, peers, sockets } = await start();
+    expect(fetch).toHaveBeenCalledWith("/base%20url/nbchat/session?room=notebooks%2Fa%20b.ipynb", {
+      credentials: "same-origin",
+      headers: { "X-XSRFToken": "xsrf-token" },
+    });
+    expect(peers[0].options).toMatchObject({
+      host: "127.0.0.1",
+      port: 8888,
+      path: "/base%20url/nbchat/",
+      key: session.key,
+      secure: false,
+      config: { iceServers: session.ice_servers },
+    });
+    expect(sockets[0].url).toBe(`ws://127.0.0.1:8888/base%20url/nbchat/presence?key=${session.key}`);
+  });
+
+  it("dials everyone in the roster reliably as JSON and syncs history on open", async () => {
+    const { proxy, peers, sockets } = await start("m-self");
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("a-1", "ann"), presence("z-9", "zed")] });
+    await vi.advanceTimersByTimeAsync(20);
+    expect(peers[0].dialed.map((c) => [c.peer, c.options])).toEqual([
+      ["a-1", { reliable: true, serialization: "json" }],
+      ["z-9", { reliable: true, serialization: "json" }],
+    ]);
+    expect(proxy.state.status).toBe("Connected to 0 peers");
+    for (const conn of peers[0].dialed) openConn(conn);
+    await vi.advanceTimersByTimeAsync(20);
+    expect(proxy.state.status).toBe("Connected to 2 peers");
+    expect(peers[0].dialed[0].frames("sync")).toEqual([{ type: "sync", have: {} }]);
+    expect(proxy.state.users.map((u) => u.peer_id)).toEqual(["m-self", "a-1", "z-9"]);
+  });
+
+  it("does not dial newcomers (they dial us) but accepts their call", async () => {
+    const { proxy, peers, sockets } = await start();
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me")] });
+    sockets[0].push({ type: "USER_CONNECTED", key: session.key, peer: presence("n-1", "newcomer") });
+    await vi.advanceTimersByTimeAsync(20);
+    expect(peers[0].dialed).toEqual([]);
+    const incoming = new FakeConn("n-1");
+    peers[0].emit("connection", incoming);
+    openConn(incoming);
+    await vi.advanceTimersByTimeAsync(20);
+    expect(proxy.state.status).toBe("Connected to 1 peer");
+  });
+
+  it("stamps direct messages with the sender's server-bound identity", async () => {
+    const { proxy, peers, sockets } = await start();
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob")] });
+    const conn = peers[0].dialed[0];
+    openConn(conn);
+    conn.emit("data", {
+      type: "message",
+      message: { id: "x:1", author: "victim", seq: 1, clock: 1, time: 5, text: "hi", user: identity("admin") },
+    });
+    await vi.advanceTimersByTimeAsync(20);
+    expect(proxy.state.messages).toMatchObject([{ id: "b-2:1", author: "b-2", user: { username: "bob" }, text: "hi" }]);
+  });
+
+  it("holds frames from a caller presence has not announced yet", async () => {
+    const { proxy, peers, sockets } = await start();
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me")] });
+    const incoming = new FakeConn("q-7");
+    peers[0].emit("connection", incoming);
+    openConn(incoming);
+    incoming.emit("data", { type: "message", message: { seq: 1, clock: 1, time: 1, text: "early", user: {} } });
+    await vi.advanceTimersByTimeAsync(20);
+    expect(proxy.state.messages).toEqual([]);
+    sockets[0].push({ type: "USER_CONNECTED", key: session.key, peer: presence("q-7", "quinn") });
+    await vi.advanceTimersByTimeAsync(20);
+    expect(proxy.state.messages).toMatchObject([{ text: "early", user: { username: "quinn" } }]);
+  });
+
+  it("resolves a double dial the same way on both sides: the smaller id's call wins", async () => {
+    const small = await start("a-small");
+    small.sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("a-small", "me"), presence("z-big", "zed")] });
+    const ours = small.peers[0].dialed[0];
+    const theirs = new FakeConn("z-big");
+    small.peers[0].emit("connection", theirs);
+    expect(theirs.closed).toBe(true);
+    expect(ours.closed).toBe(false);
+
+    const big = await start("z-big");
+    big.sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("a-small", "ann"), presence("z-big", "me")] });
+    const bigOurs = big.peers[0].dialed[0];
+    const bigTheirs = new FakeConn("a-small");
+    big.peers[0].emit("connection", bigTheirs);
+    expect(bigOurs.closed).toBe(true);
+    expect(bigTheirs.closed).toBe(false);
+  });
+
+  it("answers sync with history batches that each fit a data-channel frame, minus the asker's own", async () => {
+    const { proxy, peers, sockets } = await start();
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob")] });
+    const conn = peers[0].dialed[0];
+    openConn(conn);
+    for (let i = 0; i < 200; i += 1) proxy.send(`message ${i} ${"x".repeat(200)}`);
+    conn.emit("data", { type: "message", message: { seq: 1, clock: 999, time: 1, text: "bob's", user: {} } });
+    conn.sent = [];
+    conn.emit("data", { type: "sync", have: {} });
+    const batches = conn.frames("history");
+    expect(batches.length).toBeGreaterThan(1);
+    for (const batch of batches) expect(new TextEncoder().encode(JSON.stringify(batch)).length).toBeLessThan(CHUNK_THRESHOLD_BYTES);
+    const ids = batches.flatMap((b) => b.messages.map((m: { id: string }) => m.id));
+    expect(ids.length).toBe(200);
+    expect(ids).not.toContain("b-2:1");
+  });
+
+  it("chunks a message too big for one frame", async () => {
+    const { proxy, peers, sockets } = await start();
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob")] });
+    const conn = peers[0].dialed[0];
+    openConn(conn);
+    proxy.send("y".repeat(40_000));
+    const chunks = conn.frames("chunk");
+    expect(chunks.length).toBe(3);
+    expect(JSON.parse(chunks.map((c) => c.data).join("")).message.text.length).toBe(40_000);
+  });
+
+  it("goes offline with the reason when the server is lost, and reconnects with backoff", async () => {
+    const { proxy, peers } = await start();
+    peers[0].disconnected = true;
+    peers[0].emit("disconnected", "m-self");
+    await vi.advanceTimersByTimeAsync(20);
+    expect(proxy.state.phase).toBe("offline");
+    expect(proxy.state.status).toMatch(/^Offline — lost connection to the Jupyter server; retrying in \d+ s$/);
+    expect(proxy.state.cannotSend).toMatch(/^Offline — /);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(peers[0].reconnects).toBe(1);
+    peers[0].open("m-self");
+    await vi.advanceTimersByTimeAsync(20);
+    expect(proxy.state.status).toBe("Connected to 0 peers");
+    expect(proxy.state.cannotSend).toBeNull();
+  });
+
+  it("keeps chatting over open links while the server is unreachable", async () => {
+    const { proxy, peers, sockets } = await start();
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob")] });
+    openConn(peers[0].dialed[0]);
+    peers[0].disconnected = true;
+    peers[0].emit("disconnected", "m-self");
+    await vi.advanceTimersByTimeAsync(20);
+    expect(proxy.state.phase).toBe("online");
+    expect(proxy.state.status).toMatch(/^Connected to 1 peer — server unreachable/);
+    expect(proxy.state.cannotSend).toBeNull();
+  });
+
+  it("starts over with a new id when the server refuses ours", async () => {
+    const { proxy, peers } = await start("m-self");
+    peers[0].emit("error", Object.assign(new Error("ID taken"), { type: "unavailable-id" }));
+    expect(peers[0].destroyed).toBe(true);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(peers.length).toBe(2);
+    peers[1].open("m-new");
+    await vi.advanceTimersByTimeAsync(20);
+    expect(proxy.state.selfId).toBe("m-new");
+  });
+
+  it("forgets who left and drops the link", async () => {
+    const { proxy, peers, sockets } = await start();
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob")] });
+    const conn = peers[0].dialed[0];
+    openConn(conn);
+    sockets[0].push({ type: "USER_DISCONNECTED", key: session.key, peer: presence("b-2", "bob") });
+    await vi.advanceTimersByTimeAsync(20);
+    expect(conn.closed).toBe(true);
+    expect(proxy.state.users.map((u) => u.peer_id)).toEqual(["m-self"]);
+    expect(proxy.state.status).toBe("Connected to 0 peers");
+  });
+
+  it("queues what the kernel sends before we have an id", async () => {
+    const peers: FakePeer[] = [];
+    const proxy = new ChatProxy({
+      room: "r",
+      page,
+      storage: null,
+      fetch: (async () => new Response(JSON.stringify(session))) as typeof fetch,
+      createPeer: (options) => {
+        peers.push(new FakePeer(options));
+        return peers[peers.length - 1] as unknown as Peer;
+      },
+      createSocket: (url) => new FakeSocket(url) as unknown as WebSocket,
+    });
+    proxy.start();
+    expect(proxy.send("from the kernel")).toBeNull();
+    expect(proxy.state.cannotSend).toBe("Connecting to the chat…");
+    await vi.advanceTimersByTimeAsync(1);
+    peers[0].open("m-self");
+    await vi.advanceTimersByTimeAsync(20);
+    expect(proxy.state.messages).toMatchObject([{ id: "m-self:1", text: "from the kernel" }]);
+  });
+});
