@@ -13,7 +13,7 @@ from typing import Any
 from ..msglog import Identity, InvalidMessage, Message, MessageLog
 from ..protocol import FrameType, Presence
 from .dataconnection import SERIALIZATION, DataConnection
-from .errors import NbChatError
+from .errors import NbChatError, SignalingError
 from .ice import rtc_configuration
 from .presence import PresenceClient, PresenceEvent
 from .session import ServerSession, SessionConfig
@@ -98,7 +98,12 @@ class ChatPeer:
             self._log = MessageLog(peer_id, config.user)
             self._rtc_config = rtc_configuration(config.ice_servers)
             self._signaling = SignalingClient(
-                self._session, config, peer_id, self._on_signal, on_reopen=self._on_reopen
+                self._session,
+                config,
+                peer_id,
+                self._on_signal,
+                on_reopen=self._on_reopen,
+                on_fatal=self._on_signaling_lost,
             )
             await self._signaling.connect(self.connect_timeout)
             self._presence = PresenceClient(self._session, config, self._on_presence)
@@ -351,6 +356,10 @@ class ChatPeer:
         self._redials.pop(connection.peer, None)
         connection.send({"type": "sync", "have": self._require_log().have()})
         await self._notify()
+
+    def _on_signaling_lost(self, error: SignalingError) -> None:
+        # Existing data channels keep working; nobody new can reach us any more.
+        log.error("nbchat room %s peer %s: signaling gave up: %s", self.room, self.id, error)
 
     def _on_reopen(self) -> None:
         # While our signaling socket was down the server announced us as gone, and the

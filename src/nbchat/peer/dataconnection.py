@@ -67,6 +67,7 @@ class DataConnection:
         self._remote_set = False
         self._early_candidates: list[Any] = []
         self._close_callbacks: list[Callable[[DataConnection], None]] = []
+        self._closing: asyncio.Task[None] | None = None
 
         @self.pc.on("connectionstatechange")
         async def _on_state() -> None:
@@ -105,17 +106,21 @@ class DataConnection:
 
         @channel.on("close")
         def _on_close() -> None:
-            asyncio.ensure_future(self.close())
+            self._close_soon()
 
         if channel.readyState == "open":
             self.opened.set()
+
+    def _close_soon(self) -> None:
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self.close())
 
     def _receive(self, data: bytes | str) -> None:
         try:
             frame = decode(data)
             peer_data = frame.get("__peerData")
             if isinstance(peer_data, dict) and peer_data.get("type") == "close":
-                asyncio.ensure_future(self.close())  # peerjs close({flush: true})
+                self._close_soon()  # peerjs close({flush: true})
                 return
             if frame.get("type") == "chunk":
                 whole = self._assembler.feed(frame)

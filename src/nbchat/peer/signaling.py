@@ -49,6 +49,7 @@ class SignalingClient:
         self._refused = asyncio.Event()
         self._pending: list[dict[str, object]] = []
         self._heartbeat: asyncio.Task[None] | None = None
+        self._flush: asyncio.Task[None] | None = None  # queued frames going out after OPEN
         url = session.ws_url(
             config.path + "peerjs",
             {"key": config.key, "id": peer_id, "token": self.token, "version": PEERJS_VERSION},
@@ -89,8 +90,8 @@ class SignalingClient:
         if kind == FrameType.OPEN.value:
             self.opened.set()
             pending, self._pending = self._pending, []
-            for queued in pending:
-                asyncio.get_running_loop().create_task(self.send(queued))
+            if pending:
+                self._flush = asyncio.get_running_loop().create_task(self._send_all(pending))
             if self._heartbeat is not None and self.on_reopen is not None:
                 self.on_reopen()  # a reconnect, not the first OPEN
         elif kind in (FrameType.ERROR.value, FrameType.ID_TAKEN.value):
@@ -121,6 +122,10 @@ class SignalingClient:
             await asyncio.sleep(max(interval, 0.05))
             if self.opened.is_set():
                 await self.socket.send(frame)
+
+    async def _send_all(self, frames: list[dict[str, object]]) -> None:
+        for frame in frames:
+            await self.send(frame)
 
     async def send(self, frame: dict[str, object]) -> None:
         """Send a frame to the server, or queue it until the socket is open again."""
