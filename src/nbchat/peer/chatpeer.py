@@ -12,9 +12,10 @@ from typing import Any
 
 from ..msglog import Identity, InvalidMessage, Message, MessageLog
 from ..protocol import FrameType, Presence
-from .dataconnection import SERIALIZATION, DataConnection
+from .dataconnection import DataConnection
 from .errors import NbChatError, SignalingError
 from .ice import rtc_configuration
+from .mesh import Mesh
 from .presence import PresenceClient, PresenceEvent
 from .session import ServerSession, SessionConfig
 from .signaling import SignalingClient
@@ -25,9 +26,6 @@ log = logging.getLogger(__name__)
 
 HISTORY_BATCH = 200
 ACK_POLL_INTERVAL = 0.01
-MAX_REDIALS = 6
-REDIAL_BASE_DELAY = 0.5
-REDIAL_MAX_DELAY = 10.0
 #: Seconds between unsolicited syncs on every connection (as the widget does), so a
 #: message lost to a broken mesh edge still arrives.
 ANTI_ENTROPY_INTERVAL = 15.0
@@ -65,13 +63,12 @@ class ChatPeer:
         self._signaling: SignalingClient | None = None
         self._presence: PresenceClient | None = None
         self._log: MessageLog | None = None
-        self._connections: dict[str, DataConnection] = {}
+        self._mesh: Mesh | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._message_queues: list[tuple[asyncio.Queue[Any], bool]] = []
         self._presence_queues: list[asyncio.Queue[Any]] = []
         self._confirmed: dict[str, int] = {}  # peer id → highest of our seqs it holds
         self._sent_own: dict[str, int] = {}  # connection id → highest own seq sent on it
-        self._redials: dict[str, int] = {}  # peer id → dial attempts since its last open link
         self._changed = asyncio.Condition()
         self._closed = False
 
@@ -96,12 +93,23 @@ class ChatPeer:
             self.config = config = await self._session.session_config(self.room)
             peer_id = await self._session.reserve_id(config)
             self._log = MessageLog(peer_id, config.user)
-            self._rtc_config = rtc_configuration(config.ice_servers)
+            self._mesh = Mesh(
+                peer_id,
+                self.room,
+                self._relay,
+                rtc_configuration(config.ice_servers),
+                roster=lambda: self._presence.roster if self._presence else {},
+                on_frame=self._on_frame,
+                on_open=self._on_connection_open,
+                on_closed=self._on_connection_closed,
+                spawn=self._spawn,
+                open_timeout=self.connect_timeout,
+            )
             self._signaling = SignalingClient(
                 self._session,
                 config,
                 peer_id,
-                self._on_signal,
+                self._mesh.on_signal,
                 on_reopen=self._on_reopen,
                 on_fatal=self._on_signaling_lost,
             )
@@ -111,9 +119,7 @@ class ChatPeer:
         except BaseException:
             await self.leave()
             raise
-        for other in self._presence.roster:
-            if other != peer_id:
-                self._dial(other)
+        self._mesh.dial_missing()  # the newcomer dials everyone in the roster
         self._spawn(self._anti_entropy(), "nbchat-anti-entropy")
 
     async def leave(self) -> None:
@@ -125,8 +131,8 @@ class ChatPeer:
         # close, so the others do not mistake it for a broken link and dial again.
         if self._signaling is not None:
             await self._signaling.close()
-        for connection in list(self._connections.values()):
-            await connection.close()
+        if self._mesh is not None:
+            await self._mesh.close()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -161,7 +167,7 @@ class ChatPeer:
     @property
     def peers(self) -> set[str]:
         """Peer ids we have an open data connection to."""
-        return {c.peer for c in self._connections.values() if c.open}
+        return self._mesh.peers if self._mesh is not None else set()
 
     @property
     def history(self) -> list[Message]:
@@ -187,8 +193,8 @@ class ChatPeer:
             )
         message = self._require_log().compose(text, int(time.time() * 1000))
         frame = {"type": "message", "message": message}
-        for connection in list(self._connections.values()):
-            if connection.open and connection.send(frame):
+        for connection in self._open_connections():
+            if connection.send(frame):
                 self._sent_own[connection.connection_id] = message["seq"]
         await self._notify()
         return message
@@ -203,7 +209,7 @@ class ChatPeer:
         """
         seq = message["seq"]
         peers = {p for p, held in self._confirmed.items() if held >= seq}
-        for connection in list(self._connections.values()):
+        for connection in self._open_connections():
             if (
                 self._sent_own.get(connection.connection_id, 0) >= seq
                 and connection.all_acknowledged()
@@ -295,67 +301,22 @@ class ChatPeer:
                 if include_own or message["author"] != own:
                     queue.put_nowait(message)
 
-    def _register(self, connection: DataConnection) -> None:
-        self._connections[connection.connection_id] = connection
-        connection.on_close(self._on_connection_closed)
-        self._spawn(self._serve(connection), f"nbchat-serve-{connection.connection_id}")
-
-    def _on_connection_closed(self, connection: DataConnection) -> None:
-        self._connections.pop(connection.connection_id, None)
-        self._sent_own.pop(connection.connection_id, None)
-        if self._closed:
-            return
-        self._spawn(self._notify(), "nbchat-notify")
-        other = connection.peer
-        present = self._presence is not None and other in self._presence.roster
-        alive = any(c.peer == other for c in self._connections.values())
-        # The widget's rule, so both sides agree: after an open link is lost only the
-        # smaller id dials again; a link that never opened is retried by either side.
-        if present and not alive and (self.id < other or not connection.was_open):
-            attempt = self._redials.get(other, 0)
-            if attempt < MAX_REDIALS:
-                self._redials[other] = attempt + 1
-                self._spawn(self._redial(other, attempt), f"nbchat-redial-{other}")
-            else:
-                log.warning("nbchat room %s: giving up on peer %s", self.room, other)
-
-    async def _redial(self, other: str, attempt: int) -> None:
-        await asyncio.sleep(min(REDIAL_BASE_DELAY * 2**attempt, REDIAL_MAX_DELAY))
-        present = self._presence is not None and other in self._presence.roster
-        if (
-            not self._closed
-            and present
-            and not any(c.peer == other for c in self._connections.values())
-        ):
-            log.info("nbchat room %s: dialing peer %s again", self.room, other)
-            self._dial(other)
-
-    def _dial(self, other: str) -> None:
-        connection = DataConnection(other, self._relay, self._rtc_config, self._on_frame)
-        self._register(connection)
-        self._spawn(connection.start(), f"nbchat-offer-{connection.connection_id}")
+    def _open_connections(self) -> list[DataConnection]:
+        return self._mesh.open_connections() if self._mesh is not None else []
 
     async def _relay(self, kind: FrameType, dst: str, payload: dict[str, Any]) -> None:
         if self._signaling is not None:
             await self._signaling.relay(kind, dst, payload)
 
-    async def _serve(self, connection: DataConnection) -> None:
-        """Open the connection, then start the history exchange; close it if it never opens."""
-        try:
-            await asyncio.wait_for(connection.opened.wait(), self.connect_timeout)
-        except asyncio.TimeoutError:
-            log.warning(
-                "nbchat room %s: connection %s to peer %s did not open in %ss",
-                self.room,
-                connection.connection_id,
-                connection.peer,
-                self.connect_timeout,
-            )
-            await connection.close()
-            return
-        self._redials.pop(connection.peer, None)
+    def _on_connection_open(self, connection: DataConnection) -> None:
+        # Every new connection starts the history exchange.
         connection.send({"type": "sync", "have": self._require_log().have()})
-        await self._notify()
+        self._spawn(self._notify(), "nbchat-notify")
+
+    def _on_connection_closed(self, connection: DataConnection) -> None:
+        self._sent_own.pop(connection.connection_id, None)
+        if not self._closed:
+            self._spawn(self._notify(), "nbchat-notify")
 
     def _on_signaling_lost(self, error: SignalingError) -> None:
         # Existing data channels keep working; nobody new can reach us any more.
@@ -368,105 +329,25 @@ class ChatPeer:
         self._spawn(self._dial_missing(), "nbchat-dial-missing")
 
     async def _dial_missing(self) -> None:
-        presence = self._presence
-        if presence is None:
+        presence, mesh = self._presence, self._mesh
+        if presence is None or mesh is None:
             return
         # Our own USER_CONNECTED marks the moment the others know we are back.
         await self._wait_until(lambda: self.id in presence.roster, self.connect_timeout)
-        for other in list(presence.roster):
-            if other != self.id and not any(c.peer == other for c in self._connections.values()):
-                self._dial(other)
+        mesh.dial_missing()
 
     async def _anti_entropy(self) -> None:
         while True:
             await asyncio.sleep(ANTI_ENTROPY_INTERVAL)
             have = self._require_log().have()
-            for connection in list(self._connections.values()):
-                if connection.open:
-                    connection.send({"type": "sync", "have": have})
-
-    # signaling ------------------------------------------------------------------------------
-
-    def _on_signal(self, frame: dict[str, Any]) -> None:
-        kind, src, payload = frame.get("type"), frame.get("src"), frame.get("payload")
-        if not isinstance(src, str):
-            return
-        if kind in (FrameType.LEAVE.value, FrameType.EXPIRE.value):
-            for connection in list(self._connections.values()):
-                if connection.peer == src and (kind == "LEAVE" or not connection.open):
-                    self._spawn(connection.close(), "nbchat-close")
-            return
-        if not isinstance(payload, dict):
-            log.warning("nbchat room %s: %s from %s without payload", self.room, kind, src)
-            return
-        connection_id = payload.get("connectionId")
-        if not isinstance(connection_id, str):
-            return
-        if kind == FrameType.OFFER.value:
-            self._accept(src, connection_id, payload)
-            return
-        known = self._connections.get(connection_id)
-        if known is None or known.peer != src or not isinstance(kind, str):
-            log.debug("nbchat: %s for unknown connection %s", kind, connection_id)
-            return
-        self._spawn(
-            self._in_order(known, known.handle_signal(kind, payload)),
-            f"nbchat-{kind}-{connection_id}",
-        )
-
-    async def _in_order(self, connection: DataConnection, coro: Any) -> None:
-        # Signaling for one connection is applied in arrival order.
-        lock: asyncio.Lock = connection.__dict__.setdefault("_nbchat_lock", asyncio.Lock())
-        async with lock:
-            if not connection.closed.is_set():
-                await coro
-            else:
-                coro.close()
-
-    def _accept(self, src: str, connection_id: str, payload: dict[str, Any]) -> None:
-        if payload.get("type") != "data":
-            log.info("nbchat room %s: ignoring a media call from %s", self.room, src)
-            return
-        if payload.get("serialization") != SERIALIZATION:
-            log.warning(
-                "nbchat room %s: peer %s offered serialization %r; only json is spoken",
-                self.room,
-                src,
-                payload.get("serialization"),
-            )
-            return
-        sdp = payload.get("sdp")
-        if not isinstance(sdp, dict) or not isinstance(sdp.get("sdp"), str):
-            log.warning("nbchat room %s: malformed OFFER from %s", self.room, src)
-            return
-        old = self._connections.get(connection_id)
-        if old is not None:
-            self._spawn(old.close(), "nbchat-close")
-        label = payload.get("label")
-        connection = DataConnection(
-            src,
-            self._relay,
-            self._rtc_config,
-            self._on_frame,
-            connection_id=connection_id,
-            label=label if isinstance(label, str) else None,
-            reliable=bool(payload.get("reliable")),
-            metadata=payload.get("metadata"),
-            originator=False,
-        )
-        self._register(connection)
-        self._spawn(
-            self._in_order(connection, connection.accept(sdp)), f"nbchat-answer-{connection_id}"
-        )
+            for connection in self._open_connections():
+                connection.send({"type": "sync", "have": have})
 
     # presence -------------------------------------------------------------------------------
 
     def _on_presence(self, event: PresenceEvent) -> None:
-        if event.type == "USER_DISCONNECTED":
-            gone = event.peer["peer_id"]
-            for connection in list(self._connections.values()):
-                if connection.peer == gone:
-                    self._spawn(connection.close(), "nbchat-close")
+        if event.type == "USER_DISCONNECTED" and self._mesh is not None:
+            self._mesh.drop(event.peer["peer_id"])
         for queue in self._presence_queues:
             queue.put_nowait(event)
         self._spawn(self._notify(), "nbchat-notify")
