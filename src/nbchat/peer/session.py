@@ -13,7 +13,7 @@ import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 from yarl import URL
@@ -83,6 +83,11 @@ def _normalize_server_url(server_url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
+def _token_in(server_url: str) -> str | None:
+    tokens = parse_qs(urlsplit(server_url.strip()).query).get("token")
+    return tokens[0] if tokens else None
+
+
 def _encoded(url: str) -> URL:
     # Keep the base URL exactly as the server spells it: requoting would turn a
     # base_url such as /a%40b/ into /a@b/, which tornado does not route.
@@ -94,7 +99,9 @@ class ServerSession:
 
     def __init__(self, server_url: str, token: str | None) -> None:
         self.base_url = _normalize_server_url(server_url)
-        self.token = token
+        # A URL pasted from Jupyter's start-up banner carries ?token=…: use it if no
+        # token was given.
+        self.token = token or _token_in(server_url)
         parts = urlsplit(self.base_url)
         self.origin = f"{parts.scheme}://{parts.netloc}"
         self.ws_origin = ("wss" if parts.scheme == "https" else "ws") + f"://{parts.netloc}"
