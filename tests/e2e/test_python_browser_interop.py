@@ -96,6 +96,16 @@ def test_python_peer_and_browser_see_each_other_and_talk(lab: Lab, new_user, bg)
         assert got["text"] == "hello from the browser"
         assert got["user"] == browser_user  # the server-bound identity, not a claim
 
+        # Frames over peerjs's 16 KB json limit travel as chunk frames, both ways.
+        big_from_python = "py-big " + '数据 "x" ' * 4000  # ~44 KB of UTF-8
+        bg.run(peer.send(big_from_python))
+        expect(messages(page)).to_contain_text("py-big", timeout=SLOW)
+        expect(messages(page)).to_contain_text(big_from_python[-60:].strip())
+        big_from_browser = "browser-big " + "é ✓ " * 6000  # ~42 KB of UTF-8
+        say(page, big_from_browser)
+        got_big = bg.run(inbox.wait(2, 30), timeout=40)[1]
+        assert got_big["text"] == big_from_browser
+
         # Python leaves: the browser's user list drops it.
         bg.run(peer.leave())
         expect(users(page)).to_have_count(1, timeout=SLOW)
