@@ -284,6 +284,23 @@ describe("ChatProxy", () => {
     expect(proxy.state.cannotSend).toBeNull();
   });
 
+  it("calls peers it lost during an outage once signaling is back", async () => {
+    const { proxy, peers, sockets } = await start("z-self");
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("b-2", "bob"), presence("z-self", "me")] });
+    const first = peers[0].dialed[0];
+    openConn(first);
+    peers[0].disconnected = true;
+    peers[0].emit("disconnected", "z-self");
+    first.emit("close");
+    await vi.advanceTimersByTimeAsync(1_000);
+    peers[0].open("z-self");
+    await vi.advanceTimersByTimeAsync(20);
+    expect(peers[0].dialed.map((c) => c.peer)).toEqual(["b-2", "b-2"]);
+    openConn(peers[0].dialed[1]);
+    await vi.advanceTimersByTimeAsync(20);
+    expect(proxy.state.status).toBe("Connected to 1 peer");
+  });
+
   it("keeps chatting over open links while the server is unreachable", async () => {
     const { proxy, peers, sockets } = await start();
     sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob")] });

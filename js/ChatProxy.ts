@@ -111,8 +111,18 @@ export class ChatProxy {
   }
 
   start(): void {
+    if (typeof window !== "undefined") window.addEventListener("online", this.onBrowserOnline);
     void this.connect();
   }
+
+  /** The browser says the network is back: retry now instead of at the end of the backoff. */
+  private readonly onBrowserOnline = (): void => {
+    if (this.retryTimer === null || this.destroyed) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.attempt = 0;
+    this.retryNow();
+  };
 
   /** Post `text` as this browser's peer. Queued until we have a peer id. */
   send(text: string): ChatMessage | null {
@@ -134,6 +144,7 @@ export class ChatProxy {
 
   destroy(): void {
     this.destroyed = true;
+    if (typeof window !== "undefined") window.removeEventListener("online", this.onBrowserOnline);
     for (const timer of [this.retryTimer, this.emitTimer, this.saveTimer]) {
       if (timer !== null) clearTimeout(timer);
     }
@@ -222,6 +233,8 @@ export class ChatProxy {
     if (this.entropyTimer === null) {
       this.entropyTimer = setInterval(() => this.antiEntropy(), ANTI_ENTROPY_MS);
     }
+    // Back after an outage: like a newcomer, call everyone we lost meanwhile.
+    for (const peerId of this.present.keys()) this.dial(peerId);
     this.setPhase("online");
   }
 
@@ -266,11 +279,15 @@ export class ChatProxy {
       case "socket-error":
       case "socket-closed":
       case "disconnected":
+        console.warn(`nbchat: signaling error in room ${room}: ${error.type}: ${error.message}`);
+        this.signalingUp = false;
+        this.retryLater("lost connection to the Jupyter server");
+        return;
       case "server-error":
       case "ssl-unavailable":
         console.warn(`nbchat: signaling error in room ${room}: ${error.type}: ${error.message}`);
         this.signalingUp = false;
-        this.retryLater(error.message || error.type);
+        this.retryLater(`the chat service refused: ${error.message || error.type}`);
         return;
       default:
         console.warn(`nbchat: peer error in room ${room}: ${error.type}: ${error.message}`);
@@ -285,14 +302,18 @@ export class ChatProxy {
     this.setPhase(this.openLinkCount() > 0 ? "online" : "offline");
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
-      const peer = this.peer;
-      if (peer !== null && !peer.destroyed && peer.disconnected && this.session !== null) {
-        peer.reconnect();
-      } else if (peer === null || peer.destroyed) {
-        this.peer = null;
-        void this.connect();
-      }
+      this.retryNow();
     }, delay);
+  }
+
+  private retryNow(): void {
+    const peer = this.peer;
+    if (peer !== null && !peer.destroyed && peer.disconnected && this.session !== null) {
+      peer.reconnect();
+    } else if (peer === null || peer.destroyed) {
+      this.peer = null;
+      void this.connect();
+    }
   }
 
   // --- presence ---------------------------------------------------------------------------
@@ -510,11 +531,17 @@ export class ChatProxy {
     for (const data of link.early.splice(0)) this.onData(link, data);
   }
 
-  /** Periodic sync with every open link, so a message missed by a broken mesh edge still arrives. */
+  /**
+   * Periodic repair: sync with every open link, so a message missed by a broken mesh edge
+   * still arrives, and call present peers we have no link to (only the smaller id calls).
+   */
   private antiEntropy(): void {
     const have = this.log?.have() ?? {};
     for (const link of this.links.values()) {
       if (link.open) this.sendFrame(link, { type: ChatFrameType.SYNC, have });
+    }
+    for (const peerId of this.present.keys()) {
+      if (this.selfId() < peerId && !this.redialTimers.has(peerId)) this.dial(peerId);
     }
   }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.request
 from typing import Any
@@ -321,3 +322,28 @@ def test_ten_thousand_messages_open_and_scroll(lab: Lab, new_user) -> None:
     finally:
         loop.run(peer.leave())
         loop.close()
+
+
+def test_network_loss_shows_why_and_recovers(lab: Lab, new_user) -> None:
+    path = put_notebook(
+        lab,
+        "notebooks/e2e-offline.ipynb",
+        code_notebook("%load_ext nbchat", "chat = %chat e2e-offline-room"),
+    )
+    a, b = new_user(), new_user()
+    open_and_run(a, lab, path)
+    open_and_run(b, lab, path)
+    status_a = a.get_by_role("status", name="Chat status")
+    expect(status_a).to_have_text("Connected to 1 peer", timeout=SLOW)
+
+    # Offline emulation cuts the data channel too, so A is offline (not just "server unreachable").
+    a.context.set_offline(True)
+    expect(status_a).to_have_text(
+        re.compile(r"^Offline — lost connection to the Jupyter server; retrying in \d+ s$"), timeout=SLOW
+    )
+    expect(message_box(a)).to_be_disabled()
+    expect(a.get_by_role("status").filter(has_text="Offline —")).not_to_have_count(0)
+    a.context.set_offline(False)
+    expect(status_a).to_have_text("Connected to 1 peer", timeout=SLOW)
+    say(b, "still here after the outage")
+    expect(messages(a)).to_contain_text("still here after the outage", timeout=SLOW)
