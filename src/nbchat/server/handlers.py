@@ -148,40 +148,45 @@ class _LeanProtocol(WebSocketProtocol13):
     async def _receive_frame_loop(self) -> None:
         stream = self.stream
         buf = bytearray()
+        owned = False
         try:
             if stream._read_buffer_size:  # bytes that came in with the handshake
                 buf += await stream.read_bytes(stream._read_buffer_size)
                 del buf[:self._receive_frames(buf)]
             if self.client_terminated:
                 return
-            closed = self._own_reads(buf)
-            if closed is not None:
-                await closed
-                if not self.client_terminated:
-                    self._abort()  # as tornado does when a read finds the stream closed
-            else:
+            # Taken over, the socket needs no coroutine: returning here frees the chain
+            # of suspended request coroutines tornado keeps per socket (~2 KB).
+            owned = self._own_reads(buf)
+            if not owned:
                 await self._read_loop(buf)
         except StreamClosedError:
             self._abort()
         finally:
-            self.handler.on_ws_connection_close(self.close_code, self.close_reason)
+            if not owned:
+                self.handler.on_ws_connection_close(self.close_code, self.close_reason)
 
-    def _own_reads(self, buf: bytearray) -> asyncio.Future[None] | None:
+    def _own_reads(self, buf: bytearray) -> bool:
         """Route this socket's read events to ``_on_readable`` instead of the IOStream.
 
-        Returns a Future that resolves when the connection is done, or None if the
-        events cannot be taken over (then the caller reads through the IOStream).
+        From then on the end of the connection is handled by the stream's close callback.
+        Returns False if the events cannot be taken over (read through the IOStream).
         """
         stream = self.stream
         handlers = getattr(stream.io_loop, "handlers", None)
         if (type(stream) is not IOStream or not isinstance(handlers, dict)
                 or inspect.iscoroutinefunction(self.handler.on_message)):
-            return None
-        closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            return False
+        done = False
 
         def on_closed() -> None:
-            if not closed.done():
-                closed.set_result(None)
+            nonlocal done
+            if done:
+                return
+            done = True
+            if not self.client_terminated:
+                self._abort()  # as tornado does when a read finds the stream closed
+            self.handler.on_ws_connection_close(self.close_code, self.close_reason)
 
         def on_events(fileobj: Any, events: int) -> None:
             if events & IOLoop.READ:
@@ -194,9 +199,9 @@ class _LeanProtocol(WebSocketProtocol13):
         entry = handlers.get(fd)
         if entry is None:
             stream.set_close_callback(None)
-            return None
+            return False
         handlers[fd] = (entry[0], on_events)
-        return closed
+        return True
 
     def _on_readable(self, buf: bytearray, on_closed: Callable[[], None]) -> None:
         stream = self.stream
@@ -373,6 +378,13 @@ class _SocketHandler(_NbChatMixin, WebSocketMixin, WebSocketHandler, JupyterHand
         self.request.__dict__.pop("_cookies", None)
         self.request.headers = HTTPHeaders()
         self._headers = HTTPHeaders()
+
+    def on_close(self) -> None:
+        super().on_close()
+        # WebSocketMixin's keep-alive timer only notices a closed socket at its next tick
+        # (ws_ping_interval, 30 s) and keeps the whole handler alive until then.
+        if self.ping_callback is not None:
+            self.ping_callback.stop()
 
     def send_frame(self, text: str) -> None:
         conn = self.ws_connection
