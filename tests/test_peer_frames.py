@@ -134,3 +134,17 @@ async def test_offer_carries_a_loopback_host_candidate() -> None:
         assert not any("typ srflx" in line or "typ relay" in line for line in lines)
     finally:
         await pc.close()
+
+
+def test_history_batches_stay_small_enough_for_the_widget() -> None:
+    from nbchat.msglog import MessageLog, normalize_identity
+    from nbchat.peer.chatpeer import history_batches
+
+    log = MessageLog("A", normalize_identity({"username": "a"}))
+    texts = ["short"] * 300 + ["x" * 40_000] + ["medium " * 100] * 50
+    messages = [log.compose(t, 0) for t in texts]
+    batches = list(history_batches(messages))
+    assert [m for b in batches for m in b] == messages
+    for batch in batches:
+        size = len(encode({"type": "history", "messages": batch}))
+        assert size < CHUNK_THRESHOLD or len(batch) == 1

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -14,6 +14,7 @@ from ..msglog import Identity, InvalidMessage, Message, MessageLog
 from ..protocol import FrameType, Presence
 from .dataconnection import DataConnection
 from .errors import NbChatError, SignalingError
+from .frames import CHUNK_THRESHOLD, dumps
 from .ice import rtc_configuration
 from .mesh import Mesh
 from .presence import PresenceClient, PresenceEvent
@@ -24,12 +25,29 @@ __all__ = ["ChatPeer"]
 
 log = logging.getLogger(__name__)
 
-HISTORY_BATCH = 200
+#: A history batch closes once its JSON reaches this many bytes, as in the widget, so
+#: a batch is one data-channel frame unless a single message is bigger.
+HISTORY_BATCH_BYTES = CHUNK_THRESHOLD
 ACK_POLL_INTERVAL = 0.01
 #: Seconds between unsolicited syncs on every connection (as the widget does), so a
 #: message lost to a broken mesh edge still arrives.
 ANTI_ENTROPY_INTERVAL = 15.0
 _CLOSED = object()
+
+
+def history_batches(messages: list[Message]) -> Iterator[list[Message]]:
+    """Split ``messages`` into ``history`` batches of about HISTORY_BATCH_BYTES each."""
+    batch: list[Message] = []
+    size = 64  # the frame's envelope
+    for message in messages:
+        cost = len(dumps(message).encode("utf-8")) + 1
+        if batch and size + cost >= HISTORY_BATCH_BYTES:
+            yield batch
+            batch, size = [], 64
+        batch.append(message)
+        size += cost
+    if batch:
+        yield batch
 
 
 class ChatPeer:
@@ -196,7 +214,6 @@ class ChatPeer:
         for connection in self._open_connections():
             if connection.send(frame):
                 self._sent_own[connection.connection_id] = message["seq"]
-        await self._notify()
         return message
 
     def delivered_to(self, message: Message) -> set[str]:
@@ -430,17 +447,8 @@ class ChatPeer:
             log.warning("nbchat room %s: bad history from %s", self.room, connection.peer)
             return
         messages = [m for m in messages if not self._too_big(m)]
-        own: list[int] = [
-            m["seq"]
-            for m in messages
-            if isinstance(m, dict) and m.get("author") == log_.peer_id and type(m.get("seq")) is int
-        ]
-        if own:
-            self._confirm(connection.peer, max(own))
         added, rejected = log_.receive_history(messages, connection.peer, user)
         for reason in rejected:
-            if own and str(reason) == "history may not carry our own messages":
-                continue
             log.info(
                 "nbchat room %s: dropped a history entry from %s: %s",
                 self.room,
@@ -459,8 +467,7 @@ class ChatPeer:
             self._confirm(connection.peer, mine)
         # Never send a peer its own messages back: it is their only source (msglog rule).
         missing = [m for m in log_.missing_for(have) if m["author"] != connection.peer]
-        for start in range(0, len(missing), HISTORY_BATCH):
-            batch = missing[start : start + HISTORY_BATCH]
+        for batch in history_batches(missing):
             if connection.send({"type": "history", "messages": batch}):
                 own = [m["seq"] for m in batch if m["author"] == log_.peer_id]
                 if own:
