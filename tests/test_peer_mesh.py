@@ -218,3 +218,15 @@ async def test_chat_text_never_reaches_the_server(
         inbox.stop()
     assert any('"OFFER"' in frame for frame in seen), "the spy saw the signaling traffic"
     assert not any(secret in frame for frame in seen)
+
+
+async def test_heartbeats_keep_a_quiet_peer_present(connect: Any) -> None:
+    """The test server evicts after 1.5 s of silence while advertising 5 s pings; the
+    peer beats at a third of alive_timeout, so nobody sees it leave."""
+    async with connect("room-quiet") as a, connect("room-quiet") as b:
+        assert a.config.alive_timeout < a.config.ping_interval
+        events = a.presence()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(events.__anext__(), timeout=3 * a.config.alive_timeout)
+        assert {u["peer_id"] for u in a.users} == {a.id, b.id}
+        assert a.peers == {b.id}
