@@ -126,3 +126,13 @@ def test_the_owner_patches_messages_in_batches() -> None:
     # A patch that does not fit what the kernel holds is dropped.
     chat._on_custom(chat, {"type": "messages", "from": 99, "messages": [late], "done": True}, [])
     assert len(chat.messages) == 5
+
+
+def test_python_and_javascript_halves_share_one_version() -> None:
+    import json
+    from pathlib import Path
+
+    import nbchat
+
+    package = json.loads((Path(__file__).parents[1] / "package.json").read_text())
+    assert package["version"] == nbchat.__version__

@@ -339,7 +339,8 @@ def test_network_loss_shows_why_and_recovers(lab: Lab, new_user) -> None:
     # Offline emulation cuts the data channel too, so A is offline (not just "server unreachable").
     a.context.set_offline(True)
     expect(status_a).to_have_text(
-        re.compile(r"^Offline — lost connection to the Jupyter server; retrying in \d+ s$"), timeout=SLOW
+        re.compile(r"^Offline — lost connection to the Jupyter server; retrying in \d+ s$"),
+        timeout=SLOW,
     )
     expect(message_box(a)).to_be_disabled()
     expect(a.get_by_role("status").filter(has_text="Offline —")).not_to_have_count(0)
@@ -347,3 +348,29 @@ def test_network_loss_shows_why_and_recovers(lab: Lab, new_user) -> None:
     expect(status_a).to_have_text("Connected to 1 peer", timeout=SLOW)
     say(b, "still here after the outage")
     expect(messages(a)).to_contain_text("still here after the outage", timeout=SLOW)
+
+
+def test_the_widget_works_in_notebook_7(lab: Lab, new_user) -> None:
+    path = put_notebook(
+        lab, "notebooks/e2e-nb7.ipynb", code_notebook("%load_ext nbchat", "chat = %chat e2e-nb7")
+    )
+    page = new_user()
+    page.goto(lab.notebook_url(path, "notebook"))
+    expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(
+        1, timeout=SLOW
+    )
+    # Notebook 7 does not expose its app object, so run all from the menu. A run requested
+    # in the moment between "idle" and the session being wired up is dropped: check the first
+    # prompt got a number, and ask again if not.
+    first_prompt = page.locator(".jp-InputPrompt").first
+    for _attempt in range(3):
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_text("Run All Cells", exact=True).click()
+        try:
+            expect(first_prompt).to_have_text(re.compile(r"\[\d+\]"), timeout=10_000)
+            break
+        except AssertionError:
+            continue
+    expect(users(page)).to_have_count(1, timeout=SLOW)
+    say(page, "hello **notebook 7**")
+    expect(messages(page).locator("strong")).to_have_text("notebook 7")
