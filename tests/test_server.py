@@ -33,6 +33,8 @@ async def test_session_config_gives_key_path_user_and_no_ice_servers(login, jp_b
     assert s["ice_servers"] == []  # nothing public is contacted unless configured
     assert s["user"] == a.identity
     assert s["user"]["username"] and s["user"]["display_name"]
+    # tests run with alive_timeout 1.5 s: the advertised heartbeat stays well inside it
+    assert s["ping_interval"] == 500 and s["alive_timeout"] == 1500
 
 
 async def test_room_keys_are_the_same_for_every_user(login):

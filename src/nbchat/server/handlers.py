@@ -93,7 +93,9 @@ class SessionHandler(_NbChatMixin, APIHandler):
             "path": self.base_url.rstrip("/") + "/nbchat/",
             "ice_servers": app.ice_servers,
             "user": self.identity,
-            "ping_interval": int(app.ping_interval * 1000),
+            # Advertise a heartbeat well inside alive_timeout, whatever the two settings
+            # say: a client beating at the advertised rate must never be evicted.
+            "ping_interval": int(min(app.ping_interval, app.alive_timeout / 3) * 1000),
             "alive_timeout": int(app.alive_timeout * 1000),
             "max_message_bytes": app.max_message_bytes,
             "version": __version__,
