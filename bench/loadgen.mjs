@@ -31,6 +31,13 @@ function rssKiB() {
   const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return Number(m[1]);
 }
+// Busy CPU seconds of the whole machine (all cores), to tell how much else was running.
+function machineBusySeconds() {
+  const f = readFileSync("/proc/stat", "utf8").split("\n", 1)[0].trim().split(/\s+/).slice(1).map(Number);
+  const idle = f[3] + (f[4] || 0); // idle + iowait
+  return (f.slice(0, 8).reduce((a, b) => a + b, 0) - idle) / TICKS;
+}
+const selfCpuSeconds = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
 const emit = (o) => process.stdout.write(JSON.stringify(o) + "\n");
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -133,6 +140,8 @@ for (let pi = 0; pi < phases.length; pi++) {
   phase = pi; received = 0; wrongDst = 0; errors = 0; onReceive = null;
   let sent = 0;
   const cpu0 = cpuSeconds();
+  const busy0 = machineBusySeconds();
+  const self0 = selfCpuSeconds();
   const start = performance.now();
   const end = start + duration * 1000;
   if (rate > 0) {
@@ -155,6 +164,8 @@ for (let pi = 0; pi < phases.length; pi++) {
   const drainUntil = performance.now() + drainTimeout * 1000;
   while (received < sent && performance.now() < drainUntil) await sleep(5);
   const cpu = cpuSeconds() - cpu0;
+  // CPU used by neither the server nor this generator: other people's jobs (noise).
+  const otherCpu = machineBusySeconds() - busy0 - cpu - (selfCpuSeconds() - self0);
   const n = Math.min(received, lat.length);
   const sorted = Array.from(lat.subarray(0, n)).sort((a, b) => a - b);
   if (!warmup) emit({
@@ -164,6 +175,7 @@ for (let pi = 0; pi < phases.length; pi++) {
     p50_ms: quantile(sorted, 0.5), p99_ms: quantile(sorted, 0.99), max_ms: sorted[n - 1],
     cpu_s: cpu, cpu_us_per_relay: (cpu * 1e6) / Math.max(1, received),
     rss_kib: rssKiB(), lost_sockets: lostSockets,
+    generator_cpu_s: selfCpuSeconds() - self0, other_cpu_s: otherCpu,
   });
   await sleep(500);
 }
