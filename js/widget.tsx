@@ -75,6 +75,16 @@ function createWidget(): AnyWidget<ChatModel> {
         if (session !== undefined) session.bridge.onCustom(content);
         else early.set(key, [...(early.get(key) ?? []), content]);
       });
+      // The model is closed (widget closed, kernel gone): leave the room with it.
+      return () => {
+        early.delete(key);
+        const session = sessions.get(key);
+        if (session === undefined) return;
+        sessions.delete(key);
+        if (session.closeTimer !== null) clearTimeout(session.closeTimer);
+        session.bridge.dispose();
+        session.proxy.destroy();
+      };
     },
     render: createRender(ChatWidget),
   };

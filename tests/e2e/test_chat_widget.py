@@ -287,18 +287,31 @@ def test_ten_thousand_messages_open_and_scroll(lab: Lab, new_user) -> None:
         opened = time.monotonic() - started
         # Windowed: a handful of rows in the DOM, not ten thousand.
         assert log.locator("[data-message-id]").count() < 100
+        # The kernel gets all 10,000 (patched over the comm), and the log is saved locally.
+        kernel = kernel_client(lab, path)
+        try:
+            deadline = time.monotonic() + 60
+            while kernel_eval(kernel, "len(chat.messages)") < 10_000:
+                assert time.monotonic() < deadline, "the kernel never got the 10,000 messages"
+                time.sleep(0.5)  # patches arrive when the kernel is idle: poll its view
+        finally:
+            kernel.stop_channels()
+        page.wait_for_function(
+            "() => Object.keys(localStorage).some((key) => key.startsWith('nbchat:'))", timeout=SLOW
+        )
+
         # Fling to the top, 1,500 px per frame (a whole new window of rows each time).
-        slowest = page.evaluate("""() => new Promise((resolve) => {
+        frames: list[float] = page.evaluate("""() => new Promise((resolve) => {
             const log = document.querySelector('[role=log][aria-label=Messages]');
+            const frames = [];
             let last = performance.now();
-            let slowest = 0;
             const step = () => {
               const now = performance.now();
-              slowest = Math.max(slowest, now - last);
+              frames.push(now - last);
               last = now;
               log.scrollTop = Math.max(0, log.scrollTop - 1500);
               if (log.scrollTop > 0) requestAnimationFrame(step);
-              else requestAnimationFrame(() => resolve(slowest));
+              else requestAnimationFrame(() => resolve(frames.slice(1)));
             };
             requestAnimationFrame(step);
         })""")
@@ -317,8 +330,13 @@ def test_ten_thousand_messages_open_and_scroll(lab: Lab, new_user) -> None:
         expect(log).to_contain_text("a new message while you read", timeout=SLOW)
         loop.run(peer.send("and one more"))
         expect(log.get_by_text("and one more")).to_be_in_viewport(timeout=SLOW)
-        print(f"10,000 messages: shown {opened:.1f}s after run-all; slowest frame {slowest:.0f} ms")
-        assert slowest < 500
+        frames.sort()
+        median, p90 = frames[len(frames) // 2], frames[int(len(frames) * 0.9)]
+        print(
+            f"10,000 messages: shown {opened:.1f}s after run-all; scrolling {len(frames)} frames, "
+            f"median {median:.0f} ms, p90 {p90:.0f} ms, max {frames[-1]:.0f} ms"
+        )
+        assert p90 < 100, frames
     finally:
         loop.run(peer.leave())
         loop.close()
