@@ -6,8 +6,10 @@ Pure functions and one small reassembly state machine; no I/O.
 from __future__ import annotations
 
 import json
+import math
+import re
 import secrets
-from typing import Any
+from typing import Any, cast
 
 __all__ = [
     "CHUNK_THRESHOLD",
@@ -39,15 +41,60 @@ def encode(frame: dict[str, Any]) -> bytes:
     return dumps(frame).encode("utf-8")
 
 
+#: JSON's escape for a UTF-16 surrogate: it may spell a lone one, which UTF-8 cannot carry.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings replaced by U+FFFD.
+
+    A browser's ``JSON.stringify`` writes a lone surrogate as an escape; Python parses it
+    into a ``str`` that can never be encoded again, so relaying or measuring it would
+    raise. U+FFFD is what the browser shows for it anyway.
+    """
+
+    def clean(item: Any) -> Any:
+        if isinstance(item, str):
+            return _LONE_SURROGATE.sub("\ufffd", item)
+        if isinstance(item, list):
+            return [clean(x) for x in item]
+        if isinstance(item, dict):
+            return {clean(k): clean(v) for k, v in item.items()}
+        return item
+
+    return clean(value)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text[:20]}")
+    return value
+
+
+def _no_constants(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
 def decode(data: bytes | str) -> dict[str, Any]:
     """Parse one data-channel payload (peerjs json mode sends bytes; accept text too)."""
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        value = json.loads(text)
+        # As strict as JSON.parse, and no infinities (1e999): they could never be sent on.
+        value = json.loads(text, parse_float=_finite, parse_constant=_no_constants)
     except (UnicodeDecodeError, ValueError) as error:
         raise InvalidFrame(f"not UTF-8 JSON: {error}") from error
+    except RecursionError as error:
+        # json's decoder recurses per nesting level: a frame nested ~1,000 deep hits the limit.
+        raise InvalidFrame("JSON nested too deeply") from error
     if not isinstance(value, dict):
         raise InvalidFrame("a frame must be a JSON object")
+    if _SURROGATE_ESCAPE.search(text) or _LONE_SURROGATE.search(text):
+        try:
+            value = cast("dict[str, Any]", _without_lone_surrogates(value))
+        except RecursionError as error:
+            raise InvalidFrame("JSON nested too deeply") from error
     return value
 
 

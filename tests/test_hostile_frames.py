@@ -1,0 +1,202 @@
+"""Hostile data-channel input to the Python peer: no frame a peer can send breaks the receiver.
+
+Property tests over the frame parser (``frames.decode``), chunk reassembly and the
+ChatPeer's frame handler with the message log behind it. "Never breaks" means: only
+``InvalidFrame`` escapes the parsers, the handler never raises, and whatever the log
+accepted can still be measured, relayed and re-encoded.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nbchat.msglog import MessageLog, normalize_identity
+from nbchat.peer import ChatPeer
+from nbchat.peer.chatpeer import history_batches
+from nbchat.peer.frames import ChunkAssembler, InvalidFrame, decode, encode, split
+from nbchat.peer.session import SessionConfig
+
+# Strings a hostile peer likes: lone surrogates (JSON may escape them), NULs, bidi
+# overrides, combining marks, astral characters, huge and odd numbers as text.
+nasty_text = st.text(max_size=40) | st.sampled_from([
+    "\ud800", "\udfff", "a\ud83d", "\ude00b", "\x00", "\u202e", "e\u0301" * 50, "😀",
+    "\ufeff", "\u2028\u2029", "<script>alert(1)</script>",
+])
+numbers = (
+    st.integers() | st.floats() | st.sampled_from([2**53, 2**53 + 1, -(2**63), 10**400, 1e308])
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | numbers | nasty_text,
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(nasty_text, children, max_size=4),
+    max_leaves=25,
+)
+ids = st.sampled_from(["B", "A", "C", "S", "", "B:1", "../x", "A\x00"]) | nasty_text
+messages = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": ids | json_values,
+        "author": ids | json_values,
+        "seq": numbers | json_values,
+        "clock": numbers | json_values,
+        "time": numbers | json_values,
+        "text": nasty_text | json_values,
+        "user": st.fixed_dictionaries({"username": nasty_text}, optional={
+            "display_name": nasty_text | json_values, "avatar_url": nasty_text | json_values,
+        }) | json_values,
+    },
+)
+chunks = st.fixed_dictionaries({"type": st.just("chunk")}, optional={
+    "id": st.sampled_from(["c-1", "c-2", ""]) | json_values,
+    "index": numbers | json_values,
+    "count": numbers | json_values,
+    "data": st.sampled_from(['{"type":"message",', '"message":{}}', "]"]) | json_values,
+})
+frames = (
+    st.builds(lambda m: {"type": "message", "message": m}, messages | json_values)
+    | st.builds(lambda ms: {"type": "history", "messages": ms}, st.lists(messages, max_size=6)
+                | json_values)
+    | st.builds(lambda h: {"type": "sync", "have": h},
+                st.dictionaries(ids, numbers | json_values, max_size=4) | json_values)
+    | chunks
+    | st.dictionaries(nasty_text, json_values, max_size=4)
+)
+
+
+def _json_text(value: Any) -> str:
+    """JSON as a browser's JSON.stringify would write it (lone surrogates escaped)."""
+    return json.dumps(value, ensure_ascii=True, allow_nan=True)
+
+
+payloads = (
+    st.binary(max_size=200)
+    | nasty_text
+    | frames.map(_json_text)
+    | frames.map(lambda f: _json_text(f).encode("utf-8"))
+    | st.integers(1, 5000).map(lambda n: '{"a":' * n + "1" + "}" * n)
+    | st.integers(1, 5000).map(lambda n: '{"type":"sync","have":' + "[" * n + "]" * n + "}")
+    | st.sampled_from(['{"seq": 1' + "0" * 5000 + "}", '{"x": 1e999}', '{"x": NaN}', "\ufeff{}"])
+)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payloads)
+def test_decode_raises_only_invalid_frame_and_returns_re_encodable_frames(payload: Any) -> None:
+    try:
+        frame = decode(payload)
+    except InvalidFrame:
+        return
+    assert isinstance(frame, dict)
+    encode(frame)  # a frame we accepted can always be sent on, as UTF-8
+
+
+@pytest.mark.parametrize("depth", [999, 1_500, 100_000])
+def test_deeply_nested_frames_are_refused_cleanly(depth: int) -> None:
+    payload = ('{"type":"sync","have":' + "[" * depth + "]" * depth + "}").encode()
+    try:
+        decode(payload)
+    except InvalidFrame as error:
+        assert "nested" in str(error)
+
+
+def test_lone_surrogates_become_replacement_characters() -> None:
+    # JSON.stringify("\ud800") is the escape "\\ud800": valid JSON, but not encodable UTF-8.
+    frame = decode(b'{"type":"message","message":{"text":"a\\ud800b\\ud83d\\ude00"}}')
+    assert frame["message"]["text"] == "a\ufffdb😀"
+    encode(frame)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(chunks, max_size=40))
+def test_chunk_reassembly_refuses_absurd_chunks_and_stays_bounded(sequence: list[dict]) -> None:
+    assembler = ChunkAssembler(max_count=64, max_partial=4, max_chars=4096)
+    for chunk in sequence:
+        try:
+            whole = assembler.feed(chunk)
+        except InvalidFrame:
+            continue
+        assert whole is None or isinstance(whole, dict)
+        assert len(assembler._parts) <= 4
+        assert sum(assembler._sizes.values()) <= 4 * 4096 + 4096
+
+
+def test_chunks_with_absurd_counts_and_indices_are_refused() -> None:
+    assembler = ChunkAssembler()
+    for count, index in [(10**18, 0), (2**53 + 1, 2), (-1, 0), (3, 3), (3, -1), (True, 0),
+                         (3.0, 0), (3, 1.5), ("3", 0), (None, 0)]:
+        with pytest.raises(InvalidFrame):
+            assembler.feed({"type": "chunk", "id": "c", "index": index, "count": count, "data": ""})
+    assert assembler._parts == {}
+
+
+# --- the ChatPeer's handler with a real log behind it ------------------------------------
+
+SELF = {"username": "self", "name": "self", "display_name": "Self", "initials": None,
+        "color": None, "avatar_url": None}
+BOB = {**SELF, "username": "bob", "name": "bob", "display_name": "Bob"}
+
+
+class _Presence:
+    roster = {"B": {"peer_id": "B", "user": BOB}, "S": {"peer_id": "S", "user": SELF}}
+
+
+class _Connection:
+    """What ChatPeer needs of a DataConnection: sends are encoded as they would be on the wire."""
+
+    peer = "B"
+    connection_id = "dc_test"
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def send(self, frame: dict[str, Any]) -> bool:
+        self.sent.extend(split(frame))
+        return True
+
+
+def _peer() -> ChatPeer:
+    peer = ChatPeer("http://127.0.0.1:1/", "room")
+    peer.config = SessionConfig.from_json({
+        "room": "room", "key": "room", "path": "/nbchat/", "ice_servers": [], "user": SELF,
+        "ping_interval": 5000, "alive_timeout": 60000, "max_message_bytes": 4096,
+        "version": "0",
+    })
+    peer._log = MessageLog("S", normalize_identity(SELF))
+    peer._presence = _Presence()  # type: ignore[assignment]
+    return peer
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(payloads | frames.map(_json_text), min_size=1, max_size=12))
+def test_no_sequence_of_frames_breaks_the_peer_or_its_log(sequence: list[Any]) -> None:
+    peer, connection = _peer(), _Connection()
+    assembler = ChunkAssembler()
+    for payload in sequence:
+        # As DataConnection._receive does: parse, reassemble chunks, hand over.
+        try:
+            frame = decode(payload)
+            if frame.get("type") == "chunk":
+                whole = assembler.feed(frame)
+                if whole is None:
+                    continue
+                frame = whole
+        except InvalidFrame:
+            continue
+        peer._on_frame(connection, frame)  # type: ignore[arg-type]
+    log = peer._log
+    assert log is not None
+    for message in log.messages:
+        assert message["author"] != "S"  # nobody else is a source for our own messages
+        if message["author"] == "B":
+            assert message["user"] == BOB  # the server-bound identity, never a claim
+        encode({"type": "message", "message": message})
+    # The log can still answer a sync and compose.
+    for batch in history_batches(log.missing_for({})):
+        encode({"type": "history", "messages": batch})
+    peer._on_frame(connection, {"type": "sync", "have": {}})  # type: ignore[arg-type]
+    log.compose("still here", 0)
