@@ -82,7 +82,7 @@ def decode(data: bytes | str) -> dict[str, Any]:
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         # As strict as JSON.parse, and no infinities (1e999): they could never be sent on.
-        value = json.loads(text, parse_float=_finite, parse_constant=_no_constants)
+        value: object = json.loads(text, parse_float=_finite, parse_constant=_no_constants)
     except (UnicodeDecodeError, ValueError) as error:
         raise InvalidFrame(f"not UTF-8 JSON: {error}") from error
     except RecursionError as error:
@@ -92,7 +92,7 @@ def decode(data: bytes | str) -> dict[str, Any]:
         raise InvalidFrame("a frame must be a JSON object")
     if _SURROGATE_ESCAPE.search(text) or _LONE_SURROGATE.search(text):
         try:
-            value = cast("dict[str, Any]", _without_lone_surrogates(value))
+            return cast("dict[str, Any]", _without_lone_surrogates(value))
         except RecursionError as error:
             raise InvalidFrame("JSON nested too deeply") from error
     return value
