@@ -186,6 +186,14 @@ def test_two_users_chat_beside_the_demo_analysis(lab: Lab, new_user) -> None:
         .filter(has_text="Sensor summary")
     ).to_have_count(1, timeout=SLOW)
 
+    say(a, "Harbour runs about 2 °C warmer than north. Sensor in the sun?")
+    say(b, "Could be. I'll plot it by **week** next.")
+    expect(messages(a).locator("strong", has_text="week")).to_be_visible(timeout=SLOW)
+    screenshot(a, "screenshot.png")
+    set_theme(a, "JupyterLab Dark")
+    screenshot(a, "screenshot-dark.png")
+    set_theme(a, "JupyterLab Light")
+
     # Notebook shortcuts do not fire while typing in the chat ("a"/"b" insert cells, "dd" deletes).
     cells_before = a.locator(".jp-Notebook .jp-Cell").count()
     message_box(a).press_sequentially("a b dd")
@@ -215,11 +223,6 @@ def test_two_users_chat_beside_the_demo_analysis(lab: Lab, new_user) -> None:
         kernel.stop_channels()
     expect(messages(a).locator("strong", has_text="kernel")).to_be_visible(timeout=SLOW)
     expect(messages(b).locator("strong", has_text="kernel")).to_be_visible(timeout=SLOW)
-
-    screenshot(a, "screenshot.png")
-    set_theme(a, "JupyterLab Dark")
-    screenshot(a, "screenshot-dark.png")
-    set_theme(a, "JupyterLab Light")
 
     # A latecomer receives the earlier history, in the same order.
     c = new_user()
