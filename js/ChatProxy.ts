@@ -3,12 +3,13 @@
 
 import { type DataConnection, Peer, type PeerError, type PeerOptions } from "peerjs";
 import { backoffDelay } from "./backoff";
+import { type ChatState, type Phase, chatState } from "./chatState";
 import { ChunkAssembler, encodeFrame, utf8Length } from "./chunk";
+import { historyBatches } from "./historyBatches";
 import { type PageInfo, pageInfo } from "./jupyterPage";
 import { InvalidMessage, MessageLog } from "./msglog";
 import { PresenceSocket } from "./presenceSocket";
 import {
-  CHUNK_THRESHOLD_BYTES,
   ChatFrameType,
   type ChatFrame,
   type ChatMessage,
@@ -19,22 +20,6 @@ import {
   parseChatFrame,
 } from "./protocol";
 import { LogStore } from "./storage";
-
-export type Phase = "connecting" | "online" | "offline";
-
-export interface ChatState {
-  phase: Phase;
-  /** One line for the status bar: "Connecting…", "Connected to 2 peers", "Offline — …". */
-  status: string;
-  /** Why sending is impossible right now, or null when it is possible. */
-  cannotSend: string | null;
-  selfId: string | null;
-  self: Identity | null;
-  /** Everyone present in the room (ourselves included), in arrival order. */
-  users: readonly Presence[];
-  messages: readonly ChatMessage[];
-  maxMessageBytes: number;
-}
 
 export interface ChatProxyOptions {
   room: string;
@@ -73,6 +58,8 @@ export class ChatProxy {
   private readonly present = new Map<string, Presence>();
   private readonly redialAttempts = new Map<string, number>();
   private readonly redialTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  /** Open links to peers a fresh roster left out, each dropped if the peer is not back in time. */
+  private readonly absentTimers = new Map<string, ReturnType<typeof setTimeout>>();
   private readonly outbox: string[] = [];
   private session: SessionConfig | null = null;
   private peer: Peer | null = null;
@@ -150,6 +137,7 @@ export class ChatProxy {
     }
     if (this.entropyTimer !== null) clearInterval(this.entropyTimer);
     for (const timer of this.redialTimers.values()) clearTimeout(timer);
+    for (const timer of this.absentTimers.values()) clearTimeout(timer);
     if (this.log !== null) this.store.save(this.log.messages);
     this.presence?.close();
     this.peer?.destroy();
@@ -325,15 +313,17 @@ export class ChatProxy {
         for (const entry of frame.peers) this.present.set(entry.peer_id, entry);
         // The newcomer dials everyone already present; the others wait for our call.
         for (const peerId of this.present.keys()) this.dial(peerId);
-        for (const peerId of [...this.links.keys()]) if (!this.present.has(peerId)) this.dropLink(peerId);
+        for (const peerId of [...this.links.keys()]) if (!this.present.has(peerId)) this.awaitReturn(peerId);
         break;
       }
       case "USER_CONNECTED":
         this.present.set(frame.peer.peer_id, frame.peer);
+        this.stopAwaiting(frame.peer.peer_id);
         this.flushEarly(frame.peer.peer_id);
         break;
       case "USER_DISCONNECTED":
         this.present.delete(frame.peer.peer_id);
+        this.stopAwaiting(frame.peer.peer_id);
         this.dropLink(frame.peer.peer_id);
         break;
       case "ERROR":
@@ -342,6 +332,35 @@ export class ChatProxy {
     }
     for (const peerId of this.present.keys()) this.flushEarly(peerId);
     this.changed(false);
+  }
+
+  /**
+   * A roster without a peer we still have an open link to. After a server restart the roster
+   * lists only those whose signaling is back so far, so the link (which outlived the server)
+   * is kept for alive_timeout; it is dropped if the peer has not reappeared by then.
+   */
+  private awaitReturn(peerId: string): void {
+    const link = this.links.get(peerId);
+    if (link === undefined || this.absentTimers.has(peerId)) return;
+    if (!link.open) {
+      this.dropLink(peerId);
+      return;
+    }
+    const graceMs = this.session?.alive_timeout ?? 60_000;
+    this.absentTimers.set(
+      peerId,
+      setTimeout(() => {
+        this.absentTimers.delete(peerId);
+        if (!this.present.has(peerId)) this.dropLink(peerId);
+      }, graceMs),
+    );
+  }
+
+  private stopAwaiting(peerId: string): void {
+    const timer = this.absentTimers.get(peerId);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    this.absentTimers.delete(peerId);
   }
 
   // --- the mesh ---------------------------------------------------------------------------
@@ -385,7 +404,7 @@ export class ChatProxy {
       if (link.timer !== null) clearTimeout(link.timer);
       link.timer = null;
       this.redialAttempts.delete(conn.peer);
-      this.sendFrame(link, { type: ChatFrameType.SYNC, have: this.log?.have() ?? {} });
+      this.sendFrame(link, { type: ChatFrameType.SYNC, have: this.log?.have(conn.peer) ?? {} });
       this.changed(false);
     });
     conn.on("data", (data) => {
@@ -495,7 +514,8 @@ export class ChatProxy {
           const text = (m as { text?: unknown } | null)?.text;
           return !(typeof text === "string" && utf8Length(text) > limit);
         });
-        const { added, rejected } = log.receiveHistory(fitting, peerId, user);
+        const connected = new Set([...this.links].filter(([, l]) => l.open).map(([id]) => id));
+        const { added, rejected } = log.receiveHistory(fitting, peerId, user, connected);
         if (rejected.length > 0) console.warn(`nbchat: ${rejected.length} invalid history messages from ${peerId}`);
         if (added.length > 0) this.changed(true);
         return;
@@ -508,21 +528,10 @@ export class ChatProxy {
     }
   }
 
-  /** Answer a sync in batches that each fit one data-channel frame where possible. */
   private sendHistory(link: Link, messages: ChatMessage[]): void {
-    let batch: ChatMessage[] = [];
-    let size = 64;
-    for (const message of messages) {
-      const cost = utf8Length(JSON.stringify(message)) + 1;
-      if (batch.length > 0 && size + cost >= CHUNK_THRESHOLD_BYTES) {
-        this.sendFrame(link, { type: ChatFrameType.HISTORY, messages: batch });
-        batch = [];
-        size = 64;
-      }
-      batch.push(message);
-      size += cost;
+    for (const batch of historyBatches(messages)) {
+      this.sendFrame(link, { type: ChatFrameType.HISTORY, messages: batch });
     }
-    if (batch.length > 0) this.sendFrame(link, { type: ChatFrameType.HISTORY, messages: batch });
   }
 
   private flushEarly(peerId: string): void {
@@ -536,9 +545,8 @@ export class ChatProxy {
    * still arrives, and call present peers we have no link to (only the smaller id calls).
    */
   private antiEntropy(): void {
-    const have = this.log?.have() ?? {};
-    for (const link of this.links.values()) {
-      if (link.open) this.sendFrame(link, { type: ChatFrameType.SYNC, have });
+    for (const [peerId, link] of this.links) {
+      if (link.open) this.sendFrame(link, { type: ChatFrameType.SYNC, have: this.log?.have(peerId) ?? {} });
     }
     for (const peerId of this.present.keys()) {
       if (this.selfId() < peerId && !this.redialTimers.has(peerId)) this.dial(peerId);
@@ -579,37 +587,17 @@ export class ChatProxy {
   }
 
   private computeState(): ChatState {
-    const links = this.openLinkCount();
-    const selfId = this.log?.peerId ?? null;
-    const self = this.session?.user ?? null;
-    let phase = this.phase;
-    if (phase === "offline" && links > 0) phase = "online";
-    let status: string;
-    let cannotSend: string | null = null;
-    if (phase === "connecting") {
-      status = "Connecting…";
-      cannotSend = "Connecting to the chat…";
-    } else if (phase === "offline") {
-      status = `Offline — ${this.offlineReason}`;
-      cannotSend = `Offline — ${this.offlineReason}`;
-    } else {
-      status = `Connected to ${links} ${links === 1 ? "peer" : "peers"}`;
-      if (!this.signalingUp) status += ` — server unreachable, ${this.offlineReason}`;
-    }
-    if (this.log === null && cannotSend === null) cannotSend = "Connecting to the chat…";
-    const users = [...this.present.values()];
-    if (selfId !== null && self !== null && !this.present.has(selfId)) users.unshift({ peer_id: selfId, user: self });
-    const messages = this.log !== null ? this.log.messages.slice() : restoredForDisplay(this.stored);
-    return {
-      phase,
-      status,
-      cannotSend,
-      selfId,
-      self,
-      users,
-      messages,
+    return chatState({
+      phase: this.phase,
+      openLinks: this.openLinkCount(),
+      signalingUp: this.signalingUp,
+      reason: this.offlineReason,
+      selfId: this.log?.peerId ?? null,
+      self: this.session?.user ?? null,
+      present: [...this.present.values()],
+      messages: this.log !== null ? this.log.messages.slice() : restoredForDisplay(this.stored),
       maxMessageBytes: this.session?.max_message_bytes ?? 65_536,
-    };
+    });
   }
 }
 

@@ -5,7 +5,8 @@
 // kernel, mirrors chat state into the model and posts what Python sends with `chat.send()`.
 
 import type { AnyModel } from "@anywidget/types";
-import type { ChatProxy, ChatState } from "./ChatProxy";
+import type { ChatProxy } from "./ChatProxy";
+import type { ChatState } from "./chatState";
 
 export interface ChatModel {
   room: string;

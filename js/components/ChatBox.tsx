@@ -1,7 +1,8 @@
 // The chat: status line, messages, message box and the users column. State comes from ChatProxy.
 
 import * as React from "react";
-import type { ChatProxy, ChatState } from "../ChatProxy";
+import type { ChatProxy } from "../ChatProxy";
+import type { ChatState } from "../chatState";
 import { createMarkdownRenderer } from "../markdown";
 import { MessageInput } from "./MessageInput";
 import { MessagesList } from "./MessagesList";

@@ -1,0 +1,59 @@
+import { describe, expect, it } from "vitest";
+import { type ConnectionFacts, chatState } from "./chatState";
+import { historyBatches } from "./historyBatches";
+import { CHUNK_THRESHOLD_BYTES, type ChatMessage } from "./protocol";
+
+const me = { username: "me", name: "me", display_name: "Me", initials: null, color: null, avatar_url: null };
+
+function facts(overrides: Partial<ConnectionFacts>): ConnectionFacts {
+  return {
+    phase: "online",
+    openLinks: 0,
+    signalingUp: true,
+    reason: "",
+    selfId: "p-me",
+    self: me,
+    present: [],
+    messages: [],
+    maxMessageBytes: 65536,
+    ...overrides,
+  };
+}
+
+describe("chatState", () => {
+  it("says what is going on in one line", () => {
+    expect(chatState(facts({ phase: "connecting", selfId: null })).status).toBe("Connecting…");
+    expect(chatState(facts({ openLinks: 1 })).status).toBe("Connected to 1 peer");
+    expect(chatState(facts({ openLinks: 3 })).status).toBe("Connected to 3 peers");
+    const offline = chatState(facts({ phase: "offline", reason: "lost connection; retrying in 2 s" }));
+    expect(offline.status).toBe("Offline — lost connection; retrying in 2 s");
+    expect(offline.cannotSend).toBe(offline.status);
+  });
+
+  it("stays usable over open peer links while the server is away", () => {
+    const state = chatState(facts({ phase: "offline", openLinks: 2, signalingUp: false, reason: "retrying in 4 s" }));
+    expect(state.phase).toBe("online");
+    expect(state.status).toBe("Connected to 2 peers — server unreachable, retrying in 4 s");
+    expect(state.cannotSend).toBeNull();
+  });
+
+  it("lists us even before presence does", () => {
+    const state = chatState(facts({ present: [{ peer_id: "p-b", user: { ...me, username: "b" } }] }));
+    expect(state.users.map((u) => u.peer_id)).toEqual(["p-me", "p-b"]);
+  });
+});
+
+describe("historyBatches", () => {
+  it("keeps order and every batch under one frame", () => {
+    const messages: ChatMessage[] = Array.from({ length: 500 }, (_, i) => ({
+      id: `a:${i + 1}`, author: "a", seq: i + 1, clock: i + 1, time: i, text: "x".repeat(100), user: me,
+    }));
+    const batches = historyBatches(messages);
+    expect(batches.length).toBeGreaterThan(1);
+    expect(batches.flat()).toEqual(messages);
+    for (const batch of batches) {
+      expect(JSON.stringify({ type: "history", messages: batch }).length).toBeLessThan(CHUNK_THRESHOLD_BYTES);
+    }
+    expect(historyBatches([])).toEqual([]);
+  });
+});

@@ -1,0 +1,66 @@
+// What the chat shows, derived from ChatProxy's connection facts: pure, so it is tested alone.
+
+import type { ChatMessage, Identity, Presence } from "./protocol";
+
+export type Phase = "connecting" | "online" | "offline";
+
+export interface ChatState {
+  phase: Phase;
+  /** One line for the status bar: "Connecting…", "Connected to 2 peers", "Offline — …". */
+  status: string;
+  /** Why sending is impossible right now, or null when it is possible. */
+  cannotSend: string | null;
+  selfId: string | null;
+  self: Identity | null;
+  /** Everyone present in the room (ourselves included), in arrival order. */
+  users: readonly Presence[];
+  messages: readonly ChatMessage[];
+  maxMessageBytes: number;
+}
+
+export interface ConnectionFacts {
+  phase: Phase;
+  /** Open data connections. */
+  openLinks: number;
+  signalingUp: boolean;
+  /** Why we are offline (or why the server is unreachable), with the retry delay. */
+  reason: string;
+  selfId: string | null;
+  self: Identity | null;
+  present: readonly Presence[];
+  messages: readonly ChatMessage[];
+  maxMessageBytes: number;
+}
+
+export function chatState(facts: ConnectionFacts): ChatState {
+  const { openLinks, selfId, self } = facts;
+  // Peer-to-peer links outlive the server: with any open, we can still chat.
+  const phase: Phase = facts.phase === "offline" && openLinks > 0 ? "online" : facts.phase;
+  let status: string;
+  let cannotSend: string | null = null;
+  if (phase === "connecting") {
+    status = "Connecting…";
+    cannotSend = "Connecting to the chat…";
+  } else if (phase === "offline") {
+    status = `Offline — ${facts.reason}`;
+    cannotSend = status;
+  } else {
+    status = `Connected to ${openLinks} ${openLinks === 1 ? "peer" : "peers"}`;
+    if (!facts.signalingUp) status += ` — server unreachable, ${facts.reason}`;
+  }
+  if (selfId === null && cannotSend === null) cannotSend = "Connecting to the chat…";
+  const users = [...facts.present];
+  if (selfId !== null && self !== null && !users.some((u) => u.peer_id === selfId)) {
+    users.unshift({ peer_id: selfId, user: self });
+  }
+  return {
+    phase,
+    status,
+    cannotSend,
+    selfId,
+    self,
+    users,
+    messages: facts.messages,
+    maxMessageBytes: facts.maxMessageBytes,
+  };
+}
