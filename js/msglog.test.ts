@@ -17,6 +17,7 @@ function check(log: MessageLog, expected: Record<string, any>): void {
   if ("have" in expected) expect(log.have()).toEqual(expected.have);
   if ("clock" in expected) expect(log.clock).toBe(expected.clock);
   if ("messages" in expected) expect(log.messages).toEqual(expected.messages);
+  for (const query of expected.have_for ?? []) expect(log.have(query.peer)).toEqual(query.have);
   for (const query of expected.missing_for ?? []) {
     expect(log.missingFor(query.have).map((m) => m.id)).toEqual(query.ids);
   }
@@ -41,7 +42,7 @@ function runOp(log: MessageLog, op: Record<string, any>): void {
     }
     case "history": {
       const user = "user" in op ? normalizeIdentity(op.user) : undefined;
-      const { added, rejected } = log.receiveHistory(op.messages, op.from, user);
+      const { added, rejected } = log.receiveHistory(op.messages, op.from, user, new Set(op.connected ?? []));
       expect(added.map((m) => m.id)).toEqual(op.result.added);
       expect(rejected.length).toBe(op.result.rejected);
       return;

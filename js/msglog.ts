@@ -65,6 +65,18 @@ function validated(raw: unknown, author: string, user: Identity | null): ChatMes
   };
 }
 
+const IDENTITY_KEYS = ["username", "name", "display_name", "initials", "color", "avatar_url"] as const;
+
+/** Whether two copies of one id say the same thing (an honest relay does). */
+function sameMessage(a: ChatMessage, b: ChatMessage): boolean {
+  return (
+    a.clock === b.clock &&
+    a.time === b.time &&
+    a.text === b.text &&
+    IDENTITY_KEYS.every((key) => a.user[key] === b.user[key])
+  );
+}
+
 /** Total order of the log: (clock, author by code unit, seq). */
 export function compareMessages(a: ChatMessage, b: ChatMessage): number {
   if (a.clock !== b.clock) return a.clock - b.clock;
@@ -84,6 +96,8 @@ export class MessageLog {
   private readonly seqs = new Map<string, Set<number>>();
   private readonly maxSeq = new Map<string, number>();
   private readonly contiguous = new Map<string, number>();
+  /** Ids whose copy came from their author (composed here, a message frame, its own history). */
+  private readonly firstHand = new Set<string>();
   private maxClock = 0;
 
   constructor(
@@ -127,28 +141,41 @@ export class MessageLog {
       text,
       user: this.user,
     };
-    this.add(message);
+    this.add(message, true);
     return message;
   }
 
   /**
    * Add a `message` frame's MESSAGE from connection peer `fromPeer`, stamped with that
-   * peer id and its bound identity. Null if already in the log; throws InvalidMessage.
+   * peer id and its bound identity. Returns it if added (or replacing a relayed copy), null
+   * if the log already held it; throws InvalidMessage.
    */
   receiveDirect(fromPeer: string, user: Identity, raw: unknown): ChatMessage | null {
-    return this.add(validated(raw, fromPeer, user));
+    return this.add(validated(raw, fromPeer, user), true);
   }
 
-  /** Add a `history` batch: others' messages as claimed, the sender's own with its bound identity. */
-  receiveHistory(messages: readonly unknown[], fromPeer?: string, user?: Identity): HistoryResult {
+  /**
+   * Add a `history` batch from `fromPeer`: others' messages as claimed, the sender's own
+   * (first-hand) with its bound identity. `connected` are the peers with an open direct
+   * connection to us: while connected, an author alone is a source for its messages.
+   */
+  receiveHistory(
+    messages: readonly unknown[],
+    fromPeer?: string,
+    user?: Identity,
+    connected: ReadonlySet<string> = new Set(),
+  ): HistoryResult {
     const result: HistoryResult = { added: [], rejected: [] };
     for (const raw of messages) {
       try {
         const author = isRecord(raw) ? raw.author : undefined;
         if (typeof author !== "string") throw new InvalidMessage("author must be a string");
         if (author === this.peerId) throw new InvalidMessage("history may not carry our own messages");
-        const bound = fromPeer !== undefined && user !== undefined && author === fromPeer ? user : null;
-        const added = this.add(validated(raw, author, bound));
+        const firstHand = fromPeer !== undefined && user !== undefined && author === fromPeer;
+        if (!firstHand && connected.has(author)) {
+          throw new InvalidMessage(`${author} is connected: it alone relays its messages`);
+        }
+        const added = this.add(validated(raw, author, firstHand ? user : null), firstHand);
         if (added !== null) result.added.push(added);
       } catch (error) {
         if (!(error instanceof InvalidMessage)) throw error;
@@ -165,7 +192,8 @@ export class MessageLog {
       const author = isRecord(raw) ? raw.author : undefined;
       if (typeof author !== "string") continue;
       try {
-        if (this.add(validated(raw, author, null)) !== null) restored += 1;
+        // Only our own are first-hand: a stored relay may have been a forgery.
+        if (this.add(validated(raw, author, null), author === this.peerId) !== null) restored += 1;
       } catch (error) {
         if (!(error instanceof InvalidMessage)) throw error;
       }
@@ -173,8 +201,19 @@ export class MessageLog {
     return restored;
   }
 
-  have(): HaveVector {
-    return Object.fromEntries(this.contiguous);
+  /**
+   * With `forPeer`, that peer's own count covers only first-hand copies: the sync for it,
+   * so it sends again whatever of its own we learned second-hand.
+   */
+  have(forPeer?: string): HaveVector {
+    const have: HaveVector = Object.fromEntries(this.contiguous);
+    if (forPeer !== undefined && Object.prototype.hasOwnProperty.call(have, forPeer)) {
+      let held = 0;
+      while (this.firstHand.has(messageId(forPeer, held + 1))) held += 1;
+      if (held > 0) have[forPeer] = held;
+      else delete have[forPeer];
+    }
+    return have;
   }
 
   /** Every message the holder of `have` lacks, in log order; junk entries count as 0. */
@@ -188,8 +227,17 @@ export class MessageLog {
     });
   }
 
-  private add(message: ChatMessage): ChatMessage | null {
-    if (this.byId.has(message.id)) return null;
+  private add(message: ChatMessage, firstHand = false): ChatMessage | null {
+    const existing = this.byId.get(message.id);
+    if (existing !== undefined) {
+      if (!firstHand || this.firstHand.has(message.id)) return null;
+      // The author's own copy wins over a relayed one (which may be a forgery).
+      this.firstHand.add(message.id);
+      if (sameMessage(existing, message)) return null;
+      this.ordered.splice(this.ordered.indexOf(existing), 1);
+    } else if (firstHand) {
+      this.firstHand.add(message.id);
+    }
     this.byId.set(message.id, message);
     const author = message.author;
     let held = this.seqs.get(author);

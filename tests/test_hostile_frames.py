@@ -200,3 +200,28 @@ def test_no_sequence_of_frames_breaks_the_peer_or_its_log(sequence: list[Any]) -
         encode({"type": "history", "messages": batch})
     peer._on_frame(connection, {"type": "sync", "have": {}})  # type: ignore[arg-type]
     log.compose("still here", 0)
+
+
+# --- forged relays against the message log ------------------------------------------------
+
+ALICE = {**SELF, "username": "alice", "name": "alice", "display_name": "Alice"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(1, 4), st.booleans()), max_size=30))
+def test_forged_relays_never_outlive_the_authors_own_copies(events: list[tuple]) -> None:
+    """Whatever a forger relays and in whatever order, once the author's own copies have
+    arrived (live or in its history), every id of theirs shows the author's text."""
+    log = MessageLog("S", normalize_identity(SELF))
+    real = {seq: {"id": f"A:{seq}", "author": "A", "seq": seq, "clock": seq, "time": 1.0,
+                  "text": f"real {seq}", "user": ALICE} for seq in range(1, 5)}
+    for forged, seq, connected in events:
+        if forged:
+            fake = {**real[seq], "text": "forged", "clock": 99}
+            log.receive_history([fake], "M", normalize_identity(BOB), ["A"] if connected else [])
+        else:
+            log.receive_direct("A", normalize_identity(ALICE), real[seq])
+    # The author answers our sync: everything of its own we do not hold first-hand.
+    wanted = log.have(for_peer="A").get("A", 0)
+    log.receive_history([real[s] for s in range(wanted + 1, 5)], "A", normalize_identity(ALICE))
+    assert [m["text"] for m in log.messages] == [f"real {s}" for s in range(1, 5)]

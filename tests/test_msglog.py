@@ -31,7 +31,9 @@ def _run_op(log: MessageLog, op: dict[str, Any]) -> None:
             assert (added["id"] if added else None) == op["result"]
     elif kind == "history":
         user = normalize_identity(op["user"]) if "user" in op else None
-        added_list, rejected = log.receive_history(op["messages"], op.get("from"), user)
+        added_list, rejected = log.receive_history(
+            op["messages"], op.get("from"), user, op.get("connected", [])
+        )
         assert [m["id"] for m in added_list] == op["result"]["added"]
         assert len(rejected) == op["result"]["rejected"]
     elif kind == "check":
@@ -49,6 +51,8 @@ def _check(log: MessageLog, expect: dict[str, Any]) -> None:
         assert log.clock == expect["clock"]
     if "messages" in expect:
         assert log.messages == expect["messages"]
+    for query in expect.get("have_for", []):
+        assert log.have(for_peer=query["peer"]) == query["have"]
     for query in expect.get("missing_for", []):
         assert [m["id"] for m in log.missing_for(query["have"])] == query["ids"]
 

@@ -8,13 +8,21 @@ Rules, identical in both languages and pinned by tests/fixtures/msglog_cases.jso
   to the log raises ``max_clock_seen`` to its clock (duplicates and rejects do not).
 - Order: by ``(clock, author, seq)``. Honest authors never reuse a clock, so ``seq`` only
   breaks ties a forger manufactured; it keeps the order total and identical everywhere.
-- A message already in the log is ignored: a forged copy never replaces the original.
 - A ``message`` frame from a direct connection is stamped: ``author`` := the connection's
   peer id, ``id`` recomputed, ``user`` := the identity the server bound to that peer.
 - A ``history`` frame relays other authors' messages as they are, except that a message
   whose author is the sending peer gets that peer's bound identity, and a message
   claiming to be ours is dropped: nobody else is a source for our own messages.
+- A copy is *first-hand* when it came from its author (composed here, a ``message``
+  frame, or a ``history`` entry whose author is the sender), else *relayed*.
+- A message already in the log is ignored, with one exception: a first-hand copy
+  replaces a relayed copy of the same id. So a forged relay never replaces the original,
+  and an original never loses to a forgery that came first.
+- While an author is directly connected to us (``connected``), only that author is a
+  source for its messages: relayed copies of them are dropped.
 - ``have()`` maps each author to the highest seq held contiguously from 1;
+  ``have(for_peer=P)`` counts only first-hand copies for P itself, so the ``sync`` we
+  send P asks again for any of P's messages we only hold second-hand.
   ``missing_for(have)`` is every message beyond what ``have`` holds, in log order.
 """
 
@@ -22,7 +30,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import TypedDict
 
 from .protocol import PEER_ID_RE, Identity
@@ -117,6 +125,17 @@ def _validated(raw: object, author: str, user: Identity | None) -> Message:
     )
 
 
+def _same(a: Message, b: Message) -> bool:
+    """Whether two copies of one id say the same thing (an honest relay does)."""
+    return (
+        (a["clock"], a["time"], a["text"]) == (b["clock"], b["time"], b["text"])
+        and all(a["user"].get(k) == b["user"].get(k) for k in _IDENTITY_KEYS)
+    )
+
+
+_IDENTITY_KEYS = ("username", "name", "display_name", "initials", "color", "avatar_url")
+
+
 def _order_key(message: Message) -> tuple[int, str, int]:
     return (message["clock"], message["author"], message["seq"])
 
@@ -134,6 +153,7 @@ class MessageLog:
         self._by_id: dict[str, Message] = {}
         self._seqs: dict[str, set[int]] = {}
         self._contiguous: dict[str, int] = {}
+        self._first_hand: set[str] = set()  # ids whose copy came from their author
         self._clock = 0
 
     @property
@@ -172,25 +192,30 @@ class MessageLog:
             text=text,
             user=self.user,
         )
-        self._add(message)
+        self._add(message, first_hand=True)
         return message
 
     def receive_direct(self, from_peer: str, user: Identity, raw: object) -> Message | None:
         """Add a ``message`` frame's MESSAGE from connection peer ``from_peer``.
 
-        Returns the stamped message, or None if it was already in the log.
-        Raises InvalidMessage for a malformed one.
+        Returns the stamped message (added, or replacing a relayed copy), or None if the
+        log already held it. Raises InvalidMessage for a malformed one.
         """
         message = _validated(raw, from_peer, user)
-        return self._add(message)
+        return self._add(message, first_hand=True)
 
     def receive_history(
         self,
         messages: Iterable[object],
         from_peer: str | None = None,
         user: Identity | None = None,
+        connected: Collection[str] = (),
     ) -> tuple[list[Message], list[InvalidMessage]]:
-        """Add a ``history`` batch; returns (messages added, reasons for dropped ones)."""
+        """Add a ``history`` batch from ``from_peer`` (bound identity ``user``).
+
+        ``connected`` are the peers with an open direct connection to us. Returns the
+        messages added (or replacing relayed copies) and the reasons for dropped ones.
+        """
         added: list[Message] = []
         rejected: list[InvalidMessage] = []
         for raw in messages:
@@ -200,18 +225,33 @@ class MessageLog:
                     raise InvalidMessage("author must be a string")
                 if author == self.peer_id:
                     raise InvalidMessage("history may not carry our own messages")
-                bound = user if from_peer is not None and author == from_peer else None
-                message = _validated(raw, author, bound)
+                first_hand = from_peer is not None and user is not None and author == from_peer
+                if not first_hand and author in connected:
+                    raise InvalidMessage(f"{author} is connected: it alone relays its messages")
+                message = _validated(raw, author, user if first_hand else None)
             except InvalidMessage as error:
                 rejected.append(error)
                 continue
-            if self._add(message) is not None:
+            if self._add(message, first_hand=first_hand) is not None:
                 added.append(message)
         return added, rejected
 
-    def have(self) -> dict[str, int]:
-        """Per author, the highest seq held contiguously from 1 (authors at 0 omitted)."""
-        return dict(self._contiguous)
+    def have(self, for_peer: str | None = None) -> dict[str, int]:
+        """Per author, the highest seq held contiguously from 1 (authors at 0 omitted).
+
+        With ``for_peer``, that peer's own count covers only first-hand copies: the
+        ``sync`` for it, so it sends again whatever of its own we learned second-hand.
+        """
+        have = dict(self._contiguous)
+        if for_peer is not None and for_peer in have:
+            held = 0
+            while f"{for_peer}:{held + 1}" in self._first_hand:
+                held += 1
+            if held:
+                have[for_peer] = held
+            else:
+                del have[for_peer]
+        return have
 
     def missing_for(self, have: Mapping[str, object]) -> list[Message]:
         """Every message the holder of ``have`` lacks, in log order."""
@@ -222,9 +262,23 @@ class MessageLog:
 
         return [m for m in self._messages if m["seq"] > held(m["author"])]
 
-    def _add(self, message: Message) -> Message | None:
-        if message["id"] in self._by_id:
-            return None
+    def _add(self, message: Message, first_hand: bool = False) -> Message | None:
+        held = self._by_id.get(message["id"])
+        if held is not None:
+            if not first_hand or message["id"] in self._first_hand:
+                return None
+            # The author's own copy wins over a relayed one (which may be a forgery).
+            self._first_hand.add(message["id"])
+            if _same(held, message):
+                return None
+            position = bisect.bisect_left(self._keys, _order_key(held))
+            while self._messages[position]["id"] != held["id"]:
+                position += 1
+            del self._keys[position]
+            del self._messages[position]
+            del self._by_id[held["id"]]
+        elif first_hand:
+            self._first_hand.add(message["id"])
         key = _order_key(message)
         position = bisect.bisect_right(self._keys, key)
         self._keys.insert(position, key)

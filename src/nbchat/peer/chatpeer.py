@@ -263,7 +263,11 @@ class ChatPeer:
     # --- iterators -----------------------------------------------------------------------
 
     async def messages(self, include_own: bool = False) -> AsyncIterator[Message]:
-        """Messages as they are added to the log from now on (direct or from history)."""
+        """Messages as they are added to the log from now on (direct or from history).
+
+        An id may come twice: when its author's own copy replaces a different relayed
+        copy (a forgery), the author's copy is yielded too.
+        """
         queue: asyncio.Queue[Any] = asyncio.Queue()
         entry = (queue, include_own)
         self._message_queues.append(entry)
@@ -327,7 +331,8 @@ class ChatPeer:
 
     def _on_connection_open(self, connection: DataConnection) -> None:
         # Every new connection starts the history exchange.
-        connection.send({"type": "sync", "have": self._require_log().have()})
+        log_ = self._require_log()
+        connection.send({"type": "sync", "have": log_.have(for_peer=connection.peer)})
         self._spawn(self._notify(), "nbchat-notify")
 
     def _on_connection_closed(self, connection: DataConnection) -> None:
@@ -356,9 +361,9 @@ class ChatPeer:
     async def _anti_entropy(self) -> None:
         while True:
             await asyncio.sleep(ANTI_ENTROPY_INTERVAL)
-            have = self._require_log().have()
+            log_ = self._require_log()
             for connection in self._open_connections():
-                connection.send({"type": "sync", "have": have})
+                connection.send({"type": "sync", "have": log_.have(for_peer=connection.peer)})
 
     # presence -------------------------------------------------------------------------------
 
@@ -447,7 +452,7 @@ class ChatPeer:
             log.warning("nbchat room %s: bad history from %s", self.room, connection.peer)
             return
         messages = [m for m in messages if not self._too_big(m)]
-        added, rejected = log_.receive_history(messages, connection.peer, user)
+        added, rejected = log_.receive_history(messages, connection.peer, user, self.peers)
         for reason in rejected:
             log.info(
                 "nbchat room %s: dropped a history entry from %s: %s",
