@@ -208,6 +208,34 @@ describe("ChatProxy", () => {
     expect(proxy.state.messages).toMatchObject([{ id: "b-2:1", author: "b-2", user: { username: "bob" }, text: "hi" }]);
   });
 
+  it("throttles a flooding peer per connection, warns, and still shows everyone else", async () => {
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    try {
+      const { proxy, peers, sockets } = await start();
+      sockets[0].push({
+        type: "ROSTER",
+        key: session.key,
+        peers: [presence("m-self", "me"), presence("b-2", "bob"), presence("f-1", "flood")],
+      });
+      const [bob, flood] = peers[0].dialed;
+      openConn(bob);
+      openConn(flood);
+      for (let seq = 1; seq <= 5_000; seq += 1) {
+        flood.emit("data", { type: "message", message: { seq, clock: seq, time: 1, text: `spam ${seq}`, user: {} } });
+      }
+      bob.emit("data", { type: "message", message: { seq: 1, clock: 6_000, time: 2, text: "real", user: {} } });
+      await vi.advanceTimersByTimeAsync(20);
+      const spam = proxy.state.messages.filter((m) => m.author === "f-1").length;
+      expect(spam).toBeGreaterThan(0);
+      expect(spam).toBeLessThan(400); // the burst, plus whatever refilled meanwhile
+      expect(proxy.state.messages.filter((m) => m.author === "b-2").map((m) => m.text)).toEqual(["real"]);
+      const floods = warn.mock.calls.filter(([line]) => String(line).includes("f-1") && String(line).includes("flooding"));
+      expect(floods.length).toBe(1); // one warning, not one per dropped frame
+    } finally {
+      warn.mockRestore();
+    }
+  });
+
   it("holds frames from a caller presence has not announced yet", async () => {
     const { proxy, peers, sockets } = await start();
     sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me")] });

@@ -9,6 +9,7 @@ import { historyBatches } from "./historyBatches";
 import { type PageInfo, pageInfo } from "./jupyterPage";
 import { InvalidMessage, MessageLog } from "./msglog";
 import { PresenceSocket } from "./presenceSocket";
+import { IncomingLimits } from "./rateLimit";
 import {
   ChatFrameType,
   type ChatFrame,
@@ -38,6 +39,8 @@ interface Link {
   open: boolean;
   dialedByUs: boolean;
   assembler: ChunkAssembler;
+  /** Per-connection rate limits on what this peer sends us. */
+  limits: IncomingLimits;
   /** Frames that arrived before presence told us who the peer is. */
   early: unknown[];
   timer: ReturnType<typeof setTimeout> | null;
@@ -392,6 +395,7 @@ export class ChatProxy {
       open: false,
       dialedByUs,
       assembler: new ChunkAssembler({ maxChars: 4 * maxBytes + 65_536, maxPending: 16 }),
+      limits: new IncomingLimits(),
       early: [],
       timer: setTimeout(() => {
         if (!link.open && this.links.get(conn.peer) === link) this.lostLink(conn.peer, link);
@@ -473,6 +477,8 @@ export class ChatProxy {
       return;
     }
     let frame = parseChatFrame(data);
+    // Malformed frames count too: a flood of junk must not cost a warning each.
+    if (!this.admit(link, frame !== null && frame.type === ChatFrameType.MESSAGE)) return;
     if (frame !== null && frame.type === ChatFrameType.CHUNK) {
       let whole: unknown;
       try {
@@ -484,12 +490,25 @@ export class ChatProxy {
       if (whole === null) return;
       frame = parseChatFrame(whole);
       if (frame !== null && frame.type === ChatFrameType.CHUNK) frame = null;
+      if (frame !== null && frame.type === ChatFrameType.MESSAGE && !this.admit(link, true)) return;
     }
     if (frame === null) {
       console.warn(`nbchat: ignoring malformed frame from ${peerId}`);
       return;
     }
     this.onFrame(link, peerId, frame);
+  }
+
+  /** Whether a frame from `link` is within its rate limits; warns now and then while it floods. */
+  private admit(link: Link, isMessage: boolean): boolean {
+    if (link.limits.accept(isMessage)) return true;
+    const dropped = link.limits.report();
+    if (dropped !== null) {
+      console.warn(
+        `nbchat: peer ${link.conn.peer} in room ${this.session?.key} is flooding: dropped ${dropped} frames`,
+      );
+    }
+    return false;
   }
 
   private onFrame(link: Link, peerId: string, frame: ChatFrame): void {
