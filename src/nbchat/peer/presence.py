@@ -25,6 +25,10 @@ EventType = Literal["USER_CONNECTED", "USER_DISCONNECTED"]
 class PresenceEvent:
     type: EventType
     peer: Presence
+    #: Inferred by comparing the roster that follows a reconnect with the one before. A peer
+    #: missing from it may only be slower to reconnect (after a server restart the roster
+    #: lists only who is back so far), so its data link should not be dropped at once.
+    from_roster: bool = False
 
 
 def _parse_presence(value: object) -> Presence | None:
@@ -87,10 +91,10 @@ class PresenceClient:
             if self.has_roster.is_set():
                 for peer_id, presence in old.items():
                     if peer_id not in fresh:
-                        self.on_event(PresenceEvent("USER_DISCONNECTED", presence))
+                        self.on_event(PresenceEvent("USER_DISCONNECTED", presence, True))
                 for peer_id, presence in fresh.items():
                     if peer_id not in old:
-                        self.on_event(PresenceEvent("USER_CONNECTED", presence))
+                        self.on_event(PresenceEvent("USER_CONNECTED", presence, True))
             self.has_roster.set()
         elif kind in (FrameType.USER_CONNECTED.value, FrameType.USER_DISCONNECTED.value):
             presence = _parse_presence(frame.get("peer"))
