@@ -1,0 +1,177 @@
+"""Faults with real processes: a Jupyter server restart mid-chat, peers that vanish without
+goodbye, a data link cut underneath two peers, and a page reload.
+
+Each test runs its own JupyterLab (``alive_timeout`` 6 s) so restarting or starving it
+never disturbs the session-wide ``lab``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+from tests.e2e.test_chat_widget import (
+    code_notebook,
+    messages,
+    open_and_run,
+    own_name,
+    put_notebook,
+    say,
+    users,
+)
+from tests.support.lab import Lab, make_lab
+from tests.support.loop import BackgroundLoop
+from tests.support.peers import until
+
+from nbchat.peer import ChatPeer
+
+ALIVE_TIMEOUT = 6.0
+WAIT = 45_000
+
+
+@pytest.fixture
+def fault_lab(tmp_path: Path) -> Iterator[Lab]:
+    server = make_lab(tmp_path, {"alive_timeout": ALIVE_TIMEOUT})
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bg() -> Iterator[BackgroundLoop]:
+    loop = BackgroundLoop()
+    yield loop
+    loop.close()
+
+
+# Keeps every RTCPeerConnection the page makes, so a test can count links or cut one.
+TRACK_PEER_CONNECTIONS = """(() => {
+    const Native = window.RTCPeerConnection;
+    window.__nbchatPcs = [];
+    window.RTCPeerConnection = function (...args) {
+        const pc = new Native(...args);
+        window.__nbchatPcs.push(pc);
+        return pc;
+    };
+    window.RTCPeerConnection.prototype = Native.prototype;
+    Object.setPrototypeOf(window.RTCPeerConnection, Native);
+})()"""
+
+
+def tracked_user(new_user) -> Page:  # noqa: ANN001 - the new_user fixture
+    page = new_user()
+    page.add_init_script(TRACK_PEER_CONNECTIONS)
+    return page
+
+
+def live_links(page: Page) -> list[int]:
+    """Indexes of the page's RTCPeerConnections that are connected now."""
+    return list(page.evaluate(
+        "() => window.__nbchatPcs.flatMap((pc, i) => pc.connectionState === 'connected' ? [i] : [])"
+    ))
+
+
+def room_notebook(lab: Lab, room: str) -> str:
+    return put_notebook(
+        lab, f"notebooks/{room}.ipynb", code_notebook("%load_ext nbchat", f"chat = %chat {room}")
+    )
+
+
+def status(page: Page):  # noqa: ANN201 - a Locator
+    return page.get_by_role("status", name="Chat status")
+
+
+def connected_to(count: int) -> re.Pattern[str]:
+    """The status line once signaling is up and ``count`` links are open (no outage note)."""
+    return re.compile(rf"^Connected to {count} peers?$")
+
+
+def texts(page: Page) -> list[str]:
+    return [t.strip() for t in messages(page).locator(".nbchat-message-body").all_inner_texts()]
+
+
+def user_names(page: Page) -> list[str]:
+    return sorted(
+        n.strip() for n in users(page).locator(".nbchat-user-name").all_inner_texts()
+    )
+
+
+def dismiss_server_error_dialogs(page: Page) -> None:
+    """Close JupyterLab's own "Server Connection Error" modal whenever it shows up (it blocks
+    typing; a user would close it too). It is JupyterLab's, not the chat's."""
+    dialog = page.locator(".jp-Dialog").filter(has_text="Server Connection Error")
+    page.add_locator_handler(
+        dialog, lambda d: d.get_by_role("button", name="Close").click(), no_wait_after=True
+    )
+
+
+def test_server_restart_mid_chat(fault_lab: Lab, new_user, bg: BackgroundLoop) -> None:
+    lab = fault_lab
+    room = "fault-restart"
+    path = room_notebook(lab, room)
+    a, b = tracked_user(new_user), tracked_user(new_user)
+    open_and_run(a, lab, path)
+    open_and_run(b, lab, path)
+    peer: ChatPeer = ChatPeer(lab.url, room, token=lab.token)
+    bg.run(peer.join())
+    try:
+        for page in (a, b):
+            expect(users(page)).to_have_count(3, timeout=WAIT)
+            expect(status(page)).to_have_text(connected_to(2), timeout=WAIT)
+        bg.run(until(lambda: len(peer.peers) == 2 and len(peer.users) == 3, 30), timeout=40)
+        names = user_names(a)
+        assert user_names(b) == names
+        name_a, name_b = own_name(a), own_name(b)
+        say(a, "before the restart")
+        expect(messages(b)).to_contain_text("before the restart", timeout=WAIT)
+
+        live = {page: live_links(page) for page in (a, b)}
+        assert all(len(ids) == 2 for ids in live.values()), live
+        for page in (a, b):
+            dismiss_server_error_dialogs(page)
+        lab.stop()
+        # The pages notice: still chatting peer to peer, but the server is unreachable.
+        for page in (a, b):
+            expect(status(page)).to_contain_text("server unreachable", timeout=WAIT)
+        outage = ["during the outage from A", "during the outage from B",
+                  "during the outage from python"]
+        say(a, outage[0])
+        say(b, outage[1])
+        bg.run(peer.send(outage[2]))
+        # The data channels outlive the server: messages still flow directly.
+        for page in (a, b):
+            for text in outage:
+                expect(messages(page)).to_contain_text(text, timeout=WAIT)
+
+        lab.start()
+        # Everyone reconnects by themselves; presence and the mesh are whole again.
+        for page in (a, b):
+            expect(status(page)).to_have_text(connected_to(2), timeout=WAIT)
+            expect(users(page)).to_have_count(3, timeout=WAIT)
+        bg.run(until(lambda: len(peer.peers) == 2 and len(peer.users) == 3, 45), timeout=50)
+        assert user_names(a) == names and user_names(b) == names
+        # The links that carried the outage's messages were kept, not torn down and redialed
+        # because the first roster after the restart listed only who was back so far.
+        for page in (a, b):
+            assert live_links(page) == live[page]
+        assert own_name(a) == name_a and own_name(b) == name_b
+
+        say(a, "after the restart from A")
+        say(b, "after the restart from B")
+        bg.run(peer.send("after the restart from python"))
+        for page in (a, b):
+            expect(messages(page)).to_contain_text("after the restart from python", timeout=WAIT)
+        expected = ["before the restart", *outage]
+        for page in (a, b):
+            got = texts(page)
+            for text in expected + ["after the restart from A", "after the restart from B"]:
+                assert got.count(text) == 1, (text, got)
+        order_a = texts(a)
+        assert texts(b) == order_a
+        bg.run(until(lambda: len(peer.history) == len(order_a), 20), timeout=30)
+        assert [m["text"] for m in peer.history] == order_a
+    finally:
+        bg.run(peer.leave())
