@@ -136,3 +136,24 @@ def test_python_and_javascript_halves_share_one_version() -> None:
 
     package = json.loads((Path(__file__).parents[1] / "package.json").read_text())
     assert package["version"] == nbchat.__version__
+
+
+def test_magic_shows_the_chat_once_whether_assigned_or_bare(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from IPython.testing.globalipapp import get_ipython
+
+    import nbchat.magics
+
+    shown: list[object] = []
+    monkeypatch.setattr(nbchat.magics, "display", shown.append)
+    ip = get_ipython()
+    ip.run_line_magic("load_ext", "nbchat")
+    try:
+        ip.run_cell("chat = %chat room-a", store_history=True)
+        assert len(shown) == 1  # assigned: the magic displays it
+        result = ip.run_cell("%chat room-b", store_history=True)
+        assert len(shown) == 1  # bare: IPython displays the result, the magic does not
+        assert isinstance(result.result, Chat) and result.result.room == "room-b"
+    finally:
+        ip.run_line_magic("unload_ext", "nbchat")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from typing import Any
 
 from IPython.core.magic import Magics, line_magic, magics_class
@@ -27,15 +28,40 @@ class ChatMagics(Magics):
         Usage: ``%chat [ROOM]``, or ``chat = %chat`` to keep a handle for
         ``chat.send(...)``, ``chat.messages`` and ``chat.on_message(...)``.
         """
-        room = line.strip() or default_room()
+        room = line.strip().rstrip(";").strip() or default_room()
         key = (room, self._frontend_session())
         previous = self._chats.pop(key, None)
         if previous is not None:
             previous.close()
         chat = Chat(room=room)
         self._chats[key] = chat
-        display(chat)  # type: ignore[no-untyped-call]
+        # A bare `%chat` ending the cell is displayed by IPython as the cell's result;
+        # displaying it here too would show the chat twice.
+        if not self._is_cell_result():
+            display(chat)  # type: ignore[no-untyped-call]
         return chat
+
+    def _is_cell_result(self) -> bool:
+        """Whether this %chat is the running cell's last expression (so IPython shows it)."""
+        history = getattr(self.shell, "history_manager", None)
+        parsed = getattr(history, "input_hist_parsed", None)
+        if not parsed:
+            return False
+        try:
+            body = ast.parse(parsed[-1]).body
+        except SyntaxError:
+            return False
+        last = body[-1] if body else None
+        if not (isinstance(last, ast.Expr) and isinstance(last.value, ast.Call)):
+            return False
+        call = last.value
+        return (
+            isinstance(call.func, ast.Attribute)
+            and call.func.attr == "run_line_magic"
+            and bool(call.args)
+            and isinstance(call.args[0], ast.Constant)
+            and call.args[0].value == "chat"
+        )
 
     def _frontend_session(self) -> str:
         kernel = getattr(self.shell, "kernel", None)
