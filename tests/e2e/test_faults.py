@@ -7,7 +7,12 @@ never disturbs the session-wide ``lab``.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -175,3 +180,70 @@ def test_server_restart_mid_chat(fault_lab: Lab, new_user, bg: BackgroundLoop) -
         assert [m["text"] for m in peer.history] == order_a
     finally:
         bg.run(peer.leave())
+
+
+def join_subprocess(lab: Lab, room: str) -> subprocess.Popen[bytes]:
+    """``nbchat join ROOM`` in its own process, its stdin held open so it stays."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "nbchat", "join", room],
+        env={**os.environ, "NBCHAT_SERVER": lab.url, "JUPYTER_TOKEN": lab.token},
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def test_vanished_peers_leave_every_users_list_and_nobody_stalls(
+    fault_lab: Lab, new_user, bg: BackgroundLoop
+) -> None:
+    """A Python peer SIGKILLed, another frozen (SIGSTOP: its sockets stay open but silent),
+    a browser context closed without goodbye: each leaves everyone's Users list within
+    alive_timeout, and the rest keep talking meanwhile."""
+    lab = fault_lab
+    room = "fault-vanish"
+    path = room_notebook(lab, room)
+    a, b = new_user(), new_user()
+    open_and_run(a, lab, path)
+    open_and_run(b, lab, path)
+    witness = ChatPeer(lab.url, room, token=lab.token)
+    bg.run(witness.join())
+    killed, frozen = join_subprocess(lab, room), join_subprocess(lab, room)
+    try:
+        for page in (a, b):
+            expect(users(page)).to_have_count(5, timeout=WAIT)
+            expect(status(page)).to_have_text(connected_to(4), timeout=WAIT)
+        bg.run(until(lambda: len(witness.peers) == 4, 30), timeout=40)
+
+        # Gone without a word: no LEAVE, no socket close from a frozen process.
+        killed.send_signal(signal.SIGKILL)
+        frozen.send_signal(signal.SIGSTOP)
+        vanished = time.monotonic()
+        # Nobody's chat stalls while the server has not noticed yet.
+        say(a, "still talking while two peers vanish")
+        expect(messages(b)).to_contain_text("still talking while two peers", timeout=5_000)
+        bg.run(until(lambda: "still talking while two peers vanish"
+                     in [m["text"] for m in witness.history], 5), timeout=10)
+        within = ALIVE_TIMEOUT * 1000 + 2_000  # eviction runs on the server's tick
+        for page in (a, b):
+            expect(users(page)).to_have_count(3, timeout=within)
+        bg.run(until(lambda: len(witness.users) == 3, 3), timeout=5)
+        assert time.monotonic() - vanished < ALIVE_TIMEOUT + 2
+        expect(status(a)).to_have_text(connected_to(2), timeout=WAIT)
+        say(b, "after they went")
+        expect(messages(a)).to_contain_text("after they went", timeout=5_000)
+
+        # A browser closed without goodbye.
+        name_b = own_name(b)
+        b.context.close()
+        closed = time.monotonic()
+        expect(users(a)).to_have_count(2, timeout=within)
+        expect(users(a).filter(has_text=name_b)).to_have_count(0)
+        bg.run(until(lambda: len(witness.users) == 2, 3), timeout=5)
+        assert time.monotonic() - closed < ALIVE_TIMEOUT + 2
+        bg.run(witness.send("and still here"))
+        expect(messages(a)).to_contain_text("and still here", timeout=5_000)
+        say(a, "me too")
+        bg.run(until(lambda: "me too" in [m["text"] for m in witness.history], 5), timeout=10)
+    finally:
+        for proc in (killed, frozen):
+            proc.kill()  # SIGKILL also ends a stopped process
+            proc.wait(10)
+        bg.run(witness.leave())
