@@ -73,6 +73,7 @@ export class ChatProxy {
   private phase: Phase = "connecting";
   private offlineReason = "";
   private signalingUp = false;
+  private rosterKnown = false;
   private attempt = 0;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private emitTimer: ReturnType<typeof setTimeout> | null = null;
@@ -312,6 +313,7 @@ export class ChatProxy {
   private onPresence(frame: PresenceFrame): void {
     switch (frame.type) {
       case "ROSTER": {
+        this.rosterKnown = true;
         this.present.clear();
         for (const entry of frame.peers) this.present.set(entry.peer_id, entry);
         // The newcomer dials everyone already present; the others wait for our call.
@@ -402,6 +404,10 @@ export class ChatProxy {
       }, DIAL_TIMEOUT_MS),
     };
     this.links.set(conn.peer, link);
+    guardDataMessages(conn, (error) => {
+      if (this.links.get(conn.peer) !== link || !this.admit(link, false)) return;
+      console.warn(`nbchat: ignoring malformed frame from ${conn.peer}: ${describe(error)}`);
+    });
     conn.on("open", () => {
       if (this.links.get(conn.peer) !== link) return;
       link.open = true;
@@ -614,6 +620,7 @@ export class ChatProxy {
       selfId: this.log?.peerId ?? null,
       self: this.session?.user ?? null,
       present: [...this.present.values()],
+      rosterKnown: this.rosterKnown,
       messages: this.log !== null ? this.log.messages.slice() : restoredForDisplay(this.stored),
       maxMessageBytes: this.session?.max_message_bytes ?? 65_536,
     });
@@ -626,6 +633,24 @@ function restoredForDisplay(stored: unknown[]): ChatMessage[] {
   const log = new MessageLog("restoring", { username: "", name: "", display_name: "", initials: null, color: null, avatar_url: null });
   log.restore(stored);
   return log.messages.slice();
+}
+
+/**
+ * peerjs 1.5 parses every payload itself (`JSON.parse` of the UTF-8 bytes) and throws on
+ * one that is not UTF-8 JSON, is `null`, or is a text frame: an uncaught error per frame,
+ * beyond our rate limits. Catch those and report them as malformed frames of that peer.
+ */
+function guardDataMessages(conn: DataConnection, onMalformed: (error: unknown) => void): void {
+  const inner = conn as unknown as { _handleDataMessage?: (event: MessageEvent) => void };
+  const handle = inner._handleDataMessage;
+  if (typeof handle !== "function") return;
+  inner._handleDataMessage = (event: MessageEvent) => {
+    try {
+      handle.call(conn, event);
+    } catch (error) {
+      onMalformed(error);
+    }
+  };
 }
 
 function describe(error: unknown): string {

@@ -14,6 +14,7 @@ function facts(overrides: Partial<ConnectionFacts>): ConnectionFacts {
     selfId: "p-me",
     self: me,
     present: [],
+    rosterKnown: true,
     messages: [],
     maxMessageBytes: 65536,
     ...overrides,

@@ -14,6 +14,8 @@ export interface ChatState {
   self: Identity | null;
   /** Everyone present in the room (ourselves included), in arrival order. */
   users: readonly Presence[];
+  /** Whether `users` comes from the server's roster (not just ourselves, before it arrives). */
+  rosterKnown: boolean;
   messages: readonly ChatMessage[];
   maxMessageBytes: number;
 }
@@ -28,6 +30,7 @@ export interface ConnectionFacts {
   selfId: string | null;
   self: Identity | null;
   present: readonly Presence[];
+  rosterKnown: boolean;
   messages: readonly ChatMessage[];
   maxMessageBytes: number;
 }
@@ -60,6 +63,7 @@ export function chatState(facts: ConnectionFacts): ChatState {
     selfId,
     self,
     users,
+    rosterKnown: facts.rosterKnown,
     messages: facts.messages,
     maxMessageBytes: facts.maxMessageBytes,
   };

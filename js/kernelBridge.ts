@@ -104,7 +104,7 @@ export class KernelBridge {
     const owner = this.model.get("_owner");
     const present = state.users.map((u) => u.peer_id);
     // Claim when nobody owns the widget, or its owner has left the room as far as we can see.
-    const ownerGone = owner !== "" && owner !== selfId && state.phase === "online" && !present.includes(owner);
+    const ownerGone = owner !== "" && owner !== selfId && state.rosterKnown && !present.includes(owner);
     if ((owner === "" || ownerGone) && this.lastClaim !== `${owner}>${selfId}`) {
       this.lastClaim = `${owner}>${selfId}`;
       this.model.send({ type: "claim", peer_id: selfId, replaces: owner, present });
