@@ -236,6 +236,41 @@ describe("ChatProxy", () => {
     }
   });
 
+  it("survives payloads peerjs itself cannot parse, and keeps the link", async () => {
+    /** Parses as peerjs 1.5's json DataConnection does, throwing where it throws. */
+    class PeerjsLikeConn extends FakeConn {
+      _handleDataMessage({ data }: { data: unknown }): void {
+        const value = JSON.parse(new TextDecoder().decode(data as Uint8Array));
+        if (value["__peerData"]?.type === "close") return this.close();
+        this.emit("data", value);
+      }
+      /** What the channel's "message" listener does: look the handler up at call time. */
+      receive(data: unknown): void {
+        this._handleDataMessage({ data });
+      }
+    }
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    try {
+      const { proxy, peers, sockets } = await start();
+      sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me")] });
+      sockets[0].push({ type: "USER_CONNECTED", key: session.key, peer: presence("h-1", "hostile") });
+      const conn = new PeerjsLikeConn("h-1");
+      peers[0].emit("connection", conn);
+      openConn(conn);
+      const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
+      for (const junk of [bytes("not json"), bytes("null"), new Uint8Array([0xff, 0xfe]), "a text frame"]) {
+        expect(() => conn.receive(junk)).not.toThrow();
+      }
+      conn.receive(bytes(JSON.stringify({ type: "message", message: { seq: 1, clock: 1, time: 1, text: "fine", user: {} } })));
+      await vi.advanceTimersByTimeAsync(20);
+      expect(proxy.state.messages.map((m) => m.text)).toEqual(["fine"]);
+      expect(conn.closed).toBe(false);
+      expect(warn.mock.calls.filter(([line]) => String(line).includes("malformed frame from h-1")).length).toBe(4);
+    } finally {
+      warn.mockRestore();
+    }
+  });
+
   it("holds frames from a caller presence has not announced yet", async () => {
     const { proxy, peers, sockets } = await start();
     sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me")] });
