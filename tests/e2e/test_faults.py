@@ -247,3 +247,65 @@ def test_vanished_peers_leave_every_users_list_and_nobody_stalls(
             proc.kill()  # SIGKILL also ends a stopped process
             proc.wait(10)
         bg.run(witness.leave())
+
+
+def test_reload_comes_back_as_the_same_user_without_a_ghost(
+    fault_lab: Lab, new_user, bg: BackgroundLoop
+) -> None:
+    lab = fault_lab
+    room = "fault-reload"
+    path = room_notebook(lab, room)
+    a, b = new_user(), new_user()
+    open_and_run(a, lab, path)
+    open_and_run(b, lab, path)
+    witness = ChatPeer(lab.url, room, token=lab.token)
+    bg.run(witness.join())
+    try:
+        for page in (a, b):
+            expect(users(page)).to_have_count(3, timeout=WAIT)
+            expect(status(page)).to_have_text(connected_to(2), timeout=WAIT)
+        names = user_names(b)
+        name_a = own_name(a)
+        say(a, "A before the reload")
+        say(b, "B before the reload")
+        bg.run(witness.send("python before the reload"))
+        expect(messages(a)).to_contain_text("python before the reload", timeout=WAIT)
+        expect(messages(b)).to_contain_text("A before the reload", timeout=WAIT)
+        before = texts(b)
+        old_id = next(u["peer_id"] for u in witness.users
+                      if u["user"]["display_name"] == name_a)
+
+        a.reload()
+        # While A is away the others talk on; A must get it on its return.
+        say(b, "B while A reloads")
+        bg.run(witness.send("python while A reloads"))
+        open_and_run(a, lab, path)
+
+        assert own_name(a) == name_a  # the same Jupyter identity
+        for page in (a, b):
+            expect(users(page)).to_have_count(3, timeout=WAIT)
+            expect(status(page)).to_have_text(connected_to(2), timeout=WAIT)
+            expect(messages(page)).to_contain_text("python while A reloads", timeout=WAIT)
+            expect(messages(page)).to_contain_text("B while A reloads", timeout=WAIT)
+        # No ghost of the old page anywhere: one entry per user, the old id gone.
+        for page in (a, b):
+            assert user_names(page) == names
+        bg.run(until(lambda: len(witness.users) == 3 and len(witness.peers) == 2, 20), timeout=30)
+        assert old_id not in {u["peer_id"] for u in witness.users}
+
+        say(a, "A after the reload")
+        expect(messages(b)).to_contain_text("A after the reload", timeout=WAIT)
+        bg.run(until(lambda: "A after the reload" in [m["text"] for m in witness.history], 20),
+               timeout=30)
+        expect(messages(a)).to_contain_text("A after the reload", timeout=WAIT)
+        # Nothing lost, nothing twice, one order everywhere (the two sent during the reload
+        # may order either way: their clocks can tie).
+        order = texts(b)
+        assert order[: len(before)] == before
+        assert sorted(order[len(before):]) == sorted(
+            ["B while A reloads", "python while A reloads", "A after the reload"]
+        )
+        assert texts(a) == order
+        assert [m["text"] for m in witness.history] == order
+    finally:
+        bg.run(witness.leave())
