@@ -5,7 +5,7 @@ import * as React from "react";
 import type { MarkdownRenderer } from "../markdown";
 import type { ChatMessage as Message, Presence } from "../protocol";
 import { rowAt, rowOffsets, visibleRange } from "../windowing";
-import { ChatMessage } from "./ChatMessage";
+import { ChatMessage, type ChatMessageProps } from "./ChatMessage";
 
 export interface MessagesListProps {
   messages: readonly Message[];
@@ -17,7 +17,7 @@ export interface MessagesListProps {
 /** Guesses for rows not measured yet: a header row is taller than a continued one. */
 const ESTIMATE_FIRST = 52;
 const ESTIMATE_CONTINUED = 24;
-const OVERSCAN_PX = 400;
+const OVERSCAN_PX = 240;
 const BOTTOM_SLACK_PX = 24;
 /** Messages from one author within this window are grouped under one header. */
 const GROUP_MS = 5 * 60_000;
@@ -125,15 +125,17 @@ export function MessagesList({ messages, users, selfId, markdown }: MessagesList
   for (let i = start; i < end; i += 1) {
     const message = messages[i];
     rows.push(
-      <Row key={message.id} id={message.id} index={i} top={offsets[i]} observer={observer}>
-        <ChatMessage
-          message={message}
-          markdown={markdown}
-          continued={isContinued(messages, i)}
-          isSelf={message.author === selfId}
-          avatarUrl={avatars.get(message.author) ?? null}
-        />
-      </Row>,
+      <Row
+        key={message.id}
+        index={i}
+        top={offsets[i]}
+        observer={observer}
+        message={message}
+        markdown={markdown}
+        continued={isContinued(messages, i)}
+        isSelf={message.author === selfId}
+        avatarUrl={avatars.get(message.author) ?? null}
+      />,
     );
   }
 
@@ -150,16 +152,14 @@ export function MessagesList({ messages, users, selfId, markdown }: MessagesList
   );
 }
 
-interface RowProps {
-  id: string;
+interface RowProps extends ChatMessageProps {
   index: number;
   top: number;
   observer: ResizeObserver | null;
-  children: React.ReactNode;
 }
 
-/** A positioned row that reports its height while it is mounted. */
-function Row({ id, index, top, observer, children }: RowProps): React.ReactElement {
+/** A positioned row that reports its height while mounted; re-renders only when its props change. */
+const Row = React.memo(function Row({ index, top, observer, ...message }: RowProps): React.ReactElement {
   const ref = React.useRef<HTMLDivElement>(null);
   React.useLayoutEffect(() => {
     const node = ref.current;
@@ -171,11 +171,11 @@ function Row({ id, index, top, observer, children }: RowProps): React.ReactEleme
     <div
       ref={ref}
       className="nbchat-row"
-      data-row-id={id}
+      data-row-id={message.message.id}
       data-row-index={index}
       style={{ transform: `translateY(${top}px)` }}
     >
-      {children}
+      <ChatMessage {...message} />
     </div>
   );
-}
+});
