@@ -387,6 +387,27 @@ describe("ChatProxy", () => {
     expect(proxy.state.selfId).toBe("m-new");
   });
 
+  it("dials again, whichever id is smaller, when a link stays ICE-disconnected (a silent path)", async () => {
+    const { proxy, peers, sockets } = await start("z-self");
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("b-2", "bob"), presence("z-self", "me")] });
+    const conn = peers[0].dialed[0];
+    openConn(conn);
+    // A blip that recovers keeps the link.
+    conn.emit("iceStateChanged", "disconnected");
+    await vi.advanceTimersByTimeAsync(2_000);
+    conn.emit("iceStateChanged", "connected");
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(conn.closed).toBe(false);
+    // Silence that lasts: dropped and dialed again, though z-self is the larger id.
+    conn.emit("iceStateChanged", "disconnected");
+    await vi.advanceTimersByTimeAsync(3_000);
+    expect(conn.closed).toBe(true);
+    await vi.advanceTimersByTimeAsync(20);
+    expect(proxy.state.status).toBe("Connected to 0 peers");
+    await vi.advanceTimersByTimeAsync(600);
+    expect(peers[0].dialed.map((c) => c.peer)).toEqual(["b-2", "b-2"]);
+  });
+
   it("forgets who left and drops the link", async () => {
     const { proxy, peers, sockets } = await start();
     sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob")] });

@@ -44,6 +44,8 @@ interface Link {
   /** Frames that arrived before presence told us who the peer is. */
   early: unknown[];
   timer: ReturnType<typeof setTimeout> | null;
+  /** Running while ICE reports the path disconnected (no packets from the peer). */
+  silentTimer: ReturnType<typeof setTimeout> | null;
 }
 
 const DIAL_TIMEOUT_MS = 20_000;
@@ -51,6 +53,13 @@ const ANTI_ENTROPY_MS = 15_000;
 const EMIT_DELAY_MS = 16;
 const SAVE_DELAY_MS = 1_000;
 const MAX_EARLY_FRAMES = 256;
+/**
+ * How long a link may stay ICE-"disconnected" before we call it dead and dial again. Chrome
+ * reports "disconnected" a few seconds after packets stop, but "failed" (when peerjs closes
+ * the connection) much later or never, so without this a path that went silent kept
+ * swallowing messages while the status said "Connected".
+ */
+const SILENT_LINK_MS = 3_000;
 
 export class ChatProxy {
   private readonly page: PageInfo;
@@ -402,6 +411,7 @@ export class ChatProxy {
       timer: setTimeout(() => {
         if (!link.open && this.links.get(conn.peer) === link) this.lostLink(conn.peer, link);
       }, DIAL_TIMEOUT_MS),
+      silentTimer: null,
     };
     this.links.set(conn.peer, link);
     guardDataMessages(conn, (error) => {
@@ -427,14 +437,28 @@ export class ChatProxy {
       console.warn(`nbchat: connection to ${conn.peer} in room ${this.session?.key}: ${error.message}`);
       if (this.links.get(conn.peer) === link) this.lostLink(conn.peer, link);
     });
+    conn.on("iceStateChanged", (state) => {
+      if (this.links.get(conn.peer) !== link) return;
+      if (state !== "disconnected") {
+        if (link.silentTimer !== null) clearTimeout(link.silentTimer);
+        link.silentTimer = null;
+      } else if (link.silentTimer === null) {
+        link.silentTimer = setTimeout(() => {
+          if (this.links.get(conn.peer) !== link) return;
+          console.warn(`nbchat: link to ${conn.peer} in room ${this.session?.key} went silent; dialing again`);
+          // The other side may not have noticed (it hears nothing either): we dial, whoever we are.
+          this.lostLink(conn.peer, link, true);
+        }, SILENT_LINK_MS);
+      }
+    });
   }
 
   /** A link failed or closed while the peer may still be present: dial again with backoff. */
-  private lostLink(peerId: string, link: Link): void {
+  private lostLink(peerId: string, link: Link, redialAnyway = false): void {
     this.dropLink(peerId);
     if (!this.present.has(peerId) || this.destroyed) return;
     // Only one side re-dials (the smaller id) so the two do not keep colliding.
-    if (!(this.selfId() < peerId) && link.open) return;
+    if (!redialAnyway && !(this.selfId() < peerId) && link.open) return;
     const attempt = this.redialAttempts.get(peerId) ?? 0;
     this.redialAttempts.set(peerId, attempt + 1);
     const timer = setTimeout(() => {
@@ -449,6 +473,7 @@ export class ChatProxy {
     if (link === undefined) return;
     this.links.delete(peerId);
     if (link.timer !== null) clearTimeout(link.timer);
+    if (link.silentTimer !== null) clearTimeout(link.silentTimer);
     link.conn.close();
     if (notify) this.changed(false);
   }
