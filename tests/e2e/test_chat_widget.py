@@ -133,6 +133,8 @@ def set_theme(page: Page, theme: str) -> None:
     page.evaluate(command, [theme])
     light = "false" if "Dark" in theme else "true"
     page.wait_for_function(f"() => document.body.dataset.jpThemeLight === '{light}'", timeout=SLOW)
+    # Lab shows its splash screen while a theme loads.
+    expect(page.locator("#jupyterlab-splash")).to_have_count(0, timeout=SLOW)
 
 
 def screenshot(page: Page, name: str) -> None:
