@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from nbchat.msglog import Message
 from nbchat.peer import ChatPeer
+from nbchat.peer.dataconnection import DataConnection
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -17,6 +18,20 @@ async def until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.01)
+
+
+async def connection_to(peer: ChatPeer, other: str, timeout: float = 30.0) -> DataConnection:
+    """``peer``'s open data connection to ``other`` (for sending raw or forged frames)."""
+
+    def find() -> DataConnection | None:
+        mesh = peer._mesh
+        found = [c for c in mesh.open_connections() if c.peer == other] if mesh else []
+        return found[0] if found else None
+
+    await until(lambda: find() is not None, timeout)
+    connection = find()
+    assert connection is not None
+    return connection
 
 
 class Inbox:

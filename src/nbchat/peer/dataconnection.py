@@ -202,6 +202,18 @@ class DataConnection:
             channel.send(payload)
         return True
 
+    def send_raw(self, payload: bytes | str) -> bool:
+        """Send one payload exactly as given: no JSON, no chunking, no checks.
+
+        For tests that play a hostile peer (malformed frames, floods); False if the
+        channel is not open.
+        """
+        channel = self.channel
+        if channel is None or channel.readyState != "open" or self.closed.is_set():
+            return False
+        channel.send(payload)
+        return True
+
     def all_acknowledged(self) -> bool:
         """True when the remote SCTP stack has acknowledged everything sent so far.
 
