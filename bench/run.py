@@ -221,7 +221,7 @@ def table(results: dict, args: argparse.Namespace) -> str:
 
     for c in args.clients:
         row(c, "idle", "RSS per connected client (KiB)", ",.1f",
-            lambda r: (r[0]["rss_connected_kib"] - r[0]["rss_before_kib"]) / c)
+            lambda r, c=c: (r[0]["rss_connected_kib"] - r[0]["rss_before_kib"]) / c)
         row(c, "idle", "server CPU to connect all (s)", ".2f", lambda r: r[0]["connect_cpu_s"])
         for i, rate in enumerate(args.rates):
             load = f"{rate} msg/s offered" if rate != "max" else f"max ({args.window} in flight)"

@@ -18,6 +18,7 @@ from tornado import web
 from tornado.httputil import HTTPHeaders
 from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream, StreamClosedError
+from tornado.log import gen_log
 from tornado.util import _websocket_mask
 from tornado.websocket import (
     WebSocketClosedError,
@@ -225,7 +226,9 @@ class _LeanProtocol(WebSocketProtocol13):
             used = self._receive_frames(buf)
         except Exception as e:
             # What IOStream._handle_events does with an error in a read callback.
-            self.handler.log.error("nbchat: error reading a WebSocket frame", exc_info=True)
+            log = getattr(self.handler, "log", gen_log)
+            log.error("nbchat: error handling a WebSocket frame; closing the socket",
+                      exc_info=True)
             stream.close(exc_info=e)
             return
         if used:
@@ -304,7 +307,7 @@ class _LeanProtocol(WebSocketProtocol13):
                     return end
                 self._fragmented_message_buffer.extend(data)
                 if is_final_frame:
-                    opcode = self._fragmented_message_opcode
+                    opcode = self._fragmented_message_opcode  # type: ignore[assignment]
                     data = bytes(self._fragmented_message_buffer)
                     self._fragmented_message_buffer = None
             else:  # start of a new data message
@@ -312,7 +315,7 @@ class _LeanProtocol(WebSocketProtocol13):
                     self._abort()  # the previous one is not finished
                     return end
                 if not is_final_frame:
-                    self._fragmented_message_opcode = opcode
+                    self._fragmented_message_opcode = opcode  # type: ignore[assignment]
                     self._fragmented_message_buffer = bytearray(data)
             if is_final_frame:
                 self._handle_message(opcode, data)  # on_message is synchronous
