@@ -35,6 +35,12 @@ TEST_NBCHAT_CONFIG = {
 }
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run browser tests last: their session-scoped Playwright loop stays installed as
+    the thread's event loop, which pytest-jupyter's per-test loop would then pick up."""
+    items.sort(key=lambda item: "e2e" in item.path.parts)
+
+
 @pytest.fixture
 def nbchat_config() -> dict[str, Any]:
     return dict(TEST_NBCHAT_CONFIG)

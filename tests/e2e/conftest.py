@@ -74,20 +74,22 @@ def new_user(browser: Browser) -> Iterator[Callable[..., Page]]:
             pass
 
 
+KERNEL_READY = """() => {
+    const app = window.jupyterapp;
+    const widget = app && app.shell && app.shell.currentWidget;
+    const kernel = widget && widget.sessionContext && widget.sessionContext.session
+        && widget.sessionContext.session.kernel;
+    return Boolean(kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle');
+}"""
+
+
 def open_notebook(page: Page, lab: Lab, path: str, app: str = "lab") -> None:
-    """Log in with the token and open ``path``; wait until its kernel is idle."""
+    """Log in with the token and open ``path``; wait until this page is connected to its
+    (possibly shared) kernel and the kernel is idle. Running cells before that makes
+    JupyterLab start a new kernel that replaces the one another user shares."""
     page.goto(lab.notebook_url(path, app))
-    if app == "lab":
-        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell", timeout=60_000)
     page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
-    page.wait_for_function(
-        """() => {
-            const s = document.querySelector('.jp-Notebook-ExecutionIndicator, #jp-KernelStatus');
-            const idle = document.querySelector('[data-status="idle"]');
-            return Boolean(idle) || Boolean(s && /Idle/.test(s.getAttribute('title') || ''));
-        }""",
-        timeout=60_000,
-    )
+    page.wait_for_function(KERNEL_READY, timeout=60_000)
 
 
 def run_all(page: Page) -> None:

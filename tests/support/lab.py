@@ -83,6 +83,7 @@ class Lab:
             f"--ServerApp.root_dir={self.root / 'work'}",
             "--ServerApp.allow_unauthenticated_access=False",
             "--LabApp.expose_app_in_browser=True",
+            "--JupyterNotebookApp.expose_app_in_browser=True",
             "--ServerApp.log_level=INFO",
             "--NbChatApp.log_level=DEBUG",
         ]
