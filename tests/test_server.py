@@ -388,3 +388,14 @@ async def test_authorization_header_with_token_logs_a_script_in(jp_serverapp, se
         server_base + "nbchat/session?room=x", headers={"Authorization": "token wrong"},
         follow_redirects=False), raise_error=False)
     assert bad.code == 403
+
+
+async def test_stats_count_without_naming_anyone(login, server_base):
+    a = await login()
+    ws, peer_id = await a.signal("room")
+    r = await a.get("nbchat/stats")
+    stats = json.loads(r.body)
+    assert stats["clients"] == 1 and stats["rooms"] == 1 and stats["tasks"] >= 1
+    assert peer_id not in r.body.decode()
+    anonymous = await AsyncHTTPClient().fetch(server_base + "nbchat/stats", raise_error=False)
+    assert anonymous.code == 403

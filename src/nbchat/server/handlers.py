@@ -127,6 +127,15 @@ class PeersHandler(_NbChatMixin, APIHandler):
         self.finish(json.dumps(self.realm.peer_ids(key)))
 
 
+class StatsHandler(_NbChatMixin, APIHandler):
+    """``GET nbchat/stats``: counts only (rooms, clients, queued frames, tasks), for
+    monitoring and the soak benchmark; no ids or names."""
+
+    @authenticated_403
+    def get(self) -> None:
+        self.finish(json.dumps({**self.realm.stats(), "tasks": len(asyncio.all_tasks())}))
+
+
 _TEXT_FIN = 0x81  # FIN + opcode 1 (text)
 _READ_CHUNK = 65536
 _YIELD_BYTES = 256 * 1024  # like tornado: let other sockets run after this much input
@@ -474,6 +483,7 @@ def make_handlers(app: NbChatApp) -> list[tuple[str, type, dict[str, Any]]]:
     kwargs = {"app": app}
     return [
         (r"nbchat/session", SessionHandler, kwargs),
+        (r"nbchat/stats", StatsHandler, kwargs),
         (r"nbchat/peerjs", SignalingHandler, kwargs),
         (r"nbchat/presence", PresenceHandler, kwargs),
         (r"nbchat/([^/]+)/id", IdHandler, kwargs),
