@@ -8,17 +8,21 @@ accepted can still be measured, relayed and re-encoded.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
+from aiortc import RTCConfiguration
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nbchat.msglog import MessageLog, normalize_identity
 from nbchat.peer import ChatPeer
 from nbchat.peer.chatpeer import history_batches
+from nbchat.peer.dataconnection import DataConnection
 from nbchat.peer.frames import ChunkAssembler, InvalidFrame, decode, encode, split
+from nbchat.peer.ratelimit import FLOOD_WARNING_INTERVAL, MESSAGE_RATE, IncomingLimits
 from nbchat.peer.session import SessionConfig
 
 # Strings a hostile peer likes: lone surrogates (JSON may escape them), NULs, bidi
@@ -174,6 +178,10 @@ def _peer() -> ChatPeer:
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(payloads | frames.map(_json_text), min_size=1, max_size=12))
 def test_no_sequence_of_frames_breaks_the_peer_or_its_log(sequence: list[Any]) -> None:
+    asyncio.run(_feed(sequence))  # the peer's handlers run on its event loop
+
+
+async def _feed(sequence: list[Any]) -> None:
     peer, connection = _peer(), _Connection()
     assembler = ChunkAssembler()
     for payload in sequence:
@@ -225,3 +233,56 @@ def test_forged_relays_never_outlive_the_authors_own_copies(events: list[tuple])
     wanted = log.have(for_peer="A").get("A", 0)
     log.receive_history([real[s] for s in range(wanted + 1, 5)], "A", normalize_identity(ALICE))
     assert [m["text"] for m in log.messages] == [f"real {s}" for s in range(1, 5)]
+
+
+# --- floods -------------------------------------------------------------------------------
+
+
+def test_incoming_limits_allow_a_burst_then_the_rate_and_report_once_per_interval() -> None:
+    now = [0.0]
+    limits = IncomingLimits(now=lambda: now[0])
+    accepted = sum(limits.accept(is_message=True) for _ in range(5_000))
+    assert accepted == MESSAGE_RATE[1]
+    assert limits.report() == 5_000 - MESSAGE_RATE[1]
+    assert limits.report() is None
+    now[0] += 1.0  # a second refills the rate's worth of live messages
+    assert sum(limits.accept(is_message=True) for _ in range(100)) == MESSAGE_RATE[0]
+    assert limits.accept(is_message=False)  # other frames have their own budget
+    now[0] += FLOOD_WARNING_INTERVAL
+    assert limits.report() == 100 - MESSAGE_RATE[0]
+
+
+def test_a_flooding_connection_is_cut_to_its_rate_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def run() -> list[dict[str, Any]]:
+        received: list[dict[str, Any]] = []
+        connection = DataConnection(
+            "F",
+            _no_signal,
+            RTCConfiguration(iceServers=[]),
+            lambda c, f: received.append(f),
+            limits=IncomingLimits(),
+        )
+        try:
+            for seq in range(1, 5_001):
+                message = {"seq": seq, "clock": 1, "time": 1, "text": "spam"}
+                connection._receive(encode({"type": "message", "message": message}))
+            for _ in range(100):
+                connection._receive(b"junk")
+            connection._receive(encode({"type": "sync", "have": {}}))
+        finally:
+            await connection.close()
+        return received
+
+    with caplog.at_level("WARNING", logger="nbchat.peer.dataconnection"):
+        received = asyncio.run(run())
+    messages_in = [f for f in received if f["type"] == "message"]
+    assert MESSAGE_RATE[1] <= len(messages_in) < MESSAGE_RATE[1] + 50
+    assert received[-1] == {"type": "sync", "have": {}}  # other frames still get through
+    floods = [r for r in caplog.records if "flooding" in r.getMessage()]
+    assert len(floods) == 1 and "peer F" in floods[0].getMessage()
+
+
+async def _no_signal(kind: Any, dst: str, payload: dict[str, Any]) -> None:
+    raise AssertionError("no signaling in this test")

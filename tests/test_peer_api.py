@@ -55,4 +55,5 @@ def test_chat_peer_surface() -> None:
         "token",
         "connect_timeout",
         "identity_timeout",
+        "rate_limit",
     ]

@@ -18,6 +18,7 @@ from .frames import CHUNK_THRESHOLD, dumps
 from .ice import rtc_configuration
 from .mesh import Mesh
 from .presence import PresenceClient, PresenceEvent
+from .ratelimit import IncomingLimits
 from .session import ServerSession, SessionConfig
 from .signaling import SignalingClient
 
@@ -70,12 +71,14 @@ class ChatPeer:
         token: str | None = None,
         connect_timeout: float = 20.0,
         identity_timeout: float = 10.0,
+        rate_limit: bool = True,
     ) -> None:
         self.server_url = server_url
         self.room = room
         self.token = token
         self.connect_timeout = connect_timeout
         self.identity_timeout = identity_timeout
+        self.rate_limit = rate_limit
         self.config: SessionConfig | None = None
         self._session: ServerSession | None = None
         self._signaling: SignalingClient | None = None
@@ -122,6 +125,7 @@ class ChatPeer:
                 on_closed=self._on_connection_closed,
                 spawn=self._spawn,
                 open_timeout=self.connect_timeout,
+                limits=IncomingLimits if self.rate_limit else lambda: None,
             )
             self._signaling = SignalingClient(
                 self._session,

@@ -13,6 +13,7 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 from ..protocol import FrameType
 from .frames import ChunkAssembler, InvalidFrame, decode, split
 from .ice import add_loopback_host_candidates, parse_candidate
+from .ratelimit import IncomingLimits
 
 __all__ = ["DataConnection", "Signal"]
 
@@ -32,6 +33,9 @@ def new_connection_id() -> str:
 class DataConnection:
     """One WebRTC data channel to one remote peer, negotiated as peerjs does.
 
+    ``limits`` rate-limits what the remote peer sends us (see ratelimit.py); frames over
+    the limits are dropped with a warning now and then.
+
     The originator creates the channel (label = connection id, ``ordered`` = reliable)
     and sends OFFER ``{sdp, type: "data", connectionId, label, reliable, serialization,
     metadata}``; the other side answers. aiortc puts all its candidates in the SDP, so
@@ -50,6 +54,7 @@ class DataConnection:
         reliable: bool = True,
         metadata: Any = None,
         originator: bool = True,
+        limits: IncomingLimits | None = None,
     ) -> None:
         self.peer = peer
         self.connection_id = connection_id or new_connection_id()
@@ -64,6 +69,7 @@ class DataConnection:
         self.opened = asyncio.Event()
         self.closed = asyncio.Event()
         self._assembler = ChunkAssembler()
+        self._limits = limits  # None: no rate limits (trusted peers, benchmarks)
         self._remote_set = False
         self._early_candidates: list[Any] = []
         self._close_callbacks: list[Callable[[DataConnection], None]] = []
@@ -118,6 +124,14 @@ class DataConnection:
     def _receive(self, data: bytes | str) -> None:
         try:
             frame = decode(data)
+        except InvalidFrame as error:
+            # Junk counts against the frame budget too: a flood of it costs one warning.
+            if self._admit(is_message=False):
+                log.warning("nbchat: dropped a bad frame from peer %s: %s", self.peer, error)
+            return
+        if not self._admit(is_message=frame.get("type") == "message"):
+            return
+        try:
             peer_data = frame.get("__peerData")
             if isinstance(peer_data, dict) and peer_data.get("type") == "close":
                 self._close_soon()  # peerjs close({flush: true})
@@ -127,10 +141,21 @@ class DataConnection:
                 if whole is None:
                     return
                 frame = whole
+                if frame.get("type") == "message" and not self._admit(is_message=True):
+                    return
         except InvalidFrame as error:
             log.warning("nbchat: dropped a bad frame from peer %s: %s", self.peer, error)
             return
         self._on_frame(self, frame)
+
+    def _admit(self, is_message: bool) -> bool:
+        """Whether a frame is within this connection's rate limits (warns now and then)."""
+        if self._limits is None or self._limits.accept(is_message):
+            return True
+        dropped = self._limits.report()
+        if dropped is not None:
+            log.warning("nbchat: peer %s is flooding: dropped %d frames", self.peer, dropped)
+        return False
 
     async def start(self) -> None:
         """Originator: create the channel and send OFFER."""

@@ -11,6 +11,7 @@ from aiortc import RTCConfiguration
 
 from ..protocol import FrameType, Presence
 from .dataconnection import SERIALIZATION, DataConnection, Signal
+from .ratelimit import IncomingLimits
 
 __all__ = ["Mesh"]
 
@@ -45,6 +46,7 @@ class Mesh:
         on_closed: Callable[[DataConnection], None],
         spawn: Spawn,
         open_timeout: float,
+        limits: Callable[[], IncomingLimits | None] = IncomingLimits,
     ) -> None:
         self.self_id = self_id
         self.room = room
@@ -56,6 +58,7 @@ class Mesh:
         self._on_closed = on_closed
         self._spawn = spawn
         self.open_timeout = open_timeout
+        self._limits = limits
         self.connections: dict[str, DataConnection] = {}  # by connection id
         self._redials: dict[str, int] = {}  # peer id → dial attempts since its last open link
         self._locks: dict[str, asyncio.Lock] = {}
@@ -73,7 +76,9 @@ class Mesh:
         return any(c.peer == peer for c in self.connections.values())
 
     def dial(self, other: str) -> None:
-        connection = DataConnection(other, self._relay, self._rtc_config, self._on_frame)
+        connection = DataConnection(
+            other, self._relay, self._rtc_config, self._on_frame, limits=self._limits()
+        )
         self._register(connection)
         self._spawn(connection.start(), f"nbchat-offer-{connection.connection_id}")
 
@@ -210,6 +215,7 @@ class Mesh:
             reliable=bool(payload.get("reliable")),
             metadata=payload.get("metadata"),
             originator=False,
+            limits=self._limits(),
         )
         self._register(connection)
         self._spawn(
