@@ -127,6 +127,22 @@ describe("KernelBridge", () => {
     expect(patches.map((p) => [p.from, p.messages.map((m: ChatMessage) => m.id)])).toEqual([[1, ["b:1", "a:2"]]]);
   });
 
+  it("patches a message whose id stayed but whose content changed (a forged relay replaced)", async () => {
+    const { model, proxy } = setup();
+    model.setOwner("p-me");
+    const a1 = message("a", 1, 1);
+    const forged = { ...message("a", 2, 2), text: "forged" };
+    const a3 = message("a", 3, 3);
+    proxy.update({ messages: [a1, forged, a3] });
+    await vi.advanceTimersByTimeAsync(300);
+    model.sent = [];
+    const real = message("a", 2, 2);
+    proxy.update({ messages: [a1, real, a3] });
+    await vi.advanceTimersByTimeAsync(300);
+    const patches = model.sent.filter((m) => m.type === "messages");
+    expect(patches.map((p) => [p.from, p.messages.map((m: ChatMessage) => m.text)])).toEqual([[1, ["a2", "a3"]]]);
+  });
+
   it("sends a long history in several patches", async () => {
     const { model, proxy } = setup();
     model.setOwner("p-me");

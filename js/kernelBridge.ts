@@ -7,6 +7,7 @@
 import type { AnyModel } from "@anywidget/types";
 import type { ChatProxy } from "./ChatProxy";
 import type { ChatState } from "./chatState";
+import type { ChatMessage } from "./protocol";
 
 export interface ChatModel {
   room: string;
@@ -44,8 +45,8 @@ const PATCH_SIZE = 1_000;
 export class KernelBridge {
   private timer: ReturnType<typeof setTimeout> | null = null;
   private lastClaim = "";
-  /** Ids of the messages the kernel holds, in order: we send only what differs. */
-  private mirrored: string[] = [];
+  /** The messages the kernel holds, in order: we send only what differs. */
+  private mirrored: readonly ChatMessage[] = [];
   private readonly unsubscribe: () => void;
 
   constructor(
@@ -81,7 +82,7 @@ export class KernelBridge {
   private patchMessages(state: ChatState): void {
     const messages = state.messages;
     let from = 0;
-    while (from < this.mirrored.length && from < messages.length && this.mirrored[from] === messages[from].id) {
+    while (from < this.mirrored.length && from < messages.length && sameForKernel(this.mirrored[from], messages[from])) {
       from += 1;
     }
     if (from === messages.length && from === this.mirrored.length) return;
@@ -95,7 +96,7 @@ export class KernelBridge {
       };
       this.model.send(patch);
     }
-    this.mirrored = messages.map((m) => m.id);
+    this.mirrored = messages;
   }
 
   private onState(state: ChatState): void {
@@ -128,4 +129,20 @@ export class KernelBridge {
     this.model.set("peer_id", state.selfId);
     this.model.save_changes();
   }
+}
+
+/**
+ * Whether the kernel's copy of a message is still right. The same id can change: the
+ * author's own copy replaces a forged relay (docs/protocol.md §4), and the kernel must follow.
+ */
+function sameForKernel(a: ChatMessage, b: ChatMessage): boolean {
+  return (
+    a === b ||
+    (a.id === b.id &&
+      a.time === b.time &&
+      a.text === b.text &&
+      a.user.username === b.user.username &&
+      a.user.display_name === b.user.display_name &&
+      a.user.name === b.user.name)
+  );
 }
