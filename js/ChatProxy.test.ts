@@ -408,6 +408,22 @@ describe("ChatProxy", () => {
     expect(peers[0].dialed.map((c) => c.peer)).toEqual(["b-2", "b-2"]);
   });
 
+  it("keeps an open link to a peer a later roster leaves out (a restarted server lists only who is back)", async () => {
+    const { proxy, peers, sockets } = await start();
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob"), presence("c-3", "cy")] });
+    const [bob, cy] = peers[0].dialed;
+    openConn(bob);
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me")] });
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(bob.closed).toBe(false); // open: kept, whatever the wait
+    expect(cy.closed).toBe(true); // never opened: nothing to keep
+    expect(proxy.state.status).toBe("Connected to 1 peer");
+    sockets[0].push({ type: "USER_CONNECTED", key: session.key, peer: presence("b-2", "bob") });
+    await vi.advanceTimersByTimeAsync(20);
+    expect(proxy.state.users.map((u) => u.peer_id)).toEqual(["m-self", "b-2"]);
+    expect(peers[0].dialed.length).toBe(2); // no redial: the link it had is the link it has
+  });
+
   it("forgets who left and drops the link", async () => {
     const { proxy, peers, sockets } = await start();
     sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob")] });

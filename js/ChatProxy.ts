@@ -70,8 +70,6 @@ export class ChatProxy {
   private readonly present = new Map<string, Presence>();
   private readonly redialAttempts = new Map<string, number>();
   private readonly redialTimers = new Map<string, ReturnType<typeof setTimeout>>();
-  /** Open links to peers a fresh roster left out, each dropped if the peer is not back in time. */
-  private readonly absentTimers = new Map<string, ReturnType<typeof setTimeout>>();
   private readonly outbox: string[] = [];
   private session: SessionConfig | null = null;
   private peer: Peer | null = null;
@@ -150,7 +148,6 @@ export class ChatProxy {
     }
     if (this.entropyTimer !== null) clearInterval(this.entropyTimer);
     for (const timer of this.redialTimers.values()) clearTimeout(timer);
-    for (const timer of this.absentTimers.values()) clearTimeout(timer);
     if (this.log !== null) this.store.save(this.log.messages);
     this.presence?.close();
     this.peer?.destroy();
@@ -327,17 +324,18 @@ export class ChatProxy {
         for (const entry of frame.peers) this.present.set(entry.peer_id, entry);
         // The newcomer dials everyone already present; the others wait for our call.
         for (const peerId of this.present.keys()) this.dial(peerId);
-        for (const peerId of [...this.links.keys()]) if (!this.present.has(peerId)) this.awaitReturn(peerId);
+        // Left out of the roster is not proof of leaving: after a server restart it lists only
+        // those whose signaling is back so far. An open link to the others is kept (it outlived
+        // the server); a dead one closes, or goes silent and is dropped, by itself.
+        for (const [peerId, link] of [...this.links]) if (!this.present.has(peerId) && !link.open) this.dropLink(peerId);
         break;
       }
       case "USER_CONNECTED":
         this.present.set(frame.peer.peer_id, frame.peer);
-        this.stopAwaiting(frame.peer.peer_id);
         this.flushEarly(frame.peer.peer_id);
         break;
       case "USER_DISCONNECTED":
         this.present.delete(frame.peer.peer_id);
-        this.stopAwaiting(frame.peer.peer_id);
         this.dropLink(frame.peer.peer_id);
         break;
       case "ERROR":
@@ -346,35 +344,6 @@ export class ChatProxy {
     }
     for (const peerId of this.present.keys()) this.flushEarly(peerId);
     this.changed(false);
-  }
-
-  /**
-   * A roster without a peer we still have an open link to. After a server restart the roster
-   * lists only those whose signaling is back so far, so the link (which outlived the server)
-   * is kept for alive_timeout; it is dropped if the peer has not reappeared by then.
-   */
-  private awaitReturn(peerId: string): void {
-    const link = this.links.get(peerId);
-    if (link === undefined || this.absentTimers.has(peerId)) return;
-    if (!link.open) {
-      this.dropLink(peerId);
-      return;
-    }
-    const graceMs = this.session?.alive_timeout ?? 60_000;
-    this.absentTimers.set(
-      peerId,
-      setTimeout(() => {
-        this.absentTimers.delete(peerId);
-        if (!this.present.has(peerId)) this.dropLink(peerId);
-      }, graceMs),
-    );
-  }
-
-  private stopAwaiting(peerId: string): void {
-    const timer = this.absentTimers.get(peerId);
-    if (timer === undefined) return;
-    clearTimeout(timer);
-    this.absentTimers.delete(peerId);
   }
 
   // --- the mesh ---------------------------------------------------------------------------

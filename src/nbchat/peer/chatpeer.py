@@ -375,26 +375,14 @@ class ChatPeer:
         mesh = self._mesh
         if event.type == "USER_DISCONNECTED" and mesh is not None:
             peer_id = event.peer["peer_id"]
-            if event.from_roster and peer_id in mesh.peers:
-                self._spawn(self._drop_unless_back(peer_id), f"nbchat-await-{peer_id}")
-            else:
+            # Left out of a fresh roster is not proof of leaving: after a server restart it
+            # lists only those whose signaling is back so far. An open link (it outlived the
+            # server) is kept; a dead one closes by itself (ICE consent) and is not redialed.
+            if not (event.from_roster and peer_id in mesh.peers):
                 mesh.drop(peer_id)
         for queue in self._presence_queues:
             queue.put_nowait(event)
         self._spawn(self._notify(), "nbchat-notify")
-
-    async def _drop_unless_back(self, peer_id: str) -> None:
-        """Keep an open link to a peer a fresh roster left out, unless it stays away.
-
-        After a server restart the link outlived the server; the peer reappears once its
-        own signaling reconnects. As the widget does, wait alive_timeout for it.
-        """
-        presence, mesh, config = self._presence, self._mesh, self.config
-        if presence is None or mesh is None or config is None:
-            return
-        back = await self._wait_until(lambda: peer_id in presence.roster, config.alive_timeout)
-        if not back and not self._closed:
-            mesh.drop(peer_id)
 
     async def _identity_of(self, peer_id: str) -> Identity | None:
         """The identity the server bound to ``peer_id`` (waits briefly for its presence)."""
