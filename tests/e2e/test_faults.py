@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -309,3 +310,116 @@ def test_reload_comes_back_as_the_same_user_without_a_ghost(
         assert [m["text"] for m in witness.history] == order
     finally:
         bg.run(witness.leave())
+
+
+def cut_links(page: Page) -> int:
+    """Close every connected RTCPeerConnection of the page underneath peerjs and the chat."""
+    return int(page.evaluate("""() => {
+        const live = window.__nbchatPcs.filter((pc) => pc.connectionState === 'connected');
+        for (const pc of live) pc.close();
+        return live.length;
+    }"""))
+
+
+def test_a_cut_link_between_two_browsers_is_redialed_and_the_gap_filled(
+    fault_lab: Lab, new_user
+) -> None:
+    lab = fault_lab
+    room = "fault-cut-browsers"
+    path = room_notebook(lab, room)
+    a, b = tracked_user(new_user), tracked_user(new_user)
+    open_and_run(a, lab, path)
+    open_and_run(b, lab, path)
+    for page in (a, b):
+        expect(status(page)).to_have_text(connected_to(1), timeout=WAIT)
+    say(a, "before the cut")
+    expect(messages(b)).to_contain_text("before the cut", timeout=WAIT)
+    old_a, old_b = live_links(a), live_links(b)
+
+    assert cut_links(a) == 1
+    # Both ends notice (signaling stays up all along) ...
+    for page in (a, b):
+        expect(status(page)).to_have_text(connected_to(0), timeout=WAIT)
+    # ... meanwhile both keep writing into their own logs ...
+    say(a, "A while the link is down")
+    say(b, "B while the link is down")
+    # ... and one of them dials again: a new link, the gap filled both ways.
+    for page in (a, b):
+        expect(status(page)).to_have_text(connected_to(1), timeout=WAIT)
+    assert live_links(a) != old_a and live_links(b) != old_b
+    expect(messages(b)).to_contain_text("A while the link is down", timeout=WAIT)
+    expect(messages(a)).to_contain_text("B while the link is down", timeout=WAIT)
+    say(b, "after the redial")
+    expect(messages(a)).to_contain_text("after the redial", timeout=WAIT)
+    order = texts(a)
+    assert texts(b) == order
+    assert sorted(order) == sorted(["before the cut", "A while the link is down",
+                                    "B while the link is down", "after the redial"])
+
+
+def blackhole(connection: Any) -> None:
+    """Silently drop every packet of one aiortc connection, both ways: a network path that
+    dies without a word (no close, no SCTP abort), as when Wi-Fi goes away."""
+    ice = connection.pc.sctp.transport.transport._connection  # aioice Connection
+    for protocol in ice._protocols:
+        protocol.datagram_received = lambda data, addr: None
+        protocol.transport.sendto = lambda *args, **kwargs: None
+
+
+def test_a_link_to_a_python_peer_cut_or_gone_silent_is_redialed_and_the_gap_filled(
+    fault_lab: Lab, new_user, bg: BackgroundLoop
+) -> None:
+    lab = fault_lab
+    room = "fault-cut-python"
+    path = room_notebook(lab, room)
+    a = tracked_user(new_user)
+    open_and_run(a, lab, path)
+    peer = ChatPeer(lab.url, room, token=lab.token)
+    bg.run(peer.join())
+
+    def python_has(text: str) -> None:
+        bg.run(until(lambda: text in [m["text"] for m in peer.history], 30), timeout=40)
+
+    try:
+        expect(status(a)).to_have_text(connected_to(1), timeout=WAIT)
+        bg.run(until(lambda: len(peer.peers) == 1, 30), timeout=40)
+
+        # 1. The Python peer's RTCPeerConnection is closed underneath its DataConnection.
+        [connection] = bg.run(_open_connections(peer))
+        bg.run(connection.pc.close())
+        expect(status(a)).to_have_text(connected_to(0), timeout=WAIT)
+        say(a, "A after the cut")
+        bg.run(peer.send("python after the cut"))
+        expect(status(a)).to_have_text(connected_to(1), timeout=WAIT)
+        expect(messages(a)).to_contain_text("python after the cut", timeout=WAIT)
+        python_has("A after the cut")
+
+        # 2. The path goes silent: nothing is closed, packets just stop.
+        [connection] = bg.run(_open_connections(peer))
+        bg.run(_call(blackhole, connection))
+        silent = time.monotonic()
+        say(a, "A into the silence")
+        bg.run(peer.send("python into the silence"))
+        # Chrome calls the path "disconnected" after some seconds of silence (never "failed"
+        # within 45 s, so peerjs alone never closed it); the widget gives up on it 3 s later
+        # and dials again itself, whichever id is smaller: the Python side hears nothing.
+        expect(status(a)).to_have_text(connected_to(0), timeout=20_000)
+        expect(status(a)).to_have_text(connected_to(1), timeout=WAIT)
+        assert time.monotonic() - silent < 25
+        expect(messages(a)).to_contain_text("python into the silence", timeout=WAIT)
+        python_has("A into the silence")
+        order = texts(a)
+        bg.run(until(lambda: len(peer.history) == len(order), 20), timeout=30)
+        assert [m["text"] for m in peer.history] == order
+        assert sorted(order) == sorted(["A after the cut", "python after the cut",
+                                        "A into the silence", "python into the silence"])
+    finally:
+        bg.run(peer.leave())
+
+
+async def _open_connections(peer: ChatPeer) -> list[Any]:
+    return list(peer._mesh.open_connections()) if peer._mesh is not None else []
+
+
+async def _call(function: Any, *args: Any) -> None:
+    function(*args)  # on the peer's loop, where its transports live
