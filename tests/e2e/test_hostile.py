@@ -442,12 +442,24 @@ def test_malformed_frames_never_break_the_receiving_widget(lab: Lab, new_user, b
                 b'{"type":"message","message":{"seq":3,"clock":3,"time":1,"user":{},'
                 b'"text":"odd \\ud800 \\u202eRTL\\u202c e\\u0301 \\ud83d\\ude00 \\u0000 end"}}'
             )
+            # Over the room's max_message_bytes (65,536): chunked, reassembled, then dropped.
             conn.send({"type": "message", "message": {
-                "seq": 4, "clock": 4, "time": 2, "text": "after the junk", "user": {}}})
+                "seq": 4, "clock": 4, "time": 2, "text": "oversized " + "x" * 70_000, "user": {}}})
+            conn.send({"type": "message", "message": {
+                "seq": 5, "clock": 5, "time": 2, "text": "after the junk", "user": {}}})
 
         bg.run(junk())
         expect(article(page, name, "after the junk")).to_have_count(1, timeout=SLOW)
         expect(article(page, name, "RTL")).to_have_count(1)
+        expect(messages(page)).not_to_contain_text("oversized")
+        # The user's own oversized message is refused with the reason in view.
+        box = message_box(page)
+        box.fill("y" * 70_000)
+        expect(page.get_by_text("Message too long: the limit is 65,536 bytes.")).to_be_visible()
+        expect(page.get_by_role("button", name="Send")).to_be_disabled()
+        box.press("Enter")
+        expect(box).to_have_value("y" * 70_000)
+        box.fill("")
         # Still a working chat both ways.
         inbox = bg.run(_inbox(peer))
         say(page, "widget survived")
