@@ -63,6 +63,18 @@ describe("markdown rendering", () => {
     }
   });
 
+  it("never loads an image: it shows as a link with its description, or a placeholder", () => {
+    const out = dom(md.render("![chart](https://example.org/c.png) ![](http://198.51.100.7/t.png) ![x](javascript:alert(1))"));
+    expect(out.querySelector("img")).toBeNull();
+    const links = [...out.querySelectorAll("a")];
+    expect(links.map((a) => [a.textContent, a.getAttribute("href")])).toEqual([
+      ["[image: chart]", "https://example.org/c.png"],
+      ["[image: no description]", "http://198.51.100.7/t.png"],
+      ["[image: x]", null],
+    ]);
+    for (const a of links) expect(a.getAttribute("rel")).toBe("noopener noreferrer");
+  });
+
   it("shows escaped HTML in code as text", () => {
     const out = dom(md.render("`<img src=x onerror=alert(1)>`"));
     expect(out.textContent).toContain("<img src=x onerror=alert(1)>");

@@ -38,8 +38,14 @@ export function createMarkdownRenderer(window: Window & typeof globalThis): Mark
     gfm: true,
     breaks: true,
     async: false,
-    // Raw HTML in a message is shown as the text it is, never interpreted.
-    renderer: { html: ({ text, block }) => (block ? `<p>${escapeHtml(text.trim())}</p>` : escapeHtml(text)) },
+    renderer: {
+      // Raw HTML in a message is shown as the text it is, never interpreted.
+      html: ({ text, block }) => (block ? `<p>${escapeHtml(text.trim())}</p>` : escapeHtml(text)),
+      // Images are never loaded (a remote image is a read receipt for whoever serves it):
+      // each shows as a link to it, so a message of only an image still says something.
+      image: ({ href, text }) =>
+        `<a href="${escapeHtml(href)}" class="nbchat-image-link">[image: ${escapeHtml(text || "no description")}]</a>`,
+    },
   });
   // Scrolling a long history re-mounts rows: keep recent renderings instead of re-parsing.
   const cache = new Map<string, string>();

@@ -213,6 +213,7 @@ def test_xss_corpus_stays_inert_text_in_the_receivers_page(lab: Lab, new_user, b
         async def send_all() -> None:
             for i, payload in enumerate(XSS_CORPUS):
                 await peer.send(f"xss{i:02d} {payload}")
+            await peer.send(f"![](http://{TRACKER}/bare.png)")  # a message that is only an image
             await peer.send("xss-end")
 
         bg.run(send_all())
@@ -237,6 +238,11 @@ def test_xss_corpus_stays_inert_text_in_the_receivers_page(lab: Lab, new_user, b
         kept = by_marker[f"xss{len(XSS_CORPUS) - 2:02d}"]["links"]
         assert [link["href"] for link in kept] == [
             "https://example.org/docs", "mailto:someone@example.org"
+        ]
+        # An image is never loaded: a link says what it was, even with no description.
+        [bare] = [r for r in rows.values() if r["text"].strip() == "[image: no description]"]
+        assert bare["links"] == [
+            {"tag": "A", "href": f"http://{TRACKER}/bare.png", "rel": "noopener noreferrer"}
         ]
         # Raw HTML shows as the text it is.
         assert "<script>" in by_marker["xss00"]["text"]
