@@ -1,0 +1,145 @@
+// Hostile data-channel input against the widget's parsers: parseChatFrame, ChunkAssembler and
+// the MessageLog. Seeded random JSON (no property-testing library in the bundle's deps) plus
+// hand-picked edge cases. "Never breaks" means: parseChatFrame never throws, the assembler
+// throws only plain Errors (ChatProxy catches those), the log throws only InvalidMessage, and
+// the log stays ordered, unique and free of forged own messages.
+
+import { describe, expect, it } from "vitest";
+import { ChunkAssembler } from "./chunk";
+import { InvalidMessage, MessageLog, compareMessages } from "./msglog";
+import { type ChunkFrame, type Identity, parseChatFrame } from "./protocol";
+
+/** mulberry32: a tiny seeded PRNG, so a failure replays exactly. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const STRINGS = [
+  "", "A", "B", "S", "B:1", "message", "history", "sync", "chunk", "__proto__", "constructor",
+  "\ud800", "\udfff", "a\u0000b", "\u202eevil", "😀", "e\u0301", "<script>alert(1)</script>", "x".repeat(300),
+];
+const NUMBERS = [0, 1, -1, 1.5, 2 ** 53, 2 ** 53 + 2, -(2 ** 63), 1e308, Infinity, -Infinity, NaN, 7, 3];
+const KEYS = ["type", "message", "messages", "have", "id", "index", "count", "data", "author", "seq", "clock", "time", "text", "user", "username", "display_name", "__proto__"];
+
+function randomValue(next: () => number, depth = 0): unknown {
+  const pick = <T,>(items: readonly T[]): T => items[Math.floor(next() * items.length)];
+  const roll = next();
+  if (depth > 4 || roll < 0.25) return pick([null, true, false, undefined]);
+  if (roll < 0.45) return pick(NUMBERS);
+  if (roll < 0.65) return pick(STRINGS);
+  if (roll < 0.75) return Array.from({ length: Math.floor(next() * 4) }, () => randomValue(next, depth + 1));
+  const value: Record<string, unknown> = {};
+  for (let i = Math.floor(next() * 6); i > 0; i -= 1) value[pick(KEYS)] = randomValue(next, depth + 1);
+  return value;
+}
+
+/** A random frame that is often nearly right: the interesting bugs hide there. */
+function randomFrame(next: () => number): unknown {
+  const message = (): unknown => ({
+    seq: randomValue(next) ?? 1, clock: next() < 0.5 ? 1 : randomValue(next), time: next() < 0.5 ? 1 : randomValue(next),
+    text: next() < 0.7 ? "hi" : randomValue(next), user: next() < 0.5 ? { username: "u" } : randomValue(next),
+    author: next() < 0.5 ? "A" : randomValue(next), id: randomValue(next),
+  });
+  switch (Math.floor(next() * 5)) {
+    case 0: return { type: "message", message: message() };
+    case 1: return { type: "history", messages: Array.from({ length: Math.floor(next() * 4) }, message) };
+    case 2: return { type: "sync", have: randomValue(next) };
+    case 3: return { type: "chunk", id: next() < 0.7 ? "c-1" : randomValue(next), index: randomValue(next), count: randomValue(next), data: next() < 0.7 ? "{" : randomValue(next) };
+    default: return randomValue(next);
+  }
+}
+
+const bob: Identity = { username: "bob", name: "bob", display_name: "Bob", initials: null, color: null, avatar_url: null };
+const self: Identity = { ...bob, username: "self", name: "self", display_name: "Self" };
+
+describe("hostile frames against the widget's parsers", () => {
+  it.each([1, 2, 3, 4, 5])("seed %i: 2,000 random frames never break parsing, reassembly or the log", (seed) => {
+    const next = rng(seed);
+    const log = new MessageLog("S", self);
+    const assembler = new ChunkAssembler({ maxChars: 4096, maxPending: 4 });
+    for (let i = 0; i < 2_000; i += 1) {
+      // A frame arrives as peerjs hands it over: already JSON.parse'd.
+      const raw = JSON.parse(JSON.stringify(randomFrame(next)) ?? "null");
+      let frame = parseChatFrame(raw);
+      if (frame !== null && frame.type === "chunk") {
+        let whole: unknown = null;
+        try {
+          whole = assembler.add(frame);
+        } catch (error) {
+          expect(error).toBeInstanceOf(Error); // ChatProxy logs it and drops the chunk
+        }
+        frame = whole === null ? null : parseChatFrame(whole);
+      }
+      if (frame === null) continue;
+      try {
+        if (frame.type === "message") log.receiveDirect("B", bob, frame.message);
+        else if (frame.type === "history") log.receiveHistory(frame.messages, "B", bob, new Set(["B"]));
+        else if (frame.type === "sync") log.missingFor(frame.have);
+      } catch (error) {
+        expect(error).toBeInstanceOf(InvalidMessage);
+      }
+    }
+    expect(log.size).toBeGreaterThan(0); // the random frames did reach the log
+    const ids = log.messages.map((m) => m.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    for (let i = 1; i < log.messages.length; i += 1) {
+      expect(compareMessages(log.messages[i - 1], log.messages[i])).toBeLessThan(0);
+    }
+    for (const message of log.messages) {
+      expect(message.author).not.toBe("S"); // nobody else is a source for our own messages
+      if (message.author === "B") expect(message.user).toEqual(bob); // bound, never claimed
+      expect(Number.isSafeInteger(message.seq) && Number.isSafeInteger(message.clock)).toBe(true);
+    }
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect(log.compose("still works", 0).author).toBe("S");
+  });
+
+  it.each([
+    [{ index: 0, count: 1e9 }, "too many parts"],
+    [{ index: 0, count: 2 ** 53 + 2 }, null],
+    [{ index: 5, count: 2 }, null],
+    [{ index: -1, count: 2 }, null],
+    [{ index: 0.5, count: 2 }, null],
+    [{ index: 0, count: 0 }, null],
+    [{ index: "0", count: 2 }, null],
+  ])("refuses a chunk with absurd count or index %j", (fields, error) => {
+    const frame = parseChatFrame({ type: "chunk", id: "c-x", data: "{", ...fields });
+    if (error === null) {
+      expect(frame).toBeNull(); // malformed: never reaches the assembler
+      return;
+    }
+    const assembler = new ChunkAssembler({ maxChars: 4096, maxPending: 4 });
+    expect(() => assembler.add(frame as ChunkFrame)).toThrow(error);
+  });
+
+  it("bounds unfinished chunked frames per connection and survives junk in a finished one", () => {
+    const assembler = new ChunkAssembler({ maxChars: 4096, maxPending: 4 });
+    for (let i = 0; i < 4; i += 1) assembler.add({ type: "chunk", id: `c-${i}`, index: 0, count: 2, data: "x" });
+    expect(() => assembler.add({ type: "chunk", id: "c-9", index: 0, count: 2, data: "x" })).toThrow("in flight");
+    expect(() => assembler.add({ type: "chunk", id: "c-0", index: 1, count: 2, data: "not json" })).toThrow(SyntaxError);
+    // The failed frame is gone: its slot is free again.
+    expect(assembler.add({ type: "chunk", id: "c-10", index: 0, count: 1, data: '{"type":"sync","have":{}}' })).toEqual({
+      type: "sync",
+      have: {},
+    });
+  });
+
+  it("a deeply nested chunked frame fails cleanly", () => {
+    const assembler = new ChunkAssembler({ maxChars: 4_000_000, maxPending: 4 });
+    const deep = "[".repeat(1_000_000) + "]".repeat(1_000_000);
+    let result: unknown = null;
+    try {
+      result = assembler.add({ type: "chunk", id: "c-d", index: 0, count: 1, data: deep });
+    } catch (error) {
+      expect(error).toBeInstanceOf(Error);
+    }
+    expect(parseChatFrame(result)).toBeNull();
+  });
+});
