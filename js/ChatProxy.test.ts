@@ -271,6 +271,23 @@ describe("ChatProxy", () => {
     }
   });
 
+  it("answers a peer's syncs at most once per interval, so a sync loop cannot make it resend its history", async () => {
+    const { proxy, peers, sockets } = await start();
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("s-1", "syncer")] });
+    const conn = peers[0].dialed[0];
+    openConn(conn);
+    for (let i = 0; i < 20; i += 1) proxy.send(`mine ${i}`);
+    conn.sent = [];
+    for (let i = 0; i < 1_000; i += 1) conn.emit("data", { type: "sync", have: {} });
+    await vi.advanceTimersByTimeAsync(20);
+    expect(conn.frames("history").length).toBe(1); // the first, at once
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(conn.frames("history").length).toBe(2); // then the latest one that waited
+    expect(conn.frames("history")[1].messages.length).toBe(20);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(conn.frames("history").length).toBe(2);
+  });
+
   it("holds frames from a caller presence has not announced yet", async () => {
     const { proxy, peers, sockets } = await start();
     sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me")] });

@@ -46,6 +46,10 @@ interface Link {
   timer: ReturnType<typeof setTimeout> | null;
   /** Running while ICE reports the path disconnected (no packets from the peer). */
   silentTimer: ReturnType<typeof setTimeout> | null;
+  /** Running for SYNC_ANSWER_INTERVAL_MS after we answered a sync; a sync meanwhile waits. */
+  syncTimer: ReturnType<typeof setTimeout> | null;
+  /** The latest sync that arrived while syncTimer ran, answered when it ends. */
+  pendingHave: unknown;
 }
 
 const DIAL_TIMEOUT_MS = 20_000;
@@ -53,6 +57,12 @@ const ANTI_ENTROPY_MS = 15_000;
 const EMIT_DELAY_MS = 16;
 const SAVE_DELAY_MS = 1_000;
 const MAX_EARLY_FRAMES = 256;
+/**
+ * At most one sync answer per connection this often. Honest peers sync on connecting and
+ * every ANTI_ENTROPY_MS; a peer sending syncs in a loop would otherwise make us serialize and
+ * send the whole history each time.
+ */
+const SYNC_ANSWER_INTERVAL_MS = 2_000;
 /**
  * How long a link may stay ICE-"disconnected" before we call it dead and dial again. Chrome
  * reports "disconnected" a few seconds after packets stop, but "failed" (when peerjs closes
@@ -381,6 +391,8 @@ export class ChatProxy {
         if (!link.open && this.links.get(conn.peer) === link) this.lostLink(conn.peer, link);
       }, DIAL_TIMEOUT_MS),
       silentTimer: null,
+      syncTimer: null,
+      pendingHave: undefined,
     };
     this.links.set(conn.peer, link);
     guardDataMessages(conn, (error) => {
@@ -443,6 +455,7 @@ export class ChatProxy {
     this.links.delete(peerId);
     if (link.timer !== null) clearTimeout(link.timer);
     if (link.silentTimer !== null) clearTimeout(link.silentTimer);
+    if (link.syncTimer !== null) clearTimeout(link.syncTimer);
     link.conn.close();
     if (notify) this.changed(false);
   }
@@ -540,11 +553,28 @@ export class ChatProxy {
         return;
       }
       case ChatFrameType.SYNC:
-        this.sendHistory(link, log.missingFor(frame.have).filter((m) => m.author !== peerId));
+        this.answerSync(link, peerId, frame.have);
         return;
       case ChatFrameType.CHUNK:
         return;
     }
+  }
+
+  /** Send what `have` lacks, at most once per SYNC_ANSWER_INTERVAL_MS (the latest waits). */
+  private answerSync(link: Link, peerId: string, have: unknown): void {
+    if (link.syncTimer !== null) {
+      link.pendingHave = have;
+      return;
+    }
+    const log = this.log;
+    if (log === null) return;
+    this.sendHistory(link, log.missingFor(have).filter((m) => m.author !== peerId));
+    link.syncTimer = setTimeout(() => {
+      link.syncTimer = null;
+      const pending = link.pendingHave;
+      link.pendingHave = undefined;
+      if (pending !== undefined && this.links.get(peerId) === link) this.answerSync(link, peerId, pending);
+    }, SYNC_ANSWER_INTERVAL_MS);
   }
 
   private sendHistory(link: Link, messages: ChatMessage[]): void {
