@@ -16,9 +16,10 @@ import pytest
 from aiortc import RTCConfiguration
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.support.peers import until
 
 from nbchat.msglog import MessageLog, normalize_identity
-from nbchat.peer import ChatPeer
+from nbchat.peer import ChatPeer, chatpeer
 from nbchat.peer.chatpeer import history_batches
 from nbchat.peer.dataconnection import DataConnection
 from nbchat.peer.frames import ChunkAssembler, InvalidFrame, decode, encode, split
@@ -154,6 +155,7 @@ class _Connection:
 
     peer = "B"
     connection_id = "dc_test"
+    open = True
 
     def __init__(self) -> None:
         self.sent: list[bytes] = []
@@ -286,3 +288,26 @@ def test_a_flooding_connection_is_cut_to_its_rate_with_one_warning(
 
 async def _no_signal(kind: Any, dst: str, payload: dict[str, Any]) -> None:
     raise AssertionError("no signaling in this test")
+
+
+def test_a_sync_loop_gets_one_answer_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(chatpeer, "SYNC_ANSWER_INTERVAL", 0.2)
+
+    async def run() -> list[int]:
+        peer, connection = _peer(), _Connection()
+        log = peer._log
+        assert log is not None
+        for i in range(20):
+            log.compose(f"mine {i}", 0)
+        counts = []
+        for _ in range(1_000):
+            peer._on_frame(connection, {"type": "sync", "have": {}})  # type: ignore[arg-type]
+        counts.append(len(connection.sent))  # answered once, at once
+        await until(lambda: len(connection.sent) > counts[0], 5)  # then the one that waited
+        counts.append(len(connection.sent))
+        # The other 998 were folded into that answer: nothing more is waiting to go.
+        assert not peer._sync_pending
+        assert not [t for t in peer._tasks if t.get_name().startswith("nbchat-sync")]
+        return counts
+
+    assert asyncio.run(run()) == [1, 2]

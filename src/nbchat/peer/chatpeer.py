@@ -33,6 +33,9 @@ ACK_POLL_INTERVAL = 0.01
 #: Seconds between unsolicited syncs on every connection (as the widget does), so a
 #: message lost to a broken mesh edge still arrives.
 ANTI_ENTROPY_INTERVAL = 15.0
+#: At most one sync answer per connection this often (seconds), the latest waiting one
+#: after, as in the widget: a peer syncing in a loop must not make us resend the history.
+SYNC_ANSWER_INTERVAL = 2.0
 _CLOSED = object()
 
 
@@ -90,6 +93,8 @@ class ChatPeer:
         self._presence_queues: list[asyncio.Queue[Any]] = []
         self._confirmed: dict[str, int] = {}  # peer id → highest of our seqs it holds
         self._sent_own: dict[str, int] = {}  # connection id → highest own seq sent on it
+        self._sync_answered: dict[str, float] = {}  # connection id → loop time of last answer
+        self._sync_pending: dict[str, dict[str, Any]] = {}  # connection id → latest waiting
         self._changed = asyncio.Condition()
         self._closed = False
 
@@ -341,6 +346,8 @@ class ChatPeer:
 
     def _on_connection_closed(self, connection: DataConnection) -> None:
         self._sent_own.pop(connection.connection_id, None)
+        self._sync_answered.pop(connection.connection_id, None)
+        self._sync_pending.pop(connection.connection_id, None)
         if not self._closed:
             self._spawn(self._notify(), "nbchat-notify")
 
@@ -480,6 +487,28 @@ class ChatPeer:
         mine = have.get(log_.peer_id)
         if type(mine) is int and mine > 0:
             self._confirm(connection.peer, mine)
+        cid = connection.connection_id
+        now = asyncio.get_running_loop().time()
+        last = self._sync_answered.get(cid)
+        if last is not None and now - last < SYNC_ANSWER_INTERVAL:
+            if cid not in self._sync_pending:
+                wait = SYNC_ANSWER_INTERVAL - (now - last)
+                self._spawn(self._answer_sync_later(connection, wait), f"nbchat-sync-{cid}")
+            self._sync_pending[cid] = have
+            return
+        self._sync_answered[cid] = now
+        self._answer_sync(connection, have)
+
+    async def _answer_sync_later(self, connection: DataConnection, wait: float) -> None:
+        await asyncio.sleep(wait)
+        cid = connection.connection_id
+        have = self._sync_pending.pop(cid, None)
+        if have is not None and connection.open:
+            self._sync_answered[cid] = asyncio.get_running_loop().time()
+            self._answer_sync(connection, have)
+
+    def _answer_sync(self, connection: DataConnection, have: dict[str, Any]) -> None:
+        log_ = self._require_log()
         # Never send a peer its own messages back: it is their only source (msglog rule).
         missing = [m for m in log_.missing_for(have) if m["author"] != connection.peer]
         for batch in history_batches(missing):
