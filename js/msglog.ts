@@ -6,6 +6,13 @@ import { type ChatMessage, type Identity, PEER_ID_RE, messageId } from "./protoc
 /** Per author, the highest seq held contiguously from 1 (authors at 0 omitted). */
 export type HaveVector = Record<string, number>;
 
+/**
+ * A received clock may be at most this far beyond the highest we have seen. Honest clocks grow
+ * by one per message; without a bound, one message with clock 2**53 - 1 would leave every peer
+ * unable to compose a valid message again.
+ */
+export const MAX_CLOCK_STEP = 2 ** 24;
+
 /** A received message that breaks the wire format; the caller logs and drops it. */
 export class InvalidMessage extends Error {}
 
@@ -151,7 +158,7 @@ export class MessageLog {
    * if the log already held it; throws InvalidMessage.
    */
   receiveDirect(fromPeer: string, user: Identity, raw: unknown): ChatMessage | null {
-    return this.add(validated(raw, fromPeer, user), true);
+    return this.add(this.plausible(validated(raw, fromPeer, user)), true);
   }
 
   /**
@@ -175,7 +182,7 @@ export class MessageLog {
         if (!firstHand && connected.has(author)) {
           throw new InvalidMessage(`${author} is connected: it alone relays its messages`);
         }
-        const added = this.add(validated(raw, author, firstHand ? user : null), firstHand);
+        const added = this.add(this.plausible(validated(raw, author, firstHand ? user : null)), firstHand);
         if (added !== null) result.added.push(added);
       } catch (error) {
         if (!(error instanceof InvalidMessage)) throw error;
@@ -193,12 +200,19 @@ export class MessageLog {
       if (typeof author !== "string") continue;
       try {
         // Only our own are first-hand: a stored relay may have been a forgery.
-        if (this.add(validated(raw, author, null), author === this.peerId) !== null) restored += 1;
+        if (this.add(this.plausible(validated(raw, author, null)), author === this.peerId) !== null) restored += 1;
       } catch (error) {
         if (!(error instanceof InvalidMessage)) throw error;
       }
     }
     return restored;
+  }
+
+  private plausible(message: ChatMessage): ChatMessage {
+    if (message.clock > this.maxClock + MAX_CLOCK_STEP) {
+      throw new InvalidMessage(`clock ${message.clock} is implausibly far ahead`);
+    }
+    return message;
   }
 
   /**

@@ -6,6 +6,8 @@ Rules, identical in both languages and pinned by tests/fixtures/msglog_cases.jso
   recomputed from ``author`` and ``seq``.
 - Lamport clock: ``compose`` uses ``clock = max_clock_seen + 1``; every message *added*
   to the log raises ``max_clock_seen`` to its clock (duplicates and rejects do not).
+  A received message whose clock is more than ``MAX_CLOCK_STEP`` beyond
+  ``max_clock_seen`` is rejected, so nobody can exhaust the clock for everyone.
 - Order: by ``(clock, author, seq)``. Honest authors never reuse a clock, so ``seq`` only
   breaks ties a forger manufactured; it keeps the order total and identical everywhere.
 - A ``message`` frame from a direct connection is stamped: ``author`` := the connection's
@@ -45,6 +47,10 @@ __all__ = [
 
 # Clocks and seqs must survive a round trip through a JavaScript number.
 MAX_SAFE_INTEGER = 2**53 - 1
+#: A received clock may be at most this far beyond the highest we have seen. Honest clocks
+#: grow by one per message; without a bound, one message with clock 2**53 - 1 would leave
+#: every peer unable to compose a valid message again.
+MAX_CLOCK_STEP = 2**24
 
 
 class Message(TypedDict):
@@ -201,7 +207,7 @@ class MessageLog:
         Returns the stamped message (added, or replacing a relayed copy), or None if the
         log already held it. Raises InvalidMessage for a malformed one.
         """
-        message = _validated(raw, from_peer, user)
+        message = self._plausible(_validated(raw, from_peer, user))
         return self._add(message, first_hand=True)
 
     def receive_history(
@@ -228,13 +234,18 @@ class MessageLog:
                 first_hand = from_peer is not None and user is not None and author == from_peer
                 if not first_hand and author in connected:
                     raise InvalidMessage(f"{author} is connected: it alone relays its messages")
-                message = _validated(raw, author, user if first_hand else None)
+                message = self._plausible(_validated(raw, author, user if first_hand else None))
             except InvalidMessage as error:
                 rejected.append(error)
                 continue
             if self._add(message, first_hand=first_hand) is not None:
                 added.append(message)
         return added, rejected
+
+    def _plausible(self, message: Message) -> Message:
+        if message["clock"] > self._clock + MAX_CLOCK_STEP:
+            raise InvalidMessage(f"clock {message['clock']} is implausibly far ahead")
+        return message
 
     def have(self, for_peer: str | None = None) -> dict[str, int]:
         """Per author, the highest seq held contiguously from 1 (authors at 0 omitted).
