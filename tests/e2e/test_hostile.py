@@ -282,6 +282,9 @@ def test_forged_authors_and_ids_never_show_as_someone_else(lab: Lab, new_user, b
             # ...and pre-empting the victim's next, not-yet-used seq
             conn.send({"type": "history", "messages": [{
                 **claim, "id": f"{victim.id}:2", "seq": 2, "clock": 60, "text": "pre-empted"}]})
+            # (c) a clock at the top of the safe range, to leave nobody a valid next clock
+            conn.send({"type": "message", "message": {
+                "seq": 2, "clock": 2**53 - 1, "time": 1, "text": "clock poison", "user": {}}})
             # The channel is ordered: once this shows, every forgery above was handled.
             conn.send({"type": "message", "message": {
                 "seq": 1, "clock": 70, "time": 2, "text": "mallory marker", "user": victim.user}})
@@ -298,6 +301,12 @@ def test_forged_authors_and_ids_never_show_as_someone_else(lab: Lab, new_user, b
         # ...and the victim's real second message (seq 2) still arrives and shows as theirs.
         bg.run(victim.send("victim says two"))
         expect(article(page, victim_name, "victim says two")).to_have_count(1, timeout=SLOW)
+        # (c): the poisoned clock was refused, so the browser's messages stay valid for others.
+        expect(messages(page)).not_to_contain_text("clock poison")
+        inbox = bg.run(_inbox(victim))
+        say(page, "browser after the poison")
+        got = lambda: any(m["text"] == "browser after the poison" for m in inbox.items)  # noqa: E731
+        bg.run(until(got, 30), timeout=40)
         # A newcomer, synced by everyone (the browser included), gets only the truth.
         newcomer = join(bg, lab, room)
         try:
