@@ -13,6 +13,12 @@ export type HaveVector = Record<string, number>;
  */
 export const MAX_CLOCK_STEP = 2 ** 24;
 
+/**
+ * The last millisecond of year 9999 UTC: the latest `time` both a JavaScript Date and a Python
+ * datetime can show (a later one made the widget's rendering throw).
+ */
+export const MAX_TIME = 253_402_300_799_999;
+
 /** A received message that breaks the wire format; the caller logs and drops it. */
 export class InvalidMessage extends Error {}
 
@@ -57,7 +63,7 @@ function validated(raw: unknown, author: string, user: Identity | null): ChatMes
   if (clock === null || clock < 1 || clock > Number.MAX_SAFE_INTEGER) {
     throw new InvalidMessage(`invalid clock ${String(raw.clock)}`);
   }
-  if (typeof time !== "number" || !Number.isFinite(time) || time < 0) {
+  if (typeof time !== "number" || !Number.isFinite(time) || time < 0 || time > MAX_TIME) {
     throw new InvalidMessage(`invalid time ${String(time)}`);
   }
   if (typeof text !== "string") throw new InvalidMessage("text must be a string");

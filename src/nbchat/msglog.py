@@ -51,6 +51,9 @@ MAX_SAFE_INTEGER = 2**53 - 1
 #: grow by one per message; without a bound, one message with clock 2**53 - 1 would leave
 #: every peer unable to compose a valid message again.
 MAX_CLOCK_STEP = 2**24
+#: The last millisecond of year 9999 UTC: the latest ``time`` both a JavaScript Date and a
+#: Python datetime can show (a later one made the widget's rendering throw).
+MAX_TIME = 253_402_300_799_999
 
 
 class Message(TypedDict):
@@ -115,7 +118,7 @@ def _validated(raw: object, author: str, user: Identity | None) -> Message:
         not isinstance(time, (int, float))
         or isinstance(time, bool)
         or not math.isfinite(time)
-        or time < 0
+        or not 0 <= time <= MAX_TIME
     ):
         raise InvalidMessage(f"invalid time {time!r}")
     if not isinstance(text, str):

@@ -415,6 +415,10 @@ MALFORMED: list[bytes | str] = [
     b'{"type": "message", "message": {"seq": 1e999, "clock": -1, "time": "x", "text": 5}}',
     b'{"type": "message", "message": {"seq": 9007199254740993, "clock": 1, "time": 1}}',
     b'{"type": "message", "message": {"seq": 1.5, "clock": 1, "time": 1, "text": "frac"}}',
+    # A time past year 9999: new Date(1e300).toISOString() throws while rendering.
+    b'{"type": "message", "message": {"seq": 9, "clock": 9, "time": 1e300, "text": "future"}}',
+    b'{"type": "history", "messages": [{"author": "zz", "seq": 1, "clock": 1, "time": 9e15,'
+    b' "text": "future", "user": {"username": "zz"}}]}',
     b'{"type": "history", "messages": "nope"}',
     b'{"type": "history", "messages": [null, 1, "x", [], {"author": 5}]}',
     b'{"type": "sync", "have": [1]}',
