@@ -80,6 +80,20 @@ def live_links(page: Page) -> list[int]:
     ))
 
 
+def wait_for_new_link(page: Page, old: list[int], timeout: float = WAIT) -> None:
+    """Wait until the page's live links are as many as ``old`` but none of them is old: each
+    lost link was noticed and replaced. (The status may show the gap for only a moment.)"""
+    page.wait_for_function(
+        """(old) => {
+            const live = window.__nbchatPcs.flatMap(
+                (pc, i) => pc.connectionState === 'connected' ? [i] : []);
+            return live.length === old.length && live.every((i) => !old.includes(i));
+        }""",
+        arg=old,
+        timeout=timeout,
+    )
+
+
 def room_notebook(lab: Lab, room: str) -> str:
     return put_notebook(
         lab, f"notebooks/{room}.ipynb", code_notebook("%load_ext nbchat", f"chat = %chat {room}")
@@ -337,16 +351,15 @@ def test_a_cut_link_between_two_browsers_is_redialed_and_the_gap_filled(
     old_a, old_b = live_links(a), live_links(b)
 
     assert cut_links(a) == 1
-    # Both ends notice (signaling stays up all along) ...
-    for page in (a, b):
-        expect(status(page)).to_have_text(connected_to(0), timeout=WAIT)
-    # ... meanwhile both keep writing into their own logs ...
+    # Both keep writing into their own logs while the link is down or being replaced ...
     say(a, "A while the link is down")
     say(b, "B while the link is down")
-    # ... and one of them dials again: a new link, the gap filled both ways.
+    # ... both ends notice (signaling stays up all along), one of them dials again, and the
+    # new link's sync fills the gap both ways.
+    wait_for_new_link(a, old_a)
+    wait_for_new_link(b, old_b)
     for page in (a, b):
         expect(status(page)).to_have_text(connected_to(1), timeout=WAIT)
-    assert live_links(a) != old_a and live_links(b) != old_b
     expect(messages(b)).to_contain_text("A while the link is down", timeout=WAIT)
     expect(messages(a)).to_contain_text("B while the link is down", timeout=WAIT)
     say(b, "after the redial")
@@ -386,16 +399,18 @@ def test_a_link_to_a_python_peer_cut_or_gone_silent_is_redialed_and_the_gap_fill
 
         # 1. The Python peer's RTCPeerConnection is closed underneath its DataConnection.
         [connection] = bg.run(_open_connections(peer))
+        old = live_links(a)
         bg.run(connection.pc.close())
-        expect(status(a)).to_have_text(connected_to(0), timeout=WAIT)
         say(a, "A after the cut")
         bg.run(peer.send("python after the cut"))
+        wait_for_new_link(a, old)
         expect(status(a)).to_have_text(connected_to(1), timeout=WAIT)
         expect(messages(a)).to_contain_text("python after the cut", timeout=WAIT)
         python_has("A after the cut")
 
         # 2. The path goes silent: nothing is closed, packets just stop.
         [connection] = bg.run(_open_connections(peer))
+        old = live_links(a)
         bg.run(_call(blackhole, connection))
         silent = time.monotonic()
         say(a, "A into the silence")
@@ -403,9 +418,9 @@ def test_a_link_to_a_python_peer_cut_or_gone_silent_is_redialed_and_the_gap_fill
         # Chrome calls the path "disconnected" after some seconds of silence (never "failed"
         # within 45 s, so peerjs alone never closed it); the widget gives up on it 3 s later
         # and dials again itself, whichever id is smaller: the Python side hears nothing.
-        expect(status(a)).to_have_text(connected_to(0), timeout=20_000)
-        expect(status(a)).to_have_text(connected_to(1), timeout=WAIT)
+        wait_for_new_link(a, old)
         assert time.monotonic() - silent < 25
+        expect(status(a)).to_have_text(connected_to(1), timeout=WAIT)
         expect(messages(a)).to_contain_text("python into the silence", timeout=WAIT)
         python_has("A into the silence")
         order = texts(a)
