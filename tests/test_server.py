@@ -10,6 +10,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from nbchat.protocol import Errors, room_key
+from tests.conftest import TEST_NBCHAT_CONFIG
 
 ROOM = "notebooks/shared analysis.ipynb"
 
@@ -399,3 +400,14 @@ async def test_stats_count_without_naming_anyone(login, server_base):
     assert peer_id not in r.body.decode()
     anonymous = await AsyncHTTPClient().fetch(server_base + "nbchat/stats", raise_error=False)
     assert anonymous.code == 403
+
+
+@pytest.mark.parametrize("nbchat_config", [{**TEST_NBCHAT_CONFIG, "lean_websocket": False}])
+async def test_stock_tornado_websocket_path_relays_too(login):
+    a, b = await login(), await login()
+    wa, ida = await a.signal("room")
+    wb, idb = await b.signal("room")
+    await wa.send({"type": "OFFER", "dst": idb, "payload": "x" * 9_000})
+    assert (await wa.recv())["payload"]["msg"].startswith(Errors.TOO_BIG)
+    await wa.send({"type": "OFFER", "dst": idb, "payload": "stock"})
+    assert await wb.recv() == {"type": "OFFER", "src": ida, "dst": idb, "payload": "stock"}
