@@ -75,6 +75,18 @@ describe("markdown rendering", () => {
     for (const a of links) expect(a.getAttribute("rel")).toBe("noopener noreferrer");
   });
 
+  it("shows a message marked cannot parse (nesting deep enough to overflow its stack) as plain text", () => {
+    const text = `${">".repeat(60_000)} <img src=x onerror=alert(1)>\nsecond line`;
+    let html = "";
+    expect(() => {
+      html = md.render(text);
+    }).not.toThrow();
+    const out = dom(html);
+    expect(out.querySelector("img")).toBeNull();
+    expect(out.textContent).toContain("<img src=x onerror=alert(1)>");
+    expect(out.querySelectorAll("br").length).toBe(1);
+  });
+
   it("shows escaped HTML in code as text", () => {
     const out = dom(md.render("`<img src=x onerror=alert(1)>`"));
     expect(out.textContent).toContain("<img src=x onerror=alert(1)>");

@@ -50,7 +50,15 @@ export function createMarkdownRenderer(window: Window & typeof globalThis): Mark
   // Scrolling a long history re-mounts rows: keep recent renderings instead of re-parsing.
   const cache = new Map<string, string>();
   const sanitize = (text: string): string => {
-    const html = marked.parse(text, { async: false });
+    let html: string;
+    try {
+      html = marked.parse(text, { async: false });
+    } catch (error) {
+      // marked recurses per nesting level: 60,000 ">" overflow the stack. Show the text as
+      // it is rather than let one message take the whole chat down while rendering.
+      console.warn(`nbchat: could not render a message as Markdown (${String(error)}); showing it as text`);
+      return `<p>${escapeHtml(text).replace(/\n/g, "<br>")}</p>`;
+    }
     return purify.sanitize(html, {
         FORBID_TAGS: FORBIDDEN_TAGS,
         FORBID_ATTR: FORBIDDEN_ATTRIBUTES,
