@@ -153,6 +153,7 @@ def test_server_restart_mid_chat(fault_lab: Lab, new_user, bg: BackgroundLoop) -
         for page in (a, b):
             dismiss_server_error_dialogs(page)
         lab.stop()
+        stopped = time.monotonic()
         # The pages notice: still chatting peer to peer, but the server is unreachable.
         for page in (a, b):
             expect(status(page)).to_contain_text("server unreachable", timeout=WAIT)
@@ -167,11 +168,14 @@ def test_server_restart_mid_chat(fault_lab: Lab, new_user, bg: BackgroundLoop) -
                 expect(messages(page)).to_contain_text(text, timeout=WAIT)
 
         lab.start()
+        started = time.monotonic()
         # Everyone reconnects by themselves; presence and the mesh are whole again.
         for page in (a, b):
             expect(status(page)).to_have_text(connected_to(2), timeout=WAIT)
             expect(users(page)).to_have_count(3, timeout=WAIT)
         bg.run(until(lambda: len(peer.peers) == 2 and len(peer.users) == 3, 45), timeout=50)
+        print(f"server down {started - stopped:.1f}s; "
+              f"everyone back {time.monotonic() - started:.1f}s after it was")
         assert user_names(a) == names and user_names(b) == names
         # The links that carried the outage's messages were kept, not torn down and redialed
         # because the first roster after the restart listed only who was back so far.
