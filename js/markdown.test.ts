@@ -87,6 +87,17 @@ describe("markdown rendering", () => {
     expect(out.querySelectorAll("br").length).toBe(1);
   });
 
+  it("shows a long message of emphasis marks (quadratic for marked) as plain text, quickly", () => {
+    const text = "_a".repeat(30_000);
+    const started = performance.now();
+    const out = dom(md.render(text));
+    expect(performance.now() - started).toBeLessThan(1_000); // ~10 s through marked
+    expect(out.textContent).toBe(text);
+    // Ordinary long messages keep their Markdown.
+    const long = `**${"word ".repeat(3_000).trim()}**`;
+    expect(dom(md.render(long)).querySelector("strong")).not.toBeNull();
+  });
+
   it("shows escaped HTML in code as text", () => {
     const out = dom(md.render("`<img src=x onerror=alert(1)>`"));
     expect(out.textContent).toContain("<img src=x onerror=alert(1)>");

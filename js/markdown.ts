@@ -19,6 +19,28 @@ function escapeHtml(text: string): string {
 
 const CACHE_SIZE = 2_000;
 
+/**
+ * marked's emphasis parsing is quadratic in the number of `*` / `_` marks: a 60 KB message of
+ * "_a_a…" takes ~10 s to parse, freezing the page. A long message with that many marks shows as
+ * plain text instead (code blocks are not affected by the cost, but are counted: rare enough).
+ */
+const LONG_TEXT = 8_000;
+const MAX_EMPHASIS_MARKS = 2_000;
+
+function tooCostly(text: string): boolean {
+  if (text.length <= LONG_TEXT) return false;
+  let marks = 0;
+  for (let i = 0; i < text.length; i += 1) {
+    const c = text.charCodeAt(i);
+    if ((c === 0x2a || c === 0x5f) && ++marks > MAX_EMPHASIS_MARKS) return true;
+  }
+  return false;
+}
+
+function plainText(text: string): string {
+  return `<p>${escapeHtml(text).replace(/\n/g, "<br>")}</p>`;
+}
+
 export interface MarkdownRenderer {
   /** Safe HTML for `text`. */
   render(text: string): string;
@@ -50,6 +72,7 @@ export function createMarkdownRenderer(window: Window & typeof globalThis): Mark
   // Scrolling a long history re-mounts rows: keep recent renderings instead of re-parsing.
   const cache = new Map<string, string>();
   const sanitize = (text: string): string => {
+    if (tooCostly(text)) return plainText(text);
     let html: string;
     try {
       html = marked.parse(text, { async: false });
@@ -57,7 +80,7 @@ export function createMarkdownRenderer(window: Window & typeof globalThis): Mark
       // marked recurses per nesting level: 60,000 ">" overflow the stack. Show the text as
       // it is rather than let one message take the whole chat down while rendering.
       console.warn(`nbchat: could not render a message as Markdown (${String(error)}); showing it as text`);
-      return `<p>${escapeHtml(text).replace(/\n/g, "<br>")}</p>`;
+      return plainText(text);
     }
     return purify.sanitize(html, {
         FORBID_TAGS: FORBIDDEN_TAGS,
