@@ -393,6 +393,36 @@ describe("ChatProxy", () => {
     expect(proxy.state.cannotSend).toBeNull();
   });
 
+  it("after a long outage, the first socket back makes the other retry at once", async () => {
+    const { peers, sockets } = await start();
+    // The server stays down: every retry fails, so both backoffs grow to 15-30 s.
+    for (let i = 0; i < 6; i += 1) {
+      peers[0].disconnected = true;
+      peers[0].emit("disconnected", "m-self");
+      sockets[sockets.length - 1].onclose?.({ code: 1006, reason: "" });
+      await vi.advanceTimersByTimeAsync(32_000);
+    }
+    peers[0].disconnected = true;
+    peers[0].emit("disconnected", "m-self");
+    sockets[sockets.length - 1].onclose?.({ code: 1006, reason: "" });
+    const reconnects = peers[0].reconnects;
+    const opened = sockets.length;
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(peers[0].reconnects).toBe(reconnects);
+    expect(sockets.length).toBe(opened);
+    // The server is back and signaling gets there first: presence follows at once ...
+    peers[0].open("m-self");
+    await vi.advanceTimersByTimeAsync(1);
+    expect(sockets.length).toBe(opened + 1);
+    // ... and when presence gets there first, signaling follows at once.
+    peers[0].disconnected = true;
+    peers[0].emit("disconnected", "m-self");
+    await vi.advanceTimersByTimeAsync(1);
+    sockets[sockets.length - 1].push({ type: "ROSTER", key: session.key, peers: [] });
+    await vi.advanceTimersByTimeAsync(1);
+    expect(peers[0].reconnects).toBe(reconnects + 1);
+  });
+
   it("starts over with a new id when the server refuses ours", async () => {
     const { proxy, peers } = await start("m-self");
     peers[0].emit("error", Object.assign(new Error("ID taken"), { type: "unavailable-id" }));

@@ -123,7 +123,8 @@ export class ChatProxy {
     void this.connect();
   }
 
-  /** The browser says the network is back: retry now instead of at the end of the backoff. */
+  /** The network (browser "online") or the server (presence is back) is reachable again:
+   *  retry now instead of at the end of the backoff. */
   private readonly onBrowserOnline = (): void => {
     if (this.retryTimer === null || this.destroyed) return;
     clearTimeout(this.retryTimer);
@@ -237,6 +238,9 @@ export class ChatProxy {
         this.options.createSocket,
       );
       this.presence.open();
+    } else {
+      // The server is back: the presence socket need not sit out the rest of its backoff.
+      this.presence.retryNow();
     }
     if (this.entropyTimer === null) {
       this.entropyTimer = setInterval(() => this.antiEntropy(), ANTI_ENTROPY_MS);
@@ -329,6 +333,8 @@ export class ChatProxy {
   private onPresence(frame: PresenceFrame): void {
     switch (frame.type) {
       case "ROSTER": {
+        // Presence is back, so the server is: signaling need not sit out the rest of its backoff.
+        if (!this.signalingUp) this.onBrowserOnline();
         this.rosterKnown = true;
         this.present.clear();
         for (const entry of frame.peers) this.present.set(entry.peer_id, entry);

@@ -46,8 +46,20 @@ export class PresenceSocket {
       this.socket = null;
       const delay = backoffDelay(this.attempt++);
       this.handlers.onDown(event.reason || `presence socket closed (${event.code})`, delay);
-      this.timer = setTimeout(() => this.open(), delay);
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.open();
+      }, delay);
     };
+  }
+
+  /** If waiting to reconnect, reconnect now (something else found the server reachable). */
+  retryNow(): void {
+    if (this.timer === null || this.socket !== null || this.closed) return;
+    clearTimeout(this.timer);
+    this.timer = null;
+    this.attempt = 0;
+    this.open();
   }
 
   close(): void {
