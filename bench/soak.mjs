@@ -1,7 +1,7 @@
 // Soak generator: C PeerJS-protocol clients across R rooms joining and leaving continuously.
 //
 // Each client slot loops until the deadline: connect with a fresh id, wait for OPEN,
-// (one in four also watches presence), live for a random 1–4 s sending OFFERs to
+// (one in four also watches presence), live for a random lifeMin–lifeMax s sending OFFERs to
 // random peers *of its own room* that are connected, HEARTBEAT every second, then
 // leave the room's set, wait for frames in flight, and close (half politely, half
 // abruptly by terminating the TCP socket). A frame counts as lost if its receiver never
@@ -10,7 +10,7 @@
 import WebSocket from "ws";
 
 const cfg = JSON.parse(process.argv[2]);
-const { base, headers, clients, rooms, duration, rate = 2 } = cfg; // rate: OFFERs/s per client
+const { base, headers, clients, rooms, duration, rate = 2, lifeMin = 5, lifeMax = 15 } = cfg; // rate: OFFERs/s per client; life: s
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const rand = (n) => Math.floor(Math.random() * n);
 const deadline = Date.now() + duration * 1000;
@@ -61,7 +61,7 @@ async function lifetime(slot) {
   }
   inFlight.set(id, 0);
   live[room].set(id, ws);
-  const end = Math.min(deadline, Date.now() + 1000 + rand(3000));
+  const end = Math.min(deadline, Date.now() + 1000 * lifeMin + rand(1000 * (lifeMax - lifeMin)));
   let nextBeat = Date.now() + 1000;
   while (Date.now() < end) {
     const peers = [...live[room].keys()].filter((p) => p !== id);
@@ -81,7 +81,10 @@ async function lifetime(slot) {
   // Stay until every frame addressed to us has arrived (the server may lag under load);
   // whatever has not arrived after 15 s counts as lost.
   const waitUntil = Date.now() + 15000;
-  while (inFlight.get(id) > 0 && Date.now() < waitUntil) await sleep(50);
+  while (inFlight.get(id) > 0 && Date.now() < waitUntil) {
+    if (Date.now() >= nextBeat) { ws.send('{"type":"HEARTBEAT"}'); nextBeat += 1000; }
+    await sleep(50);
+  }
   inFlight.delete(id);
   if (slot % 2) ws.close(); else ws.terminate();
   if (presence) presence.close();

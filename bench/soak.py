@@ -58,6 +58,8 @@ def main() -> None:
     ap.add_argument("--round", type=float, default=60.0, help="seconds per round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rate", type=float, default=2.0, help="OFFERs/s per client")
+    ap.add_argument("--life", type=float, nargs=2, default=[5.0, 15.0], metavar=("MIN", "MAX"),
+                    help="seconds each client stays before leaving (then it rejoins)")
     args = ap.parse_args()
 
     port = free_port()
@@ -89,7 +91,7 @@ def main() -> None:
         for n in range(1, args.rounds + 1):
             cfg = {"base": f"ws://127.0.0.1:{port}/", "headers": {"Cookie": cookie},
                    "clients": args.clients, "rooms": args.rooms, "duration": args.round,
-                   "rate": args.rate}
+                   "rate": args.rate, "lifeMin": args.life[0], "lifeMax": args.life[1]}
             peak = 0
             gen = subprocess.Popen(["taskset", "-c", "1", "node", str(BENCH / "soak.mjs"),
                                     json.dumps(cfg)], stdout=subprocess.PIPE, text=True)

@@ -411,3 +411,36 @@ async def test_stock_tornado_websocket_path_relays_too(login):
     assert (await wa.recv())["payload"]["msg"].startswith(Errors.TOO_BIG)
     await wa.send({"type": "OFFER", "dst": idb, "payload": "stock"})
     assert await wb.recv() == {"type": "OFFER", "src": ida, "dst": idb, "payload": "stock"}
+
+
+async def test_a_blocked_server_loop_does_not_evict_peers_whose_heartbeats_wait_unread(login):
+    """The server's loop stalls longer than alive_timeout (in tests 1.5 s) while a peer
+    in another thread keeps sending HEARTBEATs: those sit unread in its socket, and the
+    peer must not be evicted when the loop wakes up."""
+    import threading
+    import time as _time
+
+    from websockets.sync.client import connect
+
+    a, b = await login(), await login()
+    pb, _ = await b.presence("room")
+    peer_id = await a.new_id("room")
+    url = "ws" + a.base[4:] + f"nbchat/peerjs?key=room&id={peer_id}&token=t"
+    opened, stop = threading.Event(), threading.Event()
+
+    def beating_peer() -> None:
+        with connect(url, additional_headers={"Cookie": a.cookie}) as ws:
+            assert json.loads(ws.recv(timeout=10)) == {"type": "OPEN"}
+            opened.set()
+            while not stop.wait(0.2):
+                ws.send('{"type":"HEARTBEAT"}')
+
+    thread = threading.Thread(target=beating_peer, daemon=True)
+    thread.start()
+    try:
+        assert (await pb.recv(timeout=10))["type"] == "USER_CONNECTED"
+        _time.sleep(3.0)  # deliberately block the server's loop (it is this loop)
+        await no_frame(pb, 1.5)  # no USER_DISCONNECTED once the loop runs again
+    finally:
+        stop.set()
+        await asyncio.get_running_loop().run_in_executor(None, thread.join, 10)
