@@ -62,6 +62,7 @@ class Lab:
             "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
             "JUPYTER_PLATFORM_DIRS": "1",
             "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         }
         shutil.rmtree(home / "workspaces", ignore_errors=True)
         settings = home / "settings" / "@jupyterlab" / "apputils-extension"
@@ -78,6 +79,7 @@ class Lab:
         args = [
             sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
             f"--port={self.port}", "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0",
+            "--ServerApp.identity_provider_class=tests.support.identity.UniqueAnonymousNames",
             f"--IdentityProvider.token={self.token}",
             f"--ServerApp.base_url={self.base_url}",
             f"--ServerApp.root_dir={self.root / 'work'}",
