@@ -1,11 +1,11 @@
-"""Wire formats shared by the server, the browser widget and the Python peer (see docs/protocol.md)."""
+"""Wire formats shared by the server, the widget and the Python peer (docs/protocol.md)."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 from enum import Enum
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeGuard
 
 
 class FrameType(str, Enum):
@@ -53,11 +53,11 @@ TOKEN_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _SLUG_RUN = re.compile(r"[^A-Za-z0-9_]+")
 
 
-def is_room_key(key: object) -> bool:
+def is_room_key(key: object) -> TypeGuard[str]:
     return isinstance(key, str) and ROOM_KEY_RE.match(key) is not None
 
 
-def is_peer_id(peer_id: object) -> bool:
+def is_peer_id(peer_id: object) -> TypeGuard[str]:
     return isinstance(peer_id, str) and PEER_ID_RE.match(peer_id) is not None
 
 
@@ -110,7 +110,9 @@ def error_frame(msg: str) -> dict[str, Any]:
 
 
 OPEN_FRAME: dict[str, Any] = {"type": FrameType.OPEN.value}
-ID_TAKEN_FRAME: dict[str, Any] = {"type": FrameType.ID_TAKEN.value, "payload": {"msg": Errors.ID_TAKEN}}
+ID_TAKEN_FRAME: dict[str, Any] = {
+    "type": FrameType.ID_TAKEN.value, "payload": {"msg": Errors.ID_TAKEN}
+}
 
 
 def roster_frame(key: str, peers: list[Presence]) -> dict[str, Any]:

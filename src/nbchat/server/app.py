@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from typing import Any
+
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import PeriodicCallback
 from traitlets import Bool, Float, Int, List
@@ -17,7 +19,7 @@ class NbChatApp(ExtensionApp):
     name = "nbchat"
     load_other_extensions = True
 
-    ice_servers = List(
+    ice_servers: List[dict[str, Any]] = List(
         [],
         config=True,
         help=(

@@ -18,7 +18,7 @@ from tornado.iostream import StreamClosedError
 from tornado.websocket import (
     WebSocketClosedError,
     WebSocketHandler,
-    WebSocketProtocol13,
+    WebSocketProtocol,
     _WebSocketParams,
 )
 
@@ -132,13 +132,13 @@ class StatsHandler(_NbChatMixin, APIHandler):
         self.finish(json.dumps({**self.realm.stats(), "tasks": len(asyncio.all_tasks())}))
 
 
-class _SocketHandler(_NbChatMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
+class _SocketHandler(_NbChatMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):
     """Authenticated WebSocket with a non-raising ``send_frame``."""
 
     def get_compression_options(self) -> dict[str, Any] | None:
         return None
 
-    def get_websocket_protocol(self) -> WebSocketProtocol13 | None:
+    def get_websocket_protocol(self) -> WebSocketProtocol | None:
         if not self.app.lean_websocket:
             return super().get_websocket_protocol()
         if self.request.headers.get("Sec-WebSocket-Version") != "13":
@@ -193,7 +193,7 @@ class SignalingHandler(_SocketHandler):
     client: Client | None = None
 
     @property
-    def max_message_size(self) -> int:  # type: ignore[override]
+    def max_message_size(self) -> int:
         # Accept frames up to 4x the limit so that the sender gets a clear ERROR for an
         # oversized frame; beyond that tornado closes the socket with 1009.
         return self.app.max_message_bytes * 4

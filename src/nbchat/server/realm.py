@@ -229,7 +229,8 @@ class Realm:
         if not is_peer_id(dst):
             return [(client.transport, encode(error_frame(Errors.MISSING_DST)))]
         room = self.rooms[client.key]
-        out = encode({"type": kind, "src": client.peer_id, "dst": dst, "payload": frame.get("payload")})
+        payload = frame.get("payload")
+        out = encode({"type": kind, "src": client.peer_id, "dst": dst, "payload": payload})
         target = room.clients.get(dst)
         if target is not None:
             return [(target.transport, out)]
