@@ -30,8 +30,6 @@ from .realm import Client, Delivery, Realm, Refused, Subscriber
 if TYPE_CHECKING:
     from .app import NbChatApp
 
-AUTH_RESOURCE = "nbchat"
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -68,11 +66,6 @@ class _NbChatMixin:
     @property
     def identity(self) -> Identity:
         return identity_from_user(self.current_user)  # type: ignore[attr-defined]
-
-    def check_xsrf_cookie(self) -> None:
-        # GET endpoints only; nothing here changes server state in a way a forged
-        # cross-site GET could abuse (ids are bound to the caller's own identity).
-        return
 
 
 class SessionHandler(_NbChatMixin, APIHandler):
