@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
-
 from tests.support.lab import Lab, make_lab
 
 CHROMIUM_ARGS = [
@@ -94,6 +93,12 @@ def open_notebook(page: Page, lab: Lab, path: str, app: str = "lab") -> None:
 
 def run_all(page: Page) -> None:
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+
+def open_and_run(page: Page, lab: Lab, path: str) -> None:
+    """Open ``path`` (waiting for its kernel, see :func:`open_notebook`) and run every cell."""
+    open_notebook(page, lab, path)
+    run_all(page)
 
 
 @pytest.fixture(autouse=True)

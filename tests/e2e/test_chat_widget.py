@@ -10,7 +10,7 @@ from typing import Any
 
 from jupyter_client import BlockingKernelClient
 from playwright.sync_api import Locator, Page, expect
-from tests.e2e.conftest import open_notebook, run_all
+from tests.e2e.conftest import open_and_run, open_notebook, run_all
 from tests.support.lab import REPO, Lab
 from tests.support.loop import BackgroundLoop
 
@@ -77,25 +77,6 @@ def kernel_eval(client: BlockingKernelClient, expression: str) -> Any:
     return json.loads(
         "".join(m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream")
     )
-
-
-KERNEL_READY = """() => {
-    const widget = window.jupyterapp.shell.currentWidget;
-    const kernel = widget && widget.sessionContext && widget.sessionContext.session
-        && widget.sessionContext.session.kernel;
-    return Boolean(kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle');
-}"""
-
-
-def open_and_run(page: Page, lab: Lab, path: str) -> None:
-    """Open ``path``, wait until this page is connected to its (possibly shared) kernel, run all.
-
-    Running before the page's session is connected makes JupyterLab start a new kernel
-    for the notebook, which replaces the kernel another user is already using.
-    """
-    open_notebook(page, lab, path)
-    page.wait_for_function(KERNEL_READY, timeout=SLOW)
-    run_all(page)
 
 
 def users(page: Page) -> Locator:
@@ -284,7 +265,6 @@ def test_ten_thousand_messages_open_and_scroll(lab: Lab, new_user) -> None:
         )
         page = new_user()
         open_notebook(page, lab, path)
-        page.wait_for_function(KERNEL_READY, timeout=SLOW)
         started = time.monotonic()
         run_all(page)
         log = messages(page)

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
+from tests.e2e.conftest import open_and_run
 from tests.e2e.test_chat_widget import (
     code_notebook,
     messages,
-    open_and_run,
     own_name,
     put_notebook,
     say,
@@ -100,6 +100,20 @@ def room_notebook(lab: Lab, room: str) -> str:
     )
 
 
+def open_room(lab: Lab, room: str, *pages: Page) -> str:
+    """Open the room's notebook in each page and run it; returns the notebook's path."""
+    path = room_notebook(lab, room)
+    for page in pages:
+        open_and_run(page, lab, path)
+    return path
+
+
+def python_peer(bg: BackgroundLoop, lab: Lab, room: str) -> ChatPeer:
+    peer = ChatPeer(lab.url, room, token=lab.token)
+    bg.run(peer.join())
+    return peer
+
+
 def status(page: Page):  # noqa: ANN201 - a Locator
     return page.get_by_role("status", name="Chat status")
 
@@ -131,12 +145,9 @@ def dismiss_server_error_dialogs(page: Page) -> None:
 def test_server_restart_mid_chat(fault_lab: Lab, new_user, bg: BackgroundLoop) -> None:
     lab = fault_lab
     room = "fault-restart"
-    path = room_notebook(lab, room)
     a, b = tracked_user(new_user), tracked_user(new_user)
-    open_and_run(a, lab, path)
-    open_and_run(b, lab, path)
-    peer: ChatPeer = ChatPeer(lab.url, room, token=lab.token)
-    bg.run(peer.join())
+    open_room(lab, room, a, b)
+    peer = python_peer(bg, lab, room)
     try:
         for page in (a, b):
             expect(users(page)).to_have_count(3, timeout=WAIT)
@@ -218,12 +229,9 @@ def test_vanished_peers_leave_every_users_list_and_nobody_stalls(
     alive_timeout, and the rest keep talking meanwhile."""
     lab = fault_lab
     room = "fault-vanish"
-    path = room_notebook(lab, room)
     a, b = new_user(), new_user()
-    open_and_run(a, lab, path)
-    open_and_run(b, lab, path)
-    witness = ChatPeer(lab.url, room, token=lab.token)
-    bg.run(witness.join())
+    open_room(lab, room, a, b)
+    witness = python_peer(bg, lab, room)
     killed, frozen = join_subprocess(lab, room), join_subprocess(lab, room)
     try:
         for page in (a, b):
@@ -273,12 +281,9 @@ def test_reload_comes_back_as_the_same_user_without_a_ghost(
 ) -> None:
     lab = fault_lab
     room = "fault-reload"
-    path = room_notebook(lab, room)
     a, b = new_user(), new_user()
-    open_and_run(a, lab, path)
-    open_and_run(b, lab, path)
-    witness = ChatPeer(lab.url, room, token=lab.token)
-    bg.run(witness.join())
+    path = open_room(lab, room, a, b)
+    witness = python_peer(bg, lab, room)
     try:
         for page in (a, b):
             expect(users(page)).to_have_count(3, timeout=WAIT)
@@ -344,10 +349,8 @@ def test_a_cut_link_between_two_browsers_is_redialed_and_the_gap_filled(
 ) -> None:
     lab = fault_lab
     room = "fault-cut-browsers"
-    path = room_notebook(lab, room)
     a, b = tracked_user(new_user), tracked_user(new_user)
-    open_and_run(a, lab, path)
-    open_and_run(b, lab, path)
+    open_room(lab, room, a, b)
     for page in (a, b):
         expect(status(page)).to_have_text(connected_to(1), timeout=WAIT)
     say(a, "before the cut")
@@ -388,11 +391,9 @@ def test_a_link_to_a_python_peer_cut_or_gone_silent_is_redialed_and_the_gap_fill
 ) -> None:
     lab = fault_lab
     room = "fault-cut-python"
-    path = room_notebook(lab, room)
     a = tracked_user(new_user)
-    open_and_run(a, lab, path)
-    peer = ChatPeer(lab.url, room, token=lab.token)
-    bg.run(peer.join())
+    open_room(lab, room, a)
+    peer = python_peer(bg, lab, room)
 
     def python_has(text: str) -> None:
         bg.run(until(lambda: text in [m["text"] for m in peer.history], 30), timeout=40)

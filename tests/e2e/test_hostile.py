@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Page, expect
+from tests.e2e.conftest import open_and_run
 from tests.e2e.test_chat_widget import (
     SLOW,
     code_notebook,
@@ -20,7 +21,6 @@ from tests.e2e.test_chat_widget import (
     kernel_eval,
     message_box,
     messages,
-    open_and_run,
     put_notebook,
     say,
     users,

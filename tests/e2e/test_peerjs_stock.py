@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from playwright.sync_api import Page
-
 from tests.support.lab import REPO, Lab
 
 PEERJS = REPO / "node_modules" / "peerjs" / "dist" / "peerjs.min.js"

@@ -6,8 +6,9 @@ import secrets
 from typing import Any
 
 from playwright.sync_api import Page, expect
+from tests.e2e.conftest import open_and_run
 from tests.e2e.test_chat_widget import SLOW, messages, say, users
-from tests.e2e.test_python_browser_interop import open_and_run, room_notebook
+from tests.e2e.test_python_browser_interop import room_notebook
 from tests.support.lab import Lab
 
 

@@ -11,9 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
-from tests.e2e.conftest import open_notebook, run_all
+from tests.e2e.conftest import open_and_run
 from tests.e2e.test_chat_widget import (
     SLOW,
     code_notebook,
@@ -44,21 +43,6 @@ def join(bg: BackgroundLoop, lab: Lab, room: str) -> tuple[ChatPeer, Inbox]:
         return peer, Inbox(peer)
 
     return bg.run(_join())
-
-
-def open_and_run(page: Any, lab: Lab, path: str) -> None:
-    open_notebook(page, lab, path)
-    # JupyterLab sometimes asks which kernel to start for a notebook written through the
-    # contents API; that dialog blocks run-all. Accept its default (Python 3).
-    dialog = page.locator(".jp-Dialog").filter(has_text="Select Kernel")
-    try:
-        dialog.wait_for(timeout=3_000)
-    except PlaywrightTimeoutError:
-        pass
-    else:
-        dialog.get_by_role("button", name="Select", exact=True).click()
-        expect(dialog).to_have_count(0)
-    run_all(page)
 
 
 def room_notebook(lab: Lab, name: str, room: str) -> str:
