@@ -199,13 +199,13 @@ async def test_chat_text_never_reaches_the_server(
     from nbchat.server import handlers
 
     seen: list[str] = []
-    original = handlers.SignalingHandler.on_message
+    original = handlers.signaling_message  # every signaling frame a peer sends
 
-    def spy(self: Any, message: str | bytes) -> None:
+    def spy(app: Any, transport: Any, message: str | bytes) -> None:
         seen.append(message if isinstance(message, str) else message.decode(errors="replace"))
-        original(self, message)
+        original(app, transport, message)
 
-    monkeypatch.setattr(handlers.SignalingHandler, "on_message", spy)
+    monkeypatch.setattr(handlers, "signaling_message", spy)
     secret = "zebra-" + "7f3a9c" * 3
     async with connect("room-private") as a, connect("room-private") as b:
         assert await a.wait_for_peers(1)

@@ -19,13 +19,14 @@ from tornado.websocket import (
     WebSocketClosedError,
     WebSocketHandler,
     WebSocketProtocol,
+    WebSocketProtocol13,
     _WebSocketParams,
 )
 
 from .._version import __version__
 from ..protocol import Identity, identity_from_user, is_room_key, room_key
-from ._leanws import LeanProtocol
 from .realm import Client, Delivery, Realm, Refused, Subscriber
+from .wsconn import Hub, WsConn, adopt_stream
 
 if TYPE_CHECKING:
     from .app import NbChatApp
@@ -125,8 +126,108 @@ class StatsHandler(_NbChatMixin, APIHandler):
         self.finish(json.dumps({**self.realm.stats(), "tasks": len(asyncio.all_tasks())}))
 
 
+class SignalingConn(WsConn):
+    """A signaling socket taken over from its handler (see ``wsconn``)."""
+
+    __slots__ = ("client",)
+
+    def __init__(self, hub: Hub, sock: Any, unsent: bytes) -> None:
+        super().__init__(hub, sock, unsent)
+        self.client: Client | None = None
+
+    def on_message(self, message: str | bytes) -> None:
+        signaling_message(self._hub.app, self, message)
+
+    def on_closed(self) -> None:
+        signaling_closed(self._hub.app, self)
+
+
+class PresenceConn(WsConn):
+    """A presence socket taken over from its handler; what the client sends is ignored."""
+
+    __slots__ = ("subscriber",)
+
+    def __init__(self, hub: Hub, sock: Any, unsent: bytes) -> None:
+        super().__init__(hub, sock, unsent)
+        self.subscriber: Subscriber | None = None
+
+    def on_closed(self) -> None:
+        presence_closed(self._hub.app, self)
+
+
+# What a socket does, whoever carries it: a WsConn (the lean path) or the tornado
+# handler itself (``lean_websocket=False``, or a socket that cannot be taken over).
+# A transport has ``send_frame(text)``, ``close(code, reason)`` and its state attribute.
+
+
+def signaling_open(app: NbChatApp, transport: Any, key: Any, peer_id: Any, token: Any,
+                   identity: Identity) -> None:
+    outcome = app.realm.connect(key, peer_id, token, identity, transport, time.monotonic())
+    if isinstance(outcome, Refused):
+        transport.send_frame(outcome.frame)
+        transport.close(1008, "refused")
+        return
+    transport.client = outcome.client
+    replaced = outcome.replaced
+    if replaced is not None and replaced is not transport:
+        replaced.client = None
+        replaced.close(1000, "replaced by a reconnect")
+    app.log.debug("nbchat: peer %s joined room %s", outcome.client.peer_id, outcome.client.key)
+    deliver(outcome.deliveries)
+
+
+def signaling_message(app: NbChatApp, transport: Any, message: str | bytes) -> None:
+    client = transport.client
+    if client is not None:
+        deliver(app.realm.receive(client, message, time.monotonic()))
+
+
+def signaling_closed(app: NbChatApp, transport: Any) -> None:
+    client, transport.client = transport.client, None
+    if client is not None:
+        app.log.debug("nbchat: peer %s left room %s", client.peer_id, client.key)
+        deliver(app.realm.disconnect(client, transport, time.monotonic()))
+
+
+def presence_open(app: NbChatApp, transport: Any, key: Any, identity: Identity) -> None:
+    outcome = app.realm.subscribe(key, identity, transport)
+    if isinstance(outcome, Refused):
+        transport.send_frame(outcome.frame)
+        transport.close(1008, "refused")
+        return
+    transport.subscriber = outcome
+    transport.send_frame(app.realm.roster(outcome.key))
+
+
+def presence_closed(app: NbChatApp, transport: Any) -> None:
+    sub, transport.subscriber = transport.subscriber, None
+    if sub is not None:
+        app.realm.unsubscribe(sub)
+
+
+class _HandOff(WebSocketProtocol13):
+    """Tornado's protocol for the handshake; afterwards, unless the handler took the
+    socket over in ``open``, tornado's own frame loop."""
+
+    handed_off = False
+
+    async def _receive_frame_loop(self) -> None:
+        if not self.handed_off:
+            await super()._receive_frame_loop()
+            return
+        # Nothing of the handler is needed any more: let it (and the request, its
+        # connection and the closed IOStream) be freed now rather than by the GC.
+        handler = self.handler
+        handler.ws_connection = None
+        web.RequestHandler._break_cycles(handler)
+        self.stream = None  # type: ignore[assignment]
+
+
 class _SocketHandler(_NbChatMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):
-    """Authenticated WebSocket with a non-raising ``send_frame``."""
+    """Authenticates the upgrade (Jupyter's auth and Origin check), answers the handshake,
+    then hands the socket to a ``conn_class`` (or serves it itself, stock tornado)."""
+
+    conn_class: type[WsConn]
 
     def get_compression_options(self) -> dict[str, Any] | None:
         return None
@@ -136,31 +237,51 @@ class _SocketHandler(_NbChatMixin, WebSocketMixin, WebSocketHandler, JupyterHand
             return super().get_websocket_protocol()
         if self.request.headers.get("Sec-WebSocket-Version") != "13":
             return None
-        # No tornado ping loop: WebSocketMixin.open already pings every ws_ping_interval
-        # and closes on a missed pong. Tornado's own loop would read the mixin's
-        # milliseconds as seconds (one ping per 8 hours) and costs a Task, a coroutine
-        # and a timer per socket.
+        # No tornado ping loop: after the hand-off the hub pings, and in the fallback
+        # WebSocketMixin.open does (tornado's loop would read the mixin's milliseconds
+        # as seconds).
         params = _WebSocketParams(
             ping_interval=None,
             ping_timeout=None,
             max_message_size=self.max_message_size,
             compression_options=None,
         )
-        return LeanProtocol(self, False, params)
+        return _HandOff(self, False, params)
+
+    @property
+    def max_message_size(self) -> int:
+        # Accept frames up to 4x the limit so that the sender gets a clear ERROR for an
+        # oversized frame; beyond that the socket is closed with 1009.
+        return self.app.max_message_bytes * 4
 
     @ws_authenticated
     async def get(self, *args: Any, **kwargs: Any) -> None:
         await super().get(*args, **kwargs)
 
     def open(self, *args: Any, **kwargs: Any) -> None:
-        super().open(*args, **kwargs)
-        # The parsed login cookie and the 101 response's headers are not read again;
-        # kept, they would cost ~2 KB for as long as the socket lives. (The request's
-        # headers stay: the detached HTTP connection holds them too.)
-        self.request.__dict__.pop("_cookies", None)
-        self._headers = HTTPHeaders()
+        self.app.ensure_ticking()
+        protocol = self.ws_connection
+        adopted = adopt_stream(protocol.stream) if isinstance(protocol, _HandOff) else None
+        if adopted is None:
+            super().open(*args, **kwargs)  # WebSocketMixin's keep-alive pings
+            # The parsed login cookie and the 101 response's headers are not read again.
+            self.request.__dict__.pop("_cookies", None)
+            self._headers = HTTPHeaders()
+            self.start(self)
+            return
+        sock, unread, unsent = adopted
+        hub = self.app.hub
+        hub.ping_interval = self.ping_interval / 1000  # Jupyter's ws_ping_* settings (ms)
+        hub.ping_timeout = self.ping_timeout / 1000
+        conn = self.conn_class(hub, sock, unsent)
+        protocol.handed_off = True  # type: ignore[union-attr]
+        self.start(conn)
+        conn.start(unread)
 
-    def on_close(self) -> None:
+    def start(self, transport: Any) -> None:
+        raise NotImplementedError
+
+    def on_close(self) -> None:  # only on tornado's own path
         super().on_close()
         # WebSocketMixin's keep-alive timer only notices a closed socket at its next tick
         # (ws_ping_interval, 30 s) and keeps the whole handler alive until then.
@@ -168,14 +289,9 @@ class _SocketHandler(_NbChatMixin, WebSocketMixin, WebSocketHandler, JupyterHand
             self.ping_callback.stop()
 
     def send_frame(self, text: str) -> None:
-        conn = self.ws_connection
-        if conn is None:
-            return
+        """The transport API on tornado's own path."""
         try:
-            if isinstance(conn, LeanProtocol):
-                conn.send_text(text)
-            else:
-                self.write_message(text)
+            self.write_message(text)
         except (WebSocketClosedError, StreamClosedError):
             pass  # on_close cleans up this socket's state
 
@@ -183,70 +299,37 @@ class _SocketHandler(_NbChatMixin, WebSocketMixin, WebSocketHandler, JupyterHand
 class SignalingHandler(_SocketHandler):
     """``WS nbchat/peerjs?key=&id=&token=``: the PeerJS server protocol."""
 
+    conn_class = SignalingConn
     client: Client | None = None
 
-    @property
-    def max_message_size(self) -> int:
-        # Accept frames up to 4x the limit so that the sender gets a clear ERROR for an
-        # oversized frame; beyond that tornado closes the socket with 1009.
-        return self.app.max_message_bytes * 4
-
-    def open(self, *args: Any, **kwargs: Any) -> None:
-        super().open(*args, **kwargs)
-        self.app.ensure_ticking()
+    def start(self, transport: Any) -> None:
         get = self.get_query_argument
-        outcome = self.realm.connect(
-            get("key", None), get("id", None), get("token", None),
-            self.identity, self, time.monotonic(),
-        )
-        if isinstance(outcome, Refused):
-            self.send_frame(outcome.frame)
-            self.close(1008, "refused")
-            return
-        self.client = outcome.client
-        if outcome.replaced is not None and outcome.replaced is not self:
-            outcome.replaced.client = None
-            outcome.replaced.close(1000, "replaced by a reconnect")
-        self.log.debug("nbchat: peer %s joined room %s", self.client.peer_id, self.client.key)
-        deliver(outcome.deliveries)
+        signaling_open(self.app, transport, get("key", None), get("id", None),
+                       get("token", None), self.identity)
 
     def on_message(self, message: str | bytes) -> None:
-        if self.client is not None:
-            deliver(self.realm.receive(self.client, message, time.monotonic()))
+        signaling_message(self.app, self, message)
 
     def on_close(self) -> None:
         super().on_close()
-        client, self.client = self.client, None
-        if client is not None:
-            self.log.debug("nbchat: peer %s left room %s", client.peer_id, client.key)
-            deliver(self.realm.disconnect(client, self, time.monotonic()))
+        signaling_closed(self.app, self)
 
 
 class PresenceHandler(_SocketHandler):
     """``WS nbchat/presence?key=KEY``: roster, then USER_CONNECTED / USER_DISCONNECTED."""
 
+    conn_class = PresenceConn
     subscriber: Subscriber | None = None
+
+    def start(self, transport: Any) -> None:
+        presence_open(self.app, transport, self.get_query_argument("key", None), self.identity)
 
     def on_message(self, message: str | bytes) -> None:
         return  # presence is server → client only; anything sent is ignored
 
-    def open(self, *args: Any, **kwargs: Any) -> None:
-        super().open(*args, **kwargs)
-        self.app.ensure_ticking()
-        key = self.get_query_argument("key", None)
-        outcome = self.realm.subscribe(key, self.identity, self)
-        if isinstance(outcome, Refused):
-            self.send_frame(outcome.frame)
-            self.close(1008, "refused")
-            return
-        self.subscriber = outcome
-        self.send_frame(self.realm.roster(outcome.key))
-
     def on_close(self) -> None:
         super().on_close()
-        sub, self.subscriber = self.subscriber, None
-        if sub is not None:
-            self.realm.unsubscribe(sub)
+        presence_closed(self.app, self)
 
 
 def make_handlers(app: NbChatApp) -> list[tuple[str, type, dict[str, Any]]]:
