@@ -111,6 +111,20 @@ async def test_relay_sets_src_and_ignores_a_claimed_src(login):
     assert await wa.recv() == {"type": "LEAVE", "src": idb, "dst": ida, "payload": None}
 
 
+@pytest.mark.parametrize("extra", ["", ', "note": "an extra key is dropped"'])
+async def test_a_lone_surrogate_escape_is_relayed_as_valid_json(login, extra):
+    """``"\\ud800"`` is valid JSON but has no UTF-8 form: the relay must keep it escaped
+    (a raw surrogate would break the recipient's socket, or the server's write)."""
+    a, b = await login(), await login()
+    wa, ida = await a.signal("room")
+    wb, idb = await b.signal("room")
+    await wa.send('{"type":"OFFER","dst":"%s","payload":"\\ud800 \\u00e9"%s}' % (idb, extra))
+    got = await wb.recv()
+    assert got == {"type": "OFFER", "src": ida, "dst": idb, "payload": "\ud800 \u00e9"}
+    await wa.send({"type": "OFFER", "dst": idb, "payload": "sender still connected"})
+    assert (await wb.recv())["payload"] == "sender still connected"
+
+
 async def test_heartbeat_is_silent(login):
     a = await login()
     wa, _ = await a.signal("room")

@@ -29,6 +29,9 @@ from ..protocol import (
 )
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# Relayed frames are rebuilt ASCII-only: a payload may hold a lone surrogate (valid as a
+# JSON escape), which has no UTF-8 form and would break the recipient's socket.
+_dumps_ascii = json.JSONEncoder(separators=(",", ":")).encode
 _loads = json.loads
 
 
@@ -52,7 +55,7 @@ class Limits:
     id_reservation_timeout: float = 600.0
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Client:
     """One signaling connection: a peer id in a room, bound to a Jupyter user."""
 
@@ -64,13 +67,17 @@ class Client:
     last_seen: float
     allowance: float = 0.0
     allowance_at: float = 0.0
+    src_prefix: str = ""  # '{"src":"<peer_id>",' in front of every frame it sends
+
+    def __post_init__(self) -> None:
+        self.src_prefix = '{"src":"' + self.peer_id + '",'  # ids are URL-safe: no escaping
 
     @property
     def presence(self) -> Presence:
         return Presence(peer_id=self.peer_id, user=self.user)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Subscriber:
     """A presence socket listening to one room."""
 
@@ -202,24 +209,26 @@ class Realm:
         client.last_seen = now
         limits = self.limits
         # Token bucket: a flood from one socket is refused frame by frame, others unaffected.
-        client.allowance = min(
-            limits.rate_burst, client.allowance + (now - client.allowance_at) * limits.rate_limit
-        )
+        allowance = client.allowance + (now - client.allowance_at) * limits.rate_limit
+        if allowance > limits.rate_burst:
+            allowance = limits.rate_burst
         client.allowance_at = now
-        if client.allowance < 1.0:
+        if allowance < 1.0:
+            client.allowance = allowance
             return [(client.transport, encode(error_frame(Errors.RATE_LIMIT)))]
-        client.allowance -= 1.0
+        client.allowance = allowance - 1.0
 
         if len(text) > limits.max_message_bytes:
             msg = f"{Errors.TOO_BIG}: {len(text)} bytes, limit {limits.max_message_bytes}"
             return [(client.transport, encode(error_frame(msg)))]
         try:
+            if not isinstance(text, str):  # a binary frame: strictly UTF-8, like text
+                text = text.decode("utf-8")
             frame = _loads(text)
-        except (ValueError, RecursionError):
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             return [(client.transport, encode(error_frame(Errors.MALFORMED)))]
-        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        if type(frame) is not dict or type(kind := frame.get("type")) is not str:
             return [(client.transport, encode(error_frame(Errors.MALFORMED)))]
-        kind = frame["type"]
         if kind == "HEARTBEAT":
             return []
         if kind not in RELAYED_TYPES:
@@ -228,14 +237,20 @@ class Realm:
         dst = frame.get("dst")
         if not is_peer_id(dst):
             return [(client.transport, encode(error_frame(Errors.MISSING_DST)))]
-        room = self.rooms[client.key]
-        payload = frame.get("payload")
-        out = encode({"type": kind, "src": client.peer_id, "dst": dst, "payload": payload})
-        target = room.clients.get(dst)
+        if len(frame) == 3 and "payload" in frame:
+            # Exactly type, dst and payload: relay the sender's JSON text as it is, with
+            # our src in front. Decoding told us it is valid; re-encoding would cost more
+            # than all the checks above together.
+            out = client.src_prefix + text.lstrip()[1:]
+        else:  # no payload, a claimed src or extra keys: rebuild the frame
+            out = _dumps_ascii({"type": kind, "src": client.peer_id, "dst": dst,
+                                "payload": frame.get("payload")})
+        target = self.rooms[client.key].clients.get(dst)
         if target is not None:
             return [(target.transport, out)]
-        if kind in ("LEAVE", "EXPIRE"):
+        if kind == "LEAVE" or kind == "EXPIRE":
             return []
+        room = self.rooms[client.key]
         queue = room.queues.get(dst)
         if queue is None:
             queue = room.queues[dst] = deque()

@@ -192,7 +192,7 @@ class WsConn:
     def send_frame(self, text: str) -> None:
         """Send one text message; silently dropped once the connection is closing."""
         if self._state == _OPEN:
-            self._write(_frame(OP_TEXT, text.encode("utf-8")))
+            self._write(_frame(OP_TEXT, text.encode()))
 
     def close(self, code: int | None = NORMAL, reason: str = "") -> None:
         """Start the closing handshake; the socket closes when the peer answers (or
