@@ -112,3 +112,42 @@ def test_non_string_query_values_are_refused_cleanly():
         out = realm.connect(key, peer_id, token, user("alice"), T("x"), 0)
         assert isinstance(out, Refused)
         assert json.loads(out.frame)["type"] == "ERROR"
+
+
+# ---- the relay's JSON fast path --------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from nbchat.server.realm import _parse_json  # noqa: E402
+
+_json_ish = st.text(alphabet=' \t\n{}[]":,.-+0123456789eEtrufalsnNI\\u"abc', max_size=40)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(_json_ish, st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=8,
+).map(json.dumps)), st.sampled_from(["", " ", "\n", "x"]))
+def test_the_fast_json_path_accepts_and_refuses_exactly_what_json_loads_does(text, pad):
+    for candidate in (text, pad + text, text + pad):
+        try:
+            expected: object = json.loads(candidate)
+        except ValueError:
+            expected = ValueError
+        try:
+            got: object = _parse_json(candidate)
+        except ValueError:
+            got = ValueError
+        assert repr(got) == repr(expected)
+
+
+def test_a_relayed_frame_keeps_the_senders_json_and_gets_our_src():
+    realm = Realm()
+    a, ta, _ = join(realm, "k", "a", "ann")
+    b, tb, _ = join(realm, "k", "b", "bob")
+    text = '{"type":"OFFER","dst":"b","payload":{"sdp":"v=0","n":1.50}}'
+    [(to, out)] = realm.receive(a, text, 1.0)
+    assert to is tb and out == '{"src":"a",' + text[1:]  # 1.50 stays 1.50
+    [(to, out)] = realm.receive(a, '{"type":"OFFER","dst":"b","payload":1,"src":"b"}', 1.0)
+    assert json.loads(out) == {"type": "OFFER", "src": "a", "dst": "b", "payload": 1}
