@@ -101,6 +101,11 @@ async def test_frames_trickled_byte_by_byte_and_sent_with_the_handshake(login):
     for i in range(len(data)):
         await wa.send(data[i:i + 1])
     assert (await wb.recv())["payload"] == "x" * 300
+    data = frame(OP_TEXT, offer(idb, "z" * 7000)) + frame(OP_TEXT, offer(idb, "next"))
+    for i in range(0, len(data), 97):  # a large frame in small pieces, then another
+        await wa.send(data[i:i + 97])
+    assert (await wb.recv())["payload"] == "z" * 7000
+    assert (await wb.recv())["payload"] == "next"
     await wa.send(frame(OP_BINARY, offer(idb, "binary JSON works too").encode()))
     assert (await wb.recv())["payload"] == "binary JSON works too"
 

@@ -153,7 +153,7 @@ class WsConn:
         """``unsent`` (from ``adopt_stream``) goes out before anything else."""
         self._sock = sock
         self._hub = hub
-        self._rbuf = b""  # the start of a frame that has not fully arrived
+        self._rbuf: bytes | bytearray = b""  # the start of a frame not fully arrived yet
         self._wbuf: bytearray | None = None  # bytes the socket would not take yet
         if hub.loop is None:
             hub.loop = asyncio.get_running_loop()
@@ -286,15 +286,22 @@ class WsConn:
         self._receive(data)
 
     def _receive(self, data: bytes) -> None:
-        if self._rbuf:
-            data = self._rbuf + data
+        rbuf = self._rbuf
+        if rbuf:  # the rest of a frame: append (amortized), never re-copy what we hold
+            rbuf += data  # type: ignore[operator]  # a bytearray once it holds a partial frame
+            data = rbuf
         try:
             used = self._parse(data)
         except Exception:
             log.exception("nbchat: error handling a WebSocket message; closing the socket")
             self._fail(1011, "internal error")
             return
-        self._rbuf = data[used:] if used < len(data) and self._state != _CLOSED else b""
+        if self._state == _CLOSED or used == len(data):
+            self._rbuf = b""
+        elif rbuf:
+            del rbuf[:used]  # type: ignore[attr-defined]
+        else:
+            self._rbuf = bytearray(data[used:])
 
     def _fail(self, code: int, reason: str) -> None:
         """A protocol violation: say why (if we still can) and drop the connection."""
@@ -308,7 +315,7 @@ class WsConn:
         else:
             self._finish()
 
-    def _parse(self, buf: bytes) -> int:
+    def _parse(self, buf: bytes | bytearray) -> int:
         """Handle every complete frame at the start of ``buf``; return the bytes used."""
         pos, end = 0, len(buf)
         max_size = self._hub.max_message_size
@@ -346,7 +353,10 @@ class WsConn:
                 break
             if end - at < n + 4:
                 break  # wait for the rest of this frame
-            payload = _websocket_mask(buf[at:at + 4], buf[at + 4:at + 4 + n])
+            key, payload = buf[at:at + 4], buf[at + 4:at + 4 + n]
+            if type(buf) is not bytes:
+                key, payload = bytes(key), bytes(payload)
+            payload = _websocket_mask(key, payload)
             pos = at + 4 + n
             if control:
                 self._control(opcode, payload)
