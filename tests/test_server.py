@@ -6,11 +6,11 @@ import asyncio
 import json
 
 import pytest
+from tests.conftest import TEST_NBCHAT_CONFIG
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from nbchat.protocol import Errors, room_key
-from tests.conftest import TEST_NBCHAT_CONFIG
 
 ROOM = "notebooks/shared analysis.ipynb"
 
@@ -118,7 +118,7 @@ async def test_a_lone_surrogate_escape_is_relayed_as_valid_json(login, extra):
     a, b = await login(), await login()
     wa, ida = await a.signal("room")
     wb, idb = await b.signal("room")
-    await wa.send('{"type":"OFFER","dst":"%s","payload":"\\ud800 \\u00e9"%s}' % (idb, extra))
+    await wa.send('{"type":"OFFER","dst":"' + idb + '","payload":"\\ud800 \\u00e9"' + extra + "}")
     got = await wb.recv()
     assert got == {"type": "OFFER", "src": ida, "dst": idb, "payload": "\ud800 \u00e9"}
     await wa.send({"type": "OFFER", "dst": idb, "payload": "sender still connected"})

@@ -16,10 +16,19 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from tests.conftest import TEST_NBCHAT_CONFIG, User
+from tests.support.rawws import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    RawWs,
+    frame,
+)
 
 from nbchat.server.handlers import PresenceHandler, SignalingHandler
-from tests.conftest import TEST_NBCHAT_CONFIG, User
-from tests.support.rawws import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawWs, frame
 
 
 async def raw_signal(user: User, key: str = "room", after_handshake: bytes = b"",
@@ -70,7 +79,7 @@ async def test_open_sockets_keep_no_request_handler(login, jp_serverapp):
     assert alive == []
     assert len(app.hub.conns) == len(socks) + len(subs)
     # ... and they still work as sockets.
-    (wa, ida), (wb, idb) = socks[0], socks[-1]
+    (wa, _), (wb, idb) = socks[0], socks[-1]
     await wa.send({"type": "OFFER", "dst": idb, "payload": "still here"})
     assert (await wb.recv())["payload"] == "still here"
 
@@ -94,7 +103,7 @@ async def test_frames_trickled_byte_by_byte_and_sent_with_the_handshake(login):
     a, b = await login(), await login()
     wb, idb = await b.signal("room")
     first = frame(OP_TEXT, offer(idb, "came with the upgrade"))
-    wa, ida = await raw_signal(a, after_handshake=first)
+    wa, _ = await raw_signal(a, after_handshake=first)
     await expect_open(wa)
     assert (await wb.recv())["payload"] == "came with the upgrade"
     data = frame(OP_TEXT, offer(idb, "x" * 300))  # 16-bit length: header split too

@@ -1,7 +1,9 @@
-// Who is in the room right now, yourself marked "(you)".
+// Who is in the room right now: one row per person, yourself marked "(you)". Someone
+// connected from several places (two tabs, a notebook and a script) is still one person;
+// the row says how many connections they have.
 
 import * as React from "react";
-import type { Presence } from "../protocol";
+import type { Identity, Presence } from "../protocol";
 import { Avatar } from "./Avatar";
 
 export interface UsersListProps {
@@ -9,18 +11,53 @@ export interface UsersListProps {
   selfId: string | null;
 }
 
+export interface UserRow {
+  username: string;
+  user: Identity;
+  connections: number;
+  isSelf: boolean;
+}
+
+/** Presence entries grouped by Jupyter user, in order of first appearance. */
+export function groupByUser(users: readonly Presence[], selfId: string | null): UserRow[] {
+  const rows = new Map<string, UserRow>();
+  for (const { peer_id, user } of users) {
+    // The server binds every peer to its Jupyter user; an empty username cannot be
+    // grouped with anyone, so it stays its own row.
+    const key = user.username ? `u:${user.username}` : `p:${peer_id}`;
+    const row = rows.get(key);
+    if (row) {
+      row.connections += 1;
+      row.isSelf ||= peer_id === selfId;
+    } else {
+      rows.set(key, { username: key, user, connections: 1, isSelf: peer_id === selfId });
+    }
+  }
+  return [...rows.values()];
+}
+
 export function UsersList({ users, selfId }: UsersListProps): React.ReactElement {
+  const rows = groupByUser(users, selfId);
   return (
     <div className="nbchat-users">
-      <div className="nbchat-users-title">Online — {users.length}</div>
+      <div className="nbchat-users-title">Online — {rows.length}</div>
       <ul className="nbchat-users-list" role="list" aria-label="Users">
-        {users.map(({ peer_id, user }) => {
+        {rows.map(({ username, user, connections, isSelf }) => {
           const name = user.display_name || user.name || user.username;
+          const where = connections > 1 ? `, connected from ${connections} places` : "";
           return (
-            <li key={peer_id} className="nbchat-user" title={`${name} (${user.username})`}>
+            <li key={username} className="nbchat-user" title={`${name} (${user.username})${where}`}>
               <Avatar user={user} imageUrl={user.avatar_url} size="small" />
               <span className="nbchat-user-name">{name}</span>
-              {peer_id === selfId && <span className="nbchat-user-you"> (you)</span>}
+              {isSelf && <span className="nbchat-user-you"> (you)</span>}
+              {connections > 1 && (
+                <span
+                  className="nbchat-user-connections"
+                  aria-label={`${connections} connections`}
+                >
+                  ×{connections}
+                </span>
+              )}
             </li>
           );
         })}

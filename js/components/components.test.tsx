@@ -103,6 +103,26 @@ describe("UsersList", () => {
     const items = [...list.querySelectorAll("li")].map((li) => li.textContent);
     expect(items).toEqual(["ANAnn", "BOBob (you)"]);
   });
+
+  it("shows a person connected from several places once, with the count", () => {
+    const ann = user("Ann");
+    render(
+      <UsersList
+        users={[
+          { peer_id: "p1", user: ann },
+          { peer_id: "p2", user: user("Bob") },
+          { peer_id: "p3", user: ann },
+          { peer_id: "p4", user: ann },
+        ]}
+        selfId="p3"
+      />,
+    );
+    const list = container.querySelector('[role="list"][aria-label="Users"]') as HTMLElement;
+    const items = [...list.querySelectorAll("li")].map((li) => li.textContent);
+    expect(items).toEqual(["ANAnn (you)×3", "BOBob"]);
+    expect(container.querySelector(".nbchat-users-title")?.textContent).toBe("Online — 2");
+    expect(list.querySelector("li")?.getAttribute("title")).toContain("connected from 3 places");
+  });
 });
 
 describe("MessagesList", () => {

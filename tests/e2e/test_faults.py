@@ -20,7 +20,10 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 from tests.e2e.conftest import open_and_run
-from tests.e2e.test_chat_widget import (
+from tests.support.lab import Lab, make_lab
+from tests.support.loop import BackgroundLoop
+from tests.support.peers import until
+from tests.support.widgets import (
     code_notebook,
     messages,
     own_name,
@@ -28,9 +31,6 @@ from tests.e2e.test_chat_widget import (
     say,
     users,
 )
-from tests.support.lab import Lab, make_lab
-from tests.support.loop import BackgroundLoop
-from tests.support.peers import until
 
 from nbchat.peer import ChatPeer
 
@@ -311,9 +311,11 @@ def test_reload_comes_back_as_the_same_user_without_a_ghost(
             expect(status(page)).to_have_text(connected_to(2), timeout=WAIT)
             expect(messages(page)).to_contain_text("python while A reloads", timeout=WAIT)
             expect(messages(page)).to_contain_text("B while A reloads", timeout=WAIT)
-        # No ghost of the old page anywhere: one entry per user, the old id gone.
+        # No ghost of the old page anywhere: one entry per user with one connection
+        # each (a ghost would show as a second connection of A), the old id gone.
         for page in (a, b):
             assert user_names(page) == names
+            assert page.locator(".nbchat-user-connections").count() == 0
         bg.run(until(lambda: len(witness.users) == 3 and len(witness.peers) == 2, 20), timeout=30)
         assert old_id not in {u["peer_id"] for u in witness.users}
 

@@ -14,7 +14,10 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Page, expect
 from tests.e2e.conftest import open_and_run
-from tests.e2e.test_chat_widget import (
+from tests.support.lab import Lab
+from tests.support.loop import BackgroundLoop
+from tests.support.peers import Inbox, connection_to, until
+from tests.support.widgets import (
     SLOW,
     code_notebook,
     kernel_client,
@@ -25,9 +28,6 @@ from tests.e2e.test_chat_widget import (
     say,
     users,
 )
-from tests.support.lab import Lab
-from tests.support.loop import BackgroundLoop
-from tests.support.peers import Inbox, connection_to, until
 
 from nbchat.peer import ChatPeer
 from nbchat.peer.dataconnection import DataConnection

@@ -7,9 +7,8 @@ from typing import Any
 
 from playwright.sync_api import Page, expect
 from tests.e2e.conftest import open_and_run
-from tests.e2e.test_chat_widget import SLOW, messages, say, users
-from tests.e2e.test_python_browser_interop import room_notebook
 from tests.support.lab import Lab
+from tests.support.widgets import SLOW, messages, room_notebook, say, users
 
 
 def record_nbchat_traffic(page: Page, seen: list[str]) -> None:

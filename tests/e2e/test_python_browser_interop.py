@@ -13,18 +13,17 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 from tests.e2e.conftest import open_and_run
-from tests.e2e.test_chat_widget import (
-    SLOW,
-    code_notebook,
-    messages,
-    own_name,
-    put_notebook,
-    say,
-    users,
-)
 from tests.support.lab import REPO, Lab
 from tests.support.loop import BackgroundLoop
 from tests.support.peers import Inbox, until
+from tests.support.widgets import (
+    SLOW,
+    messages,
+    own_name,
+    room_notebook,
+    say,
+    users,
+)
 
 from nbchat.peer import ChatPeer
 
@@ -43,12 +42,6 @@ def join(bg: BackgroundLoop, lab: Lab, room: str) -> tuple[ChatPeer, Inbox]:
         return peer, Inbox(peer)
 
     return bg.run(_join())
-
-
-def room_notebook(lab: Lab, name: str, room: str) -> str:
-    return put_notebook(
-        lab, f"notebooks/{name}.ipynb", code_notebook("%load_ext nbchat", f"chat = %chat {room}")
-    )
 
 
 def article(page: Any, author: str, text: str) -> Any:
