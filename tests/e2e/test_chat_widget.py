@@ -21,6 +21,7 @@ from tests.support.widgets import (
     messages,
     own_name,
     put_notebook,
+    room_notebook,
     say,
     screenshot,
     set_theme,
