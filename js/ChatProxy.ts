@@ -56,6 +56,8 @@ const DIAL_TIMEOUT_MS = 20_000;
 const ANTI_ENTROPY_MS = 15_000;
 const EMIT_DELAY_MS = 16;
 const SAVE_DELAY_MS = 1_000;
+/** How long the "sending too fast" notice stays after a flooding peer's last dropped frame. */
+const FLOOD_NOTICE_MS = 10_000;
 const MAX_EARLY_FRAMES = 256;
 /**
  * At most one sync answer per connection this often. Honest peers sync on connecting and
@@ -94,6 +96,9 @@ export class ChatProxy {
   private attempt = 0;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private emitTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Peers we drop frames of (they send too fast), until FLOOD_NOTICE_MS after the last. */
+  private readonly floods = new Map<string, { dropped: number; until: number }>();
+  private floodTimer: ReturnType<typeof setTimeout> | null = null;
   private saveTimer: ReturnType<typeof setTimeout> | null = null;
   private entropyTimer: ReturnType<typeof setInterval> | null = null;
   private chunkCounter = 0;
@@ -154,7 +159,7 @@ export class ChatProxy {
   destroy(): void {
     this.destroyed = true;
     if (typeof window !== "undefined") window.removeEventListener("online", this.onBrowserOnline);
-    for (const timer of [this.retryTimer, this.emitTimer, this.saveTimer]) {
+    for (const timer of [this.retryTimer, this.emitTimer, this.saveTimer, this.floodTimer]) {
       if (timer !== null) clearTimeout(timer);
     }
     if (this.entropyTimer !== null) clearInterval(this.entropyTimer);
@@ -521,6 +526,7 @@ export class ChatProxy {
   /** Whether a frame from `link` is within its rate limits; warns now and then while it floods. */
   private admit(link: Link, isMessage: boolean): boolean {
     if (link.limits.accept(isMessage)) return true;
+    this.noteFlood(link.conn.peer);
     const dropped = link.limits.report();
     if (dropped !== null) {
       console.warn(
@@ -528,6 +534,32 @@ export class ChatProxy {
       );
     }
     return false;
+  }
+
+  /** Count a dropped frame of `peerId` for the notice the reader sees while it floods. */
+  private noteFlood(peerId: string): void {
+    const now = Date.now();
+    const flood = this.floods.get(peerId);
+    if (flood === undefined) {
+      this.floods.set(peerId, { dropped: 1, until: now + FLOOD_NOTICE_MS });
+      this.changed(false);
+    } else {
+      flood.dropped += 1;
+      flood.until = now + FLOOD_NOTICE_MS;
+      if (flood.dropped % 50 === 0) this.changed(false);
+    }
+    if (this.floodTimer === null) this.scheduleFloodExpiry();
+  }
+
+  private scheduleFloodExpiry(): void {
+    const next = Math.min(...[...this.floods.values()].map((f) => f.until));
+    this.floodTimer = setTimeout(() => {
+      this.floodTimer = null;
+      const now = Date.now();
+      for (const [peerId, flood] of this.floods) if (flood.until <= now) this.floods.delete(peerId);
+      this.changed(false);
+      if (this.floods.size > 0 && !this.destroyed) this.scheduleFloodExpiry();
+    }, Math.max(0, next - Date.now()));
   }
 
   private onFrame(link: Link, peerId: string, frame: ChatFrame): void {
@@ -653,6 +685,11 @@ export class ChatProxy {
       rosterKnown: this.rosterKnown,
       messages: this.log !== null ? this.log.messages.slice() : restoredForDisplay(this.stored),
       maxMessageBytes: this.session?.max_message_bytes ?? 65_536,
+      flooding: [...this.floods].map(([peerId, flood]) => {
+        const user = this.present.get(peerId)?.user;
+        const name = user ? user.display_name || user.name || user.username : "A peer";
+        return { name, dropped: flood.dropped };
+      }),
     });
   }
 }

@@ -17,11 +17,27 @@ function facts(overrides: Partial<ConnectionFacts>): ConnectionFacts {
     rosterKnown: true,
     messages: [],
     maxMessageBytes: 65536,
+    flooding: [],
     ...overrides,
   };
 }
 
 describe("chatState", () => {
+  it("tells the reader who is flooding the room, and nothing when nobody is", () => {
+    expect(chatState(facts({})).notice).toBeNull();
+    expect(chatState(facts({ flooding: [{ name: "Ann", dropped: 1 }] })).notice).toBe(
+      "Ann is sending too fast: 1 message dropped.",
+    );
+    const several = [
+      { name: "Ann", dropped: 100 },
+      { name: "Bob", dropped: 20 },
+      { name: "Cy", dropped: 3 },
+    ];
+    expect(chatState(facts({ flooding: several })).notice).toBe(
+      "Ann, Bob and Cy are sending too fast: 123 messages dropped.",
+    );
+  });
+
   it("says what is going on in one line", () => {
     expect(chatState(facts({ phase: "connecting", selfId: null })).status).toBe("Connecting…");
     expect(chatState(facts({ openLinks: 1 })).status).toBe("Connected to 1 peer");

@@ -18,6 +18,14 @@ export interface ChatState {
   rosterKnown: boolean;
   messages: readonly ChatMessage[];
   maxMessageBytes: number;
+  /** A passing notice for the reader (someone is flooding the room), or null. */
+  notice: string | null;
+}
+
+/** A peer whose frames we are dropping because it sends too fast. */
+export interface Flood {
+  name: string;
+  dropped: number;
 }
 
 export interface ConnectionFacts {
@@ -33,6 +41,18 @@ export interface ConnectionFacts {
   rosterKnown: boolean;
   messages: readonly ChatMessage[];
   maxMessageBytes: number;
+  flooding: readonly Flood[];
+}
+
+/** "Ann is sending too fast: 120 messages dropped." (names joined for several). */
+export function floodNotice(flooding: readonly Flood[]): string | null {
+  if (flooding.length === 0) return null;
+  const names = flooding.map((f) => f.name);
+  const who =
+    names.length === 1 ? names[0] : `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}`;
+  const dropped = flooding.reduce((sum, f) => sum + f.dropped, 0);
+  const verb = names.length === 1 ? "is" : "are";
+  return `${who} ${verb} sending too fast: ${dropped} ${dropped === 1 ? "message" : "messages"} dropped.`;
 }
 
 export function chatState(facts: ConnectionFacts): ChatState {
@@ -66,5 +86,6 @@ export function chatState(facts: ConnectionFacts): ChatState {
     rosterKnown: facts.rosterKnown,
     messages: facts.messages,
     maxMessageBytes: facts.maxMessageBytes,
+    notice: floodNotice(facts.flooding),
   };
 }

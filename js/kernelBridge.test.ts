@@ -51,6 +51,7 @@ class FakeProxy {
     rosterKnown: true,
     messages: [],
     maxMessageBytes: 65536,
+    notice: null,
   };
   subscribe(listener: (state: ChatState) => void): () => void {
     this.listener = listener;

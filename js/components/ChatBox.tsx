@@ -54,6 +54,11 @@ export function ChatBox({ proxy, room }: ChatBoxProps): React.ReactElement {
           {state.status}
         </span>
       </div>
+      {state.notice !== null && (
+        <div className="nbchat-notice" role="status" aria-label="Chat notice">
+          {state.notice}
+        </div>
+      )}
       <div className="nbchat-body">
         <div className="nbchat-main">
           <MessagesList messages={state.messages} users={state.users} selfId={state.selfId} markdown={markdown} />

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -371,6 +372,12 @@ def test_a_flooding_peer_is_throttled_and_the_chat_stays_usable(lab: Lab, new_us
         bg.run(friend.send("friend still gets through"))
         friend_says = article(page, friend_name, "friend still gets through")
         expect(friend_says).to_have_count(1, timeout=SLOW)
+        # The reader is told who floods (not only the console), and the notice goes once
+        # the flood has stopped for a while.
+        notice = page.get_by_role("status", name="Chat notice")
+        expect(notice).to_contain_text(re.compile(
+            re.escape(flooder_name) + r" is sending too fast: \d+ messages dropped\."))
+        expect(notice).not_to_contain_text(friend_name)
         # Responsive: the user can still type and send, and the friend receives it.
         say(page, "browser still talks")
         bg.run(inbox.wait(2, 30), timeout=40)
@@ -387,6 +394,7 @@ def test_a_flooding_peer_is_throttled_and_the_chat_stays_usable(lab: Lab, new_us
             assert spam < flood_count / 4
         finally:
             kernel.stop_channels()
+        expect(notice).to_have_count(0, timeout=SLOW)
         assert seen["errors"] == []
     finally:
         leave(bg, flooder, friend)
