@@ -458,3 +458,27 @@ async def test_a_blocked_server_loop_does_not_evict_peers_whose_heartbeats_wait_
     finally:
         stop.set()
         await asyncio.get_running_loop().run_in_executor(None, thread.join, 10)
+
+
+def test_debug_records_are_built_only_when_a_handler_shows_them():
+    """Jupyter sets its logger to DEBUG and its handler to INFO; nbchat's per-connect
+    debug lines must not build records that nobody shows."""
+    import logging
+
+    from nbchat.server.handlers import debug_shown
+
+    log = logging.getLogger("nbchat-test-debug-shown")
+    log.propagate = False
+    log.setLevel(logging.DEBUG)
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.INFO)
+    log.addHandler(handler)
+    try:
+        assert not debug_shown(log)
+        assert not debug_shown(logging.LoggerAdapter(log, {}))
+        handler.setLevel(logging.DEBUG)
+        assert debug_shown(log)
+        log.setLevel(logging.INFO)
+        assert not debug_shown(log)
+    finally:
+        log.removeHandler(handler)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -46,6 +47,20 @@ def authenticated_403(method: F) -> F:
 
     wrapper.__allow_unauthenticated = False  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
+
+
+def debug_shown(log: logging.Logger | logging.LoggerAdapter[Any]) -> bool:
+    """Whether a debug record would reach any handler. Jupyter's logger is set to DEBUG
+    and its handler to INFO, so ``isEnabledFor`` says yes and every debug call builds a
+    record that is then thrown away: measurable per connect with thousands of sockets."""
+    logger: logging.Logger | None = getattr(log, "logger", log)  # unwrap an adapter
+    if logger is None or not logger.isEnabledFor(logging.DEBUG):
+        return False
+    while logger is not None:
+        if any(h.level <= logging.DEBUG for h in logger.handlers):
+            return True
+        logger = logger.parent if logger.propagate else None
+    return logging.lastResort is not None and logging.lastResort.level <= logging.DEBUG
 
 
 def deliver(deliveries: list[Delivery]) -> None:
@@ -172,7 +187,8 @@ def signaling_open(app: NbChatApp, transport: Any, key: Any, peer_id: Any, token
     if replaced is not None and replaced is not transport:
         replaced.client = None
         replaced.close(1000, "replaced by a reconnect")
-    app.log.debug("nbchat: peer %s joined room %s", outcome.client.peer_id, outcome.client.key)
+    if debug_shown(app.log):
+        app.log.debug("nbchat: peer %s joined room %s", outcome.client.peer_id, outcome.client.key)
     deliver(outcome.deliveries)
 
 
@@ -185,7 +201,8 @@ def signaling_message(app: NbChatApp, transport: Any, message: str | bytes) -> N
 def signaling_closed(app: NbChatApp, transport: Any) -> None:
     client, transport.client = transport.client, None
     if client is not None:
-        app.log.debug("nbchat: peer %s left room %s", client.peer_id, client.key)
+        if debug_shown(app.log):
+            app.log.debug("nbchat: peer %s left room %s", client.peer_id, client.key)
         deliver(app.realm.disconnect(client, transport, time.monotonic()))
 
 

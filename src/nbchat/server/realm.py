@@ -54,6 +54,9 @@ def encode(frame: dict[str, Any]) -> str:
     return _dumps(frame)
 
 
+_OPEN_TEXT = encode(OPEN_FRAME)
+
+
 @dataclass
 class Limits:
     """Every limit the realm enforces; the extension fills it from its traitlets."""
@@ -191,7 +194,7 @@ class Realm:
             replaced = existing.transport
             existing.transport = transport
             existing.last_seen = now
-            return Accepted(existing, [(transport, encode(OPEN_FRAME))], replaced=replaced)
+            return Accepted(existing, [(transport, _OPEN_TEXT)], replaced=replaced)
         if self.client_count >= self.limits.concurrent_limit:
             return Refused(encode(error_frame(Errors.CONCURRENT_LIMIT)))
         if self._per_user.get(username, 0) >= self.limits.max_connections_per_user:
@@ -211,12 +214,13 @@ class Realm:
         self._user_rooms.setdefault(username, {})
         self._user_rooms[username][key] = self._user_rooms[username].get(key, 0) + 1
 
-        deliveries: list[Delivery] = [(transport, encode(OPEN_FRAME))]
+        deliveries: list[Delivery] = [(transport, _OPEN_TEXT)]
         queue = room.queues.pop(peer_id, None)
         if queue:
             deliveries.extend((transport, q.text) for q in queue)
-        announce = encode(presence_frame(FrameType.USER_CONNECTED, key, client.presence))
-        deliveries.extend((s.transport, announce) for s in room.subscribers)
+        if room.subscribers:
+            announce = encode(presence_frame(FrameType.USER_CONNECTED, key, client.presence))
+            deliveries.extend((s.transport, announce) for s in room.subscribers)
         return Accepted(client, deliveries)
 
     def receive(self, client: Client, text: str | bytes, now: float) -> list[Delivery]:
@@ -298,8 +302,11 @@ class Realm:
         binding = self._bindings.get((client.key, client.peer_id))
         if binding is not None:
             binding.released_at = now
-        announce = encode(presence_frame(FrameType.USER_DISCONNECTED, client.key, client.presence))
-        deliveries = [(s.transport, announce) for s in room.subscribers]
+        deliveries: list[Delivery] = []
+        if room.subscribers:
+            announce = encode(
+                presence_frame(FrameType.USER_DISCONNECTED, client.key, client.presence))
+            deliveries = [(s.transport, announce) for s in room.subscribers]
         if room.is_empty():
             del self.rooms[client.key]
         return deliveries
