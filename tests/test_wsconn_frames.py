@@ -17,10 +17,10 @@ from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.support.rawws import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, frame
 
 from nbchat.server import wsconn
 from nbchat.server.wsconn import Hub, WsConn
-from tests.support.rawws import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, frame
 
 MAX = 4096
 
@@ -60,7 +60,7 @@ def connected() -> Iterator[tuple[Recorder, socket.socket]]:
 def cut(data: bytes, points: list[int]) -> list[bytes]:
     """``data`` split at ``points`` (positions modulo its length)."""
     at = sorted({p % (len(data) + 1) for p in points} | {0, len(data)})
-    return [data[a:b] for a, b in zip(at, at[1:]) if b > a]
+    return [data[a:b] for a, b in zip(at, at[1:], strict=False) if b > a]
 
 
 text_message = st.text(max_size=300)
