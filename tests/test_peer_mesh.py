@@ -231,3 +231,36 @@ async def test_heartbeats_keep_a_quiet_peer_present(connect: Any) -> None:
             await asyncio.wait_for(events.__anext__(), timeout=3 * a.config.alive_timeout)
         assert {u["peer_id"] for u in a.users} == {a.id, b.id}
         assert a.peers == {b.id}
+
+
+def _silence(peer: ChatPeer) -> None:
+    """Drop every packet ``peer``'s open links send from now on: the path goes silent
+    while both sides stay present in the room (a firewall or NAT change mid-chat)."""
+    mesh = peer._mesh
+    assert mesh is not None
+    for connection in mesh.connections.values():
+        ice = connection.pc.sctp.transport.transport  # type: ignore[union-attr]
+        for pair in ice._connection._nominated.values():
+            pair.protocol.transport.sendto = lambda *args, **kwargs: None
+
+
+async def test_a_link_that_goes_silent_is_redialed_within_seconds(connect: Any) -> None:
+    """Browsers notice a silent path in a few seconds (ICE "disconnected"); a Python peer
+    must too, not after aioice's default ~30 s of failed consent checks."""
+    async with connect("room-silent") as a, connect("room-silent") as b:
+        assert await a.wait_for_peers(1) and await b.wait_for_peers(1)
+        inbox_b = Inbox(b)
+        await a.send("before the silence")
+        await inbox_b.wait(1)
+        old = {c.connection_id for c in a._mesh.connections.values()}  # type: ignore[union-attr]
+        _silence(a)
+        started = asyncio.get_running_loop().time()
+        await a.send("said into the silence")
+        # Both sides are still in the room; the link is dead; a new one must carry this.
+        [_, got] = await inbox_b.wait(2, timeout=20)
+        assert got["text"] == "said into the silence"
+        assert asyncio.get_running_loop().time() - started < 20
+        # The silenced side gives its dead link up too (it hears no consent answers).
+        ids = lambda: {c.connection_id for c in a._mesh.connections.values()}  # type: ignore[union-attr]  # noqa: E731
+        await until(lambda: bool(ids()) and not ids() & old, 15)
+        inbox_b.stop()

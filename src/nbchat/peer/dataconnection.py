@@ -12,7 +12,7 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 
 from ..protocol import FrameType
 from .frames import ChunkAssembler, InvalidFrame, decode, split
-from .ice import add_loopback_host_candidates, parse_candidate
+from .ice import add_loopback_host_candidates, check_consent_often, parse_candidate
 from .ratelimit import IncomingLimits
 
 __all__ = ["DataConnection", "Signal"]
@@ -161,6 +161,7 @@ class DataConnection:
         """Originator: create the channel and send OFFER."""
         self._attach(self.pc.createDataChannel(self.label, ordered=self.reliable))
         add_loopback_host_candidates(self.pc)
+        check_consent_often(self.pc)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         description = self.pc.localDescription
         await self._signal(
@@ -182,6 +183,7 @@ class DataConnection:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp["sdp"], sdp["type"]))
         await self._remote_description_set()
         add_loopback_host_candidates(self.pc)
+        check_consent_often(self.pc)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         description = self.pc.localDescription
         await self._signal(
