@@ -43,6 +43,19 @@ def rtc_configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
     return RTCConfiguration(iceServers=servers)
 
 
+def _ice_connection_once(pc: RTCPeerConnection, mark: str) -> Any:
+    """The aioice Connection under ``pc``'s data transport, the first time ``mark`` asks
+    for it (None after that, or before the SCTP transport exists)."""
+    sctp = pc.sctp
+    if sctp is None:
+        return None
+    connection = sctp.transport.transport.iceGatherer._connection
+    if getattr(connection, mark, False):
+        return None
+    setattr(connection, mark, True)
+    return connection
+
+
 def add_loopback_host_candidates(pc: RTCPeerConnection) -> None:
     """Make the data transport's ICE agent also gather a 127.0.0.1 host candidate.
 
@@ -51,14 +64,10 @@ def add_loopback_host_candidates(pc: RTCPeerConnection) -> None:
     after the SCTP transport exists (``createDataChannel`` or ``setRemoteDescription``
     with an offer) and before ``setLocalDescription``, which gathers.
     """
-    sctp = pc.sctp
-    if sctp is None:
-        return
     # aioice's Connection has no public way to add a host address; wrap its gathering.
-    connection = sctp.transport.transport.iceGatherer._connection
-    if getattr(connection, "_nbchat_loopback", False):
+    connection = _ice_connection_once(pc, "_nbchat_loopback")
+    if connection is None:
         return
-    connection._nbchat_loopback = True  # type: ignore[attr-defined]
     gather: Callable[[], Awaitable[None]] = connection.gather_candidates
 
     async def gather_with_loopback() -> None:
@@ -88,13 +97,9 @@ def check_consent_often(
     in a row, which closes the data channel and lets the mesh dial again. Same timing
     rule as :func:`add_loopback_host_candidates`: call it before ``setLocalDescription``.
     """
-    sctp = pc.sctp
-    if sctp is None:
+    connection = _ice_connection_once(pc, "_nbchat_consent")
+    if connection is None:
         return
-    connection = sctp.transport.transport.iceGatherer._connection
-    if getattr(connection, "_nbchat_consent", False):
-        return
-    connection._nbchat_consent = True  # type: ignore[attr-defined]
     from aioice import stun
 
     async def query_consent() -> None:  # aioice starts this once ICE has connected
