@@ -12,7 +12,8 @@ export interface UsersListProps {
 }
 
 export interface UserRow {
-  username: string;
+  /** Stable React key: the Jupyter username, or the peer id when there is none. */
+  key: string;
   user: Identity;
   connections: number;
   isSelf: boolean;
@@ -30,7 +31,7 @@ export function groupByUser(users: readonly Presence[], selfId: string | null): 
       row.connections += 1;
       row.isSelf ||= peer_id === selfId;
     } else {
-      rows.set(key, { username: key, user, connections: 1, isSelf: peer_id === selfId });
+      rows.set(key, { key, user, connections: 1, isSelf: peer_id === selfId });
     }
   }
   return [...rows.values()];
@@ -42,11 +43,11 @@ export function UsersList({ users, selfId }: UsersListProps): React.ReactElement
     <div className="nbchat-users">
       <div className="nbchat-users-title">Online — {rows.length}</div>
       <ul className="nbchat-users-list" role="list" aria-label="Users">
-        {rows.map(({ username, user, connections, isSelf }) => {
+        {rows.map(({ key, user, connections, isSelf }) => {
           const name = user.display_name || user.name || user.username;
           const where = connections > 1 ? `, connected from ${connections} places` : "";
           return (
-            <li key={username} className="nbchat-user" title={`${name} (${user.username})${where}`}>
+            <li key={key} className="nbchat-user" title={`${name} (${user.username})${where}`}>
               <Avatar user={user} imageUrl={user.avatar_url} size="small" />
               <span className="nbchat-user-name">{name}</span>
               {isSelf && <span className="nbchat-user-you"> (you)</span>}

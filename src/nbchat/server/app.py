@@ -78,6 +78,13 @@ class NbChatApp(ExtensionApp):
 
     realm: Realm
 
+    @property
+    def max_frame_bytes(self) -> int:
+        """Largest WebSocket message read at all. Frames up to 4x ``max_message_bytes``
+        are read so that the sender gets a clear ERROR for an oversized frame; beyond
+        that the socket is closed with 1009."""
+        return self.max_message_bytes * 4
+
     def limits(self) -> Limits:
         return Limits(
             alive_timeout=self.alive_timeout,
@@ -94,7 +101,7 @@ class NbChatApp(ExtensionApp):
 
     def initialize_settings(self) -> None:
         self.realm = Realm(self.limits())
-        self.hub = Hub(self.max_message_bytes * 4, self.send_buffer_limit)
+        self.hub = Hub(self.max_frame_bytes, self.send_buffer_limit)
         self.hub.app = self
         self._ticker = PeriodicCallback(self._tick, self.tick_interval * 1000)
 

@@ -267,9 +267,7 @@ class _SocketHandler(_NbChatMixin, WebSocketMixin, WebSocketHandler, JupyterHand
 
     @property
     def max_message_size(self) -> int:
-        # Accept frames up to 4x the limit so that the sender gets a clear ERROR for an
-        # oversized frame; beyond that the socket is closed with 1009.
-        return self.app.max_message_bytes * 4
+        return self.app.max_frame_bytes
 
     @ws_authenticated
     async def get(self, *args: Any, **kwargs: Any) -> None:

@@ -241,27 +241,27 @@ class WsConn:
                             "(%d bytes waiting to be sent)", len(buf))
                 self._finish()
             return
-        try:
-            sent = self._sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            self._finish()
-            return
-        if sent < len(data):
+        sent = self._send(data)
+        if 0 <= sent < len(data):
             self._wbuf = bytearray(data[sent:])
             _outside(self._hub.loop.add_writer, self._sock.fileno(), self._on_writable)  # type: ignore[union-attr]
+
+    def _send(self, data: bytes | bytearray) -> int:
+        """Bytes the socket took (0 if it would block); -1 if it failed and is closed."""
+        try:
+            return self._sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError:
+            self._finish()
+            return -1
 
     def _on_writable(self) -> None:
         buf = self._wbuf
         if buf is None:
             return
-        try:
-            sent = self._sock.send(buf)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._finish()
+        sent = self._send(buf)
+        if sent <= 0:
             return
         del buf[:sent]
         if not buf:
