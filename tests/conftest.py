@@ -46,9 +46,17 @@ def nbchat_config() -> dict[str, Any]:
 
 
 @pytest.fixture
-def jp_server_config(nbchat_config: dict[str, Any]) -> dict[str, Any]:
+def tornado_settings() -> dict[str, Any]:
+    """``ServerApp.tornado_settings`` (parametrize it, e.g. Jupyter's ``ws_ping_*``)."""
+    return {}
+
+
+@pytest.fixture
+def jp_server_config(nbchat_config: dict[str, Any],
+                     tornado_settings: dict[str, Any]) -> dict[str, Any]:
     return {
-        "ServerApp": {"jpserver_extensions": {"nbchat": True}},
+        "ServerApp": {"jpserver_extensions": {"nbchat": True},
+                      "tornado_settings": tornado_settings},
         "NbChatApp": nbchat_config,
     }
 

@@ -7,41 +7,21 @@ aioice leaves 127.0.0.1 out of its host candidates; nbchat adds it back
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import ifaddr
 import pytest
+from tests.support.netns import INSIDE, needs_loopback_netns, run_in_loopback_netns
 from tests.support.peers import Inbox
 
 from nbchat.peer import ChatPeer
 
-INSIDE = os.environ.get("NBCHAT_LOOPBACK_NETNS") == "1"
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.mark.skipif(INSIDE, reason="runs the inner test instead")
-@pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None,
-    reason="needs root, unshare and ip to make a loopback-only network namespace",
-)
+@needs_loopback_netns
 @pytest.mark.timeout(180)
 def test_two_peers_connect_with_only_loopback() -> None:
-    script = 'ip link set lo up && exec "$0" -m pytest -q -p no:cacheprovider "$1"'
-    result = subprocess.run(
-        ["unshare", "-n", "sh", "-c", script, sys.executable, __file__],
-        cwd=REPO,
-        env={**os.environ, "NBCHAT_LOOPBACK_NETNS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=150,
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "1 passed" in result.stdout
+    run_in_loopback_netns(__file__, timeout=150)
 
 
 @pytest.mark.skipif(not INSIDE, reason="only inside the loopback-only namespace")

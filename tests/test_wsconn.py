@@ -200,23 +200,6 @@ async def test_a_client_that_stops_reading_is_dropped_not_buffered_forever(login
     assert stuck_id not in json.loads((await a.get("nbchat/room/peers")).body)
 
 
-@pytest.fixture
-def tornado_settings() -> dict[str, Any]:
-    return {}
-
-
-@pytest.fixture
-def jp_server_config(nbchat_config: dict[str, Any],
-                     tornado_settings: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "ServerApp": {
-            "jpserver_extensions": {"nbchat": True},
-            "tornado_settings": tornado_settings,
-        },
-        "NbChatApp": nbchat_config,
-    }
-
-
 # Jupyter's own keep-alive settings (milliseconds), which nbchat's sockets follow.
 @pytest.mark.parametrize("tornado_settings", [{"ws_ping_interval": 200, "ws_ping_timeout": 800}])
 async def test_keepalive_pings_drop_a_silent_client_and_keep_one_that_answers(login):

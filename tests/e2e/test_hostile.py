@@ -193,6 +193,11 @@ def room_page(lab: Lab, new_user: Any, room: str) -> tuple[Page, dict[str, list[
     return page, seen, path
 
 
+def meshed(bg: BackgroundLoop, *peers: ChatPeer) -> None:
+    """Wait until each Python peer has a link to the browser and to every other one."""
+    bg.run(until(lambda: all(len(p.peers) == len(peers) for p in peers), 40), timeout=50)
+
+
 def browser_peer_id(peer: ChatPeer, *others: ChatPeer) -> str:
     python_ids = {peer.id, *(o.id for o in others)}
     [browser] = [u["peer_id"] for u in peer.users if u["peer_id"] not in python_ids]
@@ -209,7 +214,7 @@ def test_xss_corpus_stays_inert_text_in_the_receivers_page(lab: Lab, new_user, b
     page, seen, _ = room_page(lab, new_user, room)
     peer = join(bg, lab, room)
     try:
-        bg.run(until(lambda: len(peer.peers) == 1, 40), timeout=50)
+        meshed(bg, peer)
 
         async def send_all() -> None:
             for i, payload in enumerate(XSS_CORPUS):
@@ -264,7 +269,7 @@ def test_forged_authors_and_ids_never_show_as_someone_else(lab: Lab, new_user, b
     victim = join(bg, lab, room)
     mallory = join(bg, lab, room)
     try:
-        bg.run(until(lambda: len(mallory.peers) == 2 and len(victim.peers) == 2, 40), timeout=50)
+        meshed(bg, victim, mallory)
         browser = browser_peer_id(mallory, victim)
         expect(users(page)).to_have_count(3, timeout=SLOW)
         victim_name, mallory_name = victim.user["display_name"], mallory.user["display_name"]
@@ -335,7 +340,7 @@ def test_a_flooding_peer_is_throttled_and_the_chat_stays_usable(lab: Lab, new_us
     friend = join(bg, lab, room)
     flooder = join(bg, lab, room)
     try:
-        bg.run(until(lambda: len(flooder.peers) == 2 and len(friend.peers) == 2, 40), timeout=50)
+        meshed(bg, friend, flooder)
         browser = browser_peer_id(flooder, friend)
         expect(users(page)).to_have_count(3, timeout=SLOW)
         friend_name, flooder_name = friend.user["display_name"], flooder.user["display_name"]
@@ -455,7 +460,7 @@ def test_malformed_frames_never_break_the_receiving_widget(lab: Lab, new_user, b
     page, seen, _ = room_page(lab, new_user, room)
     peer = join(bg, lab, room)
     try:
-        bg.run(until(lambda: len(peer.peers) == 1, 40), timeout=50)
+        meshed(bg, peer)
         browser = browser_peer_id(peer)
         name = peer.user["display_name"]
 

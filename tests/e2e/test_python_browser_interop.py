@@ -3,8 +3,6 @@ messages both ways, late-joiner history both ways, and ``nbchat say`` reaching a
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,8 +11,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 from tests.e2e.conftest import open_and_run
-from tests.support.lab import REPO, Lab
+from tests.support.lab import Lab
 from tests.support.loop import BackgroundLoop
+from tests.support.netns import INSIDE, needs_loopback_netns, run_in_loopback_netns
 from tests.support.peers import Inbox, until
 from tests.support.widgets import (
     SLOW,
@@ -143,27 +142,11 @@ def test_nbchat_say_reaches_a_browser_user(lab: Lab, new_user) -> None:
     expect(messages(page).locator("em", has_text="finished")).to_be_visible(timeout=SLOW)
 
 
-INSIDE_NETNS = os.environ.get("NBCHAT_LOOPBACK_NETNS") == "1"
-
-
-@pytest.mark.skipif(INSIDE_NETNS, reason="already inside the namespace")
-@pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None,
-    reason="needs root, unshare and ip to make a loopback-only network namespace",
-)
+@pytest.mark.skipif(INSIDE, reason="already inside the namespace")
+@needs_loopback_netns
 @pytest.mark.timeout(240)
 def test_interop_with_only_loopback() -> None:
     """The talk test again where only ``lo`` exists: Chromium offers 127.0.0.1 (given
     camera/microphone permission and --allow-loopback-in-peer-connection) and the
     Python peer adds its own loopback candidate."""
-    script = 'ip link set lo up && exec "$0" -m pytest -q -p no:cacheprovider "$1" -k "$2"'
-    result = subprocess.run(
-        ["unshare", "-n", "sh", "-c", script, sys.executable, __file__, "see_each_other"],
-        cwd=REPO,
-        env={**os.environ, "NBCHAT_LOOPBACK_NETNS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=220,
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "1 passed" in result.stdout
+    run_in_loopback_netns(__file__, "-k", "see_each_other", timeout=220)
