@@ -85,7 +85,8 @@ class Client:
     last_seen: float
     allowance: float = 0.0
     allowance_at: float = 0.0
-    src_prefix: str = ""  # '{"src":"<peer_id>",' in front of every frame it sends
+    # Derived from peer_id, kept because every relayed frame starts with it.
+    src_prefix: str = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.src_prefix = '{"src":"' + self.peer_id + '",'  # ids are URL-safe: no escaping
