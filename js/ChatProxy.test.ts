@@ -109,7 +109,9 @@ interface Harness {
 async function start(selfId = "m-self"): Promise<Harness> {
   const peers: FakePeer[] = [];
   const sockets: FakeSocket[] = [];
-  const fetch = vi.fn(async () => new Response(JSON.stringify(session), { status: 200 }));
+  const fetch = vi.fn(async (url: string) =>
+    url.endsWith("/id") ? new Response(selfId, { status: 200 }) : new Response(JSON.stringify(session), { status: 200 }),
+  );
   const proxy = new ChatProxy({
     room: session.room,
     page,
@@ -164,6 +166,53 @@ describe("ChatProxy", () => {
       config: { iceServers: session.ice_servers },
     });
     expect(sockets[0].url).toBe(`ws://127.0.0.1:8888/base%20url/nbchat/presence?key=${session.key}`);
+  });
+
+  it("fetches its peer id itself with the XSRF token and hands it to peerjs (a hub refuses peerjs's own fetch)", async () => {
+    const ids: string[] = [];
+    const { fetch } = await start("m-self");
+    expect(fetch).toHaveBeenCalledWith(`/base%20url/nbchat/${session.key}/id`, {
+      credentials: "same-origin",
+      headers: { "X-XSRFToken": "xsrf-token" },
+    });
+    const proxy = new ChatProxy({
+      room: session.room,
+      page,
+      storage: null,
+      fetch: (async (url: string) => new Response(url.endsWith("/id") ? "m-given\n" : JSON.stringify(session))) as typeof globalThis.fetch,
+      createPeer: (options, id) => {
+        ids.push(id);
+        return new FakePeer(options) as unknown as Peer;
+      },
+      createSocket: (url) => new FakeSocket(url) as unknown as WebSocket,
+    });
+    proxy.start();
+    await vi.advanceTimersByTimeAsync(1);
+    expect(ids).toEqual(["m-given"]);
+    proxy.destroy();
+  });
+
+  it("says in words why the server refused, and what to do", async () => {
+    const proxy = new ChatProxy({
+      room: session.room,
+      page,
+      storage: null,
+      fetch: (async (url: string) =>
+        url.endsWith("/id")
+          ? new Response(JSON.stringify({ message: "Authentication required" }), { status: 403, statusText: "Forbidden" })
+          : new Response(JSON.stringify(session))) as typeof globalThis.fetch,
+      createPeer: () => {
+        throw new Error("no peer without an id");
+      },
+      createSocket: (url) => new FakeSocket(url) as unknown as WebSocket,
+    });
+    proxy.start();
+    await vi.advanceTimersByTimeAsync(20);
+    expect(proxy.state.status).toMatch(
+      /^Offline — the Jupyter server refused the chat's request \(403\): Authentication required\. Reload the page; if that does not help, log in to Jupyter again\.; retrying in \d+ s$/,
+    );
+    expect(proxy.state.status).not.toContain("server-error");
+    proxy.destroy();
   });
 
   it("dials everyone in the roster reliably as JSON and syncs history on open", async () => {
@@ -489,7 +538,8 @@ describe("ChatProxy", () => {
       room: "r",
       page,
       storage: null,
-      fetch: (async () => new Response(JSON.stringify(session))) as typeof fetch,
+      fetch: (async (url: string) =>
+        new Response(url.endsWith("/id") ? "m-self" : JSON.stringify(session))) as typeof fetch,
       createPeer: (options) => {
         peers.push(new FakePeer(options));
         return peers[peers.length - 1] as unknown as Peer;

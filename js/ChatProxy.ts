@@ -29,7 +29,8 @@ export interface ChatProxyOptions {
   /** Injectable transports (tests use fakes). */
   fetch?: typeof fetch;
   storage?: Storage | null;
-  createPeer?: (options: PeerOptions) => Peer;
+  /** Makes the peerjs client; `id` is the one the server issued us (peerjs never fetches one). */
+  createPeer?: (options: PeerOptions, id: string) => Peer;
   createSocket?: (url: string) => WebSocket;
 }
 
@@ -177,39 +178,44 @@ export class ChatProxy {
     if (this.destroyed) return;
     this.setPhase("connecting");
     let session: SessionConfig;
+    let peerId: string;
     try {
-      session = await this.fetchSession();
+      session = (await this.request(
+        `${this.page.baseUrl}nbchat/session?room=${encodeURIComponent(this.options.room)}`,
+      ).then((r) => r.json())) as SessionConfig;
+      // We ask for our id ourselves rather than let peerjs do it: its fetch carries no XSRF
+      // token, and a JupyterHub single-user server refuses cookie auth on such a request.
+      peerId = (await this.request(`${session.path}${encodeURIComponent(session.key)}/id`).then((r) => r.text())).trim();
     } catch (error) {
-      this.retryLater(`cannot reach the chat service (${describe(error)})`);
+      this.retryLater(error instanceof RequestRefused ? error.message : `cannot reach the Jupyter server (${describe(error)})`);
       return;
     }
     if (this.destroyed) return;
     this.session = session;
-    for (const peerId of [...this.links.keys()]) this.dropLink(peerId);
-    this.openPeer(session);
+    for (const id of [...this.links.keys()]) this.dropLink(id);
+    this.openPeer(session, peerId);
   }
 
-  private async fetchSession(): Promise<SessionConfig> {
-    const url = `${this.page.baseUrl}nbchat/session?room=${encodeURIComponent(this.options.room)}`;
+  /** GET from our Jupyter server with what it requires of a script's request (the `_xsrf`
+   *  token and the login cookie); a refusal becomes a RequestRefused that says why. */
+  private async request(url: string): Promise<Response> {
     const headers: Record<string, string> = {};
     if (this.page.xsrfToken !== null) headers["X-XSRFToken"] = this.page.xsrfToken;
     const response = await this.fetchFn(url, { credentials: "same-origin", headers });
-    if (!response.ok) {
-      let detail = `${response.status} ${response.statusText}`;
-      try {
-        const body: unknown = await response.json();
-        if (typeof body === "object" && body !== null && "message" in body) detail = String(body.message);
-      } catch {
-        // Not JSON (a proxy's error page): the status line is the best we have.
-      }
-      throw new Error(detail);
+    if (response.ok) return response;
+    let detail = response.statusText;
+    try {
+      const body: unknown = await response.json();
+      if (typeof body === "object" && body !== null && "message" in body) detail = String(body.message);
+    } catch {
+      // Not JSON (a proxy's error page): the status line is the best we have.
     }
-    return (await response.json()) as SessionConfig;
+    throw new RequestRefused(response.status, detail);
   }
 
-  private openPeer(session: SessionConfig): void {
+  private openPeer(session: SessionConfig, id: string): void {
     // Never peerjs's defaults: they point at the public cloud server and public STUN/TURN.
-    const createPeer = this.options.createPeer ?? ((options: PeerOptions) => new Peer(options));
+    const createPeer = this.options.createPeer ?? ((options: PeerOptions, peerId: string) => new Peer(peerId, options));
     const peer = createPeer({
       host: this.page.hostname,
       port: this.page.port,
@@ -219,7 +225,7 @@ export class ChatProxy {
       config: { iceServers: session.ice_servers },
       pingInterval: session.ping_interval,
       debug: 1,
-    });
+    }, id);
     this.peer = peer;
     peer.on("open", (id) => this.onPeerOpen(peer, id));
     peer.on("connection", (conn) => this.onIncoming(conn));
@@ -304,7 +310,7 @@ export class ChatProxy {
       case "ssl-unavailable":
         console.warn(`nbchat: signaling error in room ${room}: ${error.type}: ${error.message}`);
         this.signalingUp = false;
-        this.retryLater(`the chat service refused: ${error.message || error.type}`);
+        this.retryLater(`the chat service refused the connection (${error.message || error.type})`);
         return;
       default:
         console.warn(`nbchat: peer error in room ${room}: ${error.type}: ${error.message}`);
@@ -718,6 +724,23 @@ function guardDataMessages(conn: DataConnection, onMalformed: (error: unknown) =
       onMalformed(error);
     }
   };
+}
+
+/** Our Jupyter server answered a chat request with an error status; the message says why in
+ *  words and what the user can do. */
+export class RequestRefused extends Error {
+  constructor(
+    readonly status: number,
+    detail: string,
+  ) {
+    const why = detail.trim() === "" ? "" : `: ${detail.trim()}`;
+    let advice = "";
+    if (status === 401 || status === 403) advice = " Reload the page; if that does not help, log in to Jupyter again.";
+    else if (status === 404) advice = " Is the nbchat server extension enabled (jupyter server extension list)?";
+    else if (status >= 500) advice = " See the Jupyter server's log.";
+    super(`the Jupyter server refused the chat's request (${status})${why}.${advice}`);
+    this.name = "RequestRefused";
+  }
 }
 
 function describe(error: unknown): string {
