@@ -209,7 +209,7 @@ describe("ChatProxy", () => {
     proxy.start();
     await vi.advanceTimersByTimeAsync(20);
     expect(proxy.state.status).toMatch(
-      /^Offline — the Jupyter server refused the chat's request \(403\): Authentication required\. Reload the page; if that does not help, log in to Jupyter again\.; retrying in \d+ s$/,
+      /^Offline — the Jupyter server refused the chat's request \(403\): Authentication required — reload the page; if that does not help, log in to Jupyter again; retrying in \d+ s$/,
     );
     expect(proxy.state.status).not.toContain("server-error");
     proxy.destroy();

@@ -691,6 +691,7 @@ export class ChatProxy {
       rosterKnown: this.rosterKnown,
       messages: this.log !== null ? this.log.messages.slice() : restoredForDisplay(this.stored),
       maxMessageBytes: this.session?.max_message_bytes ?? 65_536,
+      audience: this.session?.audience ?? null,
       flooding: [...this.floods].map(([peerId, flood]) => {
         const user = this.present.get(peerId)?.user;
         const name = user ? user.display_name || user.name || user.username : "A peer";
@@ -733,12 +734,16 @@ export class RequestRefused extends Error {
     readonly status: number,
     detail: string,
   ) {
-    const why = detail.trim() === "" ? "" : `: ${detail.trim()}`;
+    const why = detail.trim().replace(/[.\s]+$/, "");
     let advice = "";
-    if (status === 401 || status === 403) advice = " Reload the page; if that does not help, log in to Jupyter again.";
-    else if (status === 404) advice = " Is the nbchat server extension enabled (jupyter server extension list)?";
-    else if (status >= 500) advice = " See the Jupyter server's log.";
-    super(`the Jupyter server refused the chat's request (${status})${why}.${advice}`);
+    if ((status === 401 || status === 403) && (why === "" || /authenticat|forbidden|xsrf|log ?in/i.test(why))) {
+      advice = "reload the page; if that does not help, log in to Jupyter again";
+    } else if (status === 404) {
+      advice = "is the nbchat server extension enabled (jupyter server extension list)?";
+    } else if (status >= 500) {
+      advice = "see the Jupyter server's log";
+    }
+    super(`the Jupyter server refused the chat's request (${status})${why ? `: ${why}` : ""}${advice ? ` — ${advice}` : ""}`);
     this.name = "RequestRefused";
   }
 }

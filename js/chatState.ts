@@ -20,6 +20,8 @@ export interface ChatState {
   maxMessageBytes: number;
   /** A passing notice for the reader (someone is flooding the room), or null. */
   notice: string | null;
+  /** Who can join the room, in words, once the server said (else null). */
+  audience: string | null;
 }
 
 /** A peer whose frames we are dropping because it sends too fast. */
@@ -42,6 +44,7 @@ export interface ConnectionFacts {
   messages: readonly ChatMessage[];
   maxMessageBytes: number;
   flooding: readonly Flood[];
+  audience?: string | null;
 }
 
 /** "Ann is sending too fast: 120 messages dropped." (names joined for several). */
@@ -87,5 +90,6 @@ export function chatState(facts: ConnectionFacts): ChatState {
     messages: facts.messages,
     maxMessageBytes: facts.maxMessageBytes,
     notice: floodNotice(facts.flooding),
+    audience: facts.audience ?? null,
   };
 }

@@ -52,6 +52,7 @@ class FakeProxy {
     messages: [],
     maxMessageBytes: 65536,
     notice: null,
+    audience: null,
   };
   subscribe(listener: (state: ChatState) => void): () => void {
     this.listener = listener;

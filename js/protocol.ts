@@ -57,6 +57,10 @@ export interface SessionConfig {
   ping_interval: number;
   alive_timeout: number;
   max_message_bytes: number;
+  /** Who can join this room, in words ("everyone signed in to this hub"). */
+  audience?: string;
+  /** The shared signaling service this server relays to (JupyterHub), if any. */
+  service?: string;
   version: string;
 }
 

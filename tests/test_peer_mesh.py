@@ -196,16 +196,16 @@ async def test_mesh_recovers_after_a_signaling_socket_drops(connect: Any) -> Non
 async def test_chat_text_never_reaches_the_server(
     connect: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nbchat.server import handlers
+    from nbchat.server.service import SignalingService
 
     seen: list[str] = []
-    original = handlers.signaling_message  # every signaling frame a peer sends
+    original = SignalingService.signaling_message  # every signaling frame a peer sends
 
-    def spy(app: Any, transport: Any, message: str | bytes) -> None:
+    def spy(service: Any, transport: Any, message: str | bytes) -> None:
         seen.append(message if isinstance(message, str) else message.decode(errors="replace"))
-        original(app, transport, message)
+        original(service, transport, message)
 
-    monkeypatch.setattr(handlers, "signaling_message", spy)
+    monkeypatch.setattr(SignalingService, "signaling_message", spy)
     secret = "zebra-" + "7f3a9c" * 3
     async with connect("room-private") as a, connect("room-private") as b:
         assert await a.wait_for_peers(1)

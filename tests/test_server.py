@@ -465,7 +465,7 @@ def test_debug_records_are_built_only_when_a_handler_shows_them():
     debug lines must not build records that nobody shows."""
     import logging
 
-    from nbchat.server.handlers import debug_shown
+    from nbchat.server.service import debug_shown
 
     log = logging.getLogger("nbchat-test-debug-shown")
     log.propagate = False

@@ -75,7 +75,7 @@ async def test_open_sockets_keep_no_request_handler(login, jp_serverapp):
     subs = [await a.presence("room") for _ in range(3)]
     gc.collect()
     alive = [o for o in gc.get_objects()
-             if isinstance(o, (SignalingHandler, PresenceHandler)) and o.app is app]
+             if isinstance(o, (SignalingHandler, PresenceHandler)) and o.service is app.service]
     assert alive == []
     assert len(app.hub.conns) == len(socks) + len(subs)
     # ... and they still work as sockets.
@@ -201,7 +201,7 @@ async def test_a_client_that_stops_reading_is_dropped_not_buffered_forever(login
 
 
 # Jupyter's own keep-alive settings (milliseconds), which nbchat's sockets follow.
-@pytest.mark.parametrize("tornado_settings", [{"ws_ping_interval": 200, "ws_ping_timeout": 800}])
+@pytest.mark.parametrize("tornado_settings", [{"ws_ping_interval": 200, "ws_ping_timeout": 1500}])
 async def test_keepalive_pings_drop_a_silent_client_and_keep_one_that_answers(login):
     a = await login()
     silent = await raw_presence(a)
@@ -210,7 +210,7 @@ async def test_keepalive_pings_drop_a_silent_client_and_keep_one_that_answers(lo
     assert (await answering.recv())[0] == OP_TEXT
     # A dead network: the silent client's TCP stays open, but it answers nothing.
     assert (await silent.recv(timeout=2))[0] == OP_PING
-    assert await silent.eof(timeout=3)
+    assert await silent.eof(timeout=5)
     # The answering one is pinged too, and stays (no data frame arrives meanwhile).
     loop = asyncio.get_running_loop()
     until = loop.time() + 2.0

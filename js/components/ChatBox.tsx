@@ -46,9 +46,14 @@ export function ChatBox({ proxy, room }: ChatBoxProps): React.ReactElement {
   return (
     <div className={`nbchat nbchat-phase-${state.phase}`}>
       <div className="nbchat-header">
-        <span className="nbchat-room" title={`Room: ${room}`}>
+        <span className="nbchat-room" title={`Room: ${room}${state.audience ? `\nWho can join: ${state.audience}` : ""}`}>
           # {roomLabel(room)}
         </span>
+        {state.audience !== null && (
+          <span className="nbchat-audience" aria-label="Who can join">
+            {state.audience}
+          </span>
+        )}
         <span className="nbchat-status" role="status" aria-label="Chat status">
           <span className="nbchat-status-dot" aria-hidden="true" />
           {state.status}

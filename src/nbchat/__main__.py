@@ -21,14 +21,16 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--server",
-        default=os.environ.get("NBCHAT_SERVER"),
-        help="Jupyter server URL with its base URL, e.g. http://127.0.0.1:8888/ "
-        "(default: $NBCHAT_SERVER)",
+        default=os.environ.get("NBCHAT_SERVER") or os.environ.get("NBCHAT_SERVICE_URL"),
+        help="Jupyter server URL with its base URL, e.g. http://127.0.0.1:8888/, or an "
+        "nbchat service such as https://HUB/services/nbchat/ (default: $NBCHAT_SERVER, "
+        "else $NBCHAT_SERVICE_URL, which JupyterHub single-user servers with nbchat have)",
     )
     common.add_argument(
         "--token",
-        default=os.environ.get("JUPYTER_TOKEN"),
-        help="Jupyter token (default: $JUPYTER_TOKEN)",
+        default=os.environ.get("JUPYTER_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN"),
+        help="Jupyter token or JupyterHub API token (default: $JUPYTER_TOKEN, else "
+        "$JUPYTERHUB_API_TOKEN)",
     )
     common.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
 

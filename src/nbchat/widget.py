@@ -22,8 +22,17 @@ MessageCallback = Callable[[dict[str, Any]], object]
 
 
 def default_room() -> str:
-    """The notebook's path if the kernel knows it (JPY_SESSION_NAME), else "default"."""
-    return os.environ.get("JPY_SESSION_NAME") or "default"
+    """The notebook's path if the kernel knows it (JPY_SESSION_NAME), else "default".
+
+    On a JupyterHub whose servers share one chat service (``NBCHAT_SERVICE_URL``), paths
+    repeat across users' servers: the room is the path on its owner's server,
+    ``~alice/analysis.ipynb``, so alice's and bob's notebooks of one name stay apart
+    while people sharing a server meet."""
+    path = os.environ.get("JPY_SESSION_NAME") or "default"
+    owner = os.environ.get("JUPYTERHUB_USER")
+    if owner and os.environ.get("NBCHAT_SERVICE_URL"):
+        return f"~{owner}/{path.lstrip('/')}"
+    return path
 
 
 def _as_markdown(content: object) -> str:

@@ -1,14 +1,17 @@
-"""Tornado adapters between Jupyter's authenticated sockets and the signaling realm."""
+"""Tornado adapters between authenticated requests and the signaling service.
+
+The ``*Mixin`` classes hold what a handler does whoever authenticated the caller; the
+classes at the bottom put them behind Jupyter Server's auth. The standalone service
+(``standalone.py``) puts the same mixins behind its own (token or JupyterHub OAuth).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import json
-import logging
-import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from jupyter_server.auth.decorator import ws_authenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
@@ -24,13 +27,10 @@ from tornado.websocket import (
     _WebSocketParams,
 )
 
-from .._version import __version__
-from ..protocol import Identity, identity_from_user, is_room_key, room_key
-from .realm import Client, Delivery, Realm, Refused, Subscriber
+from ..protocol import Identity, identity_from_user, is_room_key
+from .realm import Client, Subscriber
+from .service import RoomRefused, SignalingService
 from .wsconn import Hub, WsConn, adopt_stream
-
-if TYPE_CHECKING:
-    from .app import NbChatApp
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,96 +49,76 @@ def authenticated_403(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def debug_shown(log: logging.Logger | logging.LoggerAdapter[Any]) -> bool:
-    """Whether a debug record would reach any handler. Jupyter's logger is set to DEBUG
-    and its handler to INFO, so ``isEnabledFor`` says yes and every debug call builds a
-    record that is then thrown away: measurable per connect with thousands of sockets."""
-    logger: logging.Logger | None = getattr(log, "logger", log)  # unwrap an adapter
-    if logger is None or not logger.isEnabledFor(logging.DEBUG):
-        return False
-    while logger is not None:
-        if any(h.level <= logging.DEBUG for h in logger.handlers):
-            return True
-        logger = logger.parent if logger.propagate else None
-    return logging.lastResort is not None and logging.lastResort.level <= logging.DEBUG
+class NbChatRequest:
+    """What every nbchat handler has, whoever authenticates it: the service, and the
+    caller's identity and groups (``identity``/``groups`` come from the auth base)."""
+
+    service: SignalingService
+    identity: Identity  # the caller, as the auth base sees them
+    groups: list[str] | None  # the caller's JupyterHub groups, where the auth knows them
+
+    def initialize(self, service: SignalingService) -> None:
+        self.service = service
+
+    def signaling_path(self) -> str:
+        """The absolute URL path of ``nbchat/`` on this server (ends in /)."""
+        base: str = self.settings.get("base_url", "/")  # type: ignore[attr-defined]
+        return base.rstrip("/") + "/nbchat/"
 
 
-def deliver(deliveries: list[Delivery]) -> None:
-    """Write each frame to its socket; a socket that closed meanwhile is simply skipped."""
-    for transport, text in deliveries:
-        transport.send_frame(text)
+def _room_key_argument(key: str) -> str:
+    if not is_room_key(key):
+        raise web.HTTPError(400, "Invalid room key")
+    return key
 
 
-class _NbChatMixin:
-    """Gives handlers the extension app, the realm and the user's identity."""
-
-    app: NbChatApp
-    realm: Realm
-
-    def initialize(self, app: NbChatApp) -> None:
-        self.app = app
-        self.realm = app.realm
-
-    @property
-    def identity(self) -> Identity:
-        return identity_from_user(self.current_user)  # type: ignore[attr-defined]
-
-
-class SessionHandler(_NbChatMixin, APIHandler):
+class SessionMixin(NbChatRequest):
     """``GET nbchat/session?room=NAME``: what a browser or Python peer needs to join."""
 
-    @authenticated_403
     def get(self) -> None:
-        room = self.get_query_argument("room", "")
+        room = self.get_query_argument("room", "")  # type: ignore[attr-defined]
         if not room or len(room) > 4096:
             raise web.HTTPError(400, "Query argument 'room' is required (at most 4096 characters)")
-        app = self.app
-        self.finish(json.dumps({
-            "room": room,
-            "key": room_key(room),
-            "path": self.base_url.rstrip("/") + "/nbchat/",
-            "ice_servers": app.ice_servers,
-            "user": self.identity,
-            # Advertise a heartbeat well inside alive_timeout, whatever the two settings
-            # say: a client beating at the advertised rate must never be evicted.
-            "ping_interval": int(min(app.ping_interval, app.alive_timeout / 3) * 1000),
-            "alive_timeout": int(app.alive_timeout * 1000),
-            "max_message_bytes": app.max_message_bytes,
-            "version": __version__,
-        }))
+        try:
+            config = self.service.session(room, self.identity, self.signaling_path(), self.groups)
+        except RoomRefused as refused:
+            raise web.HTTPError(403, str(refused)) from None
+        self.finish(json.dumps(config))  # type: ignore[attr-defined]
 
 
-class IdHandler(_NbChatMixin, JupyterHandler):
+class IdMixin(NbChatRequest):
     """``GET nbchat/{key}/id``: a fresh peer id, bound to the caller."""
 
-    @authenticated_403
     def get(self, key: str) -> None:
-        if not is_room_key(key):
-            raise web.HTTPError(400, "Invalid room key")
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.set_header("Cache-Control", "no-store")
-        self.finish(self.realm.reserve_id(key, self.identity["username"], time.monotonic()))
+        try:
+            peer_id = self.service.reserve_id(_room_key_argument(key), self.identity, self.groups)
+        except RoomRefused as refused:
+            raise web.HTTPError(403, str(refused)) from None
+        self.set_header("Content-Type", "text/html; charset=utf-8")  # type: ignore[attr-defined]
+        self.set_header("Cache-Control", "no-store")  # type: ignore[attr-defined]
+        self.finish(peer_id)  # type: ignore[attr-defined]
 
 
-class PeersHandler(_NbChatMixin, APIHandler):
+class PeersMixin(NbChatRequest):
     """``GET nbchat/{key}/peers``: ids connected in this room (PeerJS discovery)."""
 
-    @authenticated_403
     def get(self, key: str) -> None:
-        if not self.app.allow_discovery:
-            raise web.HTTPError(403, "Peer discovery is disabled (NbChatApp.allow_discovery)")
-        if not is_room_key(key):
-            raise web.HTTPError(400, "Invalid room key")
-        self.finish(json.dumps(self.realm.peer_ids(key)))
+        if not self.service.settings.allow_discovery:
+            raise web.HTTPError(403, "Peer discovery is disabled (allow_discovery)")
+        try:
+            ids = self.service.peer_ids(_room_key_argument(key), self.groups)
+        except RoomRefused as refused:
+            raise web.HTTPError(403, str(refused)) from None
+        self.finish(json.dumps(ids))  # type: ignore[attr-defined]
 
 
-class StatsHandler(_NbChatMixin, APIHandler):
+class StatsMixin(NbChatRequest):
     """``GET nbchat/stats``: counts only (rooms, clients, queued frames, tasks), for
     monitoring and the soak benchmark; no ids or names."""
 
-    @authenticated_403
     def get(self) -> None:
-        self.finish(json.dumps({**self.realm.stats(), "tasks": len(asyncio.all_tasks())}))
+        self.finish(json.dumps(  # type: ignore[attr-defined]
+            {**self.service.stats(), "tasks": len(asyncio.all_tasks())}))
 
 
 class SignalingConn(WsConn):
@@ -151,10 +131,10 @@ class SignalingConn(WsConn):
         self.client: Client | None = None
 
     def on_message(self, message: str | bytes) -> None:
-        signaling_message(self._hub.app, self, message)
+        self._hub.app.signaling_message(self, message)
 
     def on_closed(self) -> None:
-        signaling_closed(self._hub.app, self)
+        self._hub.app.signaling_closed(self)
 
 
 class PresenceConn(WsConn):
@@ -167,59 +147,7 @@ class PresenceConn(WsConn):
         self.subscriber: Subscriber | None = None
 
     def on_closed(self) -> None:
-        presence_closed(self._hub.app, self)
-
-
-# What a socket does, whoever carries it: a WsConn (the lean path) or the tornado
-# handler itself (``lean_websocket=False``, or a socket that cannot be taken over).
-# A transport has ``send_frame(text)``, ``close(code, reason)`` and its state attribute.
-
-
-def signaling_open(app: NbChatApp, transport: Any, key: Any, peer_id: Any, token: Any,
-                   identity: Identity) -> None:
-    outcome = app.realm.connect(key, peer_id, token, identity, transport, time.monotonic())
-    if isinstance(outcome, Refused):
-        transport.send_frame(outcome.frame)
-        transport.close(1008, "refused")
-        return
-    transport.client = outcome.client
-    replaced = outcome.replaced
-    if replaced is not None and replaced is not transport:
-        replaced.client = None
-        replaced.close(1000, "replaced by a reconnect")
-    if debug_shown(app.log):
-        app.log.debug("nbchat: peer %s joined room %s", outcome.client.peer_id, outcome.client.key)
-    deliver(outcome.deliveries)
-
-
-def signaling_message(app: NbChatApp, transport: Any, message: str | bytes) -> None:
-    client = transport.client
-    if client is not None:
-        deliver(app.realm.receive(client, message, time.monotonic()))
-
-
-def signaling_closed(app: NbChatApp, transport: Any) -> None:
-    client, transport.client = transport.client, None
-    if client is not None:
-        if debug_shown(app.log):
-            app.log.debug("nbchat: peer %s left room %s", client.peer_id, client.key)
-        deliver(app.realm.disconnect(client, transport, time.monotonic()))
-
-
-def presence_open(app: NbChatApp, transport: Any, key: Any, identity: Identity) -> None:
-    outcome = app.realm.subscribe(key, identity, transport)
-    if isinstance(outcome, Refused):
-        transport.send_frame(outcome.frame)
-        transport.close(1008, "refused")
-        return
-    transport.subscriber = outcome
-    transport.send_frame(app.realm.roster(outcome.key))
-
-
-def presence_closed(app: NbChatApp, transport: Any) -> None:
-    sub, transport.subscriber = transport.subscriber, None
-    if sub is not None:
-        app.realm.unsubscribe(sub)
+        self._hub.app.presence_closed(self)
 
 
 class _HandOff(WebSocketProtocol13):
@@ -240,9 +168,11 @@ class _HandOff(WebSocketProtocol13):
         self.stream = None  # type: ignore[assignment]
 
 
-class _SocketHandler(_NbChatMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):
-    """Authenticates the upgrade (Jupyter's auth and Origin check), answers the handshake,
-    then hands the socket to a ``conn_class`` (or serves it itself, stock tornado)."""
+class SocketMixin(NbChatRequest):
+    """Answers the handshake (after the auth base checked the caller), then hands the
+    socket to a ``conn_class`` (or serves it itself on tornado's stock path).
+
+    Goes before ``WebSocketHandler`` in the bases."""
 
     conn_class: type[WsConn]
 
@@ -250,105 +180,146 @@ class _SocketHandler(_NbChatMixin, WebSocketMixin, WebSocketHandler, JupyterHand
         return None
 
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
-        if not self.app.lean_websocket:
-            return super().get_websocket_protocol()
-        if self.request.headers.get("Sec-WebSocket-Version") != "13":
+        if not self.service.settings.lean_websocket:
+            return super().get_websocket_protocol()  # type: ignore[misc, no-any-return]
+        if self.request.headers.get("Sec-WebSocket-Version") != "13":  # type: ignore[attr-defined]
             return None
         # No tornado ping loop: after the hand-off the hub pings, and in the fallback
-        # WebSocketMixin.open does (tornado's loop would read the mixin's milliseconds
-        # as seconds).
+        # the auth base does (tornado's loop would read Jupyter's milliseconds as seconds).
         params = _WebSocketParams(
             ping_interval=None,
             ping_timeout=None,
             max_message_size=self.max_message_size,
             compression_options=None,
         )
-        return _HandOff(self, False, params)
+        return _HandOff(self, False, params)  # type: ignore[arg-type]
 
     @property
     def max_message_size(self) -> int:
-        return self.app.max_frame_bytes
-
-    @ws_authenticated
-    async def get(self, *args: Any, **kwargs: Any) -> None:
-        await super().get(*args, **kwargs)
+        return self.service.max_frame_bytes
 
     def open(self, *args: Any, **kwargs: Any) -> None:
-        self.app.ensure_ticking()
-        protocol = self.ws_connection
+        protocol = self.ws_connection  # type: ignore[attr-defined]
         adopted = adopt_stream(protocol.stream) if isinstance(protocol, _HandOff) else None
         if adopted is None:
-            super().open(*args, **kwargs)  # WebSocketMixin's keep-alive pings
+            super().open(*args, **kwargs)  # type: ignore[misc]  # the base's keep-alive pings
             # The parsed login cookie and the 101 response's headers are not read again.
-            self.request.__dict__.pop("_cookies", None)
+            self.request.__dict__.pop("_cookies", None)  # type: ignore[attr-defined]
             self._headers = HTTPHeaders()
             self.start(self)
             return
         sock, unread, unsent = adopted
-        hub = self.app.hub
-        hub.ping_interval = self.ping_interval / 1000  # Jupyter's ws_ping_* settings (ms)
-        hub.ping_timeout = self.ping_timeout / 1000
+        hub = self.service.hub
+        # (ping interval, ping timeout) in seconds: the auth base knows its settings.
+        hub.ping_interval, hub.ping_timeout = self.keepalive_seconds()  # type: ignore[attr-defined]
         conn = self.conn_class(hub, sock, unsent)
-        protocol.handed_off = True  # type: ignore[union-attr]
+        protocol.handed_off = True
         self.start(conn)
         conn.start(unread)
 
     def start(self, transport: Any) -> None:
         raise NotImplementedError
 
-    def on_close(self) -> None:  # only on tornado's own path
-        super().on_close()
-        # WebSocketMixin's keep-alive timer only notices a closed socket at its next tick
-        # (ws_ping_interval, 30 s) and keeps the whole handler alive until then.
-        if self.ping_callback is not None:
-            self.ping_callback.stop()
-
     def send_frame(self, text: str) -> None:
         """The transport API on tornado's own path."""
         try:
-            self.write_message(text)
+            self.write_message(text)  # type: ignore[attr-defined]
         except (WebSocketClosedError, StreamClosedError):
             pass  # on_close cleans up this socket's state
 
 
-class SignalingHandler(_SocketHandler):
+class SignalingMixin(SocketMixin):
     """``WS nbchat/peerjs?key=&id=&token=``: the PeerJS server protocol."""
 
     conn_class = SignalingConn
     client: Client | None = None
 
     def start(self, transport: Any) -> None:
-        get = self.get_query_argument
-        signaling_open(self.app, transport, get("key", None), get("id", None),
-                       get("token", None), self.identity)
+        get = self.get_query_argument  # type: ignore[attr-defined]
+        self.service.signaling_open(transport, get("key", None), get("id", None),
+                                    get("token", None), self.identity, self.groups)
 
     def on_message(self, message: str | bytes) -> None:
-        signaling_message(self.app, self, message)
+        self.service.signaling_message(self, message)
 
-    def on_close(self) -> None:
-        super().on_close()
-        signaling_closed(self.app, self)
+    def on_close(self) -> None:  # only on tornado's own path
+        super().on_close()  # type: ignore[misc]
+        self.service.signaling_closed(self)
 
 
-class PresenceHandler(_SocketHandler):
+class PresenceMixin(SocketMixin):
     """``WS nbchat/presence?key=KEY``: roster, then USER_CONNECTED / USER_DISCONNECTED."""
 
     conn_class = PresenceConn
     subscriber: Subscriber | None = None
 
     def start(self, transport: Any) -> None:
-        presence_open(self.app, transport, self.get_query_argument("key", None), self.identity)
+        self.service.presence_open(
+            transport, self.get_query_argument("key", None),  # type: ignore[attr-defined]
+            self.identity, self.groups)
 
     def on_message(self, message: str | bytes) -> None:
         return  # presence is server → client only; anything sent is ignored
 
+    def on_close(self) -> None:  # only on tornado's own path
+        super().on_close()  # type: ignore[misc]
+        self.service.presence_closed(self)
+
+
+# ---- Jupyter Server: Jupyter's auth, Origin and XSRF checks ------------------------------
+
+
+class _JupyterAuth:
+    groups = None  # Jupyter Server knows no groups
+
+    @property
+    def identity(self) -> Identity:
+        return identity_from_user(self.current_user)  # type: ignore[attr-defined]
+
+
+class SessionHandler(_JupyterAuth, SessionMixin, APIHandler):
+    get = authenticated_403(SessionMixin.get)
+
+
+class IdHandler(_JupyterAuth, IdMixin, JupyterHandler):
+    get = authenticated_403(IdMixin.get)
+
+
+class PeersHandler(_JupyterAuth, PeersMixin, APIHandler):
+    get = authenticated_403(PeersMixin.get)
+
+
+class StatsHandler(_JupyterAuth, StatsMixin, APIHandler):
+    get = authenticated_403(StatsMixin.get)
+
+
+class _JupyterSocket(_JupyterAuth, WebSocketMixin, WebSocketHandler, JupyterHandler):
+    def keepalive_seconds(self) -> tuple[float, float]:
+        # Jupyter's ws_ping_interval / ws_ping_timeout settings, in milliseconds.
+        return self.ping_interval / 1000, self.ping_timeout / 1000
+
+    @ws_authenticated
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        await super().get(*args, **kwargs)
+
     def on_close(self) -> None:
         super().on_close()
-        presence_closed(self.app, self)
+        # WebSocketMixin's keep-alive timer only notices a closed socket at its next tick
+        # (ws_ping_interval, 30 s) and keeps the whole handler alive until then.
+        if self.ping_callback is not None:
+            self.ping_callback.stop()
 
 
-def make_handlers(app: NbChatApp) -> list[tuple[str, type, dict[str, Any]]]:
-    kwargs = {"app": app}
+class SignalingHandler(SignalingMixin, _JupyterSocket):
+    pass
+
+
+class PresenceHandler(PresenceMixin, _JupyterSocket):
+    pass
+
+
+def make_handlers(service: SignalingService) -> list[tuple[str, type, dict[str, Any]]]:
+    kwargs = {"service": service}
     return [
         (r"nbchat/session", SessionHandler, kwargs),
         (r"nbchat/stats", StatsHandler, kwargs),

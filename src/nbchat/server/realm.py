@@ -154,6 +154,14 @@ class Realm:
         self._per_user: dict[str, int] = {}
         self._user_rooms: dict[str, dict[str, int]] = {}
         self.client_count = 0
+        #: Frames relayed to a peer (or queued for one), and frames refused by reason:
+        #: counters only, for the service's metrics.
+        self.relayed = 0
+        self.refused: dict[str, int] = {}
+
+    def _refuse(self, reason: str, client: Client, msg: str) -> list[Delivery]:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+        return [(client.transport, encode(error_frame(msg)))]
 
     # ---- ids -------------------------------------------------------------------------
     def reserve_id(self, key: str, username: str, now: float) -> str:
@@ -235,31 +243,31 @@ class Realm:
         client.allowance_at = now
         if allowance < 1.0:
             client.allowance = allowance
-            return [(client.transport, encode(error_frame(Errors.RATE_LIMIT)))]
+            return self._refuse("rate_limit", client, Errors.RATE_LIMIT)
         client.allowance = allowance - 1.0
 
         if len(text) > limits.max_message_bytes:
             msg = f"{Errors.TOO_BIG}: {len(text)} bytes, limit {limits.max_message_bytes}"
-            return [(client.transport, encode(error_frame(msg)))]
+            return self._refuse("too_big", client, msg)
         try:
             if not isinstance(text, str):  # a binary frame: strictly UTF-8, like text
                 text = text.decode("utf-8")
             frame = _parse_json(text)
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-            return [(client.transport, encode(error_frame(Errors.MALFORMED)))]
+            return self._refuse("malformed", client, Errors.MALFORMED)
         if type(frame) is not dict or type(kind := frame.get("type")) is not str:
-            return [(client.transport, encode(error_frame(Errors.MALFORMED)))]
+            return self._refuse("malformed", client, Errors.MALFORMED)
         if kind == "HEARTBEAT":
             return []
         if kind not in RELAYED_TYPES:
-            msg = f"{Errors.UNKNOWN_TYPE}: {kind[:40]!r}"
-            return [(client.transport, encode(error_frame(msg)))]
+            return self._refuse("unknown_type", client, f"{Errors.UNKNOWN_TYPE}: {kind[:40]!r}")
         dst = frame.get("dst")
         room = self.rooms[client.key]
         # Ids of connected peers were checked when they connected.
         target = room.clients.get(dst) if type(dst) is str else None
         if target is None and not is_peer_id(dst):
-            return [(client.transport, encode(error_frame(Errors.MISSING_DST)))]
+            return self._refuse("missing_dst", client, Errors.MISSING_DST)
+        self.relayed += 1
         if len(frame) == 3 and "payload" in frame:
             # Exactly type, dst and payload: relay the sender's JSON text as it is, with
             # our src in front. Decoding told us it is valid; re-encoding would cost more

@@ -1,0 +1,83 @@
+"""The signaling settings, written once as traitlets: the Jupyter extension (``NbChatApp``)
+and the standalone service (``SignalingApp``) both inherit them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from traitlets import Bool, Dict, Float, HasTraits, Int, List, Unicode
+
+
+class SignalingSettings(HasTraits):
+    """Every knob of the signaling service, with its one default and its help."""
+
+    ice_servers: List[dict[str, Any]] = List(
+        [],
+        config=True,
+        help=(
+            "ICE servers (RTCIceServer dicts: urls, username, credential) handed to every "
+            "peer. Empty by default: no public STUN/TURN server is ever contacted unless "
+            "you configure one here."
+        ),
+    )
+    alive_timeout = Float(
+        60.0, config=True,
+        help="Seconds without any frame (peers send HEARTBEAT every ping_interval) "
+        "before a peer is evicted and announced as disconnected.",
+    )
+    ping_interval = Float(5.0, config=True, help="Seconds between client HEARTBEATs (advertised).")
+    expire_timeout = Float(
+        5.0, config=True,
+        help="Seconds a frame for a not-yet-connected id is queued before the sender gets EXPIRE.",
+    )
+    concurrent_limit = Int(5000, config=True, help="Most signaling connections at once.")
+    max_message_bytes = Int(
+        65536, config=True, help="Largest signaling frame accepted; larger ones get an ERROR."
+    )
+    max_connections_per_user = Int(64, config=True, help="Most signaling connections per user.")
+    max_rooms_per_user = Int(64, config=True, help="Most rooms one user is in at once.")
+    rate_limit = Float(200.0, config=True, help="Sustained frames per second per socket.")
+    rate_burst = Float(400.0, config=True, help="Frames a socket may send in a burst.")
+    max_queued_per_peer = Int(
+        256, config=True, help="Most frames queued for one not-yet-connected id."
+    )
+    id_reservation_timeout = Float(
+        600.0, config=True,
+        help="Seconds an id stays bound to its user after it was issued or last used, "
+        "so a reconnect can reclaim it and nobody else can take it.",
+    )
+    allow_discovery = Bool(
+        True, config=True, help="Serve GET nbchat/{key}/peers (ids connected in that room)."
+    )
+    lean_websocket = Bool(
+        True, config=True,
+        help="After the auth check and the handshake, serve signaling and presence "
+        "sockets on nbchat's own lean WebSocket code instead of keeping a tornado "
+        "handler per socket (about 4x less CPU per relayed frame and a fraction of the "
+        "memory per socket, see docs/benchmarks.md). False uses tornado's stock "
+        "WebSocket protocol.",
+    )
+    send_buffer_limit = Int(
+        4 * 1024 * 1024, config=True,
+        help="Bytes that may wait to be sent to a socket that is not reading; beyond "
+        "that the socket is dropped (a stuck client must not grow the server's memory).",
+    )
+    tick_interval = Float(
+        0.5, config=True, help="Seconds between checks for expired frames and silent peers."
+    )
+    room_groups: Dict[str, list[str]] = Dict(
+        {},
+        config=True,
+        help=(
+            "Rooms reserved to JupyterHub groups: room-name prefix -> the groups whose "
+            "members may join, e.g. {'data-team/': ['data-team']} reserves every room "
+            "whose name starts with 'data-team/'. Others are refused with a clear error. "
+            "Only meaningful where users have groups (the JupyterHub service)."
+        ),
+    )
+    audience = Unicode(
+        "",
+        config=True,
+        help="Who can join a room, in words, shown in the chat's header (e.g. 'everyone "
+        "signed in to this hub'). Empty: the service says it itself.",
+    )
