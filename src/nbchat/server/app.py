@@ -11,11 +11,12 @@ from tornado.ioloop import PeriodicCallback
 from traitlets import Bool, Float, Int, List
 
 from .handlers import deliver, make_handlers
+from .ice import IceSettings
 from .realm import Limits, Realm
 from .wsconn import Hub
 
 
-class NbChatApp(ExtensionApp):
+class NbChatApp(IceSettings, ExtensionApp):
     """Signaling and presence for nbchat rooms, behind Jupyter's auth."""
 
     name = "nbchat"

@@ -97,7 +97,7 @@ class SessionHandler(_NbChatMixin, APIHandler):
             "room": room,
             "key": room_key(room),
             "path": self.base_url.rstrip("/") + "/nbchat/",
-            "ice_servers": app.ice_servers,
+            **app.session_ice(app.ice_servers, self.identity["username"], time.time()),
             "user": self.identity,
             # Advertise a heartbeat well inside alive_timeout, whatever the two settings
             # say: a client beating at the advertised rate must never be evicted.
