@@ -18,7 +18,7 @@ export interface ChatState {
   rosterKnown: boolean;
   messages: readonly ChatMessage[];
   maxMessageBytes: number;
-  /** A passing notice for the reader (someone is flooding the room), or null. */
+  /** A notice for the reader (the TURN relay fails us, someone floods the room), or null. */
   notice: string | null;
 }
 
@@ -42,6 +42,8 @@ export interface ConnectionFacts {
   messages: readonly ChatMessage[];
   maxMessageBytes: number;
   flooding: readonly Flood[];
+  /** Why the TURN relay gives us no relayed address ("the TURN relay refused…"), or null. */
+  relayProblem: string | null;
 }
 
 /** "Ann is sending too fast: 120 messages dropped." (names joined for several). */
@@ -86,6 +88,6 @@ export function chatState(facts: ConnectionFacts): ChatState {
     rosterKnown: facts.rosterKnown,
     messages: facts.messages,
     maxMessageBytes: facts.maxMessageBytes,
-    notice: floodNotice(facts.flooding),
+    notice: [facts.relayProblem, floodNotice(facts.flooding)].filter((n) => n !== null).join(" ") || null,
   };
 }
