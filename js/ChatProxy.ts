@@ -10,7 +10,7 @@ import { type PageInfo, pageInfo } from "./jupyterPage";
 import { InvalidMessage, MessageLog } from "./msglog";
 import { PresenceSocket } from "./presenceSocket";
 import { IncomingLimits } from "./rateLimit";
-import { type CreatePeerConnection, hasTurnServer, probeTurn } from "./turnProbe";
+import { type CreatePeerConnection, NO_TURN_SERVER, hasTurnServer, probeTurn } from "./turnProbe";
 import {
   ChatFrameType,
   type ChatFrame,
@@ -192,7 +192,12 @@ export class ChatProxy {
     this.session = session;
     for (const peerId of [...this.links.keys()]) this.dropLink(peerId);
     this.openPeer(session);
-    if (hasTurnServer(session.ice_servers ?? [])) void this.checkRelay(session);
+    if (hasTurnServer(session.ice_servers ?? [])) {
+      void this.checkRelay(session);
+    } else if (this.relayOnly(session)) {
+      this.relayProblem = `No connection is possible: ${NO_TURN_SERVER}.`;
+      this.changed(false);
+    }
   }
 
   private relayOnly(session: SessionConfig): boolean {

@@ -9,6 +9,7 @@
 export const TURN_PROBE_TIMEOUT_MS = 5_000;
 export const TURN_REFUSED = "the TURN relay refused our credentials";
 export const TURN_UNREACHABLE = "cannot reach the TURN relay";
+export const NO_TURN_SERVER = "relay-only connections need a TURN relay, and the server configures none";
 /** STUN error codes meaning "your credentials are not accepted" (RFC 8489 §14.8). */
 const AUTH_ERRORS = new Set([401, 403, 431, 438]);
 

@@ -14,22 +14,8 @@ from urllib.parse import urlsplit
 from playwright.sync_api import Page, expect
 from tests.e2e.conftest import open_and_run
 from tests.support.lab import REPO, Lab
+from tests.support.rtc import RECORD_RTC_CONFIGS
 from tests.support.widgets import SLOW, messages, room_notebook, say, users
-
-# Runs in every frame before the page's own scripts: records each configuration given to
-# an RTCPeerConnection, at construction and through setConfiguration.
-RECORD_RTC_CONFIGS = """(() => {
-  const Native = window.RTCPeerConnection;
-  const configs = (window.__configs = []);
-  const record = (via, config) => configs.push({ via, config: JSON.parse(JSON.stringify(config ?? null)) });
-  class RecordedPeerConnection extends Native {
-    constructor(config, ...rest) { record("constructor", config); super(config, ...rest); }
-    setConfiguration(config) { record("setConfiguration", config); return super.setConfiguration(config); }
-  }
-  window.RTCPeerConnection = RecordedPeerConnection;
-  window.webkitRTCPeerConnection = RecordedPeerConnection;
-})();"""
-
 
 def ice_hosts(config: dict[str, Any] | None) -> set[str]:
     """The host of every ICE server URL in an RTCConfiguration (``stun:h:p``, ``turn:h?…``)."""
