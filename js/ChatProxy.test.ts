@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { Peer, PeerOptions } from "peerjs";
-import { ChatProxy } from "./ChatProxy";
+import { ChatProxy, type ChatProxyOptions } from "./ChatProxy";
 import type { PageInfo } from "./jupyterPage";
 import { CHUNK_THRESHOLD_BYTES, type Identity, type Presence, type SessionConfig } from "./protocol";
 
@@ -106,13 +106,18 @@ interface Harness {
   sockets: FakeSocket[];
 }
 
-async function start(selfId = "m-self"): Promise<Harness> {
+async function start(
+  selfId = "m-self",
+  extra: Partial<ChatProxyOptions> = {},
+  served: SessionConfig = session,
+): Promise<Harness> {
   const peers: FakePeer[] = [];
   const sockets: FakeSocket[] = [];
   const fetch = vi.fn(async (url: string) =>
-    url.endsWith("/id") ? new Response(selfId, { status: 200 }) : new Response(JSON.stringify(session), { status: 200 }),
+    url.endsWith("/id") ? new Response(selfId, { status: 200 }) : new Response(JSON.stringify(served), { status: 200 }),
   );
   const proxy = new ChatProxy({
+    ...extra,
     room: session.room,
     page,
     fetch: fetch as unknown as typeof globalThis.fetch,
@@ -163,7 +168,7 @@ describe("ChatProxy", () => {
       path: "/base%20url/nbchat/",
       key: session.key,
       secure: false,
-      config: { iceServers: session.ice_servers },
+      config: { iceServers: session.ice_servers, iceTransportPolicy: "all" },
     });
     expect(sockets[0].url).toBe(`ws://127.0.0.1:8888/base%20url/nbchat/presence?key=${session.key}`);
   });
@@ -213,6 +218,32 @@ describe("ChatProxy", () => {
     );
     expect(proxy.state.status).not.toContain("server-error");
     proxy.destroy();
+  });
+
+  it("asks for relay-only ICE when the call or the server says so, and says it cannot work without TURN", async () => {
+    const byCall = await start("m-self", { relayOnly: true });
+    expect(byCall.peers[0].options.config).toEqual({ iceServers: session.ice_servers, iceTransportPolicy: "relay" });
+    expect(byCall.proxy.state.notice).toMatch(/^No connection is possible: relay-only connections need a TURN relay/);
+    const byServer = await start("m-self", {}, { ...session, ice_transport_policy: "relay" });
+    expect(byServer.peers[0].options.config?.iceTransportPolicy).toBe("relay");
+  });
+
+  it("probes a configured TURN relay once and shows why it fails", async () => {
+    const turn = { ...session, ice_servers: [{ urls: "turn:turn.internal:3478", username: "1:me", credential: "c" }] };
+    const createPeerConnection = vi.fn((config: RTCConfiguration) => {
+      const listeners: Record<string, (event: object) => void> = {};
+      return {
+        config,
+        addEventListener: (type: string, l: (event: object) => void) => (listeners[type] = l),
+        createDataChannel: () => ({}),
+        setLocalDescription: async () => listeners.icecandidateerror({ errorCode: 401, errorText: "Unauthorized" }),
+        close: () => {},
+      } as unknown as RTCPeerConnection;
+    });
+    const { proxy } = await start("m-self", { createPeerConnection }, turn);
+    await vi.advanceTimersByTimeAsync(20);
+    expect(createPeerConnection).toHaveBeenCalledTimes(1);
+    expect(proxy.state.notice).toBe("Only direct connections will work: the TURN relay refused our credentials (401 Unauthorized).");
   });
 
   it("dials everyone in the roster reliably as JSON and syncs history on open", async () => {

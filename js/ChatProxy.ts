@@ -10,6 +10,7 @@ import { type PageInfo, pageInfo } from "./jupyterPage";
 import { InvalidMessage, MessageLog } from "./msglog";
 import { PresenceSocket } from "./presenceSocket";
 import { IncomingLimits } from "./rateLimit";
+import { type CreatePeerConnection, NO_TURN_SERVER, hasTurnServer, probeTurn } from "./turnProbe";
 import {
   ChatFrameType,
   type ChatFrame,
@@ -24,6 +25,8 @@ import { LogStore } from "./storage";
 
 export interface ChatProxyOptions {
   room: string;
+  /** Use only TURN-relayed ICE candidates (the server's ice_transport_policy may force it). */
+  relayOnly?: boolean;
   /** Where Jupyter is; read from the page by default. */
   page?: PageInfo;
   /** Injectable transports (tests use fakes). */
@@ -32,6 +35,7 @@ export interface ChatProxyOptions {
   /** Makes the peerjs client; `id` is the one the server issued us (peerjs never fetches one). */
   createPeer?: (options: PeerOptions, id: string) => Peer;
   createSocket?: (url: string) => WebSocket;
+  createPeerConnection?: CreatePeerConnection;
 }
 
 /** A data connection and what we know about it. */
@@ -92,6 +96,7 @@ export class ChatProxy {
   private stored: unknown[] = [];
   private phase: Phase = "connecting";
   private offlineReason = "";
+  private relayProblem: string | null = null;
   private signalingUp = false;
   private rosterKnown = false;
   private attempt = 0;
@@ -194,6 +199,31 @@ export class ChatProxy {
     this.session = session;
     for (const id of [...this.links.keys()]) this.dropLink(id);
     this.openPeer(session, peerId);
+    if (hasTurnServer(session.ice_servers ?? [])) {
+      void this.checkRelay(session);
+    } else if (this.relayOnly(session)) {
+      this.relayProblem = `No connection is possible: ${NO_TURN_SERVER}.`;
+      this.changed(false);
+    }
+  }
+
+  private relayOnly(session: SessionConfig): boolean {
+    return this.options.relayOnly === true || session.ice_transport_policy === "relay";
+  }
+
+  /** Ask the TURN relay for an address once per session, and say so if it fails us. */
+  private async checkRelay(session: SessionConfig): Promise<void> {
+    const problem = await probeTurn(session.ice_servers, this.options.createPeerConnection);
+    if (this.destroyed || session !== this.session) return;
+    if (problem !== null) {
+      console.warn(`nbchat: ${problem} (room ${session.key})`);
+      this.relayProblem = this.relayOnly(session)
+        ? `No connection is possible: ${problem}.`
+        : `Only direct connections will work: ${problem}.`;
+    } else {
+      this.relayProblem = null;
+    }
+    this.changed(false);
   }
 
   /** GET from our Jupyter server with what it requires of a script's request (the `_xsrf`
@@ -222,7 +252,10 @@ export class ChatProxy {
       path: session.path,
       key: session.key,
       secure: this.page.secure,
-      config: { iceServers: session.ice_servers },
+      config: {
+        iceServers: session.ice_servers,
+        iceTransportPolicy: this.relayOnly(session) ? "relay" : "all",
+      },
       pingInterval: session.ping_interval,
       debug: 1,
     }, id);
@@ -685,6 +718,7 @@ export class ChatProxy {
       openLinks: this.openLinkCount(),
       signalingUp: this.signalingUp,
       reason: this.offlineReason,
+      relayProblem: this.relayProblem,
       selfId: this.log?.peerId ?? null,
       self: this.session?.user ?? null,
       present: [...this.present.values()],

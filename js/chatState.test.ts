@@ -18,6 +18,7 @@ function facts(overrides: Partial<ConnectionFacts>): ConnectionFacts {
     messages: [],
     maxMessageBytes: 65536,
     flooding: [],
+    relayProblem: null,
     ...overrides,
   };
 }

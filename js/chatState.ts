@@ -18,7 +18,7 @@ export interface ChatState {
   rosterKnown: boolean;
   messages: readonly ChatMessage[];
   maxMessageBytes: number;
-  /** A passing notice for the reader (someone is flooding the room), or null. */
+  /** A notice for the reader (the TURN relay fails us, someone floods the room), or null. */
   notice: string | null;
   /** Who can join the room, in words, once the server said (else null). */
   audience: string | null;
@@ -44,6 +44,8 @@ export interface ConnectionFacts {
   messages: readonly ChatMessage[];
   maxMessageBytes: number;
   flooding: readonly Flood[];
+  /** Why the TURN relay gives us no relayed address ("the TURN relay refused…"), or null. */
+  relayProblem: string | null;
   audience?: string | null;
 }
 
@@ -89,7 +91,7 @@ export function chatState(facts: ConnectionFacts): ChatState {
     rosterKnown: facts.rosterKnown,
     messages: facts.messages,
     maxMessageBytes: facts.maxMessageBytes,
-    notice: floodNotice(facts.flooding),
+    notice: [facts.relayProblem, floodNotice(facts.flooding)].filter((n) => n !== null).join(" ") || null,
     audience: facts.audience ?? null,
   };
 }

@@ -11,6 +11,7 @@ import type { ChatMessage } from "./protocol";
 
 export interface ChatModel {
   room: string;
+  relay_only: boolean;
   users: { peer_id: string; user: unknown }[];
   status: string;
   peer_id: string;

@@ -53,6 +53,8 @@ export interface SessionConfig {
   key: string;
   path: string;
   ice_servers: RTCIceServer[];
+  /** "relay": the server makes every peer use TURN-relayed candidates only (absent: "all"). */
+  ice_transport_policy?: RTCIceTransportPolicy;
   user: Identity;
   ping_interval: number;
   alive_timeout: number;

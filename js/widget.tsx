@@ -28,7 +28,7 @@ function createWidget(): AnyWidget<ChatModel> {
     const key = model.get("_instance");
     let session = sessions.get(key);
     if (session === undefined) {
-      const proxy = new ChatProxy({ room: model.get("room") });
+      const proxy = new ChatProxy({ room: model.get("room"), relayOnly: model.get("relay_only") === true });
       const bridge = new KernelBridge(model, proxy);
       session = { proxy, bridge, views: 0, closeTimer: null };
       sessions.set(key, session);

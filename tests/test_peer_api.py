@@ -17,6 +17,9 @@ def test_public_names() -> None:
         "PresenceEvent",
         "ServerUnreachable",
         "SignalingError",
+        "TurnError",
+        "TurnRefused",
+        "TurnUnreachable",
     }
     for name in nbchat.peer.__all__:
         assert getattr(nbchat.peer, name).__module__.startswith("nbchat.peer.")
@@ -28,6 +31,9 @@ def test_errors_share_one_base() -> None:
         "NotAnNbchatServer",
         "ServerUnreachable",
         "SignalingError",
+        "TurnError",
+        "TurnRefused",
+        "TurnUnreachable",
     ]:
         assert issubclass(getattr(nbchat.peer, name), NbChatError)
 
@@ -56,4 +62,5 @@ def test_chat_peer_surface() -> None:
         "connect_timeout",
         "identity_timeout",
         "rate_limit",
+        "relay_only",
     ]

@@ -104,6 +104,22 @@ def test_magic_shows_a_chat_and_replaces_its_own_previous_one() -> None:
     assert "chat" not in ip.magics_manager.magics["line"]
 
 
+def test_magic_relay_flag_asks_for_relay_only_and_keeps_the_room_name() -> None:
+    from IPython.testing.globalipapp import get_ipython
+
+    ip = get_ipython()
+    ip.run_line_magic("load_ext", "nbchat")
+    try:
+        relayed = ip.run_line_magic("chat", "my  room --relay")
+        assert (relayed.room, relayed.relay_only) == ("my  room", True)
+        assert relayed.get_state()["relay_only"] is True  # synced to the browser
+        plain = ip.run_line_magic("chat", "--relayed-room")
+        assert (plain.room, plain.relay_only) == ("--relayed-room", False)
+        assert Chat("r", relay_only=True).relay_only
+    finally:
+        ip.run_line_magic("unload_ext", "nbchat")
+
+
 def test_the_owner_patches_messages_in_batches() -> None:
     chat = Chat(room="r")
     got: list[str] = []

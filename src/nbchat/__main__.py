@@ -32,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
         help="Jupyter token or JupyterHub API token (default: $JUPYTER_TOKEN, else "
         "$JUPYTERHUB_API_TOKEN)",
     )
+    common.add_argument(
+        "--relay",
+        action="store_true",
+        help="use only TURN-relayed connections (no peer learns this machine's addresses)",
+    )
     common.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
 
     parser = argparse.ArgumentParser(
@@ -94,8 +99,8 @@ async def _print_presence(peer: ChatPeer, err: TextIO) -> None:
         print(f"* {_name(event)} {verb}", file=err, flush=True)
 
 
-async def join(server: str, room: str, token: str | None) -> int:
-    async with ChatPeer(server, room, token=token) as peer:
+async def join(server: str, room: str, token: str | None, relay: bool = False) -> int:
+    async with ChatPeer(server, room, token=token, relay_only=relay) as peer:
         others = [u for u in peer.users if u["peer_id"] != peer.id]
         names = ", ".join(u["user"]["display_name"] or u["user"]["username"] for u in others)
         print(
@@ -128,8 +133,10 @@ async def join(server: str, room: str, token: str | None) -> int:
     return EXIT_OK
 
 
-async def say(server: str, room: str, text: str, token: str | None, timeout: float) -> int:
-    async with ChatPeer(server, room, token=token) as peer:
+async def say(
+    server: str, room: str, text: str, token: str | None, timeout: float, relay: bool = False
+) -> int:
+    async with ChatPeer(server, room, token=token, relay_only=relay) as peer:
         try:
             message = await peer.send(text)
         except ValueError as error:
@@ -153,8 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     try:
         if args.command == "join":
-            return asyncio.run(join(args.server, args.room, args.token))
-        return asyncio.run(say(args.server, args.room, args.text, args.token, args.timeout))
+            return asyncio.run(join(args.server, args.room, args.token, args.relay))
+        return asyncio.run(
+            say(args.server, args.room, args.text, args.token, args.timeout, args.relay)
+        )
     except NbChatError as error:
         print(f"nbchat: error: {error}", file=sys.stderr)
         return EXIT_ERROR

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from typing import Any
 
 from IPython.core.magic import Magics, line_magic, magics_class
@@ -11,6 +12,9 @@ from IPython.display import display
 from .widget import Chat, default_room
 
 __all__ = ["ChatMagics", "load_ipython_extension", "unload_ipython_extension"]
+
+#: ``--relay`` as a word of the magic's line; the rest, spaces kept, is the room name.
+RELAY_FLAG = re.compile(r"(?:^|\s)--relay(?=\s|$)")
 
 
 @magics_class
@@ -25,15 +29,19 @@ class ChatMagics(Magics):
     def chat(self, line: str) -> Chat:
         """Show the chat for ROOM (default: this notebook's room) and return the widget.
 
-        Usage: ``%chat [ROOM]``, or ``chat = %chat`` to keep a handle for
-        ``chat.send(...)``, ``chat.messages`` and ``chat.on_message(...)``.
+        Usage: ``%chat [ROOM] [--relay]``, or ``chat = %chat`` to keep a handle for
+        ``chat.send(...)``, ``chat.messages`` and ``chat.on_message(...)``. ``--relay``
+        uses only TURN-relayed connections.
         """
-        room = line.strip().rstrip(";").strip() or default_room()
+        text = line.strip().rstrip(";")
+        room = RELAY_FLAG.sub(" ", text).strip()
+        relay_only = room != text.strip()
+        room = room or default_room()
         key = (room, self._frontend_session())
         previous = self._chats.pop(key, None)
         if previous is not None:
             previous.close()
-        chat = Chat(room=room)
+        chat = Chat(room=room, relay_only=relay_only)
         self._chats[key] = chat
         # A bare `%chat` ending the cell is displayed by IPython as the cell's result;
         # displaying it here too would show the chat twice.

@@ -77,6 +77,11 @@ class Chat(anywidget.AnyWidget):
         sync=True
     )
     peer_id = traitlets.Unicode("", help="The owner browser's peer id in the room.").tag(sync=True)
+    relay_only = traitlets.Bool(
+        False,
+        help="Browsers showing this chat use only TURN-relayed connections, so no peer "
+        "learns their addresses (the server must configure a TURN relay).",
+    ).tag(sync=True)
     # Identifies this widget to its views across pages; the owner is elected by claims.
     _instance = traitlets.Unicode("").tag(sync=True)
     _owner = traitlets.Unicode("").tag(sync=True)

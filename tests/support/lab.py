@@ -35,6 +35,8 @@ class Lab:
     base_url: str
     log_path: Path
     nbchat_config: dict[str, Any] = field(default_factory=dict)
+    #: Extra environment for the server (e.g. NBCHAT_TURN_SECRET).
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -63,6 +65,7 @@ class Lab:
             "JUPYTER_PLATFORM_DIRS": "1",
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            **self.env,
         }
         shutil.rmtree(home / "workspaces", ignore_errors=True)
         settings = home / "settings" / "@jupyterlab" / "apputils-extension"
@@ -89,7 +92,12 @@ class Lab:
             "--ServerApp.log_level=INFO",
             "--NbChatApp.log_level=DEBUG",
         ]
-        args += [f"--NbChatApp.{k}={json.dumps(v)}" for k, v in self.nbchat_config.items()]
+        for k, v in self.nbchat_config.items():
+            if isinstance(v, list) and v and all(isinstance(item, str) for item in v):
+                # A list of strings on traitlets' command line: the option once per item.
+                args += [f"--NbChatApp.{k}={item}" for item in v]
+            else:
+                args.append(f"--NbChatApp.{k}={json.dumps(v)}")
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)

@@ -52,3 +52,13 @@ class Inbox:
 
     def stop(self) -> None:
         self._task.cancel()
+
+
+def selected_candidate_types(connection: DataConnection) -> tuple[str, str]:
+    """(local, remote) candidate types of the ICE pair ``connection`` uses, e.g.
+    ``("relay", "relay")``; aiortc has no getStats for this, so ask its aioice agent."""
+    sctp = connection.pc.sctp
+    assert sctp is not None
+    agent = sctp.transport.transport._connection
+    [pair] = agent._nominated.values()
+    return pair.local_candidate.type, pair.remote_candidate.type

@@ -9,6 +9,9 @@ from .errors import (
     NotAnNbchatServer,
     ServerUnreachable,
     SignalingError,
+    TurnError,
+    TurnRefused,
+    TurnUnreachable,
 )
 from .presence import PresenceEvent
 
@@ -20,4 +23,7 @@ __all__ = [
     "PresenceEvent",
     "ServerUnreachable",
     "SignalingError",
+    "TurnError",
+    "TurnRefused",
+    "TurnUnreachable",
 ]

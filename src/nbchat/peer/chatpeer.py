@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 from typing import Any
 
+from aiortc import RTCConfiguration
+
 from ..msglog import Identity, InvalidMessage, Message, MessageLog
 from ..protocol import FrameType, Presence
 from .dataconnection import DataConnection
-from .errors import NbChatError, SignalingError
+from .errors import NbChatError, SignalingError, TurnError
 from .frames import CHUNK_THRESHOLD, dumps
 from .ice import rtc_configuration
 from .mesh import Mesh
@@ -21,6 +23,7 @@ from .presence import PresenceClient, PresenceEvent
 from .ratelimit import IncomingLimits
 from .session import ServerSession, SessionConfig
 from .signaling import SignalingClient
+from .turncheck import check_turn
 
 __all__ = ["ChatPeer"]
 
@@ -75,6 +78,7 @@ class ChatPeer:
         connect_timeout: float = 20.0,
         identity_timeout: float = 10.0,
         rate_limit: bool = True,
+        relay_only: bool = False,
     ) -> None:
         self.server_url = server_url
         self.room = room
@@ -82,6 +86,8 @@ class ChatPeer:
         self.connect_timeout = connect_timeout
         self.identity_timeout = identity_timeout
         self.rate_limit = rate_limit
+        #: Use only TURN-relayed ICE candidates (also forced by the server's policy).
+        self.relay_only = relay_only
         self.config: SessionConfig | None = None
         self._session: ServerSession | None = None
         self._signaling: SignalingClient | None = None
@@ -117,13 +123,14 @@ class ChatPeer:
         self._session = ServerSession(self.server_url, self.token)
         try:
             self.config = config = await self._session.session_config(self.room)
+            rtc_config = await self._ice_configuration(config)
             peer_id = await self._session.reserve_id(config)
             self._log = MessageLog(peer_id, config.user)
             self._mesh = Mesh(
                 peer_id,
                 self.room,
                 self._relay,
-                rtc_configuration(config.ice_servers),
+                rtc_config,
                 roster=lambda: self._presence.roster if self._presence else {},
                 on_frame=self._on_frame,
                 on_open=self._on_connection_open,
@@ -148,6 +155,24 @@ class ChatPeer:
             raise
         self._mesh.dial_missing()  # the newcomer dials everyone in the roster
         self._spawn(self._anti_entropy(), "nbchat-anti-entropy")
+
+    async def _ice_configuration(self, config: SessionConfig) -> RTCConfiguration:
+        """The RTCConfiguration for every connection, its TURN relay checked first: with
+        relay-only ICE a relay that refuses us means no connection can ever open."""
+        relay_only = self.relay_only or config.ice_transport_policy == "relay"
+        rtc_config = rtc_configuration(config.ice_servers, relay_only=relay_only)
+        try:
+            if not await check_turn(rtc_config) and relay_only:
+                raise TurnError(
+                    "relay-only ICE needs a TURN relay, and the server configures none "
+                    "(NbChatApp.turn_urls and turn_secret)"
+                )
+        except TurnError as error:
+            if relay_only:
+                raise
+            # Direct paths may still work; say why relayed ones will not.
+            log.warning("nbchat: %s; only direct connections will work in %s", error, self.room)
+        return rtc_config
 
     async def leave(self) -> None:
         """Close every connection and socket; iterators from ``messages()`` end."""

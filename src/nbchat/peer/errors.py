@@ -4,7 +4,10 @@ NbChatError
  ├── ServerUnreachable     nothing answers at the server URL
  ├── NotAnNbchatServer     something answers, but not a Jupyter server with nbchat
  ├── AuthenticationFailed  the server refused the token (401/403)
- └── SignalingError        the signaling server refused us (ERROR, ID-TAKEN)
+ ├── SignalingError        the signaling server refused us (ERROR, ID-TAKEN)
+ └── TurnError             relay-only ICE, but the TURN relay gives us no relayed address
+      ├── TurnRefused       the relay refused our credentials (401: wrong secret, expired)
+      └── TurnUnreachable   nothing answers at the relay's address
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ __all__ = [
     "NotAnNbchatServer",
     "ServerUnreachable",
     "SignalingError",
+    "TurnError",
+    "TurnRefused",
+    "TurnUnreachable",
 ]
 
 
@@ -36,6 +42,18 @@ class AuthenticationFailed(NbChatError):
 
 
 class SignalingError(NbChatError):
+    pass
+
+
+class TurnError(NbChatError):
+    pass
+
+
+class TurnRefused(TurnError):
+    pass
+
+
+class TurnUnreachable(TurnError):
     pass
 
 

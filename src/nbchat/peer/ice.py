@@ -8,7 +8,13 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCIceCandidate, RTCIceServer, RTCPeerConnection
+from aiortc import (
+    RTCConfiguration,
+    RTCIceCandidate,
+    RTCIceServer,
+    RTCIceTransportPolicy,
+    RTCPeerConnection,
+)
 from aiortc.sdp import candidate_from_sdp
 
 __all__ = [
@@ -25,8 +31,11 @@ CONSENT_INTERVAL = 1.0  # seconds between ICE consent checks on a link (aioice: 
 CONSENT_FAILURES = 5  # checks missed in a row before the link counts as dead (aioice: 6)
 
 
-def rtc_configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
-    """The session config's ICE servers; none means none (aiortc would add Google STUN)."""
+def rtc_configuration(
+    ice_servers: list[dict[str, Any]], relay_only: bool = False
+) -> RTCConfiguration:
+    """The session config's ICE servers; none means none (aiortc would add Google STUN).
+    ``relay_only`` allows only TURN-relayed candidates (no peer learns our addresses)."""
     servers = []
     for server in ice_servers:
         urls = server.get("urls")
@@ -40,7 +49,8 @@ def rtc_configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
             )
         else:
             log.warning("nbchat: ignoring an ICE server without urls: %r", server)
-    return RTCConfiguration(iceServers=servers)
+    policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+    return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
 
 
 def _ice_connection_once(pc: RTCPeerConnection, mark: str) -> Any:

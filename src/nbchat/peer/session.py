@@ -45,6 +45,8 @@ class SessionConfig:
     alive_timeout: float  # seconds
     max_message_bytes: int
     version: str
+    #: "relay" when the server makes every peer use TURN-relayed candidates only.
+    ice_transport_policy: str = "all"
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
@@ -58,6 +60,9 @@ class SessionConfig:
             ice = data.get("ice_servers") or []
             if not isinstance(ice, list) or not all(isinstance(s, dict) for s in ice):
                 raise ValueError("bad ice_servers")
+            policy = data.get("ice_transport_policy", "all")
+            if policy not in ("all", "relay"):
+                raise ValueError(f"bad ice_transport_policy {str(policy)[:40]!r}")
             return cls(
                 room=str(data["room"]),
                 key=key,
@@ -68,6 +73,7 @@ class SessionConfig:
                 alive_timeout=float(data.get("alive_timeout", 60000)) / 1000,
                 max_message_bytes=int(data.get("max_message_bytes", 65536)),
                 version=str(data.get("version", "")),
+                ice_transport_policy=policy,
                 raw=data,
             )
         except (KeyError, TypeError, ValueError) as error:

@@ -137,7 +137,7 @@ class SignalingService:
             "room": room,
             "key": key,
             "path": path,
-            "ice_servers": s.ice_servers,
+            **s.session_ice(s.ice_servers, user["username"], time.time()),
             "user": user,
             # Advertise a heartbeat well inside alive_timeout, whatever the two settings
             # say: a client beating at the advertised rate must never be evicted.

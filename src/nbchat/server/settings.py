@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from traitlets import Bool, Dict, Float, HasTraits, Int, List, Unicode
+from traitlets import Bool, Dict, Float, Int, List, Unicode
+
+from .ice import IceSettings
 
 
-class SignalingSettings(HasTraits):
+class SignalingSettings(IceSettings):
     """Every knob of the signaling service, with its one default and its help."""
 
     ice_servers: List[dict[str, Any]] = List(
