@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 __all__ = [
     "KDF_ITERATIONS",
+    "Rejection",
     "SEALED_TYPES",
     "SEALED_VERSION",
     "SealError",
@@ -45,6 +46,8 @@ __all__ = [
     "associated_data",
     "derive_room_key",
     "is_sealed",
+    "open_frame",
+    "seal_payload",
 ]
 
 SEALED_VERSION = "nbchat-v1"
@@ -135,3 +138,35 @@ class Sealer:
         if not isinstance(payload, dict):
             raise SealError("a sealed payload must hold a JSON object")
         return payload
+
+
+def seal_payload(
+    sealer: Sealer | None, kind: str, src: str, dst: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """The payload to send for a frame of ``kind`` from ``src`` to ``dst``."""
+    if sealer is None or kind not in SEALED_TYPES:
+        return payload
+    return sealer.seal(kind, src, dst, payload)
+
+
+def open_frame(sealer: Sealer | None, self_id: str, frame: dict[str, Any]) -> dict[str, Any]:
+    """A relayed frame with its payload opened; raise SealError if it must be refused."""
+    kind, src, payload = frame.get("type"), frame.get("src"), frame.get("payload")
+    if kind not in SEALED_TYPES or not isinstance(src, str) or not isinstance(kind, str):
+        return frame
+    if sealer is None:
+        if is_sealed(payload):
+            raise SealError("the peer sealed it with a room passphrase, and we have none")
+        return frame
+    if not is_sealed(payload):
+        raise SealError("the peer sent it unsealed: it has no room passphrase")
+    return {**frame, "payload": sealer.open(kind, src, self_id, payload)}
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A peer's signaling we refused: nobody can tell from it whose passphrase is wrong."""
+
+    peer_id: str
+    type: str
+    reason: str
