@@ -20,6 +20,8 @@ import {
   type SessionConfig,
   parseChatFrame,
 } from "./protocol";
+import { Sealer } from "./roomKey";
+import { type Rejection, sealSignaling } from "./sealedSignaling";
 import { LogStore } from "./storage";
 
 export interface ChatProxyOptions {
@@ -31,6 +33,9 @@ export interface ChatProxyOptions {
   storage?: Storage | null;
   createPeer?: (options: PeerOptions) => Peer;
   createSocket?: (url: string) => WebSocket;
+  /** The room passphrase (or its promise: the kernel sends it by comm message), or none.
+   *  With one, every OFFER/ANSWER/CANDIDATE is sealed end to end (see sealedSignaling.ts). */
+  passphrase?: string | Promise<string> | null;
 }
 
 /** A data connection and what we know about it. */
@@ -104,13 +109,46 @@ export class ChatProxy {
   private chunkCounter = 0;
   private destroyed = false;
   private snapshot: ChatState;
+  /** Peers whose signaling failed the passphrase check, until a link with them opens or they leave. */
+  private readonly refused = new Map<string, Rejection>();
 
   constructor(private readonly options: ChatProxyOptions) {
+    this.options = { ...options, createPeer: this.sealingPeers(options) };
     this.page = options.page ?? pageInfo();
     this.fetchFn = options.fetch ?? window.fetch.bind(window);
     this.store = new LogStore(`${this.page.baseUrl}|${options.room}`, options.storage);
     this.stored = this.store.load();
     this.snapshot = this.computeState();
+  }
+
+  /** Wrap every Peer we create so its signaling is sealed with the room passphrase (or, with
+   *  none, so sealed offers from protected peers are refused with a notice, not a peerjs warning). */
+  private sealingPeers(options: ChatProxyOptions): (peerOptions: PeerOptions) => Peer {
+    const create = options.createPeer ?? ((peerOptions: PeerOptions) => new Peer(peerOptions));
+    const passphrase = options.passphrase ?? null;
+    const sealers = new Map<string, Promise<Sealer>>();
+    return (peerOptions: PeerOptions) => {
+      const peer = create(peerOptions);
+      let sealer: Promise<Sealer> | null = null;
+      if (passphrase !== null) {
+        const key = peerOptions.key ?? "";
+        sealer = sealers.get(key) ?? Promise.resolve(passphrase).then((p) => Sealer.forRoom(p, key));
+        sealers.set(key, sealer);
+      }
+      sealSignaling(peer, sealer, (rejection) => this.onRefused(peer, rejection));
+      return peer;
+    };
+  }
+
+  private onRefused(peer: Peer, rejection: Rejection): void {
+    if (peer !== this.peer || this.destroyed) return;
+    console.warn(
+      `nbchat: refused ${rejection.type} from ${rejection.peerId} in room ${this.session?.key}: ${rejection.reason}`,
+    );
+    this.refused.set(rejection.peerId, rejection);
+    // Call back, so the other side learns of the mismatch too (our sealed offer fails there).
+    if (rejection.type === "OFFER") this.dial(rejection.peerId);
+    this.changed(false);
   }
 
   get state(): ChatState {
@@ -357,6 +395,7 @@ export class ChatProxy {
         break;
       case "USER_DISCONNECTED":
         this.present.delete(frame.peer.peer_id);
+        this.refused.delete(frame.peer.peer_id);
         this.dropLink(frame.peer.peer_id);
         break;
       case "ERROR":
@@ -413,6 +452,7 @@ export class ChatProxy {
     conn.on("open", () => {
       if (this.links.get(conn.peer) !== link) return;
       link.open = true;
+      this.refused.delete(conn.peer);
       if (link.timer !== null) clearTimeout(link.timer);
       link.timer = null;
       this.redialAttempts.delete(conn.peer);
@@ -689,6 +729,11 @@ export class ChatProxy {
         const user = this.present.get(peerId)?.user;
         const name = user ? user.display_name || user.name || user.username : "A peer";
         return { name, dropped: flood.dropped };
+      }),
+      sealed: (this.options.passphrase ?? null) !== null,
+      refused: [...this.refused.keys()].map((peerId) => {
+        const user = this.present.get(peerId)?.user;
+        return user ? user.display_name || user.name || user.username : "someone";
       }),
     });
   }

@@ -20,6 +20,8 @@ export interface ChatState {
   maxMessageBytes: number;
   /** A passing notice for the reader (someone is flooding the room), or null. */
   notice: string | null;
+  /** Whether signaling is sealed with a room passphrase (the header shows a lock). */
+  sealed?: boolean;
 }
 
 /** A peer whose frames we are dropping because it sends too fast. */
@@ -42,6 +44,18 @@ export interface ConnectionFacts {
   messages: readonly ChatMessage[];
   maxMessageBytes: number;
   flooding: readonly Flood[];
+  sealed?: boolean;
+  /** Peers whose signaling failed the passphrase check, by name. */
+  refused?: readonly string[];
+}
+
+/** Someone's signaling failed the room passphrase check; we cannot tell whose passphrase is wrong. */
+export function refusedNotice(refused: readonly string[], sealed: boolean): string | null {
+  if (refused.length === 0) return null;
+  const who = refused.length === 1 ? refused[0] : `${refused.slice(0, -1).join(", ")} and ${refused[refused.length - 1]}`;
+  return sealed
+    ? `Could not verify the connection with ${who}: someone without this room's passphrase tried to connect (wrong passphrase?).`
+    : `${who} uses a room passphrase and you have none: no connection.`;
 }
 
 /** "Ann is sending too fast: 120 messages dropped." (names joined for several). */
@@ -86,6 +100,10 @@ export function chatState(facts: ConnectionFacts): ChatState {
     rosterKnown: facts.rosterKnown,
     messages: facts.messages,
     maxMessageBytes: facts.maxMessageBytes,
-    notice: floodNotice(facts.flooding),
+    notice:
+      [refusedNotice(facts.refused ?? [], facts.sealed ?? false), floodNotice(facts.flooding)]
+        .filter((n) => n !== null)
+        .join(" ") || null,
+    sealed: facts.sealed ?? false,
   };
 }

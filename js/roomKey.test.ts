@@ -3,8 +3,8 @@ import { describe, expect, it } from "vitest";
 import { KDF_ITERATIONS, SealError, Sealer, associatedData, deriveRoomKeyBytes } from "./roomKey";
 
 const hex = (bytes: Uint8Array): string => [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
-const fromHex = (text: string): Uint8Array => new Uint8Array(text.match(/../g)!.map((h) => parseInt(h, 16)));
-const b64 = (text: string): Uint8Array => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+const fromHex = (text: string) => new Uint8Array(text.match(/../g)!.map((h) => parseInt(h, 16)));
+const b64 = (text: string) => new Uint8Array([...atob(text)].map((c) => c.charCodeAt(0)));
 
 describe("room key (golden fixture shared with tests/test_sealed.py)", () => {
   for (const c of fixture.kdf) {

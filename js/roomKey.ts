@@ -21,13 +21,15 @@ export class SealError extends Error {
 }
 
 const encoder = new TextEncoder();
+/** Bytes WebCrypto accepts (not a view of a SharedArrayBuffer). */
+type Bytes = Uint8Array<ArrayBuffer>;
 
 /** The 32 key bytes everyone with `passphrase` in room `roomKey` shares (PBKDF2-HMAC-SHA256). */
 export async function deriveRoomKeyBytes(
   passphrase: string,
   roomKey: string,
   iterations: number = KDF_ITERATIONS,
-): Promise<Uint8Array> {
+): Promise<Bytes> {
   if (passphrase === "") throw new Error("an empty passphrase protects nothing");
   const material = await crypto.subtle.importKey("raw", encoder.encode(passphrase.normalize("NFC")), "PBKDF2", false, [
     "deriveBits",
@@ -40,7 +42,7 @@ export async function deriveRoomKeyBytes(
   return new Uint8Array(bits);
 }
 
-export function associatedData(kind: string, src: string, dst: string): Uint8Array {
+export function associatedData(kind: string, src: string, dst: string): Bytes {
   return encoder.encode(`${AAD_PREFIX}${kind}|${src}|${dst}`);
 }
 
@@ -52,7 +54,7 @@ export function isSealed(payload: unknown): payload is SealedPayload {
 export class Sealer {
   private constructor(private readonly key: CryptoKey) {}
 
-  static async fromBytes(bytes: Uint8Array): Promise<Sealer> {
+  static async fromBytes(bytes: Bytes): Promise<Sealer> {
     const key = await crypto.subtle.importKey("raw", bytes, "AES-GCM", false, ["encrypt", "decrypt"]);
     return new Sealer(key);
   }
@@ -61,13 +63,13 @@ export class Sealer {
     return Sealer.fromBytes(await deriveRoomKeyBytes(passphrase, roomKey));
   }
 
-  async sealBytes(plaintext: Uint8Array, aad: Uint8Array, iv?: Uint8Array): Promise<SealedPayload> {
+  async sealBytes(plaintext: Bytes, aad: Bytes, iv?: Bytes): Promise<SealedPayload> {
     const nonce = iv ?? crypto.getRandomValues(new Uint8Array(IV_BYTES));
     const data = await crypto.subtle.encrypt({ name: "AES-GCM", iv: nonce, additionalData: aad }, this.key, plaintext);
     return { sealed: SEALED_VERSION, iv: toBase64(nonce), data: toBase64(new Uint8Array(data)) };
   }
 
-  async openBytes(sealed: unknown, aad: Uint8Array): Promise<Uint8Array> {
+  async openBytes(sealed: unknown, aad: Bytes): Promise<Bytes> {
     if (!isSealed(sealed)) throw new SealError("the payload is not sealed");
     if (typeof sealed.iv !== "string" || typeof sealed.data !== "string") {
       throw new SealError("a sealed payload needs iv and data strings");
@@ -84,7 +86,7 @@ export class Sealer {
     }
   }
 
-  seal(kind: string, src: string, dst: string, payload: unknown, iv?: Uint8Array): Promise<SealedPayload> {
+  seal(kind: string, src: string, dst: string, payload: unknown, iv?: Bytes): Promise<SealedPayload> {
     return this.sealBytes(encoder.encode(JSON.stringify(payload)), associatedData(kind, src, dst), iv);
   }
 
@@ -103,13 +105,13 @@ export class Sealer {
   }
 }
 
-function toBase64(bytes: Uint8Array): string {
+function toBase64(bytes: Bytes): string {
   let binary = "";
   for (const byte of bytes) binary += String.fromCharCode(byte);
   return btoa(binary);
 }
 
-function fromBase64(text: string): Uint8Array {
+function fromBase64(text: string): Bytes {
   // Strict like Python's b64decode(validate=True): atob alone accepts spaces and missing padding.
   if (!/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(text)) {
     throw new SealError("bad base64 in a sealed payload");

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import getpass
+import re
 from typing import Any
 
 from IPython.core.magic import Magics, line_magic, magics_class
@@ -11,6 +13,9 @@ from IPython.display import display
 from .widget import Chat, default_room
 
 __all__ = ["ChatMagics", "load_ipython_extension", "unload_ipython_extension"]
+
+
+_PASSPHRASE_FLAG = re.compile(r"(?:^|\s)--passphrase(?=\s|$)")
 
 
 @magics_class
@@ -25,15 +30,24 @@ class ChatMagics(Magics):
     def chat(self, line: str) -> Chat:
         """Show the chat for ROOM (default: this notebook's room) and return the widget.
 
-        Usage: ``%chat [ROOM]``, or ``chat = %chat`` to keep a handle for
-        ``chat.send(...)``, ``chat.messages`` and ``chat.on_message(...)``.
+        Usage: ``%chat [ROOM] [--passphrase]``, or ``chat = %chat`` to keep a handle for
+        ``chat.send(...)``, ``chat.messages`` and ``chat.on_message(...)``. With
+        ``--passphrase`` the room passphrase is asked for without echo (never in the
+        notebook): only peers with the same one can connect.
         """
-        room = line.strip().rstrip(";").strip() or default_room()
+        line = line.strip().rstrip(";").strip()
+        line, protected = _PASSPHRASE_FLAG.subn(" ", line)
+        room = line.strip() or default_room()
+        passphrase = None
+        if protected:
+            passphrase = getpass.getpass(f"Passphrase for room {room!r}: ")
+            if not passphrase:
+                raise ValueError("an empty passphrase protects nothing")
         key = (room, self._frontend_session())
         previous = self._chats.pop(key, None)
         if previous is not None:
             previous.close()
-        chat = Chat(room=room)
+        chat = Chat(room=room, passphrase=passphrase)
         self._chats[key] = chat
         # A bare `%chat` ending the cell is displayed by IPython as the cell's result;
         # displaying it here too would show the chat twice.
