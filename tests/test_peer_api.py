@@ -15,6 +15,7 @@ def test_public_names() -> None:
         "NbChatError",
         "NotAnNbchatServer",
         "PresenceEvent",
+        "Rejection",
         "ServerUnreachable",
         "SignalingError",
     }
@@ -43,6 +44,7 @@ def test_chat_peer_surface() -> None:
         "messages",
         "peers",
         "presence",
+        "protected",
         "send",
         "user",
         "users",
@@ -56,4 +58,5 @@ def test_chat_peer_surface() -> None:
         "connect_timeout",
         "identity_timeout",
         "rate_limit",
+        "passphrase",
     ]

@@ -34,7 +34,9 @@ def connect(jp_serverapp: Any, jp_fetch: Any, server_base: str) -> Connect:
 
 
 @pytest.fixture
-def relayed(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[dict[str, Any]], None]], list[str]]:
+def relayed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[[Callable[[dict[str, Any]], None]], list[str]]:
     """Make the signaling server pass every frame through ``edit`` (in place) before relaying
     it: a compromised server. Returns the frames as the server received them."""
     from nbchat.server import handlers
@@ -62,7 +64,8 @@ async def test_peers_with_the_same_passphrase_chat_and_the_server_sees_no_sdp(
     connect: Connect, relayed: Any
 ) -> None:
     seen = relayed(lambda frame: None)
-    async with connect("room-sealed", "tea at five") as a, connect("room-sealed", "tea at five") as b:
+    room, word = "room-sealed", "tea at five"
+    async with connect(room, word) as a, connect(room, word) as b:
         assert a.protected and b.protected
         assert await a.wait_for_peers(1) and await b.wait_for_peers(1)
         inbox = Inbox(b)
@@ -70,13 +73,15 @@ async def test_peers_with_the_same_passphrase_chat_and_the_server_sees_no_sdp(
         [got] = await inbox.wait(1)
         assert got["text"] == "sealed hello"
         assert a.rejected == [] and b.rejected == []
+        assert a.config is not None
+        limit = a.config.max_message_bytes
         inbox.stop()
     offers = [json.loads(t) for t in seen if '"OFFER"' in t]
     assert offers and all(set(f["payload"]) == {"sealed", "iv", "data"} for f in offers)
     # Nothing of the SDP (fingerprints, candidates, ufrag) is left for the server to read.
     assert not any("fingerprint" in t or "candidate:" in t or "a=ice" in t for t in seen)
     # Sealed signaling fits the room's frame limit (8 KiB in these tests).
-    assert max(len(t.encode()) for t in seen) < a.config.max_message_bytes  # type: ignore[union-attr]
+    assert max(len(t.encode()) for t in seen) < limit
 
 
 async def test_different_passphrases_form_no_link_and_both_sides_report_it(
@@ -90,7 +95,9 @@ async def test_different_passphrases_form_no_link_and_both_sides_report_it(
             assert all("authentication failed" in r.reason for r in a.rejected + b.rejected)
             # Refused offers never became connections, so nothing can open.
             assert not a.peers and not b.peers
-            assert not any(c.peer == b.id for c in a._mesh.connections.values() if not c.originator)  # type: ignore[union-attr]
+            assert a._mesh is not None
+            accepted = [c for c in a._mesh.connections.values() if not c.originator]
+            assert not any(c.peer == b.id for c in accepted)
 
 
 async def test_a_peer_without_the_passphrase_cannot_join_the_mesh(connect: Connect) -> None:
@@ -124,7 +131,8 @@ async def test_a_tampering_server_is_detected_and_no_link_forms(
     connect: Connect, relayed: Any
 ) -> None:
     relayed(_flip_a_sealed_byte)
-    async with connect("room-tamper", "tea at five") as a, connect("room-tamper", "tea at five") as b:
+    room, word = "room-tamper", "tea at five"
+    async with connect(room, word) as a, connect(room, word) as b:
         await until(lambda: bool(a.rejected) or bool(b.rejected))
         rejected = a.rejected + b.rejected
         assert all(r.type == "OFFER" and "changed in transit" in r.reason for r in rejected)

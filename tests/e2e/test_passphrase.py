@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 from tests.e2e.conftest import open_and_run, open_notebook
 from tests.support.lab import Lab
 from tests.support.loop import BackgroundLoop
@@ -36,15 +36,17 @@ def sealed_notebook(lab: Lab, name: str, room: str, passphrase: str) -> str:
     return put_notebook(
         lab,
         f"notebooks/{name}.ipynb",
-        code_notebook("import nbchat", f"chat = nbchat.Chat({room!r}, passphrase={passphrase!r})\nchat"),
+        code_notebook(
+            "import nbchat", f"chat = nbchat.Chat({room!r}, passphrase={passphrase!r})\nchat"
+        ),
     )
 
 
-def status(page: Page):  # type: ignore[no-untyped-def]
+def status(page: Page) -> Locator:
     return page.get_by_role("status", name="Chat status")
 
 
-def lock(page: Page):  # type: ignore[no-untyped-def]
+def lock(page: Page) -> Locator:
     return page.get_by_label("Protected by a passphrase")
 
 

@@ -11,6 +11,7 @@ from .errors import (
     SignalingError,
 )
 from .presence import PresenceEvent
+from .sealed import Rejection
 
 __all__ = [
     "AuthenticationFailed",
@@ -18,6 +19,7 @@ __all__ = [
     "NbChatError",
     "NotAnNbchatServer",
     "PresenceEvent",
+    "Rejection",
     "ServerUnreachable",
     "SignalingError",
 ]

@@ -126,7 +126,9 @@ class ChatPeer:
             self.config = config = await self._session.session_config(self.room)
             if self._passphrase is not None:
                 # ~0.1 s of PBKDF2: off the loop, so other peers in this process keep going.
-                self._sealer = await asyncio.to_thread(Sealer.for_room, self._passphrase, config.key)
+                self._sealer = await asyncio.to_thread(
+                    Sealer.for_room, self._passphrase, config.key
+                )
                 self._passphrase = None
             peer_id = await self._session.reserve_id(config)
             self._log = MessageLog(peer_id, config.user)

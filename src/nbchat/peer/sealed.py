@@ -121,7 +121,9 @@ class Sealer:
         try:
             return AESGCM(self.key).decrypt(iv, data, aad)
         except InvalidTag:
-            raise SealError("authentication failed (wrong passphrase, or changed in transit)") from None
+            raise SealError(
+                "authentication failed (wrong passphrase, or changed in transit)"
+            ) from None
 
     def seal(
         self, kind: str, src: str, dst: str, payload: dict[str, Any], iv: bytes | None = None
