@@ -21,6 +21,8 @@ import {
   type SessionConfig,
   parseChatFrame,
 } from "./protocol";
+import { Sealer } from "./roomKey";
+import { type Rejection, sealSignaling } from "./sealedSignaling";
 import { LogStore } from "./storage";
 
 export interface ChatProxyOptions {
@@ -36,6 +38,9 @@ export interface ChatProxyOptions {
   createPeer?: (options: PeerOptions, id: string) => Peer;
   createSocket?: (url: string) => WebSocket;
   createPeerConnection?: CreatePeerConnection;
+  /** The room passphrase (or its promise: the kernel sends it by comm message), or none.
+   *  With one, every OFFER/ANSWER/CANDIDATE is sealed end to end (see sealedSignaling.ts). */
+  passphrase?: string | Promise<string> | null;
 }
 
 /** A data connection and what we know about it. */
@@ -110,13 +115,46 @@ export class ChatProxy {
   private chunkCounter = 0;
   private destroyed = false;
   private snapshot: ChatState;
+  /** Peers whose signaling failed the passphrase check, until a link with them opens or they leave. */
+  private readonly refused = new Map<string, Rejection>();
 
   constructor(private readonly options: ChatProxyOptions) {
+    this.options = { ...options, createPeer: this.sealingPeers(options) };
     this.page = options.page ?? pageInfo();
     this.fetchFn = options.fetch ?? window.fetch.bind(window);
     this.store = new LogStore(`${this.page.baseUrl}|${options.room}`, options.storage);
     this.stored = this.store.load();
     this.snapshot = this.computeState();
+  }
+
+  /** Wrap every Peer we create so its signaling is sealed with the room passphrase (or, with
+   *  none, so sealed offers from protected peers are refused with a notice, not a peerjs warning). */
+  private sealingPeers(options: ChatProxyOptions): (peerOptions: PeerOptions, id: string) => Peer {
+    const create = options.createPeer ?? ((peerOptions: PeerOptions, id: string) => new Peer(id, peerOptions));
+    const passphrase = options.passphrase ?? null;
+    const sealers = new Map<string, Promise<Sealer>>();
+    return (peerOptions: PeerOptions, id: string) => {
+      const peer = create(peerOptions, id);
+      let sealer: Promise<Sealer> | null = null;
+      if (passphrase !== null) {
+        const key = peerOptions.key ?? "";
+        sealer = sealers.get(key) ?? Promise.resolve(passphrase).then((p) => Sealer.forRoom(p, key));
+        sealers.set(key, sealer);
+      }
+      sealSignaling(peer, sealer, (rejection) => this.onRefused(peer, rejection));
+      return peer;
+    };
+  }
+
+  private onRefused(peer: Peer, rejection: Rejection): void {
+    if (peer !== this.peer || this.destroyed) return;
+    console.warn(
+      `nbchat: refused ${rejection.type} from ${rejection.peerId} in room ${this.session?.key}: ${rejection.reason}`,
+    );
+    this.refused.set(rejection.peerId, rejection);
+    // Call back, so the other side learns of the mismatch too (our sealed offer fails there).
+    if (rejection.type === "OFFER") this.dial(rejection.peerId);
+    this.changed(false);
   }
 
   get state(): ChatState {
@@ -396,6 +434,7 @@ export class ChatProxy {
         break;
       case "USER_DISCONNECTED":
         this.present.delete(frame.peer.peer_id);
+        this.refused.delete(frame.peer.peer_id);
         this.dropLink(frame.peer.peer_id);
         break;
       case "ERROR":
@@ -452,6 +491,7 @@ export class ChatProxy {
     conn.on("open", () => {
       if (this.links.get(conn.peer) !== link) return;
       link.open = true;
+      this.refused.delete(conn.peer);
       if (link.timer !== null) clearTimeout(link.timer);
       link.timer = null;
       this.redialAttempts.delete(conn.peer);
@@ -730,6 +770,11 @@ export class ChatProxy {
         const user = this.present.get(peerId)?.user;
         const name = user ? user.display_name || user.name || user.username : "A peer";
         return { name, dropped: flood.dropped };
+      }),
+      sealed: (this.options.passphrase ?? null) !== null,
+      refused: [...this.refused.keys()].map((peerId) => {
+        const user = this.present.get(peerId)?.user;
+        return user ? user.display_name || user.name || user.username : "someone";
       }),
     });
   }

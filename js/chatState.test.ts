@@ -74,4 +74,14 @@ describe("historyBatches", () => {
     }
     expect(historyBatches([])).toEqual([]);
   });
+
+  it("names whoever failed the passphrase check, and says the room is sealed", () => {
+    const sealed = chatState(facts({ sealed: true, refused: ["Bob"] }));
+    expect(sealed.sealed).toBe(true);
+    expect(sealed.notice).toBe(
+      "Could not verify the connection with Bob: someone without this room's passphrase tried to connect (wrong passphrase?).",
+    );
+    expect(chatState(facts({ refused: ["Ann"] })).notice).toBe("Ann uses a room passphrase and you have none: no connection.");
+    expect(chatState(facts({})).sealed).toBe(false);
+  });
 });

@@ -22,6 +22,8 @@ export interface ChatState {
   notice: string | null;
   /** Who can join the room, in words, once the server said (else null). */
   audience: string | null;
+  /** Whether signaling is sealed with a room passphrase (the header shows a lock). */
+  sealed?: boolean;
 }
 
 /** A peer whose frames we are dropping because it sends too fast. */
@@ -47,6 +49,18 @@ export interface ConnectionFacts {
   /** Why the TURN relay gives us no relayed address ("the TURN relay refused…"), or null. */
   relayProblem: string | null;
   audience?: string | null;
+  sealed?: boolean;
+  /** Peers whose signaling failed the passphrase check, by name. */
+  refused?: readonly string[];
+}
+
+/** Someone's signaling failed the room passphrase check; we cannot tell whose passphrase is wrong. */
+export function refusedNotice(refused: readonly string[], sealed: boolean): string | null {
+  if (refused.length === 0) return null;
+  const who = refused.length === 1 ? refused[0] : `${refused.slice(0, -1).join(", ")} and ${refused[refused.length - 1]}`;
+  return sealed
+    ? `Could not verify the connection with ${who}: someone without this room's passphrase tried to connect (wrong passphrase?).`
+    : `${who} uses a room passphrase and you have none: no connection.`;
 }
 
 /** "Ann is sending too fast: 120 messages dropped." (names joined for several). */
@@ -91,7 +105,11 @@ export function chatState(facts: ConnectionFacts): ChatState {
     rosterKnown: facts.rosterKnown,
     messages: facts.messages,
     maxMessageBytes: facts.maxMessageBytes,
-    notice: [facts.relayProblem, floodNotice(facts.flooding)].filter((n) => n !== null).join(" ") || null,
+    notice:
+      [facts.relayProblem, refusedNotice(facts.refused ?? [], facts.sealed ?? false), floodNotice(facts.flooding)]
+        .filter((n) => n !== null)
+        .join(" ") || null,
     audience: facts.audience ?? null,
+    sealed: facts.sealed ?? false,
   };
 }

@@ -17,6 +17,8 @@ export interface ChatModel {
   peer_id: string;
   _instance: string;
   _owner: string;
+  /** Whether the kernel holds a room passphrase for this chat (never the passphrase itself). */
+  has_passphrase: boolean;
 }
 
 interface WireMessage {

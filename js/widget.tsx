@@ -16,6 +16,11 @@ interface Session {
   closeTimer: ReturnType<typeof setTimeout> | null;
 }
 
+interface PassphraseRequest {
+  promise: Promise<string>;
+  resolve: (passphrase: string) => void;
+}
+
 /** Leaving is deferred a little so a view that is re-attached (moved, re-rendered) keeps the peer. */
 const LEAVE_DELAY_MS = 2_000;
 
@@ -23,12 +28,27 @@ function createWidget(): AnyWidget<ChatModel> {
   const sessions = new Map<string, Session>();
   /** Custom messages can arrive before the first view; they wait here. */
   const early = new Map<string, unknown[]>();
+  /** Room passphrases the kernel sent by comm message: never a synced trait, so never saved. */
+  const passphrases = new Map<string, PassphraseRequest>();
+
+  function passphraseFor(model: AnyModel<ChatModel>, key: string): Promise<string> {
+    let request = passphrases.get(key);
+    if (request === undefined) {
+      let resolve: (passphrase: string) => void = () => undefined;
+      const promise = new Promise<string>((r) => (resolve = r));
+      request = { promise, resolve };
+      passphrases.set(key, request);
+      model.send({ type: "passphrase?" });
+    }
+    return request.promise;
+  }
 
   function acquire(model: AnyModel<ChatModel>): Session {
     const key = model.get("_instance");
     let session = sessions.get(key);
     if (session === undefined) {
-      const proxy = new ChatProxy({ room: model.get("room"), relayOnly: model.get("relay_only") === true });
+      const passphrase = model.get("has_passphrase") === true ? passphraseFor(model, key) : null;
+      const proxy = new ChatProxy({ room: model.get("room"), relayOnly: model.get("relay_only") === true, passphrase });
       const bridge = new KernelBridge(model, proxy);
       session = { proxy, bridge, views: 0, closeTimer: null };
       sessions.set(key, session);
@@ -71,6 +91,11 @@ function createWidget(): AnyWidget<ChatModel> {
     initialize({ model }) {
       const key = model.get("_instance");
       model.on("msg:custom", (content: unknown) => {
+        const reply = content as { type?: unknown; passphrase?: unknown } | null;
+        if (reply?.type === "passphrase" && typeof reply.passphrase === "string") {
+          passphrases.get(key)?.resolve(reply.passphrase);
+          return;
+        }
         const session = sessions.get(key);
         if (session !== undefined) session.bridge.onCustom(content);
         else early.set(key, [...(early.get(key) ?? []), content]);
@@ -78,6 +103,7 @@ function createWidget(): AnyWidget<ChatModel> {
       // The model is closed (widget closed, kernel gone): leave the room with it.
       return () => {
         early.delete(key);
+        passphrases.delete(key);
         const session = sessions.get(key);
         if (session === undefined) return;
         sessions.delete(key);

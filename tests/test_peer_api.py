@@ -15,6 +15,7 @@ def test_public_names() -> None:
         "NbChatError",
         "NotAnNbchatServer",
         "PresenceEvent",
+        "Rejection",
         "ServerUnreachable",
         "SignalingError",
         "TurnError",
@@ -49,6 +50,7 @@ def test_chat_peer_surface() -> None:
         "messages",
         "peers",
         "presence",
+        "protected",
         "send",
         "user",
         "users",
@@ -63,4 +65,5 @@ def test_chat_peer_surface() -> None:
         "identity_timeout",
         "rate_limit",
         "relay_only",
+        "passphrase",
     ]

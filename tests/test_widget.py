@@ -173,3 +173,39 @@ def test_magic_shows_the_chat_once_whether_assigned_or_bare(
         assert isinstance(result.result, Chat) and result.result.room == "room-b"
     finally:
         ip.run_line_magic("unload_ext", "nbchat")
+
+
+def test_the_passphrase_goes_to_a_browser_that_asks_and_is_never_a_trait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chat = Chat(room="r", passphrase="tea at five")
+    out = sent(chat, monkeypatch)
+    assert chat.has_passphrase
+    state = chat.get_state()
+    assert "tea at five" not in repr(state)  # what the notebook saves and the browsers sync
+    chat._on_custom(chat, {"type": "passphrase?"}, [])
+    replies = [m["content"] for m in out if m.get("method") == "custom"]
+    assert replies == [{"type": "passphrase", "passphrase": "tea at five"}]
+    plain = Chat(room="r")
+    out_plain = sent(plain, monkeypatch)
+    plain._on_custom(plain, {"type": "passphrase?"}, [])
+    assert not plain.has_passphrase and out_plain == []
+    with pytest.raises(ValueError, match="empty"):
+        Chat(room="r", passphrase="")
+
+
+def test_magic_asks_for_the_passphrase_without_echo(monkeypatch: pytest.MonkeyPatch) -> None:
+    from IPython.testing.globalipapp import get_ipython
+
+    prompts: list[str] = []
+    monkeypatch.setattr("getpass.getpass", lambda prompt: prompts.append(prompt) or "s3cret")
+    ip = get_ipython()
+    ip.run_line_magic("load_ext", "nbchat")
+    try:
+        chat = ip.run_line_magic("chat", "team room --passphrase")
+        assert chat.room == "team room" and chat.has_passphrase
+        assert prompts == ["Passphrase for room 'team room': "]
+        assert "s3cret" not in repr(chat.get_state())
+        assert not ip.run_line_magic("chat", "open-room").has_passphrase
+    finally:
+        ip.run_line_magic("unload_ext", "nbchat")

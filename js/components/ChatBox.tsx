@@ -54,6 +54,15 @@ export function ChatBox({ proxy, room }: ChatBoxProps): React.ReactElement {
             {state.audience}
           </span>
         )}
+        {state.sealed === true && (
+          <span
+            className="nbchat-sealed"
+            aria-label="Protected by a passphrase"
+            title="Protected by a passphrase: connection offers are sealed end to end, so the server can neither read nor change them"
+          >
+            <span aria-hidden="true">🔒</span> passphrase
+          </span>
+        )}
         <span className="nbchat-status" role="status" aria-label="Chat status">
           <span className="nbchat-status-dot" aria-hidden="true" />
           {state.status}

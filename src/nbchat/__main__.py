@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import os
 import sys
@@ -15,6 +16,7 @@ from .msglog import Message
 from .peer import ChatPeer, NbChatError, PresenceEvent
 
 EXIT_OK, EXIT_NOT_DELIVERED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+_PROMPT = object()  # --passphrase given without a value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +38,15 @@ def _parser() -> argparse.ArgumentParser:
         "--relay",
         action="store_true",
         help="use only TURN-relayed connections (no peer learns this machine's addresses)",
+    )
+    common.add_argument(
+        "--passphrase",
+        nargs="?",
+        const=_PROMPT,
+        default=os.environ.get("NBCHAT_PASSPHRASE"),
+        help="room passphrase: seal signaling so the server can neither read nor change it; "
+        "without a value it is asked for (not echoed) (default: $NBCHAT_PASSPHRASE; a value "
+        "on the command line is visible to other local users)",
     )
     common.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
 
@@ -99,8 +110,13 @@ async def _print_presence(peer: ChatPeer, err: TextIO) -> None:
         print(f"* {_name(event)} {verb}", file=err, flush=True)
 
 
-async def join(server: str, room: str, token: str | None, relay: bool = False) -> int:
-    async with ChatPeer(server, room, token=token, relay_only=relay) as peer:
+async def join(
+    server: str, room: str, token: str | None, relay: bool = False,
+    passphrase: str | None = None,
+) -> int:
+    async with ChatPeer(
+        server, room, token=token, relay_only=relay, passphrase=passphrase
+    ) as peer:
         others = [u for u in peer.users if u["peer_id"] != peer.id]
         names = ", ".join(u["user"]["display_name"] or u["user"]["username"] for u in others)
         print(
@@ -134,9 +150,17 @@ async def join(server: str, room: str, token: str | None, relay: bool = False) -
 
 
 async def say(
-    server: str, room: str, text: str, token: str | None, timeout: float, relay: bool = False
+    server: str,
+    room: str,
+    text: str,
+    token: str | None,
+    timeout: float,
+    relay: bool = False,
+    passphrase: str | None = None,
 ) -> int:
-    async with ChatPeer(server, room, token=token, relay_only=relay) as peer:
+    async with ChatPeer(
+        server, room, token=token, relay_only=relay, passphrase=passphrase
+    ) as peer:
         try:
             message = await peer.send(text)
         except ValueError as error:
@@ -148,6 +172,13 @@ async def say(
             print(f"delivered to {count} peer{'s' if count != 1 else ''}", file=sys.stderr)
             return EXIT_OK
         print(f"not delivered: no peer confirmed receipt within {timeout:g}s", file=sys.stderr)
+        refused = {r.peer_id for r in peer.rejected}
+        if refused:
+            print(
+                f"signaling with {len(refused)} peer(s) failed authentication: "
+                "a different room passphrase (or none)?",
+                file=sys.stderr,
+            )
         return EXIT_NOT_DELIVERED
 
 
@@ -158,11 +189,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.server:
         print("nbchat: error: no server: pass --server URL or set NBCHAT_SERVER", file=sys.stderr)
         return EXIT_ERROR
+    passphrase = args.passphrase
     try:
+        if passphrase is _PROMPT:
+            passphrase = getpass.getpass(f"Passphrase for room {args.room!r}: ")
+        if passphrase is not None:
+            if not passphrase:
+                print("nbchat: error: an empty passphrase protects nothing", file=sys.stderr)
+                return EXIT_ERROR
+            # Refused signaling is worth a line on stderr even without -v.
+            logging.getLogger("nbchat.peer.chatpeer").setLevel(min(level, logging.WARNING))
         if args.command == "join":
-            return asyncio.run(join(args.server, args.room, args.token, args.relay))
+            return asyncio.run(join(args.server, args.room, args.token, args.relay, passphrase))
         return asyncio.run(
-            say(args.server, args.room, args.text, args.token, args.timeout, args.relay)
+            say(args.server, args.room, args.text, args.token, args.timeout, args.relay,
+                passphrase)
         )
     except NbChatError as error:
         print(f"nbchat: error: {error}", file=sys.stderr)

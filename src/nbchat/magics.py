@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import getpass
 import re
 from typing import Any
 
@@ -17,6 +18,9 @@ __all__ = ["ChatMagics", "load_ipython_extension", "unload_ipython_extension"]
 RELAY_FLAG = re.compile(r"(?:^|\s)--relay(?=\s|$)")
 
 
+_PASSPHRASE_FLAG = re.compile(r"(?:^|\s)--passphrase(?=\s|$)")
+
+
 @magics_class
 class ChatMagics(Magics):
     def __init__(self, shell: Any) -> None:
@@ -29,19 +33,27 @@ class ChatMagics(Magics):
     def chat(self, line: str) -> Chat:
         """Show the chat for ROOM (default: this notebook's room) and return the widget.
 
-        Usage: ``%chat [ROOM] [--relay]``, or ``chat = %chat`` to keep a handle for
-        ``chat.send(...)``, ``chat.messages`` and ``chat.on_message(...)``. ``--relay``
-        uses only TURN-relayed connections.
+        Usage: ``%chat [ROOM] [--relay] [--passphrase]``, or ``chat = %chat`` to keep a
+        handle for ``chat.send(...)``, ``chat.messages`` and ``chat.on_message(...)``.
+        ``--relay`` uses only TURN-relayed connections. With ``--passphrase`` the room
+        passphrase is asked for without echo (never in the notebook): only peers with the
+        same one can connect.
         """
         text = line.strip().rstrip(";")
+        text, protected = _PASSPHRASE_FLAG.subn(" ", text)
         room = RELAY_FLAG.sub(" ", text).strip()
         relay_only = room != text.strip()
         room = room or default_room()
+        passphrase = None
+        if protected:
+            passphrase = getpass.getpass(f"Passphrase for room {room!r}: ")
+            if not passphrase:
+                raise ValueError("an empty passphrase protects nothing")
         key = (room, self._frontend_session())
         previous = self._chats.pop(key, None)
         if previous is not None:
             previous.close()
-        chat = Chat(room=room, relay_only=relay_only)
+        chat = Chat(room=room, relay_only=relay_only, passphrase=passphrase)
         self._chats[key] = chat
         # A bare `%chat` ending the cell is displayed by IPython as the cell's result;
         # displaying it here too would show the chat twice.

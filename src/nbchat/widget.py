@@ -85,9 +85,25 @@ class Chat(anywidget.AnyWidget):
     # Identifies this widget to its views across pages; the owner is elected by claims.
     _instance = traitlets.Unicode("").tag(sync=True)
     _owner = traitlets.Unicode("").tag(sync=True)
+    has_passphrase = traitlets.Bool(
+        False, help="Whether this chat seals its signaling with a room passphrase."
+    ).tag(sync=True)
 
-    def __init__(self, room: str | None = None, **kwargs: Any) -> None:
-        super().__init__(room=room or default_room(), _instance=uuid.uuid4().hex, **kwargs)
+    def __init__(
+        self, room: str | None = None, *, passphrase: str | None = None, **kwargs: Any
+    ) -> None:
+        """``passphrase``: only peers with the same one can connect; it stays in the kernel
+        (no trait holds it, so it is never saved in the notebook) and goes to the browsers
+        showing this widget in a comm message when they ask."""
+        if passphrase is not None and not passphrase:
+            raise ValueError("an empty passphrase protects nothing")
+        super().__init__(
+            room=room or default_room(),
+            _instance=uuid.uuid4().hex,
+            has_passphrase=passphrase is not None,
+            **kwargs,
+        )
+        self._passphrase = passphrase
         self._outbox: list[str] = []
         self._incoming: list[dict[str, Any]] | None = None
         self._callbacks: list[MessageCallback] = []
@@ -127,6 +143,9 @@ class Chat(anywidget.AnyWidget):
             self._on_claim(content)
         elif isinstance(content, dict) and kind == "messages":
             self._on_messages_patch(content)
+        elif kind == "passphrase?":
+            if self._passphrase is not None:
+                super().send({"type": "passphrase", "passphrase": self._passphrase})
         else:
             log.warning("nbchat: ignoring unknown message from the browser: %r", content)
 

@@ -14,6 +14,7 @@ from .errors import (
     TurnUnreachable,
 )
 from .presence import PresenceEvent
+from .sealed import Rejection
 
 __all__ = [
     "AuthenticationFailed",
@@ -21,6 +22,7 @@ __all__ = [
     "NbChatError",
     "NotAnNbchatServer",
     "PresenceEvent",
+    "Rejection",
     "ServerUnreachable",
     "SignalingError",
     "TurnError",

@@ -21,6 +21,7 @@ from .ice import rtc_configuration
 from .mesh import Mesh
 from .presence import PresenceClient, PresenceEvent
 from .ratelimit import IncomingLimits
+from .sealed import Rejection, SealError, Sealer, open_frame, seal_payload
 from .session import ServerSession, SessionConfig
 from .signaling import SignalingClient
 from .turncheck import check_turn
@@ -79,6 +80,7 @@ class ChatPeer:
         identity_timeout: float = 10.0,
         rate_limit: bool = True,
         relay_only: bool = False,
+        passphrase: str | None = None,
     ) -> None:
         self.server_url = server_url
         self.room = room
@@ -88,6 +90,11 @@ class ChatPeer:
         self.rate_limit = rate_limit
         #: Use only TURN-relayed ICE candidates (also forced by the server's policy).
         self.relay_only = relay_only
+        # Only the derived key is kept; the passphrase itself is dropped after join().
+        self._passphrase = passphrase or None
+        self._sealer: Sealer | None = None
+        #: Signaling we refused (another passphrase, none, or changed in transit), oldest first.
+        self.rejected: list[Rejection] = []
         self.config: SessionConfig | None = None
         self._session: ServerSession | None = None
         self._signaling: SignalingClient | None = None
@@ -123,6 +130,12 @@ class ChatPeer:
         self._session = ServerSession(self.server_url, self.token)
         try:
             self.config = config = await self._session.session_config(self.room)
+            if self._passphrase is not None:
+                # ~0.1 s of PBKDF2: off the loop, so other peers in this process keep going.
+                self._sealer = await asyncio.to_thread(
+                    Sealer.for_room, self._passphrase, config.key
+                )
+                self._passphrase = None
             rtc_config = await self._ice_configuration(config)
             peer_id = await self._session.reserve_id(config)
             self._log = MessageLog(peer_id, config.user)
@@ -143,7 +156,7 @@ class ChatPeer:
                 self._session,
                 config,
                 peer_id,
-                self._mesh.on_signal,
+                self._on_signal,
                 on_reopen=self._on_reopen,
                 on_fatal=self._on_signaling_lost,
             )
@@ -215,6 +228,11 @@ class ChatPeer:
     def users(self) -> list[Presence]:
         """Everyone in the room now (ourselves included), as the server reports them."""
         return list(self._presence.roster.values()) if self._presence else []
+
+    @property
+    def protected(self) -> bool:
+        """Whether this peer seals its signaling with a room passphrase."""
+        return self._sealer is not None or self._passphrase is not None
 
     @property
     def peers(self) -> set[str]:
@@ -361,7 +379,36 @@ class ChatPeer:
 
     async def _relay(self, kind: FrameType, dst: str, payload: dict[str, Any]) -> None:
         if self._signaling is not None:
-            await self._signaling.relay(kind, dst, payload)
+            sealed = seal_payload(self._sealer, kind.value, self.id, dst, payload)
+            await self._signaling.relay(kind, dst, sealed)
+
+    def _on_signal(self, frame: dict[str, Any]) -> None:
+        mesh = self._mesh
+        if mesh is None:
+            return
+        try:
+            opened = open_frame(self._sealer, self.id, frame)
+        except SealError as error:
+            self._reject(str(frame.get("src")), str(frame.get("type")), str(error))
+            return
+        mesh.on_signal(opened)
+
+    def _reject(self, peer_id: str, kind: str, reason: str) -> None:
+        log.warning(
+            "nbchat room %s: refused %s from peer %s: %s (a different room passphrase, "
+            "or the signaling server changed it)",
+            self.room,
+            kind,
+            peer_id,
+            reason,
+        )
+        self.rejected.append(Rejection(peer_id, kind, reason))
+        mesh = self._mesh
+        if kind == FrameType.OFFER.value and mesh is not None:
+            # Call back once, so the other side learns of the mismatch too (our sealed
+            # offer fails there); a link that is already being dialed is left alone.
+            mesh.dial_unless_linked(peer_id)
+        self._spawn(self._notify(), "nbchat-notify")
 
     def _on_connection_open(self, connection: DataConnection) -> None:
         # Every new connection starts the history exchange.

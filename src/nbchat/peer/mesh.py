@@ -82,6 +82,11 @@ class Mesh:
         self._register(connection)
         self._spawn(connection.start(), f"nbchat-offer-{connection.connection_id}")
 
+    def dial_unless_linked(self, other: str) -> None:
+        """Dial ``other`` if no connection to it exists or is being made."""
+        if other != self.self_id and not self._live(other) and not self.closed:
+            self.dial(other)
+
     def dial_missing(self) -> None:
         """Dial every present peer we have no connection to (on joining, after a reconnect)."""
         for other in list(self._roster()):
