@@ -140,3 +140,12 @@ def test_compose_continues_after_the_highest_own_seq() -> None:
 def test_invalid_own_peer_id_is_refused() -> None:
     with pytest.raises(ValueError):
         MessageLog("not an id!", _user("A"))
+
+
+def test_a_time_too_big_for_a_float_is_invalid_not_a_crash():
+    """Found by hypothesis: math.isfinite(10**400) raises OverflowError, which escaped the
+    validation and broke the Python peer's frame handling."""
+    from nbchat.msglog import InvalidMessage, _validated
+
+    with pytest.raises(InvalidMessage, match="invalid time"):
+        _validated({"seq": 1, "clock": 1, "time": 10**400, "text": "x"}, "B", None)

@@ -117,8 +117,9 @@ def _validated(raw: object, author: str, user: Identity | None) -> Message:
     if (
         not isinstance(time, (int, float))
         or isinstance(time, bool)
-        or not math.isfinite(time)
+        # An int beyond a float's range would make isfinite() raise: compare it first.
         or not 0 <= time <= MAX_TIME
+        or not math.isfinite(time)
     ):
         raise InvalidMessage(f"invalid time {time!r}")
     if not isinstance(text, str):
