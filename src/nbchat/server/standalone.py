@@ -22,6 +22,7 @@ import asyncio
 import hashlib
 import ipaddress
 import json
+import logging
 import os
 import secrets
 import signal
@@ -293,6 +294,14 @@ class SignalingApp(SignalingSettings, Application):
         "hub": ({"SignalingApp": {"hub": True}}, "Use JupyterHub's service OAuth."),
         "no-hub": ({"SignalingApp": {"hub": False}}, "Use a token even under JupyterHub."),
     }
+
+    @default("log_level")
+    def _default_log_level(self) -> int:
+        return logging.INFO
+
+    @default("log_format")
+    def _default_log_format(self) -> str:
+        return "[%(levelname)1.1s %(asctime)s.%(msecs).03d %(name)s] %(message)s"
 
     @default("base_url")
     def _default_base_url(self) -> str:

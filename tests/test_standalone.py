@@ -1,0 +1,240 @@
+"""``nbchat-signaling`` as its own process: the same protocol as the extension, token auth on
+requests and WebSockets, a cookie for browsers, /health, /metrics, config file and CLI,
+refusing to run open on the network, and a clean SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import websockets
+from tests.support.lab import free_port
+from tests.support.peers import Inbox
+
+from nbchat.peer import ChatPeer
+from nbchat.peer.errors import AuthenticationFailed
+
+TOKEN = "s3cret-token"
+
+
+@dataclass
+class Service:
+    proc: subprocess.Popen[bytes]
+    port: int
+    base: str
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.base}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}{self.base}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_service(tmp: Path, *args: str, base: str = "/chat/", env: dict[str, str] | None = None,
+                  wait: bool = True) -> Service:
+    port = free_port()
+    log_path = tmp / f"signaling-{port}.log"
+    environment = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("JUPYTERHUB_", "NBCHAT_"))}
+    environment.update(env or {})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nbchat.signaling", f"--port={port}", f"--base-url={base}", *args],
+        stdout=log_path.open("wb"), stderr=subprocess.STDOUT, env=environment, cwd=tmp)
+    service = Service(proc, port, base, log_path)
+    deadline = time.monotonic() + 20
+    while wait and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"nbchat-signaling exited early:\n{service.log()}")
+        if get(service.url + "health")[0] == 200:
+            return service
+        time.sleep(0.05)  # polling a starting process; no event to wait on
+    if wait:
+        raise TimeoutError(service.log())
+    return service
+
+
+def get(url: str, token: str | None = None, cookie: str | None = None
+        ) -> tuple[int, str, dict[str, str]]:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"token {token}")
+    if cookie:
+        request.add_header("Cookie", cookie)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read().decode(), dict(response.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(), dict(error.headers)
+    except (urllib.error.URLError, ConnectionError):
+        return 0, "", {}
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Service]:
+    s = start_service(tmp_path, f"--token={TOKEN}")
+    yield s
+    if s.proc.poll() is None:
+        s.proc.kill()
+        s.proc.wait(10)
+
+
+def test_health_needs_no_auth_and_says_nothing_more(service: Service) -> None:
+    status, body, headers = get(service.url + "health")
+    assert (status, json.loads(body)) == (200, {"status": "ok"})
+    assert headers["Cache-Control"] == "no-store"
+
+
+def test_every_other_endpoint_needs_the_token(service: Service) -> None:
+    for path in ("nbchat/session?room=r", "nbchat/r/id", "nbchat/r/peers", "nbchat/stats",
+                 "metrics", ""):
+        assert get(service.url + path)[0] == 403, path
+        status, body, _ = get(service.url + path, token="wrong")
+        assert status == 403 and json.loads(body)["message"] == "Authentication required"
+    status, body, _ = get(service.url + "nbchat/session?room=team/standup", token=TOKEN)
+    assert status == 200
+    config = json.loads(body)
+    # The same URL layout as inside Jupyter, under --base-url.
+    assert config["path"] == "/chat/nbchat/"
+    assert config["key"].startswith("team-standup-")
+    assert config["user"]["username"].startswith("guest-")
+    assert TOKEN not in body
+
+
+def test_the_token_then_a_cookie_carry_one_identity(service: Service) -> None:
+    status, body, headers = get(service.url + "nbchat/session?room=r", token=TOKEN)
+    cookie = headers["Set-Cookie"].split(";")[0]
+    assert "HttpOnly" in headers["Set-Cookie"]
+    who = json.loads(body)["user"]["username"]
+    # A browser holding the cookie is the same person, without the token...
+    status, body, _ = get(service.url + "nbchat/session?room=r", cookie=cookie)
+    assert status == 200 and json.loads(body)["user"]["username"] == who
+    # ...and a forged cookie is nobody.
+    assert get(service.url + "nbchat/session?room=r", cookie=cookie[:-3] + "abc")[0] == 403
+
+
+def test_the_authorization_header_works_on_websockets_despite_the_peerjs_token(
+    service: Service,
+) -> None:
+    async def main() -> None:
+        headers = {"Authorization": f"token {TOKEN}"}
+        url = f"{service.ws}nbchat/peerjs?key=room&id=fresh-id&token=peerjs-own-token"
+        async with websockets.connect(url, additional_headers=headers) as ws:
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {"type": "OPEN"}
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with websockets.connect(url):
+                pass
+        assert refused.value.response.status_code == 403
+        with pytest.raises(websockets.InvalidStatus):
+            async with websockets.connect(url, additional_headers={"Authorization": "token no"}):
+                pass
+
+    asyncio.run(main())
+
+
+def test_python_peers_chat_through_the_standalone_service(service: Service) -> None:
+    async def main() -> None:
+        async with ChatPeer(service.url, "standup", token=TOKEN) as a, \
+                ChatPeer(service.url, "standup", token=TOKEN) as b:
+            assert await a.wait_for_peers(1, timeout=20)
+            inbox = Inbox(b)
+            await a.send("hello from a script")
+            [got] = await inbox.wait(1)
+            assert got["text"] == "hello from a script"
+            assert got["user"]["username"] == a.user["username"] != b.user["username"]
+            inbox.stop()
+        with pytest.raises(AuthenticationFailed):
+            async with ChatPeer(service.url, "standup", token="wrong"):
+                pass
+
+    asyncio.run(main())
+
+
+def test_metrics_are_prometheus_text_with_counts_only(service: Service) -> None:
+    async def main() -> None:
+        headers = {"Authorization": f"token {TOKEN}"}
+        base = f"{service.ws}nbchat/peerjs?key=m&token=t"
+        async with websockets.connect(base + "&id=a1", additional_headers=headers) as a, \
+                websockets.connect(base + "&id=b1", additional_headers=headers) as b:
+            await a.recv(), await b.recv()  # OPEN
+            await a.send(json.dumps({"type": "OFFER", "dst": "b1", "payload": {"sdp": "x"}}))
+            assert json.loads(await b.recv())["src"] == "a1"
+            await a.send("not json")
+            assert json.loads(await a.recv())["type"] == "ERROR"
+            status, text, headers_ = get(service.url + "metrics", token=TOKEN)
+        assert status == 200 and headers_["Content-Type"].startswith("text/plain")
+        metrics = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                   for line in text.splitlines() if line and not line.startswith("#")}
+        assert metrics["nbchat_peers"] == 2
+        assert metrics["nbchat_rooms"] == 1
+        assert metrics["nbchat_relayed_frames_total"] == 1
+        assert metrics['nbchat_refused_frames_total{reason="malformed"}'] == 1
+        assert all(name.startswith("nbchat_") for name in metrics)
+        assert "a1" not in text and "guest" not in text
+
+    asyncio.run(main())
+
+
+def test_sigterm_tells_every_peer_it_is_going_away(service: Service) -> None:
+    async def main() -> None:
+        headers = {"Authorization": f"token {TOKEN}"}
+        url = f"{service.ws}nbchat/peerjs?key=k&id=p1&token=t"
+        async with websockets.connect(url, additional_headers=headers) as ws, \
+                websockets.connect(f"{service.ws}nbchat/presence?key=k",
+                                   additional_headers=headers) as presence:
+            await ws.recv(), await presence.recv()
+            service.proc.send_signal(signal.SIGTERM)
+            for sock in (ws, presence):
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    while True:
+                        await asyncio.wait_for(sock.recv(), 10)
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+
+    asyncio.run(main())
+    assert service.proc.wait(10) == 0
+    assert "shutting down" in service.log()
+
+
+def test_without_a_token_it_never_runs_open(tmp_path: Path) -> None:
+    public = start_service(tmp_path, "--ip=0.0.0.0", wait=False)
+    assert public.proc.wait(20) != 0
+    assert "refusing to listen on 0.0.0.0 without a token" in public.log()
+    local = start_service(tmp_path)  # loopback: a token is generated and logged
+    try:
+        token = local.log().split("generated one: ")[1].split()[0]
+        assert get(local.url + "nbchat/session?room=r")[0] == 403
+        assert get(local.url + "nbchat/session?room=r", token=token)[0] == 200
+    finally:
+        local.proc.kill()
+        local.proc.wait(10)
+
+
+def test_settings_come_from_a_config_file_and_the_environment(tmp_path: Path) -> None:
+    (tmp_path / "nbchat_signaling_config.py").write_text(
+        "c.SignalingApp.max_message_bytes = 1234\n"
+        "c.SignalingApp.ice_servers = [{'urls': 'stun:stun.example.org'}]\n")
+    s = start_service(tmp_path, env={"NBCHAT_SIGNALING_TOKEN": "from-env"})
+    try:
+        status, body, _ = get(s.url + "nbchat/session?room=r", token="from-env")
+        config = json.loads(body)
+        assert config["max_message_bytes"] == 1234
+        assert config["ice_servers"] == [{"urls": "stun:stun.example.org"}]
+    finally:
+        s.proc.kill()
+        s.proc.wait(10)
