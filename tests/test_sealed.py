@@ -11,8 +11,8 @@ import pytest
 
 from nbchat.peer.sealed import (
     KDF_ITERATIONS,
-    SealError,
     Sealer,
+    SealError,
     associated_data,
     derive_room_key,
 )

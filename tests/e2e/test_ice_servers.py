@@ -11,11 +11,12 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 from tests.e2e.conftest import open_and_run
 from tests.support.lab import REPO, Lab
 from tests.support.rtc import RECORD_RTC_CONFIGS
 from tests.support.widgets import SLOW, messages, room_notebook, say, users
+
 
 def ice_hosts(config: dict[str, Any] | None) -> set[str]:
     """The host of every ICE server URL in an RTCConfiguration (``stun:h:p``, ``turn:h?…``)."""

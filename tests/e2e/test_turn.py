@@ -14,7 +14,7 @@ from playwright.sync_api import Page, Route, expect
 from tests.e2e.conftest import ARTIFACTS, open_and_run
 from tests.support.lab import Lab, free_port, make_lab
 from tests.support.loop import BackgroundLoop
-from tests.support.peers import Inbox, connection_to, selected_candidate_types, until
+from tests.support.peers import Inbox, connection_to, selected_candidate_types
 from tests.support.rtc import RECORD_RTC_CONFIGS, recorded_configs, selected_pairs
 from tests.support.turn import Turn, running_turn
 from tests.support.widgets import SLOW, messages, room_notebook, say, users

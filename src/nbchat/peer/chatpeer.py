@@ -21,7 +21,7 @@ from .ice import rtc_configuration
 from .mesh import Mesh
 from .presence import PresenceClient, PresenceEvent
 from .ratelimit import IncomingLimits
-from .sealed import Rejection, SealError, Sealer, open_frame, seal_payload
+from .sealed import Rejection, Sealer, SealError, open_frame, seal_payload
 from .session import ServerSession, SessionConfig
 from .signaling import SignalingClient
 from .turncheck import check_turn

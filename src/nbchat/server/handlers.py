@@ -11,7 +11,7 @@ import asyncio
 import functools
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from jupyter_server.auth.decorator import ws_authenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
@@ -54,8 +54,16 @@ class NbChatRequest:
     caller's identity and groups (``identity``/``groups`` come from the auth base)."""
 
     service: SignalingService
-    identity: Identity  # the caller, as the auth base sees them
-    groups: list[str] | None  # the caller's JupyterHub groups, where the auth knows them
+
+    if TYPE_CHECKING:  # provided by the auth base, which comes after us in the MRO
+
+        @property
+        def identity(self) -> Identity:
+            """The caller, as the auth base sees them."""
+
+        @property
+        def groups(self) -> list[str] | None:
+            """The caller's JupyterHub groups, where the auth knows them."""
 
     def initialize(self, service: SignalingService) -> None:
         self.service = service
@@ -162,7 +170,7 @@ class _HandOff(WebSocketProtocol13):
             return
         # Nothing of the handler is needed any more: let it (and the request, its
         # connection and the closed IOStream) be freed now rather than by the GC.
-        handler = self.handler
+        handler: Any = self.handler  # our _SocketHandler (tornado types it as a delegate)
         handler.ws_connection = None
         web.RequestHandler._break_cycles(handler)
         self.stream = None  # type: ignore[assignment]
@@ -270,7 +278,9 @@ class PresenceMixin(SocketMixin):
 
 
 class _JupyterAuth:
-    groups = None  # Jupyter Server knows no groups
+    @property
+    def groups(self) -> list[str] | None:
+        return None  # Jupyter Server knows no groups
 
     @property
     def identity(self) -> Identity:

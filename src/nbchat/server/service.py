@@ -38,7 +38,8 @@ def debug_shown(log: logging.Logger | logging.LoggerAdapter[Any]) -> bool:
     """Whether a debug record would reach any handler. Jupyter's logger is set to DEBUG
     and its handler to INFO, so ``isEnabledFor`` says yes and every debug call builds a
     record that is then thrown away: measurable per connect with thousands of sockets."""
-    logger: logging.Logger | None = getattr(log, "logger", log)  # unwrap an adapter
+    logger: logging.Logger | None = (
+        log.logger if isinstance(log, logging.LoggerAdapter) else log)  # unwrap an adapter
     if logger is None or not logger.isEnabledFor(logging.DEBUG):
         return False
     while logger is not None:

@@ -51,7 +51,7 @@ from .settings import SignalingSettings
 __all__ = ["SignalingApp", "main"]
 
 USER_COOKIE = "nbchat-signaling-user"
-_COLORS = ["var(--jp-collaborator-color%d)" % i for i in range(1, 8)]
+_COLORS = [f"var(--jp-collaborator-color{i})" for i in range(1, 8)]
 
 
 def anonymous_identity(username: str) -> Identity:
@@ -194,7 +194,7 @@ def _metrics_text(service: SignalingService) -> bytes:
             yield refused
 
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(Collector())  # type: ignore[arg-type]
+    registry.register(Collector())
     return bytes(generate_latest(registry))
 
 
@@ -205,18 +205,18 @@ def make_standalone_handlers(
     auth: type = _hub_auth_base() if hub else _TokenAuth
 
     def http(name: str, mixin: type) -> type:
-        return type(name, (mixin, auth, _JsonErrors), {"get": _authenticated(mixin.get)})
+        return type(name, (mixin, auth, _JsonErrors), {"get": _authenticated(mixin.get)})  # type: ignore[attr-defined]
 
     def socket(name: str, mixin: type) -> type:
         return type(name, (mixin, _SocketBase, auth), {})
 
-    class MetricsHandler(auth, _JsonErrors):  # type: ignore[misc, valid-type]
+    class MetricsHandler(auth, _JsonErrors):  # type: ignore[misc]
         @_authenticated
         def get(self) -> None:
             self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
             self.finish(_metrics_text(service))
 
-    class IndexHandler(auth, _JsonErrors):  # type: ignore[misc, valid-type]
+    class IndexHandler(auth, _JsonErrors):  # type: ignore[misc]
         """``GET {base_url}``: who am I and what is this (a person checking the service)."""
 
         @_authenticated
@@ -370,7 +370,7 @@ class SignalingApp(SignalingSettings, Application):
             settings["hub_auth"] = HubOAuth(parent=self, cache_max_age=60,
                                             allow_token_in_url=False)
         handlers = make_standalone_handlers(service, self.base_url, self.hub)
-        return web.Application(handlers, **settings), service  # type: ignore[arg-type]
+        return web.Application(handlers, **settings), service
 
     def start(self) -> None:
         asyncio.run(self.serve())
