@@ -62,7 +62,9 @@ async def check_turn(config: RTCConfiguration, timeout: float = TURN_CHECK_TIMEO
                 "check the server's NbChatApp.turn_secret against the relay's "
                 "static-auth-secret"
             ) from error
-        raise TurnError(f"the TURN relay at {where} refused an allocation ({code} {reason})") from error
+        raise TurnError(
+            f"the TURN relay at {where} refused an allocation ({code} {reason})"
+        ) from error
     except (stun.TransactionTimeout, asyncio.TimeoutError) as error:
         raise TurnUnreachable(
             f"cannot reach the TURN relay at {where}: no answer within {timeout:g} s"
