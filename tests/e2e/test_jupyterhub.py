@@ -20,7 +20,7 @@ from tests.e2e.conftest import ARTIFACTS, KERNEL_READY, run_all
 from tests.support.jhub import JupyterHub, hub_login
 from tests.support.loop import BackgroundLoop
 from tests.support.peers import Inbox, until
-from tests.support.widgets import SLOW, messages, own_name, say, users
+from tests.support.widgets import SLOW, messages, own_name, say, screenshot, users
 
 from nbchat.peer import ChatPeer
 
@@ -92,6 +92,7 @@ def test_two_users_on_their_own_servers_chat_across_the_hub(
     # The author shown is the hub user the service bound to the sender.
     expect(messages(bob).locator(".nbchat-message").filter(has_text="stand-up in 5")
            ).to_contain_text("alice")
+    screenshot(bob, "screenshot-hub.png")
 
     # A script with bob's hub API token joins the same room through the service.
     token = hub.api_token("bob")

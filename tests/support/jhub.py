@@ -85,7 +85,6 @@ c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 60
 c.Spawner.environment = {{
     "PYTHONPATH": "{REPO}" + os.pathsep + os.environ.get("PYTHONPATH", ""),
-    "JUPYTER_PLATFORM_DIRS": "1",
 }}
 c.JupyterHub.cleanup_servers = True
 c.JupyterHub.services = []
