@@ -7,9 +7,10 @@ import random
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.support.limits import limits
 
 from nbchat.protocol import RELAYED_TYPES
-from nbchat.server.realm import Accepted, Limits, Realm
+from nbchat.server.realm import Accepted, Realm
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
@@ -44,7 +45,7 @@ def user(name: str) -> dict:
 
 
 def two_peers() -> tuple[Realm, object, object, object, object]:
-    realm = Realm(Limits(rate_limit=1e9, rate_burst=1e9, max_message_bytes=4096))
+    realm = Realm(limits(rate_limit=1e9, rate_burst=1e9, max_message_bytes=4096))
     ta, tb = object(), object()
     a = realm.connect("room", "a1", "t", user("alice"), ta, 0)
     b = realm.connect("room", "b1", "t", user("bob"), tb, 0)
@@ -77,7 +78,7 @@ def test_any_frames_never_crash_and_only_valid_relays_reach_others(frames):
 @settings(max_examples=300, deadline=None)
 @given(json_values, json_values, json_values)
 def test_any_connect_query_never_crashes(key, peer_id, token):
-    realm = Realm()
+    realm = Realm(limits())
     out = realm.connect(key, peer_id, token, user("alice"), object(), 0)
     assert isinstance(out, Accepted) or json.loads(out.frame)["type"] in ("ERROR", "ID-TAKEN")
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+from tests.support.limits import limits
+
 from nbchat.protocol import Errors
-from nbchat.server.realm import Accepted, Limits, Realm, Refused
+from nbchat.server.realm import Accepted, Realm, Refused
 
 
 def user(name: str) -> dict:
@@ -32,7 +34,7 @@ def join(realm, key, peer_id, who, now=0.0, token="t"):
 
 
 def test_connect_sends_open_and_announces_to_subscribers():
-    realm = Realm()
+    realm = Realm(limits())
     sub_t = T("sub")
     realm.subscribe("room", user("c"), sub_t)
     _, t, out = join(realm, "room", "a1", "alice")
@@ -41,7 +43,7 @@ def test_connect_sends_open_and_announces_to_subscribers():
 
 
 def test_queue_expires_after_expire_timeout_and_tells_the_sender():
-    realm = Realm(Limits(expire_timeout=5))
+    realm = Realm(limits(expire_timeout=5))
     a, ta, _ = join(realm, "room", "a1", "alice")
     assert realm.receive(a, json.dumps({"type": "OFFER", "dst": "b1", "payload": 1}), 1.0) == []
     assert realm.tick(5.9) == ([], [])
@@ -51,7 +53,7 @@ def test_queue_expires_after_expire_timeout_and_tells_the_sender():
 
 
 def test_queue_is_bounded_per_destination():
-    realm = Realm(Limits(max_queued_per_peer=2))
+    realm = Realm(limits(max_queued_per_peer=2))
     a, ta, _ = join(realm, "room", "a1", "alice")
     for i in range(2):
         assert realm.receive(a, json.dumps({"type": "OFFER", "dst": "b1", "payload": i}), 0) == []
@@ -60,7 +62,7 @@ def test_queue_is_bounded_per_destination():
 
 
 def test_silent_peer_is_evicted_after_alive_timeout():
-    realm = Realm(Limits(alive_timeout=60))
+    realm = Realm(limits(alive_timeout=60))
     a, ta, _ = join(realm, "room", "a1", "alice", now=0)
     b, tb, _ = join(realm, "room", "b1", "bob", now=0)
     realm.receive(b, '{"type":"HEARTBEAT"}', 30)
@@ -71,7 +73,7 @@ def test_silent_peer_is_evicted_after_alive_timeout():
 
 
 def test_binding_outlives_the_connection_then_is_released():
-    realm = Realm(Limits(id_reservation_timeout=600))
+    realm = Realm(limits(id_reservation_timeout=600))
     a, ta, _ = join(realm, "room", "a1", "alice")
     realm.disconnect(a, ta, 10)
     refused = realm.connect("room", "a1", "t", user("mallory"), T("m"), 500)
@@ -87,7 +89,7 @@ def test_binding_outlives_the_connection_then_is_released():
 
 
 def test_stale_transport_close_after_reconnect_does_not_remove_the_peer():
-    realm = Realm()
+    realm = Realm(limits())
     a, t_old, _ = join(realm, "room", "a1", "alice", token="tok")
     again = realm.connect("room", "a1", "tok", user("alice"), T("new"), 1)
     assert isinstance(again, Accepted) and again.replaced is t_old
@@ -96,7 +98,7 @@ def test_stale_transport_close_after_reconnect_does_not_remove_the_peer():
 
 
 def test_rate_limit_refills_over_time():
-    realm = Realm(Limits(rate_limit=10, rate_burst=2))
+    realm = Realm(limits(rate_limit=10, rate_burst=2))
     a, ta, _ = join(realm, "room", "a1", "alice")
     ok = '{"type":"HEARTBEAT"}'
     assert realm.receive(a, ok, 0) == []
@@ -106,7 +108,7 @@ def test_rate_limit_refills_over_time():
 
 
 def test_non_string_query_values_are_refused_cleanly():
-    realm = Realm()
+    realm = Realm(limits())
     for key, peer_id, token in [(None, "a", "t"), ("room", None, "t"), ("room", "a", None),
                                 ("room", "a b", "t"), ("room", "a", "x" * 200)]:
         out = realm.connect(key, peer_id, token, user("alice"), T("x"), 0)
@@ -143,7 +145,7 @@ def test_the_fast_json_path_accepts_and_refuses_exactly_what_json_loads_does(tex
 
 
 def test_a_relayed_frame_keeps_the_senders_json_and_gets_our_src():
-    realm = Realm()
+    realm = Realm(limits())
     a, ta, _ = join(realm, "k", "a", "ann")
     b, tb, _ = join(realm, "k", "b", "bob")
     text = '{"type":"OFFER","dst":"b","payload":{"sdp":"v=0","n":1.50}}'

@@ -139,10 +139,10 @@ class SignalingConn(WsConn):
         self.client: Client | None = None
 
     def on_message(self, message: str | bytes) -> None:
-        self._hub.app.signaling_message(self, message)
+        self._hub.owner.signaling_message(self, message)
 
     def on_closed(self) -> None:
-        self._hub.app.signaling_closed(self)
+        self._hub.owner.signaling_closed(self)
 
 
 class PresenceConn(WsConn):
@@ -155,7 +155,7 @@ class PresenceConn(WsConn):
         self.subscriber: Subscriber | None = None
 
     def on_closed(self) -> None:
-        self._hub.app.presence_closed(self)
+        self._hub.owner.presence_closed(self)
 
 
 class _HandOff(WebSocketProtocol13):

@@ -59,18 +59,19 @@ _OPEN_TEXT = encode(OPEN_FRAME)
 
 @dataclass
 class Limits:
-    """Every limit the realm enforces; the extension fills it from its traitlets."""
+    """Every limit the realm enforces, filled from the signaling settings (their traitlets
+    hold the one default of each: ``SignalingSettings().limits()``)."""
 
-    alive_timeout: float = 60.0
-    expire_timeout: float = 5.0
-    concurrent_limit: int = 5000
-    max_message_bytes: int = 65536
-    max_connections_per_user: int = 64
-    max_rooms_per_user: int = 64
-    max_queued_per_peer: int = 256
-    rate_limit: float = 200.0  # frames per second, sustained
-    rate_burst: float = 400.0
-    id_reservation_timeout: float = 600.0
+    alive_timeout: float
+    expire_timeout: float
+    concurrent_limit: int
+    max_message_bytes: int
+    max_connections_per_user: int
+    max_rooms_per_user: int
+    max_queued_per_peer: int
+    rate_limit: float  # frames per second, sustained
+    rate_burst: float
+    id_reservation_timeout: float
 
 
 @dataclass(eq=False, slots=True)
@@ -147,8 +148,8 @@ class Refused:
 class Realm:
     """All signaling state of one server: rooms keyed by PeerJS key."""
 
-    def __init__(self, limits: Limits | None = None) -> None:
-        self.limits = limits or Limits()
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
         self.rooms: dict[str, Room] = {}
         self._bindings: dict[tuple[str, str], _Binding] = {}
         self._per_user: dict[str, int] = {}

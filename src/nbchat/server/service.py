@@ -15,7 +15,7 @@ from tornado.ioloop import PeriodicCallback
 
 from .._version import __version__
 from ..protocol import Identity, error_frame, room_key
-from .realm import Delivery, Limits, Realm, Refused, encode
+from .realm import Delivery, Realm, Refused, encode
 from .settings import SignalingSettings
 from .wsconn import Hub
 
@@ -73,9 +73,8 @@ class SignalingService:
         self.settings = settings
         self.log = log
         self.default_audience = default_audience
-        self.realm = Realm(self.limits())
-        self.hub = Hub(settings.max_message_bytes * 4, settings.send_buffer_limit)
-        self.hub.app = self
+        self.realm = Realm(settings.limits())
+        self.hub = Hub(self.max_frame_bytes, settings.send_buffer_limit, owner=self)
         self._ticker = PeriodicCallback(self._tick, settings.tick_interval * 1000)
         self.started_at = time.time()
 
@@ -85,21 +84,6 @@ class SignalingService:
         are read so that the sender gets a clear ERROR for an oversized frame; beyond
         that the socket is closed with 1009."""
         return self.settings.max_message_bytes * 4
-
-    def limits(self) -> Limits:
-        s = self.settings
-        return Limits(
-            alive_timeout=s.alive_timeout,
-            expire_timeout=s.expire_timeout,
-            concurrent_limit=s.concurrent_limit,
-            max_message_bytes=s.max_message_bytes,
-            max_connections_per_user=s.max_connections_per_user,
-            max_rooms_per_user=s.max_rooms_per_user,
-            max_queued_per_peer=s.max_queued_per_peer,
-            rate_limit=s.rate_limit,
-            rate_burst=s.rate_burst,
-            id_reservation_timeout=s.id_reservation_timeout,
-        )
 
     # ---- room policy -------------------------------------------------------------------
     def groups_for(self, key: str) -> list[str] | None:

@@ -8,6 +8,7 @@ from typing import Any
 from traitlets import Bool, Dict, Float, Int, List, Unicode
 
 from .ice import IceSettings
+from .realm import Limits
 
 
 class SignalingSettings(IceSettings):
@@ -83,3 +84,18 @@ class SignalingSettings(IceSettings):
         help="Who can join a room, in words, shown in the chat's header (e.g. 'everyone "
         "signed in to this hub'). Empty: the service says it itself.",
     )
+
+    def limits(self) -> Limits:
+        """What the realm enforces, from these settings."""
+        return Limits(
+            alive_timeout=self.alive_timeout,
+            expire_timeout=self.expire_timeout,
+            concurrent_limit=self.concurrent_limit,
+            max_message_bytes=self.max_message_bytes,
+            max_connections_per_user=self.max_connections_per_user,
+            max_rooms_per_user=self.max_rooms_per_user,
+            max_queued_per_peer=self.max_queued_per_peer,
+            rate_limit=self.rate_limit,
+            rate_burst=self.rate_burst,
+            id_reservation_timeout=self.id_reservation_timeout,
+        )
