@@ -91,7 +91,7 @@ def add_loopback_host_candidates(pc: RTCPeerConnection) -> None:
                 component=component, addresses=[LOOPBACK]
             )
 
-    connection.gather_candidates = gather_with_loopback  # type: ignore[method-assign]
+    connection.gather_candidates = gather_with_loopback
 
 
 def check_consent_often(
@@ -134,7 +134,7 @@ def check_consent_often(
                 await connection.close()
                 return
 
-    connection.query_consent = query_consent  # type: ignore[method-assign]
+    connection.query_consent = query_consent
 
 
 def parse_candidate(value: object) -> RTCIceCandidate | None:

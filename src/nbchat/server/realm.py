@@ -35,7 +35,7 @@ _dumps_ascii = json.JSONEncoder(separators=(",", ":")).encode
 _loads = json.loads
 
 
-_scan = json.JSONDecoder().scan_once  # the C scanner behind json.loads
+_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner behind json.loads
 
 
 def _parse_json(text: str) -> Any:
@@ -281,6 +281,7 @@ class Realm:
             return [(target.transport, out)]
         if kind == "LEAVE" or kind == "EXPIRE":
             return []
+        assert isinstance(dst, str)  # is_peer_id said so
         queue = room.queues.get(dst)
         if queue is None:
             queue = room.queues[dst] = deque()

@@ -145,7 +145,7 @@ class WsProtocol:
             key, payload = buf[at:at + 4], buf[at + 4:at + 4 + n]
             if type(buf) is not bytes:
                 key, payload = bytes(key), bytes(payload)
-            payload = _websocket_mask(key, payload)
+            payload = _websocket_mask(key, payload)  # type: ignore[arg-type]  # bytes now
             pos = at + 4 + n
             if control:
                 self._control(opcode, payload)
