@@ -98,7 +98,8 @@ async def test_fuzz_corpus_over_a_real_socket_leaves_the_server_working(login):
         elif kind < 0.6:
             chars = list(valid)
             for _ in range(rng.randint(1, 5)):
-                chars[rng.randrange(len(chars))] = chr(rng.choice([0, 0x7B, 0x22, 0xD800 - 1, 0x1F600]))
+                swap = rng.choice([0, 0x7B, 0x22, 0xD800 - 1, 0x1F600])
+                chars[rng.randrange(len(chars))] = chr(swap)
             corpus.append("".join(chars))
         else:
             corpus.append(valid[: rng.randrange(len(valid))])

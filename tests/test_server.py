@@ -68,7 +68,9 @@ async def test_http_endpoints_without_credentials_are_403(server_base, jp_fetch,
     assert r.code == 403
 
 
-@pytest.mark.parametrize("path", ["nbchat/peerjs?key=room&id=abc&token=t", "nbchat/presence?key=room"])
+@pytest.mark.parametrize(
+    "path", ["nbchat/peerjs?key=room&id=abc&token=t", "nbchat/presence?key=room"]
+)
 async def test_websockets_without_credentials_are_403(server_base, jp_fetch, path):
     with pytest.raises(HTTPClientError) as err:
         await websocket_connect("ws" + server_base[4:] + path)
@@ -380,7 +382,9 @@ async def test_state_is_empty_after_everyone_leaves(login, jp_serverapp):
         ext for ext in jp_serverapp.extension_manager.extension_apps["nbchat"]
     )
     a, b = await login(), await login()
-    socks = [(await a.signal("room"))[0], (await b.signal("room"))[0], (await a.presence("room"))[0]]
+    socks = [
+        (await a.signal("room"))[0], (await b.signal("room"))[0], (await a.presence("room"))[0]
+    ]
     await socks[0].send({"type": "OFFER", "dst": "ghost", "payload": 1})
     assert app.realm.stats()["clients"] == 2
     for ws in socks:
@@ -394,7 +398,9 @@ async def test_state_is_empty_after_everyone_leaves(login, jp_serverapp):
     }
 
 
-async def test_authorization_header_with_token_logs_a_script_in(jp_serverapp, server_base, jp_fetch):
+async def test_authorization_header_with_token_logs_a_script_in(
+    jp_serverapp, server_base, jp_fetch
+):
     token = jp_serverapp.identity_provider.token
     r = await AsyncHTTPClient().fetch(HTTPRequest(
         server_base + "nbchat/session?room=x", headers={"Authorization": f"token {token}"}))

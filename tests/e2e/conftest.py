@@ -5,8 +5,10 @@
   its root as ``notebooks/``).
 - ``browser``: one Chromium per session; ``new_user()`` gives a fresh browser context
   = a fresh Jupyter identity, with the permissions WebRTC needs in a loopback sandbox.
-- ``open_notebook(page, path)`` logs in with the token and waits for an idle kernel;
-  ``run_all(page)`` runs every cell.
+- ``bg``: an asyncio loop on a thread for Python peers beside the browsers.
+
+What tests call (``open_notebook``, ``run_all``, ``open_and_run``) is in
+``tests/support/browser.py``.
 """
 
 from __future__ import annotations
@@ -14,18 +16,20 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from tests.support.browser import ARTIFACTS, CHROMIUM_ARGS
 from tests.support.lab import Lab, make_lab
+from tests.support.loop import BackgroundLoop
 
-CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--allow-loopback-in-peer-connection",
-]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+@pytest.fixture
+def bg() -> Iterator[BackgroundLoop]:
+    """An asyncio loop on a thread, for Python peers beside the (sync) browser tests."""
+    loop = BackgroundLoop()
+    yield loop
+    loop.close()
 
 
 @pytest.fixture(scope="session")
@@ -71,34 +75,6 @@ def new_user(browser: Browser) -> Iterator[Callable[..., Page]]:
             context.close()
         except Exception:  # noqa: BLE001 - a test may already have closed it
             pass
-
-
-KERNEL_READY = """() => {
-    const app = window.jupyterapp;
-    const widget = app && app.shell && app.shell.currentWidget;
-    const kernel = widget && widget.sessionContext && widget.sessionContext.session
-        && widget.sessionContext.session.kernel;
-    return Boolean(kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle');
-}"""
-
-
-def open_notebook(page: Page, lab: Lab, path: str, app: str = "lab") -> None:
-    """Log in with the token and open ``path``; wait until this page is connected to its
-    (possibly shared) kernel and the kernel is idle. Running cells before that makes
-    JupyterLab start a new kernel that replaces the one another user shares."""
-    page.goto(lab.notebook_url(path, app))
-    page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
-    page.wait_for_function(KERNEL_READY, timeout=60_000)
-
-
-def run_all(page: Page) -> None:
-    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-
-
-def open_and_run(page: Page, lab: Lab, path: str) -> None:
-    """Open ``path`` (waiting for its kernel, see :func:`open_notebook`) and run every cell."""
-    open_notebook(page, lab, path)
-    run_all(page)
 
 
 @pytest.fixture(autouse=True)

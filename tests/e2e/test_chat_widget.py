@@ -7,7 +7,7 @@ import re
 import time
 
 from playwright.sync_api import expect
-from tests.e2e.conftest import open_and_run, open_notebook, run_all
+from tests.support.browser import open_and_run, open_notebook, run_all
 from tests.support.lab import Lab
 from tests.support.loop import BackgroundLoop
 from tests.support.widgets import (

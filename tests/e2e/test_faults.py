@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
-from tests.e2e.conftest import open_and_run
+from tests.support.browser import open_and_run
 from tests.support.lab import Lab, make_lab
 from tests.support.loop import BackgroundLoop
 from tests.support.peers import until
@@ -44,13 +44,6 @@ def fault_lab(tmp_path: Path) -> Iterator[Lab]:
     server.start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def bg() -> Iterator[BackgroundLoop]:
-    loop = BackgroundLoop()
-    yield loop
-    loop.close()
 
 
 # Keeps every RTCPeerConnection the page makes, so a test can count links or cut one.

@@ -8,13 +8,11 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
 from playwright.sync_api import Page, expect
-from tests.e2e.conftest import open_and_run
+from tests.support.browser import open_and_run
 from tests.support.lab import Lab
 from tests.support.loop import BackgroundLoop
 from tests.support.peers import Inbox, connection_to, until
@@ -127,13 +125,6 @@ SCAN_MESSAGES = """async () => {
     }
     return seen;
 }"""
-
-
-@pytest.fixture
-def bg() -> Iterator[BackgroundLoop]:
-    loop = BackgroundLoop()
-    yield loop
-    loop.close()
 
 
 def join(bg: BackgroundLoop, lab: Lab, room: str) -> ChatPeer:

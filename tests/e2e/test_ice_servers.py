@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from playwright.sync_api import expect
-from tests.e2e.conftest import open_and_run
+from tests.support.browser import open_and_run
 from tests.support.lab import REPO, Lab
 from tests.support.rtc import RECORD_RTC_CONFIGS
 from tests.support.widgets import SLOW, messages, room_notebook, say, users

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Page, expect
-from tests.e2e.conftest import ARTIFACTS, KERNEL_READY, run_all
+from tests.support.browser import ARTIFACTS, KERNEL_READY, run_all
 from tests.support.jhub import JupyterHub, hub_login
 from tests.support.loop import BackgroundLoop
 from tests.support.peers import Inbox, until
@@ -39,13 +39,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterHub]:
     yield server
     server.stop()
     server.copy_log(ARTIFACTS)
-
-
-@pytest.fixture
-def bg() -> Iterator[BackgroundLoop]:
-    loop = BackgroundLoop()
-    yield loop
-    loop.close()
 
 
 def open_on_hub(page: Page, hub: JupyterHub, user: str, notebook: str) -> None:

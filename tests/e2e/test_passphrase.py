@@ -3,13 +3,9 @@ wrong passphrase, and no way into the mesh without the right one (browsers and P
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from playwright.sync_api import Locator, Page, expect
-from tests.e2e.conftest import open_and_run, open_notebook
+from tests.support.browser import open_and_run, open_notebook
 from tests.support.lab import Lab
-from tests.support.loop import BackgroundLoop
 from tests.support.peers import Inbox, until
 from tests.support.widgets import (
     SLOW,
@@ -23,13 +19,6 @@ from tests.support.widgets import (
 )
 
 from nbchat.peer import ChatPeer
-
-
-@pytest.fixture
-def bg() -> Iterator[BackgroundLoop]:
-    loop = BackgroundLoop()
-    yield loop
-    loop.close()
 
 
 def sealed_notebook(lab: Lab, name: str, room: str, passphrase: str) -> str:

@@ -6,7 +6,7 @@ import secrets
 from typing import Any
 
 from playwright.sync_api import Page, expect
-from tests.e2e.conftest import open_and_run
+from tests.support.browser import open_and_run
 from tests.support.lab import Lab
 from tests.support.widgets import SLOW, messages, room_notebook, say, users
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
-from tests.e2e.conftest import open_and_run
+from tests.support.browser import open_and_run
 from tests.support.lab import Lab
 from tests.support.loop import BackgroundLoop
 from tests.support.netns import INSIDE, needs_loopback_netns, run_in_loopback_netns
@@ -25,13 +24,6 @@ from tests.support.widgets import (
 )
 
 from nbchat.peer import ChatPeer
-
-
-@pytest.fixture
-def bg() -> Iterator[BackgroundLoop]:
-    loop = BackgroundLoop()
-    yield loop
-    loop.close()
 
 
 def join(bg: BackgroundLoop, lab: Lab, room: str) -> tuple[ChatPeer, Inbox]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Page, Route, expect
-from tests.e2e.conftest import ARTIFACTS, open_and_run
+from tests.support.browser import ARTIFACTS, open_and_run
 from tests.support.lab import Lab, free_port, make_lab
 from tests.support.loop import BackgroundLoop
 from tests.support.peers import Inbox, connection_to, selected_candidate_types
@@ -42,13 +42,6 @@ def turn_lab(tmp_path_factory: pytest.TempPathFactory, turn: Turn) -> Iterator[L
     server.stop()
     ARTIFACTS.mkdir(exist_ok=True)
     shutil.copy(server.log_path, ARTIFACTS / "turn-lab.log")
-
-
-@pytest.fixture
-def bg() -> Iterator[BackgroundLoop]:
-    loop = BackgroundLoop()
-    yield loop
-    loop.close()
 
 
 def relay_notebook(lab: Lab, name: str, room: str) -> str:
