@@ -3,35 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import sys
 from typing import Any
 
 import pytest
+from tests.support.cli import run_cli
 from tests.support.peers import Inbox, until
 
 from nbchat.peer import ChatPeer
 
 pytestmark = pytest.mark.timeout(120)
-
-
-async def run_cli(
-    *args: str, env: dict[str, str] | None = None, stdin: bytes = b""
-) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "nbchat",
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-    )
-    out, err = await asyncio.wait_for(proc.communicate(stdin), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 @pytest.fixture

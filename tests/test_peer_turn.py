@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 from tests.conftest import TEST_NBCHAT_CONFIG
+from tests.support.cli import run_cli
 from tests.support.lab import free_port
 from tests.support.peers import Inbox, connection_to, selected_candidate_types
 from tests.support.turn import Turn, running_turn
-from tests.test_peer_cli import run_cli
 
 from nbchat.peer import ChatPeer, TurnError, TurnRefused, TurnUnreachable
 from nbchat.peer.ice import rtc_configuration

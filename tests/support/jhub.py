@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.lab import REPO, free_port
+from tests.support.lab import REPO, free_port, stop_process
 from tests.support.widgets import code_notebook
 
 VENV_BIN = Path(sys.executable).parent
@@ -154,14 +154,8 @@ for _user in {self.users!r}:
         return pids[0] if pids else None
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc, 30)  # the hub stops its proxy, service and servers
         self.proc = None
 
     def copy_log(self, to: Path) -> None:
