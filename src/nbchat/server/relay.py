@@ -36,12 +36,27 @@ class Upstream:
         self.token = token
         self.owner = owner
         self.max_message_size = max_message_size
+        # The service's cookies per local user. A hub service knows us by the token alone;
+        # a standalone service in token mode gives each new caller a guest identity and
+        # a cookie that keeps it, so each of this server's users stays one person there.
+        self.cookies: dict[str, dict[str, str]] = {}
         parts = urlsplit(self.url)
         scheme = "wss" if parts.scheme == "https" else "ws"
         self.ws_base = f"{scheme}://{parts.netloc}{parts.path}"
 
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"token {self.token}"} if self.token else {}
+    def headers(self, user: str) -> dict[str, str]:
+        headers = {"Authorization": f"token {self.token}"} if self.token else {}
+        jar = self.cookies.get(user)
+        if jar:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in jar.items())
+        return headers
+
+    def keep_cookies(self, user: str, set_cookie: list[str]) -> None:
+        for header in set_cookie:
+            name, _, rest = header.partition("=")
+            value = rest.split(";", 1)[0]
+            if name.strip():
+                self.cookies.setdefault(user, {})[name.strip()] = value
 
     def unreachable(self, error: object) -> str:
         return (f"cannot reach the hub's chat service at {self.url} ({error}); "
@@ -54,11 +69,14 @@ class _RelayMixin:
     def initialize(self, upstream: Upstream) -> None:
         self.upstream = upstream
 
+    @property
+    def username(self) -> str:
+        return str(getattr(self.current_user, "username", ""))  # type: ignore[attr-defined]
+
     def check_owner(self) -> None:
         """The service knows this server by its owner's token: only the owner may speak
         through it (a guest on a shared server would appear as the owner)."""
-        user = getattr(self.current_user, "username", None)  # type: ignore[attr-defined]
-        if self.upstream.owner and user != self.upstream.owner:
+        if self.upstream.owner and self.username != self.upstream.owner:
             raise web.HTTPError(
                 403, "the hub's chat knows people by their own server: open this notebook "
                 f"on your own server to chat (this one belongs to {self.upstream.owner})")
@@ -72,12 +90,13 @@ class HttpRelayHandler(_RelayMixin, APIHandler):
         self.check_owner()
         query = self.request.query
         url = self.upstream.url + "nbchat/" + path + ("?" + query if query else "")
-        request = HTTPRequest(url, headers=self.upstream.headers(), request_timeout=15,
-                              follow_redirects=False)
+        request = HTTPRequest(url, headers=self.upstream.headers(self.username),
+                              request_timeout=15, follow_redirects=False)
         try:
             response = await AsyncHTTPClient().fetch(request, raise_error=False)
         except (OSError, HTTPClientError) as error:
             raise web.HTTPError(502, self.upstream.unreachable(error)) from None
+        self.upstream.keep_cookies(self.username, response.headers.get_list("Set-Cookie"))
         body = response.body or b""
         if response.code != 200:
             message = response.reason or ""
@@ -127,7 +146,8 @@ class SocketRelayHandler(_RelayMixin, WebSocketMixin, WebSocketHandler, JupyterH
         query = urlencode([(k, v) for k, vs in self.request.query_arguments.items()
                            for v in [x.decode("utf-8", "replace") for x in vs]])
         url = self.upstream.ws_base + "nbchat/" + quote(self.path_to) + "?" + query
-        request = HTTPRequest(url, headers=self.upstream.headers(), request_timeout=15)
+        request = HTTPRequest(url, headers=self.upstream.headers(self.username),
+                              request_timeout=15)
         try:
             # Frames arrive in order; tornado reads nothing from the browser until open()
             # returns, so nothing the browser sends can overtake the connection.
