@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import TEST_NBCHAT_CONFIG
 from tests.support.peers import Inbox, until
 
-from nbchat.msglog import Message
+from nbchat.core.msglog import Message
 from nbchat.peer import ChatPeer, PresenceEvent
 
 pytestmark = pytest.mark.timeout(120)

@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.frames import MAX_MESSAGE_BYTES
 from ..protocol import (
     ID_TAKEN_FRAME,
     OPEN_FRAME,
@@ -64,7 +65,7 @@ class Limits:
     alive_timeout: float = 60.0
     expire_timeout: float = 5.0
     concurrent_limit: int = 5000
-    max_message_bytes: int = 65536
+    max_message_bytes: int = MAX_MESSAGE_BYTES
     max_connections_per_user: int = 64
     max_rooms_per_user: int = 64
     max_queued_per_peer: int = 256
