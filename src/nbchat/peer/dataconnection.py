@@ -45,7 +45,7 @@ def _new_chunk_id() -> str:
 class DataConnection:
     """One WebRTC data channel to one remote peer, negotiated as peerjs does.
 
-    ``limits`` rate-limits what the remote peer sends us (see ratelimit.py); frames over
+    ``limits`` rate-limits what the remote peer sends us (see core/ratelimit.py); frames over
     the limits are dropped with a warning now and then.
 
     The originator creates the channel (label = connection id, ``ordered`` = reliable)
