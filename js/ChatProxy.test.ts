@@ -2,7 +2,9 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { Peer, PeerOptions } from "peerjs";
 import { ChatProxy, type ChatProxyOptions } from "./ChatProxy";
 import type { PageInfo } from "./jupyterPage";
-import { CHUNK_THRESHOLD_BYTES, type Identity, type Presence, type SessionConfig } from "./protocol";
+import { CHUNK_THRESHOLD_BYTES } from "./core/chunking";
+import type { SessionConfig } from "./core/session";
+import type { Identity, Presence } from "./protocol";
 
 type Handler = (...args: any[]) => void;
 
@@ -84,6 +86,7 @@ const session: SessionConfig = {
   key: "notebooks-a-b-ipynb-0123456789abcdef",
   path: "/base%20url/nbchat/",
   ice_servers: [{ urls: "stun:stun.internal:3478" }],
+  ice_transport_policy: "all",
   user: me,
   ping_interval: 5000,
   alive_timeout: 60000,

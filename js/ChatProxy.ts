@@ -4,23 +4,16 @@
 import { type DataConnection, Peer, type PeerError, type PeerOptions } from "peerjs";
 import { backoffDelay } from "./backoff";
 import { type ChatState, type Phase, chatState } from "./chatState";
-import { ChunkAssembler, encodeFrame, utf8Length } from "./chunk";
+import { ChunkAssembler, maxChunkedBytes, split } from "./core/chunking";
+import { type ChatFrame, ChatFrameType, InvalidFrame, MAX_MESSAGE_BYTES, parseChatFrame, utf8Length } from "./core/frames";
+import { InvalidMessage, MessageLog } from "./core/msglog";
+import { IncomingLimits } from "./core/rateLimit";
+import { type SessionConfig, parseSessionConfig } from "./core/session";
 import { historyBatches } from "./historyBatches";
 import { type PageInfo, pageInfo } from "./jupyterPage";
-import { InvalidMessage, MessageLog } from "./msglog";
 import { PresenceSocket } from "./presenceSocket";
-import { IncomingLimits } from "./rateLimit";
 import { type CreatePeerConnection, NO_TURN_SERVER, hasTurnServer, probeTurn } from "./turnProbe";
-import {
-  ChatFrameType,
-  type ChatFrame,
-  type ChatMessage,
-  type Identity,
-  type Presence,
-  type PresenceFrame,
-  type SessionConfig,
-  parseChatFrame,
-} from "./protocol";
+import type { ChatMessage, Identity, Presence, PresenceFrame } from "./protocol";
 import { Sealer } from "./roomKey";
 import { type Rejection, sealSignaling } from "./sealedSignaling";
 import { LogStore } from "./storage";
@@ -223,9 +216,11 @@ export class ChatProxy {
     let session: SessionConfig;
     let peerId: string;
     try {
-      session = (await this.request(
-        `${this.page.baseUrl}nbchat/session?room=${encodeURIComponent(this.options.room)}`,
-      ).then((r) => r.json())) as SessionConfig;
+      session = parseSessionConfig(
+        await this.request(
+          `${this.page.baseUrl}nbchat/session?room=${encodeURIComponent(this.options.room)}`,
+        ).then((r) => r.json()),
+      );
       // We ask for our id ourselves rather than let peerjs do it: its fetch carries no XSRF
       // token, and a JupyterHub single-user server refuses cookie auth on such a request.
       peerId = (await this.request(`${session.path}${encodeURIComponent(session.key)}/id`).then((r) => r.text())).trim();
@@ -468,12 +463,12 @@ export class ChatProxy {
   }
 
   private attach(conn: DataConnection, dialedByUs: boolean): void {
-    const maxBytes = this.session?.max_message_bytes ?? 65_536;
+    const maxBytes = this.session?.max_message_bytes ?? MAX_MESSAGE_BYTES;
     const link: Link = {
       conn,
       open: false,
       dialedByUs,
-      assembler: new ChunkAssembler({ maxChars: 4 * maxBytes + 65_536, maxPending: 16 }),
+      assembler: new ChunkAssembler({ maxBytes: maxChunkedBytes(maxBytes) }),
       limits: new IncomingLimits(),
       early: [],
       timer: setTimeout(() => {
@@ -563,7 +558,7 @@ export class ChatProxy {
   // --- chat frames ------------------------------------------------------------------------
 
   private sendFrame(link: Link, frame: ChatFrame): void {
-    for (const part of encodeFrame(frame, () => `c-${this.selfId()}-${++this.chunkCounter}`)) {
+    for (const part of split(frame, () => `c-${this.selfId()}-${++this.chunkCounter}`)) {
       try {
         void link.conn.send(part);
       } catch (error) {
@@ -583,17 +578,17 @@ export class ChatProxy {
     // Malformed frames count too: a flood of junk must not cost a warning each.
     if (!this.admit(link, frame !== null && frame.type === ChatFrameType.MESSAGE)) return;
     if (frame !== null && frame.type === ChatFrameType.CHUNK) {
-      let whole: unknown;
+      let whole: ChatFrame | null;
       try {
-        whole = link.assembler.add(frame);
+        whole = link.assembler.feed(frame);
       } catch (error) {
+        if (!(error instanceof InvalidFrame)) throw error;
         console.warn(`nbchat: bad chunk from ${peerId}: ${describe(error)}`);
         return;
       }
       if (whole === null) return;
-      frame = parseChatFrame(whole);
-      if (frame !== null && frame.type === ChatFrameType.CHUNK) frame = null;
-      if (frame !== null && frame.type === ChatFrameType.MESSAGE && !this.admit(link, true)) return;
+      frame = whole;
+      if (frame.type === ChatFrameType.MESSAGE && !this.admit(link, true)) return;
     }
     if (frame === null) {
       console.warn(`nbchat: ignoring malformed frame from ${peerId}`);
@@ -764,7 +759,7 @@ export class ChatProxy {
       present: [...this.present.values()],
       rosterKnown: this.rosterKnown,
       messages: this.log !== null ? this.log.messages.slice() : restoredForDisplay(this.stored),
-      maxMessageBytes: this.session?.max_message_bytes ?? 65_536,
+      maxMessageBytes: this.session?.max_message_bytes ?? MAX_MESSAGE_BYTES,
       audience: this.session?.audience ?? null,
       flooding: [...this.floods].map(([peerId, flood]) => {
         const user = this.present.get(peerId)?.user;

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { type ConnectionFacts, chatState } from "./chatState";
 import { historyBatches } from "./historyBatches";
-import { CHUNK_THRESHOLD_BYTES, type ChatMessage } from "./protocol";
+import { CHUNK_THRESHOLD_BYTES } from "./core/chunking";
+import type { ChatMessage } from "./protocol";
 
 const me = { username: "me", name: "me", display_name: "Me", initials: null, color: null, avatar_url: null };
 

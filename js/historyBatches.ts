@@ -1,7 +1,8 @@
 // Splits a `history` answer into frames that each fit one data-channel message where possible.
 
-import { utf8Length } from "./chunk";
-import { CHUNK_THRESHOLD_BYTES, type ChatMessage } from "./protocol";
+import { CHUNK_THRESHOLD_BYTES } from "./core/chunking";
+import { utf8Length } from "./core/frames";
+import type { ChatMessage } from "./protocol";
 
 /** Room for the `{"type":"history","messages":[…]}` envelope. */
 const ENVELOPE_BYTES = 64;

@@ -1,13 +1,14 @@
 // Hostile data-channel input against the widget's parsers: parseChatFrame, ChunkAssembler and
 // the MessageLog. Seeded random JSON (no property-testing library in the bundle's deps) plus
 // hand-picked edge cases. "Never breaks" means: parseChatFrame never throws, the assembler
-// throws only plain Errors (ChatProxy catches those), the log throws only InvalidMessage, and
+// throws only InvalidFrame (ChatProxy catches those), the log throws only InvalidMessage, and
 // the log stays ordered, unique and free of forged own messages.
 
 import { describe, expect, it } from "vitest";
-import { ChunkAssembler } from "./chunk";
-import { InvalidMessage, MessageLog, compareMessages } from "./msglog";
-import { type ChunkFrame, type Identity, parseChatFrame } from "./protocol";
+import { ChunkAssembler } from "./core/chunking";
+import { type ChatFrame, InvalidFrame, parseChatFrame } from "./core/frames";
+import { InvalidMessage, MessageLog, compareMessages } from "./core/msglog";
+import type { Identity } from "./protocol";
 
 /** mulberry32: a tiny seeded PRNG, so a failure replays exactly. */
 function rng(seed: number): () => number {
@@ -63,19 +64,19 @@ describe("hostile frames against the widget's parsers", () => {
   it.each([1, 2, 3, 4, 5])("seed %i: 2,000 random frames never break parsing, reassembly or the log", (seed) => {
     const next = rng(seed);
     const log = new MessageLog("S", self);
-    const assembler = new ChunkAssembler({ maxChars: 4096, maxPending: 4 });
+    const assembler = new ChunkAssembler({ maxBytes: 4096, maxPending: 4 });
     for (let i = 0; i < 2_000; i += 1) {
       // A frame arrives as peerjs hands it over: already JSON.parse'd.
       const raw = JSON.parse(JSON.stringify(randomFrame(next)) ?? "null");
       let frame = parseChatFrame(raw);
       if (frame !== null && frame.type === "chunk") {
-        let whole: unknown = null;
+        let whole: ChatFrame | null = null;
         try {
-          whole = assembler.add(frame);
+          whole = assembler.feed(frame);
         } catch (error) {
-          expect(error).toBeInstanceOf(Error); // ChatProxy logs it and drops the chunk
+          expect(error).toBeInstanceOf(InvalidFrame); // ChatProxy logs it and drops the chunk
         }
-        frame = whole === null ? null : parseChatFrame(whole);
+        frame = whole;
       }
       if (frame === null) continue;
       try {
@@ -102,7 +103,7 @@ describe("hostile frames against the widget's parsers", () => {
   });
 
   it.each([
-    [{ index: 0, count: 1e9 }, "too many parts"],
+    [{ index: 0, count: 1e9 }, "too many chunks"],
     [{ index: 0, count: 2 ** 53 + 2 }, null],
     [{ index: 5, count: 2 }, null],
     [{ index: -1, count: 2 }, null],
@@ -115,31 +116,31 @@ describe("hostile frames against the widget's parsers", () => {
       expect(frame).toBeNull(); // malformed: never reaches the assembler
       return;
     }
-    const assembler = new ChunkAssembler({ maxChars: 4096, maxPending: 4 });
-    expect(() => assembler.add(frame as ChunkFrame)).toThrow(error);
+    const assembler = new ChunkAssembler({ maxBytes: 4096, maxPending: 4 });
+    expect(() => assembler.feed(frame)).toThrow(error);
   });
 
   it("bounds unfinished chunked frames per connection and survives junk in a finished one", () => {
-    const assembler = new ChunkAssembler({ maxChars: 4096, maxPending: 4 });
-    for (let i = 0; i < 4; i += 1) assembler.add({ type: "chunk", id: `c-${i}`, index: 0, count: 2, data: "x" });
-    expect(() => assembler.add({ type: "chunk", id: "c-9", index: 0, count: 2, data: "x" })).toThrow("in flight");
-    expect(() => assembler.add({ type: "chunk", id: "c-0", index: 1, count: 2, data: "not json" })).toThrow(SyntaxError);
+    const assembler = new ChunkAssembler({ maxBytes: 4096, maxPending: 4 });
+    for (let i = 0; i < 4; i += 1) assembler.feed({ type: "chunk", id: `c-${i}`, index: 0, count: 2, data: "x" });
+    expect(() => assembler.feed({ type: "chunk", id: "c-9", index: 0, count: 2, data: "x" })).toThrow("in flight");
+    expect(() => assembler.feed({ type: "chunk", id: "c-0", index: 1, count: 2, data: "not json" })).toThrow(InvalidFrame);
     // The failed frame is gone: its slot is free again.
-    expect(assembler.add({ type: "chunk", id: "c-10", index: 0, count: 1, data: '{"type":"sync","have":{}}' })).toEqual({
+    expect(assembler.feed({ type: "chunk", id: "c-10", index: 0, count: 1, data: '{"type":"sync","have":{}}' })).toEqual({
       type: "sync",
       have: {},
     });
   });
 
   it("a deeply nested chunked frame fails cleanly", () => {
-    const assembler = new ChunkAssembler({ maxChars: 4_000_000, maxPending: 4 });
+    const assembler = new ChunkAssembler({ maxBytes: 4_000_000, maxPending: 4 });
     const deep = "[".repeat(1_000_000) + "]".repeat(1_000_000);
     let result: unknown = null;
     try {
-      result = assembler.add({ type: "chunk", id: "c-d", index: 0, count: 1, data: deep });
+      result = assembler.feed({ type: "chunk", id: "c-d", index: 0, count: 1, data: deep });
     } catch (error) {
-      expect(error).toBeInstanceOf(Error);
+      expect(error).toBeInstanceOf(InvalidFrame);
     }
-    expect(parseChatFrame(result)).toBeNull();
+    expect(result).toBeNull();
   });
 });

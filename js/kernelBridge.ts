@@ -7,6 +7,7 @@
 import type { AnyModel } from "@anywidget/types";
 import type { ChatProxy } from "./ChatProxy";
 import type { ChatState } from "./chatState";
+import { CommType, claim, messagesPatch, parseFromKernel } from "./core/comm";
 import type { ChatMessage } from "./protocol";
 
 export interface ChatModel {
@@ -20,25 +21,6 @@ export interface ChatModel {
   /** Whether the kernel holds a room passphrase for this chat (never the passphrase itself). */
   has_passphrase: boolean;
 }
-
-interface WireMessage {
-  id: string;
-  author: string;
-  time: number;
-  text: string;
-  user: unknown;
-}
-
-/** Browser → kernel: replace the kernel's messages from index `from` on (kept in order). */
-interface MessagesPatch {
-  type: "messages";
-  from: number;
-  messages: WireMessage[];
-  done: boolean;
-}
-
-/** Kernel → browser custom messages. */
-type KernelMessage = { type: "send"; text: string; to: string };
 
 /** At most one mirror per interval, so a burst of messages costs one patch. */
 const MIRROR_INTERVAL_MS = 250;
@@ -62,8 +44,8 @@ export class KernelBridge {
 
   /** A custom message from the kernel (registered once per model, in `initialize`). */
   onCustom(content: unknown): void {
-    const message = content as Partial<KernelMessage> | null;
-    if (message?.type !== "send" || typeof message.text !== "string") return;
+    const message = parseFromKernel(content);
+    if (message?.type !== CommType.SEND) return;
     if (message.to !== this.proxy.state.selfId) return;
     try {
       this.proxy.send(message.text);
@@ -91,13 +73,9 @@ export class KernelBridge {
     if (from === messages.length && from === this.mirrored.length) return;
     const suffix = messages.slice(from).map(({ id, author, time, text, user }) => ({ id, author, time, text, user }));
     for (let start = 0; start < suffix.length || start === 0; start += PATCH_SIZE) {
-      const patch: MessagesPatch = {
-        type: "messages",
-        from: from + start,
-        messages: suffix.slice(start, start + PATCH_SIZE),
-        done: start + PATCH_SIZE >= suffix.length,
-      };
-      this.model.send(patch);
+      this.model.send(
+        messagesPatch(from + start, suffix.slice(start, start + PATCH_SIZE), start + PATCH_SIZE >= suffix.length),
+      );
     }
     this.mirrored = messages;
   }
@@ -111,7 +89,7 @@ export class KernelBridge {
     const ownerGone = owner !== "" && owner !== selfId && state.rosterKnown && !present.includes(owner);
     if ((owner === "" || ownerGone) && this.lastClaim !== `${owner}>${selfId}`) {
       this.lastClaim = `${owner}>${selfId}`;
-      this.model.send({ type: "claim", peer_id: selfId, replaces: owner, present });
+      this.model.send(claim(selfId, owner, present));
     }
     if (owner === selfId && this.timer === null) {
       this.timer = setTimeout(() => {

@@ -1,4 +1,5 @@
-// Wire formats shared with src/nbchat/protocol.py; the prose spec is docs/protocol.md.
+// Signaling and presence formats shared with src/nbchat/protocol.py; the prose spec is
+// docs/protocol.md. Chat frames, the session config and the comm messages live in core/.
 
 /** PeerJS signaling frame types (server protocol 1.x) plus nbchat's presence topics. */
 export const FrameType = {
@@ -16,18 +17,6 @@ export const FrameType = {
   USER_DISCONNECTED: "USER_DISCONNECTED",
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
-
-/** Chat frame types sent over peerjs DataConnections. */
-export const ChatFrameType = {
-  MESSAGE: "message",
-  SYNC: "sync",
-  HISTORY: "history",
-  CHUNK: "chunk",
-} as const;
-export type ChatFrameType = (typeof ChatFrameType)[keyof typeof ChatFrameType];
-
-/** peerjs json serialization refuses a value of 16,300 bytes or more; we split well below. */
-export const CHUNK_THRESHOLD_BYTES = 15_000;
 
 export const ROOM_KEY_RE = /^[A-Za-z0-9_-]{1,128}$/;
 export const PEER_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
@@ -82,18 +71,6 @@ export interface ChatMessage {
   user: Identity;
 }
 
-export type MessageFrame = { type: typeof ChatFrameType.MESSAGE; message: ChatMessage };
-export type SyncFrame = { type: typeof ChatFrameType.SYNC; have: Record<string, number> };
-export type HistoryFrame = { type: typeof ChatFrameType.HISTORY; messages: ChatMessage[] };
-export type ChunkFrame = {
-  type: typeof ChatFrameType.CHUNK;
-  id: string;
-  index: number;
-  count: number;
-  data: string;
-};
-export type ChatFrame = MessageFrame | SyncFrame | HistoryFrame | ChunkFrame;
-
 export function messageId(author: string, seq: number): string {
   return `${author}:${seq}`;
 }
@@ -125,48 +102,6 @@ export function isPresence(value: unknown): value is Presence {
     PEER_ID_RE.test(value.peer_id) &&
     isIdentity(value.user)
   );
-}
-
-function isCount(value: unknown, min: number): value is number {
-  return typeof value === "number" && Number.isSafeInteger(value) && value >= min;
-}
-
-/** Shape check for a MESSAGE from an untrusted peer; `id` consistency is the log's job. */
-export function isChatMessage(value: unknown): value is ChatMessage {
-  return (
-    isRecord(value) &&
-    typeof value.id === "string" &&
-    typeof value.author === "string" &&
-    PEER_ID_RE.test(value.author) &&
-    isCount(value.seq, 1) &&
-    isCount(value.clock, 0) &&
-    typeof value.time === "number" &&
-    Number.isFinite(value.time) &&
-    typeof value.text === "string" &&
-    isIdentity(value.user)
-  );
-}
-
-export function parseChatFrame(value: unknown): ChatFrame | null {
-  if (!isRecord(value)) return null;
-  switch (value.type) {
-    case ChatFrameType.MESSAGE:
-      return isRecord(value.message) ? (value as MessageFrame) : null;
-    case ChatFrameType.SYNC:
-      return isRecord(value.have) ? (value as SyncFrame) : null;
-    case ChatFrameType.HISTORY:
-      return Array.isArray(value.messages) ? (value as HistoryFrame) : null;
-    case ChatFrameType.CHUNK:
-      return typeof value.id === "string" &&
-        isCount(value.index, 0) &&
-        isCount(value.count, 1) &&
-        value.index < value.count &&
-        typeof value.data === "string"
-        ? (value as ChunkFrame)
-        : null;
-    default:
-      return null;
-  }
 }
 
 export function parsePresenceFrame(value: unknown): PresenceFrame | null {

@@ -5,6 +5,7 @@ import type { AnyModel, AnyWidget } from "@anywidget/types";
 import * as React from "react";
 import { ChatProxy } from "./ChatProxy";
 import { ChatBox } from "./components/ChatBox";
+import { CommType, parseFromKernel, passphraseRequest } from "./core/comm";
 import { type ChatModel, KernelBridge } from "./kernelBridge";
 import "./styles.css";
 
@@ -38,7 +39,7 @@ function createWidget(): AnyWidget<ChatModel> {
       const promise = new Promise<string>((r) => (resolve = r));
       request = { promise, resolve };
       passphrases.set(key, request);
-      model.send({ type: "passphrase?" });
+      model.send(passphraseRequest());
     }
     return request.promise;
   }
@@ -91,8 +92,8 @@ function createWidget(): AnyWidget<ChatModel> {
     initialize({ model }) {
       const key = model.get("_instance");
       model.on("msg:custom", (content: unknown) => {
-        const reply = content as { type?: unknown; passphrase?: unknown } | null;
-        if (reply?.type === "passphrase" && typeof reply.passphrase === "string") {
+        const reply = parseFromKernel(content);
+        if (reply?.type === CommType.PASSPHRASE) {
           passphrases.get(key)?.resolve(reply.passphrase);
           return;
         }

@@ -18,13 +18,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.support.peers import until
 
-from nbchat.msglog import MessageLog, normalize_identity
+from nbchat.core.chunking import ChunkAssembler, split
+from nbchat.core.frames import InvalidFrame, decode, encode, parse_chat_frame
+from nbchat.core.msglog import MessageLog, normalize_identity
+from nbchat.core.ratelimit import FLOOD_WARNING_MS, MESSAGE_RATE, IncomingLimits
+from nbchat.core.session import SessionConfig
 from nbchat.peer import ChatPeer, chatpeer
 from nbchat.peer.chatpeer import history_batches
 from nbchat.peer.dataconnection import DataConnection
-from nbchat.peer.frames import ChunkAssembler, InvalidFrame, decode, encode, split
-from nbchat.peer.ratelimit import FLOOD_WARNING_INTERVAL, MESSAGE_RATE, IncomingLimits
-from nbchat.peer.session import SessionConfig
 
 # Strings a hostile peer likes: lone surrogates (JSON may escape them), NULs, bidi
 # overrides, combining marks, astral characters, huge and odd numbers as text.
@@ -119,24 +120,24 @@ def test_lone_surrogates_become_replacement_characters() -> None:
 @settings(max_examples=400, deadline=None)
 @given(st.lists(chunks, max_size=40))
 def test_chunk_reassembly_refuses_absurd_chunks_and_stays_bounded(sequence: list[dict]) -> None:
-    assembler = ChunkAssembler(max_count=64, max_partial=4, max_chars=4096)
+    assembler = ChunkAssembler(max_count=64, max_pending=4, max_bytes=4096)
     for chunk in sequence:
         try:
             whole = assembler.feed(chunk)
         except InvalidFrame:
             continue
-        assert whole is None or isinstance(whole, dict)
-        assert len(assembler._parts) <= 4
-        assert sum(assembler._sizes.values()) <= 4 * 4096 + 4096
+        assert whole is None or parse_chat_frame(whole) == whole
+        assert assembler.pending <= 4
 
 
 def test_chunks_with_absurd_counts_and_indices_are_refused() -> None:
     assembler = ChunkAssembler()
+    # (3.0 is fine: JSON 3.0 is the number 3 in JavaScript, and so it is here.)
     for count, index in [(10**18, 0), (2**53 + 1, 2), (-1, 0), (3, 3), (3, -1), (True, 0),
-                         (3.0, 0), (3, 1.5), ("3", 0), (None, 0)]:
+                         (3, 1.5), ("3", 0), (None, 0)]:
         with pytest.raises(InvalidFrame):
             assembler.feed({"type": "chunk", "id": "c", "index": index, "count": count, "data": ""})
-    assert assembler._parts == {}
+    assert assembler.pending == 0
 
 
 # --- the ChatPeer's handler with a real log behind it ------------------------------------
@@ -161,7 +162,7 @@ class _Connection:
         self.sent: list[bytes] = []
 
     def send(self, frame: dict[str, Any]) -> bool:
-        self.sent.extend(split(frame))
+        self.sent.extend(encode(part) for part in split(frame, lambda: "c-1"))
         return True
 
 
@@ -189,8 +190,10 @@ async def _feed(sequence: list[Any]) -> None:
     for payload in sequence:
         # As DataConnection._receive does: parse, reassemble chunks, hand over.
         try:
-            frame = decode(payload)
-            if frame.get("type") == "chunk":
+            frame = parse_chat_frame(decode(payload))
+            if frame is None:
+                continue
+            if frame["type"] == "chunk":
                 whole = assembler.feed(frame)
                 if whole is None:
                     continue
@@ -244,14 +247,14 @@ def test_incoming_limits_allow_a_burst_then_the_rate_and_report_once_per_interva
     now = [0.0]
     limits = IncomingLimits(now=lambda: now[0])
     accepted = sum(limits.accept(is_message=True) for _ in range(5_000))
-    assert accepted == MESSAGE_RATE[1]
-    assert limits.report() == 5_000 - MESSAGE_RATE[1]
+    assert accepted == MESSAGE_RATE.burst
+    assert limits.report() == 5_000 - MESSAGE_RATE.burst
     assert limits.report() is None
-    now[0] += 1.0  # a second refills the rate's worth of live messages
-    assert sum(limits.accept(is_message=True) for _ in range(100)) == MESSAGE_RATE[0]
+    now[0] += 1000  # a second refills the rate's worth of live messages
+    assert sum(limits.accept(is_message=True) for _ in range(100)) == MESSAGE_RATE.rate
     assert limits.accept(is_message=False)  # other frames have their own budget
-    now[0] += FLOOD_WARNING_INTERVAL
-    assert limits.report() == 100 - MESSAGE_RATE[0]
+    now[0] += FLOOD_WARNING_MS
+    assert limits.report() == 100 - MESSAGE_RATE.rate
 
 
 def test_a_flooding_connection_is_cut_to_its_rate_with_one_warning(
@@ -280,7 +283,7 @@ def test_a_flooding_connection_is_cut_to_its_rate_with_one_warning(
     with caplog.at_level("WARNING", logger="nbchat.peer.dataconnection"):
         received = asyncio.run(run())
     messages_in = [f for f in received if f["type"] == "message"]
-    assert MESSAGE_RATE[1] <= len(messages_in) < MESSAGE_RATE[1] + 50
+    assert MESSAGE_RATE.burst <= len(messages_in) < MESSAGE_RATE.burst + 50
     assert received[-1] == {"type": "sync", "have": {}}  # other frames still get through
     floods = [r for r in caplog.records if "flooding" in r.getMessage()]
     assert len(floods) == 1 and "peer F" in floods[0].getMessage()

@@ -6,9 +6,9 @@ from typing import Any
 
 from tests.test_peer_units import CONFIG, _presence, _Session
 
+from nbchat.core.session import SessionConfig
 from nbchat.peer import PresenceEvent
 from nbchat.peer.presence import PresenceClient
-from nbchat.peer.session import SessionConfig
 
 
 def test_a_fresh_roster_marks_the_changes_it_implies() -> None:

@@ -1,97 +1,10 @@
-"""Chat data-channel frames: peerjs-compatible JSON bytes and chunking (pure, no sockets)."""
+"""The Python peer's ICE helpers and history batches (the frame formats: tests/core/)."""
 
 from __future__ import annotations
 
-import json
-import random
-
-import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from nbchat.peer.frames import CHUNK_THRESHOLD, ChunkAssembler, InvalidFrame, decode, encode, split
+from nbchat.core.chunking import CHUNK_THRESHOLD_BYTES
+from nbchat.core.frames import encode
 from nbchat.peer.ice import parse_candidate, rtc_configuration
-
-
-def test_encode_is_compact_utf8_like_json_stringify() -> None:
-    frame = {"type": "message", "message": {"text": 'héllo ✓ "q"'}}
-    assert encode(frame) == '{"type":"message","message":{"text":"héllo ✓ \\"q\\""}}'.encode()
-    assert decode(encode(frame)) == frame
-    assert decode(encode(frame).decode()) == frame  # text payloads are accepted too
-
-
-@pytest.mark.parametrize("payload", [b"\xff\xfe", b"[1,2]", b"not json", "42"])
-def test_decode_refuses_non_frames(payload: bytes | str) -> None:
-    with pytest.raises(InvalidFrame):
-        decode(payload)
-
-
-def test_small_frames_are_not_chunked() -> None:
-    frame = {"type": "message", "text": "x" * 100}
-    assert split(frame) == [encode(frame)]
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.text(min_size=0, max_size=60_000), st.randoms(use_true_random=False))
-def test_big_frames_split_below_peerjs_limit_and_reassemble_in_any_order(
-    text: str, rnd: random.Random
-) -> None:
-    frame = {"type": "history", "messages": [{"text": text}]}
-    payloads = split(frame, chunk_id="c-1")
-    if len(encode(frame)) < CHUNK_THRESHOLD:
-        assert payloads == [encode(frame)]
-        return
-    assert all(len(p) < CHUNK_THRESHOLD for p in payloads)
-    chunks = [decode(p) for p in payloads]
-    assert {c["count"] for c in chunks} == {len(chunks)}
-    rnd.shuffle(chunks)
-    assembler = ChunkAssembler()
-    results = [assembler.feed(c) for c in chunks]
-    assert results[:-1] == [None] * (len(chunks) - 1)
-    assert results[-1] == frame
-
-
-def test_worst_case_escapes_still_fit() -> None:
-    frame = {"type": "message", "text": '\x01"\\' * 20_000}  # each char escapes to 2-6 bytes
-    payloads = split(frame)
-    assert len(payloads) > 1 and all(len(p) < CHUNK_THRESHOLD for p in payloads)
-    assembler = ChunkAssembler()
-    out = [assembler.feed(decode(p)) for p in payloads]
-    assert out[-1] == frame
-
-
-@pytest.mark.parametrize(
-    "chunk",
-    [
-        {"type": "chunk", "id": 5, "index": 0, "count": 2, "data": ""},
-        {"type": "chunk", "id": "c", "index": 2, "count": 2, "data": ""},
-        {"type": "chunk", "id": "c", "index": 0, "count": 0, "data": ""},
-        {"type": "chunk", "id": "c", "index": 0, "count": 10**9, "data": ""},
-        {"type": "chunk", "id": "c", "index": True, "count": 2, "data": ""},
-        {"type": "chunk", "id": "c", "index": 0, "count": 2, "data": None},
-    ],
-)
-def test_malformed_chunks_are_refused(chunk: dict[str, object]) -> None:
-    with pytest.raises(InvalidFrame):
-        ChunkAssembler().feed(chunk)
-
-
-def test_assembler_limits_partial_frames_and_size() -> None:
-    assembler = ChunkAssembler(max_partial=2, max_chars=10)
-    assembler.feed({"id": "a", "index": 0, "count": 2, "data": "{"})
-    assembler.feed({"id": "b", "index": 0, "count": 2, "data": "{"})
-    with pytest.raises(InvalidFrame):
-        assembler.feed({"id": "c", "index": 0, "count": 2, "data": "{"})
-    with pytest.raises(InvalidFrame):
-        assembler.feed({"id": "a", "index": 1, "count": 2, "data": "x" * 20})
-    with pytest.raises(InvalidFrame):
-        assembler.feed({"id": "b", "index": 1, "count": 3, "data": "}"})
-
-
-def test_a_chunk_may_not_wrap_a_chunk() -> None:
-    inner = json.dumps({"type": "chunk", "id": "x", "index": 0, "count": 1, "data": "{}"})
-    with pytest.raises(InvalidFrame):
-        ChunkAssembler().feed({"id": "o", "index": 0, "count": 1, "data": inner})
 
 
 def test_browser_candidates_parse_for_aiortc() -> None:
@@ -137,7 +50,7 @@ async def test_offer_carries_a_loopback_host_candidate() -> None:
 
 
 def test_history_batches_stay_small_enough_for_the_widget() -> None:
-    from nbchat.msglog import MessageLog, normalize_identity
+    from nbchat.core.msglog import MessageLog, normalize_identity
     from nbchat.peer.chatpeer import history_batches
 
     log = MessageLog("A", normalize_identity({"username": "a"}))
@@ -147,4 +60,4 @@ def test_history_batches_stay_small_enough_for_the_widget() -> None:
     assert [m for b in batches for m in b] == messages
     for batch in batches:
         size = len(encode({"type": "history", "messages": batch}))
-        assert size < CHUNK_THRESHOLD or len(batch) == 1
+        assert size < CHUNK_THRESHOLD_BYTES or len(batch) == 1

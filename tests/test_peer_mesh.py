@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import TEST_NBCHAT_CONFIG
 from tests.support.peers import Inbox, until
 
-from nbchat.msglog import Message
+from nbchat.core.msglog import Message
 from nbchat.peer import ChatPeer, PresenceEvent
 
 pytestmark = pytest.mark.timeout(120)
@@ -228,7 +228,8 @@ async def test_heartbeats_keep_a_quiet_peer_present(connect: Any) -> None:
         assert a.config.ping_interval <= a.config.alive_timeout / 3
         events = a.presence()
         with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(events.__anext__(), timeout=3 * a.config.alive_timeout)
+            # alive_timeout is in ms, as on the wire
+            await asyncio.wait_for(events.__anext__(), timeout=3 * a.config.alive_timeout / 1000)
         assert {u["peer_id"] for u in a.users} == {a.id, b.id}
         assert a.peers == {b.id}
 

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from yarl import URL
 
+from nbchat.core.session import InvalidSession, SessionConfig
 from nbchat.peer import NotAnNbchatServer, PresenceEvent
 from nbchat.peer.presence import PresenceClient
-from nbchat.peer.session import ServerSession, SessionConfig, _normalize_server_url
+from nbchat.peer.session import ServerSession, _normalize_server_url
 
 USER = {
     "username": "u1",
@@ -36,7 +37,7 @@ CONFIG = {
 def test_session_config_parses_the_documented_shape() -> None:
     config = SessionConfig.from_json(CONFIG)
     assert (config.key, config.path, config.user) == (CONFIG["key"], "/a%40b/nbchat/", USER)
-    assert (config.ping_interval, config.alive_timeout) == (5.0, 60.0)
+    assert (config.ping_interval, config.alive_timeout) == (5000, 60000)  # ms, as on the wire
 
 
 @pytest.mark.parametrize(
@@ -51,7 +52,7 @@ def test_session_config_parses_the_documented_shape() -> None:
     ],
 )
 def test_session_config_refuses_what_nbchat_never_sends(broken: Any) -> None:
-    with pytest.raises(NotAnNbchatServer):
+    with pytest.raises(InvalidSession):
         SessionConfig.from_json(broken)
 
 

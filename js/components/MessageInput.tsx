@@ -1,7 +1,7 @@
 // The message box: Enter sends, Shift+Enter starts a new line; disabled with the reason when offline.
 
 import * as React from "react";
-import { utf8Length } from "../chunk";
+import { utf8Length } from "../core/frames";
 
 export interface MessageInputProps {
   onSend(text: string): void;

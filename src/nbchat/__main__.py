@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TextIO
 
-from .msglog import Message
+from .core.msglog import Message
 from .peer import ChatPeer, NbChatError, PresenceEvent
 
 EXIT_OK, EXIT_NOT_DELIVERED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130

@@ -12,6 +12,8 @@ from typing import Any
 import anywidget
 import traitlets
 
+from .core import comm
+
 __all__ = ["Chat", "default_room"]
 
 log = logging.getLogger(__name__)
@@ -135,45 +137,39 @@ class Chat(anywidget.AnyWidget):
             self._callbacks.append(callback)
 
     def _post(self, text: str) -> None:
-        super().send({"type": "send", "text": text, "to": self._owner})
+        super().send(comm.send(text, self._owner))
 
     def _on_custom(self, _widget: object, content: object, _buffers: object) -> None:
-        kind = content.get("type") if isinstance(content, dict) else None
-        if isinstance(content, dict) and kind == "claim":
-            self._on_claim(content)
-        elif isinstance(content, dict) and kind == "messages":
-            self._on_messages_patch(content)
-        elif kind == "passphrase?":
+        message = comm.parse_from_browser(content)
+        kind = message["type"] if message is not None else None
+        if message is not None and kind == comm.CommType.CLAIM:
+            self._on_claim(message)
+        elif message is not None and kind == comm.CommType.MESSAGES:
+            self._on_messages_patch(message)
+        elif kind == comm.CommType.PASSPHRASE_REQUEST:
             if self._passphrase is not None:
-                super().send({"type": "passphrase", "passphrase": self._passphrase})
+                super().send(comm.passphrase(self._passphrase))
         else:
             log.warning("nbchat: ignoring unknown message from the browser: %r", content)
 
     def _on_messages_patch(self, content: dict[str, Any]) -> None:
         """Apply ``{"from": i, "messages": [...], "done": bool}`` from the owner browser."""
-        start, batch = content.get("from"), content.get("messages")
-        if not isinstance(start, int) or not isinstance(batch, list):
-            log.warning("nbchat: malformed messages patch in room %s", self.room)
-            return
+        start, batch = content["from"], content["messages"]
         base = self._incoming if self._incoming is not None else list(self.messages)
         if start > len(base):
             log.warning("nbchat: messages patch from %d but only %d held", start, len(base))
             self._incoming = None
             return
-        base = base[:start] + [m for m in batch if isinstance(m, dict)]
-        if content.get("done", True):
+        base = base[:start] + batch
+        if content["done"]:
             self._incoming = None
             self.messages = base
         else:
             self._incoming = base
 
     def _on_claim(self, content: dict[str, Any]) -> None:
-        claimant = content.get("peer_id")
-        if not isinstance(claimant, str) or not claimant:
-            return
-        replaces = content.get("replaces")
-        present = content.get("present")
-        owner_gone = isinstance(present, list) and self._owner not in present
+        claimant, replaces, present = content["peer_id"], content["replaces"], content["present"]
+        owner_gone = self._owner not in present
         if not self._owner or (replaces == self._owner and owner_gone):
             self._owner = claimant
             for text in self._outbox:

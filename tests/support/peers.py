@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from nbchat.msglog import Message
+from nbchat.core.msglog import Message
 from nbchat.peer import ChatPeer
 from nbchat.peer.dataconnection import DataConnection
 

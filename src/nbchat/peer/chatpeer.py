@@ -12,15 +12,16 @@ from typing import Any
 
 from aiortc import RTCConfiguration
 
-from ..msglog import Identity, InvalidMessage, Message, MessageLog
+from ..core.chunking import CHUNK_THRESHOLD_BYTES
+from ..core.frames import ChatFrameType, dumps
+from ..core.msglog import Identity, InvalidMessage, Message, MessageLog
+from ..core.ratelimit import IncomingLimits
 from ..protocol import FrameType, Presence
 from .dataconnection import DataConnection
 from .errors import NbChatError, SignalingError, TurnError
-from .frames import CHUNK_THRESHOLD, dumps
 from .ice import rtc_configuration
 from .mesh import Mesh
 from .presence import PresenceClient, PresenceEvent
-from .ratelimit import IncomingLimits
 from .sealed import Rejection, Sealer, SealError, open_frame, seal_payload
 from .session import ServerSession, SessionConfig
 from .signaling import SignalingClient
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 #: A history batch closes once its JSON reaches this many bytes, as in the widget, so
 #: a batch is one data-channel frame unless a single message is bigger.
-HISTORY_BATCH_BYTES = CHUNK_THRESHOLD
+HISTORY_BATCH_BYTES = CHUNK_THRESHOLD_BYTES
 ACK_POLL_INTERVAL = 0.01
 #: Seconds between unsolicited syncs on every connection (as the widget does), so a
 #: message lost to a broken mesh edge still arrives.
@@ -262,7 +263,7 @@ class ChatPeer:
                 f"{self.config.max_message_bytes} bytes"
             )
         message = self._require_log().compose(text, int(time.time() * 1000))
-        frame = {"type": "message", "message": message}
+        frame = {"type": ChatFrameType.MESSAGE.value, "message": message}
         for connection in self._open_connections():
             if connection.send(frame):
                 self._sent_own[connection.connection_id] = message["seq"]
@@ -413,7 +414,9 @@ class ChatPeer:
     def _on_connection_open(self, connection: DataConnection) -> None:
         # Every new connection starts the history exchange.
         log_ = self._require_log()
-        connection.send({"type": "sync", "have": log_.have(for_peer=connection.peer)})
+        connection.send(
+            {"type": ChatFrameType.SYNC.value, "have": log_.have(for_peer=connection.peer)}
+        )
         self._spawn(self._notify(), "nbchat-notify")
 
     def _on_connection_closed(self, connection: DataConnection) -> None:
@@ -446,7 +449,8 @@ class ChatPeer:
             await asyncio.sleep(ANTI_ENTROPY_INTERVAL)
             log_ = self._require_log()
             for connection in self._open_connections():
-                connection.send({"type": "sync", "have": log_.have(for_peer=connection.peer)})
+                have = log_.have(for_peer=connection.peer)
+                connection.send({"type": ChatFrameType.SYNC.value, "have": have})
 
     # presence -------------------------------------------------------------------------------
 
@@ -476,10 +480,10 @@ class ChatPeer:
 
     def _on_frame(self, connection: DataConnection, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
-        if kind == "sync":
+        if kind == ChatFrameType.SYNC:
             self._on_sync(connection, frame.get("have"))
             return
-        if kind not in ("message", "history"):
+        if kind not in (ChatFrameType.MESSAGE, ChatFrameType.HISTORY):
             log.debug("nbchat: ignoring frame type %r from %s", kind, connection.peer)
             return
         presence = self._presence
@@ -512,7 +516,7 @@ class ChatPeer:
         self, connection: DataConnection, frame: dict[str, Any], user: Identity
     ) -> None:
         log_ = self._require_log()
-        if frame["type"] == "message":
+        if frame["type"] == ChatFrameType.MESSAGE:
             if self._too_big(frame.get("message")):
                 log.warning(
                     "nbchat room %s: dropped an oversized message from %s",
@@ -584,7 +588,7 @@ class ChatPeer:
         # Never send a peer its own messages back: it is their only source (msglog rule).
         missing = [m for m in log_.missing_for(have) if m["author"] != connection.peer]
         for batch in history_batches(missing):
-            if connection.send({"type": "history", "messages": batch}):
+            if connection.send({"type": ChatFrameType.HISTORY.value, "messages": batch}):
                 own = [m["seq"] for m in batch if m["author"] == log_.peer_id]
                 if own:
                     cid = connection.connection_id

@@ -10,10 +10,18 @@ from typing import Any
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
+from ..core.chunking import ChunkAssembler, max_chunked_bytes, split
+from ..core.frames import (
+    MAX_MESSAGE_BYTES,
+    ChatFrameType,
+    InvalidFrame,
+    decode,
+    encode,
+    parse_chat_frame,
+)
+from ..core.ratelimit import IncomingLimits
 from ..protocol import FrameType
-from .frames import ChunkAssembler, InvalidFrame, decode, split
 from .ice import add_loopback_host_candidates, check_consent_often, parse_candidate
-from .ratelimit import IncomingLimits
 
 __all__ = ["DataConnection", "Signal"]
 
@@ -30,10 +38,14 @@ def new_connection_id() -> str:
     return "dc_" + secrets.token_hex(6)
 
 
+def _new_chunk_id() -> str:
+    return "c-" + secrets.token_hex(8)
+
+
 class DataConnection:
     """One WebRTC data channel to one remote peer, negotiated as peerjs does.
 
-    ``limits`` rate-limits what the remote peer sends us (see ratelimit.py); frames over
+    ``limits`` rate-limits what the remote peer sends us (see core/ratelimit.py); frames over
     the limits are dropped with a warning now and then.
 
     The originator creates the channel (label = connection id, ``ordered`` = reliable)
@@ -55,6 +67,7 @@ class DataConnection:
         metadata: Any = None,
         originator: bool = True,
         limits: IncomingLimits | None = None,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self.peer = peer
         self.connection_id = connection_id or new_connection_id()
@@ -68,7 +81,7 @@ class DataConnection:
         self.channel: RTCDataChannel | None = None
         self.opened = asyncio.Event()
         self.closed = asyncio.Event()
-        self._assembler = ChunkAssembler()
+        self._assembler = ChunkAssembler(max_chunked_bytes(max_message_bytes))
         self._limits = limits  # None: no rate limits (trusted peers, benchmarks)
         self._remote_set = False
         self._early_candidates: list[Any] = []
@@ -129,24 +142,30 @@ class DataConnection:
             if self._admit(is_message=False):
                 log.warning("nbchat: dropped a bad frame from peer %s: %s", self.peer, error)
             return
-        if not self._admit(is_message=frame.get("type") == "message"):
+        peer_data = frame.get("__peerData")
+        if isinstance(peer_data, dict) and peer_data.get("type") == "close":
+            self._close_soon()  # peerjs close({flush: true})
             return
-        try:
-            peer_data = frame.get("__peerData")
-            if isinstance(peer_data, dict) and peer_data.get("type") == "close":
-                self._close_soon()  # peerjs close({flush: true})
+        chat_frame = parse_chat_frame(frame)
+        # Malformed frames count too: a flood of junk must not cost a warning each.
+        is_message = chat_frame is not None and chat_frame["type"] == ChatFrameType.MESSAGE
+        if not self._admit(is_message=is_message):
+            return
+        if chat_frame is None:
+            log.warning("nbchat: dropped a malformed frame from peer %s", self.peer)
+            return
+        if chat_frame["type"] == ChatFrameType.CHUNK:
+            try:
+                whole = self._assembler.feed(chat_frame)
+            except InvalidFrame as error:
+                log.warning("nbchat: dropped a bad chunk from peer %s: %s", self.peer, error)
                 return
-            if frame.get("type") == "chunk":
-                whole = self._assembler.feed(frame)
-                if whole is None:
-                    return
-                frame = whole
-                if frame.get("type") == "message" and not self._admit(is_message=True):
-                    return
-        except InvalidFrame as error:
-            log.warning("nbchat: dropped a bad frame from peer %s: %s", self.peer, error)
-            return
-        self._on_frame(self, frame)
+            if whole is None:
+                return
+            chat_frame = whole
+            if chat_frame["type"] == ChatFrameType.MESSAGE and not self._admit(is_message=True):
+                return
+        self._on_frame(self, chat_frame)
 
     def _admit(self, is_message: bool) -> bool:
         """Whether a frame is within this connection's rate limits (warns now and then)."""
@@ -225,8 +244,8 @@ class DataConnection:
         channel = self.channel
         if channel is None or channel.readyState != "open" or self.closed.is_set():
             return False
-        for payload in split(frame):
-            channel.send(payload)
+        for part in split(frame, _new_chunk_id):
+            channel.send(encode(part))
         return True
 
     def send_raw(self, payload: bytes | str) -> bool:

@@ -9,9 +9,9 @@ from typing import Any
 
 from aiortc import RTCConfiguration
 
+from ..core.ratelimit import IncomingLimits
 from ..protocol import FrameType, Presence
 from .dataconnection import SERIALIZATION, DataConnection, Signal
-from .ratelimit import IncomingLimits
 
 __all__ = ["Mesh"]
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from ..msglog import InvalidMessage, normalize_identity
+from ..core.msglog import InvalidMessage, normalize_identity
 from ..protocol import FrameType, Presence, is_peer_id
 from .errors import NbChatError, SignalingError
 from .session import ServerSession, SessionConfig

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 from yarl import URL
 
-from ..msglog import normalize_identity
-from ..protocol import Identity, is_peer_id, is_room_key
+from ..core.session import InvalidSession, SessionConfig
+from ..protocol import is_peer_id
 from .errors import (
     AuthenticationFailed,
     NotAnNbchatServer,
@@ -30,54 +28,6 @@ from .errors import (
 __all__ = ["SessionConfig", "ServerSession"]
 
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=15, connect=10)
-
-
-@dataclass(frozen=True)
-class SessionConfig:
-    """``GET nbchat/session`` (docs/protocol.md §1), validated."""
-
-    room: str
-    key: str
-    path: str
-    ice_servers: list[dict[str, Any]]
-    user: Identity
-    ping_interval: float  # seconds
-    alive_timeout: float  # seconds
-    max_message_bytes: int
-    version: str
-    #: "relay" when the server makes every peer use TURN-relayed candidates only.
-    ice_transport_policy: str = "all"
-    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
-
-    @classmethod
-    def from_json(cls, data: object) -> SessionConfig:
-        if not isinstance(data, dict):
-            raise NotAnNbchatServer("session config is not a JSON object")
-        try:
-            key, path = data["key"], data["path"]
-            if not is_room_key(key) or not isinstance(path, str) or not path.startswith("/"):
-                raise ValueError("bad key or path")
-            ice = data.get("ice_servers") or []
-            if not isinstance(ice, list) or not all(isinstance(s, dict) for s in ice):
-                raise ValueError("bad ice_servers")
-            policy = data.get("ice_transport_policy", "all")
-            if policy not in ("all", "relay"):
-                raise ValueError(f"bad ice_transport_policy {str(policy)[:40]!r}")
-            return cls(
-                room=str(data["room"]),
-                key=key,
-                path=path if path.endswith("/") else path + "/",
-                ice_servers=ice,
-                user=normalize_identity(data["user"]),
-                ping_interval=float(data.get("ping_interval", 5000)) / 1000,
-                alive_timeout=float(data.get("alive_timeout", 60000)) / 1000,
-                max_message_bytes=int(data.get("max_message_bytes", 65536)),
-                version=str(data.get("version", "")),
-                ice_transport_policy=policy,
-                raw=data,
-            )
-        except (KeyError, TypeError, ValueError) as error:
-            raise NotAnNbchatServer(f"unexpected session config: {error}") from error
 
 
 def _normalize_server_url(server_url: str) -> str:
@@ -181,7 +131,10 @@ class ServerSession:
             raise NotAnNbchatServer(
                 f"{url} did not answer JSON: is this an nbchat server?"
             ) from error
-        return SessionConfig.from_json(data)
+        try:
+            return SessionConfig.from_json(data)
+        except InvalidSession as error:
+            raise NotAnNbchatServer(f"unexpected session config: {error}") from error
 
     async def reserve_id(self, config: SessionConfig) -> str:
         url = f"{self.origin}{config.path}{config.key}/id"

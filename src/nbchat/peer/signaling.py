@@ -117,7 +117,7 @@ class SignalingClient:
     async def _beat(self) -> None:
         frame: dict[str, object] = {"type": FrameType.HEARTBEAT.value}
         # Never let a short alive_timeout evict us between two advertised pings.
-        interval = min(self.config.ping_interval, self.config.alive_timeout / 3)
+        interval = min(self.config.ping_interval, self.config.alive_timeout / 3) / 1000
         while True:
             await asyncio.sleep(max(interval, 0.05))
             if self.opened.is_set():

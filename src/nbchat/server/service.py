@@ -14,6 +14,7 @@ from typing import Any
 from tornado.ioloop import PeriodicCallback
 
 from .._version import __version__
+from ..core.session import SessionConfig
 from ..protocol import Identity, error_frame, room_key
 from .realm import Delivery, Realm, Refused, encode
 from .settings import SignalingSettings
@@ -118,20 +119,22 @@ class SignalingService:
         key = room_key(room)
         self.check_room(key, groups)
         s = self.settings
-        return {
-            "room": room,
-            "key": key,
-            "path": path,
-            **s.session_ice(s.ice_servers, user["username"], time.time()),
-            "user": user,
+        ice = s.session_ice(s.ice_servers, user["username"], time.time())
+        return SessionConfig(
+            room=room,
+            key=key,
+            path=path,
+            ice_servers=ice["ice_servers"],
+            ice_transport_policy=ice["ice_transport_policy"],
+            user=user,
             # Advertise a heartbeat well inside alive_timeout, whatever the two settings
             # say: a client beating at the advertised rate must never be evicted.
-            "ping_interval": int(min(s.ping_interval, s.alive_timeout / 3) * 1000),
-            "alive_timeout": int(s.alive_timeout * 1000),
-            "max_message_bytes": s.max_message_bytes,
-            "audience": self.audience(key),
-            "version": __version__,
-        }
+            ping_interval=int(min(s.ping_interval, s.alive_timeout / 3) * 1000),
+            alive_timeout=int(s.alive_timeout * 1000),
+            max_message_bytes=s.max_message_bytes,
+            audience=self.audience(key),
+            version=__version__,
+        ).to_json()
 
     def reserve_id(self, key: str, user: Identity, groups: Sequence[str] | None = None) -> str:
         self.check_room(key, groups)

@@ -7,6 +7,7 @@ from typing import Any
 
 from traitlets import Bool, Dict, Float, Int, List, Unicode
 
+from ..core.frames import MAX_MESSAGE_BYTES
 from .ice import IceSettings
 from .realm import Limits
 
@@ -35,7 +36,10 @@ class SignalingSettings(IceSettings):
     )
     concurrent_limit = Int(5000, config=True, help="Most signaling connections at once.")
     max_message_bytes = Int(
-        65536, config=True, help="Largest signaling frame accepted; larger ones get an ERROR."
+        MAX_MESSAGE_BYTES,
+        config=True,
+        help="Largest chat message text (UTF-8 bytes) peers accept, and largest signaling "
+        "frame accepted; larger ones get an ERROR.",
     )
     max_connections_per_user = Int(64, config=True, help="Most signaling connections per user.")
     max_rooms_per_user = Int(64, config=True, help="Most rooms one user is in at once.")

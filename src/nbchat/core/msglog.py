@@ -1,4 +1,4 @@
-"""The chat message log of docs/protocol.md §4: pure state, no I/O (mirrored in js/msglog.ts).
+"""The chat message log of docs/protocol.md §4: pure state, no I/O (mirrored in js/core/msglog.ts).
 
 Rules, identical in both languages and pinned by tests/fixtures/msglog_cases.json:
 
@@ -35,7 +35,7 @@ import math
 from collections.abc import Collection, Iterable, Mapping
 from typing import TypedDict
 
-from .protocol import PEER_ID_RE, Identity
+from ..protocol import PEER_ID_RE, Identity
 
 __all__ = [
     "Identity",
@@ -124,6 +124,8 @@ def _validated(raw: object, author: str, user: Identity | None) -> Message:
         raise InvalidMessage(f"invalid time {time!r}")
     if not isinstance(text, str):
         raise InvalidMessage("text must be a string")
+    if isinstance(time, float) and time.is_integer():
+        time = int(time)  # JSON 1.0 is the number 1 in JavaScript: re-encode it as 1
     return Message(
         id=f"{author}:{seq}",
         author=author,
@@ -186,7 +188,8 @@ class MessageLog:
         return self._by_id.get(message_id)
 
     def index(self, message_id: str) -> int:
-        """Position of a message in the order (for views inserting a late arrival)."""
+        """Position of a message in the order (for views inserting a late arrival);
+        KeyError for an id the log does not hold."""
         message = self._by_id[message_id]
         return bisect.bisect_left(self._keys, _order_key(message))
 
@@ -245,6 +248,25 @@ class MessageLog:
             if self._add(message, first_hand=first_hand) is not None:
                 added.append(message)
         return added, rejected
+
+    def restore(self, messages: Iterable[object]) -> int:
+        """Reload messages stored earlier (trusted as stored; malformed ones skipped).
+
+        Returns how many were added. Only our own count as first-hand: a stored relay
+        may have been a forgery.
+        """
+        restored = 0
+        for raw in messages:
+            author = raw.get("author") if isinstance(raw, Mapping) else None
+            if not isinstance(author, str):
+                continue
+            try:
+                message = self._plausible(_validated(raw, author, None))
+            except InvalidMessage:
+                continue
+            if self._add(message, first_hand=author == self.peer_id) is not None:
+                restored += 1
+        return restored
 
     def _plausible(self, message: Message) -> Message:
         if message["clock"] > self._clock + MAX_CLOCK_STEP:

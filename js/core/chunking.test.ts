@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ChunkAssembler, encodeFrame, sliceText, utf8Length } from "./chunk";
-import { CHUNK_THRESHOLD_BYTES, type ChatFrame, type ChunkFrame } from "./protocol";
+import { CHUNK_THRESHOLD_BYTES, ChunkAssembler, sliceText, split } from "./chunking";
+import { type ChatFrame, type ChunkFrame, utf8Length } from "./frames";
 
 const user = { username: "u", name: "U", display_name: "U", initials: null, color: null, avatar_url: null };
 
@@ -14,7 +14,7 @@ const nextId = () => `c-${++counter}`;
 describe("chunking", () => {
   it("leaves small frames alone", () => {
     const frame = bigMessage("hello");
-    expect(encodeFrame(frame, nextId)).toEqual([frame]);
+    expect(split(frame, nextId)).toEqual([frame]);
   });
 
   it.each([
@@ -24,16 +24,16 @@ describe("chunking", () => {
     ["control characters", "\u0001\n\t".repeat(10_000)],
   ])("splits and reassembles %s under the peerjs limit", (_name, text) => {
     const frame = bigMessage(text);
-    const chunks = encodeFrame(frame, nextId) as ChunkFrame[];
+    const chunks = split(frame, nextId) as ChunkFrame[];
     expect(chunks.length).toBeGreaterThan(1);
     for (const chunk of chunks) {
       expect(chunk.type).toBe("chunk");
-      expect(utf8Length(JSON.stringify(chunk))).toBeLessThan(CHUNK_THRESHOLD_BYTES);
+      expect(utf8Length(JSON.stringify(chunk))).toBeLessThanOrEqual(CHUNK_THRESHOLD_BYTES);
     }
-    const assembler = new ChunkAssembler({ maxChars: 10_000_000, maxPending: 4 });
+    const assembler = new ChunkAssembler({ maxBytes: 10_000_000, maxPending: 4 });
     const shuffled = [...chunks].reverse();
-    let whole: unknown = null;
-    for (const chunk of shuffled) whole = assembler.add(chunk) ?? whole;
+    let whole: ChatFrame | null = null;
+    for (const chunk of shuffled) whole = assembler.feed(chunk) ?? whole;
     expect(whole).toEqual(frame);
   });
 
@@ -44,9 +44,9 @@ describe("chunking", () => {
   });
 
   it("refuses frames over the size limit and too many in flight", () => {
-    const assembler = new ChunkAssembler({ maxChars: 10, maxPending: 1 });
-    expect(() => assembler.add({ type: "chunk", id: "a", index: 0, count: 2, data: "x".repeat(11) })).toThrow();
-    assembler.add({ type: "chunk", id: "b", index: 0, count: 2, data: "x" });
-    expect(() => assembler.add({ type: "chunk", id: "c", index: 0, count: 2, data: "x" })).toThrow();
+    const assembler = new ChunkAssembler({ maxBytes: 10, maxPending: 1 });
+    expect(() => assembler.feed({ type: "chunk", id: "a", index: 0, count: 2, data: "x".repeat(11) })).toThrow("too big");
+    assembler.feed({ type: "chunk", id: "b", index: 0, count: 2, data: "x" });
+    expect(() => assembler.feed({ type: "chunk", id: "c", index: 0, count: 2, data: "x" })).toThrow("in flight");
   });
 });

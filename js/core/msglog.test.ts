@@ -1,7 +1,8 @@
-import fixture from "../tests/fixtures/msglog_cases.json";
+import fixture from "../../tests/fixtures/msglog_cases.json";
 import { describe, expect, it } from "vitest";
 import { InvalidMessage, MessageLog, normalizeIdentity } from "./msglog";
-import type { Identity } from "./protocol";
+import type { Identity } from "../protocol";
+import { ChatFrameType, dumps } from "./frames";
 
 interface Case {
   name: string;
@@ -18,6 +19,9 @@ function check(log: MessageLog, expected: Record<string, any>): void {
   if ("clock" in expected) expect(log.clock).toBe(expected.clock);
   if ("messages" in expected) expect(log.messages).toEqual(expected.messages);
   for (const query of expected.have_for ?? []) expect(log.have(query.peer)).toEqual(query.have);
+  for (const [id, position] of Object.entries(expected.index ?? {})) expect(log.index(id)).toBe(position);
+  // What we would send: key order and number spelling, the same bytes as Python's encoder.
+  if ("wire" in expected) expect(dumps({ type: ChatFrameType.HISTORY, messages: [...log.messages] })).toBe(expected.wire);
   for (const query of expected.missing_for ?? []) {
     expect(log.missingFor(query.have).map((m) => m.id)).toEqual(query.ids);
   }
@@ -47,6 +51,9 @@ function runOp(log: MessageLog, op: Record<string, any>): void {
       expect(rejected.length).toBe(op.result.rejected);
       return;
     }
+    case "restore":
+      expect(log.restore(op.messages)).toBe(op.result);
+      return;
     case "check":
       check(log, op);
       return;
@@ -55,7 +62,7 @@ function runOp(log: MessageLog, op: Record<string, any>): void {
   }
 }
 
-describe("golden fixture (shared with src/nbchat/msglog.py)", () => {
+describe("golden fixture (shared with src/nbchat/core/msglog.py)", () => {
   it.each(CASES.map((c) => [c.name, c] as const))("%s", (_name, c) => {
     const log = new MessageLog(c.self.peer_id, normalizeIdentity(c.self.user));
     for (const op of c.ops) runOp(log, op);

@@ -1,7 +1,7 @@
-// The chat message log of docs/protocol.md §4, mirroring src/nbchat/msglog.py rule for rule.
+// The chat message log of docs/protocol.md §4, mirroring src/nbchat/core/msglog.py rule for rule.
 // Pure: no I/O, no timers. tests/fixtures/msglog_cases.json pins both languages together.
 
-import { type ChatMessage, type Identity, PEER_ID_RE, messageId } from "./protocol";
+import { type ChatMessage, type Identity, PEER_ID_RE, messageId } from "../protocol";
 
 /** Per author, the highest seq held contiguously from 1 (authors at 0 omitted). */
 export type HaveVector = Record<string, number>;
@@ -132,6 +132,23 @@ export class MessageLog {
   /** All messages in order. Owned by the log: read, never mutate. */
   get messages(): readonly ChatMessage[] {
     return this.ordered;
+  }
+
+  /**
+   * Position of a message in the order (for views inserting a late arrival); throws a
+   * RangeError for an id the log does not hold.
+   */
+  index(id: string): number {
+    const message = this.byId.get(id);
+    if (message === undefined) throw new RangeError(`no message ${id}`);
+    let low = 0;
+    let high = this.ordered.length;
+    while (low < high) {
+      const mid = (low + high) >> 1;
+      if (compareMessages(this.ordered[mid], message) < 0) low = mid + 1;
+      else high = mid;
+    }
+    return low;
   }
 
   has(id: string): boolean {

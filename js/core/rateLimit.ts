@@ -1,4 +1,5 @@
 // Per-connection limits on incoming frames: a peer flooding the mesh costs us little.
+// Pure, time injected (ms); mirrors src/nbchat/core/ratelimit.py, pinned by tests/fixtures/ratelimit.json.
 
 /** A token bucket: `rate` tokens per second, holding at most `burst`. */
 export class TokenBucket {

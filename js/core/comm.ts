@@ -1,0 +1,94 @@
+// The kernel ↔ browser comm messages of the chat widget (docs/protocol.md §6): custom anywidget
+// messages, not synced traits, so the history is patched once rather than echoed on every change
+// and the passphrase never becomes a trait saved in the notebook. Pure; mirrors
+// src/nbchat/core/comm.py, pinned by tests/fixtures/comm.json.
+
+/** Browser → kernel: CLAIM, MESSAGES, PASSPHRASE_REQUEST; kernel → browser: SEND, PASSPHRASE. */
+export const CommType = {
+  CLAIM: "claim",
+  MESSAGES: "messages",
+  PASSPHRASE_REQUEST: "passphrase?",
+  SEND: "send",
+  PASSPHRASE: "passphrase",
+} as const;
+export type CommType = (typeof CommType)[keyof typeof CommType];
+
+export type ClaimMessage = { type: typeof CommType.CLAIM; peer_id: string; replaces: string; present: string[] };
+export type MessagesPatch = {
+  type: typeof CommType.MESSAGES;
+  from: number;
+  messages: Record<string, unknown>[];
+  done: boolean;
+};
+export type PassphraseRequest = { type: typeof CommType.PASSPHRASE_REQUEST };
+export type SendMessage = { type: typeof CommType.SEND; text: string; to: string };
+export type PassphraseMessage = { type: typeof CommType.PASSPHRASE; passphrase: string };
+export type FromBrowser = ClaimMessage | MessagesPatch | PassphraseRequest;
+export type FromKernel = SendMessage | PassphraseMessage;
+
+/** A browser in the room offers to own the widget (replacing `replaces`, if gone). */
+export function claim(peerId: string, replaces: string, present: string[]): ClaimMessage {
+  return { type: CommType.CLAIM, peer_id: peerId, replaces, present };
+}
+
+/** The owner browser replaces the kernel's messages from index `start` on; `done` is false
+ *  while more patches of the same update follow. */
+export function messagesPatch(start: number, messages: Record<string, unknown>[], done: boolean): MessagesPatch {
+  return { type: CommType.MESSAGES, from: start, messages, done };
+}
+
+export function passphraseRequest(): PassphraseRequest {
+  return { type: CommType.PASSPHRASE_REQUEST };
+}
+
+/** The kernel asks the owner browser `to` to post `text` to the room. */
+export function send(text: string, to: string): SendMessage {
+  return { type: CommType.SEND, text, to };
+}
+
+export function passphrase(value: string): PassphraseMessage {
+  return { type: CommType.PASSPHRASE, passphrase: value };
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** A browser's comm message, normalized, or null if it is not one. */
+export function parseFromBrowser(value: unknown): FromBrowser | null {
+  if (!isRecord(value)) return null;
+  switch (value.type) {
+    case CommType.CLAIM: {
+      const { peer_id: peerId, replaces, present } = value;
+      if (typeof peerId !== "string" || peerId === "" || !Array.isArray(present)) return null;
+      return claim(
+        peerId,
+        typeof replaces === "string" ? replaces : "",
+        present.filter((p): p is string => typeof p === "string"),
+      );
+    }
+    case CommType.MESSAGES: {
+      const start = value.from;
+      const batch = value.messages;
+      if (typeof start !== "number" || !Number.isSafeInteger(start) || start < 0 || !Array.isArray(batch)) return null;
+      return messagesPatch(start, batch.filter(isRecord), value.done !== false);
+    }
+    case CommType.PASSPHRASE_REQUEST:
+      return passphraseRequest();
+    default:
+      return null;
+  }
+}
+
+/** A kernel's comm message, normalized, or null if it is not one. */
+export function parseFromKernel(value: unknown): FromKernel | null {
+  if (!isRecord(value)) return null;
+  switch (value.type) {
+    case CommType.SEND:
+      return typeof value.text === "string" && typeof value.to === "string" ? send(value.text, value.to) : null;
+    case CommType.PASSPHRASE:
+      return typeof value.passphrase === "string" ? passphrase(value.passphrase) : null;
+    default:
+      return null;
+  }
+}

@@ -1,0 +1,87 @@
+// Chat data-channel frames (docs/protocol.md §4): their types, parsing and encoding.
+// Pure, no I/O; mirrors src/nbchat/core/frames.py, pinned by tests/fixtures/chat_frames.json.
+// peerjs 1.5 in json mode sends each value as the UTF-8 bytes of JSON.stringify(value).
+
+import type { ChatMessage } from "../protocol";
+
+/** The default largest message `text` in UTF-8 bytes (the room's `max_message_bytes`). */
+export const MAX_MESSAGE_BYTES = 65_536;
+/** Integers must survive a round trip through a JavaScript number. */
+export const MAX_SAFE_INTEGER = Number.MAX_SAFE_INTEGER;
+/** A chunk id is a short string: the receiver keys its reassembly state by it. */
+export const CHUNK_ID_MAX_LENGTH = 128;
+
+/** The `type` of a chat frame sent over a peerjs DataConnection. */
+export const ChatFrameType = {
+  MESSAGE: "message",
+  SYNC: "sync",
+  HISTORY: "history",
+  CHUNK: "chunk",
+} as const;
+export type ChatFrameType = (typeof ChatFrameType)[keyof typeof ChatFrameType];
+
+export type MessageFrame = { type: typeof ChatFrameType.MESSAGE; message: ChatMessage };
+export type SyncFrame = { type: typeof ChatFrameType.SYNC; have: Record<string, number> };
+export type HistoryFrame = { type: typeof ChatFrameType.HISTORY; messages: ChatMessage[] };
+export type ChunkFrame = {
+  type: typeof ChatFrameType.CHUNK;
+  id: string;
+  index: number;
+  count: number;
+  data: string;
+};
+export type ChatFrame = MessageFrame | SyncFrame | HistoryFrame | ChunkFrame;
+
+/** A data-channel payload that is not a frame we accept. */
+export class InvalidFrame extends Error {}
+
+const encoder = new TextEncoder();
+
+export function utf8Length(text: string): number {
+  return encoder.encode(text).length;
+}
+
+/** JSON text as peerjs sends it. */
+export function dumps(value: unknown): string {
+  return JSON.stringify(value);
+}
+
+export function encode(frame: ChatFrame): Uint8Array {
+  return encoder.encode(dumps(frame));
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function isCount(value: unknown, least: number): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= least;
+}
+
+/**
+ * The frame `value` is if its shape is a chat frame's, else null. Only the envelope is
+ * checked: a MESSAGE's fields are the message log's job.
+ */
+export function parseChatFrame(value: unknown): ChatFrame | null {
+  if (!isRecord(value)) return null;
+  switch (value.type) {
+    case ChatFrameType.MESSAGE:
+      return isRecord(value.message) ? (value as MessageFrame) : null;
+    case ChatFrameType.SYNC:
+      return isRecord(value.have) ? (value as SyncFrame) : null;
+    case ChatFrameType.HISTORY:
+      return Array.isArray(value.messages) ? (value as HistoryFrame) : null;
+    case ChatFrameType.CHUNK:
+      return typeof value.id === "string" &&
+        value.id.length > 0 &&
+        value.id.length <= CHUNK_ID_MAX_LENGTH &&
+        isCount(value.index, 0) &&
+        isCount(value.count, 1) &&
+        value.index < value.count &&
+        typeof value.data === "string"
+        ? (value as ChunkFrame)
+        : null;
+    default:
+      return null;
+  }
+}

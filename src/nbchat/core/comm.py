@@ -1,0 +1,107 @@
+"""The kernel ↔ browser comm messages of the chat widget (docs/protocol.md §6).
+
+Custom anywidget messages, not synced traits: the message history is patched once rather
+than echoed on every change, and the passphrase never becomes a trait saved in the notebook.
+Pure; mirrored by js/core/comm.ts and pinned by tests/fixtures/comm.json.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+__all__ = [
+    "CommType",
+    "claim",
+    "messages_patch",
+    "parse_from_browser",
+    "parse_from_kernel",
+    "passphrase",
+    "passphrase_request",
+    "send",
+]
+
+
+class CommType(str, Enum):
+    """The ``type`` of a comm message. Browser → kernel: CLAIM, MESSAGES, PASSPHRASE_REQUEST;
+    kernel → browser: SEND, PASSPHRASE."""
+
+    CLAIM = "claim"
+    MESSAGES = "messages"
+    PASSPHRASE_REQUEST = "passphrase?"
+    SEND = "send"
+    PASSPHRASE = "passphrase"
+
+
+def claim(peer_id: str, replaces: str, present: list[str]) -> dict[str, Any]:
+    """A browser in the room offers to own the widget (replacing ``replaces``, if gone)."""
+    return {"type": CommType.CLAIM.value, "peer_id": peer_id, "replaces": replaces,
+            "present": present}
+
+
+def messages_patch(start: int, messages: list[dict[str, Any]], done: bool) -> dict[str, Any]:
+    """The owner browser replaces the kernel's messages from index ``start`` on; ``done``
+    is False while more patches of the same update follow."""
+    return {"type": CommType.MESSAGES.value, "from": start, "messages": messages, "done": done}
+
+
+def passphrase_request() -> dict[str, Any]:
+    return {"type": CommType.PASSPHRASE_REQUEST.value}
+
+
+def send(text: str, to: str) -> dict[str, Any]:
+    """The kernel asks the owner browser ``to`` to post ``text`` to the room."""
+    return {"type": CommType.SEND.value, "text": text, "to": to}
+
+
+def passphrase(value: str) -> dict[str, Any]:
+    return {"type": CommType.PASSPHRASE.value, "passphrase": value}
+
+
+def _index(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, int) and 0 <= value <= 2**53 - 1 else None
+
+
+def parse_from_browser(value: object) -> dict[str, Any] | None:
+    """A browser's comm message, normalized, or None if it is not one."""
+    if not isinstance(value, dict):
+        return None
+    kind = value.get("type")
+    if kind == CommType.CLAIM:
+        peer_id, replaces = value.get("peer_id"), value.get("replaces")
+        present = value.get("present")
+        if not isinstance(peer_id, str) or not peer_id or not isinstance(present, list):
+            return None
+        return claim(
+            peer_id,
+            replaces if isinstance(replaces, str) else "",
+            [p for p in present if isinstance(p, str)],
+        )
+    if kind == CommType.MESSAGES:
+        start, batch = _index(value.get("from")), value.get("messages")
+        if start is None or not isinstance(batch, list):
+            return None
+        return messages_patch(
+            start, [m for m in batch if isinstance(m, dict)], value.get("done") is not False
+        )
+    if kind == CommType.PASSPHRASE_REQUEST:
+        return passphrase_request()
+    return None
+
+
+def parse_from_kernel(value: object) -> dict[str, Any] | None:
+    """A kernel's comm message, normalized, or None if it is not one."""
+    if not isinstance(value, dict):
+        return None
+    kind = value.get("type")
+    if kind == CommType.SEND:
+        text, to = value.get("text"), value.get("to")
+        return send(text, to) if isinstance(text, str) and isinstance(to, str) else None
+    if kind == CommType.PASSPHRASE:
+        secret = value.get("passphrase")
+        return passphrase(secret) if isinstance(secret, str) else None
+    return None
