@@ -37,13 +37,14 @@ the ratios to direct. docs/bench-hub.md has a run and its reading.
 Auth: clients log in to each Jupyter server once with its token and send its login
 cookie afterwards, like a browser (Jupyter makes a new anonymous user of every token
 request). The service gets ``Authorization: token T`` on every request and socket, from
-the clients (direct) and from the relay. **The service runs with one change made here**
+the clients (direct, with the service's cookie) and from the relay. With
+``--one-user-per-token`` the service runs with one change made here
 (``--serve-service``): its token maps to one fixed user, as a hub maps a server's API
-token to the server's owner. The stock token auth makes a new guest of every request
-without its cookie and the relay forwards no cookie, so through the relay ``GET id`` and
-the socket are two different users and the socket gets ``ID-TAKEN``
-(``--stock-token-auth`` shows it). ``relay-nodelay`` is an experiment too: the relay
-with ``TCP_NODELAY`` set on the browser's socket (``--serve-jupyter-nodelay``).
+token to its owner. Before commit 5c374ca the relay kept no service cookie, and the
+stock token auth makes a new guest of every request without one, so through the relay
+``GET id`` and the socket were two users and the socket got ``ID-TAKEN``; the run in
+docs/bench-hub.md used this option for that reason. ``relay-nodelay`` is an experiment:
+the relay with ``TCP_NODELAY`` set on the browser's socket (``--serve-jupyter-nodelay``).
 """
 
 from __future__ import annotations
@@ -448,9 +449,9 @@ def main() -> None:
                     help="before each run, wait until all cores are at most this busy")
     ap.add_argument("--quiet-timeout", type=float, default=60.0)
     ap.add_argument("--json", type=Path, help="also write the raw per-run summaries here")
-    ap.add_argument("--stock-token-auth", action="store_true",
-                    help="run the service's own token auth, which makes every request "
-                    "without its cookie a new guest: the relay then gets ID-TAKEN (see above)")
+    ap.add_argument("--one-user-per-token", action="store_true",
+                    help="map the service's token to one user, as a hub does (needed "
+                    "before the relay kept the service's cookie, commit 5c374ca)")
     args = ap.parse_args()
     if args.client_core:
         os.sched_setaffinity(0, {int(args.client_core)})
@@ -462,7 +463,7 @@ def main() -> None:
         tmp = Path(tempfile.mkdtemp(prefix="nbchat-hub-relay-"))
         try:
             targets = start_servers(args.server_core or None, tmp, args.targets,
-                                    args.stock_token_auth)
+                                    not args.one_user_per_token)
             time.sleep(1.0)  # let the servers finish starting up
             run = asyncio.run(measure(targets, args.joins, args.rtts, args.block, args.warmup))
         except BaseException:

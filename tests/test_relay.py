@@ -45,7 +45,7 @@ async def test_users_of_a_relaying_server_meet_through_the_shared_service(
             ChatPeer(service.url, "shared", token=TOKEN) as elsewhere:
         # The session comes from the service; the peer still talks to its own server.
         assert a.config is not None
-        assert a.config.raw["service"] == service.url
+        assert a.config.service == service.url
         assert a.config.path.endswith("/nbchat/") and "/svc/" not in a.config.path
         assert await a.wait_for_peers(1, timeout=20)
         inbox = Inbox(elsewhere)

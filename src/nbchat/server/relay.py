@@ -142,6 +142,9 @@ class SocketRelayHandler(_RelayMixin, WebSocketMixin, WebSocketHandler, JupyterH
         await super().get(*args, **kwargs)
 
     async def open(self, *args: Any, **kwargs: Any) -> None:
+        # Small frames go out at once: without this the first one (OPEN) waits ~40 ms for
+        # the browser's delayed ACK of the handshake (docs/bench-hub.md).
+        self.set_nodelay(True)
         super().open(*args, **kwargs)  # keep-alive pings to the browser
         query = urlencode([(k, v) for k, vs in self.request.query_arguments.items()
                            for v in [x.decode("utf-8", "replace") for x in vs]])
