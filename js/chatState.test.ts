@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { type ConnectionFacts, chatState } from "./chatState";
-import { historyBatches } from "./historyBatches";
+import { historyBatches } from "./core/sync";
 import { CHUNK_THRESHOLD_BYTES, type ChatMessage } from "./protocol";
 
 const me = { username: "me", name: "me", display_name: "Me", initials: null, color: null, avatar_url: null };
