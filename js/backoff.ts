@@ -1,6 +1,7 @@
-// Reconnect delays: exponential with jitter, so a server restart is not hit by every tab at once.
+// Reconnect delays for the signaling and presence sockets: the mesh's backoff (core/mesh.ts).
+
+import { backoffDelay as coreBackoffDelay } from "./core/mesh";
 
 export function backoffDelay(attempt: number, baseMs = 500, maxMs = 30_000, random: () => number = Math.random): number {
-  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt));
-  return Math.round(ceiling * (0.5 + random() / 2));
+  return coreBackoffDelay(attempt, random(), baseMs, maxMs);
 }

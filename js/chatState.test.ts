@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { type ConnectionFacts, chatState } from "./chatState";
-import { historyBatches } from "./historyBatches";
+import { historyBatches } from "./core/sync";
 import { CHUNK_THRESHOLD_BYTES } from "./core/chunking";
 import type { ChatMessage } from "./protocol";
 

@@ -18,13 +18,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.support.peers import until
 
+from nbchat.core import sync as core_sync
 from nbchat.core.chunking import ChunkAssembler, split
 from nbchat.core.frames import InvalidFrame, decode, encode, parse_chat_frame
 from nbchat.core.msglog import MessageLog, normalize_identity
 from nbchat.core.ratelimit import FLOOD_WARNING_MS, MESSAGE_RATE, IncomingLimits
 from nbchat.core.session import SessionConfig
-from nbchat.peer import ChatPeer, chatpeer
-from nbchat.peer.chatpeer import history_batches
+from nbchat.core.sync import history_batches
+from nbchat.peer import ChatPeer
 from nbchat.peer.dataconnection import DataConnection
 
 # Strings a hostile peer likes: lone surrogates (JSON may escape them), NULs, bidi
@@ -175,6 +176,7 @@ def _peer() -> ChatPeer:
     })
     peer._log = MessageLog("S", normalize_identity(SELF))
     peer._presence = _Presence()  # type: ignore[assignment]
+    peer._start_sync()  # as join() does; call on a running loop
     return peer
 
 
@@ -293,11 +295,23 @@ async def _no_signal(kind: Any, dst: str, payload: dict[str, Any]) -> None:
     raise AssertionError("no signaling in this test")
 
 
+class _OneLinkMesh:
+    """What ChatPeer asks of its mesh when the room sync sends on its own: the link to B."""
+
+    def __init__(self, connection: _Connection) -> None:
+        self.connection = connection
+        self.peers = {connection.peer}
+
+    def connection_to(self, peer: str) -> _Connection | None:
+        return self.connection if peer == self.connection.peer else None
+
+
 def test_a_sync_loop_gets_one_answer_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(chatpeer, "SYNC_ANSWER_INTERVAL", 0.2)
+    monkeypatch.setattr(core_sync, "SYNC_ANSWER_INTERVAL_MS", 200)
 
     async def run() -> list[int]:
         peer, connection = _peer(), _Connection()
+        peer._mesh = _OneLinkMesh(connection)  # type: ignore[assignment]
         log = peer._log
         assert log is not None
         for i in range(20):
@@ -309,8 +323,7 @@ def test_a_sync_loop_gets_one_answer_per_interval(monkeypatch: pytest.MonkeyPatc
         await until(lambda: len(connection.sent) > counts[0], 5)  # then the one that waited
         counts.append(len(connection.sent))
         # The other 998 were folded into that answer: nothing more is waiting to go.
-        assert not peer._sync_pending
-        assert not [t for t in peer._tasks if t.get_name().startswith("nbchat-sync")]
+        assert peer._sync is not None and peer._sync.waiting() == 0
         return counts
 
     assert asyncio.run(run()) == [1, 2]

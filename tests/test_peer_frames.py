@@ -51,7 +51,7 @@ async def test_offer_carries_a_loopback_host_candidate() -> None:
 
 def test_history_batches_stay_small_enough_for_the_widget() -> None:
     from nbchat.core.msglog import MessageLog, normalize_identity
-    from nbchat.peer.chatpeer import history_batches
+    from nbchat.core.sync import history_batches
 
     log = MessageLog("A", normalize_identity({"username": "a"}))
     texts = ["short"] * 300 + ["x" * 40_000] + ["medium " * 100] * 50

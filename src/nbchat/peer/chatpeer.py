@@ -6,16 +6,26 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any
 
 from aiortc import RTCConfiguration
 
-from ..core.chunking import CHUNK_THRESHOLD_BYTES
-from ..core.frames import ChatFrameType, dumps
-from ..core.msglog import Identity, InvalidMessage, Message, MessageLog
+from ..core.frames import ChatFrameType
+from ..core.mesh import DIAL_TIMEOUT_MS
+from ..core.msglog import Identity, Message, MessageLog
 from ..core.ratelimit import IncomingLimits
+from ..core.sync import (
+    Added,
+    Confirmed,
+    Invalid,
+    Output,
+    Rejected,
+    RepairRound,
+    RoomSync,
+    TooBig,
+)
 from ..protocol import FrameType, Presence
 from .dataconnection import DataConnection
 from .errors import NbChatError, SignalingError, TurnError
@@ -31,32 +41,8 @@ __all__ = ["ChatPeer"]
 
 log = logging.getLogger(__name__)
 
-#: A history batch closes once its JSON reaches this many bytes, as in the widget, so
-#: a batch is one data-channel frame unless a single message is bigger.
-HISTORY_BATCH_BYTES = CHUNK_THRESHOLD_BYTES
 ACK_POLL_INTERVAL = 0.01
-#: Seconds between unsolicited syncs on every connection (as the widget does), so a
-#: message lost to a broken mesh edge still arrives.
-ANTI_ENTROPY_INTERVAL = 15.0
-#: At most one sync answer per connection this often (seconds), the latest waiting one
-#: after, as in the widget: a peer syncing in a loop must not make us resend the history.
-SYNC_ANSWER_INTERVAL = 2.0
 _CLOSED = object()
-
-
-def history_batches(messages: list[Message]) -> Iterator[list[Message]]:
-    """Split ``messages`` into ``history`` batches of about HISTORY_BATCH_BYTES each."""
-    batch: list[Message] = []
-    size = 64  # the frame's envelope
-    for message in messages:
-        cost = len(dumps(message).encode("utf-8")) + 1
-        if batch and size + cost >= HISTORY_BATCH_BYTES:
-            yield batch
-            batch, size = [], 64
-        batch.append(message)
-        size += cost
-    if batch:
-        yield batch
 
 
 class ChatPeer:
@@ -69,6 +55,8 @@ class ChatPeer:
 
     The newcomer dials every peer in the roster; later arrivals dial us. Each new
     connection starts with ``sync``/``history`` so every peer ends up with the same log.
+    Room sync (:class:`nbchat.core.sync.RoomSync`) and the mesh policy are the widget's
+    own rules from ``nbchat.core``; this class carries out what they decide.
     """
 
     def __init__(
@@ -77,7 +65,7 @@ class ChatPeer:
         room: str,
         *,
         token: str | None = None,
-        connect_timeout: float = 20.0,
+        connect_timeout: float = DIAL_TIMEOUT_MS / 1000,
         identity_timeout: float = 10.0,
         rate_limit: bool = True,
         relay_only: bool = False,
@@ -105,10 +93,9 @@ class ChatPeer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._message_queues: list[tuple[asyncio.Queue[Any], bool]] = []
         self._presence_queues: list[asyncio.Queue[Any]] = []
-        self._confirmed: dict[str, int] = {}  # peer id → highest of our seqs it holds
+        self._sync: RoomSync | None = None
+        self._sync_wake = asyncio.Event()  # the sync's next deadline may have moved
         self._sent_own: dict[str, int] = {}  # connection id → highest own seq sent on it
-        self._sync_answered: dict[str, float] = {}  # connection id → loop time of last answer
-        self._sync_pending: dict[str, dict[str, Any]] = {}  # connection id → latest waiting
         self._changed = asyncio.Condition()
         self._closed = False
 
@@ -140,6 +127,7 @@ class ChatPeer:
             rtc_config = await self._ice_configuration(config)
             peer_id = await self._session.reserve_id(config)
             self._log = MessageLog(peer_id, config.user)
+            self._start_sync()
             self._mesh = Mesh(
                 peer_id,
                 self.room,
@@ -152,6 +140,7 @@ class ChatPeer:
                 spawn=self._spawn,
                 open_timeout=self.connect_timeout,
                 limits=IncomingLimits if self.rate_limit else lambda: None,
+                max_message_bytes=config.max_message_bytes,
             )
             self._signaling = SignalingClient(
                 self._session,
@@ -168,7 +157,6 @@ class ChatPeer:
             await self.leave()
             raise
         self._mesh.dial_missing()  # the newcomer dials everyone in the roster
-        self._spawn(self._anti_entropy(), "nbchat-anti-entropy")
 
     async def _ice_configuration(self, config: SessionConfig) -> RTCConfiguration:
         """The RTCConfiguration for every connection, its TURN relay checked first: with
@@ -263,10 +251,8 @@ class ChatPeer:
                 f"{self.config.max_message_bytes} bytes"
             )
         message = self._require_log().compose(text, int(time.time() * 1000))
-        frame = {"type": ChatFrameType.MESSAGE.value, "message": message}
-        for connection in self._open_connections():
-            if connection.send(frame):
-                self._sent_own[connection.connection_id] = message["seq"]
+        if self._sync is not None:
+            self._carry(self._sync.publish(message))
         return message
 
     def delivered_to(self, message: Message) -> set[str]:
@@ -278,7 +264,8 @@ class ChatPeer:
         application, so it works with every peer, browser or Python.
         """
         seq = message["seq"]
-        peers = {p for p, held in self._confirmed.items() if held >= seq}
+        confirmed = self._sync.confirmed if self._sync is not None else {}
+        peers = {p for p, held in confirmed.items() if held >= seq}
         for connection in self._open_connections():
             if (
                 self._sent_own.get(connection.connection_id, 0) >= seq
@@ -412,17 +399,14 @@ class ChatPeer:
         self._spawn(self._notify(), "nbchat-notify")
 
     def _on_connection_open(self, connection: DataConnection) -> None:
-        # Every new connection starts the history exchange.
-        log_ = self._require_log()
-        connection.send(
-            {"type": ChatFrameType.SYNC.value, "have": log_.have(for_peer=connection.peer)}
-        )
+        if self._sync is not None:
+            self._carry(self._sync.on_link_open(connection.peer, self._now()), connection)
         self._spawn(self._notify(), "nbchat-notify")
 
     def _on_connection_closed(self, connection: DataConnection) -> None:
         self._sent_own.pop(connection.connection_id, None)
-        self._sync_answered.pop(connection.connection_id, None)
-        self._sync_pending.pop(connection.connection_id, None)
+        if self._sync is not None and connection.peer not in self.peers:
+            self._carry(self._sync.on_link_closed(connection.peer))
         if not self._closed:
             self._spawn(self._notify(), "nbchat-notify")
 
@@ -444,13 +428,77 @@ class ChatPeer:
         await self._wait_until(lambda: self.id in presence.roster, self.connect_timeout)
         mesh.dial_missing()
 
-    async def _anti_entropy(self) -> None:
+    # room sync ------------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time() * 1000
+
+    def _start_sync(self) -> None:
+        config = self.config
+        self._sync = RoomSync(
+            self._require_log(), config.max_message_bytes if config else None, self._now()
+        )
+        self._spawn(self._sync_clock(), "nbchat-sync-clock")
+
+    async def _sync_clock(self) -> None:
+        """Tick the room sync at its deadlines (waiting answers, repair rounds)."""
+        sync = self._sync
+        assert sync is not None
         while True:
-            await asyncio.sleep(ANTI_ENTROPY_INTERVAL)
-            log_ = self._require_log()
-            for connection in self._open_connections():
-                have = log_.have(for_peer=connection.peer)
-                connection.send({"type": ChatFrameType.SYNC.value, "have": have})
+            self._sync_wake.clear()
+            wait = max(0.0, (sync.next_deadline() - self._now()) / 1000)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._sync_wake.wait(), wait)
+            self._carry(sync.tick(self._now()))
+
+    def _carry(self, out: Output, via: DataConnection | None = None) -> None:
+        """Send what the room sync returned and act on its events. A frame for ``via``'s
+        peer goes on ``via`` (the link it answers), others on the peer's current link."""
+        own = self._require_log().peer_id
+        for send in out.sends:
+            connection = via if via is not None and via.peer == send.to else None
+            if connection is None and self._mesh is not None:
+                connection = self._mesh.connection_to(send.to)
+            if connection is None or not connection.send(send.frame):
+                continue
+            frame = send.frame
+            sent = [frame["message"]] if frame["type"] == "message" else frame.get("messages", [])
+            seqs = [m["seq"] for m in sent if m["author"] == own]
+            if seqs:
+                cid = connection.connection_id
+                self._sent_own[cid] = max(self._sent_own.get(cid, 0), *seqs)
+        for event in out.events:
+            if isinstance(event, Added):
+                self._emit(event.messages)
+            elif isinstance(event, Confirmed):
+                self._spawn(self._notify(), "nbchat-notify")
+            elif isinstance(event, RepairRound):
+                if self._mesh is not None:
+                    self._mesh.repair()
+            elif isinstance(event, Rejected):
+                for reason in event.reasons:
+                    log.info(
+                        "nbchat room %s: dropped a history entry from %s: %s",
+                        self.room,
+                        event.peer,
+                        reason,
+                    )
+            elif isinstance(event, TooBig):
+                log.warning(
+                    "nbchat room %s: dropped %d oversized messages from %s",
+                    self.room,
+                    event.count,
+                    event.peer,
+                )
+            elif isinstance(event, Invalid):
+                log.warning(
+                    "nbchat room %s: bad %s from %s: %s",
+                    self.room,
+                    event.frame,
+                    event.peer,
+                    event.reason,
+                )
+        self._sync_wake.set()
 
     # presence -------------------------------------------------------------------------------
 
@@ -480,19 +528,18 @@ class ChatPeer:
 
     def _on_frame(self, connection: DataConnection, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
-        if kind == ChatFrameType.SYNC:
-            self._on_sync(connection, frame.get("have"))
-            return
-        if kind not in (ChatFrameType.MESSAGE, ChatFrameType.HISTORY):
+        if kind not in (ChatFrameType.MESSAGE, ChatFrameType.HISTORY, ChatFrameType.SYNC):
             log.debug("nbchat: ignoring frame type %r from %s", kind, connection.peer)
             return
         presence = self._presence
         if presence is not None and connection.peer in presence.roster:
-            self._on_log_frame(connection, frame, presence.roster[connection.peer]["user"])
+            self._on_chat_frame(connection, frame, presence.roster[connection.peer]["user"])
+        elif kind == "sync":
+            self._on_chat_frame(connection, frame, None)  # needs no identity
         else:
-            self._spawn(self._on_log_frame_later(connection, frame), "nbchat-frame")
+            self._spawn(self._on_chat_frame_later(connection, frame), "nbchat-frame")
 
-    async def _on_log_frame_later(self, connection: DataConnection, frame: dict[str, Any]) -> None:
+    async def _on_chat_frame_later(self, connection: DataConnection, frame: dict[str, Any]) -> None:
         # Arrives only if a data channel outran the presence event (different sockets).
         # The wait is per frame, so a later frame could overtake; the log's order does not
         # depend on arrival order, so that is harmless.
@@ -504,97 +551,11 @@ class ChatPeer:
                 connection.peer,
             )
             return
-        self._on_log_frame(connection, frame, user)
+        self._on_chat_frame(connection, frame, user)
 
-    def _too_big(self, raw: object) -> bool:
-        """Whether a received MESSAGE's text is over the room's limit (the widget drops it too)."""
-        text = raw.get("text") if isinstance(raw, dict) else None
-        limit = self.config.max_message_bytes if self.config is not None else None
-        return isinstance(text, str) and limit is not None and len(text.encode("utf-8")) > limit
-
-    def _on_log_frame(
-        self, connection: DataConnection, frame: dict[str, Any], user: Identity
+    def _on_chat_frame(
+        self, connection: DataConnection, frame: dict[str, Any], user: Identity | None
     ) -> None:
-        log_ = self._require_log()
-        if frame["type"] == ChatFrameType.MESSAGE:
-            if self._too_big(frame.get("message")):
-                log.warning(
-                    "nbchat room %s: dropped an oversized message from %s",
-                    self.room,
-                    connection.peer,
-                )
-                return
-            try:
-                added = log_.receive_direct(connection.peer, user, frame.get("message"))
-            except InvalidMessage as error:
-                log.warning(
-                    "nbchat room %s: bad message from %s: %s", self.room, connection.peer, error
-                )
-                return
-            if added is not None:
-                self._emit([added])
-            return
-        self._on_history(connection, frame, user)
-
-    def _on_history(
-        self, connection: DataConnection, frame: dict[str, Any], user: Identity
-    ) -> None:
-        log_ = self._require_log()
-        messages = frame.get("messages")
-        if not isinstance(messages, list):
-            log.warning("nbchat room %s: bad history from %s", self.room, connection.peer)
-            return
-        messages = [m for m in messages if not self._too_big(m)]
-        added, rejected = log_.receive_history(messages, connection.peer, user, self.peers)
-        for reason in rejected:
-            log.info(
-                "nbchat room %s: dropped a history entry from %s: %s",
-                self.room,
-                connection.peer,
-                reason,
-            )
-        self._emit(added)
-
-    def _on_sync(self, connection: DataConnection, have: object) -> None:
-        if not isinstance(have, dict):
-            log.warning("nbchat room %s: bad sync from %s", self.room, connection.peer)
-            return
-        log_ = self._require_log()
-        mine = have.get(log_.peer_id)
-        if type(mine) is int and mine > 0:
-            self._confirm(connection.peer, mine)
-        cid = connection.connection_id
-        now = asyncio.get_running_loop().time()
-        last = self._sync_answered.get(cid)
-        if last is not None and now - last < SYNC_ANSWER_INTERVAL:
-            if cid not in self._sync_pending:
-                wait = SYNC_ANSWER_INTERVAL - (now - last)
-                self._spawn(self._answer_sync_later(connection, wait), f"nbchat-sync-{cid}")
-            self._sync_pending[cid] = have
-            return
-        self._sync_answered[cid] = now
-        self._answer_sync(connection, have)
-
-    async def _answer_sync_later(self, connection: DataConnection, wait: float) -> None:
-        await asyncio.sleep(wait)
-        cid = connection.connection_id
-        have = self._sync_pending.pop(cid, None)
-        if have is not None and connection.open:
-            self._sync_answered[cid] = asyncio.get_running_loop().time()
-            self._answer_sync(connection, have)
-
-    def _answer_sync(self, connection: DataConnection, have: dict[str, Any]) -> None:
-        log_ = self._require_log()
-        # Never send a peer its own messages back: it is their only source (msglog rule).
-        missing = [m for m in log_.missing_for(have) if m["author"] != connection.peer]
-        for batch in history_batches(missing):
-            if connection.send({"type": ChatFrameType.HISTORY.value, "messages": batch}):
-                own = [m["seq"] for m in batch if m["author"] == log_.peer_id]
-                if own:
-                    cid = connection.connection_id
-                    self._sent_own[cid] = max(self._sent_own.get(cid, 0), *own)
-
-    def _confirm(self, peer: str, seq: int) -> None:
-        if seq > self._confirmed.get(peer, 0):
-            self._confirmed[peer] = seq
-            self._spawn(self._notify(), "nbchat-notify")
+        if self._sync is not None:
+            out = self._sync.on_frame(connection.peer, frame, user, self._now())
+            self._carry(out, connection)

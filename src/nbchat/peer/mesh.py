@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from aiortc import RTCConfiguration
 
+from ..core.frames import MAX_MESSAGE_BYTES
+from ..core.mesh import LinkState, MeshPolicy
 from ..core.ratelimit import IncomingLimits
 from ..protocol import FrameType, Presence
 from .dataconnection import SERIALIZATION, DataConnection, Signal
@@ -17,21 +20,14 @@ __all__ = ["Mesh"]
 
 log = logging.getLogger(__name__)
 
-MAX_REDIALS = 6
-REDIAL_BASE_DELAY = 0.5
-REDIAL_MAX_DELAY = 10.0
-
 Spawn = Callable[[Coroutine[Any, Any, Any], str], None]
 
 
 class Mesh:
     """Routes signaling frames to connections and keeps one live link per present peer.
 
-    Rules shared with the widget: the newcomer dials everyone (``dial_missing``);
-    after an open link is lost only the smaller id dials again, while a link that
-    never opened is retried by either side, with backoff. Two links to one peer are
-    harmless (the message log drops duplicates), so simultaneous dials need no
-    tie-break here.
+    Who dials whom, the tie-break for simultaneous dials and the redial backoff are the
+    widget's too: :class:`nbchat.core.mesh.MeshPolicy` decides, this carries it out.
     """
 
     def __init__(
@@ -47,8 +43,10 @@ class Mesh:
         spawn: Spawn,
         open_timeout: float,
         limits: Callable[[], IncomingLimits | None] = IncomingLimits,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self.self_id = self_id
+        self.max_message_bytes = max_message_bytes  # the room's, for chunk reassembly
         self.room = room
         self._relay = relay
         self._rtc_config = rtc_config
@@ -60,7 +58,9 @@ class Mesh:
         self.open_timeout = open_timeout
         self._limits = limits
         self.connections: dict[str, DataConnection] = {}  # by connection id
-        self._redials: dict[str, int] = {}  # peer id → dial attempts since its last open link
+        self.policy = MeshPolicy(self_id)
+        self._redialing: set[str] = set()  # peers with a redial waiting
+        self._current: dict[str, DataConnection] = {}  # peer id → its latest opened connection
         self._locks: dict[str, asyncio.Lock] = {}
         self.closed = False
 
@@ -72,12 +72,23 @@ class Mesh:
     def open_connections(self) -> list[DataConnection]:
         return [c for c in self.connections.values() if c.open]
 
+    def connection_to(self, peer: str) -> DataConnection | None:
+        """The open connection to ``peer`` that opened last (the one the peer uses)."""
+        current = self._current.get(peer)
+        if current is not None and current.open:
+            return current
+        return next((c for c in self.connections.values() if c.peer == peer and c.open), None)
+
     def _live(self, peer: str) -> bool:
         return any(c.peer == peer for c in self.connections.values())
 
+    def _linked(self) -> set[str]:
+        return {c.peer for c in self.connections.values()}
+
     def dial(self, other: str) -> None:
         connection = DataConnection(
-            other, self._relay, self._rtc_config, self._on_frame, limits=self._limits()
+            other, self._relay, self._rtc_config, self._on_frame, limits=self._limits(),
+            max_message_bytes=self.max_message_bytes,
         )
         self._register(connection)
         self._spawn(connection.start(), f"nbchat-offer-{connection.connection_id}")
@@ -89,9 +100,16 @@ class Mesh:
 
     def dial_missing(self) -> None:
         """Dial every present peer we have no connection to (on joining, after a reconnect)."""
-        for other in list(self._roster()):
-            if other != self.self_id and not self._live(other):
-                self.dial(other)
+        for other in self.policy.dials_on_roster(list(self._roster()), self._linked()):
+            self.dial(other)
+
+    def repair(self) -> None:
+        """A repair round: dial the present peers that are ours to dial and have no link."""
+        if self.closed:
+            return
+        present = list(self._roster())
+        for other in self.policy.repair_dials(present, self._linked(), self._redialing):
+            self.dial(other)
 
     def drop(self, peer: str) -> None:
         """Close every connection to ``peer`` (it left the room)."""
@@ -125,28 +143,40 @@ class Mesh:
             )
             await connection.close()
             return
-        self._redials.pop(connection.peer, None)
+        self.policy.on_link_open(connection.peer)
+        self._current[connection.peer] = connection
         self._on_open(connection)
 
     def _closed_connection(self, connection: DataConnection) -> None:
         if self.connections.get(connection.connection_id) is connection:
             del self.connections[connection.connection_id]
             self._locks.pop(connection.connection_id, None)
+        if self._current.get(connection.peer) is connection:
+            del self._current[connection.peer]
         if self.closed:
             return
         self._on_closed(connection)
         other = connection.peer
-        present = other in self._roster()
-        if present and not self._live(other) and (self.self_id < other or not connection.was_open):
-            attempt = self._redials.get(other, 0)
-            if attempt < MAX_REDIALS:
-                self._redials[other] = attempt + 1
-                self._spawn(self._redial(other, attempt), f"nbchat-redial-{other}")
-            else:
-                log.warning("nbchat room %s: giving up on peer %s", self.room, other)
+        if self._live(other) or other in self._redialing:
+            return
+        # aiortc has no ICE "disconnected": a silent path closes through its consent checks
+        # (peer/ice.py), indistinguishable here from a link the other side closed.
+        delay = self.policy.on_link_lost(
+            other,
+            was_open=connection.was_open,
+            silent=False,
+            present=other in self._roster(),
+            random=random.random(),
+        )
+        if delay is not None:
+            self._redialing.add(other)
+            self._spawn(self._redial(other, delay), f"nbchat-redial-{other}")
 
-    async def _redial(self, other: str, attempt: int) -> None:
-        await asyncio.sleep(min(REDIAL_BASE_DELAY * 2**attempt, REDIAL_MAX_DELAY))
+    async def _redial(self, other: str, delay_ms: int) -> None:
+        try:
+            await asyncio.sleep(delay_ms / 1000)
+        finally:
+            self._redialing.discard(other)
         if not self.closed and other in self._roster() and not self._live(other):
             log.info("nbchat room %s: dialing peer %s again", self.room, other)
             self.dial(other)
@@ -206,9 +236,16 @@ class Mesh:
         if not isinstance(sdp, dict) or not isinstance(sdp.get("sdp"), str):
             log.warning("nbchat room %s: malformed OFFER from %s", self.room, src)
             return
-        old = self.connections.get(connection_id)
-        if old is not None:
-            self._spawn(old.close(), "nbchat-close")
+        others = [c for c in self.connections.values() if c.peer == src]
+        existing = None
+        if others:
+            existing = LinkState(
+                open=any(c.open for c in others), dialed_by_us=any(c.originator for c in others)
+            )
+        if not self.policy.accept_incoming(src, existing):
+            # Both sides dialed at once: both keep the connection dialed by the smaller id.
+            log.debug("nbchat room %s: refusing %s's call, ours wins", self.room, src)
+            return
         label = payload.get("label")
         connection = DataConnection(
             src,
@@ -221,8 +258,12 @@ class Mesh:
             metadata=payload.get("metadata"),
             originator=False,
             limits=self._limits(),
+            max_message_bytes=self.max_message_bytes,
         )
         self._register(connection)
+        # The caller dialed again (or won a double dial): its end of any older link is gone.
+        for old in others:
+            self._spawn(old.close(), "nbchat-close")
         self._spawn(
             self._in_order(connection, connection.accept(sdp)), f"nbchat-answer-{connection_id}"
         )

@@ -1,0 +1,100 @@
+import fixture from "../../tests/fixtures/sync_cases.json";
+import { describe, expect, it } from "vitest";
+import { MessageLog, normalizeIdentity } from "./msglog";
+import { ANTI_ENTROPY_MS, HISTORY_BATCH_BYTES, RoomSync, SYNC_ANSWER_INTERVAL_MS, type Send, type SyncEvent, historyBatches } from "./sync";
+
+interface Case {
+  name: string;
+  self: { peer_id: string; user: unknown };
+  max_message_bytes: number | null;
+  start: number;
+  steps: Record<string, any>[];
+}
+
+const FIXTURE = fixture as unknown as { constants: Record<string, number>; cases: Case[] };
+
+/** A sent frame as the fixture writes it: messages by id. */
+function sent({ to, frame }: Send): Record<string, unknown> {
+  switch (frame.type) {
+    case "sync":
+      return { to, type: "sync", have: frame.have };
+    case "history":
+      return { to, type: "history", ids: frame.messages.map((m) => m.id) };
+    case "message":
+      return { to, type: "message", id: frame.message.id };
+    default:
+      return { to, type: frame.type };
+  }
+}
+
+function event(e: SyncEvent): Record<string, unknown> {
+  switch (e.type) {
+    case "added":
+      return { type: e.type, peer: e.peer, ids: e.messages.map((m) => m.id) };
+    case "rejected":
+      return { type: e.type, peer: e.peer, count: e.reasons.length };
+    case "too_big":
+      return { type: e.type, peer: e.peer, count: e.count };
+    case "invalid":
+      return { type: e.type, peer: e.peer, frame: e.frame };
+    case "confirmed":
+      return { type: e.type, peer: e.peer, seq: e.seq };
+    case "repair":
+      return { type: e.type };
+  }
+}
+
+describe("room sync (tests/fixtures/sync_cases.json)", () => {
+  it("has the shared constants", () => {
+    expect({ SYNC_ANSWER_INTERVAL_MS, ANTI_ENTROPY_MS, HISTORY_BATCH_BYTES }).toEqual(FIXTURE.constants);
+  });
+
+  for (const c of FIXTURE.cases) {
+    it(c.name, () => {
+      const log = new MessageLog(c.self.peer_id, normalizeIdentity(c.self.user));
+      const room = new RoomSync(log, c.max_message_bytes, c.start);
+      c.steps.forEach((step, number) => {
+        if (step.op === "deadline") {
+          expect(room.nextDeadline(), `step ${number}`).toBe(step.deadline);
+          return;
+        }
+        let out;
+        switch (step.op) {
+          case "compose":
+            out = room.publish(log.compose(step.text, step.time));
+            break;
+          case "open":
+            out = room.onLinkOpen(step.peer, step.now);
+            break;
+          case "closed":
+            out = room.onLinkClosed(step.peer);
+            break;
+          case "frame":
+            out = room.onFrame(step.peer, step.frame, step.user === null ? null : normalizeIdentity(step.user), step.now);
+            break;
+          case "tick":
+            out = room.tick(step.now);
+            break;
+          default:
+            throw new Error(`unknown op ${step.op}`);
+        }
+        expect(out.sends.map(sent), `step ${number}: ${step.op}`).toEqual(step.sends ?? []);
+        expect(out.events.map(event), `step ${number}: ${step.op}`).toEqual(step.events ?? []);
+      });
+    });
+  }
+});
+
+describe("historyBatches", () => {
+  it("keeps order and fits each batch in a frame unless one message is bigger", () => {
+    const log = new MessageLog("m", normalizeIdentity({ username: "me" }));
+    for (let i = 0; i < 50; i += 1) log.compose("é".repeat(i * 40), i);
+    const batches = historyBatches(log.messages);
+    expect(batches.flat()).toEqual(log.messages);
+    for (const batch of batches) {
+      const size = new TextEncoder().encode(JSON.stringify({ type: "history", messages: batch })).length;
+      expect(batch.length === 1 || size < HISTORY_BATCH_BYTES).toBe(true);
+    }
+    expect(historyBatches([])).toEqual([]);
+  });
+});

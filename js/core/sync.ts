@@ -1,0 +1,247 @@
+// Room sync: the sans-I/O state machine that keeps every peer's message log the same.
+//
+// The rules, identical in src/nbchat/core/sync.py and pinned by tests/fixtures/sync_cases.json
+// (docs/protocol.md §4):
+// - When a link to a peer opens, we send it `sync` with what we hold (`have`, counted for that
+//   peer: only first-hand copies of its own messages).
+// - A `sync` is answered with `history` batches of every message the asker lacks, never the
+//   asker's own (we are not a source for those). At most one answer per peer every
+//   SYNC_ANSWER_INTERVAL_MS: syncs arriving sooner wait, and only the latest waiting one is
+//   answered when the interval ends, so a peer syncing in a loop cannot make us resend the
+//   history each time.
+// - Every ANTI_ENTROPY_MS every open link is sent `sync` again (a repair round), so a message
+//   lost to a broken mesh edge still arrives.
+// - A `message`, or a `history` entry, whose text is over the room's max_message_bytes is
+//   dropped: senders refuse to send one.
+// - A `sync` tells how far the asker holds our own messages: "confirmed".
+// - Batches: a `history` batch closes before its JSON would reach HISTORY_BATCH_BYTES, so it
+//   is one data-channel frame unless a single message is bigger (then it is chunked).
+//
+// Inputs are frames already parsed from JSON and the time in milliseconds (any monotonic
+// origin); every method returns the frames to send, addressed by peer id, and events.
+
+import type { ChatMessage, Identity } from "../protocol";
+import { CHUNK_THRESHOLD_BYTES } from "./chunking";
+import { ChatFrameType, type ChatFrame, utf8Length } from "./frames";
+import { InvalidMessage, type MessageLog } from "./msglog";
+
+/** At most one sync answer per peer this often. Honest peers sync on connecting and every
+ *  ANTI_ENTROPY_MS; a peer syncing in a loop would otherwise cost us the whole history each time. */
+export const SYNC_ANSWER_INTERVAL_MS = 2_000;
+/** Between repair rounds (a `sync` on every open link). */
+export const ANTI_ENTROPY_MS = 15_000;
+/** A `history` batch stays under this many bytes of JSON (one data-channel frame). */
+export const HISTORY_BATCH_BYTES = CHUNK_THRESHOLD_BYTES;
+/** Room for the `{"type":"history","messages":[…]}` envelope. */
+const ENVELOPE_BYTES = 64;
+
+/** Send `frame` to peer `to`. */
+export interface Send {
+  to: string;
+  frame: ChatFrame;
+}
+
+export type SyncEvent =
+  /** Messages from `peer` that entered the log (or replaced a relayed copy). */
+  | { type: "added"; peer: string; messages: ChatMessage[] }
+  /** `history` entries from `peer` the log refused, with the reasons. */
+  | { type: "rejected"; peer: string; reasons: string[] }
+  /** `count` messages from `peer` dropped for being over the room's size limit. */
+  | { type: "too_big"; peer: string; count: number }
+  /** A frame (its type) from `peer` that could not be used, and why. */
+  | { type: "invalid"; peer: string; frame: string; reason: string }
+  /** `peer` holds our own messages up to `seq` (it said so in a `sync`). */
+  | { type: "confirmed"; peer: string; seq: number }
+  /** A repair round began: the mesh may dial present peers it has no link to. */
+  | { type: "repair" };
+
+export interface SyncOutput {
+  sends: Send[];
+  events: SyncEvent[];
+}
+
+function output(): SyncOutput {
+  return { sends: [], events: [] };
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** `messages` in order, in batches that each fit one data-channel frame. */
+export function historyBatches(messages: readonly ChatMessage[]): ChatMessage[][] {
+  const batches: ChatMessage[][] = [];
+  let batch: ChatMessage[] = [];
+  let size = ENVELOPE_BYTES;
+  for (const message of messages) {
+    const cost = utf8Length(JSON.stringify(message)) + 1;
+    if (batch.length > 0 && size + cost >= HISTORY_BATCH_BYTES) {
+      batches.push(batch);
+      batch = [];
+      size = ENVELOPE_BYTES;
+    }
+    batch.push(message);
+    size += cost;
+  }
+  if (batch.length > 0) batches.push(batch);
+  return batches;
+}
+
+/** Feed it links opening and closing, chat frames and ticks; send what it returns.
+ *  `maxMessageBytes` is the room's limit (null: no limit); `now` starts the repair-round
+ *  clock. Call tick() at nextDeadline() (or later). */
+export class RoomSync {
+  /** Peers with an open link, in the order they opened. */
+  private readonly open = new Set<string>();
+  private readonly answeredAt = new Map<string, number>();
+  private readonly pending = new Map<string, Record<string, unknown>>();
+  private nextRepair: number;
+  /** Per peer, the highest of our own seqs it told us it holds. */
+  readonly confirmed = new Map<string, number>();
+
+  constructor(
+    readonly log: MessageLog,
+    readonly maxMessageBytes: number | null,
+    now: number,
+  ) {
+    this.nextRepair = now + ANTI_ENTROPY_MS;
+  }
+
+  get openPeers(): string[] {
+    return [...this.open];
+  }
+
+  /** A link to `peer` opened: start the history exchange on it. */
+  onLinkOpen(peer: string, _now: number): SyncOutput {
+    this.forgetLink(peer);
+    this.open.add(peer);
+    return { sends: [this.syncFrame(peer)], events: [] };
+  }
+
+  /** The link to `peer` is gone; its waiting sync is dropped. */
+  onLinkClosed(peer: string): SyncOutput {
+    this.forgetLink(peer);
+    return output();
+  }
+
+  /** Our own new `message`: to every open link. */
+  publish(message: ChatMessage): SyncOutput {
+    return { sends: [...this.open].map((to) => ({ to, frame: { type: ChatFrameType.MESSAGE, message } })), events: [] };
+  }
+
+  /** A chat frame from `peer` (server-bound identity `user`, needed for messages). */
+  onFrame(peer: string, frame: Record<string, unknown>, user: Identity | null, now: number): SyncOutput {
+    const out = output();
+    const kind = frame.type;
+    if (kind === ChatFrameType.SYNC) {
+      this.onSync(peer, frame.have, now, out);
+    } else if (kind === ChatFrameType.MESSAGE || kind === ChatFrameType.HISTORY) {
+      if (user === null) out.events.push({ type: "invalid", peer, frame: kind, reason: "the sender's identity is unknown" });
+      else if (kind === ChatFrameType.MESSAGE) this.onMessage(peer, frame.message, user, out);
+      else this.onHistory(peer, frame.messages, user, out);
+    } else {
+      out.events.push({ type: "invalid", peer, frame: String(kind), reason: "not a chat frame type" });
+    }
+    return out;
+  }
+
+  /** Answer syncs whose wait is over; run a repair round when one is due. */
+  tick(now: number): SyncOutput {
+    const out = output();
+    for (const [peer, have] of [...this.pending]) {
+      if (now - (this.answeredAt.get(peer) ?? 0) >= SYNC_ANSWER_INTERVAL_MS) {
+        this.pending.delete(peer);
+        this.answer(peer, have, now, out);
+      }
+    }
+    if (now >= this.nextRepair) {
+      this.nextRepair = now + ANTI_ENTROPY_MS;
+      for (const peer of this.open) out.sends.push(this.syncFrame(peer));
+      out.events.push({ type: "repair" });
+    }
+    return out;
+  }
+
+  /** When tick() next has something to do. */
+  nextDeadline(): number {
+    const waits = [...this.pending.keys()].map((p) => (this.answeredAt.get(p) ?? 0) + SYNC_ANSWER_INTERVAL_MS);
+    return Math.min(this.nextRepair, ...waits);
+  }
+
+  /** How many syncs wait for their answer. */
+  waiting(): number {
+    return this.pending.size;
+  }
+
+  // --- internals ---------------------------------------------------------------------------
+
+  private forgetLink(peer: string): void {
+    this.open.delete(peer);
+    this.answeredAt.delete(peer);
+    this.pending.delete(peer);
+  }
+
+  private syncFrame(peer: string): Send {
+    return { to: peer, frame: { type: ChatFrameType.SYNC, have: this.log.have(peer) } };
+  }
+
+  private tooBig(raw: unknown): boolean {
+    const text = isRecord(raw) ? raw.text : undefined;
+    return typeof text === "string" && this.maxMessageBytes !== null && utf8Length(text) > this.maxMessageBytes;
+  }
+
+  private onMessage(peer: string, raw: unknown, user: Identity, out: SyncOutput): void {
+    if (this.tooBig(raw)) {
+      out.events.push({ type: "too_big", peer, count: 1 });
+      return;
+    }
+    let added: ChatMessage | null;
+    try {
+      added = this.log.receiveDirect(peer, user, raw);
+    } catch (error) {
+      if (!(error instanceof InvalidMessage)) throw error;
+      out.events.push({ type: "invalid", peer, frame: ChatFrameType.MESSAGE, reason: error.message });
+      return;
+    }
+    if (added !== null) out.events.push({ type: "added", peer, messages: [added] });
+  }
+
+  private onHistory(peer: string, raw: unknown, user: Identity, out: SyncOutput): void {
+    if (!Array.isArray(raw)) {
+      out.events.push({ type: "invalid", peer, frame: ChatFrameType.HISTORY, reason: "messages is not a list" });
+      return;
+    }
+    const fitting = raw.filter((m) => !this.tooBig(m));
+    if (fitting.length < raw.length) out.events.push({ type: "too_big", peer, count: raw.length - fitting.length });
+    const { added, rejected } = this.log.receiveHistory(fitting, peer, user, new Set(this.open));
+    if (added.length > 0) out.events.push({ type: "added", peer, messages: added });
+    if (rejected.length > 0) out.events.push({ type: "rejected", peer, reasons: rejected.map((e) => e.message) });
+  }
+
+  private onSync(peer: string, have: unknown, now: number, out: SyncOutput): void {
+    if (!isRecord(have)) {
+      out.events.push({ type: "invalid", peer, frame: ChatFrameType.SYNC, reason: "have is not an object" });
+      return;
+    }
+    const mine = have[this.log.peerId];
+    if (typeof mine === "number" && Number.isInteger(mine) && mine > (this.confirmed.get(peer) ?? 0)) {
+      this.confirmed.set(peer, mine);
+      out.events.push({ type: "confirmed", peer, seq: mine });
+    }
+    const last = this.answeredAt.get(peer);
+    if (last !== undefined && now - last < SYNC_ANSWER_INTERVAL_MS) {
+      this.pending.set(peer, have);
+      return;
+    }
+    this.answer(peer, have, now, out);
+  }
+
+  private answer(peer: string, have: Record<string, unknown>, now: number, out: SyncOutput): void {
+    this.answeredAt.set(peer, now);
+    // Never send a peer its own messages back: it is their only source (msglog rule).
+    const missing = this.log.missingFor(have).filter((m) => m.author !== peer);
+    for (const batch of historyBatches(missing)) {
+      out.sends.push({ to: peer, frame: { type: ChatFrameType.HISTORY, messages: batch } });
+    }
+  }
+}

@@ -1,0 +1,99 @@
+"""Room sync: the golden scenarios shared with js/core/sync.test.ts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nbchat.msglog import MessageLog, normalize_identity
+
+from nbchat.core import sync
+from nbchat.core.sync import (
+    Added,
+    Confirmed,
+    Event,
+    Invalid,
+    Rejected,
+    RepairRound,
+    RoomSync,
+    Send,
+    TooBig,
+)
+
+FIXTURE = json.loads(
+    (Path(__file__).parent.parent / "fixtures" / "sync_cases.json").read_text(encoding="utf-8")
+)
+
+
+def _send(send: Send) -> dict[str, Any]:
+    """A sent frame as the fixture writes it: messages by id."""
+    frame = send.frame
+    if frame["type"] == "sync":
+        return {"to": send.to, "type": "sync", "have": frame["have"]}
+    if frame["type"] == "history":
+        return {"to": send.to, "type": "history", "ids": [m["id"] for m in frame["messages"]]}
+    return {"to": send.to, "type": frame["type"], "id": frame["message"]["id"]}
+
+
+def _event(event: Event) -> dict[str, Any]:
+    if isinstance(event, Added):
+        return {"type": "added", "peer": event.peer, "ids": [m["id"] for m in event.messages]}
+    if isinstance(event, Rejected):
+        return {"type": "rejected", "peer": event.peer, "count": len(event.reasons)}
+    if isinstance(event, TooBig):
+        return {"type": "too_big", "peer": event.peer, "count": event.count}
+    if isinstance(event, Invalid):
+        return {"type": "invalid", "peer": event.peer, "frame": event.frame}
+    if isinstance(event, Confirmed):
+        return {"type": "confirmed", "peer": event.peer, "seq": event.seq}
+    assert isinstance(event, RepairRound)
+    return {"type": "repair"}
+
+
+def test_the_constants_are_the_shared_ones() -> None:
+    assert {
+        "SYNC_ANSWER_INTERVAL_MS": sync.SYNC_ANSWER_INTERVAL_MS,
+        "ANTI_ENTROPY_MS": sync.ANTI_ENTROPY_MS,
+        "HISTORY_BATCH_BYTES": sync.HISTORY_BATCH_BYTES,
+    } == FIXTURE["constants"]
+
+
+@pytest.mark.parametrize("case", FIXTURE["cases"], ids=lambda c: c["name"])
+def test_sync_scenario(case: dict[str, Any]) -> None:
+    me = case["self"]
+    log = MessageLog(me["peer_id"], normalize_identity(me["user"]))
+    room = RoomSync(log, case["max_message_bytes"], case["start"])
+    for number, step in enumerate(case["steps"]):
+        op = step["op"]
+        if op == "deadline":
+            assert room.next_deadline() == step["deadline"], f"step {number}"
+            continue
+        if op == "compose":
+            out = room.publish(log.compose(step["text"], step["time"]))
+        elif op == "open":
+            out = room.on_link_open(step["peer"], step["now"])
+        elif op == "closed":
+            out = room.on_link_closed(step["peer"])
+        elif op == "frame":
+            user = normalize_identity(step["user"]) if step["user"] is not None else None
+            out = room.on_frame(step["peer"], step["frame"], user, step["now"])
+        else:
+            assert op == "tick", op
+            out = room.tick(step["now"])
+        assert [_send(s) for s in out.sends] == step.get("sends", []), f"step {number}: {op}"
+        assert [_event(e) for e in out.events] == step.get("events", []), f"step {number}: {op}"
+
+
+def test_history_batches_fit_a_frame_and_keep_order() -> None:
+    user = normalize_identity({"username": "me"})
+    log = MessageLog("m", user)
+    for i in range(50):
+        log.compose("é" * (i * 40), i)
+    batches = list(sync.history_batches(log.messages))
+    assert [m for b in batches for m in b] == log.messages
+    for batch in batches:
+        size = len(json.dumps({"type": "history", "messages": batch}, ensure_ascii=False))
+        assert len(batch) == 1 or size < sync.HISTORY_BATCH_BYTES
+    assert list(sync.history_batches([])) == []
