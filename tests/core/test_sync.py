@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nbchat.msglog import MessageLog, normalize_identity
+from nbchat.core.msglog import MessageLog, normalize_identity
 
 from nbchat.core import sync
 from nbchat.core.sync import (
