@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nbchat.core.msglog import MessageLog, normalize_identity
 
 from nbchat.core import sync
+from nbchat.core.msglog import MessageLog, normalize_identity
 from nbchat.core.sync import (
     Added,
     Confirmed,
