@@ -444,7 +444,10 @@ class ChatPeer:
         """Tick the room sync at its deadlines (waiting answers, repair rounds)."""
         sync = self._sync
         assert sync is not None
-        while True:
+        # Not `while True`: on Python 3.11, cancelling a task inside asyncio.wait_for at the
+        # moment its inner wait completes (leave() closes links, and _carry wakes us) is
+        # swallowed, and leave() then waited on this task for ever.
+        while not self._closed:
             self._sync_wake.clear()
             wait = max(0.0, (sync.next_deadline() - self._now()) / 1000)
             with contextlib.suppress(asyncio.TimeoutError):
