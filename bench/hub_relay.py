@@ -73,15 +73,22 @@ import aiohttp
 TOKEN = "hub-relay-bench-" + secrets.token_hex(8)
 JTOKEN = "hub-relay-jupyter-" + secrets.token_hex(8)
 ROOM = "bench relay"
-SDP = ("v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
-       "a=group:BUNDLE 0\r\na=extmap-allow-mixed\r\na=msid-semantic: WMS\r\n"
-       "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n")
+SDP = (
+    "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+    "a=group:BUNDLE 0\r\na=extmap-allow-mixed\r\na=msid-semantic: WMS\r\n"
+    "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n"
+)
 SDP = (SDP * 8)[:1000]  # ~1 KB, about what a data-channel offer is
 # Lift the per-socket rate limit and per-user caps (every bench client is one user, and
 # a round trip loop sends far more than a person), and nobody sends HEARTBEATs.
-LIMITS = ["concurrent_limit=100000", "max_connections_per_user=100000",
-          "max_rooms_per_user=100000", "rate_limit=1000000", "rate_burst=1000000",
-          "alive_timeout=3600"]
+LIMITS = [
+    "concurrent_limit=100000",
+    "max_connections_per_user=100000",
+    "max_rooms_per_user=100000",
+    "rate_limit=1000000",
+    "rate_burst=1000000",
+    "alive_timeout=3600",
+]
 CHILDREN: list[subprocess.Popen[bytes]] = []
 
 
@@ -102,6 +109,7 @@ def machine_busy(seconds: float) -> float:
         with open("/proc/stat") as f:
             v = [int(x) for x in f.readline().split()[1:9]]
         return sum(v), v[3] + v[4]
+
     t0, i0 = sample()
     time.sleep(seconds)
     t1, i1 = sample()
@@ -138,19 +146,23 @@ def stop_children() -> None:
 def spawn(args: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         # Its own process group: stop_children() ends it and anything it started.
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True
+        )
     CHILDREN.append(proc)
     return proc
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], headers: dict[str, str],
-              log: Path, timeout: float = 60) -> Any:
+def wait_http(
+    url: str, proc: subprocess.Popen[bytes], headers: dict[str, str], log: Path, timeout: float = 60
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited early ({proc.returncode}):\n"
-                               f"{log.read_text(errors='replace')[-3000:]}")
+            raise RuntimeError(
+                f"server exited early ({proc.returncode}):\n"
+                f"{log.read_text(errors='replace')[-3000:]}"
+            )
         try:
             return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5)
         except urllib.error.HTTPError as e:
@@ -161,13 +173,17 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], headers: dict[str, str],
 
 
 def clean_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("JUPYTERHUB_", "NBCHAT_"))}
-    env.update({
-        "HOME": str(home), "JUPYTER_CONFIG_DIR": str(home / "config"),
-        "JUPYTER_DATA_DIR": str(home / "data"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-        "IPYTHONDIR": str(home / "ipython"), "JUPYTER_PLATFORM_DIRS": "1",
-    })
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "NBCHAT_"))}
+    env.update(
+        {
+            "HOME": str(home),
+            "JUPYTER_CONFIG_DIR": str(home / "config"),
+            "JUPYTER_DATA_DIR": str(home / "data"),
+            "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+            "IPYTHONDIR": str(home / "ipython"),
+            "JUPYTER_PLATFORM_DIRS": "1",
+        }
+    )
     return env
 
 
@@ -190,8 +206,9 @@ def cookie_of(resp: Any, prefix: str) -> str:
     raise RuntimeError(f"no {prefix}… cookie in the login response")
 
 
-def start_servers(core: str | None, tmp: Path, which: list[str],
-                  stock_auth: bool) -> dict[str, Target]:
+def start_servers(
+    core: str | None, tmp: Path, which: list[str], stock_auth: bool
+) -> dict[str, Target]:
     pin = ["taskset", "-c", core] if core is not None else []
     py = sys.executable
     home = tmp / "home"
@@ -201,11 +218,30 @@ def start_servers(core: str | None, tmp: Path, which: list[str],
 
     sport = free_port()
     slog = tmp / "service.log"
-    entry = ["-m", "nbchat.signaling"] if stock_auth else [str(Path(__file__).resolve()),
-                                                           "--serve-service"]
-    service = spawn([*pin, py, *entry, "--port", str(sport), "--token", TOKEN,
-                     "--base-url", "/", "--log-level", "WARN",
-                     *[f"--SignalingApp.{x}" for x in LIMITS]], env, slog, home)
+    entry = (
+        ["-m", "nbchat.signaling"]
+        if stock_auth
+        else [str(Path(__file__).resolve()), "--serve-service"]
+    )
+    service = spawn(
+        [
+            *pin,
+            py,
+            *entry,
+            "--port",
+            str(sport),
+            "--token",
+            TOKEN,
+            "--base-url",
+            "/",
+            "--log-level",
+            "WARN",
+            *[f"--SignalingApp.{x}" for x in LIMITS],
+        ],
+        env,
+        slog,
+        home,
+    )
     sbase = f"http://127.0.0.1:{sport}/"
     auth = {"Authorization": f"token {TOKEN}"}
     resp = wait_http(sbase + "nbchat/session?room=login", service, auth, slog)
@@ -218,23 +254,42 @@ def start_servers(core: str | None, tmp: Path, which: list[str],
     def jupyter(name: str, extra: list[str]) -> Target:
         port = free_port()
         log = tmp / f"{name}.log"
-        entry = ([str(Path(__file__).resolve()), "--serve-jupyter-nodelay"]
-                 if name == "relay-nodelay" else ["-m", "jupyter_server"])
-        proc = spawn([*pin, py, *entry, "--no-browser", "--allow-root",
-                      f"--port={port}", "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0",
-                      f"--IdentityProvider.token={JTOKEN}", f"--ServerApp.root_dir={home / 'work'}",
-                      *extra], env, log, home)
+        entry = (
+            [str(Path(__file__).resolve()), "--serve-jupyter-nodelay"]
+            if name == "relay-nodelay"
+            else ["-m", "jupyter_server"]
+        )
+        proc = spawn(
+            [
+                *pin,
+                py,
+                *entry,
+                "--no-browser",
+                "--allow-root",
+                f"--port={port}",
+                "--ServerApp.ip=127.0.0.1",
+                "--ServerApp.port_retries=0",
+                f"--IdentityProvider.token={JTOKEN}",
+                f"--ServerApp.root_dir={home / 'work'}",
+                *extra,
+            ],
+            env,
+            log,
+            home,
+        )
         base = f"http://127.0.0.1:{port}/"
-        r = wait_http(base + "nbchat/session?room=login", proc,
-                      {"Authorization": f"token {JTOKEN}"}, log)
+        r = wait_http(
+            base + "nbchat/session?room=login", proc, {"Authorization": f"token {JTOKEN}"}, log
+        )
         # Jupyter makes a new anonymous user for every token request: log in once and send
         # the login cookie afterwards, like a browser (and like bench/run.py).
         return Target(name, base, {name: proc.pid}, {"Cookie": cookie_of(r, "username-")})
 
     for name in ("relay", "relay-nodelay"):
         if name in which:
-            t = jupyter(name, [f"--NbChatApp.service_url={sbase}",
-                               f"--NbChatApp.service_token={TOKEN}"])
+            t = jupyter(
+                name, [f"--NbChatApp.service_url={sbase}", f"--NbChatApp.service_token={TOKEN}"]
+            )
             t.pids = {"relay": t.pids[name], "service": service.pid}
             targets[name] = t
     if "jupyter" in which:
@@ -256,8 +311,7 @@ class Peer:
         """(session, id, socket until OPEN) in seconds."""
         t, h = self.target, self.target.headers
         t0 = time.perf_counter()
-        async with self.http.get(t.base + "nbchat/session", params={"room": ROOM},
-                                 headers=h) as r:
+        async with self.http.get(t.base + "nbchat/session", params={"room": ROOM}, headers=h) as r:
             if r.status != 200:
                 raise RuntimeError(f"{t.name} session: {r.status} {await r.text()}")
             key = (await r.json(content_type=None))["key"]
@@ -270,7 +324,10 @@ class Peer:
         self.ws = await self.http.ws_connect(
             t.ws_base + "nbchat/peerjs",
             params={"key": key, "id": self.id, "token": secrets.token_hex(8)},
-            headers=h, autoping=True, max_msg_size=0)
+            headers=h,
+            autoping=True,
+            max_msg_size=0,
+        )
         msg = json.loads(await self.ws.receive_str())
         t3 = time.perf_counter()
         if msg.get("type") != "OPEN":
@@ -297,18 +354,41 @@ async def answerer(b: Peer) -> None:
     while True:
         offer = await b.recv()
         p = offer["payload"]
-        await b.ws.send_str(json.dumps({"type": "ANSWER", "dst": offer["src"], "payload": {
-            "sdp": {"type": "answer", "sdp": SDP}, "type": "data",
-            "connectionId": p["connectionId"], "seq": p["seq"]}}))
+        await b.ws.send_str(
+            json.dumps(
+                {
+                    "type": "ANSWER",
+                    "dst": offer["src"],
+                    "payload": {
+                        "sdp": {"type": "answer", "sdp": SDP},
+                        "type": "data",
+                        "connectionId": p["connectionId"],
+                        "seq": p["seq"],
+                    },
+                }
+            )
+        )
 
 
 async def round_trips(a: Peer, b: Peer, n: int, seq0: int) -> list[float]:
     assert a.ws is not None
     out = []
     for i in range(seq0, seq0 + n):
-        frame = json.dumps({"type": "OFFER", "dst": b.id, "payload": {
-            "sdp": {"type": "offer", "sdp": SDP}, "type": "data", "connectionId": "dc_bench",
-            "label": "chat", "reliable": True, "serialization": "json", "seq": i}})
+        frame = json.dumps(
+            {
+                "type": "OFFER",
+                "dst": b.id,
+                "payload": {
+                    "sdp": {"type": "offer", "sdp": SDP},
+                    "type": "data",
+                    "connectionId": "dc_bench",
+                    "label": "chat",
+                    "reliable": True,
+                    "serialization": "json",
+                    "seq": i,
+                },
+            }
+        )
         t0 = time.perf_counter()
         await a.ws.send_str(frame)
         answer = await a.recv()
@@ -318,17 +398,21 @@ async def round_trips(a: Peer, b: Peer, n: int, seq0: int) -> list[float]:
     return out
 
 
-async def measure(targets: dict[str, Target], joins: int, rtts: int, block: int,
-                  warmup: int) -> dict[str, Any]:
+async def measure(
+    targets: dict[str, Target], joins: int, rtts: int, block: int, warmup: int
+) -> dict[str, Any]:
     names = list(targets)
-    res: dict[str, Any] = {n: {"session": [], "id": [], "ws": [], "join": [], "rtt": [],
-                               "cpu": {}, "frames": 0} for n in names}
-    http = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(),
-                                 timeout=aiohttp.ClientTimeout(total=30))
+    res: dict[str, Any] = {
+        n: {"session": [], "id": [], "ws": [], "join": [], "rtt": [], "cpu": {}, "frames": 0}
+        for n in names
+    }
+    http = aiohttp.ClientSession(
+        cookie_jar=aiohttp.DummyCookieJar(), timeout=aiohttp.ClientTimeout(total=30)
+    )
     try:
         # Joins: interleaved, alternating order; the first `warmup` of each not counted.
         for i in range(warmup + joins):
-            for n in (names if i % 2 == 0 else names[::-1]):
+            for n in names if i % 2 == 0 else names[::-1]:
                 p = Peer(targets[n], http)
                 s, d, w = await p.join()
                 await p.close()
@@ -349,7 +433,7 @@ async def measure(targets: dict[str, Target], joins: int, rtts: int, block: int,
         await asyncio.sleep(0.5)
         seq = 10**6
         for k in range((rtts + block - 1) // block):
-            for n in (names if k % 2 == 0 else names[::-1]):
+            for n in names if k % 2 == 0 else names[::-1]:
                 a, b, _ = pairs[n]
                 pids = targets[n].pids
                 c0 = {role: cpu_s(pid) for role, pid in pids.items()}
@@ -409,19 +493,24 @@ def table(summaries: list[dict[str, dict[str, float]]], names: list[str]) -> str
             metrics += [m for m in s[n] if m not in metrics]
     total = "CPU per frame, all servers (µs)"
     metrics = [m for m in metrics if m != total] + [total]
-    head = {"direct": "direct (service)", "relay": "relay (Jupyter → service)",
-            "relay-nodelay": "relay + TCP_NODELAY (patched)", "jupyter": "plain Jupyter"}
+    head = {
+        "direct": "direct (service)",
+        "relay": "relay (Jupyter → service)",
+        "relay-nodelay": "relay + TCP_NODELAY (patched)",
+        "jupyter": "plain Jupyter",
+    }
     cols = [head[n] for n in names]
     ratios = [f"{n}/direct" for n in names if n != "direct"] if "direct" in names else []
-    rows = ["| metric | " + " | ".join(cols + ratios) + " |",
-            "|---|" + "---:|" * (len(cols) + len(ratios))]
+    rows = [
+        "| metric | " + " | ".join(cols + ratios) + " |",
+        "|---|" + "---:|" * (len(cols) + len(ratios)),
+    ]
     for m in metrics:
         vals = {}
         for n in names:
             xs = [s[n][m] for s in summaries if m in s[n]]
             vals[n] = statistics.median(xs) if xs else None
-        cells = ["—" if vals[n] is None else f"{vals[n]:.{1 if 'µs' in m else 2}f}"
-                 for n in names]
+        cells = ["—" if vals[n] is None else f"{vals[n]:.{1 if 'µs' in m else 2}f}" for n in names]
         for n in names:
             if n == "direct" or "direct" not in names:
                 continue
@@ -436,22 +525,37 @@ def main() -> None:
     ap.add_argument("--joins", type=int, default=50, help="joins per target (after warm-up)")
     ap.add_argument("--rtts", type=int, default=1000, help="round trips per target")
     ap.add_argument("--block", type=int, default=100, help="round trips per interleaved block")
-    ap.add_argument("--warmup", type=int, default=5,
-                    help="uncounted joins per target (and 10x as many round trips)")
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=5,
+        help="uncounted joins per target (and 10x as many round trips)",
+    )
     ap.add_argument("--repeat", type=int, default=3, help="runs, each with fresh servers")
-    ap.add_argument("--targets", nargs="+", default=["direct", "relay", "jupyter"],
-                    choices=["direct", "relay", "relay-nodelay", "jupyter"],
-                    help="relay-nodelay: the relay with TCP_NODELAY on the browser socket "
-                    "(patched in this script, an experiment)")
+    ap.add_argument(
+        "--targets",
+        nargs="+",
+        default=["direct", "relay", "jupyter"],
+        choices=["direct", "relay", "relay-nodelay", "jupyter"],
+        help="relay-nodelay: the relay with TCP_NODELAY on the browser socket "
+        "(patched in this script, an experiment)",
+    )
     ap.add_argument("--server-core", default="0", help="'' = no pinning")
     ap.add_argument("--client-core", default="1", help="'' = no pinning")
-    ap.add_argument("--quiet-busy", type=float, default=0.25,
-                    help="before each run, wait until all cores are at most this busy")
+    ap.add_argument(
+        "--quiet-busy",
+        type=float,
+        default=0.25,
+        help="before each run, wait until all cores are at most this busy",
+    )
     ap.add_argument("--quiet-timeout", type=float, default=60.0)
     ap.add_argument("--json", type=Path, help="also write the raw per-run summaries here")
-    ap.add_argument("--one-user-per-token", action="store_true",
-                    help="map the service's token to one user, as a hub does (needed "
-                    "before the relay kept the service's cookie, commit 5c374ca)")
+    ap.add_argument(
+        "--one-user-per-token",
+        action="store_true",
+        help="map the service's token to one user, as a hub does (needed "
+        "before the relay kept the service's cookie, commit 5c374ca)",
+    )
     args = ap.parse_args()
     if args.client_core:
         os.sched_setaffinity(0, {int(args.client_core)})
@@ -462,8 +566,9 @@ def main() -> None:
         busy = wait_for_quiet(args.quiet_busy, args.quiet_timeout)
         tmp = Path(tempfile.mkdtemp(prefix="nbchat-hub-relay-"))
         try:
-            targets = start_servers(args.server_core or None, tmp, args.targets,
-                                    not args.one_user_per_token)
+            targets = start_servers(
+                args.server_core or None, tmp, args.targets, not args.one_user_per_token
+            )
             time.sleep(1.0)  # let the servers finish starting up
             run = asyncio.run(measure(targets, args.joins, args.rtts, args.block, args.warmup))
         except BaseException:
@@ -476,13 +581,16 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
         s = summarize(run)
         summaries.append(s)
-        brief = "; ".join(f"{n}: join {v['join p50 (ms)']:.2f} ms, rtt "
-                          f"{v['round trip A→B→A p50 (ms)']:.3f}/"
-                          f"{v['round trip A→B→A p99 (ms)']:.3f} ms, "
-                          f"{v['CPU per frame, all servers (µs)']:.0f} µs/frame"
-                          for n, v in s.items())
-        print(f"[rep {rep + 1}, machine {busy:.0%} busy before] {brief}",
-              file=sys.stderr, flush=True)
+        brief = "; ".join(
+            f"{n}: join {v['join p50 (ms)']:.2f} ms, rtt "
+            f"{v['round trip A→B→A p50 (ms)']:.3f}/"
+            f"{v['round trip A→B→A p99 (ms)']:.3f} ms, "
+            f"{v['CPU per frame, all servers (µs)']:.0f} µs/frame"
+            for n, v in s.items()
+        )
+        print(
+            f"[rep {rep + 1}, machine {busy:.0%} busy before] {brief}", file=sys.stderr, flush=True
+        )
     if args.json:
         args.json.write_text(json.dumps(summaries, indent=1))
     print(table(summaries, args.targets))
@@ -503,7 +611,8 @@ def serve_service(argv: list[str]) -> None:
                 scheme, _, presented = self.request.headers.get("Authorization", "").partition(" ")
                 expected = self.settings["nbchat_token"]
                 if scheme.lower() == "token" and secrets.compare_digest(
-                        presented.strip().encode(), expected.encode()):
+                    presented.strip().encode(), expected.encode()
+                ):
                     name = "guest-" + hashlib.sha256(expected.encode()).hexdigest()[:12]
                     self._identity = standalone.anonymous_identity(name)
             return super().get_current_user()

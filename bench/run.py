@@ -40,8 +40,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], headers: dict[str, str],
-              timeout: float = 60) -> urllib.response.addinfourl:  # type: ignore[name-defined]
+def wait_http(
+    url: str, proc: subprocess.Popen[bytes], headers: dict[str, str], timeout: float = 60
+) -> urllib.response.addinfourl:  # type: ignore[name-defined]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -57,10 +58,25 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], headers: dict[str, str],
 def peer_server(core: str) -> Iterator[tuple[int, str, dict[str, str]]]:
     port = free_port()
     proc = subprocess.Popen(
-        ["taskset", "-c", core, "node", str(PEER_BIN), "--port", str(port),
-         "--host", "127.0.0.1", "--path", "/x", "--concurrent_limit", "100000",
-         "--alive_timeout", str(ALIVE_S * 1000)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "taskset",
+            "-c",
+            core,
+            "node",
+            str(PEER_BIN),
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--path",
+            "/x",
+            "--concurrent_limit",
+            "100000",
+            "--alive_timeout",
+            str(ALIVE_S * 1000),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/x/", proc, {})
@@ -75,27 +91,54 @@ def nbchat_server(core: str, log_dir: Path) -> Iterator[tuple[int, str, dict[str
     port = free_port()
     home = Path(tempfile.mkdtemp(prefix="nbchat-bench-"))
     env = dict(os.environ)
-    env.update({
-        "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_DATA_DIR": str(home / "data"),
-        "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "IPYTHONDIR": str(home / "ipython"),
-        "JUPYTER_PLATFORM_DIRS": "1",
-    })
+    env.update(
+        {
+            "JUPYTER_CONFIG_DIR": str(home / "config"),
+            "JUPYTER_DATA_DIR": str(home / "data"),
+            "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+            "IPYTHONDIR": str(home / "ipython"),
+            "JUPYTER_PLATFORM_DIRS": "1",
+        }
+    )
     log = open(log_dir / f"jupyter-{port}.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        ["taskset", "-c", core, sys.executable, "-m", "jupyter_server", "--no-browser",
-         "--allow-root", f"--port={port}", f"--IdentityProvider.token={TOKEN}",
-         "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={home}",
-         "--NbChatApp.concurrent_limit=100000", "--NbChatApp.max_connections_per_user=100000",
-         "--NbChatApp.max_rooms_per_user=100000", "--NbChatApp.rate_limit=1000000",
-         "--NbChatApp.rate_burst=1000000", f"--NbChatApp.alive_timeout={ALIVE_S}"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=home,
+        [
+            "taskset",
+            "-c",
+            core,
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            "--no-browser",
+            "--allow-root",
+            f"--port={port}",
+            f"--IdentityProvider.token={TOKEN}",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.root_dir={home}",
+            "--NbChatApp.concurrent_limit=100000",
+            "--NbChatApp.max_connections_per_user=100000",
+            "--NbChatApp.max_rooms_per_user=100000",
+            "--NbChatApp.rate_limit=1000000",
+            "--NbChatApp.rate_burst=1000000",
+            f"--NbChatApp.alive_timeout={ALIVE_S}",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=home,
     )
     try:
-        resp = wait_http(f"http://127.0.0.1:{port}/nbchat/session?room=bench", proc,
-                         {"Authorization": f"token {TOKEN}"})
+        resp = wait_http(
+            f"http://127.0.0.1:{port}/nbchat/session?room=bench",
+            proc,
+            {"Authorization": f"token {TOKEN}"},
+        )
         # All bench sockets share this one login cookie, hence one Jupyter user.
-        cookies = [v.split(";", 1)[0] for k, v in resp.headers.items()
-                   if k.lower() == "set-cookie" and v.startswith("username-")]
+        cookies = [
+            v.split(";", 1)[0]
+            for k, v in resp.headers.items()
+            if k.lower() == "set-cookie" and v.startswith("username-")
+        ]
         if not cookies:
             raise RuntimeError("no login cookie in the session response")
         yield proc.pid, f"ws://127.0.0.1:{port}/nbchat/peerjs?key=bench", {"Cookie": cookies[0]}
@@ -112,10 +155,12 @@ def nbchat_server(core: str, log_dir: Path) -> Iterator[tuple[int, str, dict[str
 
 def machine_busy(seconds: float) -> float:
     """Busy fraction of all cores over ``seconds``."""
+
     def sample() -> tuple[int, int]:
         with open("/proc/stat") as f:
             v = [int(x) for x in f.readline().split()[1:9]]
         return sum(v), v[3] + v[4]
+
     t0, i0 = sample()
     time.sleep(seconds)
     t1, i1 = sample()
@@ -132,12 +177,20 @@ def wait_for_quiet(max_busy: float, timeout: float) -> float:
         print(f"  machine {busy:.0%} busy, waiting for quiet", file=sys.stderr, flush=True)
 
 
-def run_load(pid: int, url: str, headers: dict[str, str], clients: int,
-             phases: list[dict[str, float]], core: str) -> list[dict[str, float]]:
+def run_load(
+    pid: int,
+    url: str,
+    headers: dict[str, str],
+    clients: int,
+    phases: list[dict[str, float]],
+    core: str,
+) -> list[dict[str, float]]:
     cfg = {"url": url, "headers": headers, "clients": clients, "pid": pid, "phases": phases}
     out = subprocess.run(
         ["taskset", "-c", core, "node", str(LOADGEN), json.dumps(cfg)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if out.returncode:
         raise RuntimeError(f"loadgen failed ({out.returncode}):\n{out.stderr[-3000:]}")
@@ -152,8 +205,12 @@ SERVERS = {"peer": "PeerServer", "nbchat": "nbchat"}
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--clients", type=int, nargs="+", default=[1000, 5000])
-    ap.add_argument("--rates", nargs="+", default=["2000", "max"],
-                    help="offered OFFER frames/s per phase; 'max' = closed loop")
+    ap.add_argument(
+        "--rates",
+        nargs="+",
+        default=["2000", "max"],
+        help="offered OFFER frames/s per phase; 'max' = closed loop",
+    )
     ap.add_argument("--window", type=int, default=1000, help="in-flight frames for 'max'")
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds at 1000 msg/s, not reported")
@@ -162,15 +219,21 @@ def main() -> None:
     ap.add_argument("--server-core", default="0")
     ap.add_argument("--loadgen-core", default="1")
     ap.add_argument("--json", type=Path, help="also write raw results here")
-    ap.add_argument("--quiet-busy", type=float, default=0.15,
-                    help="before each server run, wait until all cores are at most this busy")
+    ap.add_argument(
+        "--quiet-busy",
+        type=float,
+        default=0.15,
+        help="before each server run, wait until all cores are at most this busy",
+    )
     ap.add_argument("--quiet-timeout", type=float, default=120.0)
     args = ap.parse_args()
     if not PEER_BIN.exists():
         sys.exit("run `npm install --prefix bench` first")
 
-    phases = [{"rate": 0 if r == "max" else float(r), "duration": args.duration,
-               "window": args.window} for r in args.rates]
+    phases = [
+        {"rate": 0 if r == "max" else float(r), "duration": args.duration, "window": args.window}
+        for r in args.rates
+    ]
     phases.insert(0, {"rate": 1000.0, "duration": args.warmup, "warmup": True})
     log_dir = Path(tempfile.mkdtemp(prefix="nbchat-bench-logs-"))
     # results[(server, clients)] = list of runs; a run = (connected, [phase, ...])
@@ -180,8 +243,11 @@ def main() -> None:
         for clients in args.clients:
             for name in order:
                 wait_for_quiet(args.quiet_busy, args.quiet_timeout)
-                ctx = peer_server(args.server_core) if name == "peer" else nbchat_server(
-                    args.server_core, log_dir)
+                ctx = (
+                    peer_server(args.server_core)
+                    if name == "peer"
+                    else nbchat_server(args.server_core, log_dir)
+                )
                 with ctx as (pid, url, headers):
                     events = run_load(pid, url, headers, clients, phases, args.loadgen_core)
                 connected = events[0]
@@ -190,13 +256,20 @@ def main() -> None:
                 summary = ", ".join(
                     f"{p['msgs_per_s']:.0f}/s p99 {p['p99_ms']:.2f}ms "
                     f"{p['cpu_us_per_relay']:.1f}us lost {p['lost']} "
-                    f"(others used {p['other_cpu_s']:.1f} CPU s)" for p in ph)
+                    f"(others used {p['other_cpu_s']:.1f} CPU s)"
+                    for p in ph
+                )
                 rss = (connected["rss_connected_kib"] - connected["rss_before_kib"]) / clients
-                print(f"[rep {rep + 1}] {SERVERS[name]:10s} C={clients}: "
-                      f"{rss:.1f} KiB/client; {summary}", file=sys.stderr, flush=True)
+                print(
+                    f"[rep {rep + 1}] {SERVERS[name]:10s} C={clients}: "
+                    f"{rss:.1f} KiB/client; {summary}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     if args.json:
-        args.json.write_text(json.dumps(
-            {f"{k[0]}:{k[1]}": v for k, v in results.items()}, indent=1))
+        args.json.write_text(
+            json.dumps({f"{k[0]}:{k[1]}": v for k, v in results.items()}, indent=1)
+        )
     print(table(results, args))
 
 
@@ -220,21 +293,42 @@ def table(results: dict, args: argparse.Namespace) -> str:
         rows.append(f"| {c:,} | {load} | {metric} | {a:{fmt}} | {b:{fmt}} | {ratio:.2f} |")
 
     for c in args.clients:
-        row(c, "idle", "RSS per connected client (KiB)", ",.1f",
-            lambda r, c=c: (r[0]["rss_connected_kib"] - r[0]["rss_before_kib"]) / c)
+        row(
+            c,
+            "idle",
+            "RSS per connected client (KiB)",
+            ",.1f",
+            lambda r, c=c: (r[0]["rss_connected_kib"] - r[0]["rss_before_kib"]) / c,
+        )
         row(c, "idle", "server CPU to connect all (s)", ".2f", lambda r: r[0]["connect_cpu_s"])
         for i, rate in enumerate(args.rates):
             load = f"{rate} msg/s offered" if rate != "max" else f"max ({args.window} in flight)"
             row(c, load, "relayed msgs/s", ",.0f", lambda r, i=i: r[1][i]["msgs_per_s"])
             row(c, load, "p50 latency (ms)", ".2f", lambda r, i=i: r[1][i]["p50_ms"])
             row(c, load, "p99 latency (ms)", ".2f", lambda r, i=i: r[1][i]["p99_ms"])
-            row(c, load, "lost (sum over runs)", ",.0f",
-                lambda r, i=i: r[1][i]["lost"] + r[1][i]["errors"] + r[1][i]["wrong_dst"], sum)
+            row(
+                c,
+                load,
+                "lost (sum over runs)",
+                ",.0f",
+                lambda r, i=i: r[1][i]["lost"] + r[1][i]["errors"] + r[1][i]["wrong_dst"],
+                sum,
+            )
             row(c, load, "server CPU (s)", ".2f", lambda r, i=i: r[1][i]["cpu_s"])
-            row(c, load, "server CPU per relay (µs)", ".1f",
-                lambda r, i=i: r[1][i]["cpu_us_per_relay"])
-            row(c, load, "CPU s used by other jobs (noise)", ".1f",
-                lambda r, i=i: r[1][i]["other_cpu_s"])
+            row(
+                c,
+                load,
+                "server CPU per relay (µs)",
+                ".1f",
+                lambda r, i=i: r[1][i]["cpu_us_per_relay"],
+            )
+            row(
+                c,
+                load,
+                "CPU s used by other jobs (noise)",
+                ".1f",
+                lambda r, i=i: r[1][i]["other_cpu_s"],
+            )
     return "\n".join(rows)
 
 

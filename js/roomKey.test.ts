@@ -6,7 +6,7 @@ const hex = (bytes: Uint8Array): string => [...bytes].map((b) => b.toString(16).
 const fromHex = (text: string) => new Uint8Array(text.match(/../g)!.map((h) => parseInt(h, 16)));
 const b64 = (text: string) => new Uint8Array([...atob(text)].map((c) => c.charCodeAt(0)));
 
-describe("room key (golden fixture shared with tests/test_sealed.py)", () => {
+describe("room key (golden fixture shared with tests/core/test_sealed.py)", () => {
   for (const c of fixture.kdf) {
     it(`derives the fixture key: ${c.name}`, async () => {
       expect(c.iterations).toBe(KDF_ITERATIONS);

@@ -52,11 +52,14 @@ def tornado_settings() -> dict[str, Any]:
 
 
 @pytest.fixture
-def jp_server_config(nbchat_config: dict[str, Any],
-                     tornado_settings: dict[str, Any]) -> dict[str, Any]:
+def jp_server_config(
+    nbchat_config: dict[str, Any], tornado_settings: dict[str, Any]
+) -> dict[str, Any]:
     return {
-        "ServerApp": {"jpserver_extensions": {"nbchat": True},
-                      "tornado_settings": tornado_settings},
+        "ServerApp": {
+            "jpserver_extensions": {"nbchat": True},
+            "tornado_settings": tornado_settings,
+        },
         "NbChatApp": nbchat_config,
     }
 
@@ -128,8 +131,9 @@ class User:
         request = HTTPRequest(url, headers={**self.headers, **(headers or {})})
         return Ws(await websocket_connect(request))
 
-    async def signal(self, key: str, peer_id: str | None = None, token: str = "tok",
-                     expect_open: bool = True) -> tuple[Ws, str]:
+    async def signal(
+        self, key: str, peer_id: str | None = None, token: str = "tok", expect_open: bool = True
+    ) -> tuple[Ws, str]:
         peer_id = peer_id or await self.new_id(key)
         ws = await self.ws("nbchat/peerjs", key=key, id=peer_id, token=token)
         if expect_open:
@@ -164,7 +168,8 @@ def login(jp_serverapp: Any, jp_fetch: Any, server_base: str) -> Callable[[], Aw
         )
         r = await AsyncHTTPClient().fetch(request)
         cookies = [
-            c.split(";", 1)[0] for c in r.headers.get_list("Set-Cookie")
+            c.split(";", 1)[0]
+            for c in r.headers.get_list("Set-Cookie")
             if c.startswith("username-")
         ]
         assert cookies, r.headers

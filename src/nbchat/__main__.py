@@ -111,12 +111,13 @@ async def _print_presence(peer: ChatPeer, err: TextIO) -> None:
 
 
 async def join(
-    server: str, room: str, token: str | None, relay: bool = False,
+    server: str,
+    room: str,
+    token: str | None,
+    relay: bool = False,
     passphrase: str | None = None,
 ) -> int:
-    async with ChatPeer(
-        server, room, token=token, relay_only=relay, passphrase=passphrase
-    ) as peer:
+    async with ChatPeer(server, room, token=token, relay_only=relay, passphrase=passphrase) as peer:
         others = [u for u in peer.users if u["peer_id"] != peer.id]
         names = ", ".join(u["user"]["display_name"] or u["user"]["username"] for u in others)
         print(
@@ -158,9 +159,7 @@ async def say(
     relay: bool = False,
     passphrase: str | None = None,
 ) -> int:
-    async with ChatPeer(
-        server, room, token=token, relay_only=relay, passphrase=passphrase
-    ) as peer:
+    async with ChatPeer(server, room, token=token, relay_only=relay, passphrase=passphrase) as peer:
         try:
             message = await peer.send(text)
         except ValueError as error:
@@ -202,8 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "join":
             return asyncio.run(join(args.server, args.room, args.token, args.relay, passphrase))
         return asyncio.run(
-            say(args.server, args.room, args.text, args.token, args.timeout, args.relay,
-                passphrase)
+            say(args.server, args.room, args.text, args.token, args.timeout, args.relay, passphrase)
         )
     except NbChatError as error:
         print(f"nbchat: error: {error}", file=sys.stderr)

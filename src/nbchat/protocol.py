@@ -96,8 +96,10 @@ def identity_from_user(user: Any) -> Identity:
         username=str(getattr(user, "username", "") or ""),
         name=str(getattr(user, "name", "") or getattr(user, "username", "") or ""),
         display_name=str(
-            getattr(user, "display_name", "") or getattr(user, "name", "")
-            or getattr(user, "username", "") or ""
+            getattr(user, "display_name", "")
+            or getattr(user, "name", "")
+            or getattr(user, "username", "")
+            or ""
         ),
         initials=getattr(user, "initials", None),
         color=getattr(user, "color", None),
@@ -111,7 +113,8 @@ def error_frame(msg: str) -> dict[str, Any]:
 
 OPEN_FRAME: dict[str, Any] = {"type": FrameType.OPEN.value}
 ID_TAKEN_FRAME: dict[str, Any] = {
-    "type": FrameType.ID_TAKEN.value, "payload": {"msg": Errors.ID_TAKEN}
+    "type": FrameType.ID_TAKEN.value,
+    "payload": {"msg": Errors.ID_TAKEN},
 }
 
 

@@ -68,9 +68,10 @@ def tracked_user(new_user) -> Page:  # noqa: ANN001 - the new_user fixture
 
 def live_links(page: Page) -> list[int]:
     """Indexes of the page's RTCPeerConnections that are connected now."""
-    return list(page.evaluate(
+    script = (
         "() => window.__nbchatPcs.flatMap((pc, i) => pc.connectionState === 'connected' ? [i] : [])"
-    ))
+    )
+    return list(page.evaluate(script))
 
 
 def wait_for_new_link(page: Page, old: list[int], timeout: float = WAIT) -> None:
@@ -121,9 +122,7 @@ def texts(page: Page) -> list[str]:
 
 
 def user_names(page: Page) -> list[str]:
-    return sorted(
-        n.strip() for n in users(page).locator(".nbchat-user-name").all_inner_texts()
-    )
+    return sorted(n.strip() for n in users(page).locator(".nbchat-user-name").all_inner_texts())
 
 
 def dismiss_server_error_dialogs(page: Page) -> None:
@@ -161,8 +160,11 @@ def test_server_restart_mid_chat(fault_lab: Lab, new_user, bg: BackgroundLoop) -
         # The pages notice: still chatting peer to peer, but the server is unreachable.
         for page in (a, b):
             expect(status(page)).to_contain_text("server unreachable", timeout=WAIT)
-        outage = ["during the outage from A", "during the outage from B",
-                  "during the outage from python"]
+        outage = [
+            "during the outage from A",
+            "during the outage from B",
+            "during the outage from python",
+        ]
         say(a, outage[0])
         say(b, outage[1])
         bg.run(peer.send(outage[2]))
@@ -178,8 +180,10 @@ def test_server_restart_mid_chat(fault_lab: Lab, new_user, bg: BackgroundLoop) -
             expect(status(page)).to_have_text(connected_to(2), timeout=WAIT)
             expect(users(page)).to_have_count(3, timeout=WAIT)
         bg.run(until(lambda: len(peer.peers) == 2 and len(peer.users) == 3, 45), timeout=50)
-        print(f"server down {started - stopped:.1f}s; "
-              f"everyone back {time.monotonic() - started:.1f}s after it was")
+        print(
+            f"server down {started - stopped:.1f}s; "
+            f"everyone back {time.monotonic() - started:.1f}s after it was"
+        )
         assert user_names(a) == names and user_names(b) == names
         # The links that carried the outage's messages were kept, not torn down and redialed
         # because the first roster after the restart listed only who was back so far.
@@ -210,7 +214,9 @@ def join_subprocess(lab: Lab, room: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "nbchat", "join", room],
         env={**os.environ, "NBCHAT_SERVER": lab.url, "JUPYTER_TOKEN": lab.token},
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -239,8 +245,15 @@ def test_vanished_peers_leave_every_users_list_and_nobody_stalls(
         # Nobody's chat stalls while the server has not noticed yet.
         say(a, "still talking while two peers vanish")
         expect(messages(b)).to_contain_text("still talking while two peers", timeout=5_000)
-        bg.run(until(lambda: "still talking while two peers vanish"
-                     in [m["text"] for m in witness.history], 5), timeout=10)
+        bg.run(
+            until(
+                lambda: (
+                    "still talking while two peers vanish" in [m["text"] for m in witness.history]
+                ),
+                5,
+            ),
+            timeout=10,
+        )
         within = ALIVE_TIMEOUT * 1000 + 2_000  # eviction runs on the server's tick
         for page in (a, b):
             expect(users(page)).to_have_count(3, timeout=within)
@@ -289,8 +302,7 @@ def test_reload_comes_back_as_the_same_user_without_a_ghost(
         expect(messages(a)).to_contain_text("python before the reload", timeout=WAIT)
         expect(messages(b)).to_contain_text("A before the reload", timeout=WAIT)
         before = texts(b)
-        old_id = next(u["peer_id"] for u in witness.users
-                      if u["user"]["display_name"] == name_a)
+        old_id = next(u["peer_id"] for u in witness.users if u["user"]["display_name"] == name_a)
 
         a.reload()
         # While A is away the others talk on; A must get it on its return.
@@ -314,14 +326,16 @@ def test_reload_comes_back_as_the_same_user_without_a_ghost(
 
         say(a, "A after the reload")
         expect(messages(b)).to_contain_text("A after the reload", timeout=WAIT)
-        bg.run(until(lambda: "A after the reload" in [m["text"] for m in witness.history], 20),
-               timeout=30)
+        bg.run(
+            until(lambda: "A after the reload" in [m["text"] for m in witness.history], 20),
+            timeout=30,
+        )
         expect(messages(a)).to_contain_text("A after the reload", timeout=WAIT)
         # Nothing lost, nothing twice, one order everywhere (the two sent during the reload
         # may order either way: their clocks can tie).
         order = texts(b)
         assert order[: len(before)] == before
-        assert sorted(order[len(before):]) == sorted(
+        assert sorted(order[len(before) :]) == sorted(
             ["B while A reloads", "python while A reloads", "A after the reload"]
         )
         assert texts(a) == order
@@ -332,11 +346,13 @@ def test_reload_comes_back_as_the_same_user_without_a_ghost(
 
 def cut_links(page: Page) -> int:
     """Close every connected RTCPeerConnection of the page underneath peerjs and the chat."""
-    return int(page.evaluate("""() => {
+    return int(
+        page.evaluate("""() => {
         const live = window.__nbchatPcs.filter((pc) => pc.connectionState === 'connected');
         for (const pc of live) pc.close();
         return live.length;
-    }"""))
+    }""")
+    )
 
 
 def test_a_cut_link_between_two_browsers_is_redialed_and_the_gap_filled(
@@ -368,8 +384,14 @@ def test_a_cut_link_between_two_browsers_is_redialed_and_the_gap_filled(
     expect(messages(a)).to_contain_text("after the redial", timeout=WAIT)
     order = texts(a)
     assert texts(b) == order
-    assert sorted(order) == sorted(["before the cut", "A while the link is down",
-                                    "B while the link is down", "after the redial"])
+    assert sorted(order) == sorted(
+        [
+            "before the cut",
+            "A while the link is down",
+            "B while the link is down",
+            "after the redial",
+        ]
+    )
 
 
 def blackhole(connection: Any) -> None:
@@ -426,8 +448,14 @@ def test_a_link_to_a_python_peer_cut_or_gone_silent_is_redialed_and_the_gap_fill
         order = texts(a)
         bg.run(until(lambda: len(peer.history) == len(order), 20), timeout=30)
         assert [m["text"] for m in peer.history] == order
-        assert sorted(order) == sorted(["A after the cut", "python after the cut",
-                                        "A into the silence", "python into the silence"])
+        assert sorted(order) == sorted(
+            [
+                "A after the cut",
+                "python after the cut",
+                "A into the silence",
+                "python into the silence",
+            ]
+        )
     finally:
         bg.run(peer.leave())
 

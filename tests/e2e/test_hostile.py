@@ -144,7 +144,11 @@ def leave(bg: BackgroundLoop, *peers: ChatPeer) -> None:
 def watch(page: Page) -> dict[str, list[str]]:
     """Record dialogs, page errors and every request; abort any that would leave loopback."""
     seen: dict[str, list[str]] = {
-        "dialogs": [], "errors": [], "remote": [], "console": [], "requests": []
+        "dialogs": [],
+        "errors": [],
+        "remote": [],
+        "console": [],
+        "requests": [],
     }
 
     def route(r: Any) -> None:
@@ -234,7 +238,8 @@ def test_xss_corpus_stays_inert_text_in_the_receivers_page(lab: Lab, new_user, b
                 assert "noopener" in link["rel"].split(), (payload, link)
         kept = by_marker[f"xss{len(XSS_CORPUS) - 2:02d}"]["links"]
         assert [link["href"] for link in kept] == [
-            "https://example.org/docs", "mailto:someone@example.org"
+            "https://example.org/docs",
+            "mailto:someone@example.org",
         ]
         # An image is never loaded: a link says what it was, even with no description.
         [bare] = [r for r in rows.values() if r["text"].strip() == "[image: no description]"]
@@ -271,20 +276,74 @@ def test_forged_authors_and_ids_never_show_as_someone_else(lab: Lab, new_user, b
             conn = await connection_to(mallory, browser)
             claim = {"author": victim.id, "user": victim.user, "time": 1}
             # (a) a direct message claiming to be the victim's
-            conn.send({"type": "message", "message": {
-                **claim, "id": f"{victim.id}:7", "seq": 7, "clock": 50, "text": "claimed author"}})
+            conn.send(
+                {
+                    "type": "message",
+                    "message": {
+                        **claim,
+                        "id": f"{victim.id}:7",
+                        "seq": 7,
+                        "clock": 50,
+                        "text": "claimed author",
+                    },
+                }
+            )
             # (b) a history relay overwriting the victim's first message...
-            conn.send({"type": "history", "messages": [{
-                **claim, "id": f"{victim.id}:1", "seq": 1, "clock": 1, "text": "overwritten"}]})
+            conn.send(
+                {
+                    "type": "history",
+                    "messages": [
+                        {
+                            **claim,
+                            "id": f"{victim.id}:1",
+                            "seq": 1,
+                            "clock": 1,
+                            "text": "overwritten",
+                        }
+                    ],
+                }
+            )
             # ...and pre-empting the victim's next, not-yet-used seq
-            conn.send({"type": "history", "messages": [{
-                **claim, "id": f"{victim.id}:2", "seq": 2, "clock": 60, "text": "pre-empted"}]})
+            conn.send(
+                {
+                    "type": "history",
+                    "messages": [
+                        {
+                            **claim,
+                            "id": f"{victim.id}:2",
+                            "seq": 2,
+                            "clock": 60,
+                            "text": "pre-empted",
+                        }
+                    ],
+                }
+            )
             # (c) a clock at the top of the safe range, to leave nobody a valid next clock
-            conn.send({"type": "message", "message": {
-                "seq": 2, "clock": 2**53 - 1, "time": 1, "text": "clock poison", "user": {}}})
+            conn.send(
+                {
+                    "type": "message",
+                    "message": {
+                        "seq": 2,
+                        "clock": 2**53 - 1,
+                        "time": 1,
+                        "text": "clock poison",
+                        "user": {},
+                    },
+                }
+            )
             # The channel is ordered: once this shows, every forgery above was handled.
-            conn.send({"type": "message", "message": {
-                "seq": 1, "clock": 70, "time": 2, "text": "mallory marker", "user": victim.user}})
+            conn.send(
+                {
+                    "type": "message",
+                    "message": {
+                        "seq": 1,
+                        "clock": 70,
+                        "time": 2,
+                        "text": "mallory marker",
+                        "user": victim.user,
+                    },
+                }
+            )
 
         bg.run(forge())
         expect(article(page, mallory_name, "mallory marker")).to_have_count(1, timeout=SLOW)
@@ -371,8 +430,9 @@ def test_a_flooding_peer_is_throttled_and_the_chat_stays_usable(lab: Lab, new_us
         # The reader is told who floods (not only the console), and the notice goes once
         # the flood has stopped for a while.
         notice = page.get_by_role("status", name="Chat notice")
-        expect(notice).to_contain_text(re.compile(
-            re.escape(flooder_name) + r" is sending too fast: \d+ messages dropped\."))
+        expect(notice).to_contain_text(
+            re.compile(re.escape(flooder_name) + r" is sending too fast: \d+ messages dropped\.")
+        )
         expect(notice).not_to_contain_text(friend_name)
         # Responsive: the user can still type and send, and the friend receives it.
         say(page, "browser still talks")
@@ -466,10 +526,30 @@ def test_malformed_frames_never_break_the_receiving_widget(lab: Lab, new_user, b
                 b'"text":"odd \\ud800 \\u202eRTL\\u202c e\\u0301 \\ud83d\\ude00 \\u0000 end"}}'
             )
             # Over the room's max_message_bytes (65,536): chunked, reassembled, then dropped.
-            conn.send({"type": "message", "message": {
-                "seq": 4, "clock": 4, "time": 2, "text": "oversized " + "x" * 70_000, "user": {}}})
-            conn.send({"type": "message", "message": {
-                "seq": 5, "clock": 5, "time": 2, "text": "after the junk", "user": {}}})
+            conn.send(
+                {
+                    "type": "message",
+                    "message": {
+                        "seq": 4,
+                        "clock": 4,
+                        "time": 2,
+                        "text": "oversized " + "x" * 70_000,
+                        "user": {},
+                    },
+                }
+            )
+            conn.send(
+                {
+                    "type": "message",
+                    "message": {
+                        "seq": 5,
+                        "clock": 5,
+                        "time": 2,
+                        "text": "after the junk",
+                        "user": {},
+                    },
+                }
+            )
 
         bg.run(junk())
         expect(article(page, name, "after the junk")).to_have_count(1, timeout=SLOW)

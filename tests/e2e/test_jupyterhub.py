@@ -30,8 +30,9 @@ ROOM = "data-team/standup"  # reserved to the group data-team (alice and bob)
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterHub]:
-    server = JupyterHub(tmp_path_factory.mktemp("jupyterhub"), USERS,
-                        {"data-team": ["alice", "bob"]})
+    server = JupyterHub(
+        tmp_path_factory.mktemp("jupyterhub"), USERS, {"data-team": ["alice", "bob"]}
+    )
     for user in USERS:
         server.put_notebook(user, "standup.ipynb", "%load_ext nbchat", f"chat = %chat {ROOM}")
         server.put_notebook(user, "alone.ipynb", "%load_ext nbchat", "chat = %chat hub-e2e")
@@ -83,8 +84,9 @@ def test_two_users_on_their_own_servers_chat_across_the_hub(
     say(bob, "on my way")
     expect(messages(alice)).to_contain_text("on my way", timeout=SLOW)
     # The author shown is the hub user the service bound to the sender.
-    expect(messages(bob).locator(".nbchat-message").filter(has_text="stand-up in 5")
-           ).to_contain_text("alice")
+    expect(
+        messages(bob).locator(".nbchat-message").filter(has_text="stand-up in 5")
+    ).to_contain_text("alice")
     screenshot(bob, "screenshot-hub.png")
 
     # A script with bob's hub API token joins the same room through the service.
@@ -112,7 +114,8 @@ def test_two_users_on_their_own_servers_chat_across_the_hub(
     expect(messages(bob)).to_contain_text("while the service restarts", timeout=SLOW)
     bg.run(until(lambda: hub.service_pid() not in (None, pid), 60), timeout=70)
     expect(alice.get_by_role("status", name="Chat status")).to_have_text(
-        re.compile(r"^Connected to 2 peers$"), timeout=SLOW)
+        re.compile(r"^Connected to 2 peers$"), timeout=SLOW
+    )
     expect(users(bob)).to_have_count(2, timeout=SLOW)  # alice, and bob (browser + script)
     say(bob, "after the restart")
     expect(messages(alice)).to_contain_text("after the restart", timeout=SLOW)
@@ -126,5 +129,6 @@ def test_a_user_outside_the_group_is_refused_with_a_readable_error(
     page = new_user()
     open_on_hub(page, hub, "carol", "standup.ipynb")
     expect(page.get_by_role("status", name="Chat status")).to_contain_text(
-        "reserved to members of the JupyterHub group(s) data-team", timeout=SLOW)
+        "reserved to members of the JupyterHub group(s) data-team", timeout=SLOW
+    )
     expect(users(page)).to_have_count(0)

@@ -44,7 +44,8 @@ def test_same_passphrase_chats_and_a_wrong_one_is_told_and_kept_out(lab: Lab, ne
     # Ann types the passphrase into the kernel's prompt (%chat --passphrase); it is never in
     # the notebook. Bob passes it in code; Cat has another one.
     ann_nb = put_notebook(
-        lab, "notebooks/sealed-ann.ipynb",
+        lab,
+        "notebooks/sealed-ann.ipynb",
         code_notebook("%load_ext nbchat", f"chat = %chat {room} --passphrase"),
     )
     ann = new_user()

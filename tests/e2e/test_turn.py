@@ -34,8 +34,10 @@ def turn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Turn]:
 def turn_lab(tmp_path_factory: pytest.TempPathFactory, turn: Turn) -> Iterator[Lab]:
     """A Lab whose session configs hand out the loopback coturn; the secret comes from
     the environment, as a deployment should pass it."""
-    server = make_lab(tmp_path_factory.mktemp("turn-lab"),
-                      {"alive_timeout": 8.0, "turn_urls": turn.urls, "turn_ttl": 600.0})
+    server = make_lab(
+        tmp_path_factory.mktemp("turn-lab"),
+        {"alive_timeout": 8.0, "turn_urls": turn.urls, "turn_ttl": 600.0},
+    )
     server.env["NBCHAT_TURN_SECRET"] = turn.secret
     server.start()
     yield server
@@ -75,8 +77,11 @@ def test_two_browsers_chat_through_the_relay_only(turn_lab: Lab, turn: Turn, new
         expect(messages(page)).to_contain_text("relayed hello", timeout=SLOW)
         expect(messages(page)).to_contain_text("relayed answer", timeout=SLOW)
         assert wait_relayed(page) == [["relay", "relay"]]
-        chat_configs = [c["config"] for c in recorded_configs(page)
-                        if c["config"] and c["config"].get("iceServers")]
+        chat_configs = [
+            c["config"]
+            for c in recorded_configs(page)
+            if c["config"] and c["config"].get("iceServers")
+        ]
         # The probe and the chat connection: relay-only, our coturn, per-user credentials.
         assert chat_configs and all(c["iceTransportPolicy"] == "relay" for c in chat_configs)
         for config in chat_configs:
@@ -130,10 +135,14 @@ def tamper_turn(page: Page, change: Any) -> None:
 @pytest.mark.parametrize(
     ("change", "words"),
     [
-        (lambda s: s.update(credential="d3JvbmcgY3JlZGVudGlhbA=="),
-         "the TURN relay refused our credentials"),
-        (lambda s: s.update(urls=[f"turn:127.0.0.1:{free_port()}?transport=udp"]),
-         "cannot reach the TURN relay"),
+        (
+            lambda s: s.update(credential="d3JvbmcgY3JlZGVudGlhbA=="),
+            "the TURN relay refused our credentials",
+        ),
+        (
+            lambda s: s.update(urls=[f"turn:127.0.0.1:{free_port()}?transport=udp"]),
+            "cannot reach the TURN relay",
+        ),
     ],
     ids=["wrong-credentials", "unreachable"],
 )

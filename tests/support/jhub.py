@@ -27,8 +27,9 @@ PROXY = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
 def deploy_snippet(service_port: int) -> str:
     """The ``jupyterhub_config.py`` lines of docs/deploy.md, with the test's port."""
     text = (REPO / "docs" / "deploy.md").read_text()
-    match = re.search(r"<!-- hub-config -->\s*```python\n(.*?)```\s*<!-- /hub-config -->",
-                      text, re.S)
+    match = re.search(
+        r"<!-- hub-config -->\s*```python\n(.*?)```\s*<!-- /hub-config -->", text, re.S
+    )
     assert match, "docs/deploy.md lost its hub-config block"
     return match.group(1).replace("127.0.0.1:8765", f"127.0.0.1:{service_port}")
 
@@ -66,18 +67,18 @@ c.JupyterHub.ip = "127.0.0.1"
 c.JupyterHub.port = {self.port}
 c.JupyterHub.hub_ip = "127.0.0.1"
 c.JupyterHub.hub_port = {free_port()}
-c.JupyterHub.db_url = "sqlite:///{self.root / 'hub.sqlite'}"
-c.JupyterHub.cookie_secret_file = "{self.root / 'cookie_secret'}"
-c.JupyterHub.pid_file = "{self.root / 'hub.pid'}"
+c.JupyterHub.db_url = "sqlite:///{self.root / "hub.sqlite"}"
+c.JupyterHub.cookie_secret_file = "{self.root / "cookie_secret"}"
+c.JupyterHub.pid_file = "{self.root / "hub.pid"}"
 c.ConfigurableHTTPProxy.command = ["{PROXY}"]
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{free_port()}"
-c.ConfigurableHTTPProxy.pid_file = "{self.root / 'proxy.pid'}"
+c.ConfigurableHTTPProxy.pid_file = "{self.root / "proxy.pid"}"
 c.JupyterHub.authenticator_class = "dummy"
 c.Authenticator.allowed_users = {set(self.users)!r}
 c.JupyterHub.load_groups = {{g: {{"users": u}} for g, u in {self.groups!r}.items()}}
 c.JupyterHub.spawner_class = "simple"
-c.SimpleLocalProcessSpawner.home_dir_template = "{self.root / 'home'}/{{username}}"
-c.Spawner.cmd = ["{VENV_BIN / 'jupyterhub-singleuser'}"]
+c.SimpleLocalProcessSpawner.home_dir_template = "{self.root / "home"}/{{username}}"
+c.Spawner.cmd = ["{VENV_BIN / "jupyterhub-singleuser"}"]
 c.Spawner.args = ["--allow-root", "--LabApp.expose_app_in_browser=True",
                   "--ServerApp.log_level=INFO"]
 c.Spawner.default_url = "/lab"
@@ -92,11 +93,16 @@ c.JupyterHub.load_roles = []
 """
         # The service is started by the hub from the venv (the test's `nbchat-signaling`).
         snippet = deploy_snippet(self.service_port).replace(
-            '"nbchat-signaling"', f'"{VENV_BIN / "nbchat-signaling"}"')
-        return test_part + "\n# ---- docs/deploy.md ----\n" + snippet + f"""
+            '"nbchat-signaling"', f'"{VENV_BIN / "nbchat-signaling"}"'
+        )
+        return (
+            test_part
+            + "\n# ---- docs/deploy.md ----\n"
+            + snippet
+            + f"""
 # ---- lab settings per user home ----
 for _user in {self.users!r}:
-    _home = "{self.root / 'home'}/" + _user
+    _home = "{self.root / "home"}/" + _user
     _s = _home + "/.jupyter/lab/user-settings/@jupyterlab/apputils-extension"
     os.makedirs(_s, exist_ok=True)
     open(_s + "/notification.jupyterlab-settings", "w").write({lab_settings!r})
@@ -104,6 +110,7 @@ for _user in {self.users!r}:
     os.makedirs(_t, exist_ok=True)
     open(_t + "/tracker.jupyterlab-settings", "w").write({tracker!r})
 """
+        )
 
     def put_notebook(self, user: str, name: str, *sources: str) -> str:
         home = self.home(user)
@@ -114,19 +121,27 @@ for _user in {self.users!r}:
     def start(self, timeout: float = 60.0) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "jupyterhub_config.py").write_text(self.config())
-        env = {**os.environ, "PYTHONUNBUFFERED": "1",
-               "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [str(VENV_BIN / "jupyterhub"), "-f", str(self.root / "jupyterhub_config.py")],
-            cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            cwd=self.root,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"jupyterhub exited early:\n{self.log()[-5000:]}")
             if self.health(self.url + "hub/health") and self.health(
-                    f"http://127.0.0.1:{self.service_port}/services/nbchat/health"):
+                f"http://127.0.0.1:{self.service_port}/services/nbchat/health"
+            ):
                 return
             time.sleep(0.2)  # polling a starting process; no event to wait on
         raise TimeoutError(f"jupyterhub not ready in {timeout}s:\n{self.log()[-5000:]}")
@@ -142,14 +157,25 @@ for _user in {self.users!r}:
     def api_token(self, user: str) -> str:
         """A hub API token for ``user`` (as a user makes one on the hub's token page)."""
         out = subprocess.run(
-            [str(VENV_BIN / "jupyterhub"), "token", user, "-f",
-             str(self.root / "jupyterhub_config.py")],
-            cwd=self.root, capture_output=True, text=True, timeout=60, check=True)
+            [
+                str(VENV_BIN / "jupyterhub"),
+                "token",
+                user,
+                "-f",
+                str(self.root / "jupyterhub_config.py"),
+            ],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         return out.stdout.strip().splitlines()[-1]
 
     def service_pid(self) -> int | None:
-        out = subprocess.run(["pgrep", "-f", f"{VENV_BIN / 'nbchat-signaling'}"],
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            ["pgrep", "-f", f"{VENV_BIN / 'nbchat-signaling'}"], capture_output=True, text=True
+        )
         pids = [int(p) for p in out.stdout.split()]
         return pids[0] if pids else None
 

@@ -80,8 +80,14 @@ class Lab:
             json.dumps({"autoStartDefaultKernel": True})
         )
         args = [
-            sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-            f"--port={self.port}", "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0",
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--allow-root",
+            f"--port={self.port}",
+            "--ServerApp.ip=127.0.0.1",
+            "--ServerApp.port_retries=0",
             "--ServerApp.identity_provider_class=tests.support.identity.UniqueAnonymousNames",
             f"--IdentityProvider.token={self.token}",
             f"--ServerApp.base_url={self.base_url}",
@@ -99,8 +105,9 @@ class Lab:
             else:
                 args.append(f"--NbChatApp.{k}={json.dumps(v)}")
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         status = f"{self.url}api/status?token={self.token}"
         while time.monotonic() < deadline:
@@ -131,8 +138,9 @@ def stop_process(proc: subprocess.Popen[bytes], grace: float) -> None:
         proc.wait(5)
 
 
-def make_lab(tmp: Path, nbchat_config: dict[str, Any] | None = None,
-             base_url: str = "/nbchat test/") -> Lab:
+def make_lab(
+    tmp: Path, nbchat_config: dict[str, Any] | None = None, base_url: str = "/nbchat test/"
+) -> Lab:
     """Prepare (not start) a Lab whose root holds a copy of the repo's notebooks."""
     work = tmp / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -141,6 +149,11 @@ def make_lab(tmp: Path, nbchat_config: dict[str, Any] | None = None,
         shutil.copytree(src, work / "notebooks", dirs_exist_ok=True)
     from urllib.parse import quote
 
-    return Lab(root=tmp, port=free_port(), token=secrets.token_hex(16),
-               base_url=quote(base_url), log_path=tmp / "lab.log",
-               nbchat_config=nbchat_config or {})
+    return Lab(
+        root=tmp,
+        port=free_port(),
+        token=secrets.token_hex(16),
+        base_url=quote(base_url),
+        log_path=tmp / "lab.log",
+        nbchat_config=nbchat_config or {},
+    )

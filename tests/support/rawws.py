@@ -12,8 +12,9 @@ from urllib.parse import urlsplit
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 
-def frame(opcode: int, payload: bytes | str, *, fin: bool = True, mask: bool = True,
-          rsv: int = 0) -> bytes:
+def frame(
+    opcode: int, payload: bytes | str, *, fin: bool = True, mask: bool = True, rsv: int = 0
+) -> bytes:
     data = payload.encode() if isinstance(payload, str) else payload
     head = bytes([(0x80 if fin else 0) | rsv << 4 | opcode])
     n = len(data)
@@ -35,8 +36,9 @@ class RawWs:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def connect(cls, url: str, cookie: str, after_handshake: bytes = b"",
-                      rcvbuf: int | None = None) -> RawWs:
+    async def connect(
+        cls, url: str, cookie: str, after_handshake: bytes = b"", rcvbuf: int | None = None
+    ) -> RawWs:
         """Upgrade ``url`` (http://host:port/path?query); ``after_handshake`` is written in
         the same packet as the request, so the server reads it together with it."""
         parts = urlsplit(url)

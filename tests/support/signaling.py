@@ -35,16 +35,26 @@ class Service:
         return self.log_path.read_text(errors="replace")
 
 
-def start_service(tmp: Path, *args: str, base: str = "/chat/", env: dict[str, str] | None = None,
-                  wait: bool = True) -> Service:
+def start_service(
+    tmp: Path,
+    *args: str,
+    base: str = "/chat/",
+    env: dict[str, str] | None = None,
+    wait: bool = True,
+) -> Service:
     port = free_port()
     log_path = tmp / f"signaling-{port}.log"
-    environment = {k: v for k, v in os.environ.items()
-                   if not k.startswith(("JUPYTERHUB_", "NBCHAT_"))}
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "NBCHAT_"))
+    }
     environment.update(env or {})
     proc = subprocess.Popen(
         [sys.executable, "-m", "nbchat.signaling", f"--port={port}", f"--base-url={base}", *args],
-        stdout=log_path.open("wb"), stderr=subprocess.STDOUT, env=environment, cwd=tmp)
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=environment,
+        cwd=tmp,
+    )
     service = Service(proc, port, base, log_path)
     deadline = time.monotonic() + 20
     while wait and time.monotonic() < deadline:
@@ -58,8 +68,9 @@ def start_service(tmp: Path, *args: str, base: str = "/chat/", env: dict[str, st
     return service
 
 
-def get(url: str, token: str | None = None, cookie: str | None = None
-        ) -> tuple[int, str, dict[str, str]]:
+def get(
+    url: str, token: str | None = None, cookie: str | None = None
+) -> tuple[int, str, dict[str, str]]:
     request = urllib.request.Request(url)
     if token:
         request.add_header("Authorization", f"token {token}")

@@ -69,16 +69,27 @@ def running_turn(tmp: Path, secret: str | None = None, timeout: float = 10.0) ->
     low = random.randrange(42000, 60000, 200)
     log_path = tmp / f"turn-{port}.log"
     args = [
-        binary, "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1",
-        f"--listening-port={port}", f"--min-port={low}", f"--max-port={low + 199}",
-        "--realm=nbchat.test", "--use-auth-secret", f"--static-auth-secret={secret}",
-        "--no-tls", "--no-dtls", "--no-cli", "--log-file=stdout", "--simple-log",
-        "--allow-loopback-peers", f"--pidfile={tmp / f'turn-{port}.pid'}",
+        binary,
+        "-n",
+        "--listening-ip=127.0.0.1",
+        "--relay-ip=127.0.0.1",
+        f"--listening-port={port}",
+        f"--min-port={low}",
+        f"--max-port={low + 199}",
+        "--realm=nbchat.test",
+        "--use-auth-secret",
+        f"--static-auth-secret={secret}",
+        "--no-tls",
+        "--no-dtls",
+        "--no-cli",
+        "--log-file=stdout",
+        "--simple-log",
+        "--allow-loopback-peers",
+        f"--pidfile={tmp / f'turn-{port}.pid'}",
         f"--db={tmp / f'turn-{port}.sqlite'}",
     ]
     with log_path.open("ab") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_listening(port, proc, log_path, timeout)
         yield Turn(port=port, secret=secret, log_path=log_path, proc=proc)

@@ -35,8 +35,12 @@ class CommType(str, Enum):
 
 def claim(peer_id: str, replaces: str, present: list[str]) -> dict[str, Any]:
     """A browser in the room offers to own the widget (replacing ``replaces``, if gone)."""
-    return {"type": CommType.CLAIM.value, "peer_id": peer_id, "replaces": replaces,
-            "present": present}
+    return {
+        "type": CommType.CLAIM.value,
+        "peer_id": peer_id,
+        "replaces": replaces,
+        "present": present,
+    }
 
 
 def messages_patch(start: int, messages: list[dict[str, Any]], done: bool) -> dict[str, Any]:

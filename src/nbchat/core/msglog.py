@@ -139,9 +139,8 @@ def _validated(raw: object, author: str, user: Identity | None) -> Message:
 
 def _same(a: Message, b: Message) -> bool:
     """Whether two copies of one id say the same thing (an honest relay does)."""
-    return (
-        (a["clock"], a["time"], a["text"]) == (b["clock"], b["time"], b["text"])
-        and all(a["user"].get(k) == b["user"].get(k) for k in _IDENTITY_KEYS)
+    return (a["clock"], a["time"], a["text"]) == (b["clock"], b["time"], b["text"]) and all(
+        a["user"].get(k) == b["user"].get(k) for k in _IDENTITY_KEYS
     )
 
 

@@ -128,8 +128,9 @@ def check_consent_often(
                 else:
                     missed = 0
             if missed >= failures:
-                log.info("nbchat: ICE consent lost (%d checks unanswered); closing the link",
-                         missed)
+                log.info(
+                    "nbchat: ICE consent lost (%d checks unanswered); closing the link", missed
+                )
                 connection._query_consent_task = None
                 await connection.close()
                 return

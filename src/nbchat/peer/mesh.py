@@ -87,7 +87,11 @@ class Mesh:
 
     def dial(self, other: str) -> None:
         connection = DataConnection(
-            other, self._relay, self._rtc_config, self._on_frame, limits=self._limits(),
+            other,
+            self._relay,
+            self._rtc_config,
+            self._on_frame,
+            limits=self._limits(),
             max_message_bytes=self.max_message_bytes,
         )
         self._register(connection)

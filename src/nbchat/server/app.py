@@ -65,10 +65,15 @@ class NbChatApp(SignalingSettings, ExtensionApp):
 
     def initialize_handlers(self) -> None:
         if self.service_url:
-            self.log.info("nbchat: relaying signaling to the shared service at %s",
-                          self.service_url)
-            upstream = Upstream(self.service_url, self.service_token,
-                                os.environ.get("JUPYTERHUB_USER", ""), self.max_frame_bytes)
+            self.log.info(
+                "nbchat: relaying signaling to the shared service at %s", self.service_url
+            )
+            upstream = Upstream(
+                self.service_url,
+                self.service_token,
+                os.environ.get("JUPYTERHUB_USER", ""),
+                self.max_frame_bytes,
+            )
             self.handlers.extend(make_relay_handlers(upstream))
         else:
             self.handlers.extend(make_handlers(self.service))

@@ -125,8 +125,8 @@ class StatsMixin(NbChatRequest):
     monitoring and the soak benchmark; no ids or names."""
 
     def get(self) -> None:
-        self.finish(json.dumps(  # type: ignore[attr-defined]
-            {**self.service.stats(), "tasks": len(asyncio.all_tasks())}))
+        stats = {**self.service.stats(), "tasks": len(asyncio.all_tasks())}
+        self.finish(json.dumps(stats))  # type: ignore[attr-defined]
 
 
 class SignalingConn(WsConn):
@@ -244,8 +244,14 @@ class SignalingMixin(SocketMixin):
 
     def start(self, transport: Any) -> None:
         get = self.get_query_argument  # type: ignore[attr-defined]
-        self.service.signaling_open(transport, get("key", None), get("id", None),
-                                    get("token", None), self.identity, self.groups)
+        self.service.signaling_open(
+            transport,
+            get("key", None),
+            get("id", None),
+            get("token", None),
+            self.identity,
+            self.groups,
+        )
 
     def on_message(self, message: str | bytes) -> None:
         self.service.signaling_message(self, message)
@@ -263,8 +269,11 @@ class PresenceMixin(SocketMixin):
 
     def start(self, transport: Any) -> None:
         self.service.presence_open(
-            transport, self.get_query_argument("key", None),  # type: ignore[attr-defined]
-            self.identity, self.groups)
+            transport,
+            self.get_query_argument("key", None),  # type: ignore[attr-defined]
+            self.identity,
+            self.groups,
+        )
 
     def on_message(self, message: str | bytes) -> None:
         return  # presence is server → client only; anything sent is ignored

@@ -73,8 +73,10 @@ class IceSettings(HasTraits):
             self._warned = True
             log = getattr(self, "log", None)
             if log is not None:
-                log.warning("nbchat: turn_urls is set but turn_secret is not: no TURN server "
-                            "is handed out (set NbChatApp.turn_secret or NBCHAT_TURN_SECRET)")
+                log.warning(
+                    "nbchat: turn_urls is set but turn_secret is not: no TURN server "
+                    "is handed out (set NbChatApp.turn_secret or NBCHAT_TURN_SECRET)"
+                )
         if self.turn_urls and self.turn_secret:
             servers.append(
                 turn_ice_server(self.turn_urls, self.turn_secret, user, now, self.turn_ttl)

@@ -215,8 +215,16 @@ class Realm:
 
         if room is None:
             room = self.rooms[key] = Room(key)
-        client = Client(key, peer_id, token, user, transport, now,
-                        allowance=self.limits.rate_burst, allowance_at=now)
+        client = Client(
+            key,
+            peer_id,
+            token,
+            user,
+            transport,
+            now,
+            allowance=self.limits.rate_burst,
+            allowance_at=now,
+        )
         room.clients[peer_id] = client
         self._bindings[(key, peer_id)] = _Binding(username, released_at=None)
         self.client_count += 1
@@ -275,8 +283,9 @@ class Realm:
             # than all the checks above together.
             out = client.src_prefix + text.lstrip()[1:]
         else:  # no payload, a claimed src or extra keys: rebuild the frame
-            out = _dumps_ascii({"type": kind, "src": client.peer_id, "dst": dst,
-                                "payload": frame.get("payload")})
+            out = _dumps_ascii(
+                {"type": kind, "src": client.peer_id, "dst": dst, "payload": frame.get("payload")}
+            )
         if target is not None:
             return [(target.transport, out)]
         if kind == "LEAVE" or kind == "EXPIRE":
@@ -286,8 +295,9 @@ class Realm:
         if queue is None:
             queue = room.queues[dst] = deque()
         if len(queue) >= limits.max_queued_per_peer:
-            return [(client.transport, encode(
-                {"type": "EXPIRE", "src": dst, "dst": client.peer_id}))]
+            return [
+                (client.transport, encode({"type": "EXPIRE", "src": dst, "dst": client.peer_id}))
+            ]
         queue.append(_Queued(now, client.peer_id, out))
         return []
 
@@ -316,7 +326,8 @@ class Realm:
         deliveries: list[Delivery] = []
         if room.subscribers:
             announce = encode(
-                presence_frame(FrameType.USER_DISCONNECTED, client.key, client.presence))
+                presence_frame(FrameType.USER_DISCONNECTED, client.key, client.presence)
+            )
             deliveries = [(s.transport, announce) for s in room.subscribers]
         if room.is_empty():
             del self.rooms[client.key]
@@ -375,7 +386,8 @@ class Realm:
                 del self.rooms[key]
         release_before = now - self.limits.id_reservation_timeout
         stale = [
-            k for k, b in self._bindings.items()
+            k
+            for k, b in self._bindings.items()
             if b.released_at is not None and b.released_at <= release_before
         ]
         for k in stale:

@@ -59,8 +59,10 @@ class Upstream:
                 self.cookies.setdefault(user, {})[name.strip()] = value
 
     def unreachable(self, error: object) -> str:
-        return (f"cannot reach the hub's chat service at {self.url} ({error}); "
-                "ask your hub's admin whether the nbchat service is running")
+        return (
+            f"cannot reach the hub's chat service at {self.url} ({error}); "
+            "ask your hub's admin whether the nbchat service is running"
+        )
 
 
 class _RelayMixin:
@@ -78,8 +80,10 @@ class _RelayMixin:
         through it (a guest on a shared server would appear as the owner)."""
         if self.upstream.owner and self.username != self.upstream.owner:
             raise web.HTTPError(
-                403, "the hub's chat knows people by their own server: open this notebook "
-                f"on your own server to chat (this one belongs to {self.upstream.owner})")
+                403,
+                "the hub's chat knows people by their own server: open this notebook "
+                f"on your own server to chat (this one belongs to {self.upstream.owner})",
+            )
 
 
 class HttpRelayHandler(_RelayMixin, APIHandler):
@@ -90,8 +94,12 @@ class HttpRelayHandler(_RelayMixin, APIHandler):
         self.check_owner()
         query = self.request.query
         url = self.upstream.url + "nbchat/" + path + ("?" + query if query else "")
-        request = HTTPRequest(url, headers=self.upstream.headers(self.username),
-                              request_timeout=15, follow_redirects=False)
+        request = HTTPRequest(
+            url,
+            headers=self.upstream.headers(self.username),
+            request_timeout=15,
+            follow_redirects=False,
+        )
         try:
             response = await AsyncHTTPClient().fetch(request, raise_error=False)
         except (OSError, HTTPClientError) as error:
@@ -146,17 +154,23 @@ class SocketRelayHandler(_RelayMixin, WebSocketMixin, WebSocketHandler, JupyterH
         # the browser's delayed ACK of the handshake (docs/bench-hub.md).
         self.set_nodelay(True)
         super().open(*args, **kwargs)  # keep-alive pings to the browser
-        query = urlencode([(k, v) for k, vs in self.request.query_arguments.items()
-                           for v in [x.decode("utf-8", "replace") for x in vs]])
+        query = urlencode(
+            [
+                (k, v)
+                for k, vs in self.request.query_arguments.items()
+                for v in [x.decode("utf-8", "replace") for x in vs]
+            ]
+        )
         url = self.upstream.ws_base + "nbchat/" + quote(self.path_to) + "?" + query
-        request = HTTPRequest(url, headers=self.upstream.headers(self.username),
-                              request_timeout=15)
+        request = HTTPRequest(url, headers=self.upstream.headers(self.username), request_timeout=15)
         try:
             # Frames arrive in order; tornado reads nothing from the browser until open()
             # returns, so nothing the browser sends can overtake the connection.
             self._up = await websocket_connect(
-                request, on_message_callback=self._from_service,
-                max_message_size=self.upstream.max_message_size, ping_interval=30,
+                request,
+                on_message_callback=self._from_service,
+                max_message_size=self.upstream.max_message_size,
+                ping_interval=30,
             )
         except (OSError, HTTPClientError) as error:
             self.log.warning("nbchat: %s", self.upstream.unreachable(error))
@@ -165,8 +179,10 @@ class SocketRelayHandler(_RelayMixin, WebSocketMixin, WebSocketHandler, JupyterH
     def _from_service(self, message: str | bytes | None) -> None:
         if message is None:  # the service closed (or went away): so do we
             up = self._up
-            self.close(up.close_code if up and up.close_code else 1001,
-                       (up.close_reason if up else None) or "the hub's chat service closed")
+            self.close(
+                up.close_code if up and up.close_code else 1001,
+                (up.close_reason if up else None) or "the hub's chat service closed",
+            )
             return
         if self.ws_connection is not None:
             self.write_message(message, binary=isinstance(message, bytes))

@@ -40,7 +40,8 @@ def debug_shown(log: logging.Logger | logging.LoggerAdapter[Any]) -> bool:
     and its handler to INFO, so ``isEnabledFor`` says yes and every debug call builds a
     record that is then thrown away: measurable per connect with thousands of sockets."""
     logger: logging.Logger | None = (
-        log.logger if isinstance(log, logging.LoggerAdapter) else log)  # unwrap an adapter
+        log.logger if isinstance(log, logging.LoggerAdapter) else log
+    )  # unwrap an adapter
     if logger is None or not logger.isEnabledFor(logging.DEBUG):
         return False
     while logger is not None:
@@ -113,8 +114,9 @@ class SignalingService:
         return self.settings.audience or self.default_audience
 
     # ---- HTTP ------------------------------------------------------------------------
-    def session(self, room: str, user: Identity, path: str,
-                groups: Sequence[str] | None = None) -> dict[str, Any]:
+    def session(
+        self, room: str, user: Identity, path: str, groups: Sequence[str] | None = None
+    ) -> dict[str, Any]:
         """What a browser or Python peer needs to join ``room`` (docs/protocol.md §1)."""
         key = room_key(room)
         self.check_room(key, groups)
@@ -151,12 +153,20 @@ class SignalingService:
     # A transport is a WsConn (the lean path) or the tornado handler itself; it has
     # ``send_frame(text)``, ``close(code, reason)`` and a ``client``/``subscriber`` slot.
 
-    def signaling_open(self, transport: Any, key: Any, peer_id: Any, token: Any,
-                       user: Identity, groups: Sequence[str] | None = None) -> None:
+    def signaling_open(
+        self,
+        transport: Any,
+        key: Any,
+        peer_id: Any,
+        token: Any,
+        user: Identity,
+        groups: Sequence[str] | None = None,
+    ) -> None:
         self.ensure_ticking()
         refusal = self._room_refusal(key, groups)
         outcome = refusal or self.realm.connect(
-            key, peer_id, token, user, transport, time.monotonic())
+            key, peer_id, token, user, transport, time.monotonic()
+        )
         if isinstance(outcome, Refused):
             transport.send_frame(outcome.frame)
             transport.close(1008, "refused")
@@ -167,8 +177,9 @@ class SignalingService:
             replaced.client = None
             replaced.close(1000, "replaced by a reconnect")
         if debug_shown(self.log):
-            self.log.debug("nbchat: peer %s joined room %s",
-                           outcome.client.peer_id, outcome.client.key)
+            self.log.debug(
+                "nbchat: peer %s joined room %s", outcome.client.peer_id, outcome.client.key
+            )
         deliver(outcome.deliveries)
 
     def signaling_message(self, transport: Any, message: str | bytes) -> None:
@@ -183,8 +194,9 @@ class SignalingService:
                 self.log.debug("nbchat: peer %s left room %s", client.peer_id, client.key)
             deliver(self.realm.disconnect(client, transport, time.monotonic()))
 
-    def presence_open(self, transport: Any, key: Any, user: Identity,
-                      groups: Sequence[str] | None = None) -> None:
+    def presence_open(
+        self, transport: Any, key: Any, user: Identity, groups: Sequence[str] | None = None
+    ) -> None:
         self.ensure_ticking()
         outcome = self._room_refusal(key, groups) or self.realm.subscribe(key, user, transport)
         if isinstance(outcome, Refused):
@@ -223,9 +235,7 @@ class SignalingService:
         deliveries, evict = self.realm.tick(now)
         deliver(deliveries)
         for client in evict:
-            self.log.info(
-                "nbchat: evicting silent peer %s in room %s", client.peer_id, client.key
-            )
+            self.log.info("nbchat: evicting silent peer %s in room %s", client.peer_id, client.key)
             client.transport.close(1001, "no heartbeat within alive_timeout")
             # The socket's on_close runs later; announce the departure now.
             deliver(self.realm.disconnect(client, client.transport, time.monotonic()))

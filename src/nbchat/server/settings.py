@@ -25,13 +25,15 @@ class SignalingSettings(IceSettings):
         ),
     )
     alive_timeout = Float(
-        60.0, config=True,
+        60.0,
+        config=True,
         help="Seconds without any frame (peers send HEARTBEAT every ping_interval) "
         "before a peer is evicted and announced as disconnected.",
     )
     ping_interval = Float(5.0, config=True, help="Seconds between client HEARTBEATs (advertised).")
     expire_timeout = Float(
-        5.0, config=True,
+        5.0,
+        config=True,
         help="Seconds a frame for a not-yet-connected id is queued before the sender gets EXPIRE.",
     )
     concurrent_limit = Int(5000, config=True, help="Most signaling connections at once.")
@@ -49,7 +51,8 @@ class SignalingSettings(IceSettings):
         256, config=True, help="Most frames queued for one not-yet-connected id."
     )
     id_reservation_timeout = Float(
-        600.0, config=True,
+        600.0,
+        config=True,
         help="Seconds an id stays bound to its user after it was issued or last used, "
         "so a reconnect can reclaim it and nobody else can take it.",
     )
@@ -57,7 +60,8 @@ class SignalingSettings(IceSettings):
         True, config=True, help="Serve GET nbchat/{key}/peers (ids connected in that room)."
     )
     lean_websocket = Bool(
-        True, config=True,
+        True,
+        config=True,
         help="After the auth check and the handshake, serve signaling and presence "
         "sockets on nbchat's own lean WebSocket code instead of keeping a tornado "
         "handler per socket (about 4x less CPU per relayed frame and a fraction of the "
@@ -65,7 +69,8 @@ class SignalingSettings(IceSettings):
         "WebSocket protocol.",
     )
     send_buffer_limit = Int(
-        4 * 1024 * 1024, config=True,
+        4 * 1024 * 1024,
+        config=True,
         help="Bytes that may wait to be sent to a socket that is not reading; beyond "
         "that the socket is dropped (a stuck client must not grow the server's memory).",
     )

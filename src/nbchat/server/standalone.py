@@ -59,8 +59,12 @@ def anonymous_identity(username: str) -> Identity:
     digest = hashlib.sha256(username.encode()).digest()
     name = "Guest " + username.rsplit("-", 1)[-1][:4].upper()
     return Identity(
-        username=username, name=name, display_name=name, initials="G" + name[6:7],
-        color=_COLORS[digest[0] % len(_COLORS)], avatar_url=None,
+        username=username,
+        name=name,
+        display_name=name,
+        initials="G" + name[6:7],
+        color=_COLORS[digest[0] % len(_COLORS)],
+        avatar_url=None,
     )
 
 
@@ -69,8 +73,12 @@ def hub_identity(model: dict[str, Any]) -> Identity:
     initials = "".join(part[:1] for part in name.replace("_", " ").replace("-", " ").split())
     digest = hashlib.sha256(name.encode()).digest()
     return Identity(
-        username=name, name=name, display_name=name, initials=(initials or name[:1])[:2].upper(),
-        color=_COLORS[digest[0] % len(_COLORS)], avatar_url=None,
+        username=name,
+        name=name,
+        display_name=name,
+        initials=(initials or name[:1])[:2].upper(),
+        color=_COLORS[digest[0] % len(_COLORS)],
+        avatar_url=None,
     )
 
 
@@ -96,8 +104,13 @@ class _TokenAuth(web.RequestHandler):
         ):
             if username is None:
                 username = "guest-" + secrets.token_hex(6)
-                self.set_signed_cookie(USER_COOKIE, username, httponly=True, samesite="Strict",
-                                       path=self.settings["base_url"])
+                self.set_signed_cookie(
+                    USER_COOKIE,
+                    username,
+                    httponly=True,
+                    samesite="Strict",
+                    path=self.settings["base_url"],
+                )
         elif header:
             return None  # a wrong token is a refusal, whatever the cookie says
         if username is None:
@@ -181,14 +194,18 @@ def _metrics_text(service: SignalingService) -> bytes:
             m = service.metrics()
             yield GaugeMetricFamily("nbchat_peers", "Connected signaling peers", m["clients"])
             yield GaugeMetricFamily("nbchat_rooms", "Rooms with a peer or subscriber", m["rooms"])
-            yield GaugeMetricFamily("nbchat_presence_subscribers", "Presence sockets",
-                                    m["subscribers"])
-            yield GaugeMetricFamily("nbchat_queued_frames", "Frames queued for an offline id",
-                                    m["queued"])
-            yield CounterMetricFamily("nbchat_relayed_frames", "Frames relayed between peers",
-                                      m["relayed"])
-            refused = CounterMetricFamily("nbchat_refused_frames", "Frames refused, by reason",
-                                          labels=["reason"])
+            yield GaugeMetricFamily(
+                "nbchat_presence_subscribers", "Presence sockets", m["subscribers"]
+            )
+            yield GaugeMetricFamily(
+                "nbchat_queued_frames", "Frames queued for an offline id", m["queued"]
+            )
+            yield CounterMetricFamily(
+                "nbchat_relayed_frames", "Frames relayed between peers", m["relayed"]
+            )
+            refused = CounterMetricFamily(
+                "nbchat_refused_frames", "Frames refused, by reason", labels=["reason"]
+            )
             for reason, count in sorted(m["refused"].items()):
                 refused.add_metric([reason], count)
             yield refused
@@ -222,8 +239,11 @@ def make_standalone_handlers(
         @_authenticated
         def get(self) -> None:
             self.set_header("Content-Type", "application/json")
-            self.finish(json.dumps({"service": "nbchat-signaling", "version": __version__,
-                                    "user": self.identity}))
+            self.finish(
+                json.dumps(
+                    {"service": "nbchat-signaling", "version": __version__, "user": self.identity}
+                )
+            )
 
     kwargs = {"service": service}
     routes: list[tuple[str, type, dict[str, Any]]] = [
@@ -344,16 +364,19 @@ class SignalingApp(SignalingSettings, Application):
                 self.log.critical(
                     "nbchat-signaling: refusing to listen on %s without a token: pass "
                     "--token or set NBCHAT_SIGNALING_TOKEN (or run it as a JupyterHub "
-                    "service with --hub)", self.ip)
+                    "service with --hub)",
+                    self.ip,
+                )
                 self.exit(1)
             self.token = secrets.token_urlsafe(24)
-            self.log.warning("nbchat-signaling: no token configured; generated one: %s",
-                             self.token)
+            self.log.warning("nbchat-signaling: no token configured; generated one: %s", self.token)
 
     def make_app(self) -> tuple[web.Application, SignalingService]:
         service = SignalingService(
-            self, self.log,
-            default_audience="everyone signed in to this hub" if self.hub
+            self,
+            self.log,
+            default_audience="everyone signed in to this hub"
+            if self.hub
             else "everyone with this service's token",
         )
         settings: dict[str, Any] = {
@@ -367,8 +390,7 @@ class SignalingApp(SignalingSettings, Application):
             from jupyterhub.services.auth import HubOAuth
 
             # PeerJS puts its own token in the WebSocket query: never read it as ours.
-            settings["hub_auth"] = HubOAuth(parent=self, cache_max_age=60,
-                                            allow_token_in_url=False)
+            settings["hub_auth"] = HubOAuth(parent=self, cache_max_age=60, allow_token_in_url=False)
         handlers = make_standalone_handlers(service, self.base_url, self.hub)
         return web.Application(handlers, **settings), service
 
@@ -380,15 +402,22 @@ class SignalingApp(SignalingSettings, Application):
         server = HTTPServer(app, xheaders=True)
         server.listen(self.port, self.ip)
         mode = "JupyterHub OAuth" if self.hub else "token"
-        self.log.info("nbchat-signaling %s on http://%s:%d%s (auth: %s)",
-                      __version__, self.ip, self.port, self.base_url, mode)
+        self.log.info(
+            "nbchat-signaling %s on http://%s:%d%s (auth: %s)",
+            __version__,
+            self.ip,
+            self.port,
+            self.base_url,
+            mode,
+        )
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
         await stopping.wait()
-        self.log.info("nbchat-signaling: shutting down; telling %d peer(s)",
-                      service.realm.client_count)
+        self.log.info(
+            "nbchat-signaling: shutting down; telling %d peer(s)", service.realm.client_count
+        )
         server.stop()
         # Peers hear 1001 (going away) and reconnect by themselves, elsewhere if there is one.
         service.stop("server shutting down")

@@ -124,8 +124,7 @@ class WsConn:
     any reason, including our own ``close``).
     """
 
-    __slots__ = ("_sock", "_hub", "_proto", "_wbuf", "_timer", "_done", "last_rx",
-                 "__weakref__")
+    __slots__ = ("_sock", "_hub", "_proto", "_wbuf", "_timer", "_done", "last_rx", "__weakref__")
 
     def __init__(self, hub: Hub, sock: socket.socket, unsent: bytes = b"") -> None:
         """``unsent`` (from ``adopt_stream``) goes out before anything else."""
@@ -213,8 +212,10 @@ class WsConn:
         if buf is not None:
             buf += data
             if len(buf) > self._hub.send_buffer_limit:
-                log.warning("nbchat: closing a socket that stopped reading "
-                            "(%d bytes waiting to be sent)", len(buf))
+                log.warning(
+                    "nbchat: closing a socket that stopped reading (%d bytes waiting to be sent)",
+                    len(buf),
+                )
                 self._finish()
             return
         sent = self._send(data)
@@ -288,4 +289,3 @@ class WsConn:
                 self._finish()
             else:
                 self._timer = time.monotonic() + _CLOSE_WAIT
-

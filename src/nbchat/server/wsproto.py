@@ -127,7 +127,7 @@ class WsProtocol:
             elif n == 127:
                 if end - at < 8:
                     break
-                n = int.from_bytes(buf[at:at + 8], "big")
+                n = int.from_bytes(buf[at : at + 8], "big")
                 at += 8
             control = opcode & 0x8
             if control:
@@ -142,7 +142,7 @@ class WsProtocol:
                 break
             if end - at < n + 4:
                 break  # wait for the rest of this frame
-            key, payload = buf[at:at + 4], buf[at + 4:at + 4 + n]
+            key, payload = buf[at : at + 4], buf[at + 4 : at + 4 + n]
             if type(buf) is not bytes:
                 key, payload = bytes(key), bytes(payload)
             payload = _websocket_mask(key, payload)  # type: ignore[arg-type]  # bytes now

@@ -74,12 +74,17 @@ def test_the_top_level_package_exports_exactly_its_public_surface() -> None:
     import sys
 
     assert set(nbchat.__all__) == {
-        "Chat", "__version__", "load_ipython_extension", "unload_ipython_extension",
+        "Chat",
+        "__version__",
+        "load_ipython_extension",
+        "unload_ipython_extension",
     }
     for name in nbchat.__all__:
         assert getattr(nbchat, name) is not None
     # Importing nbchat (as the server extension and the Python peer do) does not pull in
     # the kernel-side widget stack; asking for Chat does.
-    code = ("import sys, nbchat; assert 'anywidget' not in sys.modules; "
-            "nbchat.Chat; assert 'anywidget' in sys.modules")
+    code = (
+        "import sys, nbchat; assert 'anywidget' not in sys.modules; "
+        "nbchat.Chat; assert 'anywidget' in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

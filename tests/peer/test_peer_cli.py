@@ -129,8 +129,14 @@ async def test_say_with_the_room_passphrase_reaches_a_protected_peer(
     async with ChatPeer(server_base, "cli-sealed", token=token, passphrase="tea") as listener:
         inbox = Inbox(listener)
         code, out, err = await run_cli(
-            "say", "cli-sealed", "sealed from the shell", "--server", server_base,
-            "--token", token, env={"NBCHAT_PASSPHRASE": "tea"},
+            "say",
+            "cli-sealed",
+            "sealed from the shell",
+            "--server",
+            server_base,
+            "--token",
+            token,
+            env={"NBCHAT_PASSPHRASE": "tea"},
         )
         assert code == 0, err
         [got] = await inbox.wait(1)
@@ -144,8 +150,17 @@ async def test_say_with_another_passphrase_is_refused_and_says_why(
 ) -> None:
     async with ChatPeer(server_base, "cli-wrong", token=token, passphrase="tea") as listener:
         code, out, err = await run_cli(
-            "say", "cli-wrong", "let me in", "--server", server_base, "--token", token,
-            "--passphrase", "coffee", "--timeout", "3",
+            "say",
+            "cli-wrong",
+            "let me in",
+            "--server",
+            server_base,
+            "--token",
+            token,
+            "--passphrase",
+            "coffee",
+            "--timeout",
+            "3",
         )
         assert code == 1, err
         assert "failed authentication" in err and "Traceback" not in err

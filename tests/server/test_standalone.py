@@ -35,8 +35,14 @@ def test_health_needs_no_auth_and_says_nothing_more(service: Service) -> None:
 
 
 def test_every_other_endpoint_needs_the_token(service: Service) -> None:
-    for path in ("nbchat/session?room=r", "nbchat/r/id", "nbchat/r/peers", "nbchat/stats",
-                 "metrics", ""):
+    for path in (
+        "nbchat/session?room=r",
+        "nbchat/r/id",
+        "nbchat/r/peers",
+        "nbchat/stats",
+        "metrics",
+        "",
+    ):
         assert get(service.url + path)[0] == 403, path
         status, body, _ = get(service.url + path, token="wrong")
         assert status == 403 and json.loads(body)["message"] == "Authentication required"
@@ -83,8 +89,10 @@ def test_the_authorization_header_works_on_websockets_despite_the_peerjs_token(
 
 def test_python_peers_chat_through_the_standalone_service(service: Service) -> None:
     async def main() -> None:
-        async with ChatPeer(service.url, "standup", token=TOKEN) as a, \
-                ChatPeer(service.url, "standup", token=TOKEN) as b:
+        async with (
+            ChatPeer(service.url, "standup", token=TOKEN) as a,
+            ChatPeer(service.url, "standup", token=TOKEN) as b,
+        ):
             assert await a.wait_for_peers(1, timeout=20)
             inbox = Inbox(b)
             await a.send("hello from a script")
@@ -103,8 +111,10 @@ def test_metrics_are_prometheus_text_with_counts_only(service: Service) -> None:
     async def main() -> None:
         headers = {"Authorization": f"token {TOKEN}"}
         base = f"{service.ws}nbchat/peerjs?key=m&token=t"
-        async with websockets.connect(base + "&id=a1", additional_headers=headers) as a, \
-                websockets.connect(base + "&id=b1", additional_headers=headers) as b:
+        async with (
+            websockets.connect(base + "&id=a1", additional_headers=headers) as a,
+            websockets.connect(base + "&id=b1", additional_headers=headers) as b,
+        ):
             await a.recv(), await b.recv()  # OPEN
             await a.send(json.dumps({"type": "OFFER", "dst": "b1", "payload": {"sdp": "x"}}))
             assert json.loads(await b.recv())["src"] == "a1"
@@ -112,8 +122,11 @@ def test_metrics_are_prometheus_text_with_counts_only(service: Service) -> None:
             assert json.loads(await a.recv())["type"] == "ERROR"
             status, text, headers_ = get(service.url + "metrics", token=TOKEN)
         assert status == 200 and headers_["Content-Type"].startswith("text/plain")
-        metrics = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-                   for line in text.splitlines() if line and not line.startswith("#")}
+        metrics = {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line and not line.startswith("#")
+        }
         assert metrics["nbchat_peers"] == 2
         assert metrics["nbchat_rooms"] == 1
         assert metrics["nbchat_relayed_frames_total"] == 1
@@ -128,9 +141,12 @@ def test_sigterm_tells_every_peer_it_is_going_away(service: Service) -> None:
     async def main() -> None:
         headers = {"Authorization": f"token {TOKEN}"}
         url = f"{service.ws}nbchat/peerjs?key=k&id=p1&token=t"
-        async with websockets.connect(url, additional_headers=headers) as ws, \
-                websockets.connect(f"{service.ws}nbchat/presence?key=k",
-                                   additional_headers=headers) as presence:
+        async with (
+            websockets.connect(url, additional_headers=headers) as ws,
+            websockets.connect(
+                f"{service.ws}nbchat/presence?key=k", additional_headers=headers
+            ) as presence,
+        ):
             await ws.recv(), await presence.recv()
             service.proc.send_signal(signal.SIGTERM)
             for sock in (ws, presence):
@@ -161,7 +177,8 @@ def test_without_a_token_it_never_runs_open(tmp_path: Path) -> None:
 def test_settings_come_from_a_config_file_and_the_environment(tmp_path: Path) -> None:
     (tmp_path / "nbchat_signaling_config.py").write_text(
         "c.SignalingApp.max_message_bytes = 1234\n"
-        "c.SignalingApp.ice_servers = [{'urls': 'stun:stun.example.org'}]\n")
+        "c.SignalingApp.ice_servers = [{'urls': 'stun:stun.example.org'}]\n"
+    )
     s = start_service(tmp_path, env={"NBCHAT_SIGNALING_TOKEN": "from-env"})
     try:
         status, body, _ = get(s.url + "nbchat/session?room=r", token="from-env")

@@ -150,7 +150,7 @@ def test_python_and_javascript_halves_share_one_version() -> None:
 
     import nbchat
 
-    package = json.loads((Path(__file__).parents[1] / "package.json").read_text())
+    package = json.loads((Path(__file__).parents[2] / "package.json").read_text())
     assert package["version"] == nbchat.__version__
 
 

@@ -41,8 +41,10 @@ def token(jp_serverapp: Any, jp_fetch: Any) -> str:
 async def test_users_of_a_relaying_server_meet_through_the_shared_service(
     server_base: str, token: str, service: Service
 ) -> None:
-    async with ChatPeer(server_base, "shared", token=token) as a, \
-            ChatPeer(service.url, "shared", token=TOKEN) as elsewhere:
+    async with (
+        ChatPeer(server_base, "shared", token=token) as a,
+        ChatPeer(service.url, "shared", token=TOKEN) as elsewhere,
+    ):
         # The session comes from the service; the peer still talks to its own server.
         assert a.config is not None
         assert a.config.service == service.url
@@ -61,15 +63,16 @@ async def test_users_of_a_relaying_server_meet_through_the_shared_service(
 async def test_each_local_user_stays_one_person_at_the_service(
     server_base: str, token: str
 ) -> None:
-    async with ChatPeer(server_base, "people", token=token) as a, \
-            ChatPeer(server_base, "people", token=token) as b:
+    async with (
+        ChatPeer(server_base, "people", token=token) as a,
+        ChatPeer(server_base, "people", token=token) as b,
+    ):
         assert await a.wait_for_peers(1, timeout=20)
         # Two logins to the Jupyter server are two users; the relay keeps them apart at
         # the service (its cookie per local user), and each keeps one identity for its
         # session, id and sockets (else the id would be refused as taken).
         assert a.user["username"] != b.user["username"]
-        assert {u["user"]["username"] for u in a.users} == {
-            a.user["username"], b.user["username"]}
+        assert {u["user"]["username"] for u in a.users} == {a.user["username"], b.user["username"]}
 
 
 @pytest.mark.parametrize(

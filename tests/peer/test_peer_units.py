@@ -6,32 +6,12 @@ import asyncio
 from typing import Any
 
 import pytest
-from yarl import URL
+from tests.support.fakes import CONFIG, USER, FakeSession, presence_entry
 
 from nbchat.core.session import InvalidSession, SessionConfig
 from nbchat.peer import NotAnNbchatServer, PresenceEvent
 from nbchat.peer.presence import PresenceClient
 from nbchat.peer.session import ServerSession, _normalize_server_url
-
-USER = {
-    "username": "u1",
-    "name": "U One",
-    "display_name": "U One",
-    "initials": "U",
-    "color": None,
-    "avatar_url": None,
-}
-CONFIG = {
-    "room": "notebooks/a b.ipynb",
-    "key": "notebooks-a-b-ipynb-0123456789abcdef",
-    "path": "/a%40b/nbchat/",
-    "ice_servers": [],
-    "user": USER,
-    "ping_interval": 5000,
-    "alive_timeout": 60000,
-    "max_message_bytes": 65536,
-    "version": "0.1.0",
-}
 
 
 def test_session_config_parses_the_documented_shape() -> None:
@@ -74,29 +54,22 @@ def test_non_http_urls_are_refused(bad: str) -> None:
         _normalize_server_url(bad)
 
 
-class _Session:
-    """Just enough of ServerSession to build a PresenceClient without a network."""
-
-    def ws_url(self, path: str, query: dict[str, str]) -> URL:
-        return URL("ws://127.0.0.1:1" + path)
-
-
-def _presence(peer_id: str, username: str) -> dict[str, Any]:
-    return {"peer_id": peer_id, "user": {**USER, "username": username}}
-
-
 def test_presence_reports_each_change_once_and_diffs_a_fresh_roster() -> None:
     events: list[PresenceEvent] = []
-    client = PresenceClient(_Session(), SessionConfig.from_json(CONFIG), events.append)  # type: ignore[arg-type]
+    client = PresenceClient(FakeSession(), SessionConfig.from_json(CONFIG), events.append)  # type: ignore[arg-type]
     key = CONFIG["key"]
     client._on_frame(
-        {"type": "ROSTER", "key": key, "peers": [_presence("a", "ua"), _presence("b", "ub")]}
+        {
+            "type": "ROSTER",
+            "key": key,
+            "peers": [presence_entry("a", "ua"), presence_entry("b", "ub")],
+        }
     )
     assert set(client.roster) == {"a", "b"} and events == []  # the first roster is not news
-    client._on_frame({"type": "USER_CONNECTED", "key": key, "peer": _presence("c", "uc")})
-    client._on_frame({"type": "USER_CONNECTED", "key": key, "peer": _presence("c", "uc")})
-    client._on_frame({"type": "USER_DISCONNECTED", "key": key, "peer": _presence("a", "ua")})
-    client._on_frame({"type": "USER_DISCONNECTED", "key": key, "peer": _presence("zz", "u")})
+    client._on_frame({"type": "USER_CONNECTED", "key": key, "peer": presence_entry("c", "uc")})
+    client._on_frame({"type": "USER_CONNECTED", "key": key, "peer": presence_entry("c", "uc")})
+    client._on_frame({"type": "USER_DISCONNECTED", "key": key, "peer": presence_entry("a", "ua")})
+    client._on_frame({"type": "USER_DISCONNECTED", "key": key, "peer": presence_entry("zz", "u")})
     client._on_frame({"type": "USER_CONNECTED", "key": key, "peer": {"peer_id": "bad id!"}})
     assert [(e.type, e.peer["peer_id"]) for e in events] == [
         ("USER_CONNECTED", "c"),
@@ -105,7 +78,11 @@ def test_presence_reports_each_change_once_and_diffs_a_fresh_roster() -> None:
     events.clear()
     # After a reconnect the server sends a new roster: b left and d came meanwhile.
     client._on_frame(
-        {"type": "ROSTER", "key": key, "peers": [_presence("c", "uc"), _presence("d", "ud")]}
+        {
+            "type": "ROSTER",
+            "key": key,
+            "peers": [presence_entry("c", "uc"), presence_entry("d", "ud")],
+        }
     )
     assert [(e.type, e.peer["peer_id"]) for e in events] == [
         ("USER_DISCONNECTED", "b"),

@@ -30,17 +30,29 @@ from nbchat.peer.dataconnection import DataConnection
 
 # Strings a hostile peer likes: lone surrogates (JSON may escape them), NULs, bidi
 # overrides, combining marks, astral characters, huge and odd numbers as text.
-nasty_text = st.text(max_size=40) | st.sampled_from([
-    "\ud800", "\udfff", "a\ud83d", "\ude00b", "\x00", "\u202e", "e\u0301" * 50, "😀",
-    "\ufeff", "\u2028\u2029", "<script>alert(1)</script>",
-])
+nasty_text = st.text(max_size=40) | st.sampled_from(
+    [
+        "\ud800",
+        "\udfff",
+        "a\ud83d",
+        "\ude00b",
+        "\x00",
+        "\u202e",
+        "e\u0301" * 50,
+        "😀",
+        "\ufeff",
+        "\u2028\u2029",
+        "<script>alert(1)</script>",
+    ]
+)
 numbers = (
     st.integers() | st.floats() | st.sampled_from([2**53, 2**53 + 1, -(2**63), 10**400, 1e308])
 )
 json_values = st.recursive(
     st.none() | st.booleans() | numbers | nasty_text,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(nasty_text, children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(nasty_text, children, max_size=4)
+    ),
     max_leaves=25,
 )
 ids = st.sampled_from(["B", "A", "C", "S", "", "B:1", "../x", "A\x00"]) | nasty_text
@@ -53,23 +65,34 @@ messages = st.fixed_dictionaries(
         "clock": numbers | json_values,
         "time": numbers | json_values,
         "text": nasty_text | json_values,
-        "user": st.fixed_dictionaries({"username": nasty_text}, optional={
-            "display_name": nasty_text | json_values, "avatar_url": nasty_text | json_values,
-        }) | json_values,
+        "user": st.fixed_dictionaries(
+            {"username": nasty_text},
+            optional={
+                "display_name": nasty_text | json_values,
+                "avatar_url": nasty_text | json_values,
+            },
+        )
+        | json_values,
     },
 )
-chunks = st.fixed_dictionaries({"type": st.just("chunk")}, optional={
-    "id": st.sampled_from(["c-1", "c-2", ""]) | json_values,
-    "index": numbers | json_values,
-    "count": numbers | json_values,
-    "data": st.sampled_from(['{"type":"message",', '"message":{}}', "]"]) | json_values,
-})
+chunks = st.fixed_dictionaries(
+    {"type": st.just("chunk")},
+    optional={
+        "id": st.sampled_from(["c-1", "c-2", ""]) | json_values,
+        "index": numbers | json_values,
+        "count": numbers | json_values,
+        "data": st.sampled_from(['{"type":"message",', '"message":{}}', "]"]) | json_values,
+    },
+)
 frames = (
     st.builds(lambda m: {"type": "message", "message": m}, messages | json_values)
-    | st.builds(lambda ms: {"type": "history", "messages": ms}, st.lists(messages, max_size=6)
-                | json_values)
-    | st.builds(lambda h: {"type": "sync", "have": h},
-                st.dictionaries(ids, numbers | json_values, max_size=4) | json_values)
+    | st.builds(
+        lambda ms: {"type": "history", "messages": ms}, st.lists(messages, max_size=6) | json_values
+    )
+    | st.builds(
+        lambda h: {"type": "sync", "have": h},
+        st.dictionaries(ids, numbers | json_values, max_size=4) | json_values,
+    )
     | chunks
     | st.dictionaries(nasty_text, json_values, max_size=4)
 )
@@ -134,8 +157,17 @@ def test_chunk_reassembly_refuses_absurd_chunks_and_stays_bounded(sequence: list
 def test_chunks_with_absurd_counts_and_indices_are_refused() -> None:
     assembler = ChunkAssembler()
     # (3.0 is fine: JSON 3.0 is the number 3 in JavaScript, and so it is here.)
-    for count, index in [(10**18, 0), (2**53 + 1, 2), (-1, 0), (3, 3), (3, -1), (True, 0),
-                         (3, 1.5), ("3", 0), (None, 0)]:
+    for count, index in [
+        (10**18, 0),
+        (2**53 + 1, 2),
+        (-1, 0),
+        (3, 3),
+        (3, -1),
+        (True, 0),
+        (3, 1.5),
+        ("3", 0),
+        (None, 0),
+    ]:
         with pytest.raises(InvalidFrame):
             assembler.feed({"type": "chunk", "id": "c", "index": index, "count": count, "data": ""})
     assert assembler.pending == 0
@@ -143,8 +175,14 @@ def test_chunks_with_absurd_counts_and_indices_are_refused() -> None:
 
 # --- the ChatPeer's handler with a real log behind it ------------------------------------
 
-SELF = {"username": "self", "name": "self", "display_name": "Self", "initials": None,
-        "color": None, "avatar_url": None}
+SELF = {
+    "username": "self",
+    "name": "self",
+    "display_name": "Self",
+    "initials": None,
+    "color": None,
+    "avatar_url": None,
+}
 BOB = {**SELF, "username": "bob", "name": "bob", "display_name": "Bob"}
 
 
@@ -169,11 +207,19 @@ class _Connection:
 
 def _peer() -> ChatPeer:
     peer = ChatPeer("http://127.0.0.1:1/", "room")
-    peer.config = SessionConfig.from_json({
-        "room": "room", "key": "room", "path": "/nbchat/", "ice_servers": [], "user": SELF,
-        "ping_interval": 5000, "alive_timeout": 60000, "max_message_bytes": 4096,
-        "version": "0",
-    })
+    peer.config = SessionConfig.from_json(
+        {
+            "room": "room",
+            "key": "room",
+            "path": "/nbchat/",
+            "ice_servers": [],
+            "user": SELF,
+            "ping_interval": 5000,
+            "alive_timeout": 60000,
+            "max_message_bytes": 4096,
+            "version": "0",
+        }
+    )
     peer._log = MessageLog("S", normalize_identity(SELF))
     peer._presence = _Presence()  # type: ignore[assignment]
     peer._start_sync()  # as join() does; call on a running loop
@@ -228,8 +274,18 @@ def test_forged_relays_never_outlive_the_authors_own_copies(events: list[tuple])
     """Whatever a forger relays and in whatever order, once the author's own copies have
     arrived (live or in its history), every id of theirs shows the author's text."""
     log = MessageLog("S", normalize_identity(SELF))
-    real = {seq: {"id": f"A:{seq}", "author": "A", "seq": seq, "clock": seq, "time": 1.0,
-                  "text": f"real {seq}", "user": ALICE} for seq in range(1, 5)}
+    real = {
+        seq: {
+            "id": f"A:{seq}",
+            "author": "A",
+            "seq": seq,
+            "clock": seq,
+            "time": 1.0,
+            "text": f"real {seq}",
+            "user": ALICE,
+        }
+        for seq in range(1, 5)
+    }
     for forged, seq, connected in events:
         if forged:
             fake = {**real[seq], "text": "forged", "clock": 99}

@@ -45,11 +45,13 @@ def test_settings_add_turn_only_with_urls_and_a_secret(monkeypatch: pytest.Monke
     monkeypatch.delenv("NBCHAT_TURN_SECRET", raising=False)
     stun = [{"urls": "stun:stun.example.test"}]
     assert IceSettings().session_ice(stun, "u", 0) == {
-        "ice_servers": stun, "ice_transport_policy": "all"
+        "ice_servers": stun,
+        "ice_transport_policy": "all",
     }
     assert IceSettings(turn_urls=URLS).session_ice([], "u", 0)["ice_servers"] == []
-    settings = IceSettings(turn_urls=URLS, turn_secret=SECRET, turn_ttl=10,
-                           ice_transport_policy="relay")
+    settings = IceSettings(
+        turn_urls=URLS, turn_secret=SECRET, turn_ttl=10, ice_transport_policy="relay"
+    )
     assert settings.session_ice(stun, "u", 5) == {
         "ice_servers": [*stun, turn_ice_server(URLS, SECRET, "u", 5, 10)],
         "ice_transport_policy": "relay",
@@ -71,8 +73,15 @@ def test_settings_refuse_what_is_not_a_turn_url_or_policy() -> None:
 
 @pytest.mark.parametrize(
     "nbchat_config",
-    [{**TEST_NBCHAT_CONFIG, "turn_urls": URLS, "turn_secret": SECRET, "turn_ttl": 120.0,
-      "ice_transport_policy": "relay"}],
+    [
+        {
+            **TEST_NBCHAT_CONFIG,
+            "turn_urls": URLS,
+            "turn_secret": SECRET,
+            "turn_ttl": 120.0,
+            "ice_transport_policy": "relay",
+        }
+    ],
 )
 async def test_each_session_gets_its_users_turn_credentials_and_never_the_secret(
     login, caplog: pytest.LogCaptureFixture

@@ -33,8 +33,12 @@ def token(jp_serverapp: Any, jp_fetch: Any) -> str:
 
 
 def turn_settings(turn: Turn, secret: str | None = None, **more: Any) -> dict[str, Any]:
-    return {**TEST_NBCHAT_CONFIG, "turn_urls": turn.urls,
-            "turn_secret": secret or turn.secret, **more}
+    return {
+        **TEST_NBCHAT_CONFIG,
+        "turn_urls": turn.urls,
+        "turn_secret": secret or turn.secret,
+        **more,
+    }
 
 
 # The module-scoped coturn is made before the per-test server config asks for it.
@@ -48,8 +52,11 @@ def nbchat_config(request: pytest.FixtureRequest, turn: Turn) -> dict[str, Any]:
     if variant == "no-turn":
         return dict(TEST_NBCHAT_CONFIG)
     if variant == "no-relay-there":
-        return {**TEST_NBCHAT_CONFIG, "turn_urls": [f"turn:127.0.0.1:{free_port()}"],
-                "turn_secret": "x"}
+        return {
+            **TEST_NBCHAT_CONFIG,
+            "turn_urls": [f"turn:127.0.0.1:{free_port()}"],
+            "turn_secret": "x",
+        }
     return turn_settings(turn)
 
 
@@ -132,8 +139,14 @@ async def test_the_cli_relays_when_asked(server_base: str, token: str) -> None:
     async with ChatPeer(server_base, "turn-cli-ok", token=token, relay_only=True) as listener:
         inbox = Inbox(listener)
         code, _, err = await run_cli(
-            "say", "turn-cli-ok", "relayed hi", "--relay", "--server", server_base,
-            "--token", token,
+            "say",
+            "turn-cli-ok",
+            "relayed hi",
+            "--relay",
+            "--server",
+            server_base,
+            "--token",
+            token,
         )
         assert code == 0, err
         [got] = await inbox.wait(1)

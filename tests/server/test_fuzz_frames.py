@@ -13,18 +13,31 @@ from nbchat.protocol import RELAYED_TYPES
 from nbchat.server.realm import Accepted, Realm
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
-    | st.text(max_size=50),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
     max_leaves=30,
 )
 frame_like = st.fixed_dictionaries(
     {},
     optional={
         "type": st.sampled_from(
-            ["OFFER", "ANSWER", "CANDIDATE", "LEAVE", "EXPIRE", "HEARTBEAT", "OPEN", "ERROR",
-             "ID-TAKEN", "offer", ""]) | json_values,
+            [
+                "OFFER",
+                "ANSWER",
+                "CANDIDATE",
+                "LEAVE",
+                "EXPIRE",
+                "HEARTBEAT",
+                "OPEN",
+                "ERROR",
+                "ID-TAKEN",
+                "offer",
+                "",
+            ]
+        )
+        | json_values,
         "dst": st.sampled_from(["b1", "a1", "nobody", "", "../x", "b1\x00"]) | json_values,
         "src": json_values,
         "payload": json_values,
@@ -40,8 +53,14 @@ texts = (
 
 
 def user(name: str) -> dict:
-    return {"username": name, "name": name, "display_name": name, "initials": None,
-            "color": None, "avatar_url": None}
+    return {
+        "username": name,
+        "name": name,
+        "display_name": name,
+        "initials": None,
+        "color": None,
+        "avatar_url": None,
+    }
 
 
 def two_peers() -> tuple[Realm, object, object, object, object]:

@@ -1,6 +1,6 @@
 """Properties of the sans-I/O WebSocket protocol (server/wsproto.py), fed byte strings.
 
-The server tests (tests/test_wsconn.py) prove the socket layer against a real Jupyter
+The server tests (tests/server/test_wsconn.py) prove the socket layer against a real Jupyter
 server; these check what is impractical to try over sockets a thousand times, with no
 socket and no event loop: that however a byte stream is cut into reads, the same
 messages come out in the same order, and that no byte sequence makes the protocol raise
@@ -77,15 +77,20 @@ def test_no_byte_sequence_makes_the_protocol_raise(garbage, points):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.sampled_from([
-    (frame(OP_TEXT, b"x", mask=False), 1002),
-    (frame(OP_TEXT, b"\xc3\x28"), 1007),
-    (frame(OP_CONT, b"x"), 1002),
-    (frame(OP_PING, b"x" * 126), 1002),
-    (frame(0xB, b""), 1002),
-    (frame(OP_TEXT, b"x" * (MAX + 1)), 1009),
-    (frame(OP_CLOSE, b"\x03"), 1002),
-]), st.lists(st.integers(0, 200), max_size=4))
+@given(
+    st.sampled_from(
+        [
+            (frame(OP_TEXT, b"x", mask=False), 1002),
+            (frame(OP_TEXT, b"\xc3\x28"), 1007),
+            (frame(OP_CONT, b"x"), 1002),
+            (frame(OP_PING, b"x" * 126), 1002),
+            (frame(0xB, b""), 1002),
+            (frame(OP_TEXT, b"x" * (MAX + 1)), 1009),
+            (frame(OP_CLOSE, b"\x03"), 1002),
+        ]
+    ),
+    st.lists(st.integers(0, 200), max_size=4),
+)
 def test_a_broken_frame_closes_once_with_its_code_and_nothing_after_it_is_read(case, points):
     bad, code = case
     proto = WsProtocol(MAX)

@@ -17,7 +17,7 @@ from nbchat.peer.sealed import (
     derive_room_key,
 )
 
-CASES = json.loads((Path(__file__).parent / "fixtures" / "sealed_cases.json").read_text())
+CASES = json.loads((Path(__file__).parents[1] / "fixtures" / "sealed_cases.json").read_text())
 
 
 def _sealer(case: dict[str, Any]) -> Sealer:

@@ -31,8 +31,9 @@ from tests.support.rawws import (
 from nbchat.server.handlers import PresenceHandler, SignalingHandler
 
 
-async def raw_signal(user: User, key: str = "room", after_handshake: bytes = b"",
-                     rcvbuf: int | None = None) -> tuple[RawWs, str]:
+async def raw_signal(
+    user: User, key: str = "room", after_handshake: bytes = b"", rcvbuf: int | None = None
+) -> tuple[RawWs, str]:
     peer_id = await user.new_id(key)
     url = user.base + "nbchat/peerjs?" + urlencode({"key": key, "id": peer_id, "token": "t"})
     ws = await RawWs.connect(url, user.cookie, after_handshake, rcvbuf=rcvbuf)
@@ -74,8 +75,11 @@ async def test_open_sockets_keep_no_request_handler(login, jp_serverapp):
     socks = [await a.signal("room") for _ in range(5)] + [await b.signal("room")]
     subs = [await a.presence("room") for _ in range(3)]
     gc.collect()
-    alive = [o for o in gc.get_objects()
-             if isinstance(o, (SignalingHandler, PresenceHandler)) and o.service is app.service]
+    alive = [
+        o
+        for o in gc.get_objects()
+        if isinstance(o, (SignalingHandler, PresenceHandler)) and o.service is app.service
+    ]
     assert alive == []
     assert len(app.hub.conns) == len(socks) + len(subs)
     # ... and they still work as sockets.
@@ -108,28 +112,31 @@ async def test_frames_trickled_byte_by_byte_and_sent_with_the_handshake(login):
     assert (await wb.recv())["payload"] == "came with the upgrade"
     data = frame(OP_TEXT, offer(idb, "x" * 300))  # 16-bit length: header split too
     for i in range(len(data)):
-        await wa.send(data[i:i + 1])
+        await wa.send(data[i : i + 1])
     assert (await wb.recv())["payload"] == "x" * 300
     data = frame(OP_TEXT, offer(idb, "z" * 7000)) + frame(OP_TEXT, offer(idb, "next"))
     for i in range(0, len(data), 97):  # a large frame in small pieces, then another
-        await wa.send(data[i:i + 97])
+        await wa.send(data[i : i + 97])
     assert (await wb.recv())["payload"] == "z" * 7000
     assert (await wb.recv())["payload"] == "next"
     await wa.send(frame(OP_BINARY, offer(idb, "binary JSON works too").encode()))
     assert (await wb.recv())["payload"] == "binary JSON works too"
 
 
-@pytest.mark.parametrize("bad, code", [
-    (frame(OP_TEXT, b'{"type":"HEARTBEAT"}', mask=False), 1002),  # clients must mask
-    (frame(OP_TEXT, b"\xff\xfe not utf-8"), 1007),
-    (frame(OP_TEXT, b"x", rsv=4), 1002),  # compression was never negotiated
-    (frame(OP_PING, b"x" * 126), 1002),  # control frames are short
-    (frame(OP_PING, b"x", fin=False), 1002),  # ... and never fragmented
-    (frame(0x3, b"x"), 1002),  # reserved opcode
-    (frame(OP_CONT, b"x"), 1002),  # nothing to continue
-    (frame(OP_TEXT, b"a", fin=False) + frame(OP_TEXT, b"b"), 1002),  # unfinished message
-    (frame(OP_TEXT, b"x" * (4 * TEST_NBCHAT_CONFIG["max_message_bytes"] + 1)), 1009),
-])
+@pytest.mark.parametrize(
+    "bad, code",
+    [
+        (frame(OP_TEXT, b'{"type":"HEARTBEAT"}', mask=False), 1002),  # clients must mask
+        (frame(OP_TEXT, b"\xff\xfe not utf-8"), 1007),
+        (frame(OP_TEXT, b"x", rsv=4), 1002),  # compression was never negotiated
+        (frame(OP_PING, b"x" * 126), 1002),  # control frames are short
+        (frame(OP_PING, b"x", fin=False), 1002),  # ... and never fragmented
+        (frame(0x3, b"x"), 1002),  # reserved opcode
+        (frame(OP_CONT, b"x"), 1002),  # nothing to continue
+        (frame(OP_TEXT, b"a", fin=False) + frame(OP_TEXT, b"b"), 1002),  # unfinished message
+        (frame(OP_TEXT, b"x" * (4 * TEST_NBCHAT_CONFIG["max_message_bytes"] + 1)), 1009),
+    ],
+)
 async def test_a_broken_frame_closes_that_socket_with_the_rfc_code(login, bad, code):
     a, b = await login(), await login()
     pb, _ = await b.presence("room")
@@ -171,10 +178,18 @@ async def test_a_vanished_client_is_announced_as_gone(login):
     assert left["type"] == "USER_DISCONNECTED" and left["peer"]["peer_id"] == ida
 
 
-@pytest.mark.parametrize("nbchat_config", [{
-    **TEST_NBCHAT_CONFIG, "send_buffer_limit": 65536, "rate_limit": 1e6, "rate_burst": 1e6,
-    "alive_timeout": 60,  # so that only the send buffer can end the stuck socket
-}])
+@pytest.mark.parametrize(
+    "nbchat_config",
+    [
+        {
+            **TEST_NBCHAT_CONFIG,
+            "send_buffer_limit": 65536,
+            "rate_limit": 1e6,
+            "rate_burst": 1e6,
+            "alive_timeout": 60,  # so that only the send buffer can end the stuck socket
+        }
+    ],
+)
 async def test_a_client_that_stops_reading_is_dropped_not_buffered_forever(login, jp_serverapp):
     app = next(iter(jp_serverapp.extension_manager.extension_apps["nbchat"]))
     a, b = await login(), await login()

@@ -11,8 +11,14 @@ from nbchat.server.realm import Accepted, Realm, Refused
 
 
 def user(name: str) -> dict:
-    return {"username": name, "name": name, "display_name": name.title(), "initials": name[:1],
-            "color": None, "avatar_url": None}
+    return {
+        "username": name,
+        "name": name,
+        "display_name": name.title(),
+        "initials": name[:1],
+        "color": None,
+        "avatar_url": None,
+    }
 
 
 class T:
@@ -83,8 +89,7 @@ def test_binding_outlives_the_connection_then_is_released():
     assert isinstance(back, Accepted)
     realm.disconnect(back.client, back.client.transport, 520)
     realm.tick(1120)
-    assert realm.stats() == {"rooms": 0, "clients": 0, "bindings": 0, "queued": 0,
-                             "subscribers": 0}
+    assert realm.stats() == {"rooms": 0, "clients": 0, "bindings": 0, "queued": 0, "subscribers": 0}
     assert isinstance(realm.connect("room", "a1", "t", user("mallory"), T("m"), 1121), Accepted)
 
 
@@ -109,8 +114,13 @@ def test_rate_limit_refills_over_time():
 
 def test_non_string_query_values_are_refused_cleanly():
     realm = Realm(limits())
-    for key, peer_id, token in [(None, "a", "t"), ("room", None, "t"), ("room", "a", None),
-                                ("room", "a b", "t"), ("room", "a", "x" * 200)]:
+    for key, peer_id, token in [
+        (None, "a", "t"),
+        ("room", None, "t"),
+        ("room", "a", None),
+        ("room", "a b", "t"),
+        ("room", "a", "x" * 200),
+    ]:
         out = realm.connect(key, peer_id, token, user("alice"), T("x"), 0)
         assert isinstance(out, Refused)
         assert json.loads(out.frame)["type"] == "ERROR"
@@ -127,10 +137,17 @@ _json_ish = st.text(alphabet=' \t\n{}[]":,.-+0123456789eEtrufalsnNI\\u"abc', max
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.one_of(_json_ish, st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=8,
-).map(json.dumps)), st.sampled_from(["", " ", "\n", "x"]))
+@given(
+    st.one_of(
+        _json_ish,
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+            lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+            max_leaves=8,
+        ).map(json.dumps),
+    ),
+    st.sampled_from(["", " ", "\n", "x"]),
+)
 def test_the_fast_json_path_accepts_and_refuses_exactly_what_json_loads_does(text, pad):
     for candidate in (text, pad + text, text + pad):
         try:

@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-DEMO = Path(__file__).resolve().parents[1] / "notebooks" / "demo.ipynb"
+DEMO = Path(__file__).resolve().parents[2] / "notebooks" / "demo.ipynb"
 
 
 def test_demo_notebook_executes(tmp_path: Path) -> None:

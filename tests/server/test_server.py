@@ -81,8 +81,9 @@ async def test_websocket_with_cookie_from_foreign_origin_is_refused(login):
     a = await login()
     for path in ("nbchat/peerjs", "nbchat/presence"):
         with pytest.raises(HTTPClientError) as err:
-            await a.ws(path, headers={"Origin": "http://evil.example"}, key="room", id="abc",
-                       token="t")
+            await a.ws(
+                path, headers={"Origin": "http://evil.example"}, key="room", id="abc", token="t"
+            )
         assert err.value.code == 403
 
 
@@ -268,14 +269,23 @@ async def test_presence_roster_then_connected_and_disconnected_with_identity(log
     a, b, c = await login(), await login(), await login()
     wa, ida = await a.signal("room")
     pc, roster = await c.presence("room")
-    assert roster == {"type": "ROSTER", "key": "room",
-                      "peers": [{"peer_id": ida, "user": a.identity}]}
+    assert roster == {
+        "type": "ROSTER",
+        "key": "room",
+        "peers": [{"peer_id": ida, "user": a.identity}],
+    }
     wb, idb = await b.signal("room")
-    assert await pc.recv() == {"type": "USER_CONNECTED", "key": "room",
-                               "peer": {"peer_id": idb, "user": b.identity}}
+    assert await pc.recv() == {
+        "type": "USER_CONNECTED",
+        "key": "room",
+        "peer": {"peer_id": idb, "user": b.identity},
+    }
     wb.close()
-    assert await pc.recv() == {"type": "USER_DISCONNECTED", "key": "room",
-                               "peer": {"peer_id": idb, "user": b.identity}}
+    assert await pc.recv() == {
+        "type": "USER_DISCONNECTED",
+        "key": "room",
+        "peer": {"peer_id": idb, "user": b.identity},
+    }
 
 
 # ---- bad input ----------------------------------------------------------------------
@@ -378,12 +388,12 @@ async def test_concurrent_limit(login):
 
 
 async def test_state_is_empty_after_everyone_leaves(login, jp_serverapp):
-    app = next(
-        ext for ext in jp_serverapp.extension_manager.extension_apps["nbchat"]
-    )
+    app = next(ext for ext in jp_serverapp.extension_manager.extension_apps["nbchat"])
     a, b = await login(), await login()
     socks = [
-        (await a.signal("room"))[0], (await b.signal("room"))[0], (await a.presence("room"))[0]
+        (await a.signal("room"))[0],
+        (await b.signal("room"))[0],
+        (await a.presence("room"))[0],
     ]
     await socks[0].send({"type": "OFFER", "dst": "ghost", "payload": 1})
     assert app.realm.stats()["clients"] == 2
@@ -394,7 +404,11 @@ async def test_state_is_empty_after_everyone_leaves(login, jp_serverapp):
     while app.realm.stats()["rooms"] and loop.time() < deadline:
         await asyncio.sleep(0.05)  # polling server state: there is no event to await
     assert app.realm.stats() | {"bindings": 0} == {
-        "rooms": 0, "clients": 0, "bindings": 0, "queued": 0, "subscribers": 0
+        "rooms": 0,
+        "clients": 0,
+        "bindings": 0,
+        "queued": 0,
+        "subscribers": 0,
     }
 
 
@@ -402,12 +416,20 @@ async def test_authorization_header_with_token_logs_a_script_in(
     jp_serverapp, server_base, jp_fetch
 ):
     token = jp_serverapp.identity_provider.token
-    r = await AsyncHTTPClient().fetch(HTTPRequest(
-        server_base + "nbchat/session?room=x", headers={"Authorization": f"token {token}"}))
+    r = await AsyncHTTPClient().fetch(
+        HTTPRequest(
+            server_base + "nbchat/session?room=x", headers={"Authorization": f"token {token}"}
+        )
+    )
     assert any(c.startswith("username-") for c in r.headers.get_list("Set-Cookie"))
-    bad = await AsyncHTTPClient().fetch(HTTPRequest(
-        server_base + "nbchat/session?room=x", headers={"Authorization": "token wrong"},
-        follow_redirects=False), raise_error=False)
+    bad = await AsyncHTTPClient().fetch(
+        HTTPRequest(
+            server_base + "nbchat/session?room=x",
+            headers={"Authorization": "token wrong"},
+            follow_redirects=False,
+        ),
+        raise_error=False,
+    )
     assert bad.code == 403
 
 
