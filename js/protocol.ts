@@ -36,25 +36,6 @@ export interface Presence {
   user: Identity;
 }
 
-/** `GET {base_url}nbchat/session?room=NAME`. */
-export interface SessionConfig {
-  room: string;
-  key: string;
-  path: string;
-  ice_servers: RTCIceServer[];
-  /** "relay": the server makes every peer use TURN-relayed candidates only (absent: "all"). */
-  ice_transport_policy?: RTCIceTransportPolicy;
-  user: Identity;
-  ping_interval: number;
-  alive_timeout: number;
-  max_message_bytes: number;
-  /** Who can join this room, in words ("everyone signed in to this hub"). */
-  audience?: string;
-  /** The shared signaling service this server relays to (JupyterHub), if any. */
-  service?: string;
-  version: string;
-}
-
 export type PresenceFrame =
   | { type: typeof FrameType.ROSTER; key: string; peers: Presence[] }
   | { type: typeof FrameType.USER_CONNECTED; key: string; peer: Presence }
