@@ -84,20 +84,26 @@ describe("KernelBridge", () => {
   beforeEach(() => vi.useFakeTimers());
   afterEach(() => vi.useRealTimers());
 
-  it("claims an unowned widget once", () => {
+  it("tells the kernel which peer this view is, once per id, and claims an unowned widget once", () => {
     const { model, proxy } = setup();
     proxy.update({ status: "Connected to 1 peer" });
-    expect(model.sent).toEqual([{ type: "claim", peer_id: "p-me", replaces: "", present: ["p-me"] }]);
+    expect(model.sent).toEqual([
+      { type: "here", peer_id: "p-me" },
+      { type: "claim", peer_id: "p-me", replaces: "", present: ["p-me"] },
+    ]);
   });
 
   it("does not take over from an owner it cannot see until the roster is known", () => {
     const { model, proxy } = setup({ rosterKnown: false }, "p-other");
-    expect(model.sent).toEqual([]);
+    expect(model.sent).toEqual([{ type: "here", peer_id: "p-me" }]);
     proxy.update({ rosterKnown: true });
-    expect(model.sent).toEqual([{ type: "claim", peer_id: "p-me", replaces: "p-other", present: ["p-me"] }]);
+    expect(model.sent).toEqual([
+      { type: "here", peer_id: "p-me" },
+      { type: "claim", peer_id: "p-me", replaces: "p-other", present: ["p-me"] },
+    ]);
   });
 
-  it("posts what the kernel sends only when addressed as the owner", () => {
+  it("posts what the kernel sends only when addressed to this view's peer", () => {
     const { model, proxy, bridge } = setup();
     model.setOwner("p-other");
     bridge.onCustom({ type: "send", text: "not for me", to: "p-other" });

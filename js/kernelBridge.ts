@@ -1,13 +1,14 @@
 // Connects one Chat widget model (the kernel side) to one ChatProxy (this browser's peer).
 //
 // Two users who open the same notebook share its kernel, and one page may show a widget twice,
-// so several browsers can hold the same model. Exactly one of them, the *owner* elected by the
-// kernel, mirrors chat state into the model and posts what Python sends with `chat.send()`.
+// so several browsers can hold the same model. Each view tells the kernel which peer it is
+// (`here`), so that what a cell sends is posted by the browser that ran it; exactly one of
+// them, the *owner* elected by the kernel, mirrors chat state into the model.
 
 import type { AnyModel } from "@anywidget/types";
 import type { ChatProxy } from "./ChatProxy";
 import type { ChatState } from "./chatState";
-import { CommType, claim, messagesPatch, parseFromKernel } from "./core/comm";
+import { CommType, claim, here, messagesPatch, parseFromKernel } from "./core/comm";
 import type { ChatMessage } from "./protocol";
 
 export interface ChatModel {
@@ -30,6 +31,8 @@ const PATCH_SIZE = 1_000;
 export class KernelBridge {
   private timer: ReturnType<typeof setTimeout> | null = null;
   private lastClaim = "";
+  /** The peer id we last told the kernel this view has (null: not told yet). */
+  private lastHere: string | null = null;
   /** The messages the kernel holds, in order: we send only what differs. */
   private mirrored: readonly ChatMessage[] = [];
   private readonly unsubscribe: () => void;
@@ -38,6 +41,9 @@ export class KernelBridge {
     private readonly model: AnyModel<ChatModel>,
     private readonly proxy: ChatProxy,
   ) {
+    // Tell the kernel this browser shows the widget at once (before we have an id), so that
+    // what this browser's cells post waits for us rather than going through another browser.
+    this.sayHere(proxy.state.selfId ?? "");
     this.unsubscribe = proxy.subscribe((state) => this.onState(state));
     model.on("change:_owner", () => this.onState(proxy.state));
   }
@@ -80,9 +86,16 @@ export class KernelBridge {
     this.mirrored = messages;
   }
 
+  private sayHere(peerId: string): void {
+    if (this.lastHere === peerId) return;
+    this.lastHere = peerId;
+    this.model.send(here(peerId));
+  }
+
   private onState(state: ChatState): void {
     const selfId = state.selfId;
     if (selfId === null) return;
+    this.sayHere(selfId);
     const owner = this.model.get("_owner");
     const present = state.users.map((u) => u.peer_id);
     // Claim when nobody owns the widget, or its owner has left the room as far as we can see.

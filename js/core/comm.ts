@@ -3,8 +3,9 @@
 // and the passphrase never becomes a trait saved in the notebook. Pure; mirrors
 // src/nbchat/core/comm.py, pinned by tests/fixtures/comm.json.
 
-/** Browser → kernel: CLAIM, MESSAGES, PASSPHRASE_REQUEST; kernel → browser: SEND, PASSPHRASE. */
+/** Browser → kernel: HERE, CLAIM, MESSAGES, PASSPHRASE_REQUEST; kernel → browser: SEND, PASSPHRASE. */
 export const CommType = {
+  HERE: "here",
   CLAIM: "claim",
   MESSAGES: "messages",
   PASSPHRASE_REQUEST: "passphrase?",
@@ -13,6 +14,7 @@ export const CommType = {
 } as const;
 export type CommType = (typeof CommType)[keyof typeof CommType];
 
+export type HereMessage = { type: typeof CommType.HERE; peer_id: string };
 export type ClaimMessage = { type: typeof CommType.CLAIM; peer_id: string; replaces: string; present: string[] };
 export type MessagesPatch = {
   type: typeof CommType.MESSAGES;
@@ -23,10 +25,16 @@ export type MessagesPatch = {
 export type PassphraseRequest = { type: typeof CommType.PASSPHRASE_REQUEST };
 export type SendMessage = { type: typeof CommType.SEND; text: string; to: string };
 export type PassphraseMessage = { type: typeof CommType.PASSPHRASE; passphrase: string };
-export type FromBrowser = ClaimMessage | MessagesPatch | PassphraseRequest;
+export type FromBrowser = HereMessage | ClaimMessage | MessagesPatch | PassphraseRequest;
 export type FromKernel = SendMessage | PassphraseMessage;
 
 /** A browser in the room offers to own the widget (replacing `replaces`, if gone). */
+/** A view says which peer it is in the room ("" until it has an id); the kernel learns from
+ *  the message's session which browser that is, and posts that browser's cells through it. */
+export function here(peerId: string): HereMessage {
+  return { type: CommType.HERE, peer_id: peerId };
+}
+
 export function claim(peerId: string, replaces: string, present: string[]): ClaimMessage {
   return { type: CommType.CLAIM, peer_id: peerId, replaces, present };
 }
@@ -58,6 +66,8 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 export function parseFromBrowser(value: unknown): FromBrowser | null {
   if (!isRecord(value)) return null;
   switch (value.type) {
+    case CommType.HERE:
+      return typeof value.peer_id === "string" ? here(value.peer_id) : null;
     case CommType.CLAIM: {
       const { peer_id: peerId, replaces, present } = value;
       if (typeof peerId !== "string" || peerId === "" || !Array.isArray(present)) return null;

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import anywidget
 import traitlets
@@ -21,6 +22,20 @@ log = logging.getLogger(__name__)
 _STATIC = Path(__file__).parent / "static"
 
 MessageCallback = Callable[[dict[str, Any]], object]
+
+
+def frontend_session() -> str:
+    """The kernel session id of the browser whose request the kernel is handling now (the
+    cell being run, or the comm message being handled); "" outside any request."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return ""
+    kernel = getattr(get_ipython(), "kernel", None)
+    get_parent = getattr(kernel, "get_parent", None)
+    parent = get_parent() if callable(get_parent) else None
+    session = parent.get("header", {}).get("session") if isinstance(parent, dict) else None
+    return session if isinstance(session, str) else ""
 
 
 def default_room() -> str:
@@ -91,6 +106,9 @@ class Chat(anywidget.AnyWidget):
         False, help="Whether this chat seals its signaling with a room passphrase."
     ).tag(sync=True)
 
+    #: Every live Chat of this kernel, to find the one a browser shows for a room.
+    _live: ClassVar[weakref.WeakSet[Chat]] = weakref.WeakSet()
+
     def __init__(
         self, room: str | None = None, *, passphrase: str | None = None, **kwargs: Any
     ) -> None:
@@ -107,6 +125,11 @@ class Chat(anywidget.AnyWidget):
         )
         self._passphrase = passphrase
         self._outbox: list[str] = []
+        # Browser (kernel session id) -> the peer id its view of this widget has in the room
+        # ("" while it has none yet), and what that browser's cells posted meanwhile.
+        self._views: dict[str, str] = {}
+        self._pending: dict[str, list[str]] = {}
+        Chat._live.add(self)
         self._incoming: list[dict[str, Any]] | None = None
         self._callbacks: list[MessageCallback] = []
         self._seen: set[str] = {m.get("id", "") for m in self.messages}
@@ -116,18 +139,52 @@ class Chat(anywidget.AnyWidget):
     def send(self, content: object, buffers: Any = None) -> None:
         """Post ``content`` (Markdown text, or any object with ``_repr_markdown_``) to the room.
 
-        The message is sent by the browser showing this widget, as that browser's user.
-        Until a browser has joined the room it waits in the kernel.
+        The message is posted by the browser of the person who ran the cell, as that
+        person: two people sharing a notebook's kernel each post as themselves. Until that
+        browser shows the chat and has joined the room, the message waits in the kernel.
+        Raises RuntimeError if the chat is shown only in other people's browsers (run
+        ``%chat ROOM`` in yours). Code that runs outside any request (a thread, a timer)
+        posts through the browser the kernel elected as the widget's owner.
         """
         if buffers is not None:
             raise TypeError("Chat.send posts a chat message; it takes no binary buffers")
         text = _as_markdown(content)
         if not text.strip():
             raise ValueError("refusing to send an empty message")
-        if self._owner:
-            self._post(text)
-        else:
-            self._outbox.append(text)
+        session = frontend_session()
+        if not session:
+            if self._owner:
+                self._post(text, self._owner)
+            else:
+                self._outbox.append(text)
+            return
+        for chat in self._same_room():
+            peer = chat._views.get(session)
+            if peer:
+                chat._post(text, peer)
+                return
+        shown_here = [c for c in self._same_room() if session in c._views]
+        if not shown_here and any(c._views for c in self._same_room()):
+            raise RuntimeError(
+                f"the chat of room {self.room!r} is shown in other people's browsers but not "
+                f"in yours, and it would post as one of them: run `%chat {self.room}` (or "
+                "display this widget) in your notebook first; nothing was sent"
+            )
+        # Shown here but still joining, or not shown yet: post when this browser's view is in.
+        (shown_here[0] if shown_here else self)._pending.setdefault(session, []).append(text)
+
+    def _same_room(self) -> list[Chat]:
+        """This widget first, then the kernel's other open chats of the same room."""
+        others = [c for c in list(Chat._live) if c is not self and c.room == self.room]
+        return [self, *[c for c in others if c.comm is not None]]
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        # The browser that runs the displaying cell will show this widget: its cells' posts
+        # wait for its view rather than being refused while the view loads.
+        session = frontend_session()
+        if session:
+            self._views.setdefault(session, "")
+        return super()._repr_mimebundle_(**kwargs)
 
     def on_message(self, callback: MessageCallback, remove: bool = False) -> None:
         """Call ``callback(message)`` once for every new message (ours included), in room order."""
@@ -136,13 +193,15 @@ class Chat(anywidget.AnyWidget):
         else:
             self._callbacks.append(callback)
 
-    def _post(self, text: str) -> None:
-        super().send(comm.send(text, self._owner))
+    def _post(self, text: str, peer: str) -> None:
+        super().send(comm.send(text, peer))
 
     def _on_custom(self, _widget: object, content: object, _buffers: object) -> None:
         message = comm.parse_from_browser(content)
         kind = message["type"] if message is not None else None
-        if message is not None and kind == comm.CommType.CLAIM:
+        if message is not None and kind == comm.CommType.HERE:
+            self._on_here(message["peer_id"])
+        elif message is not None and kind == comm.CommType.CLAIM:
             self._on_claim(message)
         elif message is not None and kind == comm.CommType.MESSAGES:
             self._on_messages_patch(message)
@@ -167,13 +226,27 @@ class Chat(anywidget.AnyWidget):
         else:
             self._incoming = base
 
+    def _on_here(self, peer_id: str) -> None:
+        """A view of this widget says which peer it is; the comm message's session says
+        whose browser it is in."""
+        session = frontend_session()
+        if not session:
+            return
+        self._views[session] = peer_id
+        if peer_id:
+            # What this browser's cells posted while no view of the room was in, here or
+            # on another widget of the same room, goes out now, in order.
+            for chat in self._same_room():
+                for text in chat._pending.pop(session, []):
+                    self._post(text, peer_id)
+
     def _on_claim(self, content: dict[str, Any]) -> None:
         claimant, replaces, present = content["peer_id"], content["replaces"], content["present"]
         owner_gone = self._owner not in present
         if not self._owner or (replaces == self._owner and owner_gone):
             self._owner = claimant
             for text in self._outbox:
-                self._post(text)
+                self._post(text, claimant)
             self._outbox.clear()
 
     def _on_messages(self, change: dict[str, Any]) -> None:

@@ -304,3 +304,56 @@ def test_the_widget_works_in_notebook_7(lab: Lab, new_user) -> None:
     expect(users(page)).to_have_count(1, timeout=SLOW)
     say(page, "hello **notebook 7**")
     expect(messages(page).locator("strong")).to_have_text("notebook 7")
+
+
+def run_cell(page, index: int) -> None:
+    """Run cell ``index`` of this page's notebook, as a person clicking into it and pressing
+    Shift+Enter would (the kernel sees this page's session on the request)."""
+    page.evaluate(
+        """async (index) => {
+            const panel = window.jupyterapp.shell.currentWidget;
+            panel.content.activeCellIndex = index;
+            await window.jupyterapp.commands.execute('notebook:run-cell');
+        }""",
+        index,
+    )
+
+
+def test_a_cell_posts_as_the_person_who_ran_it_in_a_shared_kernel(lab: Lab, new_user) -> None:
+    """Two people have one notebook open (one kernel). Each runs the same `chat.send` cell:
+    each message appears under the name of the person who ran it, although `chat` names
+    whichever widget was created last and the kernel elected one browser as its owner."""
+    path = put_notebook(
+        lab,
+        "notebooks/e2e-shared-kernel.ipynb",
+        code_notebook(
+            "%load_ext nbchat",
+            "chat = %chat e2e-shared-kernel-room",
+            'chat.send("posted by the person who ran this cell")',
+        ),
+    )
+    a, b = new_user(), new_user()
+    for page in (a, b):
+        open_notebook(page, lab, path)
+        run_cell(page, 0)
+        run_cell(page, 1)  # b's %chat runs last: `chat` is now b's widget
+    for page in (a, b):
+        expect(users(page)).to_have_count(2, timeout=SLOW)
+    name_a, name_b = own_name(a), own_name(b)
+    text = "posted by the person who ran this cell"
+
+    run_cell(a, 2)
+    for page in (a, b):
+        expect(
+            messages(page)
+            .get_by_role("article", name=f"Message from {name_a}")
+            .filter(has_text=text)
+        ).to_have_count(1, timeout=SLOW)
+    run_cell(b, 2)
+    for page in (a, b):
+        expect(
+            messages(page)
+            .get_by_role("article", name=f"Message from {name_b}")
+            .filter(has_text=text)
+        ).to_have_count(1, timeout=SLOW)
+        expect(messages(page).get_by_role("article").filter(has_text=text)).to_have_count(2)

@@ -209,3 +209,87 @@ def test_magic_asks_for_the_passphrase_without_echo(monkeypatch: pytest.MonkeyPa
         assert not ip.run_line_magic("chat", "open-room").has_passphrase
     finally:
         ip.run_line_magic("unload_ext", "nbchat")
+
+
+def posts(out: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The custom messages a widget sent to its views."""
+    return [m["content"] for m in out if m.get("method") == "custom"]
+
+
+class Browsers:
+    """Which browser (kernel session) the kernel is handling a request from."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.current = ""
+        monkeypatch.setattr("nbchat.widget.frontend_session", lambda: self.current)
+
+    def here(self, chat: Chat, session: str, peer_id: str) -> None:
+        self.current = session
+        chat._on_custom(chat, {"type": "here", "peer_id": peer_id}, [])
+
+    def run(self, session: str, chat: Chat, text: str) -> None:
+        self.current = session
+        chat.send(text)
+
+
+def test_a_cell_posts_as_the_browser_that_ran_it_not_as_the_owner(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chat = Chat(room="shared-kernel")
+    out = sent(chat, monkeypatch)
+    browsers = Browsers(monkeypatch)
+    browsers.here(chat, "ann-session", "peerAnn")
+    claim(chat, "peerAnn")  # Ann's browser owns the widget
+    browsers.here(chat, "bob-session", "peerBob")
+    browsers.run("bob-session", chat, "from Bob's cell")
+    browsers.run("ann-session", chat, "from Ann's cell")
+    assert posts(out) == [
+        {"type": "send", "text": "from Bob's cell", "to": "peerBob"},
+        {"type": "send", "text": "from Ann's cell", "to": "peerAnn"},
+    ]
+
+
+def test_a_cell_from_a_browser_that_does_not_show_the_chat_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chat = Chat(room="shared-kernel")
+    out = sent(chat, monkeypatch)
+    browsers = Browsers(monkeypatch)
+    browsers.here(chat, "ann-session", "peerAnn")
+    claim(chat, "peerAnn")
+    with pytest.raises(RuntimeError, match="shown in other people's browsers but not in yours"):
+        browsers.run("carl-session", chat, "would have been Ann's")
+    assert posts(out) == []
+
+
+def test_what_a_browser_posts_before_its_view_is_in_waits_for_that_view(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chat = Chat(room="run-all")
+    out = sent(chat, monkeypatch)
+    browsers = Browsers(monkeypatch)
+    browsers.current = "ann-session"
+    chat._repr_mimebundle_()  # Ann's cell displays it (run all: the next cell runs at once)
+    browsers.run("ann-session", chat, "first")
+    browsers.here(chat, "ann-session", "")  # the view is in, still joining the room
+    browsers.run("ann-session", chat, "second")
+    assert out == []
+    browsers.here(chat, "ann-session", "peerAnn")
+    assert [m["text"] for m in posts(out)] == ["first", "second"]
+    assert {m["to"] for m in posts(out)} == {"peerAnn"}
+
+
+def test_a_shared_variable_posts_through_the_runners_own_chat_of_the_room(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ann ran `chat = %chat team`, then Bob did (his own widget); `chat` is whoever's ran last.
+    anns, bobs = Chat(room="team"), Chat(room="team")
+    out_ann, out_bob = sent(anns, monkeypatch), sent(bobs, monkeypatch)
+    browsers = Browsers(monkeypatch)
+    browsers.here(anns, "ann-session", "peerAnn")
+    browsers.here(bobs, "bob-session", "peerBob")
+    browsers.run("bob-session", anns, "Bob, through Ann's variable")
+    assert out_ann == []
+    assert posts(out_bob) == [
+        {"type": "send", "text": "Bob, through Ann's variable", "to": "peerBob"}
+    ]

@@ -13,6 +13,7 @@ from typing import Any
 __all__ = [
     "CommType",
     "claim",
+    "here",
     "messages_patch",
     "parse_from_browser",
     "parse_from_kernel",
@@ -23,14 +24,22 @@ __all__ = [
 
 
 class CommType(str, Enum):
-    """The ``type`` of a comm message. Browser → kernel: CLAIM, MESSAGES, PASSPHRASE_REQUEST;
-    kernel → browser: SEND, PASSPHRASE."""
+    """The ``type`` of a comm message. Browser → kernel: HERE, CLAIM, MESSAGES,
+    PASSPHRASE_REQUEST; kernel → browser: SEND, PASSPHRASE."""
 
+    HERE = "here"
     CLAIM = "claim"
     MESSAGES = "messages"
     PASSPHRASE_REQUEST = "passphrase?"
     SEND = "send"
     PASSPHRASE = "passphrase"
+
+
+def here(peer_id: str) -> dict[str, Any]:
+    """A view of the widget says which peer it is in the room ("" until it has an id). The
+    kernel learns from the message's session which browser that is, so that what a cell
+    run in that browser sends is posted by that browser's peer, as its user."""
+    return {"type": CommType.HERE.value, "peer_id": peer_id}
 
 
 def claim(peer_id: str, replaces: str, present: list[str]) -> dict[str, Any]:
@@ -75,6 +84,9 @@ def parse_from_browser(value: object) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         return None
     kind = value.get("type")
+    if kind == CommType.HERE:
+        peer_id = value.get("peer_id")
+        return here(peer_id) if isinstance(peer_id, str) else None
     if kind == CommType.CLAIM:
         peer_id, replaces = value.get("peer_id"), value.get("replaces")
         present = value.get("present")
