@@ -56,7 +56,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -69,6 +68,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+# Shared with the signaling benchmark (this directory is on sys.path when run as a script).
+from run import free_port, wait_for_quiet
 
 TOKEN = "hub-relay-bench-" + secrets.token_hex(8)
 JTOKEN = "hub-relay-jupyter-" + secrets.token_hex(8)
@@ -92,37 +94,10 @@ LIMITS = [
 CHILDREN: list[subprocess.Popen[bytes]] = []
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy(seconds: float) -> float:
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:9]]
-        return sum(v), v[3] + v[4]
-
-    t0, i0 = sample()
-    time.sleep(seconds)
-    t1, i1 = sample()
-    return 1 - (i1 - i0) / max(1, t1 - t0)
-
-
-def wait_for_quiet(max_busy: float, timeout: float) -> float:
-    deadline = time.monotonic() + timeout
-    while True:
-        busy = machine_busy(2.0)
-        if busy <= max_busy or time.monotonic() >= deadline:
-            return busy
-        print(f"  machine {busy:.0%} busy, waiting for quiet", file=sys.stderr, flush=True)
 
 
 # ---- servers ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.display import display
 
-from .widget import Chat, default_room
+from .widget import Chat, default_room, frontend_session
 
 __all__ = ["ChatMagics", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -49,7 +49,7 @@ class ChatMagics(Magics):
             passphrase = getpass.getpass(f"Passphrase for room {room!r}: ")
             if not passphrase:
                 raise ValueError("an empty passphrase protects nothing")
-        key = (room, self._frontend_session())
+        key = (room, frontend_session(self.shell))
         previous = self._chats.pop(key, None)
         if previous is not None:
             previous.close()
@@ -82,16 +82,6 @@ class ChatMagics(Magics):
             and isinstance(call.args[0], ast.Constant)
             and call.args[0].value == "chat"
         )
-
-    def _frontend_session(self) -> str:
-        kernel = getattr(self.shell, "kernel", None)
-        get_parent = getattr(kernel, "get_parent", None)
-        parent = get_parent() if callable(get_parent) else None
-        if isinstance(parent, dict):
-            session = parent.get("header", {}).get("session")
-            if isinstance(session, str):
-                return session
-        return ""
 
     def close_all(self) -> None:
         for chat in self._chats.values():

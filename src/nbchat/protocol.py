@@ -74,6 +74,17 @@ def room_key(room: str) -> str:
     return f"{slug}-{digest}"
 
 
+def room_key_prefix(room_prefix: str) -> str:
+    """What the key of every room whose name starts with ``room_prefix`` starts with.
+
+    ``room_key`` keeps a URL-safe name as it is and slugs any other, keeping 40 characters
+    of the slug; so a name that starts with the prefix has a key that starts with the
+    prefix's slug. The converse is not true (a few other names share the key prefix):
+    for a room policy, that is the safe side.
+    """
+    return _SLUG_RUN.sub("-", room_prefix).lstrip("-")[:40]
+
+
 class Identity(TypedDict):
     """The Jupyter user bound to a connection by the server."""
 

@@ -24,14 +24,16 @@ _STATIC = Path(__file__).parent / "static"
 MessageCallback = Callable[[dict[str, Any]], object]
 
 
-def frontend_session() -> str:
+def frontend_session(shell: Any = None) -> str:
     """The kernel session id of the browser whose request the kernel is handling now (the
     cell being run, or the comm message being handled); "" outside any request."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return ""
-    kernel = getattr(get_ipython(), "kernel", None)
+    if shell is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return ""
+        shell = get_ipython()
+    kernel = getattr(shell, "kernel", None)
     get_parent = getattr(kernel, "get_parent", None)
     parent = get_parent() if callable(get_parent) else None
     session = parent.get("header", {}).get("session") if isinstance(parent, dict) else None
@@ -158,13 +160,14 @@ class Chat(anywidget.AnyWidget):
             else:
                 self._outbox.append(text)
             return
-        for chat in self._same_room():
+        chats = self._same_room()
+        for chat in chats:
             peer = chat._views.get(session)
             if peer:
                 chat._post(text, peer)
                 return
-        shown_here = [c for c in self._same_room() if session in c._views]
-        if not shown_here and any(c._views for c in self._same_room()):
+        shown_here = [c for c in chats if session in c._views]
+        if not shown_here and any(c._views for c in chats):
             raise RuntimeError(
                 f"the chat of room {self.room!r} is shown in other people's browsers but not "
                 f"in yours, and it would post as one of them: run `%chat {self.room}` (or "

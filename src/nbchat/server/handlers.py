@@ -49,6 +49,11 @@ def authenticated_403(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def nbchat_path(base_url: str) -> str:
+    """The absolute URL path of ``nbchat/`` under a server's base URL (ends in /)."""
+    return base_url.rstrip("/") + "/nbchat/"
+
+
 class NbChatRequest:
     """What every nbchat handler has, whoever authenticates it: the service, and the
     caller's identity and groups (``identity``/``groups`` come from the auth base)."""
@@ -70,8 +75,7 @@ class NbChatRequest:
 
     def signaling_path(self) -> str:
         """The absolute URL path of ``nbchat/`` on this server (ends in /)."""
-        base: str = self.settings.get("base_url", "/")  # type: ignore[attr-defined]
-        return base.rstrip("/") + "/nbchat/"
+        return nbchat_path(self.settings.get("base_url", "/"))  # type: ignore[attr-defined]
 
 
 def _room_key_argument(key: str) -> str:

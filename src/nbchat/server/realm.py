@@ -160,8 +160,11 @@ class Realm:
         self.relayed = 0
         self.refused: dict[str, int] = {}
 
-    def _refuse(self, reason: str, client: Client, msg: str) -> list[Delivery]:
+    def count_refused(self, reason: str) -> None:
         self.refused[reason] = self.refused.get(reason, 0) + 1
+
+    def _refuse(self, reason: str, client: Client, msg: str) -> list[Delivery]:
+        self.count_refused(reason)
         return [(client.transport, encode(error_frame(msg)))]
 
     # ---- ids -------------------------------------------------------------------------

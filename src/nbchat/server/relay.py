@@ -13,6 +13,7 @@ nothing once the data channels are open (docs/deploy.md measures it).
 from __future__ import annotations
 
 import json
+from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -23,7 +24,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, WebSocketHandler, websocket_connect
 
-from .handlers import authenticated_403
+from .handlers import authenticated_403, nbchat_path
 
 __all__ = ["Upstream", "make_relay_handlers"]
 
@@ -53,10 +54,8 @@ class Upstream:
 
     def keep_cookies(self, user: str, set_cookie: list[str]) -> None:
         for header in set_cookie:
-            name, _, rest = header.partition("=")
-            value = rest.split(";", 1)[0]
-            if name.strip():
-                self.cookies.setdefault(user, {})[name.strip()] = value
+            for name, morsel in SimpleCookie(header).items():
+                self.cookies.setdefault(user, {})[name] = morsel.coded_value
 
     def unreachable(self, error: object) -> str:
         return (
@@ -106,6 +105,8 @@ class HttpRelayHandler(_RelayMixin, APIHandler):
             raise web.HTTPError(502, self.upstream.unreachable(error)) from None
         self.upstream.keep_cookies(self.username, response.headers.get_list("Set-Cookie"))
         body = response.body or b""
+        if response.code == 599:  # tornado's "no response at all"
+            raise web.HTTPError(502, self.upstream.unreachable(response.error))
         if response.code != 200:
             message = response.reason or ""
             try:
@@ -113,13 +114,11 @@ class HttpRelayHandler(_RelayMixin, APIHandler):
             except (ValueError, AttributeError):
                 pass
             status = response.code if 400 <= response.code < 600 else 502
-            if status == 599:
-                raise web.HTTPError(502, self.upstream.unreachable(response.error))
             # The service's own words (a room policy, an expired token): shown to the user.
             raise web.HTTPError(status, str(message).replace("%", "%%"))
         if path == "session":
             config = json.loads(body)
-            config["path"] = self.base_url.rstrip("/") + "/nbchat/"
+            config["path"] = nbchat_path(self.base_url)
             config["service"] = self.upstream.url
             self.finish(json.dumps(config))
             return

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,14 +14,12 @@ from tornado.ioloop import PeriodicCallback
 
 from .._version import __version__
 from ..core.session import SessionConfig
-from ..protocol import Identity, error_frame, room_key
+from ..protocol import Identity, error_frame, room_key, room_key_prefix
 from .realm import Delivery, Realm, Refused, encode
 from .settings import SignalingSettings
 from .wsconn import Hub
 
 __all__ = ["RoomRefused", "SignalingService", "deliver", "debug_shown"]
-
-_SLUG_RUN = re.compile(r"[^A-Za-z0-9_]+")
 
 
 class RoomRefused(Exception):
@@ -51,17 +48,6 @@ def debug_shown(log: logging.Logger | logging.LoggerAdapter[Any]) -> bool:
     return logging.lastResort is not None and logging.lastResort.level <= logging.DEBUG
 
 
-def key_prefix(room_prefix: str) -> str:
-    """What the key of every room whose name starts with ``room_prefix`` starts with.
-
-    ``room_key`` keeps a URL-safe name as it is and slugs any other (runs of other
-    characters become ``-``), keeping the first 40 characters; so a name that starts
-    with the prefix has a key that starts with the prefix's slug. The converse is not
-    true (a few other names share the key prefix); for a policy that is the safe side.
-    """
-    return _SLUG_RUN.sub("-", room_prefix).lstrip("-")[:40]
-
-
 class SignalingService:
     """Signaling and presence for nbchat rooms, whoever serves the sockets."""
 
@@ -78,7 +64,11 @@ class SignalingService:
         self.realm = Realm(settings.limits())
         self.hub = Hub(self.max_frame_bytes, settings.send_buffer_limit, owner=self)
         self._ticker = PeriodicCallback(self._tick, settings.tick_interval * 1000)
-        self.started_at = time.time()
+        # The room policy as key prefixes, worked out once (it is checked on every connect).
+        self._reserved = [
+            (room_key_prefix(prefix), list(groups))
+            for prefix, groups in settings.room_groups.items()
+        ]
 
     @property
     def max_frame_bytes(self) -> int:
@@ -91,8 +81,8 @@ class SignalingService:
     def groups_for(self, key: str) -> list[str] | None:
         """The groups a room is reserved to (None: open to every authenticated user)."""
         allowed: list[str] | None = None
-        for prefix, groups in self.settings.room_groups.items():
-            if key.startswith(key_prefix(prefix)):
+        for prefix, groups in self._reserved:
+            if key.startswith(prefix):
                 allowed = [*(allowed or []), *groups]
         return allowed
 
@@ -217,7 +207,7 @@ class SignalingService:
         try:
             self.check_room(key, groups)
         except RoomRefused as refused:
-            self.realm.refused["room_policy"] = self.realm.refused.get("room_policy", 0) + 1
+            self.realm.count_refused("room_policy")
             return Refused(encode(error_frame(str(refused))))
         return None
 

@@ -44,6 +44,7 @@ from .handlers import (
     SessionMixin,
     SignalingMixin,
     StatsMixin,
+    authenticated_403,
 )
 from .service import SignalingService
 from .settings import SignalingSettings
@@ -54,16 +55,20 @@ USER_COOKIE = "nbchat-signaling-user"
 _COLORS = [f"var(--jp-collaborator-color{i})" for i in range(1, 8)]
 
 
+def _palette_color(name: str) -> str:
+    """One of JupyterLab's collaborator colours, the same for a name every time."""
+    return _COLORS[hashlib.sha256(name.encode()).digest()[0] % len(_COLORS)]
+
+
 def anonymous_identity(username: str) -> Identity:
     """A token holder's identity: a stable, readable name derived from its username."""
-    digest = hashlib.sha256(username.encode()).digest()
     name = "Guest " + username.rsplit("-", 1)[-1][:4].upper()
     return Identity(
         username=username,
         name=name,
         display_name=name,
         initials="G" + name[6:7],
-        color=_COLORS[digest[0] % len(_COLORS)],
+        color=_palette_color(username),
         avatar_url=None,
     )
 
@@ -71,13 +76,12 @@ def anonymous_identity(username: str) -> Identity:
 def hub_identity(model: dict[str, Any]) -> Identity:
     name = str(model.get("name", ""))
     initials = "".join(part[:1] for part in name.replace("_", " ").replace("-", " ").split())
-    digest = hashlib.sha256(name.encode()).digest()
     return Identity(
         username=name,
         name=name,
         display_name=name,
         initials=(initials or name[:1])[:2].upper(),
-        color=_COLORS[digest[0] % len(_COLORS)],
+        color=_palette_color(name),
         avatar_url=None,
     )
 
@@ -143,18 +147,6 @@ def _hub_auth_base() -> type:
     return _HubAuth
 
 
-def _authenticated(method: Any) -> Any:
-    """403 for a caller the auth base does not know (never a redirect: callers are scripts
-    and sockets; a person logs in through the hub or with a token)."""
-
-    def wrapper(self: web.RequestHandler, *args: Any, **kwargs: Any) -> Any:
-        if not self.current_user:
-            raise web.HTTPError(403, "Authentication required")
-        return method(self, *args, **kwargs)
-
-    return wrapper
-
-
 class _JsonErrors(web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         reason = self._reason
@@ -185,8 +177,9 @@ class HealthHandler(web.RequestHandler):
         self.finish('{"status": "ok"}')
 
 
-def _metrics_text(service: SignalingService) -> bytes:
-    from prometheus_client import CollectorRegistry, generate_latest
+def _metrics_registry(service: SignalingService) -> Any:
+    """A Prometheus registry whose one collector reads the service's counts at each scrape."""
+    from prometheus_client import CollectorRegistry
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
     class Collector:
@@ -212,7 +205,7 @@ def _metrics_text(service: SignalingService) -> bytes:
 
     registry = CollectorRegistry(auto_describe=True)
     registry.register(Collector())
-    return bytes(generate_latest(registry))
+    return registry
 
 
 def make_standalone_handlers(
@@ -222,21 +215,25 @@ def make_standalone_handlers(
     auth: type = _hub_auth_base() if hub else _TokenAuth
 
     def http(name: str, mixin: type) -> type:
-        return type(name, (mixin, auth, _JsonErrors), {"get": _authenticated(mixin.get)})  # type: ignore[attr-defined]
+        return type(name, (mixin, auth, _JsonErrors), {"get": authenticated_403(mixin.get)})  # type: ignore[attr-defined]
 
     def socket(name: str, mixin: type) -> type:
         return type(name, (mixin, _SocketBase, auth), {})
 
+    from prometheus_client import generate_latest
+
+    registry = _metrics_registry(service)
+
     class MetricsHandler(auth, _JsonErrors):  # type: ignore[misc]
-        @_authenticated
+        @authenticated_403
         def get(self) -> None:
             self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-            self.finish(_metrics_text(service))
+            self.finish(generate_latest(registry))
 
     class IndexHandler(auth, _JsonErrors):  # type: ignore[misc]
         """``GET {base_url}``: who am I and what is this (a person checking the service)."""
 
-        @_authenticated
+        @authenticated_403
         def get(self) -> None:
             self.set_header("Content-Type", "application/json")
             self.finish(
@@ -265,9 +262,9 @@ def make_standalone_handlers(
 
 
 def _is_loopback(ip: str) -> bool:
-    if ip in ("localhost", ""):
-        return ip == "localhost"
-    try:
+    if ip == "localhost":
+        return True
+    try:  # "" (every interface) is not an address: not loopback
         return ipaddress.ip_address(ip).is_loopback
     except ValueError:
         return False
