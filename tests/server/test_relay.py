@@ -8,6 +8,7 @@ here a standalone ``nbchat-signaling`` process in token mode is the service.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -83,3 +84,20 @@ async def test_a_service_that_is_down_is_said_in_words(server_base: str, token: 
         async with ChatPeer(server_base, "down", token=token):
             pass
     assert "cannot reach the hub's chat service at http://127.0.0.1:9/svc/" in str(refused.value)
+
+
+@pytest.fixture
+def someone_elses_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This Jupyter server is a hub user's server that belongs to another user."""
+    monkeypatch.setenv("JUPYTERHUB_USER", "alice")
+
+
+async def test_a_guest_on_someone_elses_server_is_refused_not_shown_as_the_owner(
+    someone_elses_server: None, jp_fetch: Any
+) -> None:
+    # The relay speaks for the server's owner (its token); anyone else would appear as them.
+    for path in (("nbchat", "session"), ("nbchat", "room", "id")):
+        response = await jp_fetch(*path, params={"room": "x"}, raise_error=False)
+        assert response.code == 403
+        message = json.loads(response.body)["message"]
+        assert "open this notebook on your own server" in message and "alice" in message

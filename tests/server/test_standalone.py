@@ -188,3 +188,42 @@ def test_settings_come_from_a_config_file_and_the_environment(tmp_path: Path) ->
     finally:
         s.proc.kill()
         s.proc.wait(10)
+
+
+def test_a_room_reserved_to_groups_refuses_others_on_every_endpoint(tmp_path: Path) -> None:
+    """room_groups: a caller outside the groups (a token holder has none) is refused by
+    the session, the id, the peers list and both sockets, in words; other rooms work."""
+    s = start_service(
+        tmp_path, f"--token={TOKEN}", '--SignalingApp.room_groups={"team/": ["team"]}'
+    )
+    try:
+        open_room = json.loads(get(s.url + "nbchat/session?room=open-room", token=TOKEN)[1])
+        assert open_room["audience"] == "everyone with this service's token"
+        status, body, _ = get(s.url + "nbchat/session?room=team/standup", token=TOKEN)
+        assert status == 403
+        assert "reserved to members of the JupyterHub group(s) team" in json.loads(body)["message"]
+        key = "team-standup-0123456789abcdef"  # any key of a "team/..." room
+        for path in (f"nbchat/{key}/id", f"nbchat/{key}/peers"):
+            status, body, _ = get(s.url + path, token=TOKEN)
+            assert status == 403 and "reserved to members" in json.loads(body)["message"]
+
+        async def sockets() -> None:
+            headers = {"Authorization": f"token {TOKEN}"}
+            for url in (
+                f"{s.ws}nbchat/peerjs?key={key}&id=p1&token=t",
+                f"{s.ws}nbchat/presence?key={key}",
+            ):
+                async with websockets.connect(url, additional_headers=headers) as ws:
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                    assert frame["type"] == "ERROR"
+                    assert "reserved to members" in frame["payload"]["msg"]
+                    with pytest.raises(websockets.ConnectionClosed) as closed:
+                        await asyncio.wait_for(ws.recv(), 5)
+                    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+        asyncio.run(sockets())
+        status, text, _ = get(s.url + "metrics", token=TOKEN)
+        assert 'nbchat_refused_frames_total{reason="room_policy"} 2.0' in text
+    finally:
+        s.proc.kill()
+        s.proc.wait(10)

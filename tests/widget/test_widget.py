@@ -38,6 +38,17 @@ def test_default_room_is_the_notebook_path(monkeypatch: pytest.MonkeyPatch) -> N
     assert Chat(room="team").room == "team"
 
 
+def test_on_a_hub_with_the_chat_service_the_default_room_is_the_path_on_its_owners_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JPY_SESSION_NAME", "work/analysis.ipynb")
+    monkeypatch.setenv("JUPYTERHUB_USER", "alice")
+    assert default_room() == "work/analysis.ipynb"  # a hub without nbchat's service
+    monkeypatch.setenv("NBCHAT_SERVICE_URL", "http://127.0.0.1:8765/services/nbchat/")
+    assert default_room() == "~alice/work/analysis.ipynb"
+    assert Chat(room="team-standup").room == "team-standup"  # named rooms stay shared
+
+
 def test_send_waits_for_an_owner_then_goes_to_it_only(monkeypatch: pytest.MonkeyPatch) -> None:
     chat = Chat(room="r")
     out = sent(chat, monkeypatch)
