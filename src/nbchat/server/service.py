@@ -4,6 +4,7 @@ adapters over it (they authenticate, then call in here); it knows no handler."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import time
@@ -14,8 +15,9 @@ from tornado.ioloop import PeriodicCallback
 
 from .._version import __version__
 from ..core.session import SessionConfig
-from ..protocol import Identity, error_frame, room_key, room_key_prefix
-from .realm import Delivery, Realm, Refused, encode
+from ..protocol import ID_TAKEN_FRAME, Identity, error_frame, room_key, room_key_prefix
+from .broker import make_broker
+from .realm import Accepted, Client, Delivery, Realm, Refused, encode
 from .settings import SignalingSettings
 from .wsconn import Hub
 
@@ -64,6 +66,12 @@ class SignalingService:
         self.realm = Realm(settings.limits())
         self.hub = Hub(self.max_frame_bytes, settings.send_buffer_limit, owner=self)
         self._ticker = PeriodicCallback(self._tick, settings.tick_interval * 1000)
+        #: Who else shares these rooms: nobody (in-process, the default) or the other
+        #: processes on one Redis (``broker = "redis://…"``).
+        self.broker = make_broker(settings.broker, self)
+        self._broker_task: asyncio.Task[None] | None = None
+        #: Sockets whose id is being claimed from the broker: frames they send meanwhile.
+        self._claiming: dict[Any, list[str | bytes]] = {}
         # The room policy as key prefixes, worked out once (it is checked on every connect).
         self._reserved = [
             (room_key_prefix(prefix), list(groups))
@@ -128,13 +136,21 @@ class SignalingService:
             version=__version__,
         ).to_json()
 
-    def reserve_id(self, key: str, user: Identity, groups: Sequence[str] | None = None) -> str:
+    async def reserve_id(
+        self, key: str, user: Identity, groups: Sequence[str] | None = None
+    ) -> str:
         self.check_room(key, groups)
-        return self.realm.reserve_id(key, user["username"], time.monotonic())
+        while True:
+            peer_id = self.realm.reserve_id(key, user["username"], time.monotonic())
+            if not self.broker.shared or await self.broker.reserve(key, peer_id, user["username"]):
+                return peer_id
 
     def peer_ids(self, key: str, groups: Sequence[str] | None = None) -> list[str]:
         self.check_room(key, groups)
-        return self.realm.peer_ids(key)
+        ids = self.realm.peer_ids(key)
+        if self.broker.shared:
+            ids.extend(p["peer_id"] for p in self.broker.remote_presences(key))
+        return ids
 
     def stats(self) -> dict[str, int]:
         return self.realm.stats()
@@ -154,9 +170,44 @@ class SignalingService:
     ) -> None:
         self.ensure_ticking()
         refusal = self._room_refusal(key, groups)
+        if refusal is None and self.broker.shared:
+            refusal = self.realm.invalid(key, peer_id, token)
+            if refusal is None:
+                # The id registry is shared: ask the broker first (an await), and keep
+                # what the socket sends meanwhile.
+                self._claiming[transport] = []
+                loop = asyncio.get_running_loop()
+                loop.create_task(self._claim_then_open(transport, key, peer_id, token, user))
+                return
         outcome = refusal or self.realm.connect(
             key, peer_id, token, user, transport, time.monotonic()
         )
+        self._opened(transport, outcome)
+
+    async def _claim_then_open(
+        self, transport: Any, key: str, peer_id: str, token: str, user: Identity
+    ) -> None:
+        try:
+            mine = await self.broker.claim(key, peer_id, token, user)
+        except Exception:
+            self.log.exception("nbchat: claiming id %s in room %s failed", peer_id, key)
+            mine = False
+        pending = self._claiming.pop(transport, None)
+        if pending is None:  # the socket closed meanwhile
+            if mine:
+                self.broker.release(key, peer_id)
+            return
+        if not mine:
+            outcome: Accepted | Refused = Refused(encode(ID_TAKEN_FRAME))
+        else:
+            outcome = self.realm.connect(key, peer_id, token, user, transport, time.monotonic())
+            if isinstance(outcome, Refused):
+                self.broker.release(key, peer_id)
+        self._opened(transport, outcome)
+        for message in pending:
+            self.signaling_message(transport, message)
+
+    def _opened(self, transport: Any, outcome: Accepted | Refused) -> None:
         if isinstance(outcome, Refused):
             transport.send_frame(outcome.frame)
             transport.close(1008, "refused")
@@ -171,18 +222,52 @@ class SignalingService:
                 "nbchat: peer %s joined room %s", outcome.client.peer_id, outcome.client.key
             )
         deliver(outcome.deliveries)
+        if self.broker.shared and outcome.replaced is None:
+            self.broker.joined(outcome.client)
 
     def signaling_message(self, transport: Any, message: str | bytes) -> None:
         client = transport.client
         if client is not None:
             deliver(self.realm.receive(client, message, time.monotonic()))
+        elif self._claiming:
+            pending = self._claiming.get(transport)
+            if pending is not None:
+                pending.append(message)
 
     def signaling_closed(self, transport: Any) -> None:
         client, transport.client = transport.client, None
         if client is not None:
             if debug_shown(self.log):
                 self.log.debug("nbchat: peer %s left room %s", client.peer_id, client.key)
-            deliver(self.realm.disconnect(client, transport, time.monotonic()))
+            self._disconnect(client, transport)
+        elif self._claiming:
+            self._claiming.pop(transport, None)
+
+    def _disconnect(self, client: Client, transport: Any) -> None:
+        shared = self.broker.shared and self.realm.holds(client, transport)
+        deliver(self.realm.disconnect(client, transport, time.monotonic()))
+        if shared:
+            self.broker.left(client)
+
+    # ---- from other processes (a shared broker) --------------------------------------
+    def moved_away(self, key: str, peer_id: str) -> None:
+        """Our peer ``peer_id`` reconnected to another process: drop its old socket here
+        without announcing a departure (it is still in the room) or freeing its id."""
+        room = self.realm.rooms.get(key)
+        client = room.clients.get(peer_id) if room else None
+        if client is None:
+            return
+        transport = client.transport
+        transport.client = None
+        self.realm.disconnect(client, transport, time.monotonic())  # no USER_DISCONNECTED
+        transport.close(1000, "replaced by a reconnect")
+
+    def remote_presence(self, key: str, text: str) -> None:
+        """A presence frame about a peer on another process, for our subscribers of ``key``."""
+        room = self.realm.rooms.get(key)
+        if room is not None:
+            for sub in room.subscribers:
+                sub.transport.send_frame(text)
 
     def presence_open(
         self, transport: Any, key: Any, user: Identity, groups: Sequence[str] | None = None
@@ -194,7 +279,8 @@ class SignalingService:
             transport.close(1008, "refused")
             return
         transport.subscriber = outcome
-        transport.send_frame(self.realm.roster(outcome.key))
+        others = self.broker.remote_presences(outcome.key) if self.broker.shared else None
+        transport.send_frame(self.realm.roster(outcome.key, others))
 
     def presence_closed(self, transport: Any) -> None:
         sub, transport.subscriber = transport.subscriber, None
@@ -218,6 +304,16 @@ class SignalingService:
             # In an empty context: started from a request, the timer would otherwise
             # carry (and keep alive) that request's handler in Jupyter's CallContext.
             contextvars.Context().run(self._ticker.start)
+        if self._broker_task is None and self.broker.shared:
+            self._broker_task = contextvars.Context().run(
+                asyncio.get_running_loop().create_task, self.broker.start()
+            )
+
+    async def start(self) -> None:
+        """Start the clock and connect the broker (a service about to serve)."""
+        self.ensure_ticking()
+        if self._broker_task is not None:
+            await self._broker_task
 
     def _tick(self) -> None:
         now = time.monotonic()
@@ -228,12 +324,17 @@ class SignalingService:
             self.log.info("nbchat: evicting silent peer %s in room %s", client.peer_id, client.key)
             client.transport.close(1001, "no heartbeat within alive_timeout")
             # The socket's on_close runs later; announce the departure now.
-            deliver(self.realm.disconnect(client, client.transport, time.monotonic()))
+            self._disconnect(client, client.transport)
 
     def stop(self, reason: str = "server shutting down") -> None:
         """Tell every peer we are going (close 1001) and stop the clock."""
         self._ticker.stop()
         self.hub.close_all(1001, reason)
+
+    async def stop_broker(self) -> None:
+        """Tell the other processes our peers are gone, and disconnect from the broker."""
+        if self._broker_task is not None:
+            await self.broker.stop()
 
     def metrics(self) -> Mapping[str, Any]:
         """Counts for /metrics: no ids, no names."""
@@ -241,4 +342,10 @@ class SignalingService:
             **self.realm.stats(),
             "relayed": self.realm.relayed,
             "refused": dict(self.realm.refused),
+            **self.broker.metrics(),
         }
+
+    def health(self) -> dict[str, Any]:
+        """For ``/health``: ``{"status": "ok"}``, or ``"degraded"`` with the broker's words
+        while peers on other processes cannot be reached."""
+        return {"status": "ok", **self.broker.health()}

@@ -169,12 +169,17 @@ class _SocketBase(WebSocketHandler):
 
 
 class HealthHandler(web.RequestHandler):
-    """``GET {base_url}health``: 200 while we serve; no details, no auth."""
+    """``GET {base_url}health``: 200 while we serve, no auth. ``{"status": "ok"}``; with
+    a broker that cannot be reached, ``"degraded"`` and why (peers on this process are
+    still served, so the answer stays 200)."""
+
+    def initialize(self, service: SignalingService) -> None:
+        self.service = service
 
     def get(self) -> None:
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-        self.finish('{"status": "ok"}')
+        self.finish(json.dumps(self.service.health()))
 
 
 def _metrics_registry(service: SignalingService) -> Any:
@@ -250,7 +255,7 @@ def make_standalone_handlers(
         (r"nbchat/presence", socket("PresenceHandler", PresenceMixin), kwargs),
         (r"nbchat/([^/]+)/id", http("IdHandler", IdMixin), kwargs),
         (r"nbchat/([^/]+)/peers", http("PeersHandler", PeersMixin), kwargs),
-        (r"health", HealthHandler, {}),
+        (r"health", HealthHandler, kwargs),
         (r"metrics", MetricsHandler, {}),
         (r"", IndexHandler, {}),
     ]
@@ -304,6 +309,7 @@ class SignalingApp(SignalingSettings, Application):
         "port": "SignalingApp.port",
         "base-url": "SignalingApp.base_url",
         "token": "SignalingApp.token",
+        "broker": "SignalingApp.broker",
         "config": "SignalingApp.config_file",
         "log-level": "Application.log_level",
     }
@@ -396,6 +402,7 @@ class SignalingApp(SignalingSettings, Application):
 
     async def serve(self) -> None:
         app, service = self.make_app()
+        await service.start()
         server = HTTPServer(app, xheaders=True)
         server.listen(self.port, self.ip)
         mode = "JupyterHub OAuth" if self.hub else "token"
@@ -419,6 +426,7 @@ class SignalingApp(SignalingSettings, Application):
         # Peers hear 1001 (going away) and reconnect by themselves, elsewhere if there is one.
         service.stop("server shutting down")
         await asyncio.sleep(0)  # let the close frames be written
+        await service.stop_broker()
         await server.close_all_connections()
 
 
