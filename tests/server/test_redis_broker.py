@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import websockets
 from tests.support.balancer import Balancer
+from tests.support.lab import make_lab
 from tests.support.peers import Inbox
 from tests.support.redis import RedisServer, redis_server  # noqa: F401  (fixture)
 from tests.support.signaling import TOKEN, Service, get, start_service
@@ -28,6 +29,7 @@ HEADERS = {"Authorization": f"token {TOKEN}"}
 
 
 def start_instances(tmp: Path, redis: RedisServer, count: int, *extra: str) -> list[Service]:
+    tmp.mkdir(parents=True, exist_ok=True)
     urls = [redis.unix_url, redis.url]  # both kinds of URL, one Redis
     return [
         start_service(
@@ -155,7 +157,10 @@ def test_an_id_taken_on_one_instance_is_refused_on_the_other(pair: list[Service]
             # Someone else, on the other process: refused.
             async with connect(two, "room", "taken-id") as b:
                 assert (await recv(b))["type"] == "ID-TAKEN"
-        # Alice rebinds her id on the other process: OPEN.
+        # Alice rebinds her id on the other process once it has seen her leave: OPEN.
+        await eventually(
+            lambda: "taken-id" not in json.loads(get(two.url + "nbchat/room/peers", token=TOKEN)[1])
+        )
         async with connect(two, "room", "taken-id", token="t2", cookie=alice) as a2:
             assert await recv(a2) == {"type": "OPEN"}
         # An id issued on one instance is bound to its user on the other too.
@@ -322,7 +327,7 @@ def test_sigkill_one_instance_mid_chat(tmp_path: Path, redis_server: RedisServer
                     assert await c.wait_for_peers(2, timeout=20)
                     newcomer = Inbox(c)
                     await b.send("welcome")
-                    assert [m["text"] for m in await newcomer.wait(1)][-1] == "welcome"
+                    await eventually(lambda: "welcome" in [m["text"] for m in newcomer.items])
                     newcomer.stop()
                 # One presence list: a and b never left it (their sockets moved).
                 await watch.until(lambda: watch.present == ids)
@@ -373,7 +378,7 @@ def test_redis_restarted_mid_chat(pair: list[Service], redis_server: RedisServer
                     lambda s=s: json.loads(get(s.url + "health")[1]) == {"status": "ok"},
                     timeout=15,
                 )
-            assert "is back" in one.log()
+            await eventually(lambda: "is back" in one.log())
             # A newcomer on instance 2 meets a on instance 1: cross-process signaling is back.
             async with ChatPeer(two.url, "standup", token=TOKEN) as c:
                 assert await c.wait_for_peers(2, timeout=20)
@@ -389,3 +394,35 @@ def test_redis_restarted_mid_chat(pair: list[Service], redis_server: RedisServer
             inbox.stop()
 
     asyncio.run(main())
+
+
+def test_the_jupyter_extension_with_a_broker_joins_the_shared_rooms(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """``NbChatApp.broker``: a Jupyter server's own signaling shares its rooms with a
+    standalone instance on the same Redis; an aiortc peer on each chat."""
+    [service] = start_instances(tmp_path / "standalone", redis_server, 1)
+    lab = make_lab(tmp_path / "lab", {"broker": redis_server.url, "alive_timeout": ALIVE})
+    lab.start()
+
+    async def main() -> None:
+        async with (
+            ChatPeer(lab.url, "standup", token=lab.token) as on_lab,
+            ChatPeer(service.url, "standup", token=TOKEN) as on_service,
+        ):
+            assert room_key(on_lab) == room_key(on_service)
+            assert await on_lab.wait_for_peers(1, timeout=20)
+            inbox = Inbox(on_service)
+            await on_lab.send("from the Jupyter server")
+            [got] = await inbox.wait(1)
+            assert got["text"] == "from the Jupyter server"
+            assert got["user"]["username"] == on_lab.user["username"]
+            inbox.stop()
+
+    try:
+        asyncio.run(main())
+        assert "sharing rooms through Redis" in lab.log()
+    finally:
+        lab.stop()
+        stop_instances([service])

@@ -67,6 +67,9 @@ class Broker:
     def left(self, client: Client) -> None:
         """``client`` disconnected from here (closed, evicted)."""
 
+    async def barrier(self) -> None:
+        """Wait until what other processes announced before now is known here."""
+
     def remote_presences(self, key: str) -> list[Presence]:
         """Peers of room ``key`` on other processes."""
         return []

@@ -56,7 +56,8 @@ __all__ = ["RedisBroker", "redacted"]
 RS = "\x1e"  # between records
 US = "\x1f"  # between fields
 
-# KEYS: id key, held set of this process. ARGV: user, proc, token hash, prefix, field, kick.
+# KEYS: id key, held set of this process, peers hash.
+# ARGV: user, proc, token hash, prefix, field, kick, presence json, events channel, event.
 _CLAIM = """
 local v = redis.call('GET', KEYS[1])
 if v then
@@ -72,6 +73,8 @@ if v then
 end
 redis.call('SET', KEYS[1], ARGV[1] .. '\\31' .. ARGV[2] .. '\\31' .. ARGV[3])
 redis.call('SADD', KEYS[2], ARGV[5])
+redis.call('HSET', KEYS[3], ARGV[5], ARGV[2] .. '\\31' .. ARGV[7])
+redis.call('PUBLISH', ARGV[8], ARGV[9])
 return 1
 """
 
@@ -117,6 +120,9 @@ redis.call('DEL', KEYS[1])
 redis.call('SREM', ARGV[3] .. 'procs', ARGV[1])
 return #members
 """
+
+#: Seconds a connect waits for the first connection to Redis before deciding alone.
+STARTUP_WAIT = 3.0
 
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError)
 
@@ -193,6 +199,8 @@ class RedisBroker(Broker):
         self._connected_once = False
         self._grace_until = 0.0
         self.published = 0
+        self._markers = 0
+        self._barriers: dict[str, asyncio.Future[None]] = {}
         self.realm.remote = self.route
 
     # ---- the seam --------------------------------------------------------------------
@@ -207,6 +215,7 @@ class RedisBroker(Broker):
         return [p.presence for p in room.values()] if room else []
 
     async def reserve(self, key: str, peer_id: str, username: str) -> bool:
+        await self._starting()
         if not self.up:
             return True
         ok = await self._await(
@@ -220,38 +229,61 @@ class RedisBroker(Broker):
         return ok is not None
 
     async def claim(self, key: str, peer_id: str, token: str, user: Identity) -> bool:
+        """Bind the id to us and announce the peer, in one step, before its OPEN: a
+        roster served anywhere after that lists it (see :meth:`barrier`)."""
+        await self._starting()
         if not self.up:
             return True  # degraded: this process decides alone
         field = key + US + peer_id
         kick = self.proc + RS + "K" + US + key + US + peer_id
+        presence = json.dumps(Presence(peer_id=peer_id, user=user), separators=(",", ":"))
+        event = self.proc + RS + "C" + US + key + US + peer_id + US + presence
         result = await self._await(
             "EVALSHA",
             self._sha["claim"],
-            2,
+            3,
             self._id_key(key, peer_id),
             self._held_key,
+            self._peers_key,
             user["username"],
             self.proc,
             _token_hash(token),
             self.prefix,
             field,
             kick,
+            presence,
+            self.events,
+            event,
         )
         return bool(result)
+
+    async def barrier(self) -> None:
+        """Return once every event published before now has reached our directory: a
+        marker goes through our own channel, after everything Redis received before it.
+        A roster served after this lists every peer whose OPEN was sent before."""
+        await self._starting()
+        if not self.up:
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._markers += 1
+        marker = str(self._markers)
+        self._barriers[marker] = future
+        self.publish(self.my_channel, "M" + US + marker)
+        try:
+            await asyncio.wait_for(future, 2.0)
+        except asyncio.TimeoutError:
+            pass  # Redis is slow or going away: serve what we know
+        finally:
+            self._barriers.pop(marker, None)
 
     def release(self, key: str, peer_id: str) -> None:
         self._leave(key, peer_id, "", announce=False)
 
     def joined(self, client: Client) -> None:
-        # It may have been here as a peer of another process (a reconnect that moved):
-        # it is ours now, and the others learn it from our event.
+        # Announced by the claim already (or when Redis is back). It may have been here
+        # as a peer of another process (a reconnect that moved): it is ours now.
         self._forget_entry(client.key, client.peer_id)
-        if not self.up:
-            return  # announced when Redis is back
-        presence = json.dumps(client.presence, separators=(",", ":"))
-        field = client.key + US + client.peer_id
-        self._call("HSET", self._peers_key, field, self.proc + US + presence)
-        self.publish(self.events, "C" + US + client.key + US + client.peer_id + US + presence)
 
     def left(self, client: Client) -> None:
         if self.up:
@@ -383,10 +415,10 @@ class RedisBroker(Broker):
                 continue
             data: str = message["data"]
             proc, _, body = data.partition(RS)
-            if proc == self.proc:
-                continue  # our own presence events
             try:
                 if message["channel"] == self.events:
+                    if proc == self.proc:
+                        continue  # our own presence events
                     for record in body.split(RS):
                         self._on_event(proc, record)
                 else:
@@ -421,6 +453,10 @@ class RedisBroker(Broker):
             else:
                 for transport, out in self.realm.reroute(key, src, dst, text, time.monotonic()):
                     transport.send_frame(out)
+        elif kind == "M":
+            future = self._barriers.get(record[2:])
+            if future is not None and not future.done():
+                future.set_result(None)
         elif kind == "K":
             _, key, peer_id = record.split(US, 2)
             self.service.moved_away(key, peer_id)
@@ -500,6 +536,14 @@ class RedisBroker(Broker):
     async def _ready(self) -> None:
         while not self.up:
             await asyncio.sleep(0.01)
+
+    async def _starting(self) -> None:
+        """Right after start, wait (briefly) for the first connection rather than decide
+        alone: a peer admitted before we are connected is announced late, and two peers
+        that each miss the other in their roster wait for the other's call."""
+        if not self._connected_once and not self.up and self._main is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._ready(), STARTUP_WAIT)
 
     async def _run(self) -> None:
         import redis.asyncio as aioredis
@@ -630,9 +674,7 @@ class RedisBroker(Broker):
             *(self.claim(c.key, c.peer_id, c.token, c.user) for c in clients)
         )
         for client, mine in zip(clients, verdicts, strict=True):
-            if mine:
-                self.joined(client)
-            else:  # someone took the id while we were away
+            if not mine:  # someone took the id while we were away
                 self.service.moved_away(client.key, client.peer_id)
 
     async def _reconcile_later(self, delay: float) -> None:

@@ -17,7 +17,7 @@ from .._version import __version__
 from ..core.session import SessionConfig
 from ..protocol import ID_TAKEN_FRAME, Identity, error_frame, room_key, room_key_prefix
 from .broker import make_broker
-from .realm import Accepted, Client, Delivery, Realm, Refused, encode
+from .realm import Accepted, Client, Delivery, Realm, Refused, Subscriber, encode
 from .settings import SignalingSettings
 from .wsconn import Hub
 
@@ -72,6 +72,8 @@ class SignalingService:
         self._broker_task: asyncio.Task[None] | None = None
         #: Sockets whose id is being claimed from the broker: frames they send meanwhile.
         self._claiming: dict[Any, list[str | bytes]] = {}
+        #: Presence sockets waiting for the broker's barrier before their roster.
+        self._presence_waiting: set[Any] = set()
         # The room policy as key prefixes, worked out once (it is checked on every connect).
         self._reserved = [
             (room_key_prefix(prefix), list(groups))
@@ -273,7 +275,22 @@ class SignalingService:
         self, transport: Any, key: Any, user: Identity, groups: Sequence[str] | None = None
     ) -> None:
         self.ensure_ticking()
-        outcome = self._room_refusal(key, groups) or self.realm.subscribe(key, user, transport)
+        refusal = self._room_refusal(key, groups)
+        if refusal is None and self.broker.shared:
+            # Serve the roster once we know every peer announced elsewhere before now.
+            self._presence_waiting.add(transport)
+            loop = asyncio.get_running_loop()
+            loop.create_task(self._subscribe_after_barrier(transport, key, user))
+            return
+        self._subscribe(transport, refusal or self.realm.subscribe(key, user, transport))
+
+    async def _subscribe_after_barrier(self, transport: Any, key: Any, user: Identity) -> None:
+        await self.broker.barrier()
+        if transport in self._presence_waiting:
+            self._presence_waiting.discard(transport)
+            self._subscribe(transport, self.realm.subscribe(key, user, transport))
+
+    def _subscribe(self, transport: Any, outcome: Subscriber | Refused) -> None:
         if isinstance(outcome, Refused):
             transport.send_frame(outcome.frame)
             transport.close(1008, "refused")
@@ -283,6 +300,7 @@ class SignalingService:
         transport.send_frame(self.realm.roster(outcome.key, others))
 
     def presence_closed(self, transport: Any) -> None:
+        self._presence_waiting.discard(transport)
         sub, transport.subscriber = transport.subscriber, None
         if sub is not None:
             self.realm.unsubscribe(sub)
