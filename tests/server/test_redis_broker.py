@@ -426,3 +426,9 @@ def test_the_jupyter_extension_with_a_broker_joins_the_shared_rooms(
     finally:
         lab.stop()
         stop_instances([service])
+
+
+def test_a_broker_url_that_is_not_redis_is_refused_in_words(tmp_path: Path) -> None:
+    service = start_service(tmp_path, f"--token={TOKEN}", "--broker=http://redis:6379", wait=False)
+    assert service.proc.wait(20) != 0
+    assert "unsupported broker URL 'http://redis:6379': use redis://" in service.log()

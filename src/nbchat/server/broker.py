@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .realm import Client
     from .service import SignalingService
 
-__all__ = ["Broker", "LocalBroker", "make_broker"]
+__all__ = ["Broker", "LocalBroker", "check_broker_url", "make_broker"]
 
 
 class Broker:
@@ -79,18 +79,23 @@ class LocalBroker(Broker):
     """One process, nothing shared: the default."""
 
 
-def make_broker(url: str, service: SignalingService) -> Broker:
-    """The broker for the ``broker`` setting: empty → in-process; ``redis://``,
-    ``rediss://`` or ``unix://`` → Redis (redis-py is imported only then)."""
+def check_broker_url(url: str) -> None:
+    """Raise ValueError, in words, unless ``url`` is empty or a Redis URL."""
     url = url.strip()
-    if not url:
-        return LocalBroker()
-    scheme = url.split(":", 1)[0].lower()
-    if scheme not in ("redis", "rediss", "unix"):
+    if url and url.split(":", 1)[0].lower() not in ("redis", "rediss", "unix"):
         raise ValueError(
             f"unsupported broker URL {url!r}: use redis://HOST:PORT/DB, rediss://… or "
             "unix:///path/to/redis.sock (or leave it empty for one process)"
         )
+
+
+def make_broker(url: str, service: SignalingService) -> Broker:
+    """The broker for the ``broker`` setting: empty → in-process; ``redis://``,
+    ``rediss://`` or ``unix://`` → Redis (redis-py is imported only then)."""
+    check_broker_url(url)
+    url = url.strip()
+    if not url:
+        return LocalBroker()
     from .redis_broker import RedisBroker
 
     return RedisBroker(url, service)

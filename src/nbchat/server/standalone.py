@@ -37,6 +37,7 @@ from traitlets.config import Application
 
 from .._version import __version__
 from ..protocol import Identity
+from .broker import check_broker_url
 from .handlers import (
     IdMixin,
     PeersMixin,
@@ -296,7 +297,10 @@ class SignalingApp(SignalingSettings, Application):
         "on when JupyterHub started us, i.e. $JUPYTERHUB_API_TOKEN is set).",
     )
     cookie_secret = Unicode(
-        config=True, help="Secret signing our cookies (default: random per process)."
+        config=True,
+        help="Secret signing our cookies. Default: $NBCHAT_SIGNALING_COOKIE_SECRET, else "
+        "random per process. Several instances behind one load balancer (--broker) need "
+        "the same secret, so that a cookie set by one is valid on the others.",
     )
     ws_ping_interval = Int(30, config=True, help="Seconds between WebSocket keep-alive pings.")
     ws_ping_timeout = Int(90, config=True, help="Seconds without a reply before a socket drops.")
@@ -352,6 +356,16 @@ class SignalingApp(SignalingSettings, Application):
 
     @default("cookie_secret")
     def _default_cookie_secret(self) -> str:
+        shared = os.environ.get("NBCHAT_SIGNALING_COOKIE_SECRET", "")
+        if shared:
+            return shared
+        if self.broker:
+            self.log.warning(
+                "nbchat-signaling: --broker is set but no cookie_secret: a cookie set by "
+                "this instance is refused by the others behind the same load balancer; set "
+                "NBCHAT_SIGNALING_COOKIE_SECRET (or SignalingApp.cookie_secret) to one "
+                "value on every instance"
+            )
         return secrets.token_hex(32)
 
     def initialize(self, argv: Any = None) -> None:
@@ -362,6 +376,11 @@ class SignalingApp(SignalingSettings, Application):
             self.base_url = "/" + self.base_url
         if not self.base_url.endswith("/"):
             self.base_url += "/"
+        try:
+            check_broker_url(self.broker)
+        except ValueError as error:
+            self.log.critical("nbchat-signaling: %s", error)
+            self.exit(1)
         if not self.hub and not self.token:
             if not _is_loopback(self.ip):
                 self.log.critical(
