@@ -37,9 +37,11 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -53,11 +55,14 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisBroker", "redacted"]
 
+log = logging.getLogger("nbchat")
+
 RS = "\x1e"  # between records
 US = "\x1f"  # between fields
 
 # KEYS: id key, held set of this process, peers hash.
-# ARGV: user, proc, token hash, prefix, field, kick, presence json, events channel, event.
+# ARGV: user, proc, token hash, key prefix, field, kick, presence json, events channel,
+# event, channel prefix.
 _CLAIM = """
 local v = redis.call('GET', KEYS[1])
 if v then
@@ -67,7 +72,7 @@ if v then
     if tok ~= ARGV[3] and redis.call('EXISTS', ARGV[4] .. 'alive:' .. proc) == 1 then
       return 0
     end
-    redis.call('PUBLISH', ARGV[4] .. 'p:' .. proc, ARGV[6])
+    redis.call('PUBLISH', ARGV[10] .. 'p:' .. proc, ARGV[6])
     redis.call('SREM', ARGV[4] .. 'held:' .. proc, ARGV[5])
   end
 end
@@ -124,6 +129,9 @@ return #members
 #: Seconds a connect waits for the first connection to Redis before deciding alone.
 STARTUP_WAIT = 3.0
 
+#: Bytes of publishes Redis may leave unread before we call the connection dead.
+_MAX_UNSENT = 64 * 1024 * 1024
+
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError)
 
 
@@ -141,6 +149,120 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:24]
 
 
+def _resp(*parts: bytes) -> bytes:
+    """One command in RESP (what redis-py's ``pack_command`` builds, without its cost)."""
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        out.append(b"$%d\r\n%s\r\n" % (len(part), part))
+    return b"".join(out)
+
+
+class _Wire(asyncio.Protocol):
+    """A bare Redis connection for the data plane: PUBLISH written as bytes, replies
+    and pushes parsed by hiredis (the Redis project's C parser, which redis-py uses).
+    Measured here: an awaited redis-py pipeline costs ~20 µs per PUBLISH and its pubsub
+    ~35 µs per received message; this costs ~2-3 µs each (docs/benchmarks.md)."""
+
+    def __init__(self, on_push: Callable[[Any], None] | None) -> None:
+        import hiredis
+
+        self.reader = hiredis.Reader(encoding="utf-8", errors="surrogateescape")
+        self.on_push = on_push
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[BaseException | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiting: list[asyncio.Future[Any]] = []  # replies awaited, in order
+        self._pending_replies = 0  # replies to skip (PUBLISH counts)
+
+    @classmethod
+    async def open(cls, url: str, on_push: Callable[[Any], None] | None) -> _Wire:
+        from redis.asyncio.connection import parse_url
+
+        options = parse_url(url)
+        loop = asyncio.get_running_loop()
+        wire = cls(on_push)
+        if "path" in options:
+            await asyncio.wait_for(loop.create_unix_connection(lambda: wire, options["path"]), 5)
+        else:
+            tls = None
+            if url.lower().startswith("rediss:"):
+                import ssl
+
+                tls = ssl.create_default_context()
+            await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: wire,
+                    options.get("host", "localhost"),
+                    options.get("port", 6379),
+                    ssl=tls,
+                ),
+                5,
+            )
+        password = options.get("password")
+        if password:
+            username = options.get("username")
+            auth = ("AUTH", username, password) if username else ("AUTH", password)
+            await wire.command(*auth)
+        return wire
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        error = exc or ConnectionError("Redis closed the connection")
+        for future in self._waiting:
+            if not future.done():
+                future.set_exception(error)
+        self._waiting.clear()
+        if not self.closed.done():
+            self.closed.set_result(error)
+
+    def data_received(self, data: bytes) -> None:
+        reader = self.reader
+        reader.feed(data)
+        while (reply := reader.gets()) is not False:
+            if self._pending_replies:
+                self._pending_replies -= 1
+                if isinstance(reply, Exception):
+                    log.warning("nbchat: Redis refused a publish: %s", reply)
+            elif self._waiting:
+                future = self._waiting.pop(0)
+                if not future.done():
+                    if isinstance(reply, Exception):
+                        future.set_exception(reply)
+                    else:
+                        future.set_result(reply)
+            elif self.on_push is not None:
+                self.on_push(reply)
+
+    async def command(self, *args: str) -> Any:
+        assert self.transport is not None
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        self.transport.write(_resp(*(a.encode() for a in args)))
+        return await asyncio.wait_for(future, 5)
+
+    def publish_many(self, messages: list[tuple[bytes, bytes]]) -> None:
+        """PUBLISH each (channel, data), in order, without waiting for the replies."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionError("the Redis connection is closed")
+        self._pending_replies += len(messages)
+        transport.write(b"".join(_resp(b"PUBLISH", c, d) for c, d in messages))
+        if transport.get_write_buffer_size() > _MAX_UNSENT:
+            transport.abort()  # Redis stopped reading: treat it as gone
+            raise ConnectionError("Redis is not reading what we publish")
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
 class RemotePeer:
     """A peer connected to another process: the realm's relay target for it."""
 
@@ -154,7 +276,7 @@ class RemotePeer:
         self.key = key
         self.peer_id = peer_id
         self.presence = presence
-        self.channel = broker.prefix + "p:" + proc
+        self.channel = broker.chan + "p:" + proc
 
     def send_frame(self, text: str) -> None:
         """Relay one frame (already carrying its ``src``) to this peer's process."""
@@ -173,8 +295,13 @@ class RedisBroker(Broker):
         self.log = service.log
         self.prefix = prefix
         self.proc = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
-        self.my_channel = prefix + "p:" + self.proc
-        self.events = prefix + "ev"
+        from redis.asyncio.connection import parse_url
+
+        # Channels, unlike keys, are shared by every database of a Redis: name the
+        # database in them, so deployments on two databases of one Redis stay apart.
+        self.chan = f"{prefix}{parse_url(url).get('db', 0) or 0}:"
+        self.my_channel = self.chan + "p:" + self.proc
+        self.events = self.chan + "ev"
         self._peers_key = prefix + "peers"
         self._held_key = prefix + "held:" + self.proc
         self._alive_key = prefix + "alive:" + self.proc
@@ -189,7 +316,9 @@ class RedisBroker(Broker):
         self._calls: list[tuple[tuple[Any, ...], asyncio.Future[Any] | None]] = []
         self._wake: asyncio.Event | None = None
         self._redis: Any = None
-        self._sub: Any = None
+        self._pub: _Wire | None = None  # relays and events out
+        self._sub: _Wire | None = None  # relays and events in
+        self._flush_scheduled = False
         self._sha: dict[str, str] = {}
         self._main: asyncio.Task[None] | None = None
         self._stopping = False
@@ -254,6 +383,7 @@ class RedisBroker(Broker):
             presence,
             self.events,
             event,
+            self.chan,
         )
         return bool(result)
 
@@ -328,14 +458,38 @@ class RedisBroker(Broker):
     def _id_key(self, key: str, peer_id: str) -> str:
         return f"{self.prefix}id:{key}:{peer_id}"
 
-    # ---- writing: one pipeline per loop turn ----------------------------------------
+    # ---- writing: relays on the data wire, commands in one pipeline per loop turn ----
     def publish(self, channel: str, record: str) -> None:
+        """Queue ``record`` for ``channel``; what a loop turn queued goes out as one
+        PUBLISH per channel at the start of the next."""
         box = self._outbox.get(channel)
         if box is None:
             self._outbox[channel] = [record]
-            self._kick()
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
         else:
             box.append(record)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        outbox, self._outbox = self._outbox, {}
+        if not outbox:
+            return
+        wire = self._pub
+        header = self.proc + RS
+        try:
+            if wire is None or not self.up:
+                raise ConnectionError("not connected to Redis")
+            wire.publish_many(
+                [
+                    (channel.encode(), (header + RS.join(records)).encode())
+                    for channel, records in outbox.items()
+                ]
+            )
+            self.published += len(outbox)
+        except ConnectionError:
+            self._failed(outbox)
 
     def _call(self, *args: Any) -> None:
         self._calls.append((args, None))
@@ -353,25 +507,22 @@ class RedisBroker(Broker):
             wake.set()
 
     async def _writer(self) -> None:
+        """Every command (claims, releases, liveness) of a loop turn in one pipeline."""
         assert self._wake is not None
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._outbox or self._calls:
-                outbox, self._outbox = self._outbox, {}
+            while self._calls:
                 calls, self._calls = self._calls, []
                 pipe = self._redis.pipeline(transaction=False)
-                for channel, records in outbox.items():
-                    pipe.execute_command("PUBLISH", channel, self.proc + RS + RS.join(records))
                 for args, _ in calls:
                     pipe.execute_command(*args)
                 try:
                     results = await pipe.execute(raise_on_error=False)
-                except BaseException as error:
-                    self._failed(outbox, calls, error)
+                except BaseException:
+                    self._calls[:0] = calls  # answered when we are marked down
                     raise
-                self.published += len(outbox)
-                for (args, future), result in zip(calls, results[len(outbox) :], strict=True):
+                for (args, future), result in zip(calls, results, strict=True):
                     if isinstance(result, Exception):
                         if future is not None and not future.done():
                             future.set_exception(result)
@@ -380,19 +531,13 @@ class RedisBroker(Broker):
                     elif future is not None and not future.done():
                         future.set_result(result)
 
-    def _failed(
-        self,
-        outbox: dict[str, list[str]],
-        calls: list[tuple[tuple[Any, ...], asyncio.Future[Any] | None]],
-        error: BaseException,
-    ) -> None:
-        """A pipeline that did not go out: senders of its relays get EXPIRE (their peer is
-        unreachable for now); waiting callers are answered when we are marked down."""
+    def _failed(self, outbox: dict[str, list[str]]) -> None:
+        """Relays that did not go out: their senders get EXPIRE (the peer is unreachable
+        for now)."""
         for channel, records in outbox.items():
             if channel != self.events:
                 for record in records:
                     self._expire(record)
-        self._calls[:0] = calls
 
     def _expire(self, record: str) -> None:
         kind, key, dst, text = record.split(US, 3)
@@ -408,24 +553,24 @@ class RedisBroker(Broker):
             sender.transport.send_frame(encode({"type": "EXPIRE", "src": dst, "dst": src}))
 
     # ---- reading ---------------------------------------------------------------------
-    async def _reader(self, pubsub: Any) -> None:
-        while True:
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
-            if message is None or message.get("type") != "message":
-                continue
-            data: str = message["data"]
-            proc, _, body = data.partition(RS)
-            try:
-                if message["channel"] == self.events:
-                    if proc == self.proc:
-                        continue  # our own presence events
-                    for record in body.split(RS):
-                        self._on_event(proc, record)
-                else:
-                    for record in body.split(RS):
-                        self._on_record(proc, record)
-            except Exception:
-                self.log.exception("nbchat: bad broker message from %s", proc)
+    def _on_push(self, push: Any) -> None:
+        """A message on our subscriber connection (``["message", channel, data]``)."""
+        if type(push) is not list or len(push) != 3 or push[0] != "message":
+            return  # subscribe confirmations
+        channel: str = push[1]
+        data: str = push[2]
+        proc, _, body = data.partition(RS)
+        try:
+            if channel == self.events:
+                if proc == self.proc:
+                    return  # our own presence events
+                for record in body.split(RS):
+                    self._on_event(proc, record)
+            else:
+                for record in body.split(RS):
+                    self._on_record(proc, record)
+        except Exception:
+            self.log.exception("nbchat: bad broker message from %s", proc)
 
     def _on_record(self, proc: str, record: str) -> None:
         kind = record[:1]
@@ -436,7 +581,7 @@ class RedisBroker(Broker):
             if target is not None:
                 target.transport.send_frame(text)
             else:  # it left us meanwhile: the sender's process decides again
-                self.publish(self.prefix + "p:" + proc, "B" + record[1:])
+                self.publish(self.chan + "p:" + proc, "B" + record[1:])
         elif kind == "B":
             _, key, dst, text = record.split(US, 3)
             try:
@@ -567,9 +712,9 @@ class RedisBroker(Broker):
                 self._redis = client
                 for name, body in (("claim", _CLAIM), ("leave", _LEAVE), ("reap", _REAP)):
                     self._sha[name] = await client.script_load(body)
-                pubsub = client.pubsub()
-                await pubsub.subscribe(self.events, self.my_channel)
-                self._sub = pubsub
+                self._sub = await _Wire.open(self.url, self._on_push)
+                await self._sub.command("SUBSCRIBE", self.events, self.my_channel)
+                self._pub = await _Wire.open(self.url, None)
                 # Anything queued while down was decided without Redis: drop it, the
                 # announcements below say what holds now.
                 self._outbox.clear()
@@ -580,7 +725,8 @@ class RedisBroker(Broker):
                 loop = asyncio.get_running_loop()
                 tasks = [
                     loop.create_task(self._writer()),
-                    loop.create_task(self._reader(pubsub)),
+                    loop.create_task(self._watch(self._sub)),
+                    loop.create_task(self._watch(self._pub)),
                 ]
                 self.up = True
                 await self._announce_all()
@@ -622,13 +768,22 @@ class RedisBroker(Broker):
                 for task in tasks:
                     with contextlib.suppress(BaseException):
                         await task
-                self._sub = None
+                for wire in (self._sub, self._pub):
+                    if wire is not None:
+                        wire.close()
+                self._sub = self._pub = None
                 with contextlib.suppress(BaseException):
                     await client.aclose()
                 self._redis = None
             if not self._stopping:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    @staticmethod
+    async def _watch(wire: _Wire) -> None:
+        """Raise when ``wire`` closes (it ends the connected period)."""
+        error = await wire.closed
+        raise ConnectionError(f"Redis connection lost: {error}")
 
     def _went_down(self, error: BaseException) -> None:
         was_up = self.up
@@ -755,8 +910,11 @@ class RedisBroker(Broker):
             )
             self._call("DEL", self._alive_key)
             self.publish(self.events, "X")
+            self._flush()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._await("PING"), 2.0)
+                if self._pub is not None:
+                    await self._pub.command("PING")  # what we published has gone out
         if self._main is not None:
             self._main.cancel()
             with contextlib.suppress(BaseException):
