@@ -78,8 +78,24 @@ def redis_server(core: str, tmp: Path) -> Iterator[tuple[int, str]]:
         proc.wait(10)
 
 
+def _with_defaults(extra: tuple[str, ...]) -> list[str]:
+    """The bench's settings, each overridden by an ``extra`` option of the same name."""
+    defaults = [
+        "--SignalingApp.concurrent_limit=100000",
+        "--SignalingApp.max_connections_per_user=100000",
+        "--SignalingApp.max_rooms_per_user=100000",
+        "--SignalingApp.rate_limit=1000000",
+        "--SignalingApp.rate_burst=1000000",
+        f"--SignalingApp.alive_timeout={ALIVE_S}",
+        "--log-level=WARN",
+    ]
+    given = {option.split("=", 1)[0] for option in extra}
+    return [d for d in defaults if d.split("=", 1)[0] not in given] + list(extra)
+
+
 @contextmanager
-def signaling(core: str, broker: str, log_dir: Path) -> Iterator[tuple[int, str]]:
+def signaling(core: str, broker: str, log_dir: Path, *extra: str) -> Iterator[tuple[int, str]]:
+    """A fresh ``nbchat-signaling`` (limits lifted for one shared bench identity)."""
     port = free_port()
     log = open(log_dir / f"signaling-{port}.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
@@ -97,13 +113,7 @@ def signaling(core: str, broker: str, log_dir: Path) -> Iterator[tuple[int, str]
             f"--port={port}",
             f"--token={TOKEN}",
             f"--SignalingApp.cookie_secret={SECRET}",
-            "--SignalingApp.concurrent_limit=100000",
-            "--SignalingApp.max_connections_per_user=100000",
-            "--SignalingApp.max_rooms_per_user=100000",
-            "--SignalingApp.rate_limit=1000000",
-            "--SignalingApp.rate_burst=1000000",
-            f"--SignalingApp.alive_timeout={ALIVE_S}",
-            "--log-level=WARN",
+            *_with_defaults(extra),
             *([f"--broker={broker}"] if broker else []),
         ],
         stdout=log,
@@ -112,7 +122,7 @@ def signaling(core: str, broker: str, log_dir: Path) -> Iterator[tuple[int, str]
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/health", proc, {})
-        yield proc.pid, f"ws://127.0.0.1:{port}/nbchat/peerjs?key=bench"
+        yield proc.pid, f"ws://127.0.0.1:{port}/"
     finally:
         proc.terminate()
         try:
@@ -139,7 +149,7 @@ def run_setup(name: str, args: argparse.Namespace, phases: list[dict], log_dir: 
             for i in range(count)
         ]
         pids = [pid for pid, _ in servers]
-        urls = [url for _, url in servers]
+        urls = [url + "nbchat/peerjs?key=bench" for _, url in servers]
         headers = {"Authorization": f"token {TOKEN}"}
         # run_load passes pid and url through to the generator, which takes lists too.
         return run_load(

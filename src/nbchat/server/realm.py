@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -427,19 +427,35 @@ class Realm:
             del self.rooms[sub.key]
 
     # ---- time --------------------------------------------------------------------------
-    def tick(self, now: float) -> tuple[list[Delivery], list[Client]]:
+    def tick(
+        self, now: float, stalls: Iterable[tuple[float, float]] = ()
+    ) -> tuple[list[Delivery], list[Client]]:
         """Expire old queued frames and find silent peers.
+
+        ``stalls``: (start, end) times the server's loop did not run (frozen, starved of
+        CPU). They do not count: a peer is silent after ``alive_timeout`` seconds in
+        which the server could have read it, and a frame expires likewise.
 
         Returns EXPIRE notices to send, and clients to evict (the adapter closes their
         sockets, which calls :meth:`disconnect`).
         """
         deliveries: list[Delivery] = []
         evict: list[Client] = []
-        expire_before = now - self.limits.expire_timeout
-        silent_before = now - self.limits.alive_timeout
+        limits = self.limits
+        stalled = list(stalls)
+        expire_before = now - limits.expire_timeout
+        silent_before = now - limits.alive_timeout
+
+        def due(since: float, timeout: float) -> bool:
+            """``timeout`` seconds of running loop have passed since ``since``."""
+            excused = sum(max(0.0, min(end, now) - max(start, since)) for start, end in stalled)
+            return since + timeout + excused <= now
+
         for key, room in list(self.rooms.items()):
             for dst, queue in list(room.queues.items()):
                 while queue and queue[0].at <= expire_before:
+                    if stalled and not due(queue[0].at, limits.expire_timeout):
+                        break
                     q = queue.popleft()
                     sender = room.clients.get(q.src)
                     if sender is not None:
@@ -447,10 +463,15 @@ class Realm:
                         deliveries.append((sender.transport, encode(notice)))
                 if not queue:
                     del room.queues[dst]
-            evict.extend(c for c in room.clients.values() if c.last_seen <= silent_before)
+            evict.extend(
+                c
+                for c in room.clients.values()
+                if c.last_seen <= silent_before
+                and (not stalled or due(c.last_seen, limits.alive_timeout))
+            )
             if room.is_empty():
                 del self.rooms[key]
-        release_before = now - self.limits.id_reservation_timeout
+        release_before = now - limits.id_reservation_timeout
         stale = [
             k
             for k, b in self._bindings.items()

@@ -8,6 +8,7 @@ import asyncio
 import contextvars
 import logging
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +23,10 @@ from .settings import SignalingSettings
 from .wsconn import Hub
 
 __all__ = ["RoomRefused", "SignalingService", "deliver", "debug_shown"]
+
+
+#: Seconds a tick may come late before the gap counts as time the loop did not run.
+STALL = 1.0
 
 
 class RoomRefused(Exception):
@@ -66,6 +71,9 @@ class SignalingService:
         self.realm = Realm(settings.limits())
         self.hub = Hub(self.max_frame_bytes, settings.send_buffer_limit, owner=self)
         self._ticker = PeriodicCallback(self._tick, settings.tick_interval * 1000)
+        self._last_tick = time.monotonic()
+        #: (start, end) of recent times the loop did not run (see _tick), oldest first.
+        self._stalls: deque[tuple[float, float]] = deque()
         #: Who else shares these rooms: nobody (in-process, the default) or the other
         #: processes on one Redis (``broker = "redis://…"``).
         self.broker = make_broker(settings.broker, self)
@@ -319,6 +327,7 @@ class SignalingService:
     def ensure_ticking(self) -> None:
         """Start the clock on first use, inside the running loop."""
         if not self._ticker.is_running():
+            self._last_tick = time.monotonic()
             # In an empty context: started from a request, the timer would otherwise
             # carry (and keep alive) that request's handler in Jupyter's CallContext.
             contextvars.Context().run(self._ticker.start)
@@ -334,11 +343,42 @@ class SignalingService:
             await self._broker_task
 
     def _tick(self) -> None:
-        now = time.monotonic()
+        real = time.monotonic()
+        gap = real - self._last_tick
+        self._last_tick = real
+        interval = self.settings.tick_interval
+        if gap > interval + STALL:
+            # The loop did not run for a while. What peers sent meanwhile sits unread in
+            # the sockets; after a SIGSTOP the first select() even returns nothing
+            # (epoll_wait fails with EINTR, and Python gives up once the timeout has
+            # passed), so this tick would run before any of it is read. That time does
+            # not count as silence, nor toward a queued frame's expiry.
+            self._stalls.append((real - gap + interval, real))
+            self.log.warning(
+                "nbchat: the server's loop did not run for %.1f s (starved of CPU, stopped "
+                "or blocked); that time does not count toward alive_timeout or "
+                "expire_timeout",
+                gap,
+            )
+        now = real
+        limits = self.realm.limits
+        horizon = now - 2 * max(limits.alive_timeout, limits.expire_timeout)
+        while self._stalls and self._stalls[0][1] < horizon:
+            self._stalls.popleft()
         self.hub.sweep(now)
-        deliveries, evict = self.realm.tick(now)
+        deliveries, evict = self.realm.tick(now, self._stalls)
         deliver(deliveries)
         for client in evict:
+            # Last chance: a HEARTBEAT may wait unread in its socket (read it now).
+            read_pending = getattr(client.transport, "read_pending", None)
+            if (
+                read_pending is not None
+                and read_pending()
+                and client.last_seen > now - (self.realm.limits.alive_timeout)
+            ):
+                continue
+            if client.transport.client is not client:
+                continue  # it closed while we read
             self.log.info("nbchat: evicting silent peer %s in room %s", client.peer_id, client.key)
             client.transport.close(1001, "no heartbeat within alive_timeout")
             # The socket's on_close runs later; announce the departure now.
