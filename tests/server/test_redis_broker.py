@@ -157,6 +157,13 @@ def test_an_id_taken_on_one_instance_is_refused_on_the_other(pair: list[Service]
             # Someone else, on the other process: refused.
             async with connect(two, "room", "taken-id") as b:
                 assert (await recv(b))["type"] == "ID-TAKEN"
+            # Alice again with another PeerJS token on the same process: refused too,
+            # and the peer that holds the id stays in the room everywhere.
+            async with connect(one, "room", "taken-id", token="other", cookie=alice) as again:
+                assert (await recv(again))["type"] == "ID-TAKEN"
+            await asyncio.sleep(0.3)  # a wrong departure would have reached two by now
+            _, body, _ = get(two.url + "nbchat/room/peers", token=TOKEN)
+            assert json.loads(body) == ["taken-id"]
         # Alice rebinds her id on the other process once it has seen her leave: OPEN.
         await eventually(
             lambda: "taken-id" not in json.loads(get(two.url + "nbchat/room/peers", token=TOKEN)[1])

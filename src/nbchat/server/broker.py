@@ -57,7 +57,7 @@ class Broker:
         """Bind ``peer_id`` to this process for a connecting socket; False: ID-TAKEN."""
         return True
 
-    def release(self, key: str, peer_id: str) -> None:
+    def release(self, key: str, peer_id: str, username: str) -> None:
         """A claim whose socket never became a peer (refused or closed meanwhile)."""
 
     # ---- presence ----------------------------------------------------------------------

@@ -407,8 +407,9 @@ class RedisBroker(Broker):
         finally:
             self._barriers.pop(marker, None)
 
-    def release(self, key: str, peer_id: str) -> None:
-        self._leave(key, peer_id, "", announce=False)
+    def release(self, key: str, peer_id: str, username: str) -> None:
+        # The claim announced the peer already: take that back too.
+        self._leave(key, peer_id, username, announce=True)
 
     def joined(self, client: Client) -> None:
         # Announced by the claim already (or when Redis is back). It may have been here

@@ -182,7 +182,9 @@ class SignalingService:
         refusal = self._room_refusal(key, groups)
         if refusal is None and self.broker.shared:
             refusal = self.realm.invalid(key, peer_id, token)
-            if refusal is None:
+            room = self.realm.rooms.get(key) if refusal is None else None
+            if refusal is None and (room is None or peer_id not in room.clients):
+                # (An id connected here already: the realm decides, reconnect or taken.)
                 # The id registry is shared: ask the broker first (an await), and keep
                 # what the socket sends meanwhile.
                 self._claiming[transport] = []
@@ -205,14 +207,14 @@ class SignalingService:
         pending = self._claiming.pop(transport, None)
         if pending is None:  # the socket closed meanwhile
             if mine:
-                self.broker.release(key, peer_id)
+                self.broker.release(key, peer_id, user["username"])
             return
         if not mine:
             outcome: Accepted | Refused = Refused(encode(ID_TAKEN_FRAME))
         else:
             outcome = self.realm.connect(key, peer_id, token, user, transport, time.monotonic())
             if isinstance(outcome, Refused):
-                self.broker.release(key, peer_id)
+                self.broker.release(key, peer_id, user["username"])
         self._opened(transport, outcome)
         for message in pending:
             self.signaling_message(transport, message)
