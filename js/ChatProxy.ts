@@ -7,6 +7,7 @@ import { backoffDelay } from "./backoff";
 import { type ChatState, type Phase, chatState } from "./chatState";
 import { type ChatFrame, MAX_MESSAGE_BYTES, utf8Length } from "./core/frames";
 import { MessageLog } from "./core/msglog";
+import { cleanMime } from "./core/rich";
 import type { SessionConfig } from "./core/session";
 import { RoomSync, type SyncOutput } from "./core/sync";
 import { FloodNotices } from "./floodNotices";
@@ -49,7 +50,7 @@ export class ChatProxy {
   private readonly store: LogStore;
   private readonly listeners = new Set<(state: ChatState) => void>();
   private readonly present = new Map<string, Presence>();
-  private readonly outbox: string[] = [];
+  private readonly outbox: { text: string; mime: Record<string, unknown> | null }[] = [];
   private readonly mesh: MeshLinks;
   private readonly floods: FloodNotices;
   private session: SessionConfig | null = null;
@@ -156,17 +157,18 @@ export class ChatProxy {
     this.retryNow();
   };
 
-  /** Post `text` as this browser's peer. Queued until we have a peer id. */
-  send(text: string): ChatMessage | null {
+  /** Post `text` as this browser's peer (a rich message with its MIME bundle `mime`, `text`
+   *  the fallback: core/rich keeps what is safe to carry). Queued until we have a peer id. */
+  send(text: string, mime: Record<string, unknown> | null = null): ChatMessage | null {
     const body = text.trim() === "" ? "" : text;
     if (body === "") return null;
     if (this.log === null || this.sync === null) {
-      this.outbox.push(body);
+      this.outbox.push({ text: body, mime });
       return null;
     }
     const limit = this.session?.max_message_bytes ?? Infinity;
     if (utf8Length(body) > limit) throw new Error(`Message too long: the limit is ${limit} bytes`);
-    const message = this.log.compose(body, Date.now());
+    const message = this.log.compose(body, Date.now(), mime === null ? null : cleanMime(mime));
     this.carry(this.sync.publish(message));
     this.changed(true);
     return message;
@@ -287,7 +289,7 @@ export class ChatProxy {
     this.log = log;
     this.sync = new RoomSync(log, this.session?.max_message_bytes ?? null, now());
     this.scheduleSync();
-    for (const text of this.outbox.splice(0)) this.send(text);
+    for (const { text, mime } of this.outbox.splice(0)) this.send(text, mime);
     this.changed(false);
   }
 

@@ -54,7 +54,7 @@ export class KernelBridge {
     if (message?.type !== CommType.SEND) return;
     if (message.to !== this.proxy.state.selfId) return;
     try {
-      this.proxy.send(message.text);
+      this.proxy.send(message.text, message.mime ?? null);
     } catch (error) {
       console.warn(`nbchat: could not post the kernel's message in ${this.model.get("room")}`, error);
     }
@@ -77,7 +77,15 @@ export class KernelBridge {
       from += 1;
     }
     if (from === messages.length && from === this.mirrored.length) return;
-    const suffix = messages.slice(from).map(({ id, author, time, text, user }) => ({ id, author, time, text, user }));
+    const suffix = messages.slice(from).map(({ id, author, time, text, user, mime, file }) => ({
+      id,
+      author,
+      time,
+      text,
+      user,
+      ...(mime !== undefined ? { mime } : {}),
+      ...(file !== undefined ? { file } : {}),
+    }));
     for (let start = 0; start < suffix.length || start === 0; start += PATCH_SIZE) {
       this.model.send(
         messagesPatch(from + start, suffix.slice(start, start + PATCH_SIZE), start + PATCH_SIZE >= suffix.length),

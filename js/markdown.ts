@@ -44,6 +44,9 @@ function plainText(text: string): string {
 export interface MarkdownRenderer {
   /** Safe HTML for `text`. */
   render(text: string): string;
+  /** `html` from a peer (a rich message's text/html: a DataFrame's table) through the same
+   *  sanitizer: tables survive; scripts, styles, handlers, images and frames do not. */
+  renderHtml(html: string): string;
 }
 
 export function createMarkdownRenderer(window: Window & typeof globalThis): MarkdownRenderer {
@@ -82,14 +85,17 @@ export function createMarkdownRenderer(window: Window & typeof globalThis): Mark
       console.warn(`nbchat: could not render a message as Markdown (${String(error)}); showing it as text`);
       return plainText(text);
     }
-    return purify.sanitize(html, {
-        FORBID_TAGS: FORBIDDEN_TAGS,
-        FORBID_ATTR: FORBIDDEN_ATTRIBUTES,
-        ALLOWED_URI_REGEXP: SAFE_URI,
-        ALLOW_DATA_ATTR: false,
-        ALLOW_ARIA_ATTR: false,
-    });
+    return clean(html);
   };
+  const clean = (html: string, forbidClasses = false): string =>
+    purify.sanitize(html, {
+      FORBID_TAGS: FORBIDDEN_TAGS,
+      // A peer's raw HTML could borrow JupyterLab's classes (a fixed overlay, say): drop them.
+      FORBID_ATTR: forbidClasses ? [...FORBIDDEN_ATTRIBUTES, "class"] : FORBIDDEN_ATTRIBUTES,
+      ALLOWED_URI_REGEXP: SAFE_URI,
+      ALLOW_DATA_ATTR: false,
+      ALLOW_ARIA_ATTR: false,
+    });
   return {
     render(text: string): string {
       let html = cache.get(text);
@@ -99,6 +105,16 @@ export function createMarkdownRenderer(window: Window & typeof globalThis): Mark
         cache.set(text, html);
       }
       return html;
+    },
+    renderHtml(html: string): string {
+      const key = `\u0000html\u0000${html}`;
+      let safe = cache.get(key);
+      if (safe === undefined) {
+        safe = clean(html, true);
+        if (cache.size >= CACHE_SIZE) cache.delete(cache.keys().next().value as string);
+        cache.set(key, safe);
+      }
+      return safe;
     },
   };
 }

@@ -4,6 +4,7 @@ import * as React from "react";
 import type { MarkdownRenderer } from "../markdown";
 import type { ChatMessage as Message } from "../protocol";
 import { Avatar } from "./Avatar";
+import { RichBody } from "./RichBody";
 
 export interface ChatMessageProps {
   message: Message;
@@ -18,7 +19,8 @@ const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute:
 const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
 
 function ChatMessageView({ message, markdown, continued, isSelf, avatarUrl }: ChatMessageProps): React.ReactElement {
-  const html = React.useMemo(() => markdown.render(message.text), [markdown, message.text]);
+  const rich = message.mime !== undefined;
+  const html = React.useMemo(() => (rich ? "" : markdown.render(message.text)), [markdown, message.text, rich]);
   const when = new Date(message.time);
   const name = message.user.display_name || message.user.name || message.user.username;
   return (
@@ -46,8 +48,14 @@ function ChatMessageView({ message, markdown, continued, isSelf, avatarUrl }: Ch
             </time>
           </div>
         )}
-        {/* Sanitized by markdown.render (DOMPurify, no scripts, handlers, images or frames). */}
-        <div className="nbchat-message-body" dangerouslySetInnerHTML={{ __html: html }} />
+        {message.mime !== undefined ? (
+          <div className="nbchat-message-body">
+            <RichBody mime={message.mime} text={message.text} markdown={markdown} />
+          </div>
+        ) : (
+          /* Sanitized by markdown.render (DOMPurify, no scripts, handlers, images or frames). */
+          <div className="nbchat-message-body" dangerouslySetInnerHTML={{ __html: html }} />
+        )}
       </div>
     </div>
   );

@@ -23,7 +23,7 @@ export type MessagesPatch = {
   done: boolean;
 };
 export type PassphraseRequest = { type: typeof CommType.PASSPHRASE_REQUEST };
-export type SendMessage = { type: typeof CommType.SEND; text: string; to: string };
+export type SendMessage = { type: typeof CommType.SEND; text: string; to: string; mime?: Record<string, unknown> };
 export type PassphraseMessage = { type: typeof CommType.PASSPHRASE; passphrase: string };
 export type FromBrowser = HereMessage | ClaimMessage | MessagesPatch | PassphraseRequest;
 export type FromKernel = SendMessage | PassphraseMessage;
@@ -49,8 +49,10 @@ export function passphraseRequest(): PassphraseRequest {
   return { type: CommType.PASSPHRASE_REQUEST };
 }
 
-/** The kernel asks the owner browser `to` to post `text` to the room. */
-export function send(text: string, to: string): SendMessage {
+/** The kernel asks the browser `to` to post `text` to the room (a rich message with its MIME
+ *  bundle `mime`, text the fallback). */
+export function send(text: string, to: string, mime?: Record<string, unknown> | null): SendMessage {
+  if (mime !== undefined && mime !== null) return { type: CommType.SEND, text, to, mime };
   return { type: CommType.SEND, text, to };
 }
 
@@ -95,7 +97,9 @@ export function parseFromKernel(value: unknown): FromKernel | null {
   if (!isRecord(value)) return null;
   switch (value.type) {
     case CommType.SEND:
-      return typeof value.text === "string" && typeof value.to === "string" ? send(value.text, value.to) : null;
+      return typeof value.text === "string" && typeof value.to === "string"
+        ? send(value.text, value.to, isRecord(value.mime) ? value.mime : null)
+        : null;
     case CommType.PASSPHRASE:
       return typeof value.passphrase === "string" ? passphrase(value.passphrase) : null;
     default:

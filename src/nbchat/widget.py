@@ -14,6 +14,8 @@ import anywidget
 import traitlets
 
 from .core import comm
+from .core.rich import RICH_LIMIT_BYTES
+from .mimebundle import rich_message
 
 __all__ = ["Chat", "default_room"]
 
@@ -22,6 +24,8 @@ log = logging.getLogger(__name__)
 _STATIC = Path(__file__).parent / "static"
 
 MessageCallback = Callable[[dict[str, Any]], object]
+#: What a cell posts: the text, and the MIME bundle of a rich message.
+Post = tuple[str, "dict[str, str] | None"]
 
 
 def frontend_session(shell: Any = None) -> str:
@@ -54,20 +58,6 @@ def default_room() -> str:
     return path
 
 
-def _as_markdown(content: object) -> str:
-    """Text to post: strings as they are, rich objects through their Markdown repr."""
-    if isinstance(content, str):
-        return content
-    to_markdown = getattr(content, "_repr_markdown_", None)
-    if callable(to_markdown):
-        rendered = to_markdown()
-        if isinstance(rendered, tuple):  # (data, metadata)
-            rendered = rendered[0]
-        if isinstance(rendered, str):
-            return rendered
-    return str(content)
-
-
 class Chat(anywidget.AnyWidget):
     """Peer-to-peer chat for everyone who has this notebook's room open.
 
@@ -87,7 +77,15 @@ class Chat(anywidget.AnyWidget):
     # crosses the comm once instead of on every change, and is never echoed to other browsers.
     messages = traitlets.List(
         traitlets.Dict(),
-        help="Messages in room order: dicts with id, author, time (ms), text, user.",
+        help="Messages in room order: dicts with id, author, time (ms), text, user, and for "
+        "a rich message its MIME bundle `mime` (e.g. mime['text/html'] for a shared table, "
+        "mime['image/png'] as base64), for a shared file its card `file` (name, size, type, "
+        "sha256).",
+    )
+    max_rich_bytes = traitlets.Int(
+        RICH_LIMIT_BYTES,
+        help="The largest rich message send() posts (bytes of its MIME bundle as JSON; "
+        "receivers accept up to 20 MB).",
     )
     users = traitlets.List(
         traitlets.Dict(), help="Who is in the room: dicts with peer_id and user."
@@ -126,11 +124,11 @@ class Chat(anywidget.AnyWidget):
             **kwargs,
         )
         self._passphrase = passphrase
-        self._outbox: list[str] = []
+        self._outbox: list[Post] = []
         # Browser (kernel session id) -> the peer id its view of this widget has in the room
         # ("" while it has none yet), and what that browser's cells posted meanwhile.
         self._views: dict[str, str] = {}
-        self._pending: dict[str, list[str]] = {}
+        self._pending: dict[str, list[Post]] = {}
         Chat._live.add(self)
         self._incoming: list[dict[str, Any]] | None = None
         self._callbacks: list[MessageCallback] = []
@@ -139,7 +137,12 @@ class Chat(anywidget.AnyWidget):
         self.observe(self._on_messages, names="messages")
 
     def send(self, content: object, buffers: Any = None) -> None:
-        """Post ``content`` (Markdown text, or any object with ``_repr_markdown_``) to the room.
+        """Post ``content`` to the room: Markdown text, or anything Jupyter can display.
+
+        A DataFrame arrives as a table, a matplotlib figure or PIL image as an image, LaTeX
+        as LaTeX: the best safe representation of the object's MIME bundle is sent with its
+        text/plain as the fallback (see ``nbchat.mimebundle``). One over ``max_rich_bytes``
+        raises ``RichMessageTooBig`` saying by how much; nothing is sent then.
 
         The message is posted by the browser of the person who ran the cell, as that
         person: two people sharing a notebook's kernel each post as themselves. Until that
@@ -150,21 +153,24 @@ class Chat(anywidget.AnyWidget):
         """
         if buffers is not None:
             raise TypeError("Chat.send posts a chat message; it takes no binary buffers")
-        text = _as_markdown(content)
+        text, mime = rich_message(content, self.max_rich_bytes)
         if not text.strip():
-            raise ValueError("refusing to send an empty message")
+            if mime is None:
+                raise ValueError("refusing to send an empty message")
+            text = f"[{next(iter(mime))}]"
+        post: Post = (text, mime)
         session = frontend_session()
         if not session:
             if self._owner:
-                self._post(text, self._owner)
+                self._post(post, self._owner)
             else:
-                self._outbox.append(text)
+                self._outbox.append(post)
             return
         chats = self._same_room()
         for chat in chats:
             peer = chat._views.get(session)
             if peer:
-                chat._post(text, peer)
+                chat._post(post, peer)
                 return
         shown_here = [c for c in chats if session in c._views]
         if not shown_here and any(c._views for c in chats):
@@ -174,7 +180,7 @@ class Chat(anywidget.AnyWidget):
                 "display this widget) in your notebook first; nothing was sent"
             )
         # Shown here but still joining, or not shown yet: post when this browser's view is in.
-        (shown_here[0] if shown_here else self)._pending.setdefault(session, []).append(text)
+        (shown_here[0] if shown_here else self)._pending.setdefault(session, []).append(post)
 
     def _same_room(self) -> list[Chat]:
         """This widget first, then the kernel's other open chats of the same room."""
@@ -196,8 +202,9 @@ class Chat(anywidget.AnyWidget):
         else:
             self._callbacks.append(callback)
 
-    def _post(self, text: str, peer: str) -> None:
-        super().send(comm.send(text, peer))
+    def _post(self, post: Post, peer: str) -> None:
+        text, mime = post
+        super().send(comm.send(text, peer, mime))
 
     def _on_custom(self, _widget: object, content: object, _buffers: object) -> None:
         message = comm.parse_from_browser(content)
@@ -240,16 +247,16 @@ class Chat(anywidget.AnyWidget):
             # What this browser's cells posted while no view of the room was in, here or
             # on another widget of the same room, goes out now, in order.
             for chat in self._same_room():
-                for text in chat._pending.pop(session, []):
-                    self._post(text, peer_id)
+                for post in chat._pending.pop(session, []):
+                    self._post(post, peer_id)
 
     def _on_claim(self, content: dict[str, Any]) -> None:
         claimant, replaces, present = content["peer_id"], content["replaces"], content["present"]
         owner_gone = self._owner not in present
         if not self._owner or (replaces == self._owner and owner_gone):
             self._owner = claimant
-            for text in self._outbox:
-                self._post(text, claimant)
+            for post in self._outbox:
+                self._post(post, claimant)
             self._outbox.clear()
 
     def _on_messages(self, change: dict[str, Any]) -> None:

@@ -62,9 +62,13 @@ def passphrase_request() -> dict[str, Any]:
     return {"type": CommType.PASSPHRASE_REQUEST.value}
 
 
-def send(text: str, to: str) -> dict[str, Any]:
-    """The kernel asks the owner browser ``to`` to post ``text`` to the room."""
-    return {"type": CommType.SEND.value, "text": text, "to": to}
+def send(text: str, to: str, mime: dict[str, str] | None = None) -> dict[str, Any]:
+    """The kernel asks the browser ``to`` to post ``text`` to the room (a rich message with
+    its MIME bundle ``mime``, text the fallback)."""
+    message: dict[str, Any] = {"type": CommType.SEND.value, "text": text, "to": to}
+    if mime is not None:
+        message["mime"] = mime
+    return message
 
 
 def passphrase(value: str) -> dict[str, Any]:
@@ -115,8 +119,10 @@ def parse_from_kernel(value: object) -> dict[str, Any] | None:
         return None
     kind = value.get("type")
     if kind == CommType.SEND:
-        text, to = value.get("text"), value.get("to")
-        return send(text, to) if isinstance(text, str) and isinstance(to, str) else None
+        text, to, mime = value.get("text"), value.get("to"), value.get("mime")
+        if not isinstance(text, str) or not isinstance(to, str):
+            return None
+        return send(text, to, mime if isinstance(mime, dict) else None)
     if kind == CommType.PASSPHRASE:
         secret = value.get("passphrase")
         return passphrase(secret) if isinstance(secret, str) else None

@@ -16,6 +16,7 @@ from ..core.frames import ChatFrameType
 from ..core.mesh import DIAL_TIMEOUT_MS
 from ..core.msglog import Identity, Message, MessageLog
 from ..core.ratelimit import IncomingLimits
+from ..core.rich import RICH_LIMIT_BYTES
 from ..core.sync import (
     Added,
     Confirmed,
@@ -26,6 +27,7 @@ from ..core.sync import (
     RoomSync,
     TooBig,
 )
+from ..mimebundle import rich_message
 from ..protocol import FrameType, Presence
 from .dataconnection import DataConnection
 from .errors import NbChatError, SignalingError, TurnError
@@ -70,8 +72,11 @@ class ChatPeer:
         rate_limit: bool = True,
         relay_only: bool = False,
         passphrase: str | None = None,
+        max_rich_bytes: int = RICH_LIMIT_BYTES,
     ) -> None:
         self.server_url = server_url
+        #: The largest rich message ``send`` posts (bytes of its MIME bundle as JSON).
+        self.max_rich_bytes = max_rich_bytes
         self.room = room
         self.token = token
         self.connect_timeout = connect_timeout
@@ -240,17 +245,26 @@ class ChatPeer:
 
     # --- sending -------------------------------------------------------------------------
 
-    async def send(self, text: str) -> Message:
-        """Add a message to the log and send it to every connected peer."""
+    async def send(self, content: object) -> Message:
+        """Add a message to the log and send it to every connected peer.
+
+        ``content`` is Markdown text, or anything Jupyter can display: a DataFrame goes as
+        a table, a matplotlib figure or PIL image as an image (``nbchat.mimebundle``), with
+        its text/plain as the fallback ``text``; the message's ``mime`` holds the bundle.
+        Raises RichMessageTooBig over ``max_rich_bytes``.
+        """
         if self._closed:
             raise NbChatError("this peer has left the room")
+        text, mime = rich_message(content, self.max_rich_bytes)
+        if not text.strip() and mime is not None:
+            text = f"[{next(iter(mime))}]"
         size = len(text.encode("utf-8"))
         if self.config is not None and size > self.config.max_message_bytes:
             raise ValueError(
                 f"message of {size} bytes is over the room's limit of "
                 f"{self.config.max_message_bytes} bytes"
             )
-        message = self._require_log().compose(text, int(time.time() * 1000))
+        message = self._require_log().compose(text, int(time.time() * 1000), mime)
         if self._sync is not None:
             self._carry(self._sync.publish(message))
         return message
