@@ -4,6 +4,7 @@ import * as React from "react";
 import type { MarkdownRenderer } from "../markdown";
 import type { ChatMessage as Message } from "../protocol";
 import { Avatar } from "./Avatar";
+import { FileCard } from "./FileCard";
 import { RichBody } from "./RichBody";
 
 export interface ChatMessageProps {
@@ -48,7 +49,11 @@ function ChatMessageView({ message, markdown, continued, isSelf, avatarUrl }: Ch
             </time>
           </div>
         )}
-        {message.mime !== undefined ? (
+        {message.file !== undefined ? (
+          <div className="nbchat-message-body">
+            <FileCard id={message.id} file={message.file} sender={name} isSelf={isSelf} />
+          </div>
+        ) : message.mime !== undefined ? (
           <div className="nbchat-message-body">
             <RichBody mime={message.mime} text={message.text} markdown={markdown} />
           </div>

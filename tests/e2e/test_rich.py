@@ -150,3 +150,120 @@ def test_a_table_a_figure_and_latex_from_the_kernel_render_for_the_other_user(
             kernel.stop_channels()
     finally:
         bg.run(peer.leave())
+
+
+DROP = """async ([b64, name, type]) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const data = new DataTransfer();
+    data.items.add(new File([bytes], name, {type}));
+    const target = document.querySelector('.nbchat');
+    for (const kind of ['dragenter', 'dragover', 'drop']) {
+        const init = {dataTransfer: data, bubbles: true, cancelable: true};
+        target.dispatchEvent(new DragEvent(kind, init));
+    }
+}"""
+
+#: Records every value the progress bar of a file card takes (installed before the card exists).
+WATCH_PROGRESS = """(name) => {
+    window.__progress = [];
+    new MutationObserver(() => {
+        for (const bar of document.querySelectorAll('[role=progressbar]')) {
+            if (bar.getAttribute('aria-label') === `Progress of ${name}`) {
+                const value = Number(bar.getAttribute('aria-valuenow'));
+                if (window.__progress.at(-1) !== value) window.__progress.push(value);
+            }
+        }
+    }).observe(document.body, {subtree: true, childList: true, attributes: true,
+                               attributeFilter: ['aria-valuenow']});
+}"""
+
+
+def test_a_file_dropped_by_one_user_is_downloaded_by_the_other_byte_identical(
+    lab: Lab, new_user, bg: BackgroundLoop
+) -> None:
+    import hashlib
+    import os
+
+    from nbchat.peer import ChatPeer
+
+    room = "e2e-files-room"
+    path = room_notebook(lab, "e2e-files", room)
+    peer = ChatPeer(lab.url, room, token=lab.token)
+    bg.run(peer.join())
+    try:
+        a, b = new_user(), new_user()
+        for page in (a, b):
+            open_and_run(page, lab, path)
+        for page in (a, b):
+            expect(users(page)).to_have_count(3, timeout=SLOW)
+        name_a = own_name(a)
+
+        # A drops a 3 MB CSV-ish file whose name tries to climb out of the downloads folder.
+        data = os.urandom(3_000_000)
+        b.evaluate(WATCH_PROGRESS, "report.csv")
+        a.evaluate(DROP, [base64.b64encode(data).decode(), "../../etc/report.csv", "text/csv"])
+        card = messages(b).get_by_role("group", name="File report.csv")
+        expect(card).to_contain_text(f"3 MB · text/csv · from {name_a}", timeout=SLOW)
+        download_link = card.get_by_role("link", name="Download report.csv")
+        expect(download_link).to_be_visible(timeout=SLOW)
+        with b.expect_download() as info:
+            download_link.click()
+        download = info.value
+        assert download.suggested_filename == "report.csv"
+        assert (
+            hashlib.sha256(open(download.path(), "rb").read()).hexdigest()
+            == hashlib.sha256(data).hexdigest()
+        )
+        assert str(download_link.get_attribute("href")).startswith("blob:")
+        progress = b.evaluate("() => window.__progress")
+        assert any(0 < value < 100 for value in progress), progress  # seen moving
+
+        # The Python peer fetched it too, byte-identical.
+        message_id = card.locator("xpath=ancestor::*[@data-message-id]").get_attribute(
+            "data-message-id"
+        )
+        received = bg.run(peer.wait_file(message_id, timeout=30), timeout=40)
+        assert received.data == data and received.name == "report.csv"
+
+        # An image is previewed inline (from a blob URL made in B's page).
+        import io
+
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.new("RGB", (2, 2), "teal").save(buffer, format="PNG")
+        png = buffer.getvalue()
+        a.evaluate(DROP, [base64.b64encode(png).decode(), "dot.png", "image/png"])
+        preview = messages(b).get_by_role("group", name="File dot.png").locator("img")
+        image = wait_loaded(preview)
+        assert str(image["src"]).startswith("blob:") and image["w"] == 2
+
+        # A Python peer's file arrives in the browsers the same way.
+        upload = lab.root / "from-peer.txt"
+        upload.write_bytes(b"hello from a script\n" * 1000)
+        bg.run(peer.send_file(upload))
+        peer_card = messages(a).get_by_role("group", name="File from-peer.txt")
+        expect(peer_card.get_by_role("link", name="Download from-peer.txt")).to_be_visible(
+            timeout=SLOW
+        )
+
+        # A transfer cancelled midway: B stops it as soon as the bar moves; nothing is offered.
+        big = os.urandom(10_000_000)
+        b.evaluate(
+            """(name) => new MutationObserver((_m, observer) => {
+                const bar = document.querySelector(
+                    `[role=progressbar][aria-label="Progress of ${name}"]`);
+                if (bar && Number(bar.getAttribute('aria-valuenow')) > 0) {
+                    observer.disconnect();
+                    document.querySelector(`button[aria-label="Cancel ${name}"]`).click();
+                }
+            }).observe(document.body, {subtree: true, childList: true, attributes: true})""",
+            "big.bin",
+        )
+        a.evaluate(DROP, [base64.b64encode(big).decode(), "big.bin", "application/octet-stream"])
+        big_card = messages(b).get_by_role("group", name="File big.bin")
+        expect(big_card).to_have_attribute("data-state", "cancelled", timeout=SLOW)
+        expect(big_card.get_by_role("link")).to_have_count(0)
+        expect(big_card).to_contain_text("Cancelled")
+    finally:
+        bg.run(peer.leave())
