@@ -225,7 +225,7 @@ def test_a_file_dropped_by_one_user_is_downloaded_by_the_other_byte_identical(
         received = bg.run(peer.wait_file(message_id, timeout=30), timeout=40)
         assert received.data == data and received.name == "report.csv"
 
-        # An image is previewed inline (from a blob URL made in B's page).
+        # An image attached with the button is previewed inline (a blob URL made in B's page).
         import io
 
         from PIL import Image
@@ -233,7 +233,9 @@ def test_a_file_dropped_by_one_user_is_downloaded_by_the_other_byte_identical(
         buffer = io.BytesIO()
         Image.new("RGB", (2, 2), "teal").save(buffer, format="PNG")
         png = buffer.getvalue()
-        a.evaluate(DROP, [base64.b64encode(png).decode(), "dot.png", "image/png"])
+        with a.expect_file_chooser() as chooser:
+            a.get_by_role("button", name="Attach a file").click()
+        chooser.value.set_files({"name": "dot.png", "mimeType": "image/png", "buffer": png})
         preview = messages(b).get_by_role("group", name="File dot.png").locator("img")
         image = wait_loaded(preview)
         assert str(image["src"]).startswith("blob:") and image["w"] == 2
