@@ -2,6 +2,7 @@
 
 import createDOMPurify, { type DOMPurify } from "dompurify";
 import { Marked } from "marked";
+import { highlight } from "./highlight";
 
 /** Tags that could load remote content, run code, restyle the page or phish. */
 const FORBIDDEN_TAGS = [
@@ -68,6 +69,12 @@ export function createMarkdownRenderer(window: Window & typeof globalThis): Mark
       html: ({ text, block }) => (block ? `<p>${escapeHtml(text.trim())}</p>` : escapeHtml(text)),
       // Images are never loaded (a remote image is a read receipt for whoever serves it):
       // each shows as a link to it, so a message of only an image still says something.
+      // Code blocks: highlighted when the language is one we bundle; plain and escaped otherwise.
+      code: ({ text, lang }) => {
+        const lit = highlight(text, lang);
+        const body = lit ?? escapeHtml(text);
+        return `<pre class="nbchat-code"><code class="hljs${lit !== null ? "" : " nbchat-plain"}">${body}</code></pre>\n`;
+      },
       image: ({ href, text }) =>
         `<a href="${escapeHtml(href)}" class="nbchat-image-link">[image: ${escapeHtml(text || "no description")}]</a>`,
     },

@@ -120,3 +120,29 @@ describe("rich message bodies", () => {
     expect(page.querySelector("table")).toBeNull();
   });
 });
+
+describe("code blocks", () => {
+  it("are highlighted locally, stay inert, and copy their code with the Copy button", async () => {
+    const { ChatMessage } = await import("./ChatMessage");
+    const written: string[] = [];
+    Object.defineProperty(navigator, "clipboard", {
+      value: { writeText: (text: string) => (written.push(text), Promise.resolve()) },
+      configurable: true,
+    });
+    const code = 'def mean(xs):\n    return sum(xs) / len(xs)  # "<script>alert(1)</script>"';
+    const message: ChatMessage = { id: "B:1", author: "B", seq: 1, clock: 1, time: 1, user: bob, text: "```python\n" + code + "\n```" };
+    act(() => root.render(<ChatMessage message={message} markdown={markdown} continued={false} isSelf={false} avatarUrl={null} />));
+    expect(container.querySelector(".hljs-keyword")?.textContent).toBe("def");
+    expect(container.querySelector(".hljs-comment")?.textContent).toContain("<script>");
+    expect(container.querySelector("pre script")).toBeNull();
+    const copy = container.querySelector("button.nbchat-copy") as HTMLButtonElement;
+    expect(copy.getAttribute("aria-label")).toBe("Copy code");
+    await act(async () => copy.click());
+    expect(written).toEqual([code]);
+    // An unknown language is shown plain, escaped.
+    const plain: ChatMessage = { ...message, id: "B:2", text: "```brainfuck\n<b>++</b>\n```" };
+    act(() => root.render(<ChatMessage message={plain} markdown={markdown} continued={false} isSelf={false} avatarUrl={null} />));
+    expect(container.querySelector("pre code")?.textContent).toBe("<b>++</b>");
+    expect(container.querySelector("pre b, .hljs-keyword")).toBeNull();
+  });
+});
