@@ -49,8 +49,17 @@ export class KernelBridge {
   }
 
   /** A custom message from the kernel (registered once per model, in `initialize`). */
-  onCustom(content: unknown): void {
+  onCustom(content: unknown, buffers: readonly DataView[] = []): void {
     const message = parseFromKernel(content);
+    if (message?.type === CommType.SEND_FILE && message.to === this.proxy.state.selfId) {
+      const data = buffers[0];
+      if (data === undefined) return;
+      const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice();
+      this.proxy.shareFile(new File([bytes], message.name, { type: message.mime_type })).catch((error: unknown) => {
+        console.warn(`nbchat: could not share the kernel's file in ${this.model.get("room")}`, error);
+      });
+      return;
+    }
     if (message?.type !== CommType.SEND) return;
     if (message.to !== this.proxy.state.selfId) return;
     try {

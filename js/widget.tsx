@@ -28,7 +28,7 @@ const LEAVE_DELAY_MS = 2_000;
 function createWidget(): AnyWidget<ChatModel> {
   const sessions = new Map<string, Session>();
   /** Custom messages can arrive before the first view; they wait here. */
-  const early = new Map<string, unknown[]>();
+  const early = new Map<string, [unknown, DataView[]][]>();
   /** Room passphrases the kernel sent by comm message: never a synced trait, so never saved. */
   const passphrases = new Map<string, PassphraseRequest>();
 
@@ -54,7 +54,7 @@ function createWidget(): AnyWidget<ChatModel> {
       session = { proxy, bridge, views: 0, closeTimer: null };
       sessions.set(key, session);
       proxy.start();
-      for (const content of early.get(key) ?? []) bridge.onCustom(content);
+      for (const [content, buffers] of early.get(key) ?? []) bridge.onCustom(content, buffers);
       early.delete(key);
     }
     if (session.closeTimer !== null) clearTimeout(session.closeTimer);
@@ -91,15 +91,15 @@ function createWidget(): AnyWidget<ChatModel> {
   return {
     initialize({ model }) {
       const key = model.get("_instance");
-      model.on("msg:custom", (content: unknown) => {
+      model.on("msg:custom", (content: unknown, buffers: DataView[] = []) => {
         const reply = parseFromKernel(content);
         if (reply?.type === CommType.PASSPHRASE) {
           passphrases.get(key)?.resolve(reply.passphrase);
           return;
         }
         const session = sessions.get(key);
-        if (session !== undefined) session.bridge.onCustom(content);
-        else early.set(key, [...(early.get(key) ?? []), content]);
+        if (session !== undefined) session.bridge.onCustom(content, buffers);
+        else early.set(key, [...(early.get(key) ?? []), [content, buffers]]);
       });
       // The model is closed (widget closed, kernel gone): leave the room with it.
       return () => {

@@ -5,6 +5,7 @@ import * as React from "react";
 import type { FileMeta } from "../core/files";
 import { formatSize } from "../core/rich";
 import type { FileShare, Transfer } from "../fileShare";
+import { PaperclipIcon } from "./Icons";
 
 export const FilesContext = React.createContext<FileShare | null>(null);
 
@@ -47,7 +48,7 @@ function FileCardView({ id, file, sender, isSelf }: FileCardProps): React.ReactE
       {transfer?.preview != null && <img className="nbchat-file-preview" src={transfer.preview} alt={`Preview of ${file.name}`} />}
       <div className="nbchat-file-row">
         <span className="nbchat-file-icon" aria-hidden="true">
-          📎
+          <PaperclipIcon size={20} />
         </span>
         <div className="nbchat-file-info">
           <div className="nbchat-file-name" title={file.name}>

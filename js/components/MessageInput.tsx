@@ -2,6 +2,7 @@
 
 import * as React from "react";
 import { utf8Length } from "../core/frames";
+import { PaperclipIcon } from "./Icons";
 
 export interface MessageInputProps {
   onSend(text: string): void;
@@ -87,7 +88,7 @@ export function MessageInput({ onSend, onFiles, disabledReason, maxBytes }: Mess
               aria-label="Attach a file"
               title="Share a file peer to peer (or drop it on the chat, or paste an image)"
             >
-              📎
+              <PaperclipIcon />
             </button>
           </>
         )}

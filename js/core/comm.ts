@@ -3,13 +3,15 @@
 // and the passphrase never becomes a trait saved in the notebook. Pure; mirrors
 // src/nbchat/core/comm.py, pinned by tests/fixtures/comm.json.
 
-/** Browser → kernel: HERE, CLAIM, MESSAGES, PASSPHRASE_REQUEST; kernel → browser: SEND, PASSPHRASE. */
+/** Browser → kernel: HERE, CLAIM, MESSAGES, PASSPHRASE_REQUEST; kernel → browser: SEND, SEND_FILE,
+ *  PASSPHRASE. */
 export const CommType = {
   HERE: "here",
   CLAIM: "claim",
   MESSAGES: "messages",
   PASSPHRASE_REQUEST: "passphrase?",
   SEND: "send",
+  SEND_FILE: "send_file",
   PASSPHRASE: "passphrase",
 } as const;
 export type CommType = (typeof CommType)[keyof typeof CommType];
@@ -24,9 +26,11 @@ export type MessagesPatch = {
 };
 export type PassphraseRequest = { type: typeof CommType.PASSPHRASE_REQUEST };
 export type SendMessage = { type: typeof CommType.SEND; text: string; to: string; mime?: Record<string, unknown> };
+/** The file's bytes are the message's first binary buffer. */
+export type SendFileMessage = { type: typeof CommType.SEND_FILE; name: string; mime_type: string; to: string };
 export type PassphraseMessage = { type: typeof CommType.PASSPHRASE; passphrase: string };
 export type FromBrowser = HereMessage | ClaimMessage | MessagesPatch | PassphraseRequest;
-export type FromKernel = SendMessage | PassphraseMessage;
+export type FromKernel = SendMessage | SendFileMessage | PassphraseMessage;
 
 /** A browser in the room offers to own the widget (replacing `replaces`, if gone). */
 /** A view says which peer it is in the room ("" until it has an id); the kernel learns from
@@ -54,6 +58,11 @@ export function passphraseRequest(): PassphraseRequest {
 export function send(text: string, to: string, mime?: Record<string, unknown> | null): SendMessage {
   if (mime !== undefined && mime !== null) return { type: CommType.SEND, text, to, mime };
   return { type: CommType.SEND, text, to };
+}
+
+/** The kernel asks the browser `to` to share a file (the message's first buffer) with the room. */
+export function sendFile(name: string, mimeType: string, to: string): SendFileMessage {
+  return { type: CommType.SEND_FILE, name, mime_type: mimeType, to };
 }
 
 export function passphrase(value: string): PassphraseMessage {
@@ -99,6 +108,10 @@ export function parseFromKernel(value: unknown): FromKernel | null {
     case CommType.SEND:
       return typeof value.text === "string" && typeof value.to === "string"
         ? send(value.text, value.to, isRecord(value.mime) ? value.mime : null)
+        : null;
+    case CommType.SEND_FILE:
+      return typeof value.name === "string" && typeof value.mime_type === "string" && typeof value.to === "string"
+        ? sendFile(value.name, value.mime_type, value.to)
         : null;
     case CommType.PASSPHRASE:
       return typeof value.passphrase === "string" ? passphrase(value.passphrase) : null;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import mimetypes
 import os
 import uuid
 import weakref
@@ -14,7 +15,8 @@ import anywidget
 import traitlets
 
 from .core import comm
-from .core.rich import RICH_LIMIT_BYTES
+from .core.files import FILE_LIMIT_BYTES, clean_file_name
+from .core.rich import RICH_LIMIT_BYTES, size_error
 from .mimebundle import rich_message
 
 __all__ = ["Chat", "default_room"]
@@ -24,8 +26,8 @@ log = logging.getLogger(__name__)
 _STATIC = Path(__file__).parent / "static"
 
 MessageCallback = Callable[[dict[str, Any]], object]
-#: What a cell posts: the text, and the MIME bundle of a rich message.
-Post = tuple[str, "dict[str, str] | None"]
+#: What a cell posts: the comm message for the browser (without ``to``) and its buffers.
+Post = tuple[dict[str, Any], list[bytes]]
 
 
 def frontend_session(shell: Any = None) -> str:
@@ -158,7 +160,26 @@ class Chat(anywidget.AnyWidget):
             if mime is None:
                 raise ValueError("refusing to send an empty message")
             text = f"[{next(iter(mime))}]"
-        post: Post = (text, mime)
+        message = comm.send(text, "", mime)
+        del message["to"]
+        self._dispatch((message, []))
+
+    def send_file(self, path: str | os.PathLike[str], name: str | None = None) -> None:
+        """Share the file at ``path`` with the room, peer to peer: the browser of the person
+        who ran the cell (as for :meth:`send`) gets the bytes from the kernel and offers them
+        to the others, who see a card and download it. Raises ValueError over 50 MB."""
+        label = clean_file_name(name if name is not None else os.path.basename(os.fspath(path)))
+        size = os.path.getsize(path)
+        if size > FILE_LIMIT_BYTES:
+            raise ValueError(size_error(f"“{label}”", size, FILE_LIMIT_BYTES))
+        data = Path(path).read_bytes()
+        kind = mimetypes.guess_type(label)[0] or "application/octet-stream"
+        message = comm.send_file(label, kind, "")
+        del message["to"]
+        self._dispatch((message, [data]))
+
+    def _dispatch(self, post: Post) -> None:
+        """Post through the browser of whoever runs the cell (see :meth:`send`)."""
         session = frontend_session()
         if not session:
             if self._owner:
@@ -203,8 +224,8 @@ class Chat(anywidget.AnyWidget):
             self._callbacks.append(callback)
 
     def _post(self, post: Post, peer: str) -> None:
-        text, mime = post
-        super().send(comm.send(text, peer, mime))
+        message, buffers = post
+        super().send({**message, "to": peer}, buffers or None)
 
     def _on_custom(self, _widget: object, content: object, _buffers: object) -> None:
         message = comm.parse_from_browser(content)

@@ -11,6 +11,7 @@ from tests.support.browser import open_and_run
 from tests.support.lab import Lab
 from tests.support.loop import BackgroundLoop
 from tests.support.widgets import (
+    DOCS,
     SLOW,
     code_notebook,
     kernel_client,
@@ -19,6 +20,7 @@ from tests.support.widgets import (
     own_name,
     put_notebook,
     room_notebook,
+    set_theme,
     users,
 )
 
@@ -54,6 +56,25 @@ def wait_loaded(img: Locator) -> dict[str, object]:
         "(img) => img.complete && img.naturalWidth > 0", arg=img.element_handle(), timeout=SLOW
     )
     return loaded_image(img)
+
+
+def chat_shots(page: Page, name: str, first: Locator) -> None:
+    """Screenshots of this page's chat (light and dark) with ``first`` at the top of the list."""
+    first.evaluate(
+        "(el) => { const log = el.closest('[role=log]'); const row = el.closest('.nbchat-row');"
+        " log.scrollTop = row.offsetTop + row.getBoundingClientRect().top"
+        " - row.getBoundingClientRect().top; }"
+    )
+    page.wait_for_function(
+        "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => r(1))))"
+    )
+    DOCS.mkdir(exist_ok=True)
+    chat = page.locator(".nbchat").first
+    chat.screenshot(path=str(DOCS / f"{name}.png"))
+    set_theme(page, "JupyterLab Dark")
+    first.scroll_into_view_if_needed()
+    chat.screenshot(path=str(DOCS / f"{name}-dark.png"))
+    set_theme(page, "JupyterLab Light")
 
 
 def figure_message(page: Page, author: str) -> Locator:
@@ -133,6 +154,8 @@ def test_a_table_a_figure_and_latex_from_the_kernel_render_for_the_other_user(
         for page in (a, b):
             image = wait_loaded(figure_message(page, peer_name))
             assert str(image["src"]).startswith("blob:") and int(image["w"]) > 0
+
+        chat_shots(b, "rich-messages", table)
 
         # A bot in A's kernel reads the shared table back from chat.messages.
         kernel = kernel_client(lab, sharer_path)
@@ -231,14 +254,19 @@ def test_a_file_dropped_by_one_user_is_downloaded_by_the_other_byte_identical(
         from PIL import Image
 
         buffer = io.BytesIO()
-        Image.new("RGB", (2, 2), "teal").save(buffer, format="PNG")
+        from PIL import ImageDraw
+
+        picture = Image.new("RGB", (160, 80), "#e8f4f2")
+        ImageDraw.Draw(picture).rectangle((20, 30, 60, 70), fill="teal")
+        ImageDraw.Draw(picture).rectangle((80, 10, 120, 70), fill="#d9822b")
+        picture.save(buffer, format="PNG")
         png = buffer.getvalue()
         with a.expect_file_chooser() as chooser:
             a.get_by_role("button", name="Attach a file").click()
-        chooser.value.set_files({"name": "dot.png", "mimeType": "image/png", "buffer": png})
-        preview = messages(b).get_by_role("group", name="File dot.png").locator("img")
+        chooser.value.set_files({"name": "chart.png", "mimeType": "image/png", "buffer": png})
+        preview = messages(b).get_by_role("group", name="File chart.png").locator("img")
         image = wait_loaded(preview)
-        assert str(image["src"]).startswith("blob:") and image["w"] == 2
+        assert str(image["src"]).startswith("blob:") and image["w"] == 160
 
         # A Python peer's file arrives in the browsers the same way.
         upload = lab.root / "from-peer.txt"
@@ -248,6 +276,8 @@ def test_a_file_dropped_by_one_user_is_downloaded_by_the_other_byte_identical(
         expect(peer_card.get_by_role("link", name="Download from-peer.txt")).to_be_visible(
             timeout=SLOW
         )
+
+        chat_shots(b, "file-sharing", card)
 
         # A transfer cancelled midway: B stops it as soon as the bar moves; nothing is offered.
         big = os.urandom(10_000_000)

@@ -131,3 +131,23 @@ def test_chat_messages_carry_the_bundle_a_bot_reads_back() -> None:
     }
     chat._on_custom(chat, {"type": "messages", "from": 0, "messages": [message], "done": True}, [])
     assert chat.messages[0]["mime"]["text/html"] == table
+
+
+def test_chat_send_file_hands_the_bytes_to_the_browser_as_a_buffer(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    chat = Chat(room="rich")
+    out: list[tuple[dict[str, Any], Any]] = []
+    monkeypatch.setattr(chat, "_send", lambda msg, buffers=None: out.append((msg, buffers)))
+    chat._on_custom(chat, {"type": "claim", "peer_id": "p1", "replaces": "", "present": ["p1"]}, [])
+    path = tmp_path / "results.csv"
+    path.write_bytes(b"a,b\n1,2\n")
+    chat.send_file(path)
+    [(message, buffers)] = [(m, b) for m, b in out if m.get("method") == "custom"]
+    assert message["content"] == {
+        "type": "send_file",
+        "name": "results.csv",
+        "mime_type": "text/csv",
+        "to": "p1",
+    }
+    assert [bytes(b) for b in buffers] == [b"a,b\n1,2\n"]

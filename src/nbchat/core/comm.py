@@ -20,18 +20,20 @@ __all__ = [
     "passphrase",
     "passphrase_request",
     "send",
+    "send_file",
 ]
 
 
 class CommType(str, Enum):
     """The ``type`` of a comm message. Browser → kernel: HERE, CLAIM, MESSAGES,
-    PASSPHRASE_REQUEST; kernel → browser: SEND, PASSPHRASE."""
+    PASSPHRASE_REQUEST; kernel → browser: SEND, SEND_FILE, PASSPHRASE."""
 
     HERE = "here"
     CLAIM = "claim"
     MESSAGES = "messages"
     PASSPHRASE_REQUEST = "passphrase?"
     SEND = "send"
+    SEND_FILE = "send_file"
     PASSPHRASE = "passphrase"
 
 
@@ -69,6 +71,12 @@ def send(text: str, to: str, mime: dict[str, str] | None = None) -> dict[str, An
     if mime is not None:
         message["mime"] = mime
     return message
+
+
+def send_file(name: str, mime_type: str, to: str) -> dict[str, Any]:
+    """The kernel asks the browser ``to`` to share a file (its bytes: the message's first
+    binary buffer) with the room, peer to peer."""
+    return {"type": CommType.SEND_FILE.value, "name": name, "mime_type": mime_type, "to": to}
 
 
 def passphrase(value: str) -> dict[str, Any]:
@@ -123,6 +131,11 @@ def parse_from_kernel(value: object) -> dict[str, Any] | None:
         if not isinstance(text, str) or not isinstance(to, str):
             return None
         return send(text, to, mime if isinstance(mime, dict) else None)
+    if kind == CommType.SEND_FILE:
+        name, mime_type, to = value.get("name"), value.get("mime_type"), value.get("to")
+        if isinstance(name, str) and isinstance(mime_type, str) and isinstance(to, str):
+            return send_file(name, mime_type, to)
+        return None
     if kind == CommType.PASSPHRASE:
         secret = value.get("passphrase")
         return passphrase(secret) if isinstance(secret, str) else None
