@@ -20,7 +20,7 @@ function pair(options: { pauseAfter?: number } = {}) {
       buffered: () => (paused ? 2_000_000 : 0),
       send: (_to, frame) => {
         frames.push({ from: self, frame });
-        if (frame.type === "file-part" && options.pauseAfter !== undefined && ++sentParts >= options.pauseAfter) paused = true;
+        if (frame.type === "file-part" && options.pauseAfter !== undefined && ++sentParts === options.pauseAfter) paused = true;
         queueMicrotask(() => links.get(other)?.onFrame(self, frame));
         return true;
       },
@@ -45,7 +45,7 @@ const until = async (check: () => boolean): Promise<void> => {
 describe("FileShare", () => {
   it("streams a file on request; the receiver checks it and offers it", async () => {
     const { a, b } = pair();
-    const bytes = crypto.getRandomValues(new Uint8Array(3 * FILE_PART_BYTES + 17));
+    const bytes = new Uint8Array(3 * FILE_PART_BYTES + 17).map((_x, i) => (i * 7919) % 251);
     const { message, meta } = await card(bytes, "../../report.csv");
     expect(meta.name).toBe("report.csv");
     a.offer(message, bytes);
@@ -84,5 +84,31 @@ describe("FileShare", () => {
     await until(() => b.transfer("A:1")?.state === "failed");
     expect(b.transfer("A:1")?.error).toMatch(/SHA-256/);
     expect(b.transfer("A:1")?.url).toBeNull();
+  });
+});
+
+describe("FileShare after a dropped link", () => {
+  it("keeps what arrived and asks for the rest when the link is back", async () => {
+    const { a, b, frames, resume } = pair({ pauseAfter: 3 });
+    const bytes = new Uint8Array(8 * FILE_PART_BYTES).map((_x, i) => (i * 7919) % 251);
+    const { message } = await card(bytes);
+    a.offer(message, bytes);
+    b.onMessages([message]);
+    await until(() => b.transfer("A:1")?.done === 3 * FILE_PART_BYTES);
+    // The link drops: the sender stops, the receiver pauses with 3 parts.
+    a.onLinkClosed("B");
+    b.onLinkClosed("A");
+    expect(b.transfer("A:1")).toMatchObject({ state: "unavailable", done: 3 * FILE_PART_BYTES });
+    resume();
+    b.onLinkOpen("A");
+    await until(() => b.transfer("A:1")?.state === "complete");
+    const gets = frames.filter((f) => f.frame.type === "file-get").map((f) => f.frame);
+    expect(gets).toEqual([
+      { type: "file-get", file: "A:1" },
+      { type: "file-get", file: "A:1", from: 3 },
+    ]);
+    // Parts 0-2 went once: only the rest was sent again.
+    const indices = frames.filter((f) => f.frame.type === "file-part").map((f) => (f.frame as { index: number }).index);
+    expect(indices.filter((i) => i < 3)).toEqual([0, 1, 2]);
   });
 });

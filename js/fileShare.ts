@@ -177,7 +177,7 @@ export class FileShare {
           this.host.send(peerId, { type: ChatFrameType.FILE_CANCEL, file: frame.file });
           return;
         }
-        void this.stream(frame.file, own, peerId);
+        void this.stream(frame.file, own, peerId, frame.from ?? 0);
         return;
       }
       case ChatFrameType.FILE_CANCEL: {
@@ -264,16 +264,19 @@ export class FileShare {
     return { state, done: 0, size, url: null, preview: null, error };
   }
 
+  /** Ask the author for the file, or for the rest of it after a dropped link. */
   private request(id: string): void {
     const entry = this.incoming.get(id);
     if (entry === undefined) return;
     if (!this.host.isOpen(entry.author)) {
-      this.set(id, this.blank(entry.meta.size, "unavailable", "the sender is not connected"));
+      const held = this.transfers.get(id);
+      this.set(id, { ...this.blank(entry.meta.size, "unavailable", "the sender is not connected"), done: held?.done ?? 0 });
       return;
     }
-    entry.assembler = new FileAssembler(entry.meta.size);
-    this.set(id, this.blank(entry.meta.size, "waiting"));
-    this.host.send(entry.author, { type: ChatFrameType.FILE_GET, file: id });
+    entry.assembler ??= new FileAssembler(entry.meta.size);
+    const from = entry.assembler.nextMissing;
+    this.set(id, { ...this.blank(entry.meta.size, from > 0 ? "receiving" : "waiting"), done: entry.assembler.received });
+    this.host.send(entry.author, from > 0 ? { type: ChatFrameType.FILE_GET, file: id, from } : { type: ChatFrameType.FILE_GET, file: id });
   }
 
   private fail(id: string, entry: Incoming, reason: string): void {
@@ -297,13 +300,13 @@ export class FileShare {
     this.set(id, { state: "complete", done: bytes.length, size: bytes.length, url, preview, error: null });
   }
 
-  private async stream(id: string, own: Outgoing, peerId: string): Promise<void> {
+  private async stream(id: string, own: Outgoing, peerId: string, from: number): Promise<void> {
     const previous = own.streams.get(peerId);
     if (previous !== undefined) previous.stopped = true; // asked again: start over
     const stream = { stopped: false };
     own.streams.set(peerId, stream);
     const count = partCount(own.bytes.length);
-    for (let index = 0; index < count; index += 1) {
+    for (let index = from; index < count; index += 1) {
       while (this.host.buffered(peerId) > BUFFER_HIGH && !stream.stopped && !this.destroyed) {
         await new Promise((resolve) => setTimeout(resolve, PACE_MS));
       }

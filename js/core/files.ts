@@ -99,6 +99,13 @@ export class FileAssembler {
     return this.parts.size === this.count;
   }
 
+  /** The first part not received yet (`count` when done): where a resumed file-get starts. */
+  get nextMissing(): number {
+    let index = 0;
+    while (this.parts.has(index)) index += 1;
+    return index;
+  }
+
   /** Add part `index`; throws InvalidPart for one that does not fit (a repeat is ignored). */
   feed(index: number, count: number, data: string): void {
     if (count !== this.count || !(index >= 0 && index < count)) {

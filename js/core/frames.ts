@@ -36,7 +36,9 @@ export type ChunkFrame = {
   data: string;
 };
 /** Ask the author of a file's card for its bytes, or stop (either side) sending them. */
-export type FileRequestFrame = { type: typeof ChatFrameType.FILE_GET | typeof ChatFrameType.FILE_CANCEL; file: string };
+export type FileRequestFrame =
+  | { type: typeof ChatFrameType.FILE_GET; file: string; from?: number }
+  | { type: typeof ChatFrameType.FILE_CANCEL; file: string };
 export type FilePartFrame = { type: typeof ChatFrameType.FILE_PART; file: string; index: number; count: number; data: string };
 export type ChatFrame = MessageFrame | SyncFrame | HistoryFrame | ChunkFrame | FileRequestFrame | FilePartFrame;
 
@@ -94,7 +96,12 @@ export function parseChatFrame(value: unknown): ChatFrame | null {
     case ChatFrameType.FILE_PART: {
       const file = value.file;
       if (typeof file !== "string" || file.length === 0 || file.length > FILE_ID_MAX_LENGTH) return null;
-      if (value.type !== ChatFrameType.FILE_PART) return value as FileRequestFrame;
+      if (value.type === ChatFrameType.FILE_CANCEL) return value as FileRequestFrame;
+      if (value.type === ChatFrameType.FILE_GET) {
+        // `from`: resume at that part (after a dropped link); absent is 0.
+        const start = value.from ?? 0;
+        return isCount(start, 0) ? ({ ...value, from: start } as FileRequestFrame) : null;
+      }
       return isCount(value.index, 0) && isCount(value.count, 1) && value.index < value.count && typeof value.data === "string"
         ? (value as FilePartFrame)
         : null;

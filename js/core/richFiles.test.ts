@@ -76,6 +76,7 @@ describe("shared files (files.json)", () => {
     }
     expect(results).toEqual(c.results);
     expect([assembler.received, assembler.done]).toEqual([c.received, c.done]);
+    expect(assembler.nextMissing).toBe(c.next_missing);
     if (c.done) expect(await sha256(assembler.result())).toBe(c.sha256);
   });
 });

@@ -103,5 +103,6 @@ def test_parts_are_assembled_or_refused(case: dict[str, Any]) -> None:
             results.append(f"error: {error}")
     assert results == case["results"]
     assert (assembler.received, assembler.done) == (case["received"], case["done"])
+    assert assembler.next_missing == case["next_missing"]
     if case["done"]:
         assert hashlib.sha256(assembler.result()).hexdigest() == case["sha256"]

@@ -89,3 +89,43 @@ async def test_a_file_over_the_limit_is_refused_and_a_stopped_share_fails_cleanl
         with pytest.raises(ValueError, match="cancelled"):
             await b.wait_file(card["id"], timeout=20)
         assert card["id"] not in b.files
+
+
+def test_after_a_dropped_link_only_the_missing_parts_are_asked_for() -> None:
+    from nbchat.core.files import FILE_PART_BYTES, split_file
+    from nbchat.peer.files import PeerFiles
+
+    data = os.urandom(4 * FILE_PART_BYTES)
+    card = {
+        "name": "x.bin",
+        "size": len(data),
+        "type": "application/octet-stream",
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    sent: list[dict[str, Any]] = []
+    files = PeerFiles(
+        lambda peer, frame: sent.append(frame) or True,
+        lambda peer: 0,
+        lambda peer: True,
+        lambda coro, name: coro.close(),
+    )
+    files.on_messages([{"id": "A:1", "author": "A", "file": card}], "S")  # type: ignore[list-item]
+    parts = split_file(data)
+    for index in (0, 1):
+        files.on_frame(
+            "A",
+            {"type": "file-part", "file": "A:1", "index": index, "count": 4, "data": parts[index]},
+        )
+    files.on_link_closed("A")
+    assert files.state("A:1") == "unavailable"
+    files.on_link_open("A")
+    assert sent == [
+        {"type": "file-get", "file": "A:1"},
+        {"type": "file-get", "file": "A:1", "from": 2},
+    ]
+    for index in (2, 3):
+        files.on_frame(
+            "A",
+            {"type": "file-part", "file": "A:1", "index": index, "count": 4, "data": parts[index]},
+        )
+    assert files.received["A:1"].data == data

@@ -11,7 +11,8 @@ Rules, identical in both languages:
   ``file-part`` frames (``index`` from 0 to ``count`` - 1, ``data`` the base64 of
   ``FILE_PART_BYTES`` bytes, the last part the rest) or ``file-cancel``. Either side may
   send ``file-cancel`` to stop. The receiver checks every part's size, the total and the
-  SHA-256 before it offers the file.
+  SHA-256 before it offers the file. A ``file-get`` may carry ``from`` (a part index):
+  after a dropped link the receiver keeps what it has and asks for the rest.
 - ``name`` is cleaned (``clean_file_name``): only what follows the last ``/`` or ``\\``,
   without control characters, bidirectional overrides or ``<>:"|?*``, without leading dots
   and spaces, at most ``MAX_FILE_NAME`` code points; an empty result is ``"file"``.
@@ -130,6 +131,15 @@ class FileAssembler:
     @property
     def done(self) -> bool:
         return len(self._parts) == self.count
+
+    @property
+    def next_missing(self) -> int:
+        """The first part not received yet (``count`` when done): where a resumed
+        ``file-get`` asks the sender to start again."""
+        index = 0
+        while index in self._parts:
+            index += 1
+        return index
 
     def feed(self, index: int, count: int, data: str) -> None:
         """Add part ``index``; InvalidPart for one that does not fit (a repeat is ignored)."""

@@ -162,8 +162,12 @@ def parse_chat_frame(value: object) -> dict[str, Any] | None:
         file_id = value.get("file")
         if not isinstance(file_id, str) or not 0 < len(file_id) <= FILE_ID_MAX_LENGTH:
             return None
-        if kind != ChatFrameType.FILE_PART:
+        if kind == ChatFrameType.FILE_CANCEL:
             return value
+        if kind == ChatFrameType.FILE_GET:
+            # ``from``: resume at that part (after a dropped link); absent is 0.
+            start = _as_count(value.get("from", 0), 0)
+            return {**value, "from": start} if start is not None else None
         index, count = _as_count(value.get("index"), 0), _as_count(value.get("count"), 1)
         if index is not None and count is not None and index < count:
             if isinstance(value.get("data"), str):

@@ -486,6 +486,8 @@ class ChatPeer:
         self._sent_own.pop(connection.connection_id, None)
         if self._sync is not None and connection.peer not in self.peers:
             self._carry(self._sync.on_link_closed(connection.peer))
+        if connection.peer not in self.peers:
+            self._files.on_link_closed(connection.peer)
         if not self._closed:
             self._spawn(self._notify(), "nbchat-notify")
 

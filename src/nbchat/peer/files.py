@@ -139,6 +139,17 @@ class PeerFiles:
             if entry.author == peer and entry.state == "unavailable" and self.receive:
                 self._request(message_id, entry)
 
+    def on_link_closed(self, peer: str) -> None:
+        """The link to ``peer`` is gone: its files pause (what arrived is kept, the rest is
+        asked for when a link opens again), and our streams to it stop."""
+        for entry in self._incoming.values():
+            if entry.author == peer and entry.state in ("waiting", "receiving"):
+                entry.state = "unavailable"
+        for (file_id, to), stop in list(self._streams.items()):
+            if to == peer:
+                stop.set()
+                del self._streams[(file_id, to)]
+
     def wants_part(self, peer: str, file_id: str) -> bool:
         entry = self._incoming.get(file_id)
         return entry is not None and entry.author == peer and entry.assembler is not None
@@ -155,7 +166,8 @@ class PeerFiles:
                 previous.set()  # asked again: start over
             stop = asyncio.Event()
             self._streams[(file_id, peer)] = stop
-            self._spawn(self._stream(file_id, data, peer, stop), f"nbchat-file-{file_id}")
+            start = frame.get("from", 0)
+            self._spawn(self._stream(file_id, data, peer, stop, start), f"nbchat-file-{file_id}")
         elif kind == ChatFrameType.FILE_CANCEL:
             stopping = self._streams.pop((file_id, peer), None)
             if stopping is not None:
@@ -171,12 +183,18 @@ class PeerFiles:
     # --- internals ------------------------------------------------------------------------
 
     def _request(self, message_id: str, entry: _Incoming) -> None:
+        """Ask the author for the file, or for the rest of it after a dropped link."""
         if not self._is_open(entry.author):
             entry.state = "unavailable"
             return
-        entry.assembler = FileAssembler(entry.meta["size"])
-        entry.state = "waiting"
-        self._send(entry.author, {"type": ChatFrameType.FILE_GET.value, "file": message_id})
+        if entry.assembler is None:
+            entry.assembler = FileAssembler(entry.meta["size"])
+        start = entry.assembler.next_missing
+        entry.state = "receiving" if start else "waiting"
+        frame: dict[str, Any] = {"type": ChatFrameType.FILE_GET.value, "file": message_id}
+        if start:
+            frame["from"] = start
+        self._send(entry.author, frame)
 
     def _on_part(self, peer: str, file_id: str, frame: dict[str, Any]) -> None:
         entry = self._incoming.get(file_id)
@@ -205,9 +223,11 @@ class PeerFiles:
             )
         self._changed.set()
 
-    async def _stream(self, file_id: str, data: bytes, peer: str, stop: asyncio.Event) -> None:
+    async def _stream(
+        self, file_id: str, data: bytes, peer: str, stop: asyncio.Event, start: int = 0
+    ) -> None:
         count = part_count(len(data))
-        for index in range(count):
+        for index in range(start, count):
             while self._buffered(peer) > BUFFER_HIGH and not stop.is_set():
                 await asyncio.sleep(PACE_SECONDS)
             if stop.is_set() or self._outgoing.get(file_id) is None:
