@@ -8,7 +8,7 @@
 import type { AnyModel } from "@anywidget/types";
 import type { ChatProxy } from "./ChatProxy";
 import type { ChatState } from "./chatState";
-import { CommType, claim, here, messagesPatch, parseFromKernel } from "./core/comm";
+import { CommType, claim, here, messagesPatch, parseFromKernel, saveFile } from "./core/comm";
 import type { ChatMessage } from "./protocol";
 
 export interface ChatModel {
@@ -36,6 +36,9 @@ export class KernelBridge {
   /** The messages the kernel holds, in order: we send only what differs. */
   private mirrored: readonly ChatMessage[] = [];
   private readonly unsubscribe: () => void;
+  /** save_file requests waiting for the kernel's answer. */
+  private readonly saving = new Map<string, { resolve(path: string): void; reject(error: Error): void }>();
+  private requests = 0;
 
   constructor(
     private readonly model: AnyModel<ChatModel>,
@@ -51,6 +54,13 @@ export class KernelBridge {
   /** A custom message from the kernel (registered once per model, in `initialize`). */
   onCustom(content: unknown, buffers: readonly DataView[] = []): void {
     const message = parseFromKernel(content);
+    if (message?.type === CommType.SAVED) {
+      const waiting = this.saving.get(message.request);
+      this.saving.delete(message.request);
+      if (message.error !== "") waiting?.reject(new Error(message.error));
+      else waiting?.resolve(message.path);
+      return;
+    }
     if (message?.type === CommType.SEND_FILE && message.to === this.proxy.state.selfId) {
       const data = buffers[0];
       if (data === undefined) return;
@@ -69,7 +79,26 @@ export class KernelBridge {
     }
   }
 
+  /** Ask the kernel to save `bytes` next to the notebook as `name` (it picks a free name);
+   *  resolves with the path it wrote. The bytes cross only to this notebook's own kernel. */
+  saveFile(name: string, bytes: Uint8Array): Promise<string> {
+    const request = `save-${++this.requests}`;
+    return new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (this.saving.delete(request)) reject(new Error("the kernel did not answer (is it running?)"));
+      }, 60_000);
+      this.saving.set(request, {
+        resolve: (path) => (clearTimeout(timer), resolve(path)),
+        reject: (error) => (clearTimeout(timer), reject(error)),
+      });
+      const buffer = bytes.slice().buffer;
+      this.model.send(saveFile(request, name), undefined, [buffer]);
+    });
+  }
+
   dispose(): void {
+    for (const waiting of this.saving.values()) waiting.reject(new Error("the chat was closed"));
+    this.saving.clear();
     this.unsubscribe();
     if (this.timer !== null) clearTimeout(this.timer);
   }

@@ -13,6 +13,8 @@ import "./styles.css";
 interface Session {
   proxy: ChatProxy;
   bridge: KernelBridge;
+  /** Saves a received file next to the notebook through the kernel. */
+  saveFile: (name: string, bytes: Uint8Array) => Promise<string>;
   views: number;
   closeTimer: ReturnType<typeof setTimeout> | null;
 }
@@ -51,7 +53,7 @@ function createWidget(): AnyWidget<ChatModel> {
       const passphrase = model.get("has_passphrase") === true ? passphraseFor(model, key) : null;
       const proxy = new ChatProxy({ room: model.get("room"), relayOnly: model.get("relay_only") === true, passphrase });
       const bridge = new KernelBridge(model, proxy);
-      session = { proxy, bridge, views: 0, closeTimer: null };
+      session = { proxy, bridge, saveFile: (name, bytes) => bridge.saveFile(name, bytes), views: 0, closeTimer: null };
       sessions.set(key, session);
       proxy.start();
       for (const [content, buffers] of early.get(key) ?? []) bridge.onCustom(content, buffers);
@@ -85,7 +87,7 @@ function createWidget(): AnyWidget<ChatModel> {
       return () => release(key, acquired);
     }, [model, key]);
     if (session === null) return <div className="nbchat nbchat-phase-connecting">Connecting…</div>;
-    return <ChatBox proxy={session.proxy} room={room} />;
+    return <ChatBox proxy={session.proxy} room={room} saveFile={session.saveFile} />;
   }
 
   return {

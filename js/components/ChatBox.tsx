@@ -4,7 +4,7 @@ import * as React from "react";
 import type { ChatProxy } from "../ChatProxy";
 import type { ChatState } from "../chatState";
 import { createMarkdownRenderer } from "../markdown";
-import { FilesContext } from "./FileCard";
+import { FilesContext, SaveContext } from "./FileCard";
 import { MessageInput } from "./MessageInput";
 import { MessagesList } from "./MessagesList";
 import { UsersList } from "./UsersList";
@@ -12,6 +12,8 @@ import { UsersList } from "./UsersList";
 export interface ChatBoxProps {
   proxy: ChatProxy;
   room: string;
+  /** Saves a received file next to the notebook (through the widget's kernel), if there is one. */
+  saveFile?: ((name: string, bytes: Uint8Array) => Promise<string>) | null;
 }
 
 function useChatState(proxy: ChatProxy): ChatState {
@@ -27,7 +29,7 @@ function roomLabel(room: string): string {
   return parts[parts.length - 1] ?? room;
 }
 
-export function ChatBox({ proxy, room }: ChatBoxProps): React.ReactElement {
+export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.ReactElement {
   const state = useChatState(proxy);
   const markdown = React.useMemo(() => createMarkdownRenderer(window), []);
   const [sendError, setSendError] = React.useState<string | null>(null);
@@ -79,6 +81,7 @@ export function ChatBox({ proxy, room }: ChatBoxProps): React.ReactElement {
 
   return (
     <FilesContext.Provider value={proxy.files}>
+    <SaveContext.Provider value={saveFile}>
     <div className={`nbchat nbchat-phase-${state.phase}${dragging ? " nbchat-dragging" : ""}`} {...dropHandlers}>
       <div className="nbchat-header">
         <span className="nbchat-room" title={`Room: ${room}${state.audience ? `\nWho can join: ${state.audience}` : ""}`}>
@@ -126,6 +129,7 @@ export function ChatBox({ proxy, room }: ChatBoxProps): React.ReactElement {
         </div>
       )}
     </div>
+    </SaveContext.Provider>
     </FilesContext.Provider>
   );
 }

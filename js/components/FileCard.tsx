@@ -8,6 +8,8 @@ import type { FileShare, Transfer } from "../fileShare";
 import { PaperclipIcon } from "./Icons";
 
 export const FilesContext = React.createContext<FileShare | null>(null);
+/** Saves a received file next to the notebook through its kernel (null: no kernel to ask). */
+export const SaveContext = React.createContext<((name: string, bytes: Uint8Array) => Promise<string>) | null>(null);
 
 function useTransfer(files: FileShare | null, id: string): Transfer | undefined {
   return React.useSyncExternalStore(
@@ -36,7 +38,23 @@ export interface FileCardProps {
 
 function FileCardView({ id, file, sender, isSelf }: FileCardProps): React.ReactElement {
   const files = React.useContext(FilesContext);
+  const save = React.useContext(SaveContext);
   const transfer = useTransfer(files, id);
+  const [saved, setSaved] = React.useState<string | null>(null);
+  const [saving, setSaving] = React.useState(false);
+  const onSave = async (): Promise<void> => {
+    if (save === null || transfer?.url == null) return;
+    setSaving(true);
+    try {
+      // A blob URL made in this page: reading it back is local, no request leaves the page.
+      const bytes = new Uint8Array(await (await fetch(transfer.url)).arrayBuffer());
+      setSaved(`Saved as ${await save(file.name, bytes)}`);
+    } catch (error) {
+      setSaved(`Not saved: ${error instanceof Error ? error.message : String(error)}`);
+    } finally {
+      setSaving(false);
+    }
+  };
   const state = transfer?.state ?? (isSelf ? "unavailable" : "waiting");
   const done = transfer?.done ?? 0;
   const percent = file.size === 0 ? 100 : Math.floor((100 * Math.min(done, file.size)) / file.size);
@@ -61,6 +79,7 @@ function FileCardView({ id, file, sender, isSelf }: FileCardProps): React.ReactE
             {STATE_TEXT[state]}
             {moving && state !== "waiting" ? ` ${percent}%` : ""}
             {transfer?.error != null && state !== "complete" ? ` — ${transfer.error}` : ""}
+            {saved !== null ? ` — ${saved}` : ""}
           </div>
         </div>
         <div className="nbchat-file-actions">
@@ -68,6 +87,18 @@ function FileCardView({ id, file, sender, isSelf }: FileCardProps): React.ReactE
             <a className="nbchat-file-download" href={transfer.url} download={file.name} aria-label={`Download ${file.name}`}>
               Download
             </a>
+          )}
+          {save !== null && state === "complete" && (
+            <button
+              type="button"
+              className="nbchat-file-save"
+              onClick={() => void onSave()}
+              disabled={saving}
+              aria-label={`Save ${file.name} next to the notebook`}
+              title="Save it in the notebook's folder, through this notebook's kernel"
+            >
+              Save
+            </button>
           )}
           {canCancel && (
             <button type="button" className="nbchat-file-cancel" onClick={() => files?.cancel(id)} aria-label={isSelf ? `Stop sharing ${file.name}` : `Cancel ${file.name}`}>

@@ -60,6 +60,26 @@ def default_room() -> str:
     return path
 
 
+def _first_buffer(buffers: object) -> bytes:
+    if not isinstance(buffers, (list, tuple)) or not buffers:
+        raise ValueError("no file came with the request")
+    first = buffers[0]
+    if not isinstance(first, (bytes, bytearray, memoryview)):
+        raise ValueError("the file came in an unexpected form")
+    return bytes(first)
+
+
+def _free_path(folder: Path, name: str) -> Path:
+    """``folder / name``, or ``name (1)``, ``name (2)``… before its suffix if taken."""
+    candidate = folder / name
+    stem, suffix = candidate.stem, candidate.suffix
+    n = 1
+    while candidate.exists():
+        candidate = folder / f"{stem} ({n}){suffix}"
+        n += 1
+    return candidate
+
+
 class Chat(anywidget.AnyWidget):
     """Peer-to-peer chat for everyone who has this notebook's room open.
 
@@ -236,11 +256,29 @@ class Chat(anywidget.AnyWidget):
             self._on_claim(message)
         elif message is not None and kind == comm.CommType.MESSAGES:
             self._on_messages_patch(message)
+        elif message is not None and kind == comm.CommType.SAVE_FILE:
+            self._save_file(message["request"], message["name"], _buffers)
         elif kind == comm.CommType.PASSPHRASE_REQUEST:
             if self._passphrase is not None:
                 super().send(comm.passphrase(self._passphrase))
         else:
             log.warning("nbchat: ignoring unknown message from the browser: %r", content)
+
+    def _save_file(self, request: str, name: str, buffers: object) -> None:
+        """A browser saves a file it received next to the notebook (the kernel's working
+        directory), under a cleaned name that overwrites nothing."""
+        try:
+            data = _first_buffer(buffers)
+            if len(data) > FILE_LIMIT_BYTES:
+                raise ValueError(size_error("the file", len(data), FILE_LIMIT_BYTES))
+            path = _free_path(Path.cwd(), clean_file_name(name))
+            with open(path, "xb") as file:  # "x": never replace a file that appeared meanwhile
+                file.write(data)
+        except (OSError, ValueError) as error:
+            log.warning("nbchat: could not save %r in room %s: %s", name, self.room, error)
+            super().send(comm.saved(request, error=str(error)))
+            return
+        super().send(comm.saved(request, path=path.name))
 
     def _on_messages_patch(self, content: dict[str, Any]) -> None:
         """Apply ``{"from": i, "messages": [...], "done": bool}`` from the owner browser."""

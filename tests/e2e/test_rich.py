@@ -238,6 +238,10 @@ def test_a_file_dropped_by_one_user_is_downloaded_by_the_other_byte_identical(
             == hashlib.sha256(data).hexdigest()
         )
         assert str(download_link.get_attribute("href")).startswith("blob:")
+        # Saved next to the notebook through its kernel, under the cleaned name.
+        card.get_by_role("button", name="Save report.csv next to the notebook").click()
+        expect(card).to_contain_text("Saved as report.csv", timeout=SLOW)
+        assert (lab.root / "work" / "notebooks" / "report.csv").read_bytes() == data
         progress = b.evaluate("() => window.__progress")
         assert any(0 < value < 100 for value in progress), progress  # seen moving
 

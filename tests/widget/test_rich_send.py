@@ -151,3 +151,24 @@ def test_chat_send_file_hands_the_bytes_to_the_browser_as_a_buffer(
         "to": "p1",
     }
     assert [bytes(b) for b in buffers] == [b"a,b\n1,2\n"]
+
+
+def test_a_received_file_is_saved_next_to_the_notebook_without_overwriting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    chat = Chat(room="rich")
+    out: list[dict[str, Any]] = []
+    monkeypatch.setattr(chat, "_send", lambda msg, buffers=None: out.append(msg))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.csv").write_bytes(b"old")
+    request = {"type": "save_file", "request": "r1", "name": "../../data.csv"}
+    chat._on_custom(chat, request, [memoryview(b"new,bytes\n")])
+    chat._on_custom(chat, {**request, "request": "r2"}, [])
+    replies = [m["content"] for m in out if m.get("method") == "custom"]
+    assert replies == [
+        {"type": "saved", "request": "r1", "path": "data (1).csv", "error": ""},
+        {"type": "saved", "request": "r2", "path": "", "error": "no file came with the request"},
+    ]
+    assert (tmp_path / "data.csv").read_bytes() == b"old"
+    assert (tmp_path / "data (1).csv").read_bytes() == b"new,bytes\n"
+    assert not (tmp_path.parent / "data.csv").exists()
