@@ -146,3 +146,31 @@ describe("code blocks", () => {
     expect(container.querySelector("pre b, .hljs-keyword")).toBeNull();
   });
 });
+
+describe("sharing files from the message box", () => {
+  it("a pasted image and a chosen file go to onFiles; pasted text stays text", async () => {
+    const { MessageInput } = await import("./MessageInput");
+    const shared: string[] = [];
+    act(() =>
+      root.render(<MessageInput onSend={() => undefined} onFiles={(files) => shared.push(...files.map((f) => f.name))} disabledReason={null} maxBytes={100} />),
+    );
+    const box = container.querySelector("textarea") as HTMLTextAreaElement;
+    const pasteWith = (files: File[]): Event => {
+      const event = new Event("paste", { bubbles: true, cancelable: true });
+      Object.defineProperty(event, "clipboardData", { value: { files, getData: () => "" } });
+      act(() => {
+        box.dispatchEvent(event);
+      });
+      return event;
+    };
+    expect(pasteWith([new File(["png"], "image.png", { type: "image/png" })]).defaultPrevented).toBe(true);
+    expect(pasteWith([]).defaultPrevented).toBe(false); // plain text paste is the browser's
+    const picker = container.querySelector('input[type="file"]') as HTMLInputElement;
+    Object.defineProperty(picker, "files", { value: [new File(["a,b"], "data.csv")], configurable: true });
+    act(() => {
+      picker.dispatchEvent(new Event("change", { bubbles: true }));
+    });
+    expect(shared).toEqual(["image.png", "data.csv"]);
+    expect(container.querySelector('button[aria-label="Attach a file"]')).not.toBeNull();
+  });
+});
