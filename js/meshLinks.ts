@@ -3,7 +3,7 @@
 // rate-limited, reassembled and held until presence names their sender; frames out are chunked.
 
 import type { DataConnection, Peer } from "peerjs";
-import { ChunkAssembler, maxChunkedBytes, split } from "./core/chunking";
+import { CHUNK_THRESHOLD_BYTES, ChunkAssembler, maxChunkedBytes, split } from "./core/chunking";
 import { type ChatFrame, ChatFrameType, InvalidFrame, parseChatFrame } from "./core/frames";
 import { DIAL_TIMEOUT_MS, MeshPolicy, SILENT_LINK_MS } from "./core/mesh";
 import { guardDataMessages } from "./peerjsGuard";
@@ -28,6 +28,9 @@ export interface MeshHost {
   onFrame(peerId: string, frame: ChatFrame): void;
   /** A frame of `peerId` was dropped for flooding. */
   onFlood(peerId: string): void;
+  /** Whether we asked `peerId` for file `fileId`: its parts skip the frame rate limit (the
+   *  file's card bounds them, and a file would stall if some were dropped). */
+  wantsPart(peerId: string, fileId: string): boolean;
   /** Something the UI shows (the count of open links) changed. */
   changed(): void;
 }
@@ -103,17 +106,29 @@ export class MeshLinks {
     this.attach(conn, false);
   }
 
-  /** Send `frame` to `peerId` over its open link, chunked if it is too big for one message. */
-  send(peerId: string, frame: ChatFrame): void {
+  /** Send `frame` to `peerId` over its open link, chunked if it is too big for one message;
+   *  false if there is no open link. */
+  send(peerId: string, frame: ChatFrame): boolean {
     const link = this.links.get(peerId);
-    if (link === undefined || !link.open) return;
+    if (link === undefined || !link.open) return false;
     for (const part of split(frame, () => `c-${this.policy.selfId}-${++this.chunkCounter}`)) {
       try {
         void link.conn.send(part);
       } catch (error) {
         console.warn(`nbchat: send to ${peerId} failed`, error);
+        return false;
       }
     }
+    return true;
+  }
+
+  /** Bytes waiting to go to `peerId`: in its data channel, plus messages peerjs holds back. */
+  buffered(peerId: string): number {
+    const link = this.links.get(peerId);
+    if (link === undefined || !link.open) return 0;
+    // peerjs's json connection queues past 8 MB in the channel; bufferSize counts its queue.
+    const conn = link.conn as { dataChannel?: RTCDataChannel; bufferSize?: number };
+    return (conn.dataChannel?.bufferedAmount ?? 0) + (conn.bufferSize ?? 0) * CHUNK_THRESHOLD_BYTES;
   }
 
   /** Presence named `peerId`: the frames it sent before are handled now. */
@@ -240,6 +255,10 @@ export class MeshLinks {
       return;
     }
     let frame = parseChatFrame(data);
+    if (frame !== null && frame.type === ChatFrameType.FILE_PART && this.host.wantsPart(peerId, frame.file)) {
+      this.host.onFrame(peerId, frame);
+      return;
+    }
     // Malformed frames count too: a flood of junk must not cost a warning each.
     if (!this.admit(link, frame !== null && frame.type === ChatFrameType.MESSAGE)) return;
     if (frame !== null && frame.type === ChatFrameType.CHUNK) {

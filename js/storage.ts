@@ -5,6 +5,8 @@ import type { ChatMessage } from "./protocol";
 const PREFIX = "nbchat:v1:log:";
 /** localStorage is shared with JupyterLab (about 5 MB per origin): keep our share modest. */
 const MAX_CHARS = 1_500_000;
+/** A message this big (a figure, a table) is skipped when it does not fit; a small one ends the copy. */
+const BIG_MESSAGE_CHARS = 100_000;
 
 export class LogStore {
   private readonly key: string;
@@ -30,18 +32,23 @@ export class LogStore {
     }
   }
 
-  /** Store the newest messages that fit the budget (oldest are dropped first). */
+  /** Store the newest messages that fit the budget (oldest are dropped first). A message
+   *  too big for what is left (a shared figure) is left out rather than ending the copy:
+   *  peers send it again through the room sync. */
   save(messages: readonly ChatMessage[]): void {
     if (this.storage === null) return;
     let budget = MAX_CHARS;
-    let start = messages.length;
-    while (start > 0) {
-      const cost = JSON.stringify(messages[start - 1]).length + 1;
-      if (cost > budget) break;
+    const kept: ChatMessage[] = [];
+    for (let i = messages.length - 1; i >= 0; i -= 1) {
+      const cost = JSON.stringify(messages[i]).length + 1;
+      if (cost > budget) {
+        if (cost > BIG_MESSAGE_CHARS) continue;
+        break;
+      }
       budget -= cost;
-      start -= 1;
+      kept.push(messages[i]);
     }
-    const text = JSON.stringify(messages.slice(start));
+    const text = JSON.stringify(kept.reverse());
     try {
       this.storage.setItem(this.key, text);
     } catch (error) {

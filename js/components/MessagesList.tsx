@@ -37,6 +37,8 @@ export function MessagesList({ messages, users, selfId, markdown }: MessagesList
   const scroller = React.useRef<HTMLDivElement>(null);
   const heights = React.useRef(new Map<string, number>());
   const atBottom = React.useRef(true);
+  /** Where we last scrolled to follow the bottom: only a scroll above it is the reader's. */
+  const followedTo = React.useRef(0);
   const [measured, setMeasured] = React.useState(0);
   const [viewport, setViewport] = React.useState({ top: 0, height: 360 });
 
@@ -94,7 +96,13 @@ export function MessagesList({ messages, users, selfId, markdown }: MessagesList
   const onScroll = React.useCallback(() => {
     const element = scroller.current;
     if (element === null) return;
-    atBottom.current = element.scrollHeight - element.scrollTop - element.clientHeight <= BOTTOM_SLACK_PX;
+    if (element.scrollHeight - element.scrollTop - element.clientHeight <= BOTTOM_SLACK_PX) {
+      atBottom.current = true;
+    } else if (element.scrollTop < followedTo.current - 1) {
+      // The reader scrolled up. (Content that grew below us since we followed it — an image
+      // decoding, a table — is not a reason to stop following: the scroll event comes late.)
+      atBottom.current = false;
+    }
     setViewport({ top: element.scrollTop, height: element.clientHeight });
   }, []);
 
@@ -117,6 +125,7 @@ export function MessagesList({ messages, users, selfId, markdown }: MessagesList
     lastSeen.current = last?.id;
     if (element === null || !(atBottom.current || ownNew)) return;
     element.scrollTop = element.scrollHeight;
+    followedTo.current = element.scrollTop;
     atBottom.current = true;
     setViewport({ top: element.scrollTop, height: element.clientHeight });
   }, [total, last, selfId]);

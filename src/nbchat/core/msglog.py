@@ -33,9 +33,11 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Collection, Iterable, Mapping
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from ..protocol import PEER_ID_RE, Identity
+from .files import FileMeta, clean_file_meta
+from .rich import clean_mime
 
 __all__ = [
     "Identity",
@@ -64,6 +66,10 @@ class Message(TypedDict):
     time: float
     text: str
     user: Identity
+    #: A rich message's MIME bundle (core/rich); ``text`` stays the fallback.
+    mime: NotRequired[dict[str, str]]
+    #: A shared file's card (core/files); its bytes travel apart, on request.
+    file: NotRequired[FileMeta]
 
 
 class InvalidMessage(ValueError):
@@ -126,7 +132,7 @@ def _validated(raw: object, author: str, user: Identity | None) -> Message:
         raise InvalidMessage("text must be a string")
     if isinstance(time, float) and time.is_integer():
         time = int(time)  # JSON 1.0 is the number 1 in JavaScript: re-encode it as 1
-    return Message(
+    message = Message(
         id=f"{author}:{seq}",
         author=author,
         seq=seq,
@@ -135,12 +141,25 @@ def _validated(raw: object, author: str, user: Identity | None) -> Message:
         text=text,
         user=user if user is not None else normalize_identity(raw.get("user")),
     )
+    return _with_extras(message, raw.get("mime"), raw.get("file"))
+
+
+def _with_extras(message: Message, mime: object, file: object) -> Message:
+    """``message`` with its rich parts, each kept only if valid (the text stays regardless)."""
+    if mime is not None and (clean := clean_mime(mime)) is not None:
+        message["mime"] = clean
+    if file is not None and (meta := clean_file_meta(file)) is not None:
+        message["file"] = meta
+    return message
 
 
 def _same(a: Message, b: Message) -> bool:
     """Whether two copies of one id say the same thing (an honest relay does)."""
-    return (a["clock"], a["time"], a["text"]) == (b["clock"], b["time"], b["text"]) and all(
-        a["user"].get(k) == b["user"].get(k) for k in _IDENTITY_KEYS
+    return (
+        (a["clock"], a["time"], a["text"]) == (b["clock"], b["time"], b["text"])
+        and a.get("mime") == b.get("mime")
+        and a.get("file") == b.get("file")
+        and all(a["user"].get(k) == b["user"].get(k) for k in _IDENTITY_KEYS)
     )
 
 
@@ -192,8 +211,15 @@ class MessageLog:
         message = self._by_id[message_id]
         return bisect.bisect_left(self._keys, _order_key(message))
 
-    def compose(self, text: str, time: float) -> Message:
-        """Create, add and return our own next message."""
+    def compose(
+        self,
+        text: str,
+        time: float,
+        mime: dict[str, str] | None = None,
+        file: FileMeta | None = None,
+    ) -> Message:
+        """Create, add and return our own next message (``mime`` and ``file`` as received
+        ones are kept: invalid parts are left out)."""
         seq = max(self._seqs.get(self.peer_id, ()), default=0) + 1
         message = Message(
             id=f"{self.peer_id}:{seq}",
@@ -204,6 +230,7 @@ class MessageLog:
             text=text,
             user=self.user,
         )
+        message = _with_extras(message, mime, file)
         self._add(message, first_hand=True)
         return message
 

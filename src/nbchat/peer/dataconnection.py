@@ -68,8 +68,12 @@ class DataConnection:
         originator: bool = True,
         limits: IncomingLimits | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        wants_part: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.peer = peer
+        # Parts of a file we asked this peer for skip the rate limit: the card bounds them,
+        # and a file with dropped parts would stall.
+        self._wants_part = wants_part
         self.connection_id = connection_id or new_connection_id()
         self.label = label or self.connection_id
         self.reliable = reliable
@@ -147,6 +151,14 @@ class DataConnection:
             self._close_soon()  # peerjs close({flush: true})
             return
         chat_frame = parse_chat_frame(frame)
+        if (
+            chat_frame is not None
+            and chat_frame["type"] == ChatFrameType.FILE_PART
+            and self._wants_part is not None
+            and self._wants_part(self.peer, chat_frame["file"])
+        ):
+            self._on_frame(self, chat_frame)
+            return
         # Malformed frames count too: a flood of junk must not cost a warning each.
         is_message = chat_frame is not None and chat_frame["type"] == ChatFrameType.MESSAGE
         if not self._admit(is_message=is_message):

@@ -44,8 +44,10 @@ class Mesh:
         open_timeout: float,
         limits: Callable[[], IncomingLimits | None] = IncomingLimits,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        wants_part: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.self_id = self_id
+        self._wants_part = wants_part
         self.max_message_bytes = max_message_bytes  # the room's, for chunk reassembly
         self.room = room
         self._relay = relay
@@ -93,6 +95,7 @@ class Mesh:
             self._on_frame,
             limits=self._limits(),
             max_message_bytes=self.max_message_bytes,
+            wants_part=self._wants_part,
         )
         self._register(connection)
         self._spawn(connection.start(), f"nbchat-offer-{connection.connection_id}")
@@ -263,6 +266,7 @@ class Mesh:
             originator=False,
             limits=self._limits(),
             max_message_bytes=self.max_message_bytes,
+            wants_part=self._wants_part,
         )
         self._register(connection)
         # The caller dialed again (or won a double dial): its end of any older link is gone.
