@@ -291,6 +291,44 @@ describe("ChatProxy", () => {
     expect(proxy.state.messages).toMatchObject([{ id: "b-2:1", author: "b-2", user: { username: "bob" }, text: "hi" }]);
   });
 
+  it("renders a message that arrives in the same task, with no timer, and our own at once", async () => {
+    const { proxy, peers, sockets } = await start();
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob")] });
+    const conn = peers[0].dialed[0];
+    openConn(conn);
+    await vi.advanceTimersByTimeAsync(20);
+    const seen: number[] = [];
+    proxy.subscribe((state) => seen.push(state.messages.length));
+    conn.emit("data", { type: "message", message: { seq: 1, clock: 1, time: 5, text: "hi", user: identity("bob") } });
+    await Promise.resolve(); // a microtask, not a timer: no fake time passes
+    expect(proxy.state.messages.map((m) => m.text)).toEqual(["hi"]);
+    // Our own message is in the state before send() returns its microtask turn.
+    proxy.send("mine");
+    await Promise.resolve();
+    expect(proxy.state.messages.map((m) => m.text)).toEqual(["hi", "mine"]);
+    expect(seen[seen.length - 1]).toBe(2);
+  });
+
+  it("renders a burst of frames once per frame, not once per frame received", async () => {
+    const { proxy, peers, sockets } = await start();
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob")] });
+    const conn = peers[0].dialed[0];
+    openConn(conn);
+    await vi.advanceTimersByTimeAsync(20);
+    let renders = 0;
+    proxy.subscribe(() => (renders += 1));
+    renders = 0;
+    for (let seq = 1; seq <= 50; seq += 1) {
+      conn.emit("data", { type: "message", message: { seq, clock: seq, time: 5, text: `m${seq}`, user: identity("bob") } });
+      await Promise.resolve();
+    }
+    // The first renders at once; the rest of the burst is coalesced (no rAF in node: a timeout).
+    expect(renders).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(renders).toBe(2);
+    expect(proxy.state.messages).toHaveLength(50);
+  });
+
   it("throttles a flooding peer per connection, warns, and still shows everyone else", async () => {
     const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
     try {

@@ -40,8 +40,12 @@ export interface ChatProxyOptions {
   passphrase?: string | Promise<string> | null;
 }
 
-const EMIT_DELAY_MS = 16;
 const SAVE_DELAY_MS = 1_000;
+/** Renders closer together than this are a burst (a history pouring in): the next one waits
+ *  for an animation frame. A lone frame (live chat) renders at once, in the task it came in. */
+const BURST_MS = 8;
+/** rAF does not fire in a hidden tab, and a tab can hide after we asked for one. */
+const FRAME_FALLBACK_MS = 50;
 
 export class ChatProxy {
   private readonly page: PageInfo;
@@ -67,6 +71,9 @@ export class ChatProxy {
   private attempt = 0;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private emitTimer: ReturnType<typeof setTimeout> | null = null;
+  private emitFrame: number | null = null;
+  private emitQueued = false;
+  private lastEmit = -Infinity;
   private saveTimer: ReturnType<typeof setTimeout> | null = null;
   /** Set for the room sync's next deadline (a waiting sync answer, the next repair round). */
   private syncTimer: ReturnType<typeof setTimeout> | null = null;
@@ -168,7 +175,8 @@ export class ChatProxy {
     if (utf8Length(body) > limit) throw new Error(`Message too long: the limit is ${limit} bytes`);
     const message = this.log.compose(body, Date.now());
     this.carry(this.sync.publish(message));
-    this.changed(true);
+    // Shown at once, whatever else is pouring in: it was typed here.
+    this.changed(true, true);
     return message;
   }
 
@@ -178,6 +186,7 @@ export class ChatProxy {
     for (const timer of [this.retryTimer, this.emitTimer, this.saveTimer, this.syncTimer]) {
       if (timer !== null) clearTimeout(timer);
     }
+    if (this.emitFrame !== null && typeof cancelAnimationFrame === "function") cancelAnimationFrame(this.emitFrame);
     this.floods.destroy();
     if (this.log !== null) this.store.save(this.log.messages);
     this.presence?.close();
@@ -450,7 +459,7 @@ export class ChatProxy {
     this.setPhase("offline");
   }
 
-  private changed(messagesChanged: boolean): void {
+  private changed(messagesChanged: boolean, urgent = false): void {
     if (messagesChanged && this.saveTimer === null) {
       this.saveTimer = setTimeout(() => {
         // Serializing a long log takes a while: do it when the page is idle.
@@ -462,14 +471,35 @@ export class ChatProxy {
         else save();
       }, SAVE_DELAY_MS);
     }
-    if (this.emitTimer !== null) return;
-    // Coalesce bursts (a history of thousands of messages) into one render.
-    this.emitTimer = setTimeout(() => {
-      this.emitTimer = null;
-      this.snapshot = this.computeState();
-      for (const listener of this.listeners) listener(this.snapshot);
-    }, EMIT_DELAY_MS);
+    this.scheduleEmit(urgent);
   }
+
+  /** Render soon: in a microtask (so what came in is in the DOM before the task ends), or,
+   *  when renders come thick and fast, once per animation frame. */
+  private scheduleEmit(urgent = false): void {
+    if (this.destroyed || (this.emitQueued && !urgent)) return;
+    this.emitQueued = true;
+    if (urgent || now() - this.lastEmit >= BURST_MS) {
+      queueMicrotask(this.emit);
+      return;
+    }
+    const visible = typeof document !== "undefined" && document.visibilityState === "visible";
+    if (visible && typeof requestAnimationFrame === "function") this.emitFrame = requestAnimationFrame(this.emit);
+    this.emitTimer = setTimeout(this.emit, visible ? FRAME_FALLBACK_MS : 0);
+  }
+
+  private readonly emit = (): void => {
+    if (!this.emitQueued) return;
+    this.emitQueued = false;
+    if (this.emitTimer !== null) clearTimeout(this.emitTimer);
+    if (this.emitFrame !== null && typeof cancelAnimationFrame === "function") cancelAnimationFrame(this.emitFrame);
+    this.emitTimer = null;
+    this.emitFrame = null;
+    if (this.destroyed) return;
+    this.snapshot = this.computeState();
+    for (const listener of this.listeners) listener(this.snapshot);
+    this.lastEmit = now();
+  };
 
   private computeState(): ChatState {
     return chatState({
