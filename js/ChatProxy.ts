@@ -17,7 +17,7 @@ import type { ChatMessage, Identity, Presence, PresenceFrame } from "./protocol"
 import { Sealer } from "./roomKey";
 import { type Rejection, sealSignaling } from "./sealedSignaling";
 import { RequestRefused, SessionClient, describe } from "./sessionClient";
-import { LogStore } from "./storage";
+import { LocalCopy, type LocalCopyStats } from "./storage";
 import { type CreatePeerConnection, NO_TURN_SERVER, hasTurnServer, probeTurn } from "./turnProbe";
 
 export { RequestRefused } from "./sessionClient";
@@ -30,7 +30,10 @@ export interface ChatProxyOptions {
   page?: PageInfo;
   /** Injectable transports (tests use fakes). */
   fetch?: typeof fetch;
+  /** Where earlier versions kept a local copy (migrated to IndexedDB, then freed). */
   storage?: Storage | null;
+  /** Where the local copy lives (null: none). */
+  indexedDB?: IDBFactory | null;
   /** Makes the peerjs client; `id` is the one the server issued us (peerjs never fetches one). */
   createPeer?: (options: PeerOptions, id: string) => Peer;
   createSocket?: (url: string) => WebSocket;
@@ -40,7 +43,8 @@ export interface ChatProxyOptions {
   passphrase?: string | Promise<string> | null;
 }
 
-const SAVE_DELAY_MS = 1_000;
+/** Read from the local copy first, so the first screen shows before the rest is read. */
+const FIRST_SCREEN = 100;
 /** Renders closer together than this are a burst (a history pouring in): the next one waits
  *  for an animation frame. A lone frame (live chat) renders at once, in the task it came in. */
 const BURST_MS = 8;
@@ -50,7 +54,8 @@ const FRAME_FALLBACK_MS = 50;
 export class ChatProxy {
   private readonly page: PageInfo;
   private readonly sessions: SessionClient;
-  private readonly store: LogStore;
+  private readonly copy: LocalCopy;
+  private copyStats: LocalCopyStats | null = null;
   private readonly listeners = new Set<(state: ChatState) => void>();
   private readonly present = new Map<string, Presence>();
   private readonly outbox: string[] = [];
@@ -61,8 +66,8 @@ export class ChatProxy {
   private presence: PresenceSocket | null = null;
   private log: MessageLog | null = null;
   private sync: RoomSync | null = null;
-  /** Messages restored from storage before we have a peer id (and thus a log). */
-  private stored: unknown[] = [];
+  /** Messages read from the local copy before we have a peer id (and thus a log). */
+  private stored: MessageLog | null = null;
   private phase: Phase = "connecting";
   private offlineReason = "";
   private relayProblem: string | null = null;
@@ -74,7 +79,6 @@ export class ChatProxy {
   private emitFrame: number | null = null;
   private emitQueued = false;
   private lastEmit = -Infinity;
-  private saveTimer: ReturnType<typeof setTimeout> | null = null;
   /** Set for the room sync's next deadline (a waiting sync answer, the next repair round). */
   private syncTimer: ReturnType<typeof setTimeout> | null = null;
   private destroyed = false;
@@ -86,9 +90,16 @@ export class ChatProxy {
     this.options = { ...options, createPeer: this.sealingPeers(options) };
     this.page = options.page ?? pageInfo();
     this.sessions = new SessionClient(this.page, options.fetch ?? window.fetch.bind(window));
-    this.store = new LogStore(`${this.page.baseUrl}|${options.room}`, options.storage);
-    this.stored = this.store.load();
-    this.floods = new FloodNotices(() => this.changed(false));
+    this.copy = new LocalCopy(`${this.page.baseUrl}|${options.room}`, {
+      indexedDB: options.indexedDB,
+      legacy: options.storage,
+      onStats: (stats) => {
+        this.copyStats = stats;
+        this.changed();
+      },
+    });
+    void this.restoreLocal();
+    this.floods = new FloodNotices(() => this.changed());
     this.mesh = new MeshLinks({
       peer: () => this.peer,
       isPresent: (peerId) => this.present.has(peerId),
@@ -103,7 +114,7 @@ export class ChatProxy {
       },
       onFrame: (peerId, frame) => this.onFrame(peerId, frame),
       onFlood: (peerId) => this.floods.note(peerId),
-      changed: () => this.changed(false),
+      changed: () => this.changed(),
     });
     this.snapshot = this.computeState();
   }
@@ -135,7 +146,7 @@ export class ChatProxy {
     this.refused.set(rejection.peerId, rejection);
     // Call back, so the other side learns of the mismatch too (our sealed offer fails there).
     if (rejection.type === "OFFER") this.mesh.dial(rejection.peerId);
-    this.changed(false);
+    this.changed();
   }
 
   get state(): ChatState {
@@ -174,21 +185,48 @@ export class ChatProxy {
     const limit = this.session?.max_message_bytes ?? Infinity;
     if (utf8Length(body) > limit) throw new Error(`Message too long: the limit is ${limit} bytes`);
     const message = this.log.compose(body, Date.now());
+    this.copy.save([message]);
     this.carry(this.sync.publish(message));
     // Shown at once, whatever else is pouring in: it was typed here.
-    this.changed(true, true);
+    this.changed(true);
     return message;
+  }
+
+  /** Forget this room's copy on this computer (what the page shows stays until reload). */
+  clearLocalCopy(): Promise<void> {
+    return this.copy.clear();
+  }
+
+  /** Show the local copy before any peer answers: the newest screenful first, then the rest. */
+  private async restoreLocal(): Promise<void> {
+    try {
+      this.restoreStored(await this.copy.loadNewest(FIRST_SCREEN));
+      this.restoreStored(await this.copy.loadAll());
+    } catch (error) {
+      console.warn(`nbchat: could not read the local copy of ${this.options.room}`, error);
+    }
+  }
+
+  private restoreStored(messages: unknown[]): void {
+    if (this.destroyed || messages.length === 0) return;
+    if (this.log === null) {
+      this.stored ??= new MessageLog("restoring", { username: "", name: "", display_name: "", initials: null, color: null, avatar_url: null });
+      this.stored.restore(messages);
+    } else {
+      this.log.restore(messages);
+    }
+    this.changed(true);
   }
 
   destroy(): void {
     this.destroyed = true;
     if (typeof window !== "undefined") window.removeEventListener("online", this.onBrowserOnline);
-    for (const timer of [this.retryTimer, this.emitTimer, this.saveTimer, this.syncTimer]) {
+    for (const timer of [this.retryTimer, this.emitTimer, this.syncTimer]) {
       if (timer !== null) clearTimeout(timer);
     }
     if (this.emitFrame !== null && typeof cancelAnimationFrame === "function") cancelAnimationFrame(this.emitFrame);
     this.floods.destroy();
-    if (this.log !== null) this.store.save(this.log.messages);
+    void this.copy.flush();
     this.presence?.close();
     this.mesh.destroy();
     this.peer?.destroy();
@@ -216,7 +254,7 @@ export class ChatProxy {
       void this.checkRelay(session);
     } else if (this.relayOnly(session)) {
       this.relayProblem = `No connection is possible: ${NO_TURN_SERVER}.`;
-      this.changed(false);
+      this.changed();
     }
   }
 
@@ -236,7 +274,7 @@ export class ChatProxy {
     } else {
       this.relayProblem = null;
     }
-    this.changed(false);
+    this.changed();
   }
 
   private openPeer(session: SessionConfig, id: string): void {
@@ -291,13 +329,13 @@ export class ChatProxy {
   private startLog(id: string, user: Identity): void {
     const previous = this.log;
     const log = new MessageLog(id, user);
-    log.restore(previous !== null ? previous.messages : this.stored);
-    this.stored = [];
+    log.restore(previous !== null ? previous.messages : this.stored?.messages ?? []);
+    this.stored = null;
     this.log = log;
     this.sync = new RoomSync(log, this.session?.max_message_bytes ?? null, now());
     this.scheduleSync();
     for (const text of this.outbox.splice(0)) this.send(text);
-    this.changed(false);
+    this.changed();
   }
 
   private onSignalingLost(peer: Peer, reason: string): void {
@@ -400,7 +438,7 @@ export class ChatProxy {
         return;
     }
     for (const peerId of this.present.keys()) this.mesh.flushEarly(peerId);
-    this.changed(false);
+    this.changed();
   }
 
   // --- room sync --------------------------------------------------------------------------
@@ -417,7 +455,8 @@ export class ChatProxy {
     for (const event of out.events) {
       switch (event.type) {
         case "added":
-          this.changed(true);
+          this.copy.save(event.messages);
+          this.changed();
           break;
         case "rejected":
           console.warn(`nbchat: ${event.reasons.length} invalid history messages from ${event.peer}`);
@@ -451,7 +490,7 @@ export class ChatProxy {
 
   private setPhase(phase: Phase): void {
     this.phase = phase;
-    this.changed(false);
+    this.changed();
   }
 
   private goOffline(reason: string): void {
@@ -459,18 +498,7 @@ export class ChatProxy {
     this.setPhase("offline");
   }
 
-  private changed(messagesChanged: boolean, urgent = false): void {
-    if (messagesChanged && this.saveTimer === null) {
-      this.saveTimer = setTimeout(() => {
-        // Serializing a long log takes a while: do it when the page is idle.
-        const save = (): void => {
-          this.saveTimer = null;
-          if (this.log !== null && !this.destroyed) this.store.save(this.log.messages);
-        };
-        if (typeof requestIdleCallback === "function") requestIdleCallback(save, { timeout: 5_000 });
-        else save();
-      }, SAVE_DELAY_MS);
-    }
+  private changed(urgent = false): void {
     this.scheduleEmit(urgent);
   }
 
@@ -512,7 +540,8 @@ export class ChatProxy {
       self: this.session?.user ?? null,
       present: [...this.present.values()],
       rosterKnown: this.rosterKnown,
-      messages: this.log !== null ? this.log.messages.slice() : restoredForDisplay(this.stored),
+      messages: (this.log ?? this.stored)?.messages.slice() ?? [],
+      localCopy: this.copy.available ? this.copyStats ?? { messages: 0, bytes: 0 } : null,
       maxMessageBytes: this.session?.max_message_bytes ?? MAX_MESSAGE_BYTES,
       audience: this.session?.audience ?? null,
       flooding: this.floods.entries().map(([peerId, dropped]) => {
@@ -527,14 +556,6 @@ export class ChatProxy {
       }),
     });
   }
-}
-
-/** Stored messages shown before we have a log: validated through a throwaway log. */
-function restoredForDisplay(stored: unknown[]): ChatMessage[] {
-  if (stored.length === 0) return [];
-  const log = new MessageLog("restoring", { username: "", name: "", display_name: "", initials: null, color: null, avatar_url: null });
-  log.restore(stored);
-  return log.messages.slice();
 }
 
 /** The room sync's clock: monotonic milliseconds. */

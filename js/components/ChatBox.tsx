@@ -4,6 +4,7 @@ import * as React from "react";
 import type { ChatProxy } from "../ChatProxy";
 import type { ChatState } from "../chatState";
 import { createMarkdownRenderer } from "../markdown";
+import { LocalCopyInfo } from "./LocalCopyInfo";
 import { MessageInput } from "./MessageInput";
 import { MessagesList } from "./MessagesList";
 import { UsersList } from "./UsersList";
@@ -42,6 +43,8 @@ export function ChatBox({ proxy, room }: ChatBoxProps): React.ReactElement {
     },
     [proxy],
   );
+
+  const onClearLocalCopy = React.useCallback(() => void proxy.clearLocalCopy(), [proxy]);
 
   return (
     <div className={`nbchat nbchat-phase-${state.phase}`}>
@@ -82,6 +85,7 @@ export function ChatBox({ proxy, room }: ChatBoxProps): React.ReactElement {
             </div>
           )}
           <MessageInput onSend={onSend} disabledReason={state.cannotSend} maxBytes={state.maxMessageBytes} />
+          <LocalCopyInfo stats={state.localCopy ?? null} onClear={onClearLocalCopy} />
         </div>
         <UsersList users={state.users} selfId={state.selfId} />
       </div>

@@ -6,7 +6,7 @@ import json
 import re
 import time
 
-from playwright.sync_api import expect
+from playwright.sync_api import Locator, expect
 from tests.support.browser import open_and_run, open_notebook, run_all
 from tests.support.lab import Lab
 from tests.support.loop import BackgroundLoop
@@ -130,22 +130,70 @@ def test_two_users_chat_beside_the_demo_analysis(lab: Lab, new_user) -> None:
     expect(users(c)).to_have_count(2, timeout=SLOW)
 
 
+LOCAL_COPY = """() => new Promise((resolve, reject) => {
+    const open = indexedDB.open('nbchat');
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+        const db = open.result;
+        if (!db.objectStoreNames.contains('messages')) { db.close(); resolve([]); return; }
+        const all = db.transaction('messages').objectStore('messages').getAll();
+        all.onsuccess = () => { db.close(); resolve(all.result.map((m) => m.text)); };
+        all.onerror = () => reject(all.error);
+    };
+})"""
+
+
+def local_copy(page) -> Locator:
+    return page.get_by_role("group", name="Local copy")
+
+
 def test_history_survives_a_reload_while_alone(lab: Lab, new_user) -> None:
+    """The room's local copy lives in IndexedDB: a reload shows it with no peer online;
+    an older version's localStorage copy is moved there and localStorage freed; Clear
+    forgets it."""
+    room = "e2e-alone-room"
     path = put_notebook(
         lab,
         "notebooks/e2e-alone.ipynb",
-        code_notebook("%load_ext nbchat", "chat = %chat e2e-alone-room"),
+        code_notebook("%load_ext nbchat", f"chat = %chat {room}"),
     )
     a = new_user()
     open_and_run(a, lab, path)
     say(a, "remember me")
-    stored = """() => Object.keys(localStorage).some(
-        (key) => key.startsWith('nbchat:') && localStorage[key].includes('remember me'))"""
-    a.wait_for_function(stored, timeout=SLOW)
+    expect(local_copy(a)).to_contain_text("Stored on this computer: 1 message", timeout=SLOW)
+    assert "remember me" in a.evaluate(LOCAL_COPY)
+    # What an earlier version left in localStorage for this room.
+    a.evaluate(
+        """([room]) => {
+            const config = document.getElementById('jupyter-config-data');
+            const base = JSON.parse(config.textContent).baseUrl;
+            const scope = (base.endsWith('/') ? base : base + '/') + '|' + room;
+            const user = {username: 'old', name: 'Old', display_name: 'Old Timer',
+                          initials: null, color: null, avatar_url: null};
+            localStorage.setItem('nbchat:v1:log:' + scope, JSON.stringify([
+                {id: 'o-ld:1', author: 'o-ld', seq: 1, clock: 1, time: 1000,
+                 text: 'from localStorage', user}]));
+        }""",
+        [room],
+    )
     a.reload()
     open_and_run(a, lab, path)
     expect(users(a)).to_have_count(1, timeout=SLOW)
-    expect(messages(a)).to_contain_text("remember me", timeout=SLOW)
+    log = messages(a)
+    expect(log).to_contain_text("remember me", timeout=SLOW)
+    expect(log).to_contain_text("from localStorage", timeout=SLOW)
+    expect(local_copy(a)).to_contain_text("Stored on this computer: 2 messages", timeout=SLOW)
+    ours = "() => Object.keys(localStorage).filter((k) => k.startsWith('nbchat:'))"
+    assert a.evaluate(ours) == []
+
+    local_copy(a).get_by_role("button", name="Clear").click()
+    expect(local_copy(a)).to_contain_text("Stored on this computer: 0 messages", timeout=SLOW)
+    assert a.evaluate(LOCAL_COPY) == []
+    a.reload()
+    open_and_run(a, lab, path)
+    expect(users(a)).to_have_count(1, timeout=SLOW)
+    expect(message_box(a)).to_be_enabled(timeout=SLOW)
+    expect(log).to_contain_text("No messages yet", timeout=SLOW)
 
 
 def test_ten_thousand_messages_open_and_scroll(lab: Lab, new_user) -> None:
@@ -185,9 +233,7 @@ def test_ten_thousand_messages_open_and_scroll(lab: Lab, new_user) -> None:
                 time.sleep(0.5)  # patches arrive when the kernel is idle: poll its view
         finally:
             kernel.stop_channels()
-        page.wait_for_function(
-            "() => Object.keys(localStorage).some((key) => key.startsWith('nbchat:'))", timeout=SLOW
-        )
+        expect(local_copy(page)).to_contain_text("10,000 messages", timeout=SLOW)
 
         # Fling to the top, 600 px per frame (36,000 px/s at 60 fps).
         frames: list[float] = page.evaluate("""() => new Promise((resolve) => {
