@@ -450,11 +450,17 @@ describe("ChatProxy", () => {
     conn.emit("data", { type: "message", message: { seq: 1, clock: 999, time: 1, text: "bob's", user: {} } });
     conn.sent = [];
     conn.emit("data", { type: "sync", have: {} });
+    // Newest first: the newest batch goes at once, the rest once the event loop turns.
+    const first = conn.frames("history");
+    expect(first).toHaveLength(1);
+    expect(first[0].messages[first[0].messages.length - 1].text).toMatch(/^message 199 /);
+    await vi.advanceTimersByTimeAsync(1);
     const batches = conn.frames("history");
     expect(batches.length).toBeGreaterThan(1);
     for (const batch of batches) expect(new TextEncoder().encode(JSON.stringify(batch)).length).toBeLessThan(CHUNK_THRESHOLD_BYTES);
     const ids = batches.flatMap((b) => b.messages.map((m: { id: string }) => m.id));
     expect(ids.length).toBe(200);
+    expect(new Set(ids).size).toBe(200);
     expect(ids).not.toContain("b-2:1");
   });
 

@@ -43,6 +43,11 @@ export interface ChatProxyOptions {
   passphrase?: string | Promise<string> | null;
 }
 
+/** A sync answer's later batches go while the link holds less than this (a live message
+ *  then waits behind at most this much), and resume when it drains to half. */
+const HISTORY_HIGH_WATER = 64 * 1024;
+/** Resume a paused answer after this long even if the link never said it drained. */
+const HISTORY_POLL_MS = 50;
 /** Read from the local copy first, so the first screen shows before the rest is read. */
 const FIRST_SCREEN = 100;
 /** Renders closer together than this are a burst (a history pouring in): the next one waits
@@ -82,6 +87,8 @@ export class ChatProxy {
   /** Set for the room sync's next deadline (a waiting sync answer, the next repair round). */
   private syncTimer: ReturnType<typeof setTimeout> | null = null;
   private destroyed = false;
+  /** Peers whose sync answer is being sent batch by batch. */
+  private readonly pumping = new Set<string>();
   private snapshot: ChatState;
   /** Peers whose signaling failed the passphrase check, until a link with them opens or they leave. */
   private readonly refused = new Map<string, Rejection>();
@@ -452,6 +459,7 @@ export class ChatProxy {
   /** Send what the room sync returned and act on its events. */
   private carry(out: SyncOutput): void {
     for (const { to, frame } of out.sends) this.mesh.send(to, frame);
+    if (this.sync !== null) for (const peer of this.sync.backlogged()) this.pump(peer);
     for (const event of out.events) {
       switch (event.type) {
         case "added":
@@ -473,6 +481,29 @@ export class ChatProxy {
       }
     }
     this.scheduleSync();
+  }
+
+  /** Send the rest of `peer`'s sync answer as its link drains, yielding to the event loop
+   *  between rounds so live messages (in and out) never wait behind the history. */
+  private pump(peer: string): void {
+    if (this.pumping.has(peer)) return;
+    this.pumping.add(peer);
+    const step = (): void => {
+      const sync = this.sync;
+      if (sync === null || this.destroyed || !sync.backlogged().includes(peer)) {
+        this.pumping.delete(peer);
+        return;
+      }
+      while (sync.backlogged().includes(peer) && this.mesh.bufferedAmount(peer) < HISTORY_HIGH_WATER) {
+        for (const { to, frame } of sync.drain(peer).sends) this.mesh.send(to, frame);
+      }
+      if (!sync.backlogged().includes(peer)) {
+        this.pumping.delete(peer);
+        return;
+      }
+      this.mesh.whenDrained(peer, HISTORY_HIGH_WATER / 2, HISTORY_POLL_MS, step);
+    };
+    setTimeout(step, 0);
   }
 
   private scheduleSync(): void {

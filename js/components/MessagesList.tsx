@@ -94,7 +94,11 @@ export function MessagesList({ messages, users, selfId, markdown }: MessagesList
   const onScroll = React.useCallback(() => {
     const element = scroller.current;
     if (element === null) return;
-    atBottom.current = element.scrollHeight - element.scrollTop - element.clientHeight <= BOTTOM_SLACK_PX;
+    // Against the rows' known total, not scrollHeight: rows taller than their estimate overflow
+    // until measured, and that must not count as the reader scrolling up.
+    const offsets = offsetsRef.current;
+    const total = offsets[offsets.length - 1] ?? 0;
+    atBottom.current = total - element.scrollTop - element.clientHeight <= BOTTOM_SLACK_PX;
     setViewport({ top: element.scrollTop, height: element.clientHeight });
   }, []);
 

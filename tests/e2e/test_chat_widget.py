@@ -196,6 +196,66 @@ def test_history_survives_a_reload_while_alone(lab: Lab, new_user) -> None:
     expect(log).to_contain_text("No messages yet", timeout=SLOW)
 
 
+FIRST_SIGHT = """() => {
+    window.__nbchatFirstSight = {};
+    const watch = () => {
+        for (const row of document.querySelectorAll('.nbchat-row')) {
+            const text = row.textContent;
+            for (const marker of window.__nbchatWatch || []) {
+                if (!(marker in window.__nbchatFirstSight) && text.includes(marker)) {
+                    window.__nbchatFirstSight[marker] = Number(row.dataset.rowIndex);
+                }
+            }
+        }
+    };
+    new MutationObserver(watch).observe(document, {subtree: true, childList: true});
+}"""
+
+
+def test_late_joiner_sees_the_newest_first_then_all_in_order(lab: Lab, new_user) -> None:
+    """Newest-first sync: when the newest message first shows, the joiner holds only part
+    of the history (its row index is below the final one); then all of it arrives, in order."""
+    from nbchat.peer import ChatPeer
+
+    room = "e2e-newest-first"
+    count = 3_000
+    loop = BackgroundLoop()
+    peer = ChatPeer(lab.url, room, token=lab.token)
+    try:
+        loop.run(peer.join())
+
+        async def fill() -> None:
+            for i in range(count):
+                await peer.send(f"history {i:05d} " + "y" * 100)
+
+        loop.run(fill(), timeout=120)
+        path = put_notebook(
+            lab,
+            "notebooks/e2e-newest-first.ipynb",
+            code_notebook("%load_ext nbchat", f"chat = %chat {room}"),
+        )
+        page = new_user()
+        newest = f"history {count - 1:05d}"
+        page.add_init_script(f"({FIRST_SIGHT})();")
+        page.add_init_script(f"window.__nbchatWatch = [{json.dumps(newest)}];")
+        open_and_run(page, lab, path)
+        log = messages(page)
+        expect(log).to_contain_text(newest, timeout=SLOW)
+        first_index = page.evaluate(f"() => window.__nbchatFirstSight[{json.dumps(newest)}]")
+        # Shown while the joiner held a first batch, not the whole history.
+        assert first_index < count - 1, first_index
+        # Then everything arrives: the newest ends up last of `count`, the oldest first.
+        newest_row = log.locator(".nbchat-row", has_text=newest)
+        expect(newest_row).to_have_attribute("data-row-index", str(count - 1), timeout=SLOW)
+        page.evaluate("() => { document.querySelector('[role=log]').scrollTop = 0; }")
+        expect(log).to_contain_text("history 00000", timeout=SLOW)
+        shown = [b for b in bodies(page) if b.startswith("history ")][:5]
+        assert shown == sorted(shown) and shown[0].startswith("history 00000"), shown
+    finally:
+        loop.run(peer.leave())
+        loop.close()
+
+
 def test_ten_thousand_messages_open_and_scroll(lab: Lab, new_user) -> None:
     from nbchat.peer import ChatPeer
 
