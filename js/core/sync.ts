@@ -10,7 +10,8 @@
 //   the joiner's screen fills before the rest crosses; the others wait in the peer's backlog
 //   and leave one per drain(peer), which the caller calls when the link has room, so a live
 //   message never queues behind more than a batch. A new answer replaces the backlog; a closed
-//   link drops it. At most one answer per peer every
+//   link drops it (a link opening keeps it: the sync it answers can be handled before the
+//   open event). At most one answer per peer every
 //   SYNC_ANSWER_INTERVAL_MS: syncs arriving sooner wait, and only the latest waiting one is
 //   answered when the interval ends, so a peer syncing in a loop cannot make us resend the
 //   history each time.
@@ -126,7 +127,10 @@ export class RoomSync {
 
   /** A link to `peer` opened: start the history exchange on it. */
   onLinkOpen(peer: string, _now: number): SyncOutput {
+    // An answer's backlog is kept: the peer's sync can be handled before its link's open event.
+    const backlog = this.backlog.get(peer);
     this.forgetLink(peer);
+    if (backlog !== undefined) this.backlog.set(peer, backlog);
     this.open.add(peer);
     return { sends: [this.syncFrame(peer)], events: [] };
   }

@@ -11,7 +11,8 @@ The rules, identical in ``js/core/sync.ts`` and pinned by ``tests/fixtures/sync_
   once, so the joiner's screen fills before the rest crosses; the others wait in the peer's
   backlog and leave one per ``drain(peer)``, which the caller calls when the link has room,
   so a live message never queues behind more than a batch. A new answer replaces the
-  backlog; a closed link drops it. At most one answer per peer every
+  backlog; a closed link drops it (a link opening keeps it: the sync it answers can be
+  handled before the open event). At most one answer per peer every
   SYNC_ANSWER_INTERVAL_MS: syncs arriving sooner wait, and only the latest waiting one is
   answered when the interval ends, so a peer syncing in a loop cannot make us resend the
   history each time.
@@ -176,8 +177,12 @@ class RoomSync:
         return list(self._open)
 
     def on_link_open(self, peer: str, now: float) -> Output:
-        """A link to ``peer`` opened: start the history exchange on it."""
+        """A link to ``peer`` opened: start the history exchange on it. An answer's backlog
+        is kept: the peer's ``sync`` can be handled before its link's open event."""
+        backlog = self._backlog.get(peer)
         self._forget_link(peer)
+        if backlog:
+            self._backlog[peer] = backlog
         self._open[peer] = None
         return Output(sends=[self._sync_frame(peer)])
 
