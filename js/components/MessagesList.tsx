@@ -113,17 +113,43 @@ export function MessagesList({ messages, users, selfId, markdown }: MessagesList
   }, []);
 
   // Follow new messages while at the bottom, and always right after we send one ourselves.
+  // The new row is already in the DOM (inside the overscan); scrolling to it waits for the
+  // next animation frame, so a commit never forces a layout of the page (the frame lays out
+  // once, before it paints). A hidden tab has no frames: a timeout then.
   const last = messages[messages.length - 1];
   const lastSeen = React.useRef<string | undefined>(undefined);
+  const follow = React.useRef<{ forced: boolean; handle: ReturnType<typeof setTimeout> | number | null }>({
+    forced: false,
+    handle: null,
+  });
   React.useLayoutEffect(() => {
-    const element = scroller.current;
     const ownNew = last !== undefined && last.id !== lastSeen.current && last.author === selfId;
     lastSeen.current = last?.id;
-    if (element === null || !(atBottom.current || ownNew)) return;
-    element.scrollTop = element.scrollHeight;
-    atBottom.current = true;
-    setViewport({ top: element.scrollTop, height: element.clientHeight });
+    if (!(atBottom.current || ownNew)) return;
+    follow.current.forced ||= ownNew;
+    if (follow.current.handle !== null) return;
+    const stick = (): void => {
+      const element = scroller.current;
+      const forced = follow.current.forced;
+      follow.current = { forced: false, handle: null };
+      if (element === null || !(atBottom.current || forced)) return;
+      element.scrollTop = element.scrollHeight;
+      atBottom.current = true;
+      setViewport({ top: element.scrollTop, height: element.clientHeight });
+    };
+    const visible = typeof document !== "undefined" && document.visibilityState === "visible";
+    follow.current.handle =
+      visible && typeof requestAnimationFrame === "function" ? requestAnimationFrame(stick) : setTimeout(stick, 0);
   }, [total, last, selfId]);
+  React.useEffect(
+    () => () => {
+      const { handle } = follow.current;
+      if (handle === null) return;
+      if (typeof handle === "number" && typeof cancelAnimationFrame === "function") cancelAnimationFrame(handle);
+      clearTimeout(handle as ReturnType<typeof setTimeout>);
+    },
+    [],
+  );
 
   const rows: React.ReactElement[] = [];
   for (let i = start; i < end; i += 1) {
