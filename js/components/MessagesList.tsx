@@ -37,6 +37,8 @@ export function MessagesList({ messages, users, selfId, markdown }: MessagesList
   const scroller = React.useRef<HTMLDivElement>(null);
   const heights = React.useRef(new Map<string, number>());
   const atBottom = React.useRef(true);
+  /** The scroll position last seen or set, to tell the reader scrolling up from the list growing. */
+  const lastTop = React.useRef(0);
   const [measured, setMeasured] = React.useState(0);
   const [viewport, setViewport] = React.useState({ top: 0, height: 360 });
 
@@ -94,11 +96,16 @@ export function MessagesList({ messages, users, selfId, markdown }: MessagesList
   const onScroll = React.useCallback(() => {
     const element = scroller.current;
     if (element === null) return;
-    // Against the rows' known total, not scrollHeight: rows taller than their estimate overflow
-    // until measured, and that must not count as the reader scrolling up.
+    // Only the reader scrolling up leaves the bottom: history inserted above (or rows taller
+    // than their estimate) moves the bottom away before the next frame follows it, and that
+    // is not the reader leaving. Near the bottom is judged against the rows' known total.
     const offsets = offsetsRef.current;
     const total = offsets[offsets.length - 1] ?? 0;
-    atBottom.current = total - element.scrollTop - element.clientHeight <= BOTTOM_SLACK_PX;
+    const top = element.scrollTop;
+    const near = total - top - element.clientHeight <= BOTTOM_SLACK_PX;
+    if (top < lastTop.current - 1) atBottom.current = near;
+    else if (near) atBottom.current = true;
+    lastTop.current = top;
     setViewport({ top: element.scrollTop, height: element.clientHeight });
   }, []);
 
@@ -135,6 +142,7 @@ export function MessagesList({ messages, users, selfId, markdown }: MessagesList
       if (element === null || !(atBottom.current || forced)) return;
       element.scrollTop = element.scrollHeight;
       atBottom.current = true;
+      lastTop.current = element.scrollTop;
       setViewport({ top: element.scrollTop, height: element.clientHeight });
     };
     const visible = typeof document !== "undefined" && document.visibilityState === "visible";
