@@ -18,6 +18,8 @@ export const LEGACY_PREFIX = "nbchat:v1:log:";
 export const MAX_STORED_MESSAGES = 100_000;
 /** Written at most this long after a message arrives (one transaction for a burst). */
 const FLUSH_DELAY_MS = 50;
+/** …and at most this much later when the page is never idle. */
+const IDLE_TIMEOUT_MS = 1_000;
 
 export interface LocalCopyStats {
   messages: number;
@@ -225,7 +227,16 @@ export class LocalCopy {
   save(messages: readonly ChatMessage[]): void {
     if (!this.available) return;
     for (const message of messages) this.pending.set(message.id, message);
-    if (this.flushTimer === null) this.flushTimer = setTimeout(() => void this.flush(), FLUSH_DELAY_MS);
+    if (this.flushTimer !== null) return;
+    // Writing costs the page some 30 µs a message (IndexedDB clones each): while a history
+    // pours in, wait for an idle moment rather than compete with rendering it.
+    this.flushTimer = setTimeout(() => {
+      if (typeof requestIdleCallback === "function") {
+        requestIdleCallback(() => void this.flush(), { timeout: IDLE_TIMEOUT_MS });
+      } else {
+        void this.flush();
+      }
+    }, FLUSH_DELAY_MS);
   }
 
   /** Write what is queued now; resolves once it is on disk. */

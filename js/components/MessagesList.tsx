@@ -62,7 +62,10 @@ export function MessagesList({ messages, users, selfId, markdown }: MessagesList
   const total = offsets[messages.length];
   const offsetsRef = React.useRef(offsets);
   offsetsRef.current = offsets;
-  const { start, end } = visibleRange(offsets, viewport.top, viewport.height, OVERSCAN_PX);
+  // While following the bottom, the window is the bottom: history inserted above before the
+  // next frame scrolls must not mount (and render Markdown for) rows that were never seen.
+  const windowTop = atBottom.current ? Math.max(0, total - viewport.height) : viewport.top;
+  const { start, end } = visibleRange(offsets, windowTop, viewport.height, OVERSCAN_PX);
 
   // One ResizeObserver measures every rendered row; a row above the viewport that changes
   // height shifts the scroll position by the same amount, so what the reader sees stays put.
