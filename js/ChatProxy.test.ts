@@ -464,6 +464,40 @@ describe("ChatProxy", () => {
     expect(ids).not.toContain("b-2:1");
   });
 
+  it("sends a long sync answer newest first, paced on the link's buffer, and a live message goes ahead of the rest", async () => {
+    const { proxy, peers, sockets } = await start();
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob")] });
+    const conn = peers[0].dialed[0];
+    // A data channel whose buffer we control: full until we say it drained.
+    const listeners: (() => void)[] = [];
+    const channel = {
+      bufferedAmount: 1_000_000,
+      bufferedAmountLowThreshold: 0,
+      addEventListener: (_type: string, l: () => void) => listeners.push(l),
+      removeEventListener: () => undefined,
+    };
+    (conn as unknown as { dataChannel: typeof channel }).dataChannel = channel;
+    openConn(conn);
+    for (let i = 0; i < 300; i += 1) proxy.send(`message ${i} ${"x".repeat(200)}`);
+    conn.sent = [];
+    conn.emit("data", { type: "sync", have: {} });
+    await vi.advanceTimersByTimeAsync(1);
+    // Only the newest batch left while the buffer is full.
+    expect(conn.frames("history")).toHaveLength(1);
+    expect(conn.frames("history")[0].messages[conn.frames("history")[0].messages.length - 1].text).toMatch(/^message 299 /);
+    proxy.send("live");
+    expect(conn.sent[conn.sent.length - 1]).toMatchObject({ type: "message", message: { text: "live" } });
+    // The link drains: the rest follows, oldest last, and everything arrived once.
+    channel.bufferedAmount = 0;
+    for (const l of listeners.splice(0)) l();
+    await vi.advanceTimersByTimeAsync(1);
+    const batches = conn.frames("history");
+    expect(batches.length).toBeGreaterThan(2);
+    expect(batches[batches.length - 1].messages[0].text).toMatch(/^message 0 /);
+    const ids = batches.flatMap((b) => b.messages.map((m: { id: string }) => m.id));
+    expect(new Set(ids).size).toBe(300);
+  });
+
   it("chunks a message too big for one frame", async () => {
     const { proxy, peers, sockets } = await start();
     sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob")] });
