@@ -102,11 +102,11 @@ export class ChatProxy {
       legacy: options.storage,
       onStats: (stats) => {
         this.copyStats = stats;
-        this.changed();
+        this.changed(false);
       },
     });
     void this.restoreLocal();
-    this.floods = new FloodNotices(() => this.changed());
+    this.floods = new FloodNotices(() => this.changed(false));
     this.mesh = new MeshLinks({
       peer: () => this.peer,
       isPresent: (peerId) => this.present.has(peerId),
@@ -121,7 +121,7 @@ export class ChatProxy {
       },
       onFrame: (peerId, frame) => this.onFrame(peerId, frame),
       onFlood: (peerId) => this.floods.note(peerId),
-      changed: () => this.changed(),
+      changed: () => this.changed(false),
     });
     this.snapshot = this.computeState();
   }
@@ -153,7 +153,7 @@ export class ChatProxy {
     this.refused.set(rejection.peerId, rejection);
     // Call back, so the other side learns of the mismatch too (our sealed offer fails there).
     if (rejection.type === "OFFER") this.mesh.dial(rejection.peerId);
-    this.changed();
+    this.changed(false);
   }
 
   get state(): ChatState {
@@ -261,7 +261,7 @@ export class ChatProxy {
       void this.checkRelay(session);
     } else if (this.relayOnly(session)) {
       this.relayProblem = `No connection is possible: ${NO_TURN_SERVER}.`;
-      this.changed();
+      this.changed(false);
     }
   }
 
@@ -281,7 +281,7 @@ export class ChatProxy {
     } else {
       this.relayProblem = null;
     }
-    this.changed();
+    this.changed(false);
   }
 
   private openPeer(session: SessionConfig, id: string): void {
@@ -342,7 +342,7 @@ export class ChatProxy {
     this.sync = new RoomSync(log, this.session?.max_message_bytes ?? null, now());
     this.scheduleSync();
     for (const text of this.outbox.splice(0)) this.send(text);
-    this.changed();
+    this.changed(false);
   }
 
   private onSignalingLost(peer: Peer, reason: string): void {
@@ -445,7 +445,7 @@ export class ChatProxy {
         return;
     }
     for (const peerId of this.present.keys()) this.mesh.flushEarly(peerId);
-    this.changed();
+    this.changed(false);
   }
 
   // --- room sync --------------------------------------------------------------------------
@@ -464,7 +464,7 @@ export class ChatProxy {
       switch (event.type) {
         case "added":
           this.copy.save(event.messages);
-          this.changed();
+          this.changed(false);
           break;
         case "rejected":
           console.warn(`nbchat: ${event.reasons.length} invalid history messages from ${event.peer}`);
@@ -521,7 +521,7 @@ export class ChatProxy {
 
   private setPhase(phase: Phase): void {
     this.phase = phase;
-    this.changed();
+    this.changed(false);
   }
 
   private goOffline(reason: string): void {
@@ -529,7 +529,8 @@ export class ChatProxy {
     this.setPhase("offline");
   }
 
-  private changed(urgent = false): void {
+  /** Something the UI shows changed; `urgent`: render now even in a burst (our own message). */
+  private changed(urgent: boolean): void {
     this.scheduleEmit(urgent);
   }
 
