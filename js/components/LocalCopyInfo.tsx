@@ -1,7 +1,7 @@
 // A footer line: how much of the room this computer keeps (IndexedDB), and a button to clear it.
 
 import * as React from "react";
-import type { LocalCopyStats } from "../storage";
+import { type LocalCopyStats, MAX_STORED_MESSAGES } from "../storage";
 
 export interface LocalCopyInfoProps {
   stats: LocalCopyStats | null;
@@ -21,7 +21,7 @@ export function LocalCopyInfo({ stats, onClear }: LocalCopyInfoProps): React.Rea
     <div className="nbchat-local-copy" role="group" aria-label="Local copy">
       <span
         className="nbchat-local-copy-text"
-        title="This room's messages kept in this browser (IndexedDB), so a reload shows them before any peer answers. Others keep their own copies."
+        title={`This room's messages kept in this browser (IndexedDB), so a reload shows them before any peer answers; the newest ${MAX_STORED_MESSAGES.toLocaleString("en-US")} are kept. Others keep their own copies.`}
       >
         Stored on this computer: {count} {stats.messages === 1 ? "message" : "messages"} · {formatBytes(stats.bytes)}
       </span>
