@@ -291,6 +291,44 @@ describe("ChatProxy", () => {
     expect(proxy.state.messages).toMatchObject([{ id: "b-2:1", author: "b-2", user: { username: "bob" }, text: "hi" }]);
   });
 
+  it("renders a message that arrives in the same task, with no timer, and our own at once", async () => {
+    const { proxy, peers, sockets } = await start();
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob")] });
+    const conn = peers[0].dialed[0];
+    openConn(conn);
+    await vi.advanceTimersByTimeAsync(20);
+    const seen: number[] = [];
+    proxy.subscribe((state) => seen.push(state.messages.length));
+    conn.emit("data", { type: "message", message: { seq: 1, clock: 1, time: 5, text: "hi", user: identity("bob") } });
+    await Promise.resolve(); // a microtask, not a timer: no fake time passes
+    expect(proxy.state.messages.map((m) => m.text)).toEqual(["hi"]);
+    // Our own message is in the state before send() returns its microtask turn.
+    proxy.send("mine");
+    await Promise.resolve();
+    expect(proxy.state.messages.map((m) => m.text)).toEqual(["hi", "mine"]);
+    expect(seen[seen.length - 1]).toBe(2);
+  });
+
+  it("renders a burst of frames once per frame, not once per frame received", async () => {
+    const { proxy, peers, sockets } = await start();
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob")] });
+    const conn = peers[0].dialed[0];
+    openConn(conn);
+    await vi.advanceTimersByTimeAsync(20);
+    let renders = 0;
+    proxy.subscribe(() => (renders += 1));
+    renders = 0;
+    for (let seq = 1; seq <= 50; seq += 1) {
+      conn.emit("data", { type: "message", message: { seq, clock: seq, time: 5, text: `m${seq}`, user: identity("bob") } });
+      await Promise.resolve();
+    }
+    // The first renders at once; the rest of the burst is coalesced (no rAF in node: a timeout).
+    expect(renders).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(renders).toBe(2);
+    expect(proxy.state.messages).toHaveLength(50);
+  });
+
   it("throttles a flooding peer per connection, warns, and still shows everyone else", async () => {
     const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
     try {
@@ -412,12 +450,52 @@ describe("ChatProxy", () => {
     conn.emit("data", { type: "message", message: { seq: 1, clock: 999, time: 1, text: "bob's", user: {} } });
     conn.sent = [];
     conn.emit("data", { type: "sync", have: {} });
+    // Newest first: the newest batch goes at once, the rest once the event loop turns.
+    const first = conn.frames("history");
+    expect(first).toHaveLength(1);
+    expect(first[0].messages[first[0].messages.length - 1].text).toMatch(/^message 199 /);
+    await vi.advanceTimersByTimeAsync(1);
     const batches = conn.frames("history");
     expect(batches.length).toBeGreaterThan(1);
     for (const batch of batches) expect(new TextEncoder().encode(JSON.stringify(batch)).length).toBeLessThan(CHUNK_THRESHOLD_BYTES);
     const ids = batches.flatMap((b) => b.messages.map((m: { id: string }) => m.id));
     expect(ids.length).toBe(200);
+    expect(new Set(ids).size).toBe(200);
     expect(ids).not.toContain("b-2:1");
+  });
+
+  it("sends a long sync answer newest first, paced on the link's buffer, and a live message goes ahead of the rest", async () => {
+    const { proxy, peers, sockets } = await start();
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob")] });
+    const conn = peers[0].dialed[0];
+    // A data channel whose buffer we control: full until we say it drained.
+    const listeners: (() => void)[] = [];
+    const channel = {
+      bufferedAmount: 1_000_000,
+      bufferedAmountLowThreshold: 0,
+      addEventListener: (_type: string, l: () => void) => listeners.push(l),
+      removeEventListener: () => undefined,
+    };
+    (conn as unknown as { dataChannel: typeof channel }).dataChannel = channel;
+    openConn(conn);
+    for (let i = 0; i < 300; i += 1) proxy.send(`message ${i} ${"x".repeat(200)}`);
+    conn.sent = [];
+    conn.emit("data", { type: "sync", have: {} });
+    await vi.advanceTimersByTimeAsync(1);
+    // Only the newest batch left while the buffer is full.
+    expect(conn.frames("history")).toHaveLength(1);
+    expect(conn.frames("history")[0].messages[conn.frames("history")[0].messages.length - 1].text).toMatch(/^message 299 /);
+    proxy.send("live");
+    expect(conn.sent[conn.sent.length - 1]).toMatchObject({ type: "message", message: { text: "live" } });
+    // The link drains: the rest follows, oldest last, and everything arrived once.
+    channel.bufferedAmount = 0;
+    for (const l of listeners.splice(0)) l();
+    await vi.advanceTimersByTimeAsync(1);
+    const batches = conn.frames("history");
+    expect(batches.length).toBeGreaterThan(2);
+    expect(batches[batches.length - 1].messages[0].text).toMatch(/^message 0 /);
+    const ids = batches.flatMap((b) => b.messages.map((m: { id: string }) => m.id));
+    expect(new Set(ids).size).toBe(300);
   });
 
   it("chunks a message too big for one frame", async () => {

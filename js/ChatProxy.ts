@@ -20,7 +20,7 @@ import type { ChatMessage, Identity, Presence, PresenceFrame } from "./protocol"
 import { Sealer } from "./roomKey";
 import { type Rejection, sealSignaling } from "./sealedSignaling";
 import { RequestRefused, SessionClient, describe } from "./sessionClient";
-import { LogStore } from "./storage";
+import { LocalCopy, type LocalCopyStats } from "./storage";
 import { type CreatePeerConnection, NO_TURN_SERVER, hasTurnServer, probeTurn } from "./turnProbe";
 
 export { RequestRefused } from "./sessionClient";
@@ -33,7 +33,10 @@ export interface ChatProxyOptions {
   page?: PageInfo;
   /** Injectable transports (tests use fakes). */
   fetch?: typeof fetch;
+  /** Where earlier versions kept a local copy (migrated to IndexedDB, then freed). */
   storage?: Storage | null;
+  /** Where the local copy lives (null: none). */
+  indexedDB?: IDBFactory | null;
   /** Makes the peerjs client; `id` is the one the server issued us (peerjs never fetches one). */
   createPeer?: (options: PeerOptions, id: string) => Peer;
   createSocket?: (url: string) => WebSocket;
@@ -43,13 +46,24 @@ export interface ChatProxyOptions {
   passphrase?: string | Promise<string> | null;
 }
 
-const EMIT_DELAY_MS = 16;
-const SAVE_DELAY_MS = 1_000;
+/** A sync answer's later batches go while the link holds less than this (a live message
+ *  then waits behind at most this much), and resume when it drains to half. */
+const HISTORY_HIGH_WATER = 64 * 1024;
+/** Resume a paused answer after this long even if the link never said it drained. */
+const HISTORY_POLL_MS = 50;
+/** Read from the local copy first, so the first screen shows before the rest is read. */
+const FIRST_SCREEN = 100;
+/** Renders closer together than this are a burst (a history pouring in): the next one waits
+ *  for an animation frame. A lone frame (live chat) renders at once, in the task it came in. */
+const BURST_MS = 8;
+/** rAF does not fire in a hidden tab, and a tab can hide after we asked for one. */
+const FRAME_FALLBACK_MS = 50;
 
 export class ChatProxy {
   private readonly page: PageInfo;
   private readonly sessions: SessionClient;
-  private readonly store: LogStore;
+  private readonly copy: LocalCopy;
+  private copyStats: LocalCopyStats | null = null;
   private readonly listeners = new Set<(state: ChatState) => void>();
   private readonly present = new Map<string, Presence>();
   private readonly outbox: { text: string; mime: Record<string, unknown> | null }[] = [];
@@ -62,8 +76,8 @@ export class ChatProxy {
   private presence: PresenceSocket | null = null;
   private log: MessageLog | null = null;
   private sync: RoomSync | null = null;
-  /** Messages restored from storage before we have a peer id (and thus a log). */
-  private stored: unknown[] = [];
+  /** Messages read from the local copy before we have a peer id (and thus a log). */
+  private stored: MessageLog | null = null;
   private phase: Phase = "connecting";
   private offlineReason = "";
   private relayProblem: string | null = null;
@@ -72,10 +86,14 @@ export class ChatProxy {
   private attempt = 0;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private emitTimer: ReturnType<typeof setTimeout> | null = null;
-  private saveTimer: ReturnType<typeof setTimeout> | null = null;
+  private emitFrame: number | null = null;
+  private emitQueued = false;
+  private lastEmit = -Infinity;
   /** Set for the room sync's next deadline (a waiting sync answer, the next repair round). */
   private syncTimer: ReturnType<typeof setTimeout> | null = null;
   private destroyed = false;
+  /** Peers whose sync answer is being sent batch by batch. */
+  private readonly pumping = new Set<string>();
   private snapshot: ChatState;
   /** Peers whose signaling failed the passphrase check, until a link with them opens or they leave. */
   private readonly refused = new Map<string, Rejection>();
@@ -84,8 +102,15 @@ export class ChatProxy {
     this.options = { ...options, createPeer: this.sealingPeers(options) };
     this.page = options.page ?? pageInfo();
     this.sessions = new SessionClient(this.page, options.fetch ?? window.fetch.bind(window));
-    this.store = new LogStore(`${this.page.baseUrl}|${options.room}`, options.storage);
-    this.stored = this.store.load();
+    this.copy = new LocalCopy(`${this.page.baseUrl}|${options.room}`, {
+      indexedDB: options.indexedDB,
+      legacy: options.storage,
+      onStats: (stats) => {
+        this.copyStats = stats;
+        this.changed(false);
+      },
+    });
+    void this.restoreLocal();
     this.floods = new FloodNotices(() => this.changed(false));
     this.mesh = new MeshLinks({
       peer: () => this.peer,
@@ -182,7 +207,9 @@ export class ChatProxy {
     const limit = this.session?.max_message_bytes ?? Infinity;
     if (utf8Length(body) > limit) throw new Error(`Message too long: the limit is ${limit} bytes`);
     const message = this.log.compose(body, Date.now(), mime === null ? null : cleanMime(mime));
+    this.copy.save([message]);
     this.carry(this.sync.publish(message));
+    // Shown at once, whatever else is pouring in: it was typed here.
     this.changed(true);
     return message;
   }
@@ -199,20 +226,49 @@ export class ChatProxy {
     if (this.log === null || this.sync === null || this.destroyed) return null;
     const message = this.log.compose(text, Date.now(), null, meta);
     this.files.offer(message, bytes);
+    this.copy.save([message]);
     this.carry(this.sync.publish(message));
+    // Shown at once, whatever else is pouring in: it was typed here.
     this.changed(true);
     return message;
+  }
+
+  /** Forget this room's copy on this computer (what the page shows stays until reload). */
+  clearLocalCopy(): Promise<void> {
+    return this.copy.clear();
+  }
+
+  /** Show the local copy before any peer answers: the newest screenful first, then the rest. */
+  private async restoreLocal(): Promise<void> {
+    try {
+      this.restoreStored(await this.copy.loadNewest(FIRST_SCREEN));
+      this.restoreStored(await this.copy.loadAll());
+    } catch (error) {
+      console.warn(`nbchat: could not read the local copy of ${this.options.room}`, error);
+    }
+  }
+
+  private restoreStored(messages: unknown[]): void {
+    if (this.destroyed || messages.length === 0) return;
+    if (this.log === null) {
+      this.stored ??= new MessageLog("restoring", { username: "", name: "", display_name: "", initials: null, color: null, avatar_url: null });
+      this.stored.restore(messages);
+    } else {
+      this.log.restore(messages);
+    }
+    this.changed(true);
   }
 
   destroy(): void {
     this.destroyed = true;
     this.files.destroy();
     if (typeof window !== "undefined") window.removeEventListener("online", this.onBrowserOnline);
-    for (const timer of [this.retryTimer, this.emitTimer, this.saveTimer, this.syncTimer]) {
+    for (const timer of [this.retryTimer, this.emitTimer, this.syncTimer]) {
       if (timer !== null) clearTimeout(timer);
     }
+    if (this.emitFrame !== null && typeof cancelAnimationFrame === "function") cancelAnimationFrame(this.emitFrame);
     this.floods.destroy();
-    if (this.log !== null) this.store.save(this.log.messages);
+    void this.copy.flush();
     this.presence?.close();
     this.mesh.destroy();
     this.peer?.destroy();
@@ -315,8 +371,8 @@ export class ChatProxy {
   private startLog(id: string, user: Identity): void {
     const previous = this.log;
     const log = new MessageLog(id, user);
-    log.restore(previous !== null ? previous.messages : this.stored);
-    this.stored = [];
+    log.restore(previous !== null ? previous.messages : this.stored?.messages ?? []);
+    this.stored = null;
     this.log = log;
     this.sync = new RoomSync(log, this.session?.max_message_bytes ?? null, now());
     this.scheduleSync();
@@ -443,11 +499,13 @@ export class ChatProxy {
   /** Send what the room sync returned and act on its events. */
   private carry(out: SyncOutput): void {
     for (const { to, frame } of out.sends) this.mesh.send(to, frame);
+    if (this.sync !== null) for (const peer of this.sync.backlogged()) this.pump(peer);
     for (const event of out.events) {
       switch (event.type) {
         case "added":
           this.files.onMessages(event.messages);
-          this.changed(true);
+          this.copy.save(event.messages);
+          this.changed(false);
           break;
         case "rejected":
           console.warn(`nbchat: ${event.reasons.length} invalid history messages from ${event.peer}`);
@@ -464,6 +522,29 @@ export class ChatProxy {
       }
     }
     this.scheduleSync();
+  }
+
+  /** Send the rest of `peer`'s sync answer as its link drains, yielding to the event loop
+   *  between rounds so live messages (in and out) never wait behind the history. */
+  private pump(peer: string): void {
+    if (this.pumping.has(peer)) return;
+    this.pumping.add(peer);
+    const step = (): void => {
+      const sync = this.sync;
+      if (sync === null || this.destroyed || !sync.backlogged().includes(peer)) {
+        this.pumping.delete(peer);
+        return;
+      }
+      while (sync.backlogged().includes(peer) && this.mesh.bufferedAmount(peer) < HISTORY_HIGH_WATER) {
+        for (const { to, frame } of sync.drain(peer).sends) this.mesh.send(to, frame);
+      }
+      if (!sync.backlogged().includes(peer)) {
+        this.pumping.delete(peer);
+        return;
+      }
+      this.mesh.whenDrained(peer, HISTORY_HIGH_WATER / 2, HISTORY_POLL_MS, step);
+    };
+    setTimeout(step, 0);
   }
 
   private scheduleSync(): void {
@@ -489,26 +570,37 @@ export class ChatProxy {
     this.setPhase("offline");
   }
 
-  private changed(messagesChanged: boolean): void {
-    if (messagesChanged && this.saveTimer === null) {
-      this.saveTimer = setTimeout(() => {
-        // Serializing a long log takes a while: do it when the page is idle.
-        const save = (): void => {
-          this.saveTimer = null;
-          if (this.log !== null && !this.destroyed) this.store.save(this.log.messages);
-        };
-        if (typeof requestIdleCallback === "function") requestIdleCallback(save, { timeout: 5_000 });
-        else save();
-      }, SAVE_DELAY_MS);
-    }
-    if (this.emitTimer !== null) return;
-    // Coalesce bursts (a history of thousands of messages) into one render.
-    this.emitTimer = setTimeout(() => {
-      this.emitTimer = null;
-      this.snapshot = this.computeState();
-      for (const listener of this.listeners) listener(this.snapshot);
-    }, EMIT_DELAY_MS);
+  /** Something the UI shows changed; `urgent`: render now even in a burst (our own message). */
+  private changed(urgent: boolean): void {
+    this.scheduleEmit(urgent);
   }
+
+  /** Render soon: in a microtask (so what came in is in the DOM before the task ends), or,
+   *  when renders come thick and fast, once per animation frame. */
+  private scheduleEmit(urgent = false): void {
+    if (this.destroyed || (this.emitQueued && !urgent)) return;
+    this.emitQueued = true;
+    if (urgent || now() - this.lastEmit >= BURST_MS) {
+      queueMicrotask(this.emit);
+      return;
+    }
+    const visible = typeof document !== "undefined" && document.visibilityState === "visible";
+    if (visible && typeof requestAnimationFrame === "function") this.emitFrame = requestAnimationFrame(this.emit);
+    this.emitTimer = setTimeout(this.emit, visible ? FRAME_FALLBACK_MS : 0);
+  }
+
+  private readonly emit = (): void => {
+    if (!this.emitQueued) return;
+    this.emitQueued = false;
+    if (this.emitTimer !== null) clearTimeout(this.emitTimer);
+    if (this.emitFrame !== null && typeof cancelAnimationFrame === "function") cancelAnimationFrame(this.emitFrame);
+    this.emitTimer = null;
+    this.emitFrame = null;
+    if (this.destroyed) return;
+    this.snapshot = this.computeState();
+    for (const listener of this.listeners) listener(this.snapshot);
+    this.lastEmit = now();
+  };
 
   private computeState(): ChatState {
     return chatState({
@@ -521,7 +613,8 @@ export class ChatProxy {
       self: this.session?.user ?? null,
       present: [...this.present.values()],
       rosterKnown: this.rosterKnown,
-      messages: this.log !== null ? this.log.messages.slice() : restoredForDisplay(this.stored),
+      messages: (this.log ?? this.stored)?.messages.slice() ?? [],
+      localCopy: this.copy.available ? this.copyStats ?? { messages: 0, bytes: 0 } : null,
       maxMessageBytes: this.session?.max_message_bytes ?? MAX_MESSAGE_BYTES,
       audience: this.session?.audience ?? null,
       flooding: this.floods.entries().map(([peerId, dropped]) => {
@@ -536,14 +629,6 @@ export class ChatProxy {
       }),
     });
   }
-}
-
-/** Stored messages shown before we have a log: validated through a throwaway log. */
-function restoredForDisplay(stored: unknown[]): ChatMessage[] {
-  if (stored.length === 0) return [];
-  const log = new MessageLog("restoring", { username: "", name: "", display_name: "", initials: null, color: null, avatar_url: null });
-  log.restore(stored);
-  return log.messages.slice();
 }
 
 /** The room sync's clock: monotonic milliseconds. */

@@ -1,6 +1,7 @@
 // What the chat shows, derived from ChatProxy's connection facts: pure, so it is tested alone.
 
 import type { ChatMessage, Identity, Presence } from "./protocol";
+import type { LocalCopyStats } from "./storage";
 
 export type Phase = "connecting" | "online" | "offline";
 
@@ -24,6 +25,8 @@ export interface ChatState {
   audience: string | null;
   /** Whether signaling is sealed with a room passphrase (the header shows a lock). */
   sealed?: boolean;
+  /** What this computer keeps of the room (IndexedDB), or null without a local copy. */
+  localCopy?: LocalCopyStats | null;
 }
 
 /** A peer whose frames we are dropping because it sends too fast. */
@@ -52,6 +55,7 @@ export interface ConnectionFacts {
   sealed?: boolean;
   /** Peers whose signaling failed the passphrase check, by name. */
   refused?: readonly string[];
+  localCopy?: LocalCopyStats | null;
 }
 
 /** Someone's signaling failed the room passphrase check; we cannot tell whose passphrase is wrong. */
@@ -111,5 +115,6 @@ export function chatState(facts: ConnectionFacts): ChatState {
         .join(" ") || null,
     audience: facts.audience ?? null,
     sealed: facts.sealed ?? false,
+    localCopy: facts.localCopy ?? null,
   };
 }

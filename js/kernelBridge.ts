@@ -23,13 +23,17 @@ export interface ChatModel {
   has_passphrase: boolean;
 }
 
-/** At most one mirror per interval, so a burst of messages costs one patch. */
+/** A mirror waits for this long a quiet, so a burst of messages costs one patch… */
 const MIRROR_INTERVAL_MS = 250;
+/** …but never longer than this after the first change. */
+const MIRROR_MAX_WAIT_MS = 2_000;
 /** Messages per patch: the first mirror of a long history goes in several comm messages. */
 const PATCH_SIZE = 1_000;
 
 export class KernelBridge {
   private timer: ReturnType<typeof setTimeout> | null = null;
+  /** When the change the pending mirror is for came. */
+  private pendingSince = 0;
   private lastClaim = "";
   /** The peer id we last told the kernel this view has (null: not told yet). */
   private lastHere: string | null = null;
@@ -150,7 +154,17 @@ export class KernelBridge {
       this.lastClaim = `${owner}>${selfId}`;
       this.model.send(claim(selfId, owner, present));
     }
-    if (owner === selfId && this.timer === null) {
+    if (owner === selfId) {
+      // Once things are quiet for MIRROR_INTERVAL_MS (a history pouring in, newest first,
+      // changes the log from near its start: mirroring it mid-way resends most of it), but
+      // at least every MIRROR_MAX_WAIT_MS.
+      const now = Date.now();
+      if (this.timer !== null) {
+        if (now - this.pendingSince >= MIRROR_MAX_WAIT_MS) return;
+        clearTimeout(this.timer);
+      } else {
+        this.pendingSince = now;
+      }
       this.timer = setTimeout(() => {
         this.timer = null;
         this.mirror(this.proxy.state);

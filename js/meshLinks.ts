@@ -131,6 +131,34 @@ export class MeshLinks {
     return (conn.dataChannel?.bufferedAmount ?? 0) + (conn.bufferSize ?? 0) * CHUNK_THRESHOLD_BYTES;
   }
 
+  /** Bytes waiting to leave on `peerId`'s link (Infinity without an open link). */
+  bufferedAmount(peerId: string): number {
+    const link = this.links.get(peerId);
+    if (link === undefined || !link.open) return Infinity;
+    const conn = link.conn as DataConnection & { bufferSize?: number };
+    // peerjs queues in JavaScript once the channel holds 8 MB: count that as full.
+    if ((conn.bufferSize ?? 0) > 0) return Infinity;
+    return conn.dataChannel?.bufferedAmount ?? 0;
+  }
+
+  /** Call `then` once `peerId`'s link has sent down to `low` bytes (or after `fallbackMs`). */
+  whenDrained(peerId: string, low: number, fallbackMs: number, then: () => void): void {
+    let called = false;
+    const once = (): void => {
+      if (called) return;
+      called = true;
+      clearTimeout(timer);
+      channel?.removeEventListener("bufferedamountlow", once);
+      then();
+    };
+    const timer = setTimeout(once, fallbackMs);
+    const channel = this.links.get(peerId)?.conn.dataChannel;
+    if (channel !== undefined && typeof channel.addEventListener === "function") {
+      channel.bufferedAmountLowThreshold = low;
+      channel.addEventListener("bufferedamountlow", once);
+    }
+  }
+
   /** Presence named `peerId`: the frames it sent before are handled now. */
   flushEarly(peerId: string): void {
     const link = this.links.get(peerId);

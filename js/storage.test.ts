@@ -1,29 +1,135 @@
-import { describe, expect, it } from "vitest";
+import "fake-indexeddb/auto";
+import { IDBFactory } from "fake-indexeddb";
+import { describe, expect, it, vi } from "vitest";
 import type { ChatMessage } from "./protocol";
-import { LogStore } from "./storage";
+import { LEGACY_PREFIX, LocalCopy, type LocalCopyStats } from "./storage";
 
-function memory(): Storage {
-  const items = new Map<string, string>();
-  return {
-    get length() {
-      return items.size;
-    },
-    clear: () => items.clear(),
-    getItem: (key) => items.get(key) ?? null,
-    key: (i) => [...items.keys()][i] ?? null,
-    removeItem: (key) => void items.delete(key),
-    setItem: (key, value) => void items.set(key, value),
-  };
+const user = { username: "ann", name: "Ann", display_name: "Ann", initials: null, color: null, avatar_url: null };
+
+function message(author: string, seq: number, clock: number, text = `${author} ${seq}`): ChatMessage {
+  return { id: `${author}:${seq}`, author, seq, clock, time: clock, text, user };
 }
 
-const user = { username: "a", name: "a", display_name: "a", initials: null, color: null, avatar_url: null };
-const message = (seq: number, text: string): ChatMessage => ({ id: `A:${seq}`, author: "A", seq, clock: seq, time: seq, text, user });
+/** A Storage over a Map, as localStorage behaves. */
+class MemoryStorage implements Storage {
+  private readonly items = new Map<string, string>();
+  get length(): number {
+    return this.items.size;
+  }
+  clear(): void {
+    this.items.clear();
+  }
+  getItem(key: string): string | null {
+    return this.items.get(key) ?? null;
+  }
+  key(index: number): string | null {
+    return [...this.items.keys()][index] ?? null;
+  }
+  removeItem(key: string): void {
+    this.items.delete(key);
+  }
+  setItem(key: string, value: string): void {
+    this.items.set(key, value);
+  }
+}
 
-describe("LogStore", () => {
-  it("leaves out a message too big to keep (a shared figure) instead of storing nothing", () => {
-    const store = new LogStore("room", memory());
-    const figure = { ...message(3, "[image/png]"), mime: { "image/png": "A".repeat(2_000_000) } };
-    store.save([message(1, "one"), message(2, "two"), figure]);
-    expect((store.load() as ChatMessage[]).map((m) => m.id)).toEqual(["A:1", "A:2"]);
+describe("the local copy in IndexedDB", () => {
+  it("writes only what it is given, and reads the room back in log order, newest screen first", async () => {
+    const factory = new IDBFactory();
+    const stats: LocalCopyStats[] = [];
+    const copy = new LocalCopy("lab|room", { indexedDB: factory, legacy: null, onStats: (s) => stats.push(s) });
+    expect(await copy.loadAll()).toEqual([]);
+    // Out of order on purpose: the copy keeps the log's order (clock, author, seq).
+    copy.save([message("b", 1, 3), message("a", 1, 1)]);
+    copy.save([message("a", 2, 2), message("c", 1, 3)]);
+    await copy.flush();
+    const other = new LocalCopy("lab|other", { indexedDB: factory, legacy: null });
+    other.save([message("z", 1, 1)]);
+    await other.flush();
+
+    const again = new LocalCopy("lab|room", { indexedDB: factory, legacy: null });
+    const all = (await again.loadAll()) as ChatMessage[];
+    expect(all.map((m) => m.id)).toEqual(["a:1", "a:2", "b:1", "c:1"]);
+    expect(all[0]).toMatchObject({ text: "a 1", user });
+    expect(((await again.loadNewest(2)) as ChatMessage[]).map((m) => m.id)).toEqual(["b:1", "c:1"]);
+    expect(again.stats.messages).toBe(4);
+    expect(again.stats.bytes).toBeGreaterThan(4 * 50);
+    expect(stats[stats.length - 1].messages).toBe(4);
+  });
+
+  it("keeps a first-hand copy in place of a relayed one with the same id, counted once", async () => {
+    const copy = new LocalCopy("r", { indexedDB: new IDBFactory(), legacy: null });
+    await copy.loadAll();
+    copy.save([message("a", 1, 1, "forged")]);
+    await copy.flush();
+    copy.save([message("a", 1, 1, "real")]);
+    await copy.flush();
+    expect(((await copy.loadAll()) as ChatMessage[]).map((m) => m.text)).toEqual(["real"]);
+    expect(copy.stats.messages).toBe(1);
+  });
+
+  it("moves what localStorage holds for every room into IndexedDB, then frees localStorage", async () => {
+    const factory = new IDBFactory();
+    const legacy = new MemoryStorage();
+    legacy.setItem(`${LEGACY_PREFIX}lab|one`, JSON.stringify([message("a", 1, 1), { junk: true }, message("a", 2, 2)]));
+    legacy.setItem(`${LEGACY_PREFIX}lab|two`, JSON.stringify([message("b", 1, 1)]));
+    legacy.setItem(`${LEGACY_PREFIX}lab|bad`, "{not json");
+    legacy.setItem("@jupyterlab/something", "theirs");
+    const one = new LocalCopy("lab|one", { indexedDB: factory, legacy });
+    expect(((await one.loadAll()) as ChatMessage[]).map((m) => m.id)).toEqual(["a:1", "a:2"]);
+    const two = new LocalCopy("lab|two", { indexedDB: factory, legacy });
+    expect(((await two.loadAll()) as ChatMessage[]).map((m) => m.id)).toEqual(["b:1"]);
+    expect([...Array(legacy.length).keys()].map((i) => legacy.key(i))).toEqual(["@jupyterlab/something"]);
+  });
+
+  it("keeps the newest messages up to its size policy, and Clear forgets only this room", async () => {
+    const factory = new IDBFactory();
+    const copy = new LocalCopy("r", { indexedDB: factory, legacy: null, maxMessages: 3 });
+    const other = new LocalCopy("s", { indexedDB: factory, legacy: null });
+    await copy.loadAll();
+    copy.save([1, 2, 3, 4, 5].map((n) => message("a", n, n)));
+    other.save([message("b", 1, 1)]);
+    await Promise.all([copy.flush(), other.flush()]);
+    expect(((await copy.loadAll()) as ChatMessage[]).map((m) => m.id)).toEqual(["a:3", "a:4", "a:5"]);
+    expect(copy.stats.messages).toBe(3);
+    await copy.clear();
+    expect(copy.stats).toEqual({ messages: 0, bytes: 0 });
+    expect(await new LocalCopy("r", { indexedDB: factory, legacy: null }).loadAll()).toEqual([]);
+    expect(await new LocalCopy("s", { indexedDB: factory, legacy: null }).loadAll()).toHaveLength(1);
+  });
+
+  it("is simply absent without IndexedDB", async () => {
+    const copy = new LocalCopy("r", { indexedDB: null, legacy: null });
+    expect(copy.available).toBe(false);
+    copy.save([message("a", 1, 1)]);
+    await copy.flush();
+    expect(await copy.loadAll()).toEqual([]);
+  });
+});
+
+describe("ChatProxy with its local copy", () => {
+  it("shows the stored room before any server or peer answers, and keeps what it sends", async () => {
+    const { ChatProxy } = await import("./ChatProxy");
+    const factory = new IDBFactory();
+    const page = { xsrfToken: "", baseUrl: "/lab/", wsOrigin: "ws://127.0.0.1:8888", secure: false, hostname: "127.0.0.1", port: 8888 };
+    const seed = new LocalCopy("/lab/|room", { indexedDB: factory, legacy: null });
+    seed.save(Array.from({ length: 500 }, (_, i) => message("a", i + 1, i + 1)));
+    await seed.flush();
+    const proxy = new ChatProxy({
+      room: "room",
+      page,
+      storage: null,
+      indexedDB: factory,
+      fetch: (() => new Promise(() => undefined)) as unknown as typeof fetch,
+    });
+    await vi.waitFor(() => expect(proxy.state.messages).toHaveLength(500));
+    expect(proxy.state.messages[499].text).toBe("a 500");
+    expect(proxy.state.localCopy).toEqual({ messages: 500, bytes: expect.any(Number) });
+    await proxy.clearLocalCopy();
+    await vi.waitFor(() => expect(proxy.state.localCopy?.messages).toBe(0));
+    // What the page shows stays; a reload would come back empty.
+    expect(proxy.state.messages).toHaveLength(500);
+    expect(await new LocalCopy("/lab/|room", { indexedDB: factory, legacy: null }).loadAll()).toEqual([]);
+    proxy.destroy();
   });
 });

@@ -1,59 +1,307 @@
-// Keeps a room's recent messages in localStorage so a reload while alone still shows history.
+// The local copy of each room: every message this browser has seen, in IndexedDB, written
+// as it arrives (only what is new) and read back newest first on reload, before any peer
+// answers. Replaces the localStorage copy of earlier versions (migrated once, then freed).
+//
+// One database "nbchat", one object store keyed by [room, message id] with an index in the
+// log's order [room, clock, author, seq] (IndexedDB compares strings by code unit, like the
+// log). A room is the widget's scope: base URL and room name.
 
 import type { ChatMessage } from "./protocol";
 
-const PREFIX = "nbchat:v1:log:";
-/** localStorage is shared with JupyterLab (about 5 MB per origin): keep our share modest. */
-const MAX_CHARS = 1_500_000;
-/** A message this big (a figure, a table) is skipped when it does not fit; a small one ends the copy. */
-const BIG_MESSAGE_CHARS = 100_000;
+const DB_NAME = "nbchat";
+const DB_VERSION = 1;
+const STORE = "messages";
+const ORDER = "order";
+/** Where earlier versions kept the newest ~1.5 MB of each room, in localStorage. */
+export const LEGACY_PREFIX = "nbchat:v1:log:";
+/** The size policy: a room keeps its newest this many messages on this computer. */
+export const MAX_STORED_MESSAGES = 100_000;
+/** Written at most this long after a message arrives (one transaction for a burst). */
+const FLUSH_DELAY_MS = 50;
+/** …and at most this much later when the page is never idle. */
+const IDLE_TIMEOUT_MS = 1_000;
 
-export class LogStore {
-  private readonly key: string;
+export interface LocalCopyStats {
+  messages: number;
+  /** Approximate: the messages' JSON size. */
+  bytes: number;
+}
+
+/** A stored message: the message and its room. */
+type Row = ChatMessage & { room: string };
+
+function request<T>(req: IDBRequest<T>): Promise<T> {
+  return new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+
+function done(tx: IDBTransaction): Promise<void> {
+  return new Promise((resolve, reject) => {
+    tx.oncomplete = () => resolve();
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error ?? new Error("transaction aborted"));
+  });
+}
+
+function openDatabase(factory: IDBFactory): Promise<IDBDatabase> {
+  return new Promise((resolve, reject) => {
+    const req = factory.open(DB_NAME, DB_VERSION);
+    req.onupgradeneeded = () => {
+      const db = req.result;
+      if (!db.objectStoreNames.contains(STORE)) {
+        const store = db.createObjectStore(STORE, { keyPath: ["room", "id"] });
+        store.createIndex(ORDER, ["room", "clock", "author", "seq"]);
+      }
+    };
+    req.onsuccess = () => {
+      const db = req.result;
+      // Another tab upgrading the schema: let it, we reopen on next load.
+      db.onversionchange = () => db.close();
+      resolve(db);
+    };
+    req.onerror = () => reject(req.error);
+    req.onblocked = () => reject(new Error("the nbchat database is blocked by another tab"));
+  });
+}
+
+function isRow(value: unknown): value is ChatMessage {
+  if (typeof value !== "object" || value === null) return false;
+  const m = value as Record<string, unknown>;
+  return (
+    typeof m.id === "string" &&
+    typeof m.author === "string" &&
+    typeof m.clock === "number" &&
+    Number.isFinite(m.clock) &&
+    typeof m.seq === "number" &&
+    Number.isFinite(m.seq)
+  );
+}
+
+function sizeOf(message: unknown): number {
+  return JSON.stringify(message).length;
+}
+
+/** Databases opened per IDBFactory, so every room of a page shares one connection. */
+const databases = new WeakMap<IDBFactory, Promise<IDBDatabase | null>>();
+
+/** Move every room localStorage holds into the database, then free localStorage. */
+async function migrate(db: IDBDatabase, legacy: Storage): Promise<void> {
+  const keys: string[] = [];
+  for (let i = 0; i < legacy.length; i += 1) {
+    const key = legacy.key(i);
+    if (key !== null && key.startsWith(LEGACY_PREFIX)) keys.push(key);
+  }
+  if (keys.length === 0) return;
+  const tx = db.transaction(STORE, "readwrite");
+  const store = tx.objectStore(STORE);
+  for (const key of keys) {
+    const room = key.slice(LEGACY_PREFIX.length);
+    let messages: unknown = [];
+    try {
+      messages = JSON.parse(legacy.getItem(key) ?? "[]");
+    } catch {
+      console.warn(`nbchat: dropping the unreadable stored log ${key}`);
+    }
+    for (const message of Array.isArray(messages) ? messages : []) {
+      if (!isRow(message)) continue;
+      try {
+        store.put({ ...message, room });
+      } catch (error) {
+        console.warn(`nbchat: skipping a stored message of ${key}`, error);
+      }
+    }
+  }
+  await done(tx);
+  for (const key of keys) legacy.removeItem(key);
+}
+
+function database(factory: IDBFactory, legacy: Storage | null): Promise<IDBDatabase | null> {
+  let db = databases.get(factory);
+  if (db === undefined) {
+    db = openDatabase(factory).then(
+      async (opened) => {
+        if (legacy !== null) {
+          try {
+            await migrate(opened, legacy);
+          } catch (error) {
+            console.warn("nbchat: could not move the old localStorage copy to IndexedDB", error);
+          }
+        }
+        return opened;
+      },
+      (error) => {
+        console.warn("nbchat: no local copy of the chat (IndexedDB unavailable)", error);
+        return null;
+      },
+    );
+    databases.set(factory, db);
+  }
+  return db;
+}
+
+export interface LocalCopyOptions {
+  /** IndexedDB (null: no local copy). */
+  indexedDB?: IDBFactory | null;
+  /** Where earlier versions kept their copy, to migrate from and free (null: nothing to migrate). */
+  legacy?: Storage | null;
+  /** The size policy (tests lower it). */
+  maxMessages?: number;
+  /** Told whenever the stats change (after loading, writing, clearing). */
+  onStats?: (stats: LocalCopyStats) => void;
+}
+
+/** One room's local copy. Reads are async; writes are queued and batched. */
+export class LocalCopy {
+  private readonly db: Promise<IDBDatabase | null>;
+  private readonly ids = new Set<string>();
+  private bytes = 0;
+  private loaded = false;
+  private pending = new Map<string, ChatMessage>();
+  private flushTimer: ReturnType<typeof setTimeout> | null = null;
+  private flushing: Promise<void> = Promise.resolve();
+  private readonly onStats: (stats: LocalCopyStats) => void;
+  private readonly maxMessages: number;
+  /** Whether IndexedDB is there at all (else the UI shows nothing about a local copy). */
+  readonly available: boolean;
 
   constructor(
-    scope: string,
-    private readonly storage: Storage | null = typeof localStorage === "undefined" ? null : localStorage,
+    private readonly room: string,
+    options: LocalCopyOptions = {},
   ) {
-    this.key = PREFIX + scope;
+    const factory =
+      options.indexedDB !== undefined ? options.indexedDB : typeof indexedDB === "undefined" ? null : indexedDB;
+    const legacy =
+      options.legacy !== undefined ? options.legacy : typeof localStorage === "undefined" ? null : localStorage;
+    this.available = factory !== null;
+    this.db = factory === null ? Promise.resolve(null) : database(factory, legacy);
+    this.onStats = options.onStats ?? (() => undefined);
+    this.maxMessages = options.maxMessages ?? MAX_STORED_MESSAGES;
   }
 
-  load(): unknown[] {
-    if (this.storage === null) return [];
-    const text = this.storage.getItem(this.key);
-    if (text === null) return [];
-    try {
-      const value: unknown = JSON.parse(text);
-      return Array.isArray(value) ? value : [];
-    } catch (error) {
-      console.warn(`nbchat: dropping unreadable stored log ${this.key}`, error);
-      this.storage.removeItem(this.key);
-      return [];
+  get stats(): LocalCopyStats {
+    return { messages: this.ids.size, bytes: this.bytes };
+  }
+
+  private range(): IDBKeyRange {
+    return IDBKeyRange.bound([this.room], [this.room, []]);
+  }
+
+  /** The newest `limit` messages, in log order: what the first screen shows. */
+  async loadNewest(limit: number): Promise<unknown[]> {
+    const db = await this.db;
+    if (db === null) return [];
+    const index = db.transaction(STORE, "readonly").objectStore(STORE).index(ORDER);
+    const rows: unknown[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const cursor = index.openCursor(this.range(), "prev");
+      cursor.onsuccess = () => {
+        const c = cursor.result;
+        if (c === null || rows.length >= limit) return resolve();
+        rows.push(c.value);
+        c.continue();
+      };
+      cursor.onerror = () => reject(cursor.error);
+    });
+    return rows.reverse();
+  }
+
+  /** Every stored message of the room, in log order. */
+  async loadAll(): Promise<unknown[]> {
+    const db = await this.db;
+    if (db === null) return [];
+    const rows = await request(db.transaction(STORE, "readonly").objectStore(STORE).index(ORDER).getAll(this.range()));
+    this.ids.clear();
+    this.bytes = 0;
+    for (const row of rows as Row[]) {
+      this.ids.add(row.id);
+      this.bytes += sizeOf(row) - this.room.length - 10;
     }
+    this.loaded = true;
+    this.onStats(this.stats);
+    return rows;
   }
 
-  /** Store the newest messages that fit the budget (oldest are dropped first). A message
-   *  too big for what is left (a shared figure) is left out rather than ending the copy:
-   *  peers send it again through the room sync. */
+  /** Keep `messages` (new ones, or first-hand copies replacing relayed ones). */
   save(messages: readonly ChatMessage[]): void {
-    if (this.storage === null) return;
-    let budget = MAX_CHARS;
-    const kept: ChatMessage[] = [];
-    for (let i = messages.length - 1; i >= 0; i -= 1) {
-      const cost = JSON.stringify(messages[i]).length + 1;
-      if (cost > budget) {
-        if (cost > BIG_MESSAGE_CHARS) continue;
-        break;
+    if (!this.available) return;
+    for (const message of messages) this.pending.set(message.id, message);
+    if (this.flushTimer !== null) return;
+    // Writing costs the page some 30 µs a message (IndexedDB clones each): while a history
+    // pours in, wait for an idle moment rather than compete with rendering it.
+    this.flushTimer = setTimeout(() => {
+      if (typeof requestIdleCallback === "function") {
+        requestIdleCallback(() => void this.flush(), { timeout: IDLE_TIMEOUT_MS });
+      } else {
+        void this.flush();
       }
-      budget -= cost;
-      kept.push(messages[i]);
-    }
-    const text = JSON.stringify(kept.reverse());
+    }, FLUSH_DELAY_MS);
+  }
+
+  /** Write what is queued now; resolves once it is on disk. */
+  flush(): Promise<void> {
+    if (this.flushTimer !== null) clearTimeout(this.flushTimer);
+    this.flushTimer = null;
+    const batch = [...this.pending.values()];
+    this.pending = new Map();
+    this.flushing = this.flushing.then(() => this.write(batch));
+    return this.flushing;
+  }
+
+  private async write(batch: ChatMessage[]): Promise<void> {
+    const db = await this.db;
+    if (db === null || batch.length === 0) return;
     try {
-      this.storage.setItem(this.key, text);
+      const tx = db.transaction(STORE, "readwrite");
+      const store = tx.objectStore(STORE);
+      for (const message of batch) store.put({ ...message, room: this.room });
+      await done(tx);
+      for (const message of batch) {
+        if (this.ids.has(message.id)) continue;
+        this.ids.add(message.id);
+        this.bytes += sizeOf(message);
+      }
+      if (this.loaded && this.ids.size > this.maxMessages) await this.trim(db, this.ids.size - this.maxMessages);
+      this.onStats(this.stats);
     } catch (error) {
-      // Quota exceeded: history still syncs from peers, only the offline copy is lost.
-      console.warn(`nbchat: could not store the log for ${this.key}`, error);
+      // Quota exceeded or the like: history still syncs from peers, only the offline copy is short.
+      console.warn(`nbchat: could not store messages of ${this.room}`, error);
     }
+  }
+
+  /** The size policy: drop the `count` oldest. */
+  private async trim(db: IDBDatabase, count: number): Promise<void> {
+    const tx = db.transaction(STORE, "readwrite");
+    const cursor = tx.objectStore(STORE).index(ORDER).openCursor(this.range());
+    let left = count;
+    cursor.onsuccess = () => {
+      const c = cursor.result;
+      if (c === null || left <= 0) return;
+      const row = c.value as Row;
+      this.ids.delete(row.id);
+      this.bytes -= sizeOf(row) - this.room.length - 10;
+      c.delete();
+      left -= 1;
+      c.continue();
+    };
+    await done(tx);
+  }
+
+  /** Forget this room's local copy (peers still have it; the page keeps what it shows). */
+  async clear(): Promise<void> {
+    if (this.flushTimer !== null) clearTimeout(this.flushTimer);
+    this.flushTimer = null;
+    this.pending.clear();
+    await this.flushing;
+    const db = await this.db;
+    if (db !== null) {
+      const tx = db.transaction(STORE, "readwrite");
+      tx.objectStore(STORE).delete(this.range());
+      await done(tx);
+    }
+    this.ids.clear();
+    this.bytes = 0;
+    this.onStats(this.stats);
   }
 }

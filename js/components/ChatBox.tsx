@@ -5,6 +5,7 @@ import type { ChatProxy } from "../ChatProxy";
 import type { ChatState } from "../chatState";
 import { createMarkdownRenderer } from "../markdown";
 import { FilesContext, SaveContext } from "./FileCard";
+import { LocalCopyInfo } from "./LocalCopyInfo";
 import { MessageInput } from "./MessageInput";
 import { MessagesList } from "./MessagesList";
 import { UsersList } from "./UsersList";
@@ -78,6 +79,7 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
       onFiles(dropped);
     },
   };
+  const onClearLocalCopy = React.useCallback(() => void proxy.clearLocalCopy(), [proxy]);
 
   return (
     <FilesContext.Provider value={proxy.files}>
@@ -120,6 +122,7 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
             </div>
           )}
           <MessageInput onSend={onSend} onFiles={onFiles} disabledReason={state.cannotSend} maxBytes={state.maxMessageBytes} />
+          <LocalCopyInfo stats={state.localCopy ?? null} onClear={onClearLocalCopy} />
         </div>
         <UsersList users={state.users} selfId={state.selfId} />
       </div>

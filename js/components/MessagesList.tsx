@@ -37,8 +37,8 @@ export function MessagesList({ messages, users, selfId, markdown }: MessagesList
   const scroller = React.useRef<HTMLDivElement>(null);
   const heights = React.useRef(new Map<string, number>());
   const atBottom = React.useRef(true);
-  /** Where we last scrolled to follow the bottom: only a scroll above it is the reader's. */
-  const followedTo = React.useRef(0);
+  /** The scroll position last seen or set, to tell the reader scrolling up from the list growing. */
+  const lastTop = React.useRef(0);
   const [measured, setMeasured] = React.useState(0);
   const [viewport, setViewport] = React.useState({ top: 0, height: 360 });
 
@@ -62,7 +62,10 @@ export function MessagesList({ messages, users, selfId, markdown }: MessagesList
   const total = offsets[messages.length];
   const offsetsRef = React.useRef(offsets);
   offsetsRef.current = offsets;
-  const { start, end } = visibleRange(offsets, viewport.top, viewport.height, OVERSCAN_PX);
+  // While following the bottom, the window is the bottom: history inserted above before the
+  // next frame scrolls must not mount (and render Markdown for) rows that were never seen.
+  const windowTop = atBottom.current ? Math.max(0, total - viewport.height) : viewport.top;
+  const { start, end } = visibleRange(offsets, windowTop, viewport.height, OVERSCAN_PX);
 
   // One ResizeObserver measures every rendered row; a row above the viewport that changes
   // height shifts the scroll position by the same amount, so what the reader sees stays put.
@@ -96,13 +99,16 @@ export function MessagesList({ messages, users, selfId, markdown }: MessagesList
   const onScroll = React.useCallback(() => {
     const element = scroller.current;
     if (element === null) return;
-    if (element.scrollHeight - element.scrollTop - element.clientHeight <= BOTTOM_SLACK_PX) {
-      atBottom.current = true;
-    } else if (element.scrollTop < followedTo.current - 1) {
-      // The reader scrolled up. (Content that grew below us since we followed it — an image
-      // decoding, a table — is not a reason to stop following: the scroll event comes late.)
-      atBottom.current = false;
-    }
+    // Only the reader scrolling up leaves the bottom: history inserted above (or rows taller
+    // than their estimate) moves the bottom away before the next frame follows it, and that
+    // is not the reader leaving. Near the bottom is judged against the rows' known total.
+    const offsets = offsetsRef.current;
+    const total = offsets[offsets.length - 1] ?? 0;
+    const top = element.scrollTop;
+    const near = total - top - element.clientHeight <= BOTTOM_SLACK_PX;
+    if (top < lastTop.current - 1) atBottom.current = near;
+    else if (near) atBottom.current = true;
+    lastTop.current = top;
     setViewport({ top: element.scrollTop, height: element.clientHeight });
   }, []);
 
@@ -117,18 +123,44 @@ export function MessagesList({ messages, users, selfId, markdown }: MessagesList
   }, []);
 
   // Follow new messages while at the bottom, and always right after we send one ourselves.
+  // The new row is already in the DOM (inside the overscan); scrolling to it waits for the
+  // next animation frame, so a commit never forces a layout of the page (the frame lays out
+  // once, before it paints). A hidden tab has no frames: a timeout then.
   const last = messages[messages.length - 1];
   const lastSeen = React.useRef<string | undefined>(undefined);
+  const follow = React.useRef<{ forced: boolean; handle: ReturnType<typeof setTimeout> | number | null }>({
+    forced: false,
+    handle: null,
+  });
   React.useLayoutEffect(() => {
-    const element = scroller.current;
     const ownNew = last !== undefined && last.id !== lastSeen.current && last.author === selfId;
     lastSeen.current = last?.id;
-    if (element === null || !(atBottom.current || ownNew)) return;
-    element.scrollTop = element.scrollHeight;
-    followedTo.current = element.scrollTop;
-    atBottom.current = true;
-    setViewport({ top: element.scrollTop, height: element.clientHeight });
+    if (!(atBottom.current || ownNew)) return;
+    follow.current.forced ||= ownNew;
+    if (follow.current.handle !== null) return;
+    const stick = (): void => {
+      const element = scroller.current;
+      const forced = follow.current.forced;
+      follow.current = { forced: false, handle: null };
+      if (element === null || !(atBottom.current || forced)) return;
+      element.scrollTop = element.scrollHeight;
+      atBottom.current = true;
+      lastTop.current = element.scrollTop;
+      setViewport({ top: element.scrollTop, height: element.clientHeight });
+    };
+    const visible = typeof document !== "undefined" && document.visibilityState === "visible";
+    follow.current.handle =
+      visible && typeof requestAnimationFrame === "function" ? requestAnimationFrame(stick) : setTimeout(stick, 0);
   }, [total, last, selfId]);
+  React.useEffect(
+    () => () => {
+      const { handle } = follow.current;
+      if (handle === null) return;
+      if (typeof handle === "number" && typeof cancelAnimationFrame === "function") cancelAnimationFrame(handle);
+      clearTimeout(handle as ReturnType<typeof setTimeout>);
+    },
+    [],
+  );
 
   const rows: React.ReactElement[] = [];
   for (let i = start; i < end; i += 1) {

@@ -5,6 +5,7 @@ import { createRoot, type Root } from "react-dom/client";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createMarkdownRenderer } from "../markdown";
 import type { ChatMessage, Identity } from "../protocol";
+import { LocalCopyInfo } from "./LocalCopyInfo";
 import { MessageInput } from "./MessageInput";
 import { MessagesList } from "./MessagesList";
 import { UsersList } from "./UsersList";
@@ -141,8 +142,25 @@ describe("MessagesList", () => {
     const rows = log.querySelectorAll("[data-message-id]");
     expect(rows.length).toBeGreaterThan(0);
     expect(rows.length).toBeLessThan(60);
-    // jsdom has no layout, so the window sits at the top; the browser test checks the bottom.
-    expect(log.textContent).toContain("message 0");
-    expect(log.textContent).not.toContain("message 9999");
+    // The window starts at the bottom, so the newest show in the first render (jsdom has no
+    // layout: this is the windowing arithmetic; the browser tests check the scrolling).
+    expect(log.textContent).toContain("message 9999");
+    expect(log.textContent).not.toContain("message 0");
+  });
+});
+
+describe("LocalCopyInfo", () => {
+  it("says what this computer keeps and clears it; nothing to clear, no button to press", () => {
+    const onClear = vi.fn();
+    render(<LocalCopyInfo stats={{ messages: 10_000, bytes: 3_400_000 }} onClear={onClear} />);
+    const group = container.querySelector('[role="group"][aria-label="Local copy"]') as HTMLElement;
+    expect(group.textContent).toContain("Stored on this computer: 10,000 messages · 3.2 MB");
+    const clear = group.querySelector("button") as HTMLButtonElement;
+    act(() => clear.click());
+    expect(onClear).toHaveBeenCalledTimes(1);
+    render(<LocalCopyInfo stats={{ messages: 0, bytes: 0 }} onClear={onClear} />);
+    expect((container.querySelector("button") as HTMLButtonElement).disabled).toBe(true);
+    render(<LocalCopyInfo stats={null} onClear={onClear} />);
+    expect(container.querySelector('[aria-label="Local copy"]')).toBeNull();
   });
 });

@@ -109,3 +109,23 @@ describe("MessageLog beyond the fixture", () => {
     expect(performance.now() - started).toBeLessThan(1000);
   });
 });
+
+describe("a newest-first history", () => {
+  it("ends in the same order as one that came in order, and index() finds every message", () => {
+    const user = normalizeIdentity({ username: "ann" });
+    const source = new MessageLog("a", user);
+    for (let i = 0; i < 500; i += 1) source.compose(`m${i}`, i);
+    const wire = JSON.parse(JSON.stringify(source.messages)) as unknown[];
+    const inOrder = new MessageLog("b", normalizeIdentity({ username: "bob" }));
+    inOrder.receiveHistory(wire, "a", user, new Set(["a"]));
+    const newestFirst = new MessageLog("c", normalizeIdentity({ username: "cy" }));
+    for (let end = wire.length; end > 0; end -= 37) {
+      newestFirst.receiveHistory(wire.slice(Math.max(0, end - 37), end), "a", user, new Set(["a"]));
+      expect(newestFirst.messages[newestFirst.size - 1].text).toBe("m499");
+    }
+    expect(newestFirst.messages.map((m) => m.id)).toEqual(inOrder.messages.map((m) => m.id));
+    expect(newestFirst.index("a:1")).toBe(0);
+    expect(newestFirst.index("a:500")).toBe(499);
+    expect(newestFirst.have()).toEqual({ a: 500 });
+  });
+});

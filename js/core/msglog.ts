@@ -129,7 +129,11 @@ export interface HistoryResult {
 
 /** One peer's view of a room's messages, ordered identically on every peer. */
 export class MessageLog {
-  private readonly ordered: ChatMessage[] = [];
+  private ordered: ChatMessage[] = [];
+  /** Messages that go before the end, not merged into `ordered` yet: a newest-first history
+   *  inserts every batch before everything held, and merging once per read (a render) costs
+   *  O(n + m log m) instead of a splice of O(n) per message. */
+  private early: ChatMessage[] = [];
   private readonly byId = new Map<string, ChatMessage>();
   private readonly seqs = new Map<string, Set<number>>();
   private readonly maxSeq = new Map<string, number>();
@@ -151,12 +155,32 @@ export class MessageLog {
   }
 
   get size(): number {
-    return this.ordered.length;
+    return this.ordered.length + this.early.length;
   }
 
   /** All messages in order. Owned by the log: read, never mutate. */
   get messages(): readonly ChatMessage[] {
+    this.settle();
     return this.ordered;
+  }
+
+  /** Merge the early arrivals into the order. */
+  private settle(): void {
+    const early = this.early;
+    if (early.length === 0) return;
+    this.early = [];
+    early.sort(compareMessages);
+    const held = this.ordered;
+    const merged: ChatMessage[] = new Array(held.length + early.length);
+    let i = 0;
+    let j = 0;
+    let k = 0;
+    while (i < held.length && j < early.length) {
+      merged[k++] = compareMessages(held[i], early[j]) <= 0 ? held[i++] : early[j++];
+    }
+    while (i < held.length) merged[k++] = held[i++];
+    while (j < early.length) merged[k++] = early[j++];
+    this.ordered = merged;
   }
 
   /**
@@ -166,6 +190,7 @@ export class MessageLog {
   index(id: string): number {
     const message = this.byId.get(id);
     if (message === undefined) throw new RangeError(`no message ${id}`);
+    this.settle();
     let low = 0;
     let high = this.ordered.length;
     while (low < high) {
@@ -281,6 +306,7 @@ export class MessageLog {
   /** Every message the holder of `have` lacks, in log order; junk entries count as 0. */
   missingFor(have: unknown): ChatMessage[] {
     const theirs = isRecord(have) ? have : {};
+    this.settle();
     return this.ordered.filter((message) => {
       const held = Object.prototype.hasOwnProperty.call(theirs, message.author)
         ? asInt(theirs[message.author]) ?? 0
@@ -296,6 +322,7 @@ export class MessageLog {
       // The author's own copy wins over a relayed one (which may be a forgery).
       this.firstHand.add(message.id);
       if (sameMessage(existing, message)) return null;
+      this.settle();
       this.ordered.splice(this.ordered.indexOf(existing), 1);
     } else if (firstHand) {
       this.firstHand.add(message.id);
@@ -313,20 +340,10 @@ export class MessageLog {
     while (held.has(top + 1)) top += 1;
     if (top > 0) this.contiguous.set(author, top);
     this.maxClock = Math.max(this.maxClock, message.clock);
-    // Appends are the common case (live chat); otherwise binary-search the slot.
+    // Appends are the common case (live chat); anything earlier waits to be merged (settle).
     const last = this.ordered[this.ordered.length - 1];
-    if (last === undefined || compareMessages(last, message) <= 0) {
-      this.ordered.push(message);
-      return message;
-    }
-    let lo = 0;
-    let hi = this.ordered.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (compareMessages(this.ordered[mid], message) <= 0) lo = mid + 1;
-      else hi = mid;
-    }
-    this.ordered.splice(lo, 0, message);
+    if (last === undefined || compareMessages(last, message) <= 0) this.ordered.push(message);
+    else this.early.push(message);
     return message;
   }
 }

@@ -1,7 +1,7 @@
 import fixture from "../../tests/fixtures/sync_cases.json";
 import { describe, expect, it } from "vitest";
 import { MessageLog, normalizeIdentity } from "./msglog";
-import { ANTI_ENTROPY_MS, HISTORY_BATCH_BYTES, RoomSync, SYNC_ANSWER_INTERVAL_MS, type Send, type SyncEvent, historyBatches } from "./sync";
+import { ANTI_ENTROPY_MS, HISTORY_BATCH_BYTES, RoomSync, SYNC_ANSWER_INTERVAL_MS, type Send, type SyncEvent, historyBatches, newestFirstBatches } from "./sync";
 
 interface Case {
   name: string;
@@ -69,6 +69,9 @@ describe("room sync (tests/fixtures/sync_cases.json)", () => {
           case "closed":
             out = room.onLinkClosed(step.peer);
             break;
+          case "drain":
+            out = room.drain(step.peer);
+            break;
           case "frame":
             out = room.onFrame(step.peer, step.frame, step.user === null ? null : normalizeIdentity(step.user), step.now);
             break;
@@ -96,5 +99,16 @@ describe("historyBatches", () => {
       expect(batch.length === 1 || size < HISTORY_BATCH_BYTES).toBe(true);
     }
     expect(historyBatches([])).toEqual([]);
+  });
+});
+
+describe("newestFirstBatches", () => {
+  it("starts with the newest batch, keeps each batch in log order and covers the log once", () => {
+    const log = new MessageLog("m", normalizeIdentity({ username: "me" }));
+    for (let i = 0; i < 300; i += 1) log.compose(`message ${i} ${"x".repeat(i % 97)}`, i);
+    const batches = newestFirstBatches(log.messages);
+    expect(batches[0][batches[0].length - 1]).toBe(log.messages[log.messages.length - 1]);
+    expect(batches.slice().reverse().flat()).toEqual(log.messages);
+    expect(newestFirstBatches([])).toEqual([]);
   });
 });

@@ -5,7 +5,13 @@
 // - When a link to a peer opens, we send it `sync` with what we hold (`have`, counted for that
 //   peer: only first-hand copies of its own messages).
 // - A `sync` is answered with `history` batches of every message the asker lacks, never the
-//   asker's own (we are not a source for those). At most one answer per peer every
+//   asker's own (we are not a source for those), newest first: the batches are cut from the
+//   newest message back (each batch itself in log order), the first (newest) goes at once, so
+//   the joiner's screen fills before the rest crosses; the others wait in the peer's backlog
+//   and leave one per drain(peer), which the caller calls when the link has room, so a live
+//   message never queues behind more than a batch. A new answer replaces the backlog; a closed
+//   link drops it (a link opening keeps it: the sync it answers can be handled before the
+//   open event). At most one answer per peer every
 //   SYNC_ANSWER_INTERVAL_MS: syncs arriving sooner wait, and only the latest waiting one is
 //   answered when the interval ends, so a peer syncing in a loop cannot make us resend the
 //   history each time.
@@ -87,6 +93,12 @@ export function historyBatches(messages: readonly ChatMessage[]): ChatMessage[][
   return batches;
 }
 
+/** `messages` (in log order) in batches cut from the newest back: the newest batch first, each
+ *  batch in log order and fitting one data-channel frame. */
+export function newestFirstBatches(messages: readonly ChatMessage[]): ChatMessage[][] {
+  return historyBatches(messages.slice().reverse()).map((batch) => batch.reverse());
+}
+
 /** Feed it links opening and closing, chat frames and ticks; send what it returns.
  *  `maxMessageBytes` is the room's limit (null: no limit); `now` starts the repair-round
  *  clock. Call tick() at nextDeadline() (or later). */
@@ -95,6 +107,8 @@ export class RoomSync {
   private readonly open = new Set<string>();
   private readonly answeredAt = new Map<string, number>();
   private readonly pending = new Map<string, Record<string, unknown>>();
+  /** Per peer, the history batches of its answer still to send, next first. */
+  private readonly backlog = new Map<string, ChatMessage[][]>();
   private nextRepair: number;
   /** Per peer, the highest of our own seqs it told us it holds. */
   readonly confirmed = new Map<string, number>();
@@ -113,7 +127,10 @@ export class RoomSync {
 
   /** A link to `peer` opened: start the history exchange on it. */
   onLinkOpen(peer: string, _now: number): SyncOutput {
+    // An answer's backlog is kept: the peer's sync can be handled before its link's open event.
+    const backlog = this.backlog.get(peer);
     this.forgetLink(peer);
+    if (backlog !== undefined) this.backlog.set(peer, backlog);
     this.open.add(peer);
     return { sends: [this.syncFrame(peer)], events: [] };
   }
@@ -162,6 +179,21 @@ export class RoomSync {
     return out;
   }
 
+  /** The next batch of `peer`'s answer (call when its link has room), if any is left. */
+  drain(peer: string): SyncOutput {
+    const out = output();
+    const batches = this.backlog.get(peer);
+    const next = batches?.shift();
+    if (batches !== undefined && batches.length === 0) this.backlog.delete(peer);
+    if (next !== undefined) out.sends.push({ to: peer, frame: { type: ChatFrameType.HISTORY, messages: next } });
+    return out;
+  }
+
+  /** Peers whose answer still has batches to send. */
+  backlogged(): string[] {
+    return [...this.backlog.keys()];
+  }
+
   /** When tick() next has something to do. */
   nextDeadline(): number {
     const waits = [...this.pending.keys()].map((p) => (this.answeredAt.get(p) ?? 0) + SYNC_ANSWER_INTERVAL_MS);
@@ -179,6 +211,7 @@ export class RoomSync {
     this.open.delete(peer);
     this.answeredAt.delete(peer);
     this.pending.delete(peer);
+    this.backlog.delete(peer);
   }
 
   private syncFrame(peer: string): Send {
@@ -240,8 +273,10 @@ export class RoomSync {
     this.answeredAt.set(peer, now);
     // Never send a peer its own messages back: it is their only source (msglog rule).
     const missing = this.log.missingFor(have).filter((m) => m.author !== peer);
-    for (const batch of historyBatches(missing)) {
-      out.sends.push({ to: peer, frame: { type: ChatFrameType.HISTORY, messages: batch } });
-    }
+    const batches = newestFirstBatches(missing);
+    const first = batches.shift();
+    if (first !== undefined) out.sends.push({ to: peer, frame: { type: ChatFrameType.HISTORY, messages: first } });
+    if (batches.length > 0) this.backlog.set(peer, batches);
+    else this.backlog.delete(peer);
   }
 }

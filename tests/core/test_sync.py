@@ -76,6 +76,8 @@ def test_sync_scenario(case: dict[str, Any]) -> None:
             out = room.on_link_open(step["peer"], step["now"])
         elif op == "closed":
             out = room.on_link_closed(step["peer"])
+        elif op == "drain":
+            out = room.drain(step["peer"])
         elif op == "frame":
             user = normalize_identity(step["user"]) if step["user"] is not None else None
             out = room.on_frame(step["peer"], step["frame"], user, step["now"])
@@ -84,6 +86,19 @@ def test_sync_scenario(case: dict[str, Any]) -> None:
             out = room.tick(step["now"])
         assert [_send(s) for s in out.sends] == step.get("sends", []), f"step {number}: {op}"
         assert [_event(e) for e in out.events] == step.get("events", []), f"step {number}: {op}"
+
+
+def test_newest_first_batches_fit_a_frame_and_cover_the_log_once() -> None:
+    user = normalize_identity({"username": "me"})
+    log = MessageLog("m", user)
+    for i in range(300):
+        log.compose(f"message {i} " + "x" * (i % 97), i)
+    batches = sync.newest_first_batches(log.messages)
+    assert batches[0][-1] == log.messages[-1]
+    assert [m for b in reversed(batches) for m in b] == log.messages
+    for batch in batches:
+        assert batch == sorted(batch, key=lambda m: (m["clock"], m["author"], m["seq"]))
+    assert sync.newest_first_batches([]) == []
 
 
 def test_history_batches_fit_a_frame_and_keep_order() -> None:

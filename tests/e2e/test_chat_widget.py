@@ -6,7 +6,7 @@ import json
 import re
 import time
 
-from playwright.sync_api import expect
+from playwright.sync_api import Locator, expect
 from tests.support.browser import open_and_run, open_notebook, run_all
 from tests.support.lab import Lab
 from tests.support.loop import BackgroundLoop
@@ -173,22 +173,130 @@ def test_two_users_chat_beside_the_demo_analysis(lab: Lab, new_user) -> None:
     expect(users(c)).to_have_count(2, timeout=SLOW)
 
 
+LOCAL_COPY = """() => new Promise((resolve, reject) => {
+    const open = indexedDB.open('nbchat');
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+        const db = open.result;
+        if (!db.objectStoreNames.contains('messages')) { db.close(); resolve([]); return; }
+        const all = db.transaction('messages').objectStore('messages').getAll();
+        all.onsuccess = () => { db.close(); resolve(all.result.map((m) => m.text)); };
+        all.onerror = () => reject(all.error);
+    };
+})"""
+
+
+def local_copy(page) -> Locator:
+    return page.get_by_role("group", name="Local copy")
+
+
 def test_history_survives_a_reload_while_alone(lab: Lab, new_user) -> None:
+    """The room's local copy lives in IndexedDB: a reload shows it with no peer online;
+    an older version's localStorage copy is moved there and localStorage freed; Clear
+    forgets it."""
+    room = "e2e-alone-room"
     path = put_notebook(
         lab,
         "notebooks/e2e-alone.ipynb",
-        code_notebook("%load_ext nbchat", "chat = %chat e2e-alone-room"),
+        code_notebook("%load_ext nbchat", f"chat = %chat {room}"),
     )
     a = new_user()
     open_and_run(a, lab, path)
     say(a, "remember me")
-    stored = """() => Object.keys(localStorage).some(
-        (key) => key.startsWith('nbchat:') && localStorage[key].includes('remember me'))"""
-    a.wait_for_function(stored, timeout=SLOW)
+    expect(local_copy(a)).to_contain_text("Stored on this computer: 1 message", timeout=SLOW)
+    assert "remember me" in a.evaluate(LOCAL_COPY)
+    # What an earlier version left in localStorage for this room.
+    a.evaluate(
+        """([room]) => {
+            const config = document.getElementById('jupyter-config-data');
+            const base = JSON.parse(config.textContent).baseUrl;
+            const scope = (base.endsWith('/') ? base : base + '/') + '|' + room;
+            const user = {username: 'old', name: 'Old', display_name: 'Old Timer',
+                          initials: null, color: null, avatar_url: null};
+            localStorage.setItem('nbchat:v1:log:' + scope, JSON.stringify([
+                {id: 'o-ld:1', author: 'o-ld', seq: 1, clock: 1, time: 1000,
+                 text: 'from localStorage', user}]));
+        }""",
+        [room],
+    )
     a.reload()
     open_and_run(a, lab, path)
     expect(users(a)).to_have_count(1, timeout=SLOW)
-    expect(messages(a)).to_contain_text("remember me", timeout=SLOW)
+    log = messages(a)
+    expect(log).to_contain_text("remember me", timeout=SLOW)
+    expect(log).to_contain_text("from localStorage", timeout=SLOW)
+    expect(local_copy(a)).to_contain_text("Stored on this computer: 2 messages", timeout=SLOW)
+    ours = "() => Object.keys(localStorage).filter((k) => k.startsWith('nbchat:'))"
+    assert a.evaluate(ours) == []
+
+    local_copy(a).get_by_role("button", name="Clear").click()
+    expect(local_copy(a)).to_contain_text("Stored on this computer: 0 messages", timeout=SLOW)
+    assert a.evaluate(LOCAL_COPY) == []
+    a.reload()
+    open_and_run(a, lab, path)
+    expect(users(a)).to_have_count(1, timeout=SLOW)
+    expect(message_box(a)).to_be_enabled(timeout=SLOW)
+    expect(log).to_contain_text("No messages yet", timeout=SLOW)
+
+
+FIRST_SIGHT = """() => {
+    window.__nbchatFirstSight = {};
+    const watch = () => {
+        for (const row of document.querySelectorAll('.nbchat-row')) {
+            const text = row.textContent;
+            for (const marker of window.__nbchatWatch || []) {
+                if (!(marker in window.__nbchatFirstSight) && text.includes(marker)) {
+                    window.__nbchatFirstSight[marker] = Number(row.dataset.rowIndex);
+                }
+            }
+        }
+    };
+    new MutationObserver(watch).observe(document, {subtree: true, childList: true});
+}"""
+
+
+def test_late_joiner_sees_the_newest_first_then_all_in_order(lab: Lab, new_user) -> None:
+    """Newest-first sync: when the newest message first shows, the joiner holds only part
+    of the history (its row index is below the final one); then all of it arrives, in order."""
+    from nbchat.peer import ChatPeer
+
+    room = "e2e-newest-first"
+    count = 3_000
+    loop = BackgroundLoop()
+    peer = ChatPeer(lab.url, room, token=lab.token)
+    try:
+        loop.run(peer.join())
+
+        async def fill() -> None:
+            for i in range(count):
+                await peer.send(f"history {i:05d} " + "y" * 100)
+
+        loop.run(fill(), timeout=120)
+        path = put_notebook(
+            lab,
+            "notebooks/e2e-newest-first.ipynb",
+            code_notebook("%load_ext nbchat", f"chat = %chat {room}"),
+        )
+        page = new_user()
+        newest = f"history {count - 1:05d}"
+        page.add_init_script(f"({FIRST_SIGHT})();")
+        page.add_init_script(f"window.__nbchatWatch = [{json.dumps(newest)}];")
+        open_and_run(page, lab, path)
+        log = messages(page)
+        expect(log).to_contain_text(newest, timeout=SLOW)
+        first_index = page.evaluate(f"() => window.__nbchatFirstSight[{json.dumps(newest)}]")
+        # Shown while the joiner held a first batch, not the whole history.
+        assert first_index < count - 1, first_index
+        # Then everything arrives: the newest ends up last of `count`, the oldest first.
+        newest_row = log.locator(".nbchat-row", has_text=newest)
+        expect(newest_row).to_have_attribute("data-row-index", str(count - 1), timeout=SLOW)
+        page.evaluate("() => { document.querySelector('[role=log]').scrollTop = 0; }")
+        expect(log).to_contain_text("history 00000", timeout=SLOW)
+        shown = [b for b in bodies(page) if b.startswith("history ")][:5]
+        assert shown == sorted(shown) and shown[0].startswith("history 00000"), shown
+    finally:
+        loop.run(peer.leave())
+        loop.close()
 
 
 def test_ten_thousand_messages_open_and_scroll(lab: Lab, new_user) -> None:
@@ -228,9 +336,7 @@ def test_ten_thousand_messages_open_and_scroll(lab: Lab, new_user) -> None:
                 time.sleep(0.5)  # patches arrive when the kernel is idle: poll its view
         finally:
             kernel.stop_channels()
-        page.wait_for_function(
-            "() => Object.keys(localStorage).some((key) => key.startsWith('nbchat:'))", timeout=SLOW
-        )
+        expect(local_copy(page)).to_contain_text("10,000 messages", timeout=SLOW)
 
         # Fling to the top, 600 px per frame (36,000 px/s at 60 fps).
         frames: list[float] = page.evaluate("""() => new Promise((resolve) => {

@@ -134,6 +134,42 @@ async def test_late_joiner_receives_history_in_order(connect: Any) -> None:
             assert by_author == {a.id: a.user, b.id: b.user}
 
 
+async def test_late_joiner_gets_the_newest_first_then_everything_once_in_order(
+    jp_serverapp: Any, connect: Any, server_base: str
+) -> None:
+    """Newest-first sync between aiortc peers: the first history to arrive holds the newest
+    message, the oldest comes last, a live message is not held up behind the history, and
+    in the end the joiner's log is the same, each message once, in the same order."""
+    room = "room-newest-first"
+    count = 3_000
+    async with connect(room) as a:
+        for i in range(count):
+            await a.send(f"old {i:05d} " + "x" * 120)
+        late = ChatPeer(server_base, room, token=jp_serverapp.identity_provider.token)
+        arrived: list[str] = []
+
+        async def collect() -> None:
+            async for message in late.messages():
+                arrived.append(message["text"])
+
+        collector = asyncio.create_task(collect())
+        await asyncio.sleep(0)  # the iterator is listening before the history can arrive
+        async with late:
+            await until(lambda: len(arrived) > 0, timeout=30)
+            await a.send("live while the history crosses")
+            await until(lambda: len(late.history) == count + 1, timeout=60)
+            # The first batch (one data-channel frame, in log order) ends with the newest.
+            first_batch = arrived[:100]
+            assert any(t.startswith(f"old {count - 1:05d}") for t in first_batch), arrived[:3]
+            assert not any(t.startswith("old 00000") for t in first_batch)
+            assert arrived.index("live while the history crosses") < arrived.index(
+                "old 00000 " + "x" * 120
+            )
+            assert len(arrived) == len(set(arrived)) == count + 1
+            assert [m["id"] for m in late.history] == [m["id"] for m in a.history]
+        collector.cancel()
+
+
 @pytest.mark.parametrize("nbchat_config", [{**TEST_NBCHAT_CONFIG, "max_message_bytes": 262144}])
 async def test_a_message_bigger_than_a_peerjs_frame_arrives_whole(connect: Any) -> None:
     room = "room-big"

@@ -6,7 +6,13 @@ The rules, identical in ``js/core/sync.ts`` and pinned by ``tests/fixtures/sync_
 - When a link to a peer opens, we send it ``sync`` with what we hold (``have``, counted
   for that peer: only first-hand copies of its own messages).
 - A ``sync`` is answered with ``history`` batches of every message the asker lacks, never
-  the asker's own (we are not a source for those). At most one answer per peer every
+  the asker's own (we are not a source for those), newest first: the batches are cut from
+  the newest message back (each batch itself in log order), the first (newest) goes at
+  once, so the joiner's screen fills before the rest crosses; the others wait in the peer's
+  backlog and leave one per ``drain(peer)``, which the caller calls when the link has room,
+  so a live message never queues behind more than a batch. A new answer replaces the
+  backlog; a closed link drops it (a link opening keeps it: the sync it answers can be
+  handled before the open event). At most one answer per peer every
   SYNC_ANSWER_INTERVAL_MS: syncs arriving sooner wait, and only the latest waiting one is
   answered when the interval ends, so a peer syncing in a loop cannot make us resend the
   history each time.
@@ -24,6 +30,7 @@ origin); every method returns the frames to send, addressed by peer id, and even
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +54,7 @@ __all__ = [
     "Send",
     "TooBig",
     "history_batches",
+    "newest_first_batches",
 ]
 
 #: At most one sync answer per peer this often. Honest peers sync on connecting and every
@@ -138,6 +146,12 @@ def history_batches(messages: Sequence[Message]) -> Iterator[list[Message]]:
         yield batch
 
 
+def newest_first_batches(messages: Sequence[Message]) -> list[list[Message]]:
+    """``messages`` (in log order) in batches cut from the newest back: the newest batch
+    first, each batch in log order and fitting one data-channel frame."""
+    return [batch[::-1] for batch in history_batches(messages[::-1])]
+
+
 class RoomSync:
     """Feed it links opening and closing, chat frames and ticks; send what it returns.
 
@@ -152,6 +166,8 @@ class RoomSync:
         self._open: dict[str, None] = {}
         self._answered_at: dict[str, float] = {}
         self._pending: dict[str, Mapping[str, Any]] = {}
+        #: Per peer, the history batches of its answer still to send, next first.
+        self._backlog: dict[str, deque[list[Message]]] = {}
         self._next_repair = now + ANTI_ENTROPY_MS
         #: Per peer, the highest of our own seqs it told us it holds.
         self.confirmed: dict[str, int] = {}
@@ -161,8 +177,12 @@ class RoomSync:
         return list(self._open)
 
     def on_link_open(self, peer: str, now: float) -> Output:
-        """A link to ``peer`` opened: start the history exchange on it."""
+        """A link to ``peer`` opened: start the history exchange on it. An answer's backlog
+        is kept: the peer's ``sync`` can be handled before its link's open event."""
+        backlog = self._backlog.get(peer)
         self._forget_link(peer)
+        if backlog:
+            self._backlog[peer] = backlog
         self._open[peer] = None
         return Output(sends=[self._sync_frame(peer)])
 
@@ -207,6 +227,20 @@ class RoomSync:
             out.events.append(RepairRound())
         return out
 
+    def drain(self, peer: str) -> Output:
+        """The next batch of ``peer``'s answer (call when its link has room), if any is left."""
+        out = Output()
+        batches = self._backlog.get(peer)
+        if batches:
+            out.sends.append(Send(peer, {"type": "history", "messages": batches.popleft()}))
+        if not batches:
+            self._backlog.pop(peer, None)
+        return out
+
+    def backlogged(self) -> list[str]:
+        """Peers whose answer still has batches to send."""
+        return list(self._backlog)
+
     def next_deadline(self) -> float:
         """When :meth:`tick` next has something to do."""
         waits = [self._answered_at[p] + SYNC_ANSWER_INTERVAL_MS for p in self._pending]
@@ -222,6 +256,7 @@ class RoomSync:
         self._open.pop(peer, None)
         self._answered_at.pop(peer, None)
         self._pending.pop(peer, None)
+        self._backlog.pop(peer, None)
 
     def _sync_frame(self, peer: str) -> Send:
         return Send(peer, {"type": "sync", "have": self.log.have(for_peer=peer)})
@@ -274,5 +309,10 @@ class RoomSync:
         self._answered_at[peer] = now
         # Never send a peer its own messages back: it is their only source (msglog rule).
         missing = [m for m in self.log.missing_for(have) if m["author"] != peer]
-        for batch in history_batches(missing):
-            out.sends.append(Send(peer, {"type": "history", "messages": batch}))
+        batches = deque(newest_first_batches(missing))
+        if batches:
+            out.sends.append(Send(peer, {"type": "history", "messages": batches.popleft()}))
+        if batches:
+            self._backlog[peer] = batches
+        else:
+            self._backlog.pop(peer, None)

@@ -49,6 +49,10 @@ __all__ = ["ChatPeer"]
 log = logging.getLogger(__name__)
 
 ACK_POLL_INTERVAL = 0.01
+#: A sync answer's later batches go while the link holds less than this many bytes.
+HISTORY_HIGH_WATER = 64 * 1024
+#: How often a paused answer looks whether its link drained.
+HISTORY_POLL_S = 0.005
 _CLOSED = object()
 
 
@@ -109,6 +113,7 @@ class ChatPeer:
         self._presence_queues: list[asyncio.Queue[Any]] = []
         self._sync: RoomSync | None = None
         self._sync_wake = asyncio.Event()  # the sync's next deadline may have moved
+        self._pumping: set[str] = set()  # peers whose sync answer is being sent batch by batch
         self._sent_own: dict[str, int] = {}  # connection id → highest own seq sent on it
         self._changed = asyncio.Condition()
         self._closed = False
@@ -535,6 +540,23 @@ class ChatPeer:
                 await asyncio.wait_for(self._sync_wake.wait(), wait)
             self._carry(sync.tick(self._now()))
 
+    async def _pump_history(self, peer: str) -> None:
+        """Send the rest of ``peer``'s sync answer (newest first) as its link drains, so a
+        live message never waits behind more than HISTORY_HIGH_WATER bytes of history."""
+        try:
+            while not self._closed:
+                await asyncio.sleep(0)
+                sync, mesh = self._sync, self._mesh
+                if sync is None or mesh is None or peer not in sync.backlogged():
+                    return
+                connection = mesh.connection_to(peer)
+                if connection is None or connection.buffered_amount >= HISTORY_HIGH_WATER:
+                    await asyncio.sleep(HISTORY_POLL_S)
+                    continue
+                self._carry(sync.drain(peer), connection)
+        finally:
+            self._pumping.discard(peer)
+
     def _carry(self, out: Output, via: DataConnection | None = None) -> None:
         """Send what the room sync returned and act on its events. A frame for ``via``'s
         peer goes on ``via`` (the link it answers), others on the peer's current link."""
@@ -551,6 +573,11 @@ class ChatPeer:
             if seqs:
                 cid = connection.connection_id
                 self._sent_own[cid] = max(self._sent_own.get(cid, 0), *seqs)
+        if self._sync is not None:
+            for peer in self._sync.backlogged():
+                if peer not in self._pumping:
+                    self._pumping.add(peer)
+                    self._spawn(self._pump_history(peer), "nbchat-history")
         for event in out.events:
             if isinstance(event, Added):
                 self._emit(event.messages)
