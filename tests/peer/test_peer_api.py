@@ -66,6 +66,8 @@ def test_chat_peer_surface() -> None:
         "rate_limit",
         "relay_only",
         "passphrase",
+        "mesh_size",
+        "max_links",
     ]
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from aiortc import RTCConfiguration
 
 from ..core.frames import ChatFrameType
-from ..core.mesh import DIAL_TIMEOUT_MS
+from ..core.mesh import DIAL_TIMEOUT_MS, MAX_LINKS, MESH_SIZE
 from ..core.msglog import Identity, Message, MessageLog
 from ..core.ratelimit import IncomingLimits
 from ..core.sync import (
@@ -53,8 +53,12 @@ class ChatPeer:
             async for message in peer.messages():
                 print(message["user"]["display_name"], message["text"])
 
-    The newcomer dials every peer in the roster; later arrivals dial us. Each new
-    connection starts with ``sync``/``history`` so every peer ends up with the same log.
+    Of two peers, the smaller id dials the other (on joining, and when someone joins).
+    Up to ``mesh_size`` peers everyone links to everyone; in a bigger room each peer keeps
+    at most ``max_links`` links (a bounded overlay, see :mod:`nbchat.core.mesh`) and
+    forwards new messages to its other links. Every peer of a room must use the same two
+    numbers (the defaults are the widget's). Each new connection starts with
+    ``sync``/``history`` so every peer ends up with the same log.
     Room sync (:class:`nbchat.core.sync.RoomSync`) and the mesh policy are the widget's
     own rules from ``nbchat.core``; this class carries out what they decide.
     """
@@ -70,8 +74,12 @@ class ChatPeer:
         rate_limit: bool = True,
         relay_only: bool = False,
         passphrase: str | None = None,
+        mesh_size: int = MESH_SIZE,
+        max_links: int = MAX_LINKS,
     ) -> None:
         self.server_url = server_url
+        self.mesh_size = mesh_size
+        self.max_links = max_links
         self.room = room
         self.token = token
         self.connect_timeout = connect_timeout
@@ -141,6 +149,8 @@ class ChatPeer:
                 open_timeout=self.connect_timeout,
                 limits=IncomingLimits if self.rate_limit else lambda: None,
                 max_message_bytes=config.max_message_bytes,
+                mesh_size=self.mesh_size,
+                max_links=self.max_links,
             )
             self._signaling = SignalingClient(
                 self._session,
@@ -156,7 +166,7 @@ class ChatPeer:
         except BaseException:
             await self.leave()
             raise
-        self._mesh.dial_missing()  # the newcomer dials everyone in the roster
+        self._mesh.dial_missing()  # the overlay's peers with bigger ids; the others dial us
 
     async def _ice_configuration(self, config: SessionConfig) -> RTCConfiguration:
         """The RTCConfiguration for every connection, its TURN relay checked first: with
@@ -514,6 +524,10 @@ class ChatPeer:
             # server) is kept; a dead one closes by itself (ICE consent) and is not redialed.
             if not (event.from_roster and peer_id in mesh.peers):
                 mesh.drop(peer_id)
+        if mesh is not None:
+            # A newcomer waits for the smaller ids to dial it; in a big room the overlay
+            # moves a few links whenever someone joins or leaves.
+            mesh.on_roster_changed()
         for queue in self._presence_queues:
             queue.put_nowait(event)
         self._spawn(self._notify(), "nbchat-notify")
@@ -562,3 +576,21 @@ class ChatPeer:
         if self._sync is not None:
             out = self._sync.on_frame(connection.peer, frame, user, self._now())
             self._carry(out, connection)
+            messages = frame.get("messages")
+            if frame["type"] == "message" or (isinstance(messages, list) and len(messages) == 1):
+                self._forward(out, connection.peer)
+
+    def _forward(self, out: Output, came_from: str) -> None:
+        """In a big room, pass messages new to our log that arrived live (a ``message``, or
+        a one-entry ``history`` another peer forwarded) on to our other links, as relayed
+        copies; sync answers are not forwarded (the others sync with their own links)."""
+        mesh = self._mesh
+        if mesh is None:
+            return
+        for event in out.events:
+            if not isinstance(event, Added):
+                continue
+            for message in event.messages:
+                frame = {"type": "history", "messages": [message]}
+                for connection in mesh.forward_to(message["author"], came_from):
+                    connection.send(frame)

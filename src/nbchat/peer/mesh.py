@@ -1,4 +1,5 @@
-"""The full mesh: one DataConnection per remote peer, dialed, accepted and redialed."""
+"""The mesh: one DataConnection per peer the overlay links us to, dialed, accepted,
+redialed and pruned (a full mesh in small rooms, a bounded partial mesh in big ones)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from aiortc import RTCConfiguration
 
 from ..core.frames import MAX_MESSAGE_BYTES
-from ..core.mesh import LinkState, MeshPolicy
+from ..core.mesh import MAX_LINKS, MESH_SIZE, LinkState, MeshPolicy
 from ..core.ratelimit import IncomingLimits
 from ..protocol import FrameType, Presence
 from .dataconnection import SERIALIZATION, DataConnection, Signal
@@ -24,10 +25,12 @@ Spawn = Callable[[Coroutine[Any, Any, Any], str], None]
 
 
 class Mesh:
-    """Routes signaling frames to connections and keeps one live link per present peer.
+    """Routes signaling frames to connections and keeps one live link per peer the
+    overlay links us to (every present peer in a room of up to ``mesh_size``).
 
-    Who dials whom, the tie-break for simultaneous dials and the redial backoff are the
-    widget's too: :class:`nbchat.core.mesh.MeshPolicy` decides, this carries it out.
+    Who links to whom, who dials, the tie-break for simultaneous dials, the redial backoff
+    and what to forward are the widget's too: :class:`nbchat.core.mesh.MeshPolicy`
+    decides, this carries it out.
     """
 
     def __init__(
@@ -44,6 +47,8 @@ class Mesh:
         open_timeout: float,
         limits: Callable[[], IncomingLimits | None] = IncomingLimits,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        mesh_size: int = MESH_SIZE,
+        max_links: int = MAX_LINKS,
     ) -> None:
         self.self_id = self_id
         self.max_message_bytes = max_message_bytes  # the room's, for chunk reassembly
@@ -58,10 +63,11 @@ class Mesh:
         self.open_timeout = open_timeout
         self._limits = limits
         self.connections: dict[str, DataConnection] = {}  # by connection id
-        self.policy = MeshPolicy(self_id)
+        self.policy = MeshPolicy(self_id, mesh_size, max_links)
         self._redialing: set[str] = set()  # peers with a redial waiting
         self._current: dict[str, DataConnection] = {}  # peer id → its latest opened connection
         self._locks: dict[str, asyncio.Lock] = {}
+        self._refused: set[str] = set()  # callers refused at the link bound
         self.closed = False
 
     @property
@@ -85,6 +91,44 @@ class Mesh:
     def _linked(self) -> set[str]:
         return {c.peer for c in self.connections.values()}
 
+    def _wanted(self, peer: str) -> bool:
+        """Whether ``peer`` is present and the overlay links us to it."""
+        roster = self._roster()
+        return peer in roster and peer in self.policy.wanted(list(roster))
+
+    def forward_to(self, author: str, came_from: str) -> list[DataConnection]:
+        """The open links to forward a message new to our log on (see MeshPolicy)."""
+        targets = self.policy.forward_to(author, came_from, self.peers, list(self._roster()))
+        found = (self.connection_to(peer) for peer in targets)
+        return [c for c in found if c is not None]
+
+    def on_roster_changed(self) -> None:
+        """Someone joined or left: dial the links the overlay now wants that are ours to
+        dial, and close those it no longer wants. A caller we refused at the bound whose
+        link the overlay now wants is dialed back by us, whatever the ids: its own dial
+        is left hanging, and the tie-break settles a double dial."""
+        if self.closed:
+            return
+        self.dial_missing()
+        present = list(self._roster())
+        wanted = self.policy.wanted(present)
+        for other in sorted(self._refused & wanted):
+            self.dial_unless_linked(other)
+        self._refused.clear()
+        for other in self.policy.prune(present, self._linked()):
+            log.debug("nbchat room %s: the overlay no longer links us to %s", self.room, other)
+            self.drop(other)
+
+    def _bound(self) -> None:
+        """Close links the overlay does not want while we hold more than max_links."""
+        linked = self._linked()
+        excess = len(linked) - self.policy.max_links
+        if excess <= 0:
+            return
+        for peer in self.policy.prune(list(self._roster()), linked)[:excess]:
+            log.debug("nbchat room %s: over the link bound, closing %s", self.room, peer)
+            self.drop(peer)
+
     def dial(self, other: str) -> None:
         connection = DataConnection(
             other,
@@ -96,6 +140,7 @@ class Mesh:
         )
         self._register(connection)
         self._spawn(connection.start(), f"nbchat-offer-{connection.connection_id}")
+        self._bound()
 
     def dial_unless_linked(self, other: str) -> None:
         """Dial ``other`` if no connection to it exists or is being made."""
@@ -103,17 +148,22 @@ class Mesh:
             self.dial(other)
 
     def dial_missing(self) -> None:
-        """Dial every present peer we have no connection to (on joining, after a reconnect)."""
+        """Dial the overlay's peers that are ours to dial and have no connection (on
+        joining, when someone joins, after a reconnect)."""
         for other in self.policy.dials_on_roster(list(self._roster()), self._linked()):
             self.dial(other)
 
     def repair(self) -> None:
-        """A repair round: dial the present peers that are ours to dial and have no link."""
+        """A repair round: dial the overlay's peers that are ours to dial and have no link,
+        and close the links the overlay no longer wants."""
         if self.closed:
             return
         present = list(self._roster())
         for other in self.policy.repair_dials(present, self._linked(), self._redialing):
             self.dial(other)
+        for other in self.policy.prune(present, self._linked()):
+            log.debug("nbchat room %s: the overlay no longer links us to %s", self.room, other)
+            self.drop(other)
 
     def drop(self, peer: str) -> None:
         """Close every connection to ``peer`` (it left the room)."""
@@ -169,7 +219,7 @@ class Mesh:
             other,
             was_open=connection.was_open,
             silent=False,
-            present=other in self._roster(),
+            present=self._wanted(other),
             random=random.random(),
         )
         if delay is not None:
@@ -181,7 +231,7 @@ class Mesh:
             await asyncio.sleep(delay_ms / 1000)
         finally:
             self._redialing.discard(other)
-        if not self.closed and other in self._roster() and not self._live(other):
+        if not self.closed and self._wanted(other) and not self._live(other):
             log.info("nbchat room %s: dialing peer %s again", self.room, other)
             self.dial(other)
 
@@ -246,9 +296,13 @@ class Mesh:
             existing = LinkState(
                 open=any(c.open for c in others), dialed_by_us=any(c.originator for c in others)
             )
-        if not self.policy.accept_incoming(src, existing):
-            # Both sides dialed at once: both keep the connection dialed by the smaller id.
-            log.debug("nbchat room %s: refusing %s's call, ours wins", self.room, src)
+        links = len(self._linked() - {src})
+        if not self.policy.accept_incoming(src, existing, list(self._roster()), links):
+            # Both sides dialed at once (both keep the connection dialed by the smaller id),
+            # or we are at the link bound and the overlay does not link us to the caller.
+            log.debug("nbchat room %s: refusing %s's call", self.room, src)
+            if links >= self.policy.max_links:
+                self._refused.add(src)
             return
         label = payload.get("label")
         connection = DataConnection(
@@ -271,3 +325,4 @@ class Mesh:
         self._spawn(
             self._in_order(connection, connection.accept(sdp)), f"nbchat-answer-{connection_id}"
         )
+        self._bound()
