@@ -4,6 +4,7 @@ import {
   CHORDS,
   CHORD_PROBE,
   DIAL_TIMEOUT_MS,
+  FORWARD_PARENTS,
   MAX_LINKS,
   MESH_SIZE,
   MeshPolicy,
@@ -36,6 +37,7 @@ describe("mesh policy (tests/fixtures/mesh_cases.json)", () => {
       RING_NEIGHBOURS,
       CHORDS,
       CHORD_PROBE,
+      FORWARD_PARENTS,
     }).toEqual(FIXTURE.constants);
   });
 
@@ -47,6 +49,9 @@ describe("mesh policy (tests/fixtures/mesh_cases.json)", () => {
         switch (step.op) {
           case "roster":
             expect(policy.dialsOnRoster(step.present, new Set(step.linked)), where).toEqual(step.dials);
+            return;
+          case "change":
+            expect(policy.dialsOnChange(step.present, new Set(step.linked)), where).toEqual(step.dials);
             return;
           case "repair":
             expect(policy.repairDials(step.present, new Set(step.linked), new Set(step.redialing)), where).toEqual(step.dials);

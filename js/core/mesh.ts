@@ -9,18 +9,24 @@
 //   not yet linked and under MAX_LINKS. The links are a pure function of the roster, so
 //   every peer computes the same overlay; they move only near a peer who joins or leaves,
 //   and no peer ever has more than MAX_LINKS.
-// - Of two peers the overlay links, the smaller id dials (no glare): on seeing the roster,
-//   on seeing a newcomer arrive (USER_CONNECTED), after a signaling outage. The other waits.
-// - A repair round (room sync's ANTI_ENTROPY_MS) dials the overlay's peers with no link and
-//   no redial pending, again only from the smaller id, and closes links the overlay no
-//   longer wants (prune); so does going over MAX_LINKS.
+// - In a full mesh the newcomer dials everyone present (the roster) it has no link to; the
+//   others wait for its call. Back after a signaling outage, a peer dials everyone again, as
+//   a newcomer.
+// - In a partial mesh, of two peers the overlay links, the smaller id dials (no glare): on
+//   joining, after an outage, and whenever someone joins or leaves (the overlay moves); the
+//   other waits. Links to present peers the overlay no longer wants are closed (prune; links
+//   to absent peers follow the presence rules).
+// - A repair round (room sync's ANTI_ENTROPY_MS) dials the overlay's peers (everyone, in a
+//   full mesh) with no link and no redial pending, but only from the smaller id, so two peers
+//   never dial each other twice.
 // - A call from a peer the overlay does not link us to is refused once we hold MAX_LINKS
 //   (our roster may be behind the caller's: below the bound we take it, and prune later).
 // - Forwarding (forwardTo): in a partial mesh, a message new to our log that came over a link
 //   is forwarded as a one-entry `history` frame (a relayed copy) to the linked peers one hop
-//   further from its author than we are in the overlay (shortest paths, so each peer gets a
-//   copy from each neighbour one hop closer, not from all of them). If the author is not in
-//   our roster, to every linked peer but the sender. The log drops what a peer already holds,
+//   further from its author than we are in the overlay whose FORWARD_PARENTS smallest-id
+//   neighbours one hop closer to the author include us: each peer gets the message along
+//   shortest paths from at most FORWARD_PARENTS neighbours, not from all of them. If the
+//   author is not in our roster, to every linked peer but the sender. The log drops what a peer already holds,
 //   so each peer adds each message once, in the same order, and nothing goes via the server;
 //   a copy a broken link failed to bring arrives with the next sync. In a full mesh everyone
 //   hears the author directly: no forwarding.
@@ -61,6 +67,8 @@ export const RING_NEIGHBOURS = 2;
 export const CHORDS = 2;
 /** How many peers onward from a chord's point to look for one it can link to. */
 export const CHORD_PROBE = 8;
+/** A forwarded message reaches each peer from at most this many neighbours (its parents). */
+export const FORWARD_PARENTS = 2;
 
 /**
  * A peer's place on the ring, 0 to 2**32 - 1: FNV-1a over the UTF-16 code units of `peerId`
@@ -201,10 +209,19 @@ export class MeshPolicy {
     return new Set([...present, this.selfId]).size > this.meshSize;
   }
 
-  /** Whom to dial on seeing the roster (joining, a newcomer, back after an outage): the
-   *  overlay's peers with a bigger id and no link, in roster order. */
+  /** Whom to dial on joining (or rejoining), in roster order: in a full mesh everyone present
+   *  we have no link to; in a partial mesh as dialsOnChange. */
   dialsOnRoster(present: Iterable<string>, linked: ReadonlySet<string>): string[] {
     const all = [...present];
+    if (!this.partial(all)) return all.filter((p) => p !== this.selfId && !linked.has(p));
+    return this.dialsOnChange(all, linked);
+  }
+
+  /** Whom to dial when someone joined or left, in roster order: in a partial mesh the
+   *  overlay's peers with a bigger id and no link; in a full mesh nobody (newcomers dial). */
+  dialsOnChange(present: Iterable<string>, linked: ReadonlySet<string>): string[] {
+    const all = [...present];
+    if (!this.partial(all)) return [];
     const wanted = this.wanted(all);
     return all.filter((p) => wanted.has(p) && this.selfId < p && !linked.has(p));
   }
@@ -225,10 +242,13 @@ export class MeshPolicy {
     return !(this.selfId < caller);
   }
 
-  /** Links to close: those the overlay no longer wants (sorted). */
+  /** Links to close (sorted): in a partial mesh, to present peers the overlay does not link us
+   *  to. (Links to absent peers follow the presence rules.) */
   prune(present: Iterable<string>, linked: Iterable<string>): string[] {
-    const wanted = this.wanted(present);
-    return [...linked].filter((p) => !wanted.has(p)).sort();
+    const all = new Set(present);
+    if (!this.partial(all)) return [];
+    const wanted = this.wanted(all);
+    return [...linked].filter((p) => all.has(p) && !wanted.has(p)).sort();
   }
 
   /** Where to forward a message new to our log that `cameFrom` sent us (sorted). */
@@ -240,7 +260,12 @@ export class MeshPolicy {
     if (!links.has(author)) return others.sort();
     const hops = hopsFrom(links, author);
     const further = (hops.get(this.selfId) ?? -1) + 1;
-    return others.filter((p) => hops.get(p) === further).sort();
+    const parents = (peer: string): string[] =>
+      [...links.get(peer)!]
+        .filter((q) => hops.get(q) === further - 1)
+        .sort()
+        .slice(0, FORWARD_PARENTS);
+    return others.filter((p) => hops.get(p) === further && parents(p).includes(this.selfId)).sort();
   }
 
   onLinkOpen(peer: string): void {

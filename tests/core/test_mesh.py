@@ -29,6 +29,7 @@ def test_the_constants_are_the_shared_ones() -> None:
         "RING_NEIGHBOURS": mesh.RING_NEIGHBOURS,
         "CHORDS": mesh.CHORDS,
         "CHORD_PROBE": mesh.CHORD_PROBE,
+        "FORWARD_PARENTS": mesh.FORWARD_PARENTS,
     } == FIXTURE["constants"]
 
 
@@ -39,6 +40,8 @@ def test_mesh_case(case: dict[str, Any]) -> None:
         op, where = step["op"], f"step {number}"
         if op == "roster":
             assert policy.dials_on_roster(step["present"], step["linked"]) == step["dials"], where
+        elif op == "change":
+            assert policy.dials_on_change(step["present"], step["linked"]) == step["dials"], where
         elif op == "repair":
             dials = policy.repair_dials(step["present"], step["linked"], step["redialing"])
             assert dials == step["dials"], where

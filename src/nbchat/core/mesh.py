@@ -10,18 +10,25 @@ The rules, identical in ``js/core/mesh.ts`` and pinned by ``tests/fixtures/mesh_
   to CHORD_PROBE peers onward for one that is not yet linked and under MAX_LINKS. The
   links are a pure function of the roster, so every peer computes the same overlay; they
   move only near a peer who joins or leaves, and no peer ever has more than MAX_LINKS.
-- Of two peers the overlay links, the smaller id dials (no glare): on seeing the roster,
-  on seeing a newcomer arrive (USER_CONNECTED), after a signaling outage. The other waits.
-- A repair round (room sync's ANTI_ENTROPY_MS) dials the overlay's peers with no link and
-  no redial pending, again only from the smaller id, and closes links the overlay no
-  longer wants (:meth:`MeshPolicy.prune`); so does going over MAX_LINKS.
+- In a full mesh the newcomer dials everyone present (the roster) it has no link to; the
+  others wait for its call. Back after a signaling outage, a peer dials everyone again, as
+  a newcomer.
+- In a partial mesh, of two peers the overlay links, the smaller id dials (no glare): on
+  joining, after an outage, and whenever someone joins or leaves (the overlay moves);
+  the other waits. Links to present peers the overlay no longer wants are closed
+  (:meth:`MeshPolicy.prune`; links to absent peers follow the presence rules).
+- A repair round (room sync's ANTI_ENTROPY_MS) dials the overlay's peers (everyone, in a
+  full mesh) with no link and no redial pending, but only from the smaller id, so two
+  peers never dial each other twice.
 - A call from a peer the overlay does not link us to is refused once we hold MAX_LINKS
   (our roster may be behind the caller's: below the bound we take it, and prune later).
 - Forwarding (:meth:`MeshPolicy.forward_to`): in a partial mesh, a message new to our log
   that came over a link is forwarded as a one-entry ``history`` frame (a relayed copy) to
-  the linked peers one hop further from its author than we are in the overlay (shortest
-  paths, so each peer gets a copy from each neighbour one hop closer, not from all of
-  them). If the author is not in our roster, to every linked peer but the sender. The log
+  the linked peers one hop further from its author than we are in the overlay whose
+  FORWARD_PARENTS smallest-id neighbours one hop closer to the author include us: each
+  peer gets the message along shortest paths from at most FORWARD_PARENTS neighbours, not
+  from all of them. If the author is not in our roster, to every linked peer but the
+  sender. The log
   drops what a peer already holds, so each peer adds each message once, in the same
   order, and nothing goes via the server; a copy a broken link failed to bring arrives
   with the next sync. In a full mesh everyone hears the author directly: no forwarding.
@@ -55,6 +62,7 @@ __all__ = [
     "CHORDS",
     "CHORD_PROBE",
     "DIAL_TIMEOUT_MS",
+    "FORWARD_PARENTS",
     "MAX_LINKS",
     "MESH_SIZE",
     "RING_NEIGHBOURS",
@@ -90,6 +98,8 @@ RING_NEIGHBOURS = 2
 CHORDS = 2
 #: How many peers onward from a chord's point to look for one it can link to.
 CHORD_PROBE = 8
+#: A forwarded message reaches each peer from at most this many neighbours (its parents).
+FORWARD_PARENTS = 2
 
 _FNV_OFFSET = 0x811C9DC5
 _FNV_PRIME = 0x01000193
@@ -229,9 +239,19 @@ class MeshPolicy:
         return len({*present, self.self_id}) > self.mesh_size
 
     def dials_on_roster(self, present: Iterable[str], linked: Container[str]) -> list[str]:
-        """Whom to dial on seeing the roster (joining, a newcomer, back after an outage):
-        the overlay's peers with a bigger id and no link, in roster order."""
+        """Whom to dial on joining (or rejoining), in roster order: in a full mesh everyone
+        present we have no link to; in a partial mesh as :meth:`dials_on_change`."""
         present = list(present)
+        if not self.partial(present):
+            return [p for p in present if p != self.self_id and p not in linked]
+        return self.dials_on_change(present, linked)
+
+    def dials_on_change(self, present: Iterable[str], linked: Container[str]) -> list[str]:
+        """Whom to dial when someone joined or left, in roster order: in a partial mesh the
+        overlay's peers with a bigger id and no link; in a full mesh nobody (newcomers dial)."""
+        present = list(present)
+        if not self.partial(present):
+            return []
         wanted = self.wanted(present)
         return [p for p in present if p in wanted and self.self_id < p and p not in linked]
 
@@ -264,9 +284,13 @@ class MeshPolicy:
         return not self.self_id < caller
 
     def prune(self, present: Iterable[str], linked: Iterable[str]) -> list[str]:
-        """Links to close: those the overlay no longer wants (sorted)."""
+        """Links to close (sorted): in a partial mesh, to present peers the overlay does
+        not link us to. (Links to absent peers follow the presence rules.)"""
+        present = set(present)
+        if not self.partial(present):
+            return []
         wanted = self.wanted(present)
-        return sorted(p for p in linked if p not in wanted)
+        return sorted(p for p in linked if p in present and p not in wanted)
 
     def forward_to(
         self, author: str, came_from: str, linked: Iterable[str], present: Collection[str]
@@ -280,7 +304,12 @@ class MeshPolicy:
             return sorted(others)
         hops = _hops_from(links, author)
         further = hops.get(self.self_id, -1) + 1
-        return sorted(p for p in others if hops.get(p) == further)
+
+        def parents(peer: str) -> list[str]:
+            closer = sorted(q for q in links[peer] if hops.get(q) == further - 1)
+            return closer[:FORWARD_PARENTS]
+
+        return sorted(p for p in others if hops.get(p) == further and self.self_id in parents(p))
 
     def on_link_open(self, peer: str) -> None:
         self._attempts.pop(peer, None)

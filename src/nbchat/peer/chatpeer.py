@@ -53,11 +53,12 @@ class ChatPeer:
             async for message in peer.messages():
                 print(message["user"]["display_name"], message["text"])
 
-    Of two peers, the smaller id dials the other (on joining, and when someone joins).
-    Up to ``mesh_size`` peers everyone links to everyone; in a bigger room each peer keeps
-    at most ``max_links`` links (a bounded overlay, see :mod:`nbchat.core.mesh`) and
-    forwards new messages to its other links. Every peer of a room must use the same two
-    numbers (the defaults are the widget's). Each new connection starts with
+    Up to ``mesh_size`` peers everyone links to everyone: the newcomer dials every peer
+    in the roster, later arrivals dial us. In a bigger room each peer keeps at most
+    ``max_links`` links (a bounded overlay, see :mod:`nbchat.core.mesh`; of two linked
+    peers the smaller id dials) and forwards new messages along it. Every peer of a room
+    must use the same two numbers (the defaults are the widget's). Each new connection
+    starts with
     ``sync``/``history`` so every peer ends up with the same log.
     Room sync (:class:`nbchat.core.sync.RoomSync`) and the mesh policy are the widget's
     own rules from ``nbchat.core``; this class carries out what they decide.
@@ -166,7 +167,7 @@ class ChatPeer:
         except BaseException:
             await self.leave()
             raise
-        self._mesh.dial_missing()  # the overlay's peers with bigger ids; the others dial us
+        self._mesh.dial_missing()  # the newcomer dials (in a big room: the bigger ids)
 
     async def _ice_configuration(self, config: SessionConfig) -> RTCConfiguration:
         """The RTCConfiguration for every connection, its TURN relay checked first: with
@@ -525,8 +526,7 @@ class ChatPeer:
             if not (event.from_roster and peer_id in mesh.peers):
                 mesh.drop(peer_id)
         if mesh is not None:
-            # A newcomer waits for the smaller ids to dial it; in a big room the overlay
-            # moves a few links whenever someone joins or leaves.
+            # In a big room the overlay moves a few links whenever someone joins or leaves.
             mesh.on_roster_changed()
         for queue in self._presence_queues:
             queue.put_nowait(event)

@@ -103,14 +103,16 @@ class Mesh:
         return [c for c in found if c is not None]
 
     def on_roster_changed(self) -> None:
-        """Someone joined or left: dial the links the overlay now wants that are ours to
-        dial, and close those it no longer wants. A caller we refused at the bound whose
+        """Someone joined or left: in a partial mesh, dial the links the overlay now wants
+        that are ours to dial, and close those it no longer wants. A caller we refused at
+        the bound whose
         link the overlay now wants is dialed back by us, whatever the ids: its own dial
         is left hanging, and the tie-break settles a double dial."""
         if self.closed:
             return
-        self.dial_missing()
         present = list(self._roster())
+        for other in self.policy.dials_on_change(present, self._linked()):
+            self.dial(other)
         wanted = self.policy.wanted(present)
         for other in sorted(self._refused & wanted):
             self.dial_unless_linked(other)
@@ -148,14 +150,14 @@ class Mesh:
             self.dial(other)
 
     def dial_missing(self) -> None:
-        """Dial the overlay's peers that are ours to dial and have no connection (on
-        joining, when someone joins, after a reconnect)."""
+        """On joining and after a reconnect: dial everyone present we have no connection
+        to (full mesh), or the overlay's peers that are ours to dial (partial mesh)."""
         for other in self.policy.dials_on_roster(list(self._roster()), self._linked()):
             self.dial(other)
 
     def repair(self) -> None:
         """A repair round: dial the overlay's peers that are ours to dial and have no link,
-        and close the links the overlay no longer wants."""
+        and close the links it no longer wants (partial mesh)."""
         if self.closed:
             return
         present = list(self._roster())
