@@ -1,6 +1,6 @@
 """Where the time goes when N Python peers join one room at once, in one process.
 
-    python bench/mesh_formation.py [--size 16] [--runs 5] [--compare main]
+    python bench/mesh_formation.py [--size 16] [--runs 5] [--compare main] [--full-mesh]
 
 Starts one ``jupyter server`` (nbchat enabled, see peer_mesh.py), then for each run starts
 ``--size`` ChatPeers at once in one asyncio process and measures:
@@ -15,7 +15,9 @@ Starts one ``jupyter server`` (nbchat enabled, see peer_mesh.py), then for each 
 
 With ``--compare REF`` every run also runs on the peer code at git revision REF
 (``git archive`` into a temporary directory, in a subprocess), alternating with this
-tree, so both see the same machine load. Prints a markdown table of medians.
+tree, so both see the same machine load. ``--full-mesh`` makes this tree's peers link
+everyone to everyone (``ChatPeer(mesh_size=size)``) instead of the bounded overlay they
+use past MESH_SIZE peers, to compare like with like. Prints a markdown table of medians.
 """
 
 from __future__ import annotations
@@ -86,21 +88,42 @@ def _trace_connections(records: list[dict[str, Any]]) -> None:
     mesh.DataConnection = Traced  # type: ignore[misc]
 
 
-async def one_run(url: str, token: str, size: int, records: list[dict[str, Any]]) -> dict[str, Any]:
+async def one_run(
+    url: str, token: str, size: int, records: list[dict[str, Any]], full_mesh: bool
+) -> dict[str, Any]:
     from nbchat.peer import ChatPeer
 
+    options = {"mesh_size": size} if full_mesh else {}
     records.clear()
     room = f"formation-{size}-{time.monotonic_ns()}"
     async with contextlib.AsyncExitStack() as stack:
         cpu0, t0 = time.process_time(), time.perf_counter()
         peers = await asyncio.gather(
-            *(stack.enter_async_context(ChatPeer(url, room, token=token)) for _ in range(size))
+            *(
+                stack.enter_async_context(ChatPeer(url, room, token=token, **options))
+                for _ in range(size)
+            )
         )
         t1 = time.perf_counter()
-        ok = await asyncio.gather(*(p.wait_for_peers(size - 1, 60) for p in peers))
+
+        def formed() -> bool:
+            for peer in peers:
+                mesh, presence = peer._mesh, peer._presence
+                if mesh is None or presence is None:
+                    return False
+                if hasattr(mesh.policy, "wanted"):
+                    if peer.peers != mesh.policy.wanted(list(presence.roster)):
+                        return False
+                elif len(peer.peers) < size - 1:  # older code: always a full mesh
+                    return False
+            return True
+
+        deadline = time.monotonic() + 60
+        while not formed():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no mesh: {[len(p.peers) for p in peers]}")
+            await asyncio.sleep(0.005)
         cpu2, t2 = time.process_time(), time.perf_counter()
-        if not all(ok):
-            raise RuntimeError(f"no full mesh: {[len(p.peers) for p in peers]}")
         opened = [r for r in records if "open" in r]
         phases = {
             phase: statistics.median(r[phase] - r["new"] for r in opened if phase in r) * 1000
@@ -112,23 +135,26 @@ async def one_run(url: str, token: str, size: int, records: list[dict[str, Any]]
             "total_ms": (t2 - t0) * 1000,
             "cpu_ms": (cpu2 - cpu0) * 1000,
             "connections": len(records),
+            "links": sum(len(p.peers) for p in peers) // 2,
             **{f"{k}_ms": v for k, v in phases.items()},
         }
 
 
-def run_here(url: str, token: str, size: int, runs: int) -> list[dict[str, Any]]:
+def run_here(url: str, token: str, size: int, runs: int, full_mesh: bool) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     _trace_connections(records)
 
     async def main() -> list[dict[str, Any]]:
-        return [await one_run(url, token, size, records) for _ in range(runs)]
+        return [await one_run(url, token, size, records, full_mesh) for _ in range(runs)]
 
     return asyncio.run(main())
 
 
-def run_at(tree: Path, url: str, token: str, size: int) -> dict[str, Any]:
+def run_at(tree: Path, url: str, token: str, size: int, full_mesh: bool) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(tree / "src")}
     args = [sys.executable, __file__, "--child", url, token, "--size", str(size), "--runs", "1"]
+    if full_mesh:
+        args.append("--full-mesh")
     out = subprocess.run(args, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out)[0]
 
@@ -138,10 +164,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=16)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--compare", metavar="REF")
+    parser.add_argument("--full-mesh", action="store_true", help="this tree: no overlay")
     parser.add_argument("--child", nargs=2, metavar=("URL", "TOKEN"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_here(*args.child, args.size, args.runs)))
+        print(json.dumps(run_here(*args.child, args.size, args.runs, args.full_mesh)))
         return
     from peer_mesh import jupyter_server
 
@@ -161,10 +188,10 @@ def main() -> None:
         results: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
         for i in range(args.runs):
             for name, tree in trees.items():
-                result = run_at(tree, url, token, args.size)
+                result = run_at(tree, url, token, args.size, args.full_mesh and tree == ROOT)
                 results[name].append(result)
                 print(f"run {i + 1} {name}: {result}", file=sys.stderr)
-    keys = ["total_ms", "join_ms", "links_ms", "cpu_ms", "connections"]
+    keys = ["total_ms", "join_ms", "links_ms", "cpu_ms", "links", "connections"]
     keys += [f"{p}_ms" for p in PHASES]
     print(f"{args.size} peers, medians of {args.runs} runs:\n")
     print(

@@ -25,8 +25,10 @@
 //   is forwarded as a one-entry `history` frame (a relayed copy) to the linked peers one hop
 //   further from its author than we are in the overlay whose FORWARD_PARENTS smallest-id
 //   neighbours one hop closer to the author include us: each peer gets the message along
-//   shortest paths from at most FORWARD_PARENTS neighbours, not from all of them. If the
-//   author is not in our roster, to every linked peer but the sender. The log drops what a peer already holds,
+//   shortest paths from at most FORWARD_PARENTS neighbours, not from all of them. While our
+//   own links are not yet the overlay's (it is forming or healing), or if the author is not
+//   in our roster, to every linked peer but the sender and the author: the tree may have
+//   gaps then. The log drops what a peer already holds,
 //   so each peer adds each message once, in the same order, and nothing goes via the server;
 //   a copy a broken link failed to bring arrives with the next sync. In a full mesh everyone
 //   hears the author directly: no forwarding.
@@ -256,8 +258,11 @@ export class MeshPolicy {
     const all = [...present];
     if (!this.partial(all)) return [];
     const links = overlay([...all, this.selfId], this.meshSize, this.maxLinks);
-    const others = [...linked].filter((p) => p !== cameFrom && p !== author && p !== this.selfId);
-    if (!links.has(author)) return others.sort();
+    const mine = new Set(linked);
+    const others = [...mine].filter((p) => p !== cameFrom && p !== author && p !== this.selfId);
+    const wanted = links.get(this.selfId)!;
+    const complete = mine.size === wanted.size && [...mine].every((p) => wanted.has(p));
+    if (!links.has(author) || !complete) return others.sort();
     const hops = hopsFrom(links, author);
     const further = (hops.get(this.selfId) ?? -1) + 1;
     const parents = (peer: string): string[] =>

@@ -27,8 +27,9 @@ The rules, identical in ``js/core/mesh.ts`` and pinned by ``tests/fixtures/mesh_
   the linked peers one hop further from its author than we are in the overlay whose
   FORWARD_PARENTS smallest-id neighbours one hop closer to the author include us: each
   peer gets the message along shortest paths from at most FORWARD_PARENTS neighbours, not
-  from all of them. If the author is not in our roster, to every linked peer but the
-  sender. The log
+  from all of them. While our own links are not yet the overlay's (it is forming or
+  healing), or if the author is not in our roster, to every linked peer but the sender
+  and the author: the tree may have gaps then. The log
   drops what a peer already holds, so each peer adds each message once, in the same
   order, and nothing goes via the server; a copy a broken link failed to bring arrives
   with the next sync. In a full mesh everyone hears the author directly: no forwarding.
@@ -299,8 +300,9 @@ class MeshPolicy:
         if not self.partial(present):
             return []
         links = overlay([*present, self.self_id], self.mesh_size, self.max_links)
-        others = (p for p in linked if p != came_from and p != author and p != self.self_id)
-        if author not in links:
+        linked = set(linked)
+        others = [p for p in linked if p != came_from and p != author and p != self.self_id]
+        if author not in links or linked != links[self.self_id]:
             return sorted(others)
         hops = _hops_from(links, author)
         further = hops.get(self.self_id, -1) + 1

@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from aiortc import RTCConfiguration
+from aiortc.exceptions import InvalidStateError
 
 from ..core.frames import MAX_MESSAGE_BYTES
 from ..core.mesh import MAX_LINKS, MESH_SIZE, LinkState, MeshPolicy
@@ -141,7 +142,10 @@ class Mesh:
             max_message_bytes=self.max_message_bytes,
         )
         self._register(connection)
-        self._spawn(connection.start(), f"nbchat-offer-{connection.connection_id}")
+        self._spawn(
+            self._unless_closed(connection, connection.start()),
+            f"nbchat-offer-{connection.connection_id}",
+        )
         self._bound()
 
     def dial_unless_linked(self, other: str) -> None:
@@ -274,7 +278,17 @@ class Mesh:
             if connection.closed.is_set():
                 step.close()
             else:
-                await step
+                await self._unless_closed(connection, step)
+
+    @staticmethod
+    async def _unless_closed(connection: DataConnection, step: Coroutine[Any, Any, None]) -> None:
+        """Run an offer/answer step; a link closed meanwhile (pruned, or the peer left) makes
+        aiortc raise InvalidStateError, which is then expected, not a failure."""
+        try:
+            await step
+        except InvalidStateError:
+            if not connection.closed.is_set():
+                raise
 
     def _accept(self, src: str, connection_id: str, payload: dict[str, Any]) -> None:
         if payload.get("type") != "data":
