@@ -57,8 +57,10 @@ class LinkWatch:
             self.most = max([self.most, *(len(p.peers) for p in self.peers if not p._closed)])
             await asyncio.sleep(0)
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
 
 
 async def test_fifty_peers_get_every_message_once_in_order_over_a_bounded_overlay(
@@ -113,7 +115,7 @@ async def test_fifty_peers_get_every_message_once_in_order_over_a_bounded_overla
         for peer in staying:
             got = [m["id"] for m in inboxes[peer.id].items]
             assert len(got) == len(set(got)), "nothing twice, even through the healing"
-        watch.stop()
+        await watch.stop()
         assert watch.most <= MAX_LINKS, f"a peer held {watch.most} links"
         for inbox in inboxes.values():
             inbox.stop()

@@ -190,10 +190,20 @@ class Mesh:
         self._spawn(self._serve(connection), f"nbchat-serve-{connection.connection_id}")
 
     async def _serve(self, connection: DataConnection) -> None:
-        """Wait for the channel to open; close it if it never does."""
+        """Wait for the channel to open; close it if it never does. One closed meanwhile
+        (pruned, refused, the peer left) is not waited for."""
+        opened = asyncio.ensure_future(connection.opened.wait())
+        closed = asyncio.ensure_future(connection.closed.wait())
         try:
-            await asyncio.wait_for(connection.opened.wait(), self.open_timeout)
-        except asyncio.TimeoutError:
+            await asyncio.wait(
+                {opened, closed}, timeout=self.open_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            opened.cancel()
+            closed.cancel()
+        if connection.closed.is_set():
+            return
+        if not connection.opened.is_set():
             log.warning(
                 "nbchat room %s: connection %s to peer %s did not open in %ss",
                 self.room,
