@@ -115,6 +115,7 @@ export class ChatProxy {
     this.mesh = new MeshLinks({
       peer: () => this.peer,
       isPresent: (peerId) => this.present.has(peerId),
+      present: () => this.present.keys(),
       maxMessageBytes: () => this.session?.max_message_bytes ?? 65_536,
       room: () => this.session?.key ?? this.options.room,
       onOpen: (peerId) => {
@@ -470,11 +471,13 @@ export class ChatProxy {
       case "USER_CONNECTED":
         this.present.set(frame.peer.peer_id, frame.peer);
         this.mesh.flushEarly(frame.peer.peer_id);
+        this.mesh.rosterChanged(this.present.keys());
         break;
       case "USER_DISCONNECTED":
         this.present.delete(frame.peer.peer_id);
         this.refused.delete(frame.peer.peer_id);
         this.mesh.forget(frame.peer.peer_id);
+        this.mesh.rosterChanged(this.present.keys());
         break;
       case "ERROR":
         console.warn(`nbchat: presence error in room ${this.session?.key}: ${frame.payload.msg}`);
@@ -493,7 +496,20 @@ export class ChatProxy {
       this.files.onFrame(peerId, frame);
       return;
     }
-    this.carry(this.sync.onFrame(peerId, frame, user, now()));
+    const out = this.sync.onFrame(peerId, frame, user, now());
+    this.carry(out);
+    // A big room: what arrived live and is new to us goes on along the overlay, as relayed
+    // copies (one-entry history frames). Sync answers are not forwarded.
+    if (frame.type === "message" || (frame.type === "history" && frame.messages.length === 1)) {
+      for (const event of out.events) {
+        if (event.type !== "added") continue;
+        for (const message of event.messages) {
+          for (const to of this.mesh.forwardTo(message.author, peerId)) {
+            this.mesh.send(to, { type: "history", messages: [message] });
+          }
+        }
+      }
+    }
   }
 
   /** Send what the room sync returned and act on its events. */

@@ -73,6 +73,8 @@ def test_chat_peer_surface() -> None:
         "max_rich_bytes",
         "receive_files",
         "max_file_bytes",
+        "mesh_size",
+        "max_links",
     ]
 
 

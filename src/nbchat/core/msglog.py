@@ -182,8 +182,13 @@ class MessageLog:
         self._keys: list[tuple[int, str, int]] = []
         self._by_id: dict[str, Message] = {}
         self._seqs: dict[str, set[int]] = {}
+        # Per author: its seqs held, sorted (missing_for), and the highest one (compose).
+        self._sorted_seqs: dict[str, list[int]] = {}
+        self._max_seq: dict[str, int] = {}
         self._contiguous: dict[str, int] = {}
         self._first_hand: set[str] = set()  # ids whose copy came from their author
+        # Per author, the highest seq whose copies 1..seq are all first-hand (have(for_peer)).
+        self._first_hand_contiguous: dict[str, int] = {}
         self._clock = 0
 
     @property
@@ -220,7 +225,7 @@ class MessageLog:
     ) -> Message:
         """Create, add and return our own next message (``mime`` and ``file`` as received
         ones are kept: invalid parts are left out)."""
-        seq = max(self._seqs.get(self.peer_id, ()), default=0) + 1
+        seq = self._max_seq.get(self.peer_id, 0) + 1
         message = Message(
             id=f"{self.peer_id}:{seq}",
             author=self.peer_id,
@@ -307,9 +312,7 @@ class MessageLog:
         """
         have = dict(self._contiguous)
         if for_peer is not None and for_peer in have:
-            held = 0
-            while f"{for_peer}:{held + 1}" in self._first_hand:
-                held += 1
+            held = self._first_hand_contiguous.get(for_peer, 0)
             if held:
                 have[for_peer] = held
             else:
@@ -323,7 +326,16 @@ class MessageLog:
             value = _as_int(have.get(author, 0))
             return value if value is not None else 0
 
-        return [m for m in self._messages if m["seq"] > held(m["author"])]
+        # Usually the holder lacks a few recent messages: pick them per author from the
+        # sorted seqs and order them (keys are unique), instead of scanning the whole log.
+        missing: list[Message] = []
+        for author, seqs in self._sorted_seqs.items():
+            start = bisect.bisect_right(seqs, held(author))
+            if len(missing) + len(seqs) - start > len(self._messages) // 8:
+                return [m for m in self._messages if m["seq"] > held(m["author"])]
+            missing.extend(self._by_id[f"{author}:{seq}"] for seq in seqs[start:])
+        missing.sort(key=_order_key)
+        return missing
 
     def _add(self, message: Message, first_hand: bool = False) -> Message | None:
         held = self._by_id.get(message["id"])
@@ -331,7 +343,7 @@ class MessageLog:
             if not first_hand or message["id"] in self._first_hand:
                 return None
             # The author's own copy wins over a relayed one (which may be a forgery).
-            self._first_hand.add(message["id"])
+            self._mark_first_hand(message)
             if _same(held, message):
                 return None
             position = bisect.bisect_left(self._keys, _order_key(held))
@@ -341,15 +353,27 @@ class MessageLog:
             del self._messages[position]
             del self._by_id[held["id"]]
         elif first_hand:
-            self._first_hand.add(message["id"])
+            self._mark_first_hand(message)
         key = _order_key(message)
-        position = bisect.bisect_right(self._keys, key)
-        self._keys.insert(position, key)
-        self._messages.insert(position, message)
+        if not self._keys or self._keys[-1] < key:  # live chat appends: skip the search
+            self._keys.append(key)
+            self._messages.append(message)
+        else:
+            position = bisect.bisect_right(self._keys, key)
+            self._keys.insert(position, key)
+            self._messages.insert(position, message)
         self._by_id[message["id"]] = message
         author, seq = message["author"], message["seq"]
         seqs = self._seqs.setdefault(author, set())
-        seqs.add(seq)
+        if seq not in seqs:
+            seqs.add(seq)
+            ordered = self._sorted_seqs.setdefault(author, [])
+            if not ordered or ordered[-1] < seq:
+                ordered.append(seq)
+            else:
+                bisect.insort(ordered, seq)
+            if seq > self._max_seq.get(author, 0):
+                self._max_seq[author] = seq
         contiguous = self._contiguous.get(author, 0)
         while contiguous + 1 in seqs:
             contiguous += 1
@@ -357,3 +381,11 @@ class MessageLog:
             self._contiguous[author] = contiguous
         self._clock = max(self._clock, message["clock"])
         return message
+
+    def _mark_first_hand(self, message: Message) -> None:
+        self._first_hand.add(message["id"])
+        author = message["author"]
+        held = self._first_hand_contiguous.get(author, 0)
+        while f"{author}:{held + 1}" in self._first_hand:
+            held += 1
+        self._first_hand_contiguous[author] = held

@@ -17,7 +17,7 @@ from aiortc import RTCConfiguration
 
 from ..core.files import FILE_LIMIT_BYTES, FileMeta, clean_file_name
 from ..core.frames import ChatFrameType
-from ..core.mesh import DIAL_TIMEOUT_MS
+from ..core.mesh import DIAL_TIMEOUT_MS, MAX_LINKS, MESH_SIZE
 from ..core.msglog import Identity, Message, MessageLog
 from ..core.ratelimit import IncomingLimits
 from ..core.rich import RICH_LIMIT_BYTES, format_size, size_error
@@ -64,8 +64,13 @@ class ChatPeer:
             async for message in peer.messages():
                 print(message["user"]["display_name"], message["text"])
 
-    The newcomer dials every peer in the roster; later arrivals dial us. Each new
-    connection starts with ``sync``/``history`` so every peer ends up with the same log.
+    Up to ``mesh_size`` peers everyone links to everyone: the newcomer dials every peer
+    in the roster, later arrivals dial us. In a bigger room each peer keeps at most
+    ``max_links`` links (a bounded overlay, see :mod:`nbchat.core.mesh`; of two linked
+    peers the smaller id dials) and forwards new messages along it. Every peer of a room
+    must use the same two numbers (the defaults are the widget's). Each new connection
+    starts with
+    ``sync``/``history`` so every peer ends up with the same log.
     Room sync (:class:`nbchat.core.sync.RoomSync`) and the mesh policy are the widget's
     own rules from ``nbchat.core``; this class carries out what they decide.
     """
@@ -84,12 +89,16 @@ class ChatPeer:
         max_rich_bytes: int = RICH_LIMIT_BYTES,
         receive_files: bool = True,
         max_file_bytes: int = FILE_LIMIT_BYTES,
+        mesh_size: int = MESH_SIZE,
+        max_links: int = MAX_LINKS,
     ) -> None:
         self.server_url = server_url
         #: The largest rich message ``send`` posts (bytes of its MIME bundle as JSON).
         self.max_rich_bytes = max_rich_bytes
         #: The largest file ``send_file`` shares and a shared file we fetch.
         self.max_file_bytes = max_file_bytes
+        self.mesh_size = mesh_size
+        self.max_links = max_links
         self.room = room
         self.token = token
         self.connect_timeout = connect_timeout
@@ -171,6 +180,8 @@ class ChatPeer:
                 limits=IncomingLimits if self.rate_limit else lambda: None,
                 max_message_bytes=config.max_message_bytes,
                 wants_part=self._files.wants_part,
+                mesh_size=self.mesh_size,
+                max_links=self.max_links,
             )
             self._signaling = SignalingClient(
                 self._session,
@@ -186,7 +197,7 @@ class ChatPeer:
         except BaseException:
             await self.leave()
             raise
-        self._mesh.dial_missing()  # the newcomer dials everyone in the roster
+        self._mesh.dial_missing()  # the newcomer dials (in a big room: the bigger ids)
 
     async def _ice_configuration(self, config: SessionConfig) -> RTCConfiguration:
         """The RTCConfiguration for every connection, its TURN relay checked first: with
@@ -623,6 +634,9 @@ class ChatPeer:
             # server) is kept; a dead one closes by itself (ICE consent) and is not redialed.
             if not (event.from_roster and peer_id in mesh.peers):
                 mesh.drop(peer_id)
+        if mesh is not None:
+            # In a big room the overlay moves a few links whenever someone joins or leaves.
+            mesh.on_roster_changed()
         for queue in self._presence_queues:
             queue.put_nowait(event)
         self._spawn(self._notify(), "nbchat-notify")
@@ -676,6 +690,24 @@ class ChatPeer:
         if self._sync is not None:
             out = self._sync.on_frame(connection.peer, frame, user, self._now())
             self._carry(out, connection)
+            messages = frame.get("messages")
+            if frame["type"] == "message" or (isinstance(messages, list) and len(messages) == 1):
+                self._forward(out, connection.peer)
+
+    def _forward(self, out: Output, came_from: str) -> None:
+        """In a big room, pass messages new to our log that arrived live (a ``message``, or
+        a one-entry ``history`` another peer forwarded) on to our other links, as relayed
+        copies; sync answers are not forwarded (the others sync with their own links)."""
+        mesh = self._mesh
+        if mesh is None:
+            return
+        for event in out.events:
+            if not isinstance(event, Added):
+                continue
+            for message in event.messages:
+                frame = {"type": "history", "messages": [message]}
+                for connection in mesh.forward_to(message["author"], came_from):
+                    connection.send(frame)
 
 
 def _read_bytes(path: str | os.PathLike[str]) -> bytes:
