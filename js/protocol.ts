@@ -50,6 +50,16 @@ export interface ChatMessage {
   time: number;
   text: string;
   user: Identity;
+  /** An amendment's kind (js/core/edits.ts): "edit" | "delete" | "react"; absent for a message. */
+  kind?: string;
+  /** The id an amendment applies to. */
+  target?: string;
+  /** The id a message answers. */
+  reply_to?: string;
+  /** A reaction's emoji. */
+  emoji?: string;
+  /** A reaction set (true) or taken back (false). */
+  on?: boolean;
 }
 
 export function messageId(author: string, seq: number): string {

@@ -19,6 +19,14 @@ export const MAX_CLOCK_STEP = 2 ** 24;
  */
 export const MAX_TIME = 253_402_300_799_999;
 
+/** The `kind` of an amendment entry (js/core/edits.ts); a message has none. */
+export const AMENDMENT_KINDS = ["edit", "delete", "react"] as const;
+/** A message id, `author:seq`, as an amendment or a reply names it. */
+export const MESSAGE_ID_RE = /^[A-Za-z0-9_-]{1,64}:[1-9][0-9]{0,15}$/;
+/** The largest reaction emoji in UTF-8 bytes (a family emoji with skin tones is 41). */
+export const MAX_EMOJI_BYTES = 64;
+const CONTROL = /[\x00-\x20\x7f]/;
+
 /** A received message that breaks the wire format; the caller logs and drops it. */
 export class InvalidMessage extends Error {}
 
@@ -67,7 +75,7 @@ function validated(raw: unknown, author: string, user: Identity | null): ChatMes
     throw new InvalidMessage(`invalid time ${String(time)}`);
   }
   if (typeof text !== "string") throw new InvalidMessage("text must be a string");
-  return {
+  const message: ChatMessage = {
     id: messageId(author, seq),
     author,
     seq,
@@ -76,18 +84,48 @@ function validated(raw: unknown, author: string, user: Identity | null): ChatMes
     text,
     user: user ?? normalizeIdentity(raw.user),
   };
+  validateExtensions(raw, message);
+  return message;
+}
+
+function messageIdField(raw: Record<string, unknown>, key: string): string {
+  const value = raw[key];
+  if (typeof value !== "string" || !MESSAGE_ID_RE.test(value)) throw new InvalidMessage(`${key} must be a message id`);
+  return value;
+}
+
+const utf8 = new TextEncoder();
+
+/** Copy the optional fields of a reply or an amendment onto `message`, checked. */
+function validateExtensions(raw: Record<string, unknown>, message: ChatMessage): void {
+  const { kind } = raw;
+  if (kind === undefined || kind === null) {
+    if (raw.reply_to !== undefined && raw.reply_to !== null) message.reply_to = messageIdField(raw, "reply_to");
+    return;
+  }
+  if (!(AMENDMENT_KINDS as readonly unknown[]).includes(kind)) {
+    throw new InvalidMessage(`unknown kind ${JSON.stringify(kind)}`);
+  }
+  message.kind = kind as string;
+  message.target = messageIdField(raw, "target");
+  if (kind === "react") {
+    const { emoji, on } = raw;
+    if (typeof emoji !== "string" || emoji === "" || utf8.encode(emoji).length > MAX_EMOJI_BYTES || CONTROL.test(emoji)) {
+      throw new InvalidMessage("emoji must be 1 to 64 bytes without spaces or controls");
+    }
+    if (typeof on !== "boolean") throw new InvalidMessage("on must be true or false");
+    message.emoji = emoji;
+    message.on = on;
+  }
 }
 
 const IDENTITY_KEYS = ["username", "name", "display_name", "initials", "color", "avatar_url"] as const;
 
 /** Whether two copies of one id say the same thing (an honest relay does). */
+const CONTENT_KEYS = ["clock", "time", "text", "kind", "target", "reply_to", "emoji", "on"] as const;
+
 function sameMessage(a: ChatMessage, b: ChatMessage): boolean {
-  return (
-    a.clock === b.clock &&
-    a.time === b.time &&
-    a.text === b.text &&
-    IDENTITY_KEYS.every((key) => a.user[key] === b.user[key])
-  );
+  return CONTENT_KEYS.every((key) => a[key] === b[key]) && IDENTITY_KEYS.every((key) => a.user[key] === b.user[key]);
 }
 
 /** Total order of the log: (clock, author by code unit, seq). */
@@ -159,8 +197,12 @@ export class MessageLog {
     return this.byId.get(id);
   }
 
-  /** Create, add and return our own next message. */
-  compose(text: string, time: number): ChatMessage {
+  /**
+   * Create, add and return our own next entry. `extensions` are a reply's `reply_to` or an
+   * amendment's `kind`, `target`, `emoji` and `on` (js/core/edits.ts); throws InvalidMessage
+   * if they break the format.
+   */
+  compose(text: string, time: number, extensions: Record<string, unknown> = {}): ChatMessage {
     const seq = (this.maxSeq.get(this.peerId) ?? 0) + 1;
     const message: ChatMessage = {
       id: messageId(this.peerId, seq),
@@ -171,6 +213,7 @@ export class MessageLog {
       text,
       user: this.user,
     };
+    validateExtensions(extensions, message);
     this.add(message, true);
     return message;
   }

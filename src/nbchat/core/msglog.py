@@ -32,17 +32,20 @@ from __future__ import annotations
 
 import bisect
 import math
+import re
 from collections.abc import Collection, Iterable, Mapping
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from ..protocol import PEER_ID_RE, Identity
 
 __all__ = [
+    "AMENDMENT_KINDS",
     "Identity",
     "InvalidMessage",
     "Message",
     "MessageLog",
     "normalize_identity",
+    "order_key",
 ]
 
 # Clocks and seqs must survive a round trip through a JavaScript number.
@@ -57,6 +60,8 @@ MAX_TIME = 253_402_300_799_999
 
 
 class Message(TypedDict):
+    """A log entry: a message, or with ``kind`` an amendment of one (core/edits.py)."""
+
     id: str
     author: str
     seq: int
@@ -64,6 +69,20 @@ class Message(TypedDict):
     time: float
     text: str
     user: Identity
+    kind: NotRequired[str]  # "edit" | "delete" | "react"; absent for a message
+    target: NotRequired[str]  # the id an amendment applies to
+    reply_to: NotRequired[str]  # the id a message answers
+    emoji: NotRequired[str]  # a reaction's emoji
+    on: NotRequired[bool]  # a reaction set (True) or taken back (False)
+
+
+#: The ``kind`` of an amendment entry; a message has none.
+AMENDMENT_KINDS = ("edit", "delete", "react")
+#: A message id, ``author:seq``, as an amendment or a reply names it.
+MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}:[1-9][0-9]{0,15}$")
+#: The largest reaction emoji in UTF-8 bytes (a family emoji with skin tones is 41).
+MAX_EMOJI_BYTES = 64
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
 
 class InvalidMessage(ValueError):
@@ -126,7 +145,7 @@ def _validated(raw: object, author: str, user: Identity | None) -> Message:
         raise InvalidMessage("text must be a string")
     if isinstance(time, float) and time.is_integer():
         time = int(time)  # JSON 1.0 is the number 1 in JavaScript: re-encode it as 1
-    return Message(
+    message = Message(
         id=f"{author}:{seq}",
         author=author,
         seq=seq,
@@ -135,19 +154,55 @@ def _validated(raw: object, author: str, user: Identity | None) -> Message:
         text=text,
         user=user if user is not None else normalize_identity(raw.get("user")),
     )
+    _validate_extensions(raw, message)
+    return message
+
+
+def _message_id(raw: Mapping[str, object], key: str) -> str:
+    value = raw.get(key)
+    if not isinstance(value, str) or not MESSAGE_ID_RE.match(value):
+        raise InvalidMessage(f"{key} must be a message id")
+    return value
+
+
+def _validate_extensions(raw: Mapping[str, object], message: Message) -> None:
+    """Copy the optional fields of a reply or an amendment onto ``message``, checked."""
+    kind = raw.get("kind")
+    if kind is None:
+        if raw.get("reply_to") is not None:
+            message["reply_to"] = _message_id(raw, "reply_to")
+        return
+    if kind not in AMENDMENT_KINDS:
+        raise InvalidMessage(f"unknown kind {kind!r}")
+    message["kind"] = kind
+    message["target"] = _message_id(raw, "target")
+    if kind == "react":
+        emoji, on = raw.get("emoji"), raw.get("on")
+        if (
+            not isinstance(emoji, str)
+            or not emoji
+            or len(emoji.encode("utf-8", "surrogatepass")) > MAX_EMOJI_BYTES
+            or _CONTROL.search(emoji)
+        ):
+            raise InvalidMessage("emoji must be 1 to 64 bytes without spaces or controls")
+        if not isinstance(on, bool):
+            raise InvalidMessage("on must be true or false")
+        message["emoji"], message["on"] = emoji, on
 
 
 def _same(a: Message, b: Message) -> bool:
     """Whether two copies of one id say the same thing (an honest relay does)."""
-    return (a["clock"], a["time"], a["text"]) == (b["clock"], b["time"], b["text"]) and all(
+    return all(a.get(k) == b.get(k) for k in _CONTENT_KEYS) and all(
         a["user"].get(k) == b["user"].get(k) for k in _IDENTITY_KEYS
     )
 
 
+_CONTENT_KEYS = ("clock", "time", "text", "kind", "target", "reply_to", "emoji", "on")
 _IDENTITY_KEYS = ("username", "name", "display_name", "initials", "color", "avatar_url")
 
 
-def _order_key(message: Message) -> tuple[int, str, int]:
+def order_key(message: Message) -> tuple[int, str, int]:
+    """The log's total order: ``(clock, author, seq)``."""
     return (message["clock"], message["author"], message["seq"])
 
 
@@ -190,10 +245,14 @@ class MessageLog:
         """Position of a message in the order (for views inserting a late arrival);
         KeyError for an id the log does not hold."""
         message = self._by_id[message_id]
-        return bisect.bisect_left(self._keys, _order_key(message))
+        return bisect.bisect_left(self._keys, order_key(message))
 
-    def compose(self, text: str, time: float) -> Message:
-        """Create, add and return our own next message."""
+    def compose(self, text: str, time: float, **extensions: object) -> Message:
+        """Create, add and return our own next entry.
+
+        ``extensions`` are a reply's ``reply_to`` or an amendment's ``kind``, ``target``,
+        ``emoji`` and ``on`` (core/edits.py); InvalidMessage if they break the format.
+        """
         seq = max(self._seqs.get(self.peer_id, ()), default=0) + 1
         message = Message(
             id=f"{self.peer_id}:{seq}",
@@ -204,6 +263,7 @@ class MessageLog:
             text=text,
             user=self.user,
         )
+        _validate_extensions(extensions, message)
         self._add(message, first_hand=True)
         return message
 
@@ -307,7 +367,7 @@ class MessageLog:
             self._first_hand.add(message["id"])
             if _same(held, message):
                 return None
-            position = bisect.bisect_left(self._keys, _order_key(held))
+            position = bisect.bisect_left(self._keys, order_key(held))
             while self._messages[position]["id"] != held["id"]:
                 position += 1
             del self._keys[position]
@@ -315,7 +375,7 @@ class MessageLog:
             del self._by_id[held["id"]]
         elif first_hand:
             self._first_hand.add(message["id"])
-        key = _order_key(message)
+        key = order_key(message)
         position = bisect.bisect_right(self._keys, key)
         self._keys.insert(position, key)
         self._messages.insert(position, message)
