@@ -60,6 +60,8 @@ export interface ChatMessage {
   emoji?: string;
   /** A reaction set (true) or taken back (false). */
   on?: boolean;
+  /** The author's signature (js/core/signing.ts). */
+  sig?: string;
 }
 
 export function messageId(author: string, seq: number): string {

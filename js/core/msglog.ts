@@ -26,6 +26,8 @@ export const MESSAGE_ID_RE = /^[A-Za-z0-9_-]{1,64}:[1-9][0-9]{0,15}$/;
 /** The largest reaction emoji in UTF-8 bytes (a family emoji with skin tones is 41). */
 export const MAX_EMOJI_BYTES = 64;
 const CONTROL = /[\x00-\x20\x7f]/;
+/** An Ed25519 signature in base64url (86 characters); a little slack, nothing more. */
+export const SIG_RE = /^[A-Za-z0-9_-]{1,128}$/;
 
 /** A received message that breaks the wire format; the caller logs and drops it. */
 export class InvalidMessage extends Error {}
@@ -98,7 +100,11 @@ const utf8 = new TextEncoder();
 
 /** Copy the optional fields of a reply or an amendment onto `message`, checked. */
 function validateExtensions(raw: Record<string, unknown>, message: ChatMessage): void {
-  const { kind } = raw;
+  const { sig, kind } = raw;
+  if (sig !== undefined && sig !== null) {
+    if (typeof sig !== "string" || !SIG_RE.test(sig)) throw new InvalidMessage("sig must be base64url");
+    message.sig = sig;
+  }
   if (kind === undefined || kind === null) {
     if (raw.reply_to !== undefined && raw.reply_to !== null) message.reply_to = messageIdField(raw, "reply_to");
     return;
@@ -122,7 +128,7 @@ function validateExtensions(raw: Record<string, unknown>, message: ChatMessage):
 const IDENTITY_KEYS = ["username", "name", "display_name", "initials", "color", "avatar_url"] as const;
 
 /** Whether two copies of one id say the same thing (an honest relay does). */
-const CONTENT_KEYS = ["clock", "time", "text", "kind", "target", "reply_to", "emoji", "on"] as const;
+const CONTENT_KEYS = ["clock", "time", "text", "kind", "target", "reply_to", "emoji", "on", "sig"] as const;
 
 function sameMessage(a: ChatMessage, b: ChatMessage): boolean {
   return CONTENT_KEYS.every((key) => a[key] === b[key]) && IDENTITY_KEYS.every((key) => a.user[key] === b.user[key]);

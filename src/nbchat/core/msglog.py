@@ -74,15 +74,18 @@ class Message(TypedDict):
     reply_to: NotRequired[str]  # the id a message answers
     emoji: NotRequired[str]  # a reaction's emoji
     on: NotRequired[bool]  # a reaction set (True) or taken back (False)
+    sig: NotRequired[str]  # the author's signature (core/signing.py)
 
 
 #: The ``kind`` of an amendment entry; a message has none.
 AMENDMENT_KINDS = ("edit", "delete", "react")
 #: A message id, ``author:seq``, as an amendment or a reply names it.
-MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}:[1-9][0-9]{0,15}$")
+MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}:[1-9][0-9]{0,15}\Z")
 #: The largest reaction emoji in UTF-8 bytes (a family emoji with skin tones is 41).
 MAX_EMOJI_BYTES = 64
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
+#: An Ed25519 signature in base64url (86 characters); a little slack, nothing more.
+SIG_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")
 
 
 class InvalidMessage(ValueError):
@@ -160,13 +163,18 @@ def _validated(raw: object, author: str, user: Identity | None) -> Message:
 
 def _message_id(raw: Mapping[str, object], key: str) -> str:
     value = raw.get(key)
-    if not isinstance(value, str) or not MESSAGE_ID_RE.match(value):
+    if not isinstance(value, str) or not MESSAGE_ID_RE.fullmatch(value):
         raise InvalidMessage(f"{key} must be a message id")
     return value
 
 
 def _validate_extensions(raw: Mapping[str, object], message: Message) -> None:
     """Copy the optional fields of a reply or an amendment onto ``message``, checked."""
+    sig = raw.get("sig")
+    if sig is not None:
+        if not isinstance(sig, str) or not SIG_RE.fullmatch(sig):
+            raise InvalidMessage("sig must be base64url")
+        message["sig"] = sig
     kind = raw.get("kind")
     if kind is None:
         if raw.get("reply_to") is not None:
@@ -197,7 +205,7 @@ def _same(a: Message, b: Message) -> bool:
     )
 
 
-_CONTENT_KEYS = ("clock", "time", "text", "kind", "target", "reply_to", "emoji", "on")
+_CONTENT_KEYS = ("clock", "time", "text", "kind", "target", "reply_to", "emoji", "on", "sig")
 _IDENTITY_KEYS = ("username", "name", "display_name", "initials", "color", "avatar_url")
 
 
