@@ -36,7 +36,7 @@ export function b64encode(data: Uint8Array): string {
 }
 
 /** Inverse of b64encode; throws a RangeError for anything else. */
-export function b64decode(text: string): Uint8Array {
+export function b64decode(text: string): Uint8Array<ArrayBuffer> {
   if (typeof text !== "string" || !B64URL.test(text) || text.length % 4 === 1) throw new RangeError("not base64url");
   const binary = atob(text.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (text.length % 4)) % 4));
   return Uint8Array.from(binary, (c) => c.charCodeAt(0));
@@ -47,12 +47,12 @@ type Fields = Record<string, unknown>;
 const orNull = (value: unknown): unknown => (value === undefined ? null : value);
 
 /** What an entry's author signs. */
-export function entryBytes(room: string, entry: Fields): Uint8Array {
+export function entryBytes(room: string, entry: Fields): Uint8Array<ArrayBuffer> {
   return utf8.encode(dumps([ENTRY_CONTEXT, room, ...ENTRY_FIELDS.map((f) => orNull(entry[f]))]));
 }
 
 /** What the server signs for a certificate. */
-export function certBytes(cert: { room: unknown; peer: unknown; key: unknown; user: Fields }): Uint8Array {
+export function certBytes(cert: { room: unknown; peer: unknown; key: unknown; user: Fields }): Uint8Array<ArrayBuffer> {
   const fields = IDENTITY_FIELDS.map((f) => orNull(cert.user[f]));
   return utf8.encode(dumps([CERT_CONTEXT, cert.room, cert.peer, ...fields, cert.key]));
 }
@@ -87,11 +87,11 @@ function importPublic(key: string): Promise<CryptoKey | null> {
   return found;
 }
 
-async function verify(key: string, signature: unknown, data: Uint8Array): Promise<boolean> {
+async function verify(key: string, signature: unknown, data: Uint8Array<ArrayBuffer>): Promise<boolean> {
   if (typeof signature !== "string") return false;
   const publicKey = await importPublic(key);
   if (publicKey === null) return false;
-  let raw: Uint8Array;
+  let raw: Uint8Array<ArrayBuffer>;
   try {
     raw = b64decode(signature);
   } catch {

@@ -54,7 +54,10 @@ __all__ = [
 ENTRY_CONTEXT = "nbchat-entry/1"
 CERT_CONTEXT = "nbchat-cert/1"
 #: The fields of a log entry a signature covers, in this order (absent ones as null).
-ENTRY_FIELDS = ("author", "seq", "clock", "time", "text", "kind", "target", "reply_to", "emoji", "on")
+ENTRY_FIELDS = (
+    *("author", "seq", "clock", "time", "text"),
+    *("kind", "target", "reply_to", "emoji", "on"),
+)
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*\Z")
 _TO_STANDARD = str.maketrans("-_", "+/")
 _IDENTITY_FIELDS = ("username", "name", "display_name", "initials", "color", "avatar_url")
@@ -80,7 +83,8 @@ def b64decode(text: str) -> bytes:
     if not isinstance(text, str) or not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         raise ValueError("not base64url")
     try:
-        return base64.b64decode(text.translate(_TO_STANDARD) + "=" * (-len(text) % 4), validate=True)
+        padded = text.translate(_TO_STANDARD) + "=" * (-len(text) % 4)
+        return base64.b64decode(padded, validate=True)
     except binascii.Error as error:
         raise ValueError("not base64url") from error
 
@@ -129,7 +133,9 @@ def verify_entry(key: str, room: str, entry: Mapping[str, Any]) -> bool:
     return _verify(key, entry.get("sig"), entry_bytes(room, entry))
 
 
-def issue_cert(server: Ed25519PrivateKey, room: str, peer: str, user: Identity, key: str) -> Certificate:
+def issue_cert(
+    server: Ed25519PrivateKey, room: str, peer: str, user: Identity, key: str
+) -> Certificate:
     cert = Certificate(room=room, peer=peer, user=user, key=key, sig="")
     cert["sig"] = b64encode(server.sign(cert_bytes(cert)))
     return cert
@@ -152,4 +158,5 @@ def verify_cert(server_keys: Iterable[str], cert: object, room: str) -> Certific
         identity = normalize_identity(cert["user"])
     except InvalidMessage:
         return None
-    return Certificate(room=room, peer=cert["peer"], user=identity, key=cert["key"], sig=cert["sig"])
+    peer, key, sig = cert["peer"], cert["key"], cert["sig"]
+    return Certificate(room=room, peer=peer, user=identity, key=key, sig=sig)
