@@ -17,6 +17,7 @@ export const ChatFrameType = {
   SYNC: "sync",
   HISTORY: "history",
   CHUNK: "chunk",
+  TYPING: "typing",
 } as const;
 export type ChatFrameType = (typeof ChatFrameType)[keyof typeof ChatFrameType];
 
@@ -30,7 +31,9 @@ export type ChunkFrame = {
   count: number;
   data: string;
 };
-export type ChatFrame = MessageFrame | SyncFrame | HistoryFrame | ChunkFrame;
+/** Someone is typing (`on`) or stopped; shown for a few seconds, never stored (core/mentions). */
+export type TypingFrame = { type: typeof ChatFrameType.TYPING; on: boolean };
+export type ChatFrame = MessageFrame | SyncFrame | HistoryFrame | ChunkFrame | TypingFrame;
 
 /** A data-channel payload that is not a frame we accept. */
 export class InvalidFrame extends Error {}
@@ -81,6 +84,8 @@ export function parseChatFrame(value: unknown): ChatFrame | null {
         typeof value.data === "string"
         ? (value as ChunkFrame)
         : null;
+    case ChatFrameType.TYPING:
+      return typeof value.on === "boolean" ? (value as TypingFrame) : null;
     default:
       return null;
   }

@@ -41,6 +41,7 @@ class ChatFrameType(str, Enum):
     SYNC = "sync"
     HISTORY = "history"
     CHUNK = "chunk"
+    TYPING = "typing"  # someone is typing (``on``) or stopped: never stored (core/mentions)
 
 
 class InvalidFrame(ValueError):
@@ -152,4 +153,6 @@ def parse_chat_frame(value: object) -> dict[str, Any] | None:
         ):
             return {**value, "index": index, "count": count}
         return None
+    if kind == ChatFrameType.TYPING:
+        return value if isinstance(value.get("on"), bool) else None
     return None
