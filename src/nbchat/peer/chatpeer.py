@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from aiortc import RTCConfiguration
 
-from ..core.frames import ChatFrameType
+from ..core.edits import MessageState, Timeline
+from ..core.export import from_json, to_json, to_markdown
+from ..core.frames import ChatFrameType, dumps
+from ..core.mentions import TYPING_REFRESH_MS, TypingTracker, mentions
 from ..core.mesh import DIAL_TIMEOUT_MS
 from ..core.msglog import Identity, Message, MessageLog
 from ..core.ratelimit import IncomingLimits
@@ -91,13 +96,16 @@ class ChatPeer:
         self._log: MessageLog | None = None
         self._mesh: Mesh | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._message_queues: list[tuple[asyncio.Queue[Any], bool]] = []
+        self._message_queues: list[tuple[asyncio.Queue[Any], bool, bool]] = []
         self._presence_queues: list[asyncio.Queue[Any]] = []
         self._sync: RoomSync | None = None
         self._sync_wake = asyncio.Event()  # the sync's next deadline may have moved
         self._sent_own: dict[str, int] = {}  # connection id → highest own seq sent on it
         self._changed = asyncio.Condition()
         self._closed = False
+        self._timeline = Timeline()
+        self._typing = TypingTracker()
+        self._typing_sent: float = -TYPING_REFRESH_MS  # loop time (ms) of our last typing frame
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -196,7 +204,7 @@ class ChatPeer:
             await self._presence.close()
         if self._session is not None:
             await self._session.close()
-        for queue, _ in self._message_queues:
+        for queue, _, _ in self._message_queues:
             queue.put_nowait(_CLOSED)
         for pqueue in self._presence_queues:
             pqueue.put_nowait(_CLOSED)
@@ -230,8 +238,38 @@ class ChatPeer:
 
     @property
     def history(self) -> list[Message]:
-        """Every message in the room's agreed order."""
+        """Every log entry in the room's agreed order: messages, and the edits, deletes and
+        reactions applied to them (``kind`` set). ``conversation`` folds them."""
         return self._require_log().messages
+
+    @property
+    def conversation(self) -> list[MessageState]:
+        """Each message as the chat shows it now: latest text, edited, deleted, reactions."""
+        shown = (self._timeline.state(m["id"]) for m in self._require_log().messages)
+        return [state for state in shown if state is not None]
+
+    def message(self, message_id: str) -> MessageState:
+        """What message ``message_id`` shows now; KeyError if the room has no such message."""
+        state = self._timeline.state(message_id)
+        if state is None:
+            raise KeyError(f"no message {message_id!r} in room {self.room!r}")
+        return state
+
+    def mentions(self, message: Message | MessageState) -> list[str]:
+        """The usernames a message calls with ``@name``, among those in the room or who wrote."""
+        known = {p["user"]["username"] for p in self.users}
+        known.update(m["user"]["username"] for m in self._require_log().messages)
+        known.add(self.user["username"])
+        return mentions(message["text"], known)
+
+    def mentions_me(self, message: Message | MessageState) -> bool:
+        """Whether a message calls this peer's user: how a bot knows it is asked."""
+        return self.user["username"] in self.mentions(message)
+
+    @property
+    def typing(self) -> list[str]:
+        """Display names of the others typing now."""
+        return self._typing.names(self._now())
 
     def _require_log(self) -> MessageLog:
         if self._log is None:
@@ -242,6 +280,67 @@ class ChatPeer:
 
     async def send(self, text: str) -> Message:
         """Add a message to the log and send it to every connected peer."""
+        return self._publish(text)
+
+    async def reply(self, message_id: str, text: str) -> Message:
+        """Answer message ``message_id``: a message that quotes it."""
+        self.message(message_id)
+        return self._publish(text, reply_to=message_id)
+
+    async def edit(self, message_id: str, text: str) -> Message:
+        """Change the text of one of our user's messages, for everyone."""
+        self._own(message_id, "edit")
+        return self._publish(text, kind="edit", target=message_id)
+
+    async def delete(self, message_id: str) -> Message:
+        """Take back one of our user's messages, for everyone."""
+        self._own(message_id, "delete")
+        return self._publish("", kind="delete", target=message_id)
+
+    async def react(self, message_id: str, emoji: str, on: bool = True) -> Message:
+        """Set (or with ``on=False`` take back) our reaction ``emoji`` on a message."""
+        self.message(message_id)
+        return self._publish("", kind="react", target=message_id, emoji=emoji, on=on)
+
+    async def set_typing(self, on: bool = True) -> None:
+        """Tell the others we are typing (sent at most every 2 s) or that we stopped."""
+        now = self._now()
+        if on and now - self._typing_sent < TYPING_REFRESH_MS:
+            return
+        self._typing_sent = now if on else -TYPING_REFRESH_MS
+        for connection in self._open_connections():
+            connection.send({"type": ChatFrameType.TYPING.value, "on": on})
+
+    def export(self, path: str | Path) -> Path:
+        """Write the room's history to ``path``: Markdown for ``.md``, else JSON that
+        :meth:`import_history` (and the widget) can load again."""
+        target = Path(path)
+        now = time.time() * 1000
+        if target.suffix.lower() == ".md":
+            text = to_markdown(self.room, self.conversation, now)
+        else:
+            text = dumps(to_json(self.room, self._require_log().messages, now))
+        target.write_text(text, encoding="utf-8")
+        return target
+
+    def import_history(self, path: str | Path) -> int:
+        """Load an exported JSON history into this peer's log; returns how many entries
+        were new. Peers that lack them get them by history sync as usual."""
+        room, entries = from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+        if room != self.room:
+            raise ValueError(f"{path} is an export of room {room!r}, not {self.room!r}")
+        held = self._require_log()
+        before = {m["id"] for m in held.messages}
+        held.restore(entries)
+        added = [m for m in held.messages if m["id"] not in before]
+        self._emit(added)
+        return len(added)
+
+    def _own(self, message_id: str, action: str) -> None:
+        if self.message(message_id)["user"]["username"] != self.user["username"]:
+            raise NbChatError(f"you can only {action} your own messages")
+
+    def _publish(self, text: str, **extensions: Any) -> Message:
         if self._closed:
             raise NbChatError("this peer has left the room")
         size = len(text.encode("utf-8"))
@@ -250,7 +349,9 @@ class ChatPeer:
                 f"message of {size} bytes is over the room's limit of "
                 f"{self.config.max_message_bytes} bytes"
             )
-        message = self._require_log().compose(text, int(time.time() * 1000))
+        message = self._require_log().compose(text, int(time.time() * 1000), **extensions)
+        self._timeline.add(message)
+        self._typing_sent = -TYPING_REFRESH_MS
         if self._sync is not None:
             self._carry(self._sync.publish(message))
         return message
@@ -302,14 +403,17 @@ class ChatPeer:
 
     # --- iterators -----------------------------------------------------------------------
 
-    async def messages(self, include_own: bool = False) -> AsyncIterator[Message]:
-        """Messages as they are added to the log from now on (direct or from history).
+    async def messages(
+        self, include_own: bool = False, amendments: bool = False
+    ) -> AsyncIterator[Message]:
+        """Messages as they are added to the log from now on (direct or from history);
+        with ``amendments``, edits, deletes and reactions too (``kind`` set).
 
         An id may come twice: when its author's own copy replaces a different relayed
         copy (a forgery), the author's copy is yielded too.
         """
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        entry = (queue, include_own)
+        entry = (queue, include_own, amendments)
         self._message_queues.append(entry)
         try:
             while not self._closed or not queue.empty():
@@ -358,8 +462,11 @@ class ChatPeer:
     def _emit(self, messages: list[Message]) -> None:
         own = self._log.peer_id if self._log else None
         for message in messages:
-            for queue, include_own in self._message_queues:
-                if include_own or message["author"] != own:
+            self._timeline.add(message)
+            self._typing.stopped(message["author"])
+            amendment = message.get("kind") is not None
+            for queue, include_own, amendments in self._message_queues:
+                if (include_own or message["author"] != own) and (amendments or not amendment):
                     queue.put_nowait(message)
 
     def _open_connections(self) -> list[DataConnection]:
@@ -531,6 +638,14 @@ class ChatPeer:
 
     def _on_frame(self, connection: DataConnection, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
+        if kind == ChatFrameType.TYPING:
+            presence = self._presence
+            found = presence.roster.get(connection.peer) if presence is not None else None
+            if found is not None:
+                name = found["user"]["display_name"]
+                self._typing.typing(connection.peer, name, self._now(), frame["on"])
+                self._spawn(self._notify(), "nbchat-notify")
+            return
         if kind not in (ChatFrameType.MESSAGE, ChatFrameType.HISTORY, ChatFrameType.SYNC):
             log.debug("nbchat: ignoring frame type %r from %s", kind, connection.peer)
             return
