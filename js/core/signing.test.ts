@@ -69,4 +69,15 @@ describe("signed entries and certificates (signing_cases.json)", () => {
   it.each(["a=", "a+b", "é", "a\n", "abcde"])("b64decode refuses %j", (text) => {
     expect(() => signing.b64decode(text)).toThrow(RangeError);
   });
+
+  it.each(byName(fixture.book as Any[]))("cert book: %s", async (_name, c) => {
+    const book = new signing.CertBook(c.room, [publics.server]);
+    for (const op of c.ops) {
+      if (op.op === "learn") expect(await book.learn(op.certs)).toEqual(op.learned);
+      else if (op.op === "verify") {
+        expect(await book.verify(op.entry)).toEqual(op.user === null ? null : normalizeIdentity(op.user));
+      } else if (op.op === "certs_for") expect(book.certsFor(op.peers)).toEqual(op.certs);
+      else expect(book.refused).toEqual(op.refused);
+    }
+  });
 });

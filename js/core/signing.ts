@@ -137,3 +137,64 @@ export async function verifyCert(serverKeys: readonly string[], cert: unknown, r
     throw error;
   }
 }
+
+/**
+ * The certificates one peer holds for a room, and the entries they vouch for (the rules are
+ * in CertBook's docstring in src/nbchat/core/signing.py). Asynchronous because WebCrypto is.
+ */
+export class CertBook {
+  private readonly certs = new Map<string, Certificate>();
+  readonly refused: Record<string, number> = {};
+
+  constructor(
+    readonly room: string,
+    readonly serverKeys: readonly string[],
+  ) {}
+
+  private refuse(reason: string): void {
+    this.refused[reason] = (this.refused[reason] ?? 0) + 1;
+  }
+
+  /** Take certificates from a peer; return the peer ids newly vouched for. */
+  async learn(certs: readonly unknown[]): Promise<string[]> {
+    const learned: string[] = [];
+    for (const raw of certs) {
+      const cert = await verifyCert(this.serverKeys, raw, this.room);
+      if (cert === null) {
+        this.refuse("bad_cert");
+        continue;
+      }
+      const held = this.certs.get(cert.peer);
+      if (held === undefined) {
+        this.certs.set(cert.peer, cert);
+        learned.push(cert.peer);
+      } else if (held.key !== cert.key) {
+        this.refuse("key_swap");
+      }
+    }
+    return learned;
+  }
+
+  cert(peer: string): Certificate | undefined {
+    return this.certs.get(peer);
+  }
+
+  /** The certificates held for `peers` (each once, in first-seen order). */
+  certsFor(peers: Iterable<string>): Certificate[] {
+    return [...new Set(peers)].map((p) => this.certs.get(p)).filter((c): c is Certificate => c !== undefined);
+  }
+
+  /** The identity vouched for `entry`, or null (dropped and counted). */
+  async verify(entry: Fields): Promise<Identity | null> {
+    const cert = typeof entry.author === "string" ? this.certs.get(entry.author) : undefined;
+    if (cert === undefined) {
+      this.refuse("unknown_author");
+      return null;
+    }
+    if (!(await verifyEntry(cert.key, this.room, entry))) {
+      this.refuse("bad_signature");
+      return null;
+    }
+    return cert.user;
+  }
+}

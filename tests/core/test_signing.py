@@ -81,3 +81,18 @@ def test_b64decode_refuses_what_is_not_base64url(text: Any) -> None:
     else:
         with pytest.raises(ValueError):
             signing.b64decode(text)
+
+
+@named(FIXTURE["book"])
+def test_cert_book(case: dict[str, Any]) -> None:
+    book = signing.CertBook(case["room"], [FIXTURE["public"]["server"]])
+    for op in case["ops"]:
+        if op["op"] == "learn":
+            assert book.learn(op["certs"]) == op["learned"], op
+        elif op["op"] == "verify":
+            expected = normalize_identity(op["user"]) if op["user"] is not None else None
+            assert book.verify(op["entry"]) == expected, op
+        elif op["op"] == "certs_for":
+            assert book.certs_for(op["peers"]) == op["certs"]
+        else:
+            assert book.refused == op["refused"]

@@ -37,6 +37,7 @@ from .msglog import InvalidMessage, normalize_identity
 
 __all__ = [
     "CERT_CONTEXT",
+    "CertBook",
     "ENTRY_CONTEXT",
     "Certificate",
     "b64decode",
@@ -160,3 +161,60 @@ def verify_cert(server_keys: Iterable[str], cert: object, room: str) -> Certific
         return None
     peer, key, sig = cert["peer"], cert["key"], cert["sig"]
     return Certificate(room=room, peer=peer, user=identity, key=key, sig=sig)
+
+
+class CertBook:
+    """The certificates one peer holds for a room, and the entries they vouch for.
+
+    - A certificate counts if a server key signed it for this room. A peer id keeps the
+      first one learned: another key for the same id later is refused (a key swapped
+      mid-session), so nobody re-signs history under an id they did not hold.
+    - An entry counts if its author's certificate is held and its ``sig`` verifies with
+      that key; the identity to show is the certificate's, whatever ``user`` the entry
+      claims. Anything else is dropped and counted by reason in ``refused``.
+    """
+
+    def __init__(self, room: str, server_keys: Iterable[str]) -> None:
+        self.room = room
+        self.server_keys = list(server_keys)
+        self._certs: dict[str, Certificate] = {}
+        self.refused: dict[str, int] = {}
+
+    def _refuse(self, reason: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+
+    def learn(self, certs: Iterable[object]) -> list[str]:
+        """Take certificates from a peer; return the peer ids newly vouched for."""
+        learned: list[str] = []
+        for raw in certs:
+            cert = verify_cert(self.server_keys, raw, self.room)
+            if cert is None:
+                self._refuse("bad_cert")
+                continue
+            held = self._certs.get(cert["peer"])
+            if held is None:
+                self._certs[cert["peer"]] = cert
+                learned.append(cert["peer"])
+            elif held["key"] != cert["key"]:
+                self._refuse("key_swap")
+        return learned
+
+    def cert(self, peer: str) -> Certificate | None:
+        return self._certs.get(peer)
+
+    def certs_for(self, peers: Iterable[str]) -> list[Certificate]:
+        """The certificates held for ``peers`` (each once, in first-seen order)."""
+        found = (self._certs.get(p) for p in dict.fromkeys(peers))
+        return [c for c in found if c is not None]
+
+    def verify(self, entry: Mapping[str, Any]) -> Identity | None:
+        """The identity vouched for ``entry``, or None (dropped and counted)."""
+        author = entry.get("author")
+        cert = self._certs.get(author) if isinstance(author, str) else None
+        if cert is None:
+            self._refuse("unknown_author")
+            return None
+        if not verify_entry(cert["key"], self.room, entry):
+            self._refuse("bad_signature")
+            return None
+        return cert["user"]
