@@ -33,7 +33,12 @@ MAX_BINDINGS = 100_000
 
 
 class KeyRefused(ValueError):
-    """A certificate request the server will not sign; the message says why."""
+    """A certificate request the server will not sign; the message says why and
+    ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def load_or_create_key(path: Path) -> Ed25519PrivateKey:
@@ -84,7 +89,7 @@ class CertAuthority:
             raise KeyRefused("key must be an Ed25519 public key: 32 bytes in base64url")
         bound = self._bound.get((room, peer))
         if bound is not None and bound != key:
-            raise KeyRefused(f"peer {peer} already has another key in this room")
+            raise KeyRefused(f"peer {peer} already has another key in this room", 409)
         self._bound[(room, peer)] = key
         self._bound.move_to_end((room, peer))
         while len(self._bound) > MAX_BINDINGS:

@@ -38,6 +38,7 @@ from traitlets.config import Application
 from .._version import __version__
 from ..protocol import Identity
 from .handlers import (
+    CertMixin,
     IdMixin,
     PeersMixin,
     PresenceMixin,
@@ -249,6 +250,7 @@ def make_standalone_handlers(
         (r"nbchat/peerjs", socket("SignalingHandler", SignalingMixin), kwargs),
         (r"nbchat/presence", socket("PresenceHandler", PresenceMixin), kwargs),
         (r"nbchat/([^/]+)/id", http("IdHandler", IdMixin), kwargs),
+        (r"nbchat/([^/]+)/cert", http("CertHandler", CertMixin), kwargs),
         (r"nbchat/([^/]+)/peers", http("PeersHandler", PeersMixin), kwargs),
         (r"health", HealthHandler, {}),
         (r"metrics", MetricsHandler, {}),
