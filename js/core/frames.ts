@@ -18,6 +18,7 @@ export const ChatFrameType = {
   HISTORY: "history",
   CHUNK: "chunk",
   TYPING: "typing",
+  CERTS: "certs",
 } as const;
 export type ChatFrameType = (typeof ChatFrameType)[keyof typeof ChatFrameType];
 
@@ -33,7 +34,9 @@ export type ChunkFrame = {
 };
 /** Someone is typing (`on`) or stopped; shown for a few seconds, never stored (core/mentions). */
 export type TypingFrame = { type: typeof ChatFrameType.TYPING; on: boolean };
-export type ChatFrame = MessageFrame | SyncFrame | HistoryFrame | ChunkFrame | TypingFrame;
+/** Certificates of authors (core/signing), sent before the entries they vouch for. */
+export type CertsFrame = { type: typeof ChatFrameType.CERTS; certs: unknown[] };
+export type ChatFrame = MessageFrame | SyncFrame | HistoryFrame | ChunkFrame | TypingFrame | CertsFrame;
 
 /** A data-channel payload that is not a frame we accept. */
 export class InvalidFrame extends Error {}
@@ -86,6 +89,8 @@ export function parseChatFrame(value: unknown): ChatFrame | null {
         : null;
     case ChatFrameType.TYPING:
       return typeof value.on === "boolean" ? (value as TypingFrame) : null;
+    case ChatFrameType.CERTS:
+      return Array.isArray(value.certs) ? (value as CertsFrame) : null;
     default:
       return null;
   }

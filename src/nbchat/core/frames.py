@@ -42,6 +42,7 @@ class ChatFrameType(str, Enum):
     HISTORY = "history"
     CHUNK = "chunk"
     TYPING = "typing"  # someone is typing (``on``) or stopped: never stored (core/mentions)
+    CERTS = "certs"  # certificates of authors, sent before the entries they vouch for
 
 
 class InvalidFrame(ValueError):
@@ -155,4 +156,6 @@ def parse_chat_frame(value: object) -> dict[str, Any] | None:
         return None
     if kind == ChatFrameType.TYPING:
         return value if isinstance(value.get("on"), bool) else None
+    if kind == ChatFrameType.CERTS:
+        return value if isinstance(value.get("certs"), list) else None
     return None

@@ -21,6 +21,7 @@ from ..core.mentions import TYPING_REFRESH_MS, TypingTracker, mentions
 from ..core.mesh import DIAL_TIMEOUT_MS
 from ..core.msglog import Identity, Message, MessageLog
 from ..core.ratelimit import IncomingLimits
+from ..core.signing import CertBook, generate_key, public_key, sign_entry
 from ..core.sync import (
     Added,
     Confirmed,
@@ -33,7 +34,7 @@ from ..core.sync import (
 )
 from ..protocol import FrameType, Presence
 from .dataconnection import DataConnection
-from .errors import NbChatError, SignalingError, TurnError
+from .errors import NbChatError, NotAnNbchatServer, SignalingError, TurnError
 from .ice import rtc_configuration
 from .mesh import Mesh
 from .presence import PresenceClient, PresenceEvent
@@ -104,6 +105,9 @@ class ChatPeer:
         self._changed = asyncio.Condition()
         self._closed = False
         self._timeline = Timeline()
+        self._signing_key = generate_key()
+        self._certs: CertBook | None = None
+        self._certs_sent: dict[str, set[str]] = {}  # connection id → authors vouched for on it
         self._typing = TypingTracker()
         self._typing_sent: float = -TYPING_REFRESH_MS  # loop time (ms) of our last typing frame
 
@@ -134,6 +138,13 @@ class ChatPeer:
                 self._passphrase = None
             rtc_config = await self._ice_configuration(config)
             peer_id = await self._session.reserve_id(config)
+            if config.server_keys:
+                # The server vouches for our key: every entry we write is signed with it.
+                self._certs = CertBook(config.key, config.server_keys)
+                own = public_key(self._signing_key)
+                cert = await self._session.certificate(config, peer_id, own)
+                if self._certs.learn([cert]) != [peer_id]:
+                    raise NotAnNbchatServer("the server's certificate for our key does not verify")
             self._log = MessageLog(peer_id, config.user)
             self._start_sync()
             self._mesh = Mesh(
@@ -350,6 +361,8 @@ class ChatPeer:
                 f"{self.config.max_message_bytes} bytes"
             )
         message = self._require_log().compose(text, int(time.time() * 1000), **extensions)
+        if self._certs is not None:
+            message["sig"] = sign_entry(self._signing_key, self._certs.room, message)
         self._timeline.add(message)
         self._typing_sent = -TYPING_REFRESH_MS
         if self._sync is not None:
@@ -512,6 +525,7 @@ class ChatPeer:
 
     def _on_connection_closed(self, connection: DataConnection) -> None:
         self._sent_own.pop(connection.connection_id, None)
+        self._certs_sent.pop(connection.connection_id, None)
         if self._sync is not None and connection.peer not in self.peers:
             self._carry(self._sync.on_link_closed(connection.peer))
         if not self._closed:
@@ -569,9 +583,13 @@ class ChatPeer:
             connection = via if via is not None and via.peer == send.to else None
             if connection is None and self._mesh is not None:
                 connection = self._mesh.connection_to(send.to)
-            if connection is None or not connection.send(send.frame):
+            if connection is None:
                 continue
             frame = send.frame
+            if self._certs is not None and frame["type"] in ("message", "history"):
+                self._vouch(connection, frame)
+            if not connection.send(frame):
+                continue
             sent = [frame["message"]] if frame["type"] == "message" else frame.get("messages", [])
             seqs = [m["seq"] for m in sent if m["author"] == own]
             if seqs:
@@ -636,8 +654,60 @@ class ChatPeer:
 
     # chat frames ----------------------------------------------------------------------------
 
+    def _vouch(self, connection: DataConnection, frame: dict[str, Any]) -> None:
+        """Send, ahead of ``frame``, the certificates of its authors not yet sent on this
+        link: the receiver checks each entry's signature against its author's."""
+        assert self._certs is not None
+        entries = [frame["message"]] if frame["type"] == "message" else frame["messages"]
+        sent = self._certs_sent.setdefault(connection.connection_id, set())
+        certs = self._certs.certs_for(m["author"] for m in entries if m["author"] not in sent)
+        if certs:
+            sent.update(c["peer"] for c in certs)
+            connection.send({"type": ChatFrameType.CERTS.value, "certs": certs})
+
+    def _verified(self, connection: DataConnection, frame: dict[str, Any]) -> dict[str, Any] | None:
+        """``frame`` with only the entries whose author's certificate vouches for them, each
+        carrying the certified identity; None if nothing is left. Unsigned or forged
+        entries are dropped and counted (``CertBook.refused``)."""
+        book = self._certs
+        if book is None or frame.get("type") not in ("message", "history"):
+            return frame
+        if frame["type"] == "message":
+            raw = frame.get("message")
+            entries = [{**raw, "author": connection.peer}] if isinstance(raw, dict) else []
+        else:
+            raw_list = frame.get("messages")
+            entries = (
+                [m for m in raw_list if isinstance(m, dict)] if isinstance(raw_list, list) else []
+            )
+        kept = []
+        for entry in entries:
+            identity = book.verify(entry)
+            if identity is not None:
+                kept.append({**entry, "user": identity})
+        if len(kept) < len(entries):
+            log.warning(
+                "nbchat room %s: dropped %d unverifiable entries from %s",
+                self.room,
+                len(entries) - len(kept),
+                connection.peer,
+            )
+        if not kept:
+            return None
+        if frame["type"] == "message":
+            return {**frame, "message": kept[0]}
+        return {**frame, "messages": kept}
+
     def _on_frame(self, connection: DataConnection, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
+        if kind == ChatFrameType.CERTS:
+            if self._certs is not None:
+                self._certs.learn(frame["certs"])
+            return
+        checked = self._verified(connection, frame)
+        if checked is None:
+            return
+        frame = checked
         if kind == ChatFrameType.TYPING:
             presence = self._presence
             found = presence.roster.get(connection.peer) if presence is not None else None
