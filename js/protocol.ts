@@ -57,6 +57,18 @@ export interface ChatMessage {
   mime?: MimeBundle;
   /** A shared file's card (core/files); its bytes travel apart, on request. */
   file?: FileMeta;
+  /** An amendment's kind (js/core/edits.ts): "edit" | "delete" | "react"; absent for a message. */
+  kind?: string;
+  /** The id an amendment applies to. */
+  target?: string;
+  /** The id a message answers. */
+  reply_to?: string;
+  /** A reaction's emoji. */
+  emoji?: string;
+  /** A reaction set (true) or taken back (false). */
+  on?: boolean;
+  /** The author's signature (js/core/signing.ts). */
+  sig?: string;
 }
 
 export function messageId(author: string, seq: number): string {

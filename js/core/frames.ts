@@ -22,6 +22,8 @@ export const ChatFrameType = {
   FILE_GET: "file-get",
   FILE_PART: "file-part",
   FILE_CANCEL: "file-cancel",
+  TYPING: "typing",
+  CERTS: "certs",
 } as const;
 export type ChatFrameType = (typeof ChatFrameType)[keyof typeof ChatFrameType];
 
@@ -40,7 +42,19 @@ export type FileRequestFrame =
   | { type: typeof ChatFrameType.FILE_GET; file: string; from?: number }
   | { type: typeof ChatFrameType.FILE_CANCEL; file: string };
 export type FilePartFrame = { type: typeof ChatFrameType.FILE_PART; file: string; index: number; count: number; data: string };
-export type ChatFrame = MessageFrame | SyncFrame | HistoryFrame | ChunkFrame | FileRequestFrame | FilePartFrame;
+/** Someone is typing (`on`) or stopped; shown for a few seconds, never stored (core/mentions). */
+export type TypingFrame = { type: typeof ChatFrameType.TYPING; on: boolean };
+/** Certificates of authors (core/signing), sent before the entries they vouch for. */
+export type CertsFrame = { type: typeof ChatFrameType.CERTS; certs: unknown[] };
+export type ChatFrame =
+  | MessageFrame
+  | SyncFrame
+  | HistoryFrame
+  | ChunkFrame
+  | FileRequestFrame
+  | FilePartFrame
+  | TypingFrame
+  | CertsFrame;
 
 /** A data-channel payload that is not a frame we accept. */
 export class InvalidFrame extends Error {}
@@ -106,6 +120,10 @@ export function parseChatFrame(value: unknown): ChatFrame | null {
         ? (value as FilePartFrame)
         : null;
     }
+    case ChatFrameType.TYPING:
+      return typeof value.on === "boolean" ? (value as TypingFrame) : null;
+    case ChatFrameType.CERTS:
+      return Array.isArray(value.certs) ? (value as CertsFrame) : null;
     default:
       return null;
   }

@@ -21,6 +21,16 @@ export const MAX_CLOCK_STEP = 2 ** 24;
  */
 export const MAX_TIME = 253_402_300_799_999;
 
+/** The `kind` of an amendment entry (js/core/edits.ts); a message has none. */
+export const AMENDMENT_KINDS = ["edit", "delete", "react"] as const;
+/** A message id, `author:seq`, as an amendment or a reply names it. */
+export const MESSAGE_ID_RE = /^[A-Za-z0-9_-]{1,64}:[1-9][0-9]{0,15}$/;
+/** The largest reaction emoji in UTF-8 bytes (a family emoji with skin tones is 41). */
+export const MAX_EMOJI_BYTES = 64;
+const CONTROL = /[\x00-\x20\x7f]/;
+/** An Ed25519 signature in base64url (86 characters); a little slack, nothing more. */
+export const SIG_RE = /^[A-Za-z0-9_-]{1,128}$/;
+
 /** A received message that breaks the wire format; the caller logs and drops it. */
 export class InvalidMessage extends Error {}
 
@@ -69,19 +79,17 @@ function validated(raw: unknown, author: string, user: Identity | null): ChatMes
     throw new InvalidMessage(`invalid time ${String(time)}`);
   }
   if (typeof text !== "string") throw new InvalidMessage("text must be a string");
-  return withExtras(
-    {
-      id: messageId(author, seq),
-      author,
-      seq,
-      clock,
-      time,
-      text,
-      user: user ?? normalizeIdentity(raw.user),
-    },
-    raw.mime,
-    raw.file,
-  );
+  const message: ChatMessage = {
+    id: messageId(author, seq),
+    author,
+    seq,
+    clock,
+    time,
+    text,
+    user: user ?? normalizeIdentity(raw.user),
+  };
+  validateExtensions(raw, message);
+  return withExtras(message, raw.mime, raw.file);
 }
 
 /** `message` with its rich parts, each kept only if valid (the text stays regardless). */
@@ -101,14 +109,49 @@ function sameJson(a: unknown, b: unknown): boolean {
   return a === b || JSON.stringify(a) === JSON.stringify(b);
 }
 
+function messageIdField(raw: Record<string, unknown>, key: string): string {
+  const value = raw[key];
+  if (typeof value !== "string" || !MESSAGE_ID_RE.test(value)) throw new InvalidMessage(`${key} must be a message id`);
+  return value;
+}
+
+const utf8 = new TextEncoder();
+
+/** Copy the optional fields of a reply or an amendment onto `message`, checked. */
+function validateExtensions(raw: Record<string, unknown>, message: ChatMessage): void {
+  const { sig, kind } = raw;
+  if (sig !== undefined && sig !== null) {
+    if (typeof sig !== "string" || !SIG_RE.test(sig)) throw new InvalidMessage("sig must be base64url");
+    message.sig = sig;
+  }
+  if (kind === undefined || kind === null) {
+    if (raw.reply_to !== undefined && raw.reply_to !== null) message.reply_to = messageIdField(raw, "reply_to");
+    return;
+  }
+  if (!(AMENDMENT_KINDS as readonly unknown[]).includes(kind)) {
+    throw new InvalidMessage(`unknown kind ${JSON.stringify(kind)}`);
+  }
+  message.kind = kind as string;
+  message.target = messageIdField(raw, "target");
+  if (kind === "react") {
+    const { emoji, on } = raw;
+    if (typeof emoji !== "string" || emoji === "" || utf8.encode(emoji).length > MAX_EMOJI_BYTES || CONTROL.test(emoji)) {
+      throw new InvalidMessage("emoji must be 1 to 64 bytes without spaces or controls");
+    }
+    if (typeof on !== "boolean") throw new InvalidMessage("on must be true or false");
+    message.emoji = emoji;
+    message.on = on;
+  }
+}
+
 const IDENTITY_KEYS = ["username", "name", "display_name", "initials", "color", "avatar_url"] as const;
 
 /** Whether two copies of one id say the same thing (an honest relay does). */
+const CONTENT_KEYS = ["clock", "time", "text", "kind", "target", "reply_to", "emoji", "on", "sig"] as const;
+
 function sameMessage(a: ChatMessage, b: ChatMessage): boolean {
   return (
-    a.clock === b.clock &&
-    a.time === b.time &&
-    a.text === b.text &&
+    CONTENT_KEYS.every((key) => a[key] === b[key]) &&
     sameJson(a.mime, b.mime) &&
     sameJson(a.file, b.file) &&
     IDENTITY_KEYS.every((key) => a.user[key] === b.user[key])
@@ -209,10 +252,21 @@ export class MessageLog {
     return this.byId.get(id);
   }
 
-  /** Create, add and return our own next message. */
-  compose(text: string, time: number, mime?: MimeBundle | null, file?: FileMeta | null): ChatMessage {
+  /**
+   * Create, add and return our own next entry (`mime` and `file` as received ones are kept:
+   * invalid parts are left out). `extensions` are a reply's `reply_to` or an amendment's
+   * `kind`, `target`, `emoji` and `on` (js/core/edits.ts); throws InvalidMessage if they
+   * break the format.
+   */
+  compose(
+    text: string,
+    time: number,
+    mime?: MimeBundle | null,
+    file?: FileMeta | null,
+    extensions: Record<string, unknown> = {},
+  ): ChatMessage {
     const seq = (this.maxSeq.get(this.peerId) ?? 0) + 1;
-    const message: ChatMessage = withExtras({
+    const message: ChatMessage = {
       id: messageId(this.peerId, seq),
       author: this.peerId,
       seq,
@@ -220,7 +274,9 @@ export class MessageLog {
       time,
       text,
       user: this.user,
-    }, mime, file);
+    };
+    validateExtensions(extensions, message);
+    withExtras(message, mime, file);
     this.add(message, true);
     return message;
   }

@@ -33,6 +33,8 @@ export interface SessionConfig {
   audience?: string;
   /** The shared signaling service a JupyterHub single-user server relays to. */
   service?: string;
+  /** The server's public keys (base64url Ed25519) that sign peers' certificates. */
+  server_keys?: string[];
   version: string;
 }
 
@@ -78,6 +80,10 @@ export function parseSessionConfig(data: unknown): SessionConfig {
   }
   const version = data.version === undefined ? "" : data.version;
   if (typeof version !== "string") throw new InvalidSession("version must be a string");
+  const serverKeys = data.server_keys === undefined ? [] : data.server_keys;
+  if (!Array.isArray(serverKeys) || !serverKeys.every((k) => typeof k === "string")) {
+    throw new InvalidSession("server_keys must be a list of strings");
+  }
   const config: SessionConfig = {
     room,
     key,
@@ -94,5 +100,6 @@ export function parseSessionConfig(data: unknown): SessionConfig {
   if (audience !== undefined) config.audience = audience;
   const service = optionalText(data, "service");
   if (service !== undefined) config.service = service;
+  if (serverKeys.length > 0) config.server_keys = serverKeys as string[];
   return config;
 }

@@ -47,9 +47,9 @@ class Errors:
     RATE_LIMIT = "Too many frames: slow down"
 
 
-ROOM_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-PEER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-TOKEN_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+ROOM_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")
+PEER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}\Z")
 _SLUG_RUN = re.compile(r"[^A-Za-z0-9_]+")
 
 

@@ -10,6 +10,7 @@ from tests.conftest import TEST_NBCHAT_CONFIG
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
+from nbchat.core.signing import generate_key, public_key, verify_cert
 from nbchat.protocol import Errors, room_key
 
 ROOM = "notebooks/shared analysis.ipynb"
@@ -62,7 +63,10 @@ async def test_session_without_room_is_a_clear_400(login):
 # ---- auth ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["nbchat/session?room=x", "nbchat/room/id", "nbchat/room/peers"])
+@pytest.mark.parametrize(
+    "path",
+    ["nbchat/session?room=x", "nbchat/room/id", "nbchat/room/peers", "nbchat/room/cert?id=a&pk=b"],
+)
 async def test_http_endpoints_without_credentials_are_403(server_base, jp_fetch, path):
     r = await AsyncHTTPClient().fetch(server_base + path, raise_error=False, follow_redirects=False)
     assert r.code == 403
@@ -510,3 +514,31 @@ def test_debug_records_are_built_only_when_a_handler_shows_them():
         assert not debug_shown(log)
     finally:
         log.removeHandler(handler)
+
+
+# ---- certificates (signed entries) --------------------------------------------------
+
+
+async def test_a_peer_gets_a_certificate_for_its_own_id_and_key_only(login):
+    a, b = await login(), await login()
+    session = await a.session("certs")
+    key, keys = session["key"], session["server_keys"]
+    assert len(keys) == 1 and (await b.session("certs"))["server_keys"] == keys
+    mine = await a.new_id(key)
+    public = public_key(generate_key())
+    r = await a.get(f"nbchat/{key}/cert", id=mine, pk=public)
+    cert = verify_cert(keys, json.loads(r.body), key)
+    assert cert is not None and cert["peer"] == mine and cert["key"] == public
+    assert cert["user"]["username"] == a.identity["username"]
+    # Asking again for the same key is the same certificate.
+    assert json.loads((await a.get(f"nbchat/{key}/cert", id=mine, pk=public)).body) == cert
+    # Someone else's id, another key for an id that has one, junk: refused, said why.
+    refused = await b.get(f"nbchat/{key}/cert", raise_error=False, id=mine, pk=public)
+    assert refused.code == 403 and "not yours" in json.loads(refused.body)["message"]
+    swap = public_key(generate_key())
+    swapped = await a.get(f"nbchat/{key}/cert", raise_error=False, id=mine, pk=swap)
+    assert swapped.code == 409 and "another key" in json.loads(swapped.body)["message"]
+    junk = await a.get(f"nbchat/{key}/cert", raise_error=False, id=mine, pk="short")
+    assert junk.code == 400 and "32 bytes" in json.loads(junk.body)["message"]
+    no_id = await a.get(f"nbchat/{key}/cert", raise_error=False, pk=public)
+    assert no_id.code == 400

@@ -38,6 +38,7 @@ def test_every_other_endpoint_needs_the_token(service: Service) -> None:
     for path in (
         "nbchat/session?room=r",
         "nbchat/r/id",
+        "nbchat/r/cert?id=a&pk=b",
         "nbchat/r/peers",
         "nbchat/stats",
         "metrics",

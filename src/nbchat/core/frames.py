@@ -47,6 +47,8 @@ class ChatFrameType(str, Enum):
     FILE_GET = "file-get"
     FILE_PART = "file-part"
     FILE_CANCEL = "file-cancel"
+    TYPING = "typing"  # someone is typing (``on``) or stopped: never stored (core/mentions)
+    CERTS = "certs"  # certificates of authors, sent before the entries they vouch for
 
 
 class InvalidFrame(ValueError):
@@ -173,4 +175,8 @@ def parse_chat_frame(value: object) -> dict[str, Any] | None:
             if isinstance(value.get("data"), str):
                 return {**value, "index": index, "count": count}
         return None
+    if kind == ChatFrameType.TYPING:
+        return value if isinstance(value.get("on"), bool) else None
+    if kind == ChatFrameType.CERTS:
+        return value if isinstance(value.get("certs"), list) else None
     return None

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import re
 from collections.abc import Collection, Iterable, Mapping
 from typing import NotRequired, TypedDict
 
@@ -40,11 +41,13 @@ from .files import FileMeta, clean_file_meta
 from .rich import clean_mime
 
 __all__ = [
+    "AMENDMENT_KINDS",
     "Identity",
     "InvalidMessage",
     "Message",
     "MessageLog",
     "normalize_identity",
+    "order_key",
 ]
 
 # Clocks and seqs must survive a round trip through a JavaScript number.
@@ -59,6 +62,8 @@ MAX_TIME = 253_402_300_799_999
 
 
 class Message(TypedDict):
+    """A log entry: a message, or with ``kind`` an amendment of one (core/edits.py)."""
+
     id: str
     author: str
     seq: int
@@ -70,6 +75,23 @@ class Message(TypedDict):
     mime: NotRequired[dict[str, str]]
     #: A shared file's card (core/files); its bytes travel apart, on request.
     file: NotRequired[FileMeta]
+    kind: NotRequired[str]  # "edit" | "delete" | "react"; absent for a message
+    target: NotRequired[str]  # the id an amendment applies to
+    reply_to: NotRequired[str]  # the id a message answers
+    emoji: NotRequired[str]  # a reaction's emoji
+    on: NotRequired[bool]  # a reaction set (True) or taken back (False)
+    sig: NotRequired[str]  # the author's signature (core/signing.py)
+
+
+#: The ``kind`` of an amendment entry; a message has none.
+AMENDMENT_KINDS = ("edit", "delete", "react")
+#: A message id, ``author:seq``, as an amendment or a reply names it.
+MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}:[1-9][0-9]{0,15}\Z")
+#: The largest reaction emoji in UTF-8 bytes (a family emoji with skin tones is 41).
+MAX_EMOJI_BYTES = 64
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+#: An Ed25519 signature in base64url (86 characters); a little slack, nothing more.
+SIG_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")
 
 
 class InvalidMessage(ValueError):
@@ -141,6 +163,7 @@ def _validated(raw: object, author: str, user: Identity | None) -> Message:
         text=text,
         user=user if user is not None else normalize_identity(raw.get("user")),
     )
+    _validate_extensions(raw, message)
     return _with_extras(message, raw.get("mime"), raw.get("file"))
 
 
@@ -153,20 +176,59 @@ def _with_extras(message: Message, mime: object, file: object) -> Message:
     return message
 
 
+def _message_id(raw: Mapping[str, object], key: str) -> str:
+    value = raw.get(key)
+    if not isinstance(value, str) or not MESSAGE_ID_RE.fullmatch(value):
+        raise InvalidMessage(f"{key} must be a message id")
+    return value
+
+
+def _validate_extensions(raw: Mapping[str, object], message: Message) -> None:
+    """Copy the optional fields of a reply or an amendment onto ``message``, checked."""
+    sig = raw.get("sig")
+    if sig is not None:
+        if not isinstance(sig, str) or not SIG_RE.fullmatch(sig):
+            raise InvalidMessage("sig must be base64url")
+        message["sig"] = sig
+    kind = raw.get("kind")
+    if kind is None:
+        if raw.get("reply_to") is not None:
+            message["reply_to"] = _message_id(raw, "reply_to")
+        return
+    if kind not in AMENDMENT_KINDS:
+        raise InvalidMessage(f"unknown kind {kind!r}")
+    message["kind"] = kind
+    message["target"] = _message_id(raw, "target")
+    if kind == "react":
+        emoji, on = raw.get("emoji"), raw.get("on")
+        if (
+            not isinstance(emoji, str)
+            or not emoji
+            or len(emoji.encode("utf-8", "surrogatepass")) > MAX_EMOJI_BYTES
+            or _CONTROL.search(emoji)
+        ):
+            raise InvalidMessage("emoji must be 1 to 64 bytes without spaces or controls")
+        if not isinstance(on, bool):
+            raise InvalidMessage("on must be true or false")
+        message["emoji"], message["on"] = emoji, on
+
+
 def _same(a: Message, b: Message) -> bool:
     """Whether two copies of one id say the same thing (an honest relay does)."""
-    return (
-        (a["clock"], a["time"], a["text"]) == (b["clock"], b["time"], b["text"])
-        and a.get("mime") == b.get("mime")
-        and a.get("file") == b.get("file")
-        and all(a["user"].get(k) == b["user"].get(k) for k in _IDENTITY_KEYS)
+    return all(a.get(k) == b.get(k) for k in _CONTENT_KEYS) and all(
+        a["user"].get(k) == b["user"].get(k) for k in _IDENTITY_KEYS
     )
 
 
+_CONTENT_KEYS = (
+    *("clock", "time", "text", "mime", "file"),
+    *("kind", "target", "reply_to", "emoji", "on", "sig"),
+)
 _IDENTITY_KEYS = ("username", "name", "display_name", "initials", "color", "avatar_url")
 
 
-def _order_key(message: Message) -> tuple[int, str, int]:
+def order_key(message: Message) -> tuple[int, str, int]:
+    """The log's total order: ``(clock, author, seq)``."""
     return (message["clock"], message["author"], message["seq"])
 
 
@@ -214,7 +276,7 @@ class MessageLog:
         """Position of a message in the order (for views inserting a late arrival);
         KeyError for an id the log does not hold."""
         message = self._by_id[message_id]
-        return bisect.bisect_left(self._keys, _order_key(message))
+        return bisect.bisect_left(self._keys, order_key(message))
 
     def compose(
         self,
@@ -222,9 +284,14 @@ class MessageLog:
         time: float,
         mime: dict[str, str] | None = None,
         file: FileMeta | None = None,
+        **extensions: object,
     ) -> Message:
-        """Create, add and return our own next message (``mime`` and ``file`` as received
-        ones are kept: invalid parts are left out)."""
+        """Create, add and return our own next entry (``mime`` and ``file`` as received
+        ones are kept: invalid parts are left out).
+
+        ``extensions`` are a reply's ``reply_to`` or an amendment's ``kind``, ``target``,
+        ``emoji`` and ``on`` (core/edits.py); InvalidMessage if they break the format.
+        """
         seq = self._max_seq.get(self.peer_id, 0) + 1
         message = Message(
             id=f"{self.peer_id}:{seq}",
@@ -235,6 +302,7 @@ class MessageLog:
             text=text,
             user=self.user,
         )
+        _validate_extensions(extensions, message)
         message = _with_extras(message, mime, file)
         self._add(message, first_hand=True)
         return message
@@ -334,7 +402,7 @@ class MessageLog:
             if len(missing) + len(seqs) - start > len(self._messages) // 8:
                 return [m for m in self._messages if m["seq"] > held(m["author"])]
             missing.extend(self._by_id[f"{author}:{seq}"] for seq in seqs[start:])
-        missing.sort(key=_order_key)
+        missing.sort(key=order_key)
         return missing
 
     def _add(self, message: Message, first_hand: bool = False) -> Message | None:
@@ -346,7 +414,7 @@ class MessageLog:
             self._mark_first_hand(message)
             if _same(held, message):
                 return None
-            position = bisect.bisect_left(self._keys, _order_key(held))
+            position = bisect.bisect_left(self._keys, order_key(held))
             while self._messages[position]["id"] != held["id"]:
                 position += 1
             del self._keys[position]
@@ -354,7 +422,7 @@ class MessageLog:
             del self._by_id[held["id"]]
         elif first_hand:
             self._mark_first_hand(message)
-        key = _order_key(message)
+        key = order_key(message)
         if not self._keys or self._keys[-1] < key:  # live chat appends: skip the search
             self._keys.append(key)
             self._messages.append(message)

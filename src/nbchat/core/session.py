@@ -63,6 +63,8 @@ class SessionConfig:
     audience: str | None = None
     #: The shared signaling service a JupyterHub single-user server relays to.
     service: str | None = field(default=None)
+    #: The server's public keys (base64url Ed25519) that sign peers' certificates.
+    server_keys: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, data: object) -> SessionConfig:
@@ -95,6 +97,9 @@ class SessionConfig:
         version = data.get("version", "")
         if not isinstance(version, str):
             raise InvalidSession("version must be a string")
+        server_keys = data.get("server_keys", [])
+        if not isinstance(server_keys, list) or not all(isinstance(k, str) for k in server_keys):
+            raise InvalidSession("server_keys must be a list of strings")
         return cls(
             room=room,
             key=key,
@@ -108,6 +113,7 @@ class SessionConfig:
             ice_transport_policy=policy,
             audience=_optional_text(data, "audience"),
             service=_optional_text(data, "service"),
+            server_keys=server_keys,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -127,5 +133,7 @@ class SessionConfig:
             data["audience"] = self.audience
         if self.service is not None:
             data["service"] = self.service
+        if self.server_keys:
+            data["server_keys"] = self.server_keys
         data["version"] = self.version
         return data

@@ -5,22 +5,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import mimetypes
 import os
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from aiortc import RTCConfiguration
 
+from ..core.edits import MessageState, Timeline
+from ..core.export import from_json, to_json, to_markdown
 from ..core.files import FILE_LIMIT_BYTES, FileMeta, clean_file_name
-from ..core.frames import ChatFrameType
+from ..core.frames import ChatFrameType, dumps
+from ..core.mentions import TYPING_REFRESH_MS, TypingTracker, mentions
 from ..core.mesh import DIAL_TIMEOUT_MS, MAX_LINKS, MESH_SIZE
 from ..core.msglog import Identity, Message, MessageLog
 from ..core.ratelimit import IncomingLimits
 from ..core.rich import RICH_LIMIT_BYTES, format_size, size_error
+from ..core.signing import CertBook, generate_key, public_key, sign_entry
 from ..core.sync import (
     Added,
     Confirmed,
@@ -34,7 +40,7 @@ from ..core.sync import (
 from ..mimebundle import rich_message
 from ..protocol import FrameType, Presence
 from .dataconnection import DataConnection
-from .errors import NbChatError, SignalingError, TurnError
+from .errors import NbChatError, NotAnNbchatServer, SignalingError, TurnError
 from .files import PeerFiles, ReceivedFile
 from .ice import rtc_configuration
 from .mesh import Mesh
@@ -118,7 +124,7 @@ class ChatPeer:
         self._log: MessageLog | None = None
         self._mesh: Mesh | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._message_queues: list[tuple[asyncio.Queue[Any], bool]] = []
+        self._message_queues: list[tuple[asyncio.Queue[Any], bool, bool]] = []
         self._presence_queues: list[asyncio.Queue[Any]] = []
         self._sync: RoomSync | None = None
         self._sync_wake = asyncio.Event()  # the sync's next deadline may have moved
@@ -136,6 +142,12 @@ class ChatPeer:
             receive=receive_files,
             limit=max_file_bytes,
         )
+        self._timeline = Timeline()
+        self._signing_key = generate_key()
+        self._certs: CertBook | None = None
+        self._certs_sent: dict[str, set[str]] = {}  # connection id → authors vouched for on it
+        self._typing = TypingTracker()
+        self._typing_sent: float = -TYPING_REFRESH_MS  # loop time (ms) of our last typing frame
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -164,6 +176,13 @@ class ChatPeer:
                 self._passphrase = None
             rtc_config = await self._ice_configuration(config)
             peer_id = await self._session.reserve_id(config)
+            if config.server_keys:
+                # The server vouches for our key: every entry we write is signed with it.
+                self._certs = CertBook(config.key, config.server_keys)
+                own = public_key(self._signing_key)
+                cert = await self._session.certificate(config, peer_id, own)
+                if self._certs.learn([cert]) != [peer_id]:
+                    raise NotAnNbchatServer("the server's certificate for our key does not verify")
             self._log = MessageLog(peer_id, config.user)
             self._start_sync()
             self._mesh = Mesh(
@@ -237,7 +256,7 @@ class ChatPeer:
             await self._presence.close()
         if self._session is not None:
             await self._session.close()
-        for queue, _ in self._message_queues:
+        for queue, _, _ in self._message_queues:
             queue.put_nowait(_CLOSED)
         for pqueue in self._presence_queues:
             pqueue.put_nowait(_CLOSED)
@@ -271,8 +290,38 @@ class ChatPeer:
 
     @property
     def history(self) -> list[Message]:
-        """Every message in the room's agreed order."""
+        """Every log entry in the room's agreed order: messages, and the edits, deletes and
+        reactions applied to them (``kind`` set). ``conversation`` folds them."""
         return self._require_log().messages
+
+    @property
+    def conversation(self) -> list[MessageState]:
+        """Each message as the chat shows it now: latest text, edited, deleted, reactions."""
+        shown = (self._timeline.state(m["id"]) for m in self._require_log().messages)
+        return [state for state in shown if state is not None]
+
+    def message(self, message_id: str) -> MessageState:
+        """What message ``message_id`` shows now; KeyError if the room has no such message."""
+        state = self._timeline.state(message_id)
+        if state is None:
+            raise KeyError(f"no message {message_id!r} in room {self.room!r}")
+        return state
+
+    def mentions(self, message: Message | MessageState) -> list[str]:
+        """The usernames a message calls with ``@name``, among those in the room or who wrote."""
+        known = {p["user"]["username"] for p in self.users}
+        known.update(m["user"]["username"] for m in self._require_log().messages)
+        known.add(self.user["username"])
+        return mentions(message["text"], known)
+
+    def mentions_me(self, message: Message | MessageState) -> bool:
+        """Whether a message calls this peer's user: how a bot knows it is asked."""
+        return self.user["username"] in self.mentions(message)
+
+    @property
+    def typing(self) -> list[str]:
+        """Display names of the others typing now."""
+        return self._typing.names(self._now())
 
     def _require_log(self) -> MessageLog:
         if self._log is None:
@@ -294,13 +343,87 @@ class ChatPeer:
         text, mime = rich_message(content, self.max_rich_bytes)
         if not text.strip() and mime is not None:
             text = f"[{next(iter(mime))}]"
+        return self._publish(text, mime)
+
+    async def reply(self, message_id: str, text: str) -> Message:
+        """Answer message ``message_id``: a message that quotes it."""
+        self.message(message_id)
+        return self._publish(text, reply_to=message_id)
+
+    async def edit(self, message_id: str, text: str) -> Message:
+        """Change the text of one of our user's messages, for everyone."""
+        self._own(message_id, "edit")
+        return self._publish(text, kind="edit", target=message_id)
+
+    async def delete(self, message_id: str) -> Message:
+        """Take back one of our user's messages, for everyone."""
+        self._own(message_id, "delete")
+        return self._publish("", kind="delete", target=message_id)
+
+    async def react(self, message_id: str, emoji: str, on: bool = True) -> Message:
+        """Set (or with ``on=False`` take back) our reaction ``emoji`` on a message."""
+        self.message(message_id)
+        return self._publish("", kind="react", target=message_id, emoji=emoji, on=on)
+
+    async def set_typing(self, on: bool = True) -> None:
+        """Tell the others we are typing (sent at most every 2 s) or that we stopped."""
+        now = self._now()
+        if on and now - self._typing_sent < TYPING_REFRESH_MS:
+            return
+        self._typing_sent = now if on else -TYPING_REFRESH_MS
+        for connection in self._open_connections():
+            connection.send({"type": ChatFrameType.TYPING.value, "on": on})
+
+    def export(self, path: str | Path) -> Path:
+        """Write the room's history to ``path``: Markdown for ``.md``, else JSON that
+        :meth:`import_history` (and the widget) can load again."""
+        target = Path(path)
+        now = time.time() * 1000
+        if target.suffix.lower() == ".md":
+            text = to_markdown(self.room, self.conversation, now)
+        else:
+            text = dumps(to_json(self.room, self._require_log().messages, now))
+        target.write_text(text, encoding="utf-8")
+        return target
+
+    def import_history(self, path: str | Path) -> int:
+        """Load an exported JSON history into this peer's log; returns how many entries
+        were new. Peers that lack them get them by history sync as usual."""
+        room, entries = from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+        if room != self.room:
+            raise ValueError(f"{path} is an export of room {room!r}, not {self.room!r}")
+        held = self._require_log()
+        before = {m["id"] for m in held.messages}
+        held.restore(entries)
+        added = [m for m in held.messages if m["id"] not in before]
+        self._emit(added)
+        return len(added)
+
+    def _own(self, message_id: str, action: str) -> None:
+        if self.message(message_id)["user"]["username"] != self.user["username"]:
+            raise NbChatError(f"you can only {action} your own messages")
+
+    def _publish(
+        self,
+        text: str,
+        mime: dict[str, str] | None = None,
+        file: FileMeta | None = None,
+        **extensions: Any,
+    ) -> Message:
+        if self._closed:
+            raise NbChatError("this peer has left the room")
         size = len(text.encode("utf-8"))
         if self.config is not None and size > self.config.max_message_bytes:
             raise ValueError(
                 f"message of {size} bytes is over the room's limit of "
                 f"{self.config.max_message_bytes} bytes"
             )
-        message = self._require_log().compose(text, int(time.time() * 1000), mime)
+        now = int(time.time() * 1000)
+        message = self._require_log().compose(text, now, mime, file, **extensions)
+        if self._certs is not None:
+            message["sig"] = sign_entry(self._signing_key, self._certs.room, message)
+        self._timeline.add(message)
+        self._typing_sent = -TYPING_REFRESH_MS
         if self._sync is not None:
             self._carry(self._sync.publish(message))
         return message
@@ -321,10 +444,8 @@ class ChatPeer:
             name=label, size=len(data), type=kind, sha256=hashlib.sha256(data).hexdigest()
         )
         text = f"📎 {label} ({format_size(len(data))})"
-        message = self._require_log().compose(text, int(time.time() * 1000), file=meta)
+        message = self._publish(text, file=meta)
         self._files.offer(message["id"], data)
-        if self._sync is not None:
-            self._carry(self._sync.publish(message))
         return message
 
     def stop_sharing(self, message: Message) -> None:
@@ -396,14 +517,17 @@ class ChatPeer:
 
     # --- iterators -----------------------------------------------------------------------
 
-    async def messages(self, include_own: bool = False) -> AsyncIterator[Message]:
-        """Messages as they are added to the log from now on (direct or from history).
+    async def messages(
+        self, include_own: bool = False, amendments: bool = False
+    ) -> AsyncIterator[Message]:
+        """Messages as they are added to the log from now on (direct or from history);
+        with ``amendments``, edits, deletes and reactions too (``kind`` set).
 
         An id may come twice: when its author's own copy replaces a different relayed
         copy (a forgery), the author's copy is yielded too.
         """
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        entry = (queue, include_own)
+        entry = (queue, include_own, amendments)
         self._message_queues.append(entry)
         try:
             while not self._closed or not queue.empty():
@@ -452,8 +576,11 @@ class ChatPeer:
     def _emit(self, messages: list[Message]) -> None:
         own = self._log.peer_id if self._log else None
         for message in messages:
-            for queue, include_own in self._message_queues:
-                if include_own or message["author"] != own:
+            self._timeline.add(message)
+            self._typing.stopped(message["author"])
+            amendment = message.get("kind") is not None
+            for queue, include_own, amendments in self._message_queues:
+                if (include_own or message["author"] != own) and (amendments or not amendment):
                     queue.put_nowait(message)
 
     def _open_connections(self) -> list[DataConnection]:
@@ -500,6 +627,7 @@ class ChatPeer:
 
     def _on_connection_closed(self, connection: DataConnection) -> None:
         self._sent_own.pop(connection.connection_id, None)
+        self._certs_sent.pop(connection.connection_id, None)
         if self._sync is not None and connection.peer not in self.peers:
             self._carry(self._sync.on_link_closed(connection.peer))
         if connection.peer not in self.peers:
@@ -576,9 +704,13 @@ class ChatPeer:
             connection = via if via is not None and via.peer == send.to else None
             if connection is None and self._mesh is not None:
                 connection = self._mesh.connection_to(send.to)
-            if connection is None or not connection.send(send.frame):
+            if connection is None:
                 continue
             frame = send.frame
+            if self._certs is not None and frame["type"] in ("message", "history"):
+                self._vouch(connection, frame)
+            if not connection.send(frame):
+                continue
             sent = [frame["message"]] if frame["type"] == "message" else frame.get("messages", [])
             seqs = [m["seq"] for m in sent if m["author"] == own]
             if seqs:
@@ -652,12 +784,72 @@ class ChatPeer:
 
     # chat frames ----------------------------------------------------------------------------
 
+    def _vouch(self, connection: DataConnection, frame: dict[str, Any]) -> None:
+        """Send, ahead of ``frame``, the certificates of its authors not yet sent on this
+        link: the receiver checks each entry's signature against its author's."""
+        assert self._certs is not None
+        entries = [frame["message"]] if frame["type"] == "message" else frame["messages"]
+        sent = self._certs_sent.setdefault(connection.connection_id, set())
+        certs = self._certs.certs_for(m["author"] for m in entries if m["author"] not in sent)
+        if certs:
+            sent.update(c["peer"] for c in certs)
+            connection.send({"type": ChatFrameType.CERTS.value, "certs": certs})
+
+    def _verified(self, connection: DataConnection, frame: dict[str, Any]) -> dict[str, Any] | None:
+        """``frame`` with only the entries whose author's certificate vouches for them, each
+        carrying the certified identity; None if nothing is left. Unsigned or forged
+        entries are dropped and counted (``CertBook.refused``)."""
+        book = self._certs
+        if book is None or frame.get("type") not in ("message", "history"):
+            return frame
+        if frame["type"] == "message":
+            raw = frame.get("message")
+            entries = [{**raw, "author": connection.peer}] if isinstance(raw, dict) else []
+        else:
+            raw_list = frame.get("messages")
+            entries = (
+                [m for m in raw_list if isinstance(m, dict)] if isinstance(raw_list, list) else []
+            )
+        kept = []
+        for entry in entries:
+            identity = book.verify(entry)
+            if identity is not None:
+                kept.append({**entry, "user": identity})
+        if len(kept) < len(entries):
+            log.warning(
+                "nbchat room %s: dropped %d unverifiable entries from %s",
+                self.room,
+                len(entries) - len(kept),
+                connection.peer,
+            )
+        if not kept:
+            return None
+        if frame["type"] == "message":
+            return {**frame, "message": kept[0]}
+        return {**frame, "messages": kept}
+
     def _on_frame(self, connection: DataConnection, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
         if kind in (ChatFrameType.FILE_GET, ChatFrameType.FILE_PART, ChatFrameType.FILE_CANCEL):
             presence = self._presence
             if presence is not None and connection.peer in presence.roster:
                 self._files.on_frame(connection.peer, frame)
+            return
+        if kind == ChatFrameType.CERTS:
+            if self._certs is not None:
+                self._certs.learn(frame["certs"])
+            return
+        checked = self._verified(connection, frame)
+        if checked is None:
+            return
+        frame = checked
+        if kind == ChatFrameType.TYPING:
+            presence = self._presence
+            found = presence.roster.get(connection.peer) if presence is not None else None
+            if found is not None:
+                name = found["user"]["display_name"]
+                self._typing.typing(connection.peer, name, self._now(), frame["on"])
+                self._spawn(self._notify(), "nbchat-notify")
             return
         if kind not in (ChatFrameType.MESSAGE, ChatFrameType.HISTORY, ChatFrameType.SYNC):
             log.debug("nbchat: ignoring frame type %r from %s", kind, connection.peer)
@@ -707,6 +899,8 @@ class ChatPeer:
             for message in event.messages:
                 frame = {"type": "history", "messages": [message]}
                 for connection in mesh.forward_to(message["author"], came_from):
+                    if self._certs is not None:
+                        self._vouch(connection, frame)
                     connection.send(frame)
 
 

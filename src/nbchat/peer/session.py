@@ -144,3 +144,14 @@ class ServerSession:
         if not is_peer_id(peer_id):
             raise NotAnNbchatServer(f"server issued an invalid peer id {peer_id[:80]!r}")
         return peer_id
+
+    async def certificate(self, config: SessionConfig, peer_id: str, key: str) -> object:
+        """The server's certificate that public ``key`` is our peer ``peer_id``
+        (docs/protocol.md §1); the caller verifies it."""
+        url = f"{self.origin}{config.path}{config.key}/cert"
+        status, body = await self._get(url, {"id": peer_id, "pk": key})
+        self._check(status, body, url, "certificate")
+        try:
+            return json.loads(body)
+        except ValueError as error:
+            raise NotAnNbchatServer(f"{url} did not answer JSON") from error

@@ -53,6 +53,10 @@ class Broker:
         """Bind a freshly issued id to ``username`` everywhere; False if it exists."""
         return True
 
+    async def owner(self, key: str, peer_id: str) -> str | None:
+        """The username id ``peer_id`` is bound to in room ``key`` anywhere, if known."""
+        return None
+
     async def claim(self, key: str, peer_id: str, token: str, user: Identity) -> bool:
         """Bind ``peer_id`` to this process for a connecting socket; False: ID-TAKEN."""
         return True

@@ -27,7 +27,8 @@ from tornado.websocket import (
     _WebSocketParams,
 )
 
-from ..protocol import Identity, identity_from_user, is_room_key
+from ..protocol import Identity, identity_from_user, is_peer_id, is_room_key
+from .certs import KeyRefused
 from .realm import Client, Subscriber
 from .service import RoomRefused, SignalingService
 from .wsconn import Hub, WsConn, adopt_stream
@@ -111,6 +112,27 @@ class IdMixin(NbChatRequest):
         self.set_header("Content-Type", "text/html; charset=utf-8")  # type: ignore[attr-defined]
         self.set_header("Cache-Control", "no-store")  # type: ignore[attr-defined]
         self.finish(peer_id)  # type: ignore[attr-defined]
+
+
+class CertMixin(NbChatRequest):
+    """``GET nbchat/{key}/cert?id=ID&pk=KEY``: the server's certificate that public key
+    ``pk`` belongs to the caller's peer ``id`` (docs/protocol.md §1)."""
+
+    async def get(self, key: str) -> None:
+        peer_id = self.get_query_argument("id", "")  # type: ignore[attr-defined]
+        public_key = self.get_query_argument("pk", "")  # type: ignore[attr-defined]
+        if not is_peer_id(peer_id):
+            raise web.HTTPError(400, "Query argument 'id' must be a peer id")
+        try:
+            cert = await self.service.certify(
+                _room_key_argument(key), peer_id, self.identity, public_key, self.groups
+            )
+        except RoomRefused as refused:
+            raise web.HTTPError(403, str(refused)) from None
+        except KeyRefused as refused:
+            raise web.HTTPError(refused.status, str(refused)) from None
+        self.set_header("Cache-Control", "no-store")  # type: ignore[attr-defined]
+        self.finish(json.dumps(cert))  # type: ignore[attr-defined]
 
 
 class PeersMixin(NbChatRequest):
@@ -310,6 +332,10 @@ class IdHandler(_JupyterAuth, IdMixin, JupyterHandler):
     get = authenticated_403(IdMixin.get)
 
 
+class CertHandler(_JupyterAuth, CertMixin, APIHandler):
+    get = authenticated_403(CertMixin.get)
+
+
 class PeersHandler(_JupyterAuth, PeersMixin, APIHandler):
     get = authenticated_403(PeersMixin.get)
 
@@ -351,5 +377,6 @@ def make_handlers(service: SignalingService) -> list[tuple[str, type, dict[str, 
         (r"nbchat/peerjs", SignalingHandler, kwargs),
         (r"nbchat/presence", PresenceHandler, kwargs),
         (r"nbchat/([^/]+)/id", IdHandler, kwargs),
+        (r"nbchat/([^/]+)/cert", CertHandler, kwargs),
         (r"nbchat/([^/]+)/peers", PeersHandler, kwargs),
     ]

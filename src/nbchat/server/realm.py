@@ -182,6 +182,11 @@ class Realm:
         self._bindings[(key, peer_id)] = _Binding(username, released_at=now)
         return peer_id
 
+    def owner(self, key: str, peer_id: str) -> str | None:
+        """The username id ``peer_id`` is bound to in room ``key``, if any."""
+        binding = self._bindings.get((key, peer_id))
+        return binding.username if binding is not None else None
+
     def peer_ids(self, key: str) -> list[str]:
         room = self.rooms.get(key)
         return list(room.clients) if room else []

@@ -367,6 +367,16 @@ class RedisBroker(Broker):
         )
         return ok is not None
 
+    async def owner(self, key: str, peer_id: str) -> str | None:
+        await self._starting()
+        if not self.up:
+            return None
+        value = await self._await("GET", self._id_key(key, peer_id))
+        if value is None:
+            return None
+        text = value.decode() if isinstance(value, bytes) else str(value)
+        return text.split(US, 1)[0]
+
     async def claim(self, key: str, peer_id: str, token: str, user: Identity) -> bool:
         """Bind the id to us and announce the peer, in one step, before its OPEN: a
         roster served anywhere after that lists it (see :meth:`barrier`)."""

@@ -204,5 +204,5 @@ def make_relay_handlers(upstream: Upstream) -> list[tuple[str, type, dict[str, A
     return [
         (r"nbchat/peerjs", SocketRelayHandler, {**kwargs, "path": "peerjs"}),
         (r"nbchat/presence", SocketRelayHandler, {**kwargs, "path": "presence"}),
-        (r"nbchat/(session|[^/]+/id|[^/]+/peers)", HttpRelayHandler, kwargs),
+        (r"nbchat/(session|[^/]+/id|[^/]+/cert|[^/]+/peers)", HttpRelayHandler, kwargs),
     ]

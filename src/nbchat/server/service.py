@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from jupyter_core.paths import jupyter_data_dir
 from tornado.ioloop import PeriodicCallback
 
 from .._version import __version__
 from ..core.session import SessionConfig
 from ..protocol import ID_TAKEN_FRAME, Identity, error_frame, room_key, room_key_prefix
 from .broker import make_broker
+from .certs import CertAuthority, KeyRefused
 from .realm import Accepted, Client, Delivery, Realm, Refused, Subscriber, encode
 from .settings import SignalingSettings
 from .wsconn import Hub
@@ -144,7 +148,36 @@ class SignalingService:
             max_message_bytes=s.max_message_bytes,
             audience=self.audience(key),
             version=__version__,
+            server_keys=[self.certs.public_key],
         ).to_json()
+
+    @functools.cached_property
+    def certs(self) -> CertAuthority:
+        """Signs peers' certificates; its key file is read (or made) on first use."""
+        path = self.settings.signing_key_file or str(
+            Path(jupyter_data_dir()) / "nbchat" / "signing-key.pem"
+        )
+        return CertAuthority.from_file(path)
+
+    async def certify(
+        self,
+        key: str,
+        peer_id: str,
+        user: Identity,
+        public_key: str,
+        groups: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """A certificate binding ``public_key`` to ``user``'s peer ``peer_id`` in room
+        ``key`` (docs/protocol.md §1); KeyRefused unless that id is the caller's."""
+        self.check_room(key, groups)
+        owner = self.realm.owner(key, peer_id)
+        if owner is None and self.broker.shared:
+            owner = await self.broker.owner(key, peer_id)  # issued by another process
+        if owner != user["username"]:
+            raise KeyRefused(
+                f"peer id {peer_id} is not yours in this room: ask for an id first", 403
+            )
+        return dict(self.certs.certify(key, peer_id, user, public_key))
 
     async def reserve_id(
         self, key: str, user: Identity, groups: Sequence[str] | None = None

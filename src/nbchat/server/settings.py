@@ -77,6 +77,14 @@ class SignalingSettings(IceSettings):
     tick_interval = Float(
         0.5, config=True, help="Seconds between checks for expired frames and silent peers."
     )
+    signing_key_file = Unicode(
+        "",
+        config=True,
+        help="File of the Ed25519 key that signs peers' certificates (their public key "
+        "bound to their Jupyter identity, so everyone can check who wrote a message). "
+        "Made with mode 0600 on first use; empty means nbchat/signing-key.pem in Jupyter's "
+        "data directory. Processes that share rooms must share this file.",
+    )
     room_groups: Dict[str, list[str]] = Dict(
         {},
         config=True,

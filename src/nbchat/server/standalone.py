@@ -39,6 +39,7 @@ from .._version import __version__
 from ..protocol import Identity
 from .broker import check_broker_url
 from .handlers import (
+    CertMixin,
     IdMixin,
     PeersMixin,
     PresenceMixin,
@@ -255,6 +256,7 @@ def make_standalone_handlers(
         (r"nbchat/peerjs", socket("SignalingHandler", SignalingMixin), kwargs),
         (r"nbchat/presence", socket("PresenceHandler", PresenceMixin), kwargs),
         (r"nbchat/([^/]+)/id", http("IdHandler", IdMixin), kwargs),
+        (r"nbchat/([^/]+)/cert", http("CertHandler", CertMixin), kwargs),
         (r"nbchat/([^/]+)/peers", http("PeersHandler", PeersMixin), kwargs),
         (r"health", HealthHandler, kwargs),
         (r"metrics", MetricsHandler, {}),

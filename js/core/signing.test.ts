@@ -1,0 +1,83 @@
+// tests/fixtures/signing_cases.json against WebCrypto (tests/core/test_signing.py runs the same
+// cases against Python's cryptography): the same bytes, signatures and verdicts.
+
+import { describe, expect, it } from "vitest";
+import fixture from "../../tests/fixtures/signing_cases.json";
+import { MessageLog, normalizeIdentity } from "./msglog";
+import * as signing from "./signing";
+
+// biome-ignore lint: fixtures are untyped JSON
+type Any = any;
+
+const byName = <T extends { name: string }>(cases: T[]): [string, T][] => cases.map((c) => [c.name, c]);
+const seeds = fixture.seeds as Record<string, string>;
+const publics = fixture.public as Record<string, string>;
+
+function privateKey(name: string): Promise<CryptoKey> {
+  const jwk = { kty: "OKP", crv: "Ed25519", d: seeds[name], x: publics[name] };
+  return crypto.subtle.importKey("jwk", jwk, { name: "Ed25519" }, false, ["sign"]);
+}
+
+const withoutSig = (entry: Record<string, unknown>): Record<string, unknown> =>
+  Object.fromEntries(Object.entries(entry).filter(([k]) => k !== "sig"));
+
+describe("signed entries and certificates (signing_cases.json)", () => {
+  it.each(byName(fixture.entries as Any[]))("%s: canonical bytes, signature, verdict", async (_name, c) => {
+    const entry = withoutSig(c.entry);
+    expect(new TextDecoder().decode(signing.entryBytes(c.room, entry))).toBe(c.bytes);
+    expect(await signing.signEntry(await privateKey("alice"), c.room, entry)).toBe(c.entry.sig);
+    expect(await signing.verifyEntry(publics.alice, c.room, c.entry)).toBe(true);
+  });
+
+  it.each(byName(fixture.verify as Any[]))("verify: %s", async (_name, c) => {
+    expect(await signing.verifyEntry(publics[c.key], c.room, c.entry)).toBe(c.valid);
+  });
+
+  it.each(byName(fixture.certs as Any[]))("certificate: %s", async (_name, c) => {
+    const keys = ((c.server_keys as string[] | undefined) ?? ["server"]).map((n) => publics[n]);
+    const verified = await signing.verifyCert(keys, c.cert, c.room);
+    expect(verified !== null).toBe(c.valid);
+    if (verified !== null) {
+      expect(verified.user).toEqual(normalizeIdentity(c.cert.user));
+      expect(verified.key).toBe(c.cert.key);
+    }
+  });
+
+  it("pins the certificate bytes", () => {
+    const cert = (fixture.certs as Any[])[0].cert;
+    expect(new TextDecoder().decode(signing.certBytes(cert))).toBe(fixture.cert_bytes);
+  });
+
+  it("a signed entry survives the log and still verifies", async () => {
+    const c = (fixture.entries as Any[])[1];
+    const log = new MessageLog("Z", normalizeIdentity({ username: "zoe" }));
+    const { added, rejected } = log.receiveHistory([{ ...c.entry, user: { username: "alice" } }]);
+    expect(rejected).toEqual([]);
+    expect(await signing.verifyEntry(publics.alice, c.room, added[0] as unknown as Record<string, unknown>)).toBe(true);
+  });
+
+  it("a generated key signs and verifies, and its public key round-trips base64url", async () => {
+    const pair = await signing.generateKey();
+    const key = await signing.publicKey(pair);
+    expect(signing.b64decode(key)).toHaveLength(32);
+    const entry = { author: "A", seq: 1, clock: 1, time: 1, text: "hi" };
+    const sig = await signing.signEntry(pair.privateKey, "r", entry);
+    expect(await signing.verifyEntry(key, "r", { ...entry, sig })).toBe(true);
+    expect(await signing.verifyEntry(key, "r", { ...entry, text: "ho", sig })).toBe(false);
+  });
+
+  it.each(["a=", "a+b", "é", "a\n", "abcde"])("b64decode refuses %j", (text) => {
+    expect(() => signing.b64decode(text)).toThrow(RangeError);
+  });
+
+  it.each(byName(fixture.book as Any[]))("cert book: %s", async (_name, c) => {
+    const book = new signing.CertBook(c.room, [publics.server]);
+    for (const op of c.ops) {
+      if (op.op === "learn") expect(await book.learn(op.certs)).toEqual(op.learned);
+      else if (op.op === "verify") {
+        expect(await book.verify(op.entry)).toEqual(op.user === null ? null : normalizeIdentity(op.user));
+      } else if (op.op === "certs_for") expect(book.certsFor(op.peers)).toEqual(op.certs);
+      else expect(book.refused).toEqual(op.refused);
+    }
+  });
+});

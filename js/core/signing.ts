@@ -1,0 +1,200 @@
+// Verifiable authorship (docs/protocol.md §4.4): Ed25519 signatures on log entries and the
+// server's certificate binding a peer's public key to its Jupyter identity. Mirrors
+// src/nbchat/core/signing.py (whose docstring states the rules) on WebCrypto;
+// tests/fixtures/signing_cases.json pins both.
+
+import type { Identity } from "../protocol";
+import { dumps } from "./frames";
+import { InvalidMessage, normalizeIdentity } from "./msglog";
+
+export const ENTRY_CONTEXT = "nbchat-entry/1";
+export const CERT_CONTEXT = "nbchat-cert/1";
+/** The fields of a log entry a signature covers, in this order (absent ones as null). */
+export const ENTRY_FIELDS = ["author", "seq", "clock", "time", "text", "kind", "target", "reply_to", "emoji", "on"] as const;
+const IDENTITY_FIELDS = ["username", "name", "display_name", "initials", "color", "avatar_url"] as const;
+const ED25519 = { name: "Ed25519" } as const;
+
+/** The server's word that `key` belongs to peer `peer` of `user` in `room`. */
+export interface Certificate {
+  room: string;
+  peer: string;
+  user: Identity;
+  /** The peer's Ed25519 public key, base64url of its 32 raw bytes. */
+  key: string;
+  /** The server's signature over certBytes. */
+  sig: string;
+}
+
+const B64URL = /^[A-Za-z0-9_-]*$/;
+const utf8 = new TextEncoder();
+
+/** base64url without padding. */
+export function b64encode(data: Uint8Array): string {
+  let binary = "";
+  for (const byte of data) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** Inverse of b64encode; throws a RangeError for anything else. */
+export function b64decode(text: string): Uint8Array<ArrayBuffer> {
+  if (typeof text !== "string" || !B64URL.test(text) || text.length % 4 === 1) throw new RangeError("not base64url");
+  const binary = atob(text.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (text.length % 4)) % 4));
+  return Uint8Array.from(binary, (c) => c.charCodeAt(0));
+}
+
+type Fields = Record<string, unknown>;
+
+const orNull = (value: unknown): unknown => (value === undefined ? null : value);
+
+/** What an entry's author signs. */
+export function entryBytes(room: string, entry: Fields): Uint8Array<ArrayBuffer> {
+  return utf8.encode(dumps([ENTRY_CONTEXT, room, ...ENTRY_FIELDS.map((f) => orNull(entry[f]))]));
+}
+
+/** What the server signs for a certificate. */
+export function certBytes(cert: { room: unknown; peer: unknown; key: unknown; user: Fields }): Uint8Array<ArrayBuffer> {
+  const fields = IDENTITY_FIELDS.map((f) => orNull(cert.user[f]));
+  return utf8.encode(dumps([CERT_CONTEXT, cert.room, cert.peer, ...fields, cert.key]));
+}
+
+export async function generateKey(): Promise<CryptoKeyPair> {
+  return (await crypto.subtle.generateKey(ED25519, false, ["sign", "verify"])) as CryptoKeyPair;
+}
+
+/** The base64url raw public key of a pair. */
+export async function publicKey(pair: CryptoKeyPair): Promise<string> {
+  return b64encode(new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey)));
+}
+
+const imported = new Map<string, Promise<CryptoKey | null>>();
+
+/** A public key from its base64url text, imported once; null if it is not one. */
+function importPublic(key: string): Promise<CryptoKey | null> {
+  let found = imported.get(key);
+  if (found === undefined) {
+    found = (async () => {
+      try {
+        const raw = b64decode(key);
+        if (raw.length !== 32) return null;
+        return await crypto.subtle.importKey("raw", raw, ED25519, false, ["verify"]);
+      } catch {
+        return null;
+      }
+    })();
+    if (imported.size > 4096) imported.clear(); // a bound, not a policy: keys are few
+    imported.set(key, found);
+  }
+  return found;
+}
+
+async function verify(key: string, signature: unknown, data: Uint8Array<ArrayBuffer>): Promise<boolean> {
+  if (typeof signature !== "string") return false;
+  const publicKey = await importPublic(key);
+  if (publicKey === null) return false;
+  let raw: Uint8Array<ArrayBuffer>;
+  try {
+    raw = b64decode(signature);
+  } catch {
+    return false;
+  }
+  if (raw.length !== 64) return false;
+  return crypto.subtle.verify(ED25519, publicKey, raw, data);
+}
+
+/** The `sig` of an entry we author. */
+export async function signEntry(privateKey: CryptoKey, room: string, entry: Fields): Promise<string> {
+  return b64encode(new Uint8Array(await crypto.subtle.sign(ED25519, privateKey, entryBytes(room, entry))));
+}
+
+/** Whether `entry.sig` is `key`'s signature of this entry in this room. */
+export function verifyEntry(key: string, room: string, entry: Fields): Promise<boolean> {
+  return verify(key, entry.sig, entryBytes(room, entry));
+}
+
+const isRecord = (value: unknown): value is Fields =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
+
+/** The certificate if one of `serverKeys` signed it for `room`, else null. */
+export async function verifyCert(serverKeys: readonly string[], cert: unknown, room: string): Promise<Certificate | null> {
+  if (!isRecord(cert) || !isRecord(cert.user)) return null;
+  const { peer, key, sig } = cert;
+  if (cert.room !== room || typeof peer !== "string" || typeof key !== "string" || typeof cert.user.username !== "string") {
+    return null;
+  }
+  const data = certBytes({ room: cert.room, peer, key, user: cert.user });
+  let trusted = false;
+  for (const serverKey of serverKeys) {
+    if (await verify(serverKey, sig, data)) {
+      trusted = true;
+      break;
+    }
+  }
+  if (!trusted) return null;
+  try {
+    return { room, peer, user: normalizeIdentity(cert.user), key, sig: sig as string };
+  } catch (error) {
+    if (error instanceof InvalidMessage) return null;
+    throw error;
+  }
+}
+
+/**
+ * The certificates one peer holds for a room, and the entries they vouch for (the rules are
+ * in CertBook's docstring in src/nbchat/core/signing.py). Asynchronous because WebCrypto is.
+ */
+export class CertBook {
+  private readonly certs = new Map<string, Certificate>();
+  readonly refused: Record<string, number> = {};
+
+  constructor(
+    readonly room: string,
+    readonly serverKeys: readonly string[],
+  ) {}
+
+  private refuse(reason: string): void {
+    this.refused[reason] = (this.refused[reason] ?? 0) + 1;
+  }
+
+  /** Take certificates from a peer; return the peer ids newly vouched for. */
+  async learn(certs: readonly unknown[]): Promise<string[]> {
+    const learned: string[] = [];
+    for (const raw of certs) {
+      const cert = await verifyCert(this.serverKeys, raw, this.room);
+      if (cert === null) {
+        this.refuse("bad_cert");
+        continue;
+      }
+      const held = this.certs.get(cert.peer);
+      if (held === undefined) {
+        this.certs.set(cert.peer, cert);
+        learned.push(cert.peer);
+      } else if (held.key !== cert.key) {
+        this.refuse("key_swap");
+      }
+    }
+    return learned;
+  }
+
+  cert(peer: string): Certificate | undefined {
+    return this.certs.get(peer);
+  }
+
+  /** The certificates held for `peers` (each once, in first-seen order). */
+  certsFor(peers: Iterable<string>): Certificate[] {
+    return [...new Set(peers)].map((p) => this.certs.get(p)).filter((c): c is Certificate => c !== undefined);
+  }
+
+  /** The identity vouched for `entry`, or null (dropped and counted). */
+  async verify(entry: Fields): Promise<Identity | null> {
+    const cert = typeof entry.author === "string" ? this.certs.get(entry.author) : undefined;
+    if (cert === undefined) {
+      this.refuse("unknown_author");
+      return null;
+    }
+    if (!(await verifyEntry(cert.key, this.room, entry))) {
+      this.refuse("bad_signature");
+      return null;
+    }
+    return cert.user;
+  }
+}

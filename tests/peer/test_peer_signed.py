@@ -1,0 +1,84 @@
+"""Signed entries between real aiortc peers on a real Jupyter server: authorship holds
+end to end, also for history relayed on behalf of someone who has left."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from tests.support.peers import Inbox, connection_to, until
+
+from nbchat.core.signing import generate_key, sign_entry
+from nbchat.peer import ChatPeer
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def connect(
+    jp_serverapp: Any, jp_fetch: Any, server_base: str
+) -> Callable[..., contextlib.AbstractAsyncContextManager[ChatPeer]]:
+    token = jp_serverapp.identity_provider.token
+
+    @contextlib.asynccontextmanager
+    async def _connect(room: str) -> AsyncIterator[ChatPeer]:
+        async with ChatPeer(server_base, room, token=token) as peer:
+            yield peer
+
+    return _connect
+
+
+async def test_history_forged_for_a_departed_author_is_dropped_everywhere(connect: Any) -> None:
+    room = "signed-history"
+    async with connect(room) as mallory:
+        async with connect(room) as alice:
+            assert await alice.wait_for_peers(1)
+            hello = await alice.send("hello, the numbers are final")
+            await until(lambda: len(mallory.conversation) == 1)
+        # Alice has left. Bob arrives and gets her message from Mallory's history,
+        # vouched for by Alice's certificate: it shows as Alice's.
+        async with connect(room) as bob:
+            await until(lambda: len(bob.conversation) == 1)
+            assert bob.conversation[0]["user"]["username"] == alice.user["username"]
+            # Mallory now forges, in Alice's name: a new message, an edit and a delete of
+            # hers, signed with a key that is not Alice's; and a message from an author
+            # no server ever vouched for.
+            wrong_key = generate_key()
+            forged = [
+                {"author": alice.id, "seq": 2, "clock": 9, "text": "wire me the money"},
+                {"author": alice.id, "seq": 3, "clock": 10, "text": "wrong", "kind": "edit"},
+                {"author": alice.id, "seq": 4, "clock": 11, "text": "", "kind": "delete"},
+                {"author": "nobody", "seq": 1, "clock": 12, "text": "trust me"},
+            ]
+            for entry in forged:
+                entry.update(time=1, user=alice.user)
+                if "kind" in entry:
+                    entry["target"] = hello["id"]
+                entry["sig"] = sign_entry(wrong_key, mallory.config.key, entry)  # type: ignore[union-attr]
+            # A replayed copy of Alice's real message, retargeted, fails too.
+            replayed = {**hello, "seq": 5, "kind": "delete", "target": hello["id"]}
+            inbox = Inbox(bob)
+            link = await connection_to(mallory, bob.id)
+            assert link.send({"type": "history", "messages": [*forged, replayed]})
+            honest = await mallory.send("just me")
+            await until(lambda: any(m["id"] == honest["id"] for m in inbox.items))
+            assert [(s["id"], s["text"], s["deleted"], s["edited"]) for s in bob.conversation] == [
+                (hello["id"], "hello, the numbers are final", False, None),
+                (honest["id"], "just me", False, None),
+            ]
+            assert all(m["id"] != f"{alice.id}:2" for m in bob.history)
+
+
+async def test_a_direct_message_without_a_valid_signature_is_dropped(connect: Any) -> None:
+    async with connect("signed-direct") as a, connect("signed-direct") as b:
+        assert await a.wait_for_peers(1) and await b.wait_for_peers(1)
+        inbox = Inbox(a)
+        link = await connection_to(b, a.id)
+        unsigned = {"seq": 50, "clock": 50, "time": 1, "text": "unsigned", "user": b.user}
+        assert link.send({"type": "message", "message": unsigned})
+        honest = await b.send("signed")
+        [got] = await inbox.wait(1)
+        assert got["id"] == honest["id"] and got["sig"] == honest["sig"]
+        assert [s["text"] for s in a.conversation] == ["signed"]
