@@ -11,25 +11,36 @@ import WebSocket from "ws";
 
 const cfg = JSON.parse(process.argv[2]);
 const {
-  url, // ws://host:port/path/peerjs?key=KEY  (id and token are appended)
+  url, // ws://host:port/path/peerjs?key=KEY  (id and token are appended); or a list of
+  // such URLs (several server processes): client i connects to url[i % url.length]
   headers = {}, // e.g. {Cookie: "..."} for nbchat
   clients,
   connectConcurrency = 64,
-  pid, // server process to measure
+  pid, // server process to measure (or a list: CPU and RSS are summed, CPU also per pid)
+  auxPids = [], // helpers whose CPU is reported apart (e.g. redis-server)
   phases, // [{rate: msgs/s or 0 for closed-loop max, duration: s, window: in-flight cap}]
   payloadBytes = 300,
   drainTimeout = 10,
 } = cfg;
 
 const TICKS = 100; // USER_HZ on Linux
-function cpuSeconds() {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+const urls = Array.isArray(url) ? url : [url];
+const pids = Array.isArray(pid) ? pid : [pid];
+function cpuOf(p) {
+  const stat = readFileSync(`/proc/${p}/stat`, "utf8");
   const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(f[11]) + Number(f[12])) / TICKS; // utime + stime (fields 14, 15)
 }
+const cpuSeconds = () => pids.reduce((sum, p) => sum + cpuOf(p), 0);
+const cpuPerPid = () => pids.map(cpuOf);
+const auxCpu = () => auxPids.reduce((sum, p) => sum + cpuOf(p), 0);
 function rssKiB() {
-  const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return Number(m[1]);
+  let total = 0;
+  for (const p of pids) {
+    const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, "utf8"));
+    total += Number(m[1]);
+  }
+  return total;
 }
 // Busy CPU seconds of the whole machine (all cores), to tell how much else was running.
 function machineBusySeconds() {
@@ -52,6 +63,10 @@ let received = 0;
 let wrongDst = 0;
 let errors = 0;
 let lat = new Float64Array(1 << 20);
+// With several server URLs: latency of relays whose sender and receiver are on one
+// process vs on two (the sender's index travels in the payload as "s").
+let latSame = new Float64Array(1 << 20), nSame = 0;
+let latCross = new Float64Array(1 << 20), nCross = 0;
 let onReceive = null; // closed-loop refill hook
 
 const ids = [];
@@ -64,7 +79,12 @@ function handle(i, data) {
     const p = msg.payload;
     if (p.p !== phase) return; // a straggler from an earlier phase (counted as lost there)
     if (msg.dst !== ids[i]) wrongDst++;
-    if (received < lat.length) lat[received] = performance.now() - p.t;
+    const ms = performance.now() - p.t;
+    if (received < lat.length) lat[received] = ms;
+    if (urls.length > 1) {
+      if (p.s % urls.length === i % urls.length) { if (nSame < latSame.length) latSame[nSame++] = ms; }
+      else if (nCross < latCross.length) latCross[nCross++] = ms;
+    }
     received++;
     if (onReceive) onReceive();
   } else if (msg.type === "ERROR" || msg.type === "EXPIRE") {
@@ -77,7 +97,7 @@ function handle(i, data) {
 function connectOne(i) {
   return new Promise((resolve, reject) => {
     const id = `b${i}x${Math.random().toString(36).slice(2, 8)}`;
-    const ws = new WebSocket(`${url}&id=${id}&token=t${i}`, {
+    const ws = new WebSocket(`${urls[i % urls.length]}&id=${id}&token=t${i}`, {
       headers, perMessageDeflate: false,
     });
     let opened = false;
@@ -125,8 +145,9 @@ function sendOne() {
   const i = (Math.random() * clients) | 0;
   let j = (Math.random() * (clients - 1)) | 0;
   if (j >= i) j++;
+  const s = urls.length > 1 ? `,"s":${i}` : "";
   sockets[i].send(
-    `{"type":"OFFER","dst":"${ids[j]}","payload":{"sdp":"${SDP}","t":${performance.now()},"p":${phase}}}`,
+    `{"type":"OFFER","dst":"${ids[j]}","payload":{"sdp":"${SDP}","t":${performance.now()},"p":${phase}${s}}}`,
   );
 }
 
@@ -137,9 +158,11 @@ function quantile(sorted, q) {
 
 for (let pi = 0; pi < phases.length; pi++) {
   const { rate, duration, window = 2000, warmup = false } = phases[pi];
-  phase = pi; received = 0; wrongDst = 0; errors = 0; onReceive = null;
+  phase = pi; received = 0; wrongDst = 0; errors = 0; onReceive = null; nSame = 0; nCross = 0;
   let sent = 0;
   const cpu0 = cpuSeconds();
+  const perPid0 = cpuPerPid();
+  const aux0 = auxCpu();
   const busy0 = machineBusySeconds();
   const self0 = selfCpuSeconds();
   const start = performance.now();
@@ -164,8 +187,12 @@ for (let pi = 0; pi < phases.length; pi++) {
   const drainUntil = performance.now() + drainTimeout * 1000;
   while (received < sent && performance.now() < drainUntil) await sleep(5);
   const cpu = cpuSeconds() - cpu0;
+  const perPid = cpuPerPid().map((c, k) => c - perPid0[k]);
+  const aux = auxCpu() - aux0;
   // CPU used by neither the server nor this generator: other people's jobs (noise).
-  const otherCpu = machineBusySeconds() - busy0 - cpu - (selfCpuSeconds() - self0);
+  const otherCpu = machineBusySeconds() - busy0 - cpu - aux - (selfCpuSeconds() - self0);
+  const sortedOf = (a, k) => Array.from(a.subarray(0, Math.min(k, a.length))).sort((x, y) => x - y);
+  const same = sortedOf(latSame, nSame), cross = sortedOf(latCross, nCross);
   const n = Math.min(received, lat.length);
   const sorted = Array.from(lat.subarray(0, n)).sort((a, b) => a - b);
   if (!warmup) emit({
@@ -176,6 +203,9 @@ for (let pi = 0; pi < phases.length; pi++) {
     cpu_s: cpu, cpu_us_per_relay: (cpu * 1e6) / Math.max(1, received),
     rss_kib: rssKiB(), lost_sockets: lostSockets,
     generator_cpu_s: selfCpuSeconds() - self0, other_cpu_s: otherCpu,
+    cpu_s_per_pid: perPid, aux_cpu_s: aux,
+    p50_same_ms: quantile(same, 0.5), p99_same_ms: quantile(same, 0.99),
+    p50_cross_ms: quantile(cross, 0.5), p99_cross_ms: quantile(cross, 0.99),
   });
   await sleep(500);
 }

@@ -36,7 +36,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def jupyter_server(cpus: str | None) -> Iterator[tuple[str, str]]:
+def jupyter_server(cpus: str | None, extra: list[str] = ()) -> Iterator[tuple[str, str]]:
     port, token = free_port(), secrets.token_hex(16)
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
@@ -64,6 +64,7 @@ def jupyter_server(cpus: str | None) -> Iterator[tuple[str, str]]:
             f"--IdentityProvider.token={token}",
             f"--ServerApp.root_dir={tmp}",
             "--ServerApp.log_level=WARN",
+            *extra,
         ]
         if cpus:
             args = ["taskset", "-c", cpus, *args]

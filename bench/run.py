@@ -184,10 +184,15 @@ def run_load(
     clients: int,
     phases: list[dict[str, float]],
     core: str,
+    aux_pids: list[int] | None = None,
 ) -> list[dict[str, float]]:
+    """Run bench/loadgen.mjs; ``pid`` and ``url`` may be lists (several server processes,
+    bench/redis_scale.py); ``aux_pids`` (e.g. redis-server) get their CPU reported apart."""
     cfg = {"url": url, "headers": headers, "clients": clients, "pid": pid, "phases": phases}
+    if aux_pids:
+        cfg["auxPids"] = aux_pids
     out = subprocess.run(
-        ["taskset", "-c", core, "node", str(LOADGEN), json.dumps(cfg)],
+        [*(["taskset", "-c", core] if core else []), "node", str(LOADGEN), json.dumps(cfg)],
         capture_output=True,
         text=True,
         timeout=600,

@@ -10,7 +10,13 @@
 import WebSocket from "ws";
 
 const cfg = JSON.parse(process.argv[2]);
-const { base, headers, clients, rooms, duration, rate = 2, lifeMin = 5, lifeMax = 15 } = cfg; // rate: OFFERs/s per client; life: s
+const { headers, clients, rooms, duration, rate = 2, lifeMin = 5, lifeMax = 15 } = cfg; // rate: OFFERs/s per client; life: s
+// `base`: the server's URL, or a list of them (several processes sharing rooms through a
+// broker): slot i always connects to base[i % n].
+const bases = Array.isArray(cfg.base) ? cfg.base : [cfg.base];
+// abrupt: half the clients leave by killing their TCP connection (default); false: all
+// close with a handshake.
+const abrupt = cfg.abrupt ?? true;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const rand = (n) => Math.floor(Math.random() * n);
 const deadline = Date.now() + duration * 1000;
@@ -36,6 +42,7 @@ function open(url) {
 }
 
 async function lifetime(slot) {
+  const base = bases[slot % bases.length];
   const room = rand(rooms);
   const key = `soak-${room}`;
   const id = `s${slot}-${seq++}`;
@@ -86,7 +93,7 @@ async function lifetime(slot) {
     await sleep(50);
   }
   inFlight.delete(id);
-  if (slot % 2) ws.close(); else ws.terminate();
+  if (slot % 2 || !abrupt) ws.close(); else ws.terminate();
   if (presence) presence.close();
   leaves++;
 }

@@ -5,10 +5,13 @@
 import { Peer, type PeerError, type PeerOptions } from "peerjs";
 import { backoffDelay } from "./backoff";
 import { type ChatState, type Phase, chatState } from "./chatState";
-import { type ChatFrame, MAX_MESSAGE_BYTES, utf8Length } from "./core/frames";
+import { FILE_LIMIT_BYTES } from "./core/files";
+import { type ChatFrame, ChatFrameType, MAX_MESSAGE_BYTES, utf8Length } from "./core/frames";
 import { MessageLog } from "./core/msglog";
+import { cleanMime, sizeError } from "./core/rich";
 import type { SessionConfig } from "./core/session";
 import { RoomSync, type SyncOutput } from "./core/sync";
+import { FileShare, describeFile } from "./fileShare";
 import { FloodNotices } from "./floodNotices";
 import { type PageInfo, pageInfo } from "./jupyterPage";
 import { MeshLinks } from "./meshLinks";
@@ -64,9 +67,11 @@ export class ChatProxy {
   private copyStats: LocalCopyStats | null = null;
   private readonly listeners = new Set<(state: ChatState) => void>();
   private readonly present = new Map<string, Presence>();
-  private readonly outbox: string[] = [];
+  private readonly outbox: { text: string; mime: Record<string, unknown> | null }[] = [];
   private readonly mesh: MeshLinks;
   private readonly floods: FloodNotices;
+  /** Files shared peer to peer: what we offer, what we receive, and each card's progress. */
+  readonly files: FileShare;
   private session: SessionConfig | null = null;
   private peer: Peer | null = null;
   private presence: PresenceSocket | null = null;
@@ -111,18 +116,28 @@ export class ChatProxy {
     this.mesh = new MeshLinks({
       peer: () => this.peer,
       isPresent: (peerId) => this.present.has(peerId),
+      present: () => this.present.keys(),
       maxMessageBytes: () => this.session?.max_message_bytes ?? 65_536,
       room: () => this.session?.key ?? this.options.room,
       onOpen: (peerId) => {
         this.refused.delete(peerId);
         if (this.sync !== null) this.carry(this.sync.onLinkOpen(peerId, now()));
+        this.files.onLinkOpen(peerId);
       },
       onClosed: (peerId) => {
         if (this.sync !== null) this.carry(this.sync.onLinkClosed(peerId));
+        this.files.onLinkClosed(peerId);
       },
       onFrame: (peerId, frame) => this.onFrame(peerId, frame),
       onFlood: (peerId) => this.floods.note(peerId),
+      wantsPart: (peerId, fileId) => this.files.wantsPart(peerId, fileId),
       changed: () => this.changed(false),
+    });
+    this.files = new FileShare({
+      selfId: () => this.log?.peerId ?? null,
+      send: (peerId, frame) => this.mesh.send(peerId, frame),
+      isOpen: (peerId) => this.mesh.isOpen(peerId),
+      buffered: (peerId) => this.mesh.buffered(peerId),
     });
     this.snapshot = this.computeState();
   }
@@ -182,17 +197,37 @@ export class ChatProxy {
     this.retryNow();
   };
 
-  /** Post `text` as this browser's peer. Queued until we have a peer id. */
-  send(text: string): ChatMessage | null {
+  /** Post `text` as this browser's peer (a rich message with its MIME bundle `mime`, `text`
+   *  the fallback: core/rich keeps what is safe to carry). Queued until we have a peer id. */
+  send(text: string, mime: Record<string, unknown> | null = null): ChatMessage | null {
     const body = text.trim() === "" ? "" : text;
     if (body === "") return null;
     if (this.log === null || this.sync === null) {
-      this.outbox.push(body);
+      this.outbox.push({ text: body, mime });
       return null;
     }
     const limit = this.session?.max_message_bytes ?? Infinity;
     if (utf8Length(body) > limit) throw new Error(`Message too long: the limit is ${limit} bytes`);
-    const message = this.log.compose(body, Date.now());
+    const message = this.log.compose(body, Date.now(), mime === null ? null : cleanMime(mime));
+    this.copy.save([message]);
+    this.carry(this.sync.publish(message));
+    // Shown at once, whatever else is pouring in: it was typed here.
+    this.changed(true);
+    return message;
+  }
+
+  /** Share `file` with the room: a card in the chat, the bytes peer to peer to whoever asks.
+   *  Rejects a file over the limit with a clear error; nothing is posted then. */
+  async shareFile(file: Blob & { name: string }): Promise<ChatMessage | null> {
+    if (file.size > FILE_LIMIT_BYTES) {
+      throw new Error(`${sizeError(`“${file.name}”`, file.size, FILE_LIMIT_BYTES)}`);
+    }
+    if (this.log === null || this.sync === null) throw new Error("not connected to the room yet");
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    const { meta, text } = await describeFile(file, bytes);
+    if (this.log === null || this.sync === null || this.destroyed) return null;
+    const message = this.log.compose(text, Date.now(), null, meta);
+    this.files.offer(message, bytes);
     this.copy.save([message]);
     this.carry(this.sync.publish(message));
     // Shown at once, whatever else is pouring in: it was typed here.
@@ -228,6 +263,7 @@ export class ChatProxy {
 
   destroy(): void {
     this.destroyed = true;
+    this.files.destroy();
     if (typeof window !== "undefined") window.removeEventListener("online", this.onBrowserOnline);
     for (const timer of [this.retryTimer, this.emitTimer, this.syncTimer]) {
       if (timer !== null) clearTimeout(timer);
@@ -342,7 +378,8 @@ export class ChatProxy {
     this.log = log;
     this.sync = new RoomSync(log, this.session?.max_message_bytes ?? null, now());
     this.scheduleSync();
-    for (const text of this.outbox.splice(0)) this.send(text);
+    this.files.onMessages(log.messages);
+    for (const { text, mime } of this.outbox.splice(0)) this.send(text, mime);
     this.changed(false);
   }
 
@@ -435,11 +472,13 @@ export class ChatProxy {
       case "USER_CONNECTED":
         this.present.set(frame.peer.peer_id, frame.peer);
         this.mesh.flushEarly(frame.peer.peer_id);
+        this.mesh.rosterChanged(this.present.keys());
         break;
       case "USER_DISCONNECTED":
         this.present.delete(frame.peer.peer_id);
         this.refused.delete(frame.peer.peer_id);
         this.mesh.forget(frame.peer.peer_id);
+        this.mesh.rosterChanged(this.present.keys());
         break;
       case "ERROR":
         console.warn(`nbchat: presence error in room ${this.session?.key}: ${frame.payload.msg}`);
@@ -454,7 +493,24 @@ export class ChatProxy {
   private onFrame(peerId: string, frame: ChatFrame): void {
     const user = this.present.get(peerId)?.user;
     if (this.sync === null || user === undefined) return;
-    this.carry(this.sync.onFrame(peerId, frame, user, now()));
+    if (frame.type === ChatFrameType.FILE_GET || frame.type === ChatFrameType.FILE_PART || frame.type === ChatFrameType.FILE_CANCEL) {
+      this.files.onFrame(peerId, frame);
+      return;
+    }
+    const out = this.sync.onFrame(peerId, frame, user, now());
+    this.carry(out);
+    // A big room: what arrived live and is new to us goes on along the overlay, as relayed
+    // copies (one-entry history frames). Sync answers are not forwarded.
+    if (frame.type === "message" || (frame.type === "history" && frame.messages.length === 1)) {
+      for (const event of out.events) {
+        if (event.type !== "added") continue;
+        for (const message of event.messages) {
+          for (const to of this.mesh.forwardTo(message.author, peerId)) {
+            this.mesh.send(to, { type: "history", messages: [message] });
+          }
+        }
+      }
+    }
   }
 
   /** Send what the room sync returned and act on its events. */
@@ -464,6 +520,7 @@ export class ChatProxy {
     for (const event of out.events) {
       switch (event.type) {
         case "added":
+          this.files.onMessages(event.messages);
           this.copy.save(event.messages);
           this.changed(false);
           break;

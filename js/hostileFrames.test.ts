@@ -8,6 +8,8 @@ import { describe, expect, it } from "vitest";
 import { ChunkAssembler } from "./core/chunking";
 import { type ChatFrame, InvalidFrame, parseChatFrame } from "./core/frames";
 import { InvalidMessage, MessageLog, compareMessages } from "./core/msglog";
+import { RICH_MIME_TYPES } from "./core/rich";
+import { FileShare } from "./fileShare";
 import type { Identity } from "./protocol";
 
 /** mulberry32: a tiny seeded PRNG, so a failure replays exactly. */
@@ -27,7 +29,7 @@ const STRINGS = [
   "\ud800", "\udfff", "a\u0000b", "\u202eevil", "😀", "e\u0301", "<script>alert(1)</script>", "x".repeat(300),
 ];
 const NUMBERS = [0, 1, -1, 1.5, 2 ** 53, 2 ** 53 + 2, -(2 ** 63), 1e308, Infinity, -Infinity, NaN, 7, 3];
-const KEYS = ["type", "message", "messages", "have", "id", "index", "count", "data", "author", "seq", "clock", "time", "text", "user", "username", "display_name", "__proto__"];
+const KEYS = ["type", "message", "messages", "have", "id", "index", "count", "data", "author", "seq", "clock", "time", "text", "user", "username", "display_name", "__proto__", "mime", "file", "text/html", "image/png", "image/svg+xml", "name", "size", "sha256"];
 
 function randomValue(next: () => number, depth = 0): unknown {
   const pick = <T,>(items: readonly T[]): T => items[Math.floor(next() * items.length)];
@@ -47,8 +49,14 @@ function randomFrame(next: () => number): unknown {
     seq: randomValue(next) ?? 1, clock: next() < 0.5 ? 1 : randomValue(next), time: next() < 0.5 ? 1 : randomValue(next),
     text: next() < 0.7 ? "hi" : randomValue(next), user: next() < 0.5 ? { username: "u" } : randomValue(next),
     author: next() < 0.5 ? "A" : randomValue(next), id: randomValue(next),
+    mime: next() < 0.3 ? { "text/html": "<table><script>x</script></table>", "image/png": "iVBORw0KGgoAAAA=", junk: 1 } : randomValue(next),
+    file: next() < 0.3 ? { name: "../../x", size: randomValue(next), type: "t/x", sha256: "0".repeat(64) } : randomValue(next),
   });
-  switch (Math.floor(next() * 5)) {
+  const fileId = (): unknown => (next() < 0.7 ? "B:1" : randomValue(next));
+  switch (Math.floor(next() * 8)) {
+    case 5: return { type: "file-get", file: fileId() };
+    case 6: return { type: "file-cancel", file: fileId() };
+    case 7: return { type: "file-part", file: fileId(), index: next() < 0.5 ? 0 : randomValue(next), count: next() < 0.5 ? 1 : randomValue(next), data: next() < 0.5 ? "AAAA" : randomValue(next) };
     case 0: return { type: "message", message: message() };
     case 1: return { type: "history", messages: Array.from({ length: Math.floor(next() * 4) }, message) };
     case 2: return { type: "sync", have: randomValue(next) };
@@ -65,6 +73,7 @@ describe("hostile frames against the widget's parsers", () => {
     const next = rng(seed);
     const log = new MessageLog("S", self);
     const assembler = new ChunkAssembler({ maxBytes: 4096, maxPending: 4 });
+    const files = new FileShare({ selfId: () => "S", send: () => true, isOpen: () => true, buffered: () => 0 });
     for (let i = 0; i < 2_000; i += 1) {
       // A frame arrives as peerjs hands it over: already JSON.parse'd.
       const raw = JSON.parse(JSON.stringify(randomFrame(next)) ?? "null");
@@ -79,8 +88,15 @@ describe("hostile frames against the widget's parsers", () => {
         frame = whole;
       }
       if (frame === null) continue;
+      if (frame.type === "file-get" || frame.type === "file-part" || frame.type === "file-cancel") {
+        files.onFrame("B", frame); // never throws: bad parts fail the transfer
+        continue;
+      }
       try {
-        if (frame.type === "message") log.receiveDirect("B", bob, frame.message);
+        if (frame.type === "message") {
+          const added = log.receiveDirect("B", bob, frame.message);
+          if (added !== null) files.onMessages([added]);
+        }
         else if (frame.type === "history") log.receiveHistory(frame.messages, "B", bob, new Set(["B"]));
         else if (frame.type === "sync") log.missingFor(frame.have);
       } catch (error) {
@@ -97,6 +113,8 @@ describe("hostile frames against the widget's parsers", () => {
       expect(message.author).not.toBe("S"); // nobody else is a source for our own messages
       if (message.author === "B") expect(message.user).toEqual(bob); // bound, never claimed
       expect(Number.isSafeInteger(message.seq) && Number.isSafeInteger(message.clock)).toBe(true);
+      for (const kind of Object.keys(message.mime ?? {})) expect(RICH_MIME_TYPES).toContain(kind);
+      if (message.file !== undefined) expect(message.file.name).not.toMatch(/[/\\]/);
     }
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     expect(log.compose("still works", 0).author).toBe("S");

@@ -8,7 +8,7 @@
 import type { AnyModel } from "@anywidget/types";
 import type { ChatProxy } from "./ChatProxy";
 import type { ChatState } from "./chatState";
-import { CommType, claim, here, messagesPatch, parseFromKernel } from "./core/comm";
+import { CommType, claim, here, messagesPatch, parseFromKernel, saveFile } from "./core/comm";
 import type { ChatMessage } from "./protocol";
 
 export interface ChatModel {
@@ -40,6 +40,9 @@ export class KernelBridge {
   /** The messages the kernel holds, in order: we send only what differs. */
   private mirrored: readonly ChatMessage[] = [];
   private readonly unsubscribe: () => void;
+  /** save_file requests waiting for the kernel's answer. */
+  private readonly saving = new Map<string, { resolve(path: string): void; reject(error: Error): void }>();
+  private requests = 0;
 
   constructor(
     private readonly model: AnyModel<ChatModel>,
@@ -53,18 +56,53 @@ export class KernelBridge {
   }
 
   /** A custom message from the kernel (registered once per model, in `initialize`). */
-  onCustom(content: unknown): void {
+  onCustom(content: unknown, buffers: readonly DataView[] = []): void {
     const message = parseFromKernel(content);
+    if (message?.type === CommType.SAVED) {
+      const waiting = this.saving.get(message.request);
+      this.saving.delete(message.request);
+      if (message.error !== "") waiting?.reject(new Error(message.error));
+      else waiting?.resolve(message.path);
+      return;
+    }
+    if (message?.type === CommType.SEND_FILE && message.to === this.proxy.state.selfId) {
+      const data = buffers[0];
+      if (data === undefined) return;
+      const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice();
+      this.proxy.shareFile(new File([bytes], message.name, { type: message.mime_type })).catch((error: unknown) => {
+        console.warn(`nbchat: could not share the kernel's file in ${this.model.get("room")}`, error);
+      });
+      return;
+    }
     if (message?.type !== CommType.SEND) return;
     if (message.to !== this.proxy.state.selfId) return;
     try {
-      this.proxy.send(message.text);
+      this.proxy.send(message.text, message.mime ?? null);
     } catch (error) {
       console.warn(`nbchat: could not post the kernel's message in ${this.model.get("room")}`, error);
     }
   }
 
+  /** Ask the kernel to save `bytes` next to the notebook as `name` (it picks a free name);
+   *  resolves with the path it wrote. The bytes cross only to this notebook's own kernel. */
+  saveFile(name: string, bytes: Uint8Array): Promise<string> {
+    const request = `save-${++this.requests}`;
+    return new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (this.saving.delete(request)) reject(new Error("the kernel did not answer (is it running?)"));
+      }, 60_000);
+      this.saving.set(request, {
+        resolve: (path) => (clearTimeout(timer), resolve(path)),
+        reject: (error) => (clearTimeout(timer), reject(error)),
+      });
+      const buffer = bytes.slice().buffer;
+      this.model.send(saveFile(request, name), undefined, [buffer]);
+    });
+  }
+
   dispose(): void {
+    for (const waiting of this.saving.values()) waiting.reject(new Error("the chat was closed"));
+    this.saving.clear();
     this.unsubscribe();
     if (this.timer !== null) clearTimeout(this.timer);
   }
@@ -81,7 +119,15 @@ export class KernelBridge {
       from += 1;
     }
     if (from === messages.length && from === this.mirrored.length) return;
-    const suffix = messages.slice(from).map(({ id, author, time, text, user }) => ({ id, author, time, text, user }));
+    const suffix = messages.slice(from).map(({ id, author, time, text, user, mime, file }) => ({
+      id,
+      author,
+      time,
+      text,
+      user,
+      ...(mime !== undefined ? { mime } : {}),
+      ...(file !== undefined ? { file } : {}),
+    }));
     for (let start = 0; start < suffix.length || start === 0; start += PATCH_SIZE) {
       this.model.send(
         messagesPatch(from + start, suffix.slice(start, start + PATCH_SIZE), start + PATCH_SIZE >= suffix.length),

@@ -2,6 +2,7 @@
 
 import createDOMPurify, { type DOMPurify } from "dompurify";
 import { Marked } from "marked";
+import { highlight } from "./highlight";
 
 /** Tags that could load remote content, run code, restyle the page or phish. */
 const FORBIDDEN_TAGS = [
@@ -44,6 +45,9 @@ function plainText(text: string): string {
 export interface MarkdownRenderer {
   /** Safe HTML for `text`. */
   render(text: string): string;
+  /** `html` from a peer (a rich message's text/html: a DataFrame's table) through the same
+   *  sanitizer: tables survive; scripts, styles, handlers, images and frames do not. */
+  renderHtml(html: string): string;
 }
 
 export function createMarkdownRenderer(window: Window & typeof globalThis): MarkdownRenderer {
@@ -65,6 +69,12 @@ export function createMarkdownRenderer(window: Window & typeof globalThis): Mark
       html: ({ text, block }) => (block ? `<p>${escapeHtml(text.trim())}</p>` : escapeHtml(text)),
       // Images are never loaded (a remote image is a read receipt for whoever serves it):
       // each shows as a link to it, so a message of only an image still says something.
+      // Code blocks: highlighted when the language is one we bundle; plain and escaped otherwise.
+      code: ({ text, lang }) => {
+        const lit = highlight(text, lang);
+        const body = lit ?? escapeHtml(text);
+        return `<pre class="nbchat-code"><code class="hljs${lit !== null ? "" : " nbchat-plain"}">${body}</code></pre>\n`;
+      },
       image: ({ href, text }) =>
         `<a href="${escapeHtml(href)}" class="nbchat-image-link">[image: ${escapeHtml(text || "no description")}]</a>`,
     },
@@ -82,14 +92,17 @@ export function createMarkdownRenderer(window: Window & typeof globalThis): Mark
       console.warn(`nbchat: could not render a message as Markdown (${String(error)}); showing it as text`);
       return plainText(text);
     }
-    return purify.sanitize(html, {
-        FORBID_TAGS: FORBIDDEN_TAGS,
-        FORBID_ATTR: FORBIDDEN_ATTRIBUTES,
-        ALLOWED_URI_REGEXP: SAFE_URI,
-        ALLOW_DATA_ATTR: false,
-        ALLOW_ARIA_ATTR: false,
-    });
+    return clean(html);
   };
+  const clean = (html: string, forbidClasses = false): string =>
+    purify.sanitize(html, {
+      FORBID_TAGS: FORBIDDEN_TAGS,
+      // A peer's raw HTML could borrow JupyterLab's classes (a fixed overlay, say): drop them.
+      FORBID_ATTR: forbidClasses ? [...FORBIDDEN_ATTRIBUTES, "class"] : FORBIDDEN_ATTRIBUTES,
+      ALLOWED_URI_REGEXP: SAFE_URI,
+      ALLOW_DATA_ATTR: false,
+      ALLOW_ARIA_ATTR: false,
+    });
   return {
     render(text: string): string {
       let html = cache.get(text);
@@ -99,6 +112,16 @@ export function createMarkdownRenderer(window: Window & typeof globalThis): Mark
         cache.set(text, html);
       }
       return html;
+    },
+    renderHtml(html: string): string {
+      const key = `\u0000html\u0000${html}`;
+      let safe = cache.get(key);
+      if (safe === undefined) {
+        safe = clean(html, true);
+        if (cache.size >= CACHE_SIZE) cache.delete(cache.keys().next().value as string);
+        cache.set(key, safe);
+      }
+      return safe;
     },
   };
 }

@@ -1,9 +1,11 @@
-// The widget's data-channel mesh: one peerjs DataConnection per peer, dialed, accepted,
-// timed out, watched for silence and dialed again, as core/mesh.ts decides. Frames in are
+// The widget's data-channel mesh: one peerjs DataConnection per peer the overlay links us to
+// (everyone in a room of up to MESH_SIZE), dialed, accepted, timed out, watched for silence,
+// dialed again and pruned, as core/mesh.ts decides; in a bigger room it also says where to
+// forward a message. Frames in are
 // rate-limited, reassembled and held until presence names their sender; frames out are chunked.
 
 import type { DataConnection, Peer } from "peerjs";
-import { ChunkAssembler, maxChunkedBytes, split } from "./core/chunking";
+import { CHUNK_THRESHOLD_BYTES, ChunkAssembler, maxChunkedBytes, split } from "./core/chunking";
 import { type ChatFrame, ChatFrameType, InvalidFrame, parseChatFrame } from "./core/frames";
 import { DIAL_TIMEOUT_MS, MeshPolicy, SILENT_LINK_MS } from "./core/mesh";
 import { guardDataMessages } from "./peerjsGuard";
@@ -17,6 +19,8 @@ export interface MeshHost {
   /** The peerjs Peer we dial with, if signaling is up. */
   peer(): Peer | null;
   isPresent(peerId: string): boolean;
+  /** Everyone present, ourselves included, in roster order. */
+  present(): Iterable<string>;
   maxMessageBytes(): number;
   /** For log lines. */
   room(): string;
@@ -28,6 +32,9 @@ export interface MeshHost {
   onFrame(peerId: string, frame: ChatFrame): void;
   /** A frame of `peerId` was dropped for flooding. */
   onFlood(peerId: string): void;
+  /** Whether we asked `peerId` for file `fileId`: its parts skip the frame rate limit (the
+   *  file's card bounds them, and a file would stall if some were dropped). */
+  wantsPart(peerId: string, fileId: string): boolean;
   /** Something the UI shows (the count of open links) changed. */
   changed(): void;
 }
@@ -51,6 +58,8 @@ export class MeshLinks {
   private readonly links = new Map<string, Link>();
   private readonly redialTimers = new Map<string, ReturnType<typeof setTimeout>>();
   private policy = new MeshPolicy("");
+  /** Callers refused at the link bound: dialed back if the overlay comes to want them. */
+  private readonly refused = new Set<string>();
   private chunkCounter = 0;
   private destroyed = false;
 
@@ -76,10 +85,31 @@ export class MeshLinks {
     for (const peerId of this.policy.dialsOnRoster(present, new Set(this.links.keys()))) this.dial(peerId);
   }
 
-  /** A repair round: dial the present peers that are ours to dial and have no link. */
+  /** A repair round: dial the overlay's peers that are ours to dial and have no link; close
+   *  the links it no longer wants (a big room). */
   repair(present: Iterable<string>): void {
+    const all = [...present];
     const redialing = new Set(this.redialTimers.keys());
-    for (const peerId of this.policy.repairDials(present, new Set(this.links.keys()), redialing)) this.dial(peerId);
+    for (const peerId of this.policy.repairDials(all, new Set(this.links.keys()), redialing)) this.dial(peerId);
+    for (const peerId of this.policy.prune(all, this.links.keys())) this.drop(peerId);
+  }
+
+  /** Someone joined or left. In a big room the overlay moves: dial the new links that are
+   *  ours to dial (and callers we refused at the bound, which now wait for a call), close
+   *  the ones it no longer wants. */
+  rosterChanged(present: Iterable<string>): void {
+    const all = [...present];
+    for (const peerId of this.policy.dialsOnChange(all, new Set(this.links.keys()))) this.dial(peerId);
+    const wanted = this.policy.wanted(all);
+    for (const peerId of this.refused) if (wanted.has(peerId)) this.dial(peerId);
+    this.refused.clear();
+    for (const peerId of this.policy.prune(all, this.links.keys())) this.drop(peerId);
+  }
+
+  /** Where to forward a message by `author` new to our log that `cameFrom` sent (a big room). */
+  forwardTo(author: string, cameFrom: string): string[] {
+    const open = [...this.links].filter(([, link]) => link.open).map(([peerId]) => peerId);
+    return this.policy.forwardTo(author, cameFrom, open, this.host.present());
   }
 
   dial(peerId: string): void {
@@ -89,31 +119,60 @@ export class MeshLinks {
     const conn = peer.connect(peerId, { reliable: true, serialization: "json" }) as DataConnection | undefined;
     if (conn === undefined) return;
     this.attach(conn, true);
+    this.bound();
   }
 
   onIncoming(conn: DataConnection): void {
     const existing = this.links.get(conn.peer);
     const state = existing === undefined ? null : { open: existing.open, dialedByUs: existing.dialedByUs };
-    if (!this.policy.acceptIncoming(conn.peer, state)) {
-      // Both sides dialed at once: both keep the connection dialed by the smaller id.
+    const others = this.links.size - (existing === undefined ? 0 : 1);
+    if (!this.policy.acceptIncoming(conn.peer, state, this.host.present(), others)) {
+      // Both sides dialed at once (both keep the connection dialed by the smaller id), or we
+      // are at the link bound and the overlay does not link us to the caller.
+      if (others >= this.policy.maxLinks) this.refused.add(conn.peer);
       conn.close();
       return;
     }
     if (existing !== undefined) this.drop(conn.peer, false);
     this.attach(conn, false);
+    this.bound();
   }
 
-  /** Send `frame` to `peerId` over its open link, chunked if it is too big for one message. */
-  send(peerId: string, frame: ChatFrame): void {
+  /** Close links the overlay does not want while we hold more than MAX_LINKS. */
+  private bound(): void {
+    const excess = this.links.size - this.policy.maxLinks;
+    if (excess <= 0) return;
+    for (const peerId of this.policy.prune(this.host.present(), this.links.keys()).slice(0, excess)) this.drop(peerId);
+  }
+
+  /** Present and linked to us by the overlay (what a redial needs). */
+  private wanted(peerId: string): boolean {
+    return this.host.isPresent(peerId) && this.policy.wanted(this.host.present()).has(peerId);
+  }
+
+  /** Send `frame` to `peerId` over its open link, chunked if it is too big for one message;
+   *  false if there is no open link. */
+  send(peerId: string, frame: ChatFrame): boolean {
     const link = this.links.get(peerId);
-    if (link === undefined || !link.open) return;
+    if (link === undefined || !link.open) return false;
     for (const part of split(frame, () => `c-${this.policy.selfId}-${++this.chunkCounter}`)) {
       try {
         void link.conn.send(part);
       } catch (error) {
         console.warn(`nbchat: send to ${peerId} failed`, error);
+        return false;
       }
     }
+    return true;
+  }
+
+  /** Bytes waiting to go to `peerId`: in its data channel, plus messages peerjs holds back. */
+  buffered(peerId: string): number {
+    const link = this.links.get(peerId);
+    if (link === undefined || !link.open) return 0;
+    // peerjs's json connection queues past 8 MB in the channel; bufferSize counts its queue.
+    const conn = link.conn as { dataChannel?: RTCDataChannel; bufferSize?: number };
+    return (conn.dataChannel?.bufferedAmount ?? 0) + (conn.bufferSize ?? 0) * CHUNK_THRESHOLD_BYTES;
   }
 
   /** Bytes waiting to leave on `peerId`'s link (Infinity without an open link). */
@@ -236,13 +295,13 @@ export class MeshLinks {
     const delay = this.policy.onLinkLost(peerId, {
       wasOpen: link.open,
       silent,
-      present: this.host.isPresent(peerId),
+      present: this.wanted(peerId),
       random: Math.random(),
     });
     if (delay === null) return;
     const timer = setTimeout(() => {
       this.redialTimers.delete(peerId);
-      if (this.host.isPresent(peerId)) this.dial(peerId);
+      if (this.wanted(peerId)) this.dial(peerId);
     }, delay);
     this.redialTimers.set(peerId, timer);
   }
@@ -268,6 +327,10 @@ export class MeshLinks {
       return;
     }
     let frame = parseChatFrame(data);
+    if (frame !== null && frame.type === ChatFrameType.FILE_PART && this.host.wantsPart(peerId, frame.file)) {
+      this.host.onFrame(peerId, frame);
+      return;
+    }
     // Malformed frames count too: a flood of junk must not cost a warning each.
     if (!this.admit(link, frame !== null && frame.type === ChatFrameType.MESSAGE)) return;
     if (frame !== null && frame.type === ChatFrameType.CHUNK) {

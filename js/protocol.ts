@@ -1,6 +1,9 @@
 // Signaling and presence formats shared with src/nbchat/protocol.py; the prose spec is
 // docs/protocol.md. Chat frames, the session config and the comm messages live in core/.
 
+import type { FileMeta } from "./core/files";
+import type { MimeBundle } from "./core/rich";
+
 /** PeerJS signaling frame types (server protocol 1.x) plus nbchat's presence topics. */
 export const FrameType = {
   OPEN: "OPEN",
@@ -50,6 +53,10 @@ export interface ChatMessage {
   time: number;
   text: string;
   user: Identity;
+  /** A rich message's MIME bundle (core/rich); `text` stays the fallback. */
+  mime?: MimeBundle;
+  /** A shared file's card (core/files); its bytes travel apart, on request. */
+  file?: FileMeta;
 }
 
 export function messageId(author: string, seq: number): string {

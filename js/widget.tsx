@@ -13,6 +13,8 @@ import "./styles.css";
 interface Session {
   proxy: ChatProxy;
   bridge: KernelBridge;
+  /** Saves a received file next to the notebook through the kernel. */
+  saveFile: (name: string, bytes: Uint8Array) => Promise<string>;
   views: number;
   closeTimer: ReturnType<typeof setTimeout> | null;
 }
@@ -28,7 +30,7 @@ const LEAVE_DELAY_MS = 2_000;
 function createWidget(): AnyWidget<ChatModel> {
   const sessions = new Map<string, Session>();
   /** Custom messages can arrive before the first view; they wait here. */
-  const early = new Map<string, unknown[]>();
+  const early = new Map<string, [unknown, DataView[]][]>();
   /** Room passphrases the kernel sent by comm message: never a synced trait, so never saved. */
   const passphrases = new Map<string, PassphraseRequest>();
 
@@ -51,10 +53,10 @@ function createWidget(): AnyWidget<ChatModel> {
       const passphrase = model.get("has_passphrase") === true ? passphraseFor(model, key) : null;
       const proxy = new ChatProxy({ room: model.get("room"), relayOnly: model.get("relay_only") === true, passphrase });
       const bridge = new KernelBridge(model, proxy);
-      session = { proxy, bridge, views: 0, closeTimer: null };
+      session = { proxy, bridge, saveFile: (name, bytes) => bridge.saveFile(name, bytes), views: 0, closeTimer: null };
       sessions.set(key, session);
       proxy.start();
-      for (const content of early.get(key) ?? []) bridge.onCustom(content);
+      for (const [content, buffers] of early.get(key) ?? []) bridge.onCustom(content, buffers);
       early.delete(key);
     }
     if (session.closeTimer !== null) clearTimeout(session.closeTimer);
@@ -85,21 +87,21 @@ function createWidget(): AnyWidget<ChatModel> {
       return () => release(key, acquired);
     }, [model, key]);
     if (session === null) return <div className="nbchat nbchat-phase-connecting">Connecting…</div>;
-    return <ChatBox proxy={session.proxy} room={room} />;
+    return <ChatBox proxy={session.proxy} room={room} saveFile={session.saveFile} />;
   }
 
   return {
     initialize({ model }) {
       const key = model.get("_instance");
-      model.on("msg:custom", (content: unknown) => {
+      model.on("msg:custom", (content: unknown, buffers: DataView[] = []) => {
         const reply = parseFromKernel(content);
         if (reply?.type === CommType.PASSPHRASE) {
           passphrases.get(key)?.resolve(reply.passphrase);
           return;
         }
         const session = sessions.get(key);
-        if (session !== undefined) session.bridge.onCustom(content);
-        else early.set(key, [...(early.get(key) ?? []), content]);
+        if (session !== undefined) session.bridge.onCustom(content, buffers);
+        else early.set(key, [...(early.get(key) ?? []), [content, buffers]]);
       });
       // The model is closed (widget closed, kernel gone): leave the room with it.
       return () => {

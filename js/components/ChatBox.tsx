@@ -4,6 +4,7 @@ import * as React from "react";
 import type { ChatProxy } from "../ChatProxy";
 import type { ChatState } from "../chatState";
 import { createMarkdownRenderer } from "../markdown";
+import { FilesContext, SaveContext } from "./FileCard";
 import { LocalCopyInfo } from "./LocalCopyInfo";
 import { MessageInput } from "./MessageInput";
 import { MessagesList } from "./MessagesList";
@@ -12,6 +13,8 @@ import { UsersList } from "./UsersList";
 export interface ChatBoxProps {
   proxy: ChatProxy;
   room: string;
+  /** Saves a received file next to the notebook (through the widget's kernel), if there is one. */
+  saveFile?: ((name: string, bytes: Uint8Array) => Promise<string>) | null;
 }
 
 function useChatState(proxy: ChatProxy): ChatState {
@@ -27,7 +30,7 @@ function roomLabel(room: string): string {
   return parts[parts.length - 1] ?? room;
 }
 
-export function ChatBox({ proxy, room }: ChatBoxProps): React.ReactElement {
+export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.ReactElement {
   const state = useChatState(proxy);
   const markdown = React.useMemo(() => createMarkdownRenderer(window), []);
   const [sendError, setSendError] = React.useState<string | null>(null);
@@ -44,10 +47,44 @@ export function ChatBox({ proxy, room }: ChatBoxProps): React.ReactElement {
     [proxy],
   );
 
+  const onFiles = React.useCallback(
+    (files: File[]) => {
+      for (const file of files) {
+        proxy.shareFile(file).then(
+          () => setSendError(null),
+          (error: unknown) => setSendError(error instanceof Error ? error.message : String(error)),
+        );
+      }
+    },
+    [proxy],
+  );
+  const [dragging, setDragging] = React.useState(false);
+  const hasFiles = (event: React.DragEvent): boolean => Array.from(event.dataTransfer.types).includes("Files");
+  const dropHandlers = {
+    onDragOver: (event: React.DragEvent) => {
+      if (!hasFiles(event) || state.cannotSend !== null) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = "copy";
+      setDragging(true);
+    },
+    onDragLeave: (event: React.DragEvent) => {
+      if (event.currentTarget === event.target) setDragging(false);
+    },
+    onDrop: (event: React.DragEvent) => {
+      setDragging(false);
+      const dropped = Array.from(event.dataTransfer.files);
+      if (dropped.length === 0 || state.cannotSend !== null) return;
+      event.preventDefault();
+      event.stopPropagation(); // not JupyterLab's: it would open the file from the server
+      onFiles(dropped);
+    },
+  };
   const onClearLocalCopy = React.useCallback(() => void proxy.clearLocalCopy(), [proxy]);
 
   return (
-    <div className={`nbchat nbchat-phase-${state.phase}`}>
+    <FilesContext.Provider value={proxy.files}>
+    <SaveContext.Provider value={saveFile}>
+    <div className={`nbchat nbchat-phase-${state.phase}${dragging ? " nbchat-dragging" : ""}`} {...dropHandlers}>
       <div className="nbchat-header">
         <span className="nbchat-room" title={`Room: ${room}${state.audience ? `\nWho can join: ${state.audience}` : ""}`}>
           # {roomLabel(room)}
@@ -84,11 +121,18 @@ export function ChatBox({ proxy, room }: ChatBoxProps): React.ReactElement {
               {sendError}
             </div>
           )}
-          <MessageInput onSend={onSend} disabledReason={state.cannotSend} maxBytes={state.maxMessageBytes} />
+          <MessageInput onSend={onSend} onFiles={onFiles} disabledReason={state.cannotSend} maxBytes={state.maxMessageBytes} />
           <LocalCopyInfo stats={state.localCopy ?? null} onClear={onClearLocalCopy} />
         </div>
         <UsersList users={state.users} selfId={state.selfId} />
       </div>
+      {dragging && (
+        <div className="nbchat-drop" aria-hidden="true">
+          Drop to share peer to peer
+        </div>
+      )}
     </div>
+    </SaveContext.Provider>
+    </FilesContext.Provider>
   );
 }

@@ -4,6 +4,8 @@ import * as React from "react";
 import type { MarkdownRenderer } from "../markdown";
 import type { ChatMessage as Message } from "../protocol";
 import { Avatar } from "./Avatar";
+import { FileCard } from "./FileCard";
+import { RichBody } from "./RichBody";
 
 export interface ChatMessageProps {
   message: Message;
@@ -17,8 +19,38 @@ export interface ChatMessageProps {
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
 const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
 
+/** Give every code block a Copy button (ours, made here: the sanitized HTML has no buttons). */
+function useCopyButtons(body: React.RefObject<HTMLDivElement | null>, html: string): void {
+  React.useEffect(() => {
+    const root = body.current;
+    if (root === null) return;
+    for (const pre of root.querySelectorAll("pre")) {
+      if (pre.querySelector(":scope > .nbchat-copy") !== null) continue;
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "nbchat-copy";
+      button.textContent = "Copy";
+      button.setAttribute("aria-label", "Copy code");
+      button.addEventListener("click", () => {
+        const code = pre.querySelector("code")?.textContent ?? "";
+        navigator.clipboard.writeText(code).then(
+          () => {
+            button.textContent = "Copied";
+            setTimeout(() => (button.textContent = "Copy"), 1_500);
+          },
+          (error: unknown) => console.warn("nbchat: could not copy the code", error),
+        );
+      });
+      pre.appendChild(button);
+    }
+  }, [body, html]);
+}
+
 function ChatMessageView({ message, markdown, continued, isSelf, avatarUrl }: ChatMessageProps): React.ReactElement {
-  const html = React.useMemo(() => markdown.render(message.text), [markdown, message.text]);
+  const rich = message.mime !== undefined;
+  const html = React.useMemo(() => (rich ? "" : markdown.render(message.text)), [markdown, message.text, rich]);
+  const bodyRef = React.useRef<HTMLDivElement>(null);
+  useCopyButtons(bodyRef, html);
   const when = new Date(message.time);
   const name = message.user.display_name || message.user.name || message.user.username;
   return (
@@ -46,8 +78,18 @@ function ChatMessageView({ message, markdown, continued, isSelf, avatarUrl }: Ch
             </time>
           </div>
         )}
-        {/* Sanitized by markdown.render (DOMPurify, no scripts, handlers, images or frames). */}
-        <div className="nbchat-message-body" dangerouslySetInnerHTML={{ __html: html }} />
+        {message.file !== undefined ? (
+          <div className="nbchat-message-body">
+            <FileCard id={message.id} file={message.file} sender={name} isSelf={isSelf} />
+          </div>
+        ) : message.mime !== undefined ? (
+          <div className="nbchat-message-body">
+            <RichBody mime={message.mime} text={message.text} markdown={markdown} />
+          </div>
+        ) : (
+          /* Sanitized by markdown.render (DOMPurify, no scripts, handlers, images or frames). */
+          <div className="nbchat-message-body" ref={bodyRef} dangerouslySetInnerHTML={{ __html: html }} />
+        )}
       </div>
     </div>
   );

@@ -2,16 +2,20 @@
 
 import * as React from "react";
 import { utf8Length } from "../core/frames";
+import { PaperclipIcon } from "./Icons";
 
 export interface MessageInputProps {
   onSend(text: string): void;
+  /** Files attached (the button) or pasted (an image from the clipboard). */
+  onFiles?(files: File[]): void;
   /** Why sending is impossible now, or null. */
   disabledReason: string | null;
   maxBytes: number;
 }
 
-export function MessageInput({ onSend, disabledReason, maxBytes }: MessageInputProps): React.ReactElement {
+export function MessageInput({ onSend, onFiles, disabledReason, maxBytes }: MessageInputProps): React.ReactElement {
   const [text, setText] = React.useState("");
+  const picker = React.useRef<HTMLInputElement>(null);
   const tooLong = utf8Length(text) > maxBytes;
   const disabled = disabledReason !== null;
 
@@ -29,6 +33,13 @@ export function MessageInput({ onSend, disabledReason, maxBytes }: MessageInputP
       event.preventDefault();
       submit();
     }
+  };
+
+  const onPaste = (event: React.ClipboardEvent<HTMLTextAreaElement>): void => {
+    const pasted = Array.from(event.clipboardData.files);
+    if (pasted.length === 0 || onFiles === undefined || disabled) return;
+    event.preventDefault();
+    onFiles(pasted);
   };
 
   return (
@@ -53,7 +64,34 @@ export function MessageInput({ onSend, disabledReason, maxBytes }: MessageInputP
           disabled={disabled}
           onChange={(event) => setText(event.target.value)}
           onKeyDown={onKeyDown}
+          onPaste={onPaste}
         />
+        {onFiles !== undefined && (
+          <>
+            <input
+              ref={picker}
+              type="file"
+              multiple
+              hidden
+              aria-label="File to share"
+              onChange={(event) => {
+                const chosen = Array.from(event.target.files ?? []);
+                event.target.value = "";
+                if (chosen.length > 0) onFiles(chosen);
+              }}
+            />
+            <button
+              type="button"
+              className="nbchat-input-attach"
+              onClick={() => picker.current?.click()}
+              disabled={disabled}
+              aria-label="Attach a file"
+              title="Share a file peer to peer (or drop it on the chat, or paste an image)"
+            >
+              <PaperclipIcon />
+            </button>
+          </>
+        )}
         <button
           type="button"
           className="nbchat-input-send"

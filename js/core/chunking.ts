@@ -14,6 +14,7 @@ import {
   parseChatFrame,
   utf8Length,
 } from "./frames";
+import { MAX_RICH_BYTES } from "./rich";
 
 /**
  * A frame whose JSON is this many UTF-8 bytes or more travels as CHUNK frames. peerjs 1.5 in
@@ -42,7 +43,7 @@ export const MAX_CHUNK_COUNT = 4096;
  * character becomes \u00XX), and the envelope and identity fit in 64 KiB.
  */
 export function maxChunkedBytes(maxMessageBytes: number = MAX_MESSAGE_BYTES): number {
-  return 6 * maxMessageBytes + 65_536;
+  return 6 * maxMessageBytes + MAX_RICH_BYTES + 65_536;
 }
 
 /** UTF-8 bytes a character costs inside a JSON string (control characters: at most 6). */

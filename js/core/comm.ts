@@ -3,13 +3,17 @@
 // and the passphrase never becomes a trait saved in the notebook. Pure; mirrors
 // src/nbchat/core/comm.py, pinned by tests/fixtures/comm.json.
 
-/** Browser → kernel: HERE, CLAIM, MESSAGES, PASSPHRASE_REQUEST; kernel → browser: SEND, PASSPHRASE. */
+/** Browser → kernel: HERE, CLAIM, MESSAGES, PASSPHRASE_REQUEST, SAVE_FILE; kernel → browser: SEND,
+ *  SEND_FILE, SAVED, PASSPHRASE. */
 export const CommType = {
   HERE: "here",
   CLAIM: "claim",
   MESSAGES: "messages",
   PASSPHRASE_REQUEST: "passphrase?",
+  SAVE_FILE: "save_file",
   SEND: "send",
+  SEND_FILE: "send_file",
+  SAVED: "saved",
   PASSPHRASE: "passphrase",
 } as const;
 export type CommType = (typeof CommType)[keyof typeof CommType];
@@ -23,10 +27,15 @@ export type MessagesPatch = {
   done: boolean;
 };
 export type PassphraseRequest = { type: typeof CommType.PASSPHRASE_REQUEST };
-export type SendMessage = { type: typeof CommType.SEND; text: string; to: string };
+export type SendMessage = { type: typeof CommType.SEND; text: string; to: string; mime?: Record<string, unknown> };
+/** The file's bytes are the message's first binary buffer. */
+export type SendFileMessage = { type: typeof CommType.SEND_FILE; name: string; mime_type: string; to: string };
 export type PassphraseMessage = { type: typeof CommType.PASSPHRASE; passphrase: string };
-export type FromBrowser = HereMessage | ClaimMessage | MessagesPatch | PassphraseRequest;
-export type FromKernel = SendMessage | PassphraseMessage;
+/** The file's bytes are the message's first binary buffer. */
+export type SaveFileMessage = { type: typeof CommType.SAVE_FILE; request: string; name: string };
+export type SavedMessage = { type: typeof CommType.SAVED; request: string; path: string; error: string };
+export type FromBrowser = HereMessage | ClaimMessage | MessagesPatch | PassphraseRequest | SaveFileMessage;
+export type FromKernel = SendMessage | SendFileMessage | SavedMessage | PassphraseMessage;
 
 /** A browser in the room offers to own the widget (replacing `replaces`, if gone). */
 /** A view says which peer it is in the room ("" until it has an id); the kernel learns from
@@ -49,9 +58,26 @@ export function passphraseRequest(): PassphraseRequest {
   return { type: CommType.PASSPHRASE_REQUEST };
 }
 
-/** The kernel asks the owner browser `to` to post `text` to the room. */
-export function send(text: string, to: string): SendMessage {
+/** The kernel asks the browser `to` to post `text` to the room (a rich message with its MIME
+ *  bundle `mime`, text the fallback). */
+export function send(text: string, to: string, mime?: Record<string, unknown> | null): SendMessage {
+  if (mime !== undefined && mime !== null) return { type: CommType.SEND, text, to, mime };
   return { type: CommType.SEND, text, to };
+}
+
+/** The kernel asks the browser `to` to share a file (the message's first buffer) with the room. */
+export function sendFile(name: string, mimeType: string, to: string): SendFileMessage {
+  return { type: CommType.SEND_FILE, name, mime_type: mimeType, to };
+}
+
+/** A browser asks the kernel to save a received file (the first buffer) next to the notebook. */
+export function saveFile(request: string, name: string): SaveFileMessage {
+  return { type: CommType.SAVE_FILE, request, name };
+}
+
+/** The kernel's answer to save_file: where the file went, or why it could not. */
+export function saved(request: string, path = "", error = ""): SavedMessage {
+  return { type: CommType.SAVED, request, path, error };
 }
 
 export function passphrase(value: string): PassphraseMessage {
@@ -85,6 +111,8 @@ export function parseFromBrowser(value: unknown): FromBrowser | null {
     }
     case CommType.PASSPHRASE_REQUEST:
       return passphraseRequest();
+    case CommType.SAVE_FILE:
+      return typeof value.request === "string" && typeof value.name === "string" ? saveFile(value.request, value.name) : null;
     default:
       return null;
   }
@@ -95,7 +123,17 @@ export function parseFromKernel(value: unknown): FromKernel | null {
   if (!isRecord(value)) return null;
   switch (value.type) {
     case CommType.SEND:
-      return typeof value.text === "string" && typeof value.to === "string" ? send(value.text, value.to) : null;
+      return typeof value.text === "string" && typeof value.to === "string"
+        ? send(value.text, value.to, isRecord(value.mime) ? value.mime : null)
+        : null;
+    case CommType.SAVED:
+      return typeof value.request === "string"
+        ? saved(value.request, typeof value.path === "string" ? value.path : "", typeof value.error === "string" ? value.error : "")
+        : null;
+    case CommType.SEND_FILE:
+      return typeof value.name === "string" && typeof value.mime_type === "string" && typeof value.to === "string"
+        ? sendFile(value.name, value.mime_type, value.to)
+        : null;
     case CommType.PASSPHRASE:
       return typeof value.passphrase === "string" ? passphrase(value.passphrase) : null;
     default:

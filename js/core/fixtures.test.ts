@@ -27,6 +27,7 @@ describe("constants both cores hold", () => {
       MAX_MESSAGE_BYTES: frames.MAX_MESSAGE_BYTES,
       MAX_SAFE_INTEGER: frames.MAX_SAFE_INTEGER,
       CHUNK_ID_MAX_LENGTH: frames.CHUNK_ID_MAX_LENGTH,
+      FILE_ID_MAX_LENGTH: frames.FILE_ID_MAX_LENGTH,
       ChatFrameType: frames.ChatFrameType,
     });
     expect(constants.chunking).toEqual({

@@ -10,6 +10,8 @@ export const MAX_MESSAGE_BYTES = 65_536;
 export const MAX_SAFE_INTEGER = Number.MAX_SAFE_INTEGER;
 /** A chunk id is a short string: the receiver keys its reassembly state by it. */
 export const CHUNK_ID_MAX_LENGTH = 128;
+/** A `file-*` frame names its file by the id of the MESSAGE that carries its card. */
+export const FILE_ID_MAX_LENGTH = 128;
 
 /** The `type` of a chat frame sent over a peerjs DataConnection. */
 export const ChatFrameType = {
@@ -17,6 +19,9 @@ export const ChatFrameType = {
   SYNC: "sync",
   HISTORY: "history",
   CHUNK: "chunk",
+  FILE_GET: "file-get",
+  FILE_PART: "file-part",
+  FILE_CANCEL: "file-cancel",
 } as const;
 export type ChatFrameType = (typeof ChatFrameType)[keyof typeof ChatFrameType];
 
@@ -30,7 +35,12 @@ export type ChunkFrame = {
   count: number;
   data: string;
 };
-export type ChatFrame = MessageFrame | SyncFrame | HistoryFrame | ChunkFrame;
+/** Ask the author of a file's card for its bytes, or stop (either side) sending them. */
+export type FileRequestFrame =
+  | { type: typeof ChatFrameType.FILE_GET; file: string; from?: number }
+  | { type: typeof ChatFrameType.FILE_CANCEL; file: string };
+export type FilePartFrame = { type: typeof ChatFrameType.FILE_PART; file: string; index: number; count: number; data: string };
+export type ChatFrame = MessageFrame | SyncFrame | HistoryFrame | ChunkFrame | FileRequestFrame | FilePartFrame;
 
 /** A data-channel payload that is not a frame we accept. */
 export class InvalidFrame extends Error {}
@@ -81,6 +91,21 @@ export function parseChatFrame(value: unknown): ChatFrame | null {
         typeof value.data === "string"
         ? (value as ChunkFrame)
         : null;
+    case ChatFrameType.FILE_GET:
+    case ChatFrameType.FILE_CANCEL:
+    case ChatFrameType.FILE_PART: {
+      const file = value.file;
+      if (typeof file !== "string" || file.length === 0 || file.length > FILE_ID_MAX_LENGTH) return null;
+      if (value.type === ChatFrameType.FILE_CANCEL) return value as FileRequestFrame;
+      if (value.type === ChatFrameType.FILE_GET) {
+        // `from`: resume at that part (after a dropped link); absent is 0.
+        const start = value.from ?? 0;
+        return isCount(start, 0) ? ({ ...value, from: start } as FileRequestFrame) : null;
+      }
+      return isCount(value.index, 0) && isCount(value.count, 1) && value.index < value.count && typeof value.data === "string"
+        ? (value as FilePartFrame)
+        : null;
+    }
     default:
       return null;
   }

@@ -1,6 +1,21 @@
 import fixture from "../../tests/fixtures/mesh_cases.json";
 import { describe, expect, it } from "vitest";
-import { DIAL_TIMEOUT_MS, MeshPolicy, REDIAL_BASE_MS, REDIAL_MAX_MS, SILENT_LINK_MS, backoffDelay } from "./mesh";
+import {
+  CHORDS,
+  CHORD_PROBE,
+  DIAL_TIMEOUT_MS,
+  FORWARD_PARENTS,
+  MAX_LINKS,
+  MESH_SIZE,
+  MeshPolicy,
+  REDIAL_BASE_MS,
+  REDIAL_MAX_MS,
+  RING_NEIGHBOURS,
+  SILENT_LINK_MS,
+  backoffDelay,
+  overlay,
+  ringPosition,
+} from "./mesh";
 
 interface Case {
   name: string;
@@ -12,7 +27,18 @@ const FIXTURE = fixture as unknown as { constants: Record<string, number>; cases
 
 describe("mesh policy (tests/fixtures/mesh_cases.json)", () => {
   it("has the shared constants", () => {
-    expect({ DIAL_TIMEOUT_MS, SILENT_LINK_MS, REDIAL_BASE_MS, REDIAL_MAX_MS }).toEqual(FIXTURE.constants);
+    expect({
+      DIAL_TIMEOUT_MS,
+      SILENT_LINK_MS,
+      REDIAL_BASE_MS,
+      REDIAL_MAX_MS,
+      MESH_SIZE,
+      MAX_LINKS,
+      RING_NEIGHBOURS,
+      CHORDS,
+      CHORD_PROBE,
+      FORWARD_PARENTS,
+    }).toEqual(FIXTURE.constants);
   });
 
   for (const c of FIXTURE.cases) {
@@ -24,13 +50,16 @@ describe("mesh policy (tests/fixtures/mesh_cases.json)", () => {
           case "roster":
             expect(policy.dialsOnRoster(step.present, new Set(step.linked)), where).toEqual(step.dials);
             return;
+          case "change":
+            expect(policy.dialsOnChange(step.present, new Set(step.linked)), where).toEqual(step.dials);
+            return;
           case "repair":
             expect(policy.repairDials(step.present, new Set(step.linked), new Set(step.redialing)), where).toEqual(step.dials);
             return;
           case "incoming": {
             const e = step.existing;
             const link = e === null ? null : { open: e.open, dialedByUs: e.dialed_by_us };
-            expect(policy.acceptIncoming(step.caller, link), where).toBe(step.accept);
+            expect(policy.acceptIncoming(step.caller, link, step.present, step.links ?? 0), where).toBe(step.accept);
             return;
           }
           case "lost": {
@@ -43,6 +72,21 @@ describe("mesh policy (tests/fixtures/mesh_cases.json)", () => {
             return;
           case "forget":
             policy.forget(step.peer);
+            return;
+          case "ring_position":
+            expect(ringPosition(step.id, step.salt), where).toBe(step.position);
+            return;
+          case "overlay": {
+            const links = overlay(step.present, step.mesh_size, step.max_links);
+            const plain = Object.fromEntries([...links].map(([p, q]) => [p, [...q].sort()]));
+            expect(plain, where).toEqual(step.links);
+            return;
+          }
+          case "prune":
+            expect(policy.prune(step.present, step.linked), where).toEqual(step.close);
+            return;
+          case "forward":
+            expect(policy.forwardTo(step.author, step.from, step.linked, step.present), where).toEqual(step.to);
             return;
           case "backoff":
             expect(backoffDelay(step.attempt, step.random), where).toBe(step.delay);

@@ -2,6 +2,8 @@
 // Pure: no I/O, no timers. tests/fixtures/msglog_cases.json pins both languages together.
 
 import { type ChatMessage, type Identity, PEER_ID_RE, messageId } from "../protocol";
+import { type FileMeta, cleanFileMeta } from "./files";
+import { type MimeBundle, cleanMime } from "./rich";
 
 /** Per author, the highest seq held contiguously from 1 (authors at 0 omitted). */
 export type HaveVector = Record<string, number>;
@@ -67,15 +69,36 @@ function validated(raw: unknown, author: string, user: Identity | null): ChatMes
     throw new InvalidMessage(`invalid time ${String(time)}`);
   }
   if (typeof text !== "string") throw new InvalidMessage("text must be a string");
-  return {
-    id: messageId(author, seq),
-    author,
-    seq,
-    clock,
-    time,
-    text,
-    user: user ?? normalizeIdentity(raw.user),
-  };
+  return withExtras(
+    {
+      id: messageId(author, seq),
+      author,
+      seq,
+      clock,
+      time,
+      text,
+      user: user ?? normalizeIdentity(raw.user),
+    },
+    raw.mime,
+    raw.file,
+  );
+}
+
+/** `message` with its rich parts, each kept only if valid (the text stays regardless). */
+function withExtras(message: ChatMessage, mime: unknown, file: unknown): ChatMessage {
+  if (mime !== undefined && mime !== null) {
+    const clean = cleanMime(mime);
+    if (clean !== null) message.mime = clean;
+  }
+  if (file !== undefined && file !== null) {
+    const meta = cleanFileMeta(file);
+    if (meta !== null) message.file = meta;
+  }
+  return message;
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return a === b || JSON.stringify(a) === JSON.stringify(b);
 }
 
 const IDENTITY_KEYS = ["username", "name", "display_name", "initials", "color", "avatar_url"] as const;
@@ -86,6 +109,8 @@ function sameMessage(a: ChatMessage, b: ChatMessage): boolean {
     a.clock === b.clock &&
     a.time === b.time &&
     a.text === b.text &&
+    sameJson(a.mime, b.mime) &&
+    sameJson(a.file, b.file) &&
     IDENTITY_KEYS.every((key) => a.user[key] === b.user[key])
   );
 }
@@ -185,9 +210,9 @@ export class MessageLog {
   }
 
   /** Create, add and return our own next message. */
-  compose(text: string, time: number): ChatMessage {
+  compose(text: string, time: number, mime?: MimeBundle | null, file?: FileMeta | null): ChatMessage {
     const seq = (this.maxSeq.get(this.peerId) ?? 0) + 1;
-    const message: ChatMessage = {
+    const message: ChatMessage = withExtras({
       id: messageId(this.peerId, seq),
       author: this.peerId,
       seq,
@@ -195,7 +220,7 @@ export class MessageLog {
       time,
       text,
       user: this.user,
-    };
+    }, mime, file);
     this.add(message, true);
     return message;
   }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import mimetypes
 import os
 import uuid
 import weakref
@@ -14,6 +15,9 @@ import anywidget
 import traitlets
 
 from .core import comm
+from .core.files import FILE_LIMIT_BYTES, clean_file_name
+from .core.rich import RICH_LIMIT_BYTES, size_error
+from .mimebundle import rich_message
 
 __all__ = ["Chat", "default_room"]
 
@@ -22,6 +26,8 @@ log = logging.getLogger(__name__)
 _STATIC = Path(__file__).parent / "static"
 
 MessageCallback = Callable[[dict[str, Any]], object]
+#: What a cell posts: the comm message for the browser (without ``to``) and its buffers.
+Post = tuple[dict[str, Any], list[bytes]]
 
 
 def frontend_session(shell: Any = None) -> str:
@@ -54,18 +60,24 @@ def default_room() -> str:
     return path
 
 
-def _as_markdown(content: object) -> str:
-    """Text to post: strings as they are, rich objects through their Markdown repr."""
-    if isinstance(content, str):
-        return content
-    to_markdown = getattr(content, "_repr_markdown_", None)
-    if callable(to_markdown):
-        rendered = to_markdown()
-        if isinstance(rendered, tuple):  # (data, metadata)
-            rendered = rendered[0]
-        if isinstance(rendered, str):
-            return rendered
-    return str(content)
+def _first_buffer(buffers: object) -> bytes:
+    if not isinstance(buffers, (list, tuple)) or not buffers:
+        raise ValueError("no file came with the request")
+    first = buffers[0]
+    if not isinstance(first, (bytes, bytearray, memoryview)):
+        raise ValueError("the file came in an unexpected form")
+    return bytes(first)
+
+
+def _free_path(folder: Path, name: str) -> Path:
+    """``folder / name``, or ``name (1)``, ``name (2)``… before its suffix if taken."""
+    candidate = folder / name
+    stem, suffix = candidate.stem, candidate.suffix
+    n = 1
+    while candidate.exists():
+        candidate = folder / f"{stem} ({n}){suffix}"
+        n += 1
+    return candidate
 
 
 class Chat(anywidget.AnyWidget):
@@ -87,7 +99,15 @@ class Chat(anywidget.AnyWidget):
     # crosses the comm once instead of on every change, and is never echoed to other browsers.
     messages = traitlets.List(
         traitlets.Dict(),
-        help="Messages in room order: dicts with id, author, time (ms), text, user.",
+        help="Messages in room order: dicts with id, author, time (ms), text, user, and for "
+        "a rich message its MIME bundle `mime` (e.g. mime['text/html'] for a shared table, "
+        "mime['image/png'] as base64), for a shared file its card `file` (name, size, type, "
+        "sha256).",
+    )
+    max_rich_bytes = traitlets.Int(
+        RICH_LIMIT_BYTES,
+        help="The largest rich message send() posts (bytes of its MIME bundle as JSON; "
+        "receivers accept up to 20 MB).",
     )
     users = traitlets.List(
         traitlets.Dict(), help="Who is in the room: dicts with peer_id and user."
@@ -126,11 +146,11 @@ class Chat(anywidget.AnyWidget):
             **kwargs,
         )
         self._passphrase = passphrase
-        self._outbox: list[str] = []
+        self._outbox: list[Post] = []
         # Browser (kernel session id) -> the peer id its view of this widget has in the room
         # ("" while it has none yet), and what that browser's cells posted meanwhile.
         self._views: dict[str, str] = {}
-        self._pending: dict[str, list[str]] = {}
+        self._pending: dict[str, list[Post]] = {}
         Chat._live.add(self)
         self._incoming: list[dict[str, Any]] | None = None
         self._callbacks: list[MessageCallback] = []
@@ -139,7 +159,12 @@ class Chat(anywidget.AnyWidget):
         self.observe(self._on_messages, names="messages")
 
     def send(self, content: object, buffers: Any = None) -> None:
-        """Post ``content`` (Markdown text, or any object with ``_repr_markdown_``) to the room.
+        """Post ``content`` to the room: Markdown text, or anything Jupyter can display.
+
+        A DataFrame arrives as a table, a matplotlib figure or PIL image as an image, LaTeX
+        as LaTeX: the best safe representation of the object's MIME bundle is sent with its
+        text/plain as the fallback (see ``nbchat.mimebundle``). One over ``max_rich_bytes``
+        raises ``RichMessageTooBig`` saying by how much; nothing is sent then.
 
         The message is posted by the browser of the person who ran the cell, as that
         person: two people sharing a notebook's kernel each post as themselves. Until that
@@ -150,21 +175,43 @@ class Chat(anywidget.AnyWidget):
         """
         if buffers is not None:
             raise TypeError("Chat.send posts a chat message; it takes no binary buffers")
-        text = _as_markdown(content)
+        text, mime = rich_message(content, self.max_rich_bytes)
         if not text.strip():
-            raise ValueError("refusing to send an empty message")
+            if mime is None:
+                raise ValueError("refusing to send an empty message")
+            text = f"[{next(iter(mime))}]"
+        message = comm.send(text, "", mime)
+        del message["to"]
+        self._dispatch((message, []))
+
+    def send_file(self, path: str | os.PathLike[str], name: str | None = None) -> None:
+        """Share the file at ``path`` with the room, peer to peer: the browser of the person
+        who ran the cell (as for :meth:`send`) gets the bytes from the kernel and offers them
+        to the others, who see a card and download it. Raises ValueError over 50 MB."""
+        label = clean_file_name(name if name is not None else os.path.basename(os.fspath(path)))
+        size = os.path.getsize(path)
+        if size > FILE_LIMIT_BYTES:
+            raise ValueError(size_error(f"“{label}”", size, FILE_LIMIT_BYTES))
+        data = Path(path).read_bytes()
+        kind = mimetypes.guess_type(label)[0] or "application/octet-stream"
+        message = comm.send_file(label, kind, "")
+        del message["to"]
+        self._dispatch((message, [data]))
+
+    def _dispatch(self, post: Post) -> None:
+        """Post through the browser of whoever runs the cell (see :meth:`send`)."""
         session = frontend_session()
         if not session:
             if self._owner:
-                self._post(text, self._owner)
+                self._post(post, self._owner)
             else:
-                self._outbox.append(text)
+                self._outbox.append(post)
             return
         chats = self._same_room()
         for chat in chats:
             peer = chat._views.get(session)
             if peer:
-                chat._post(text, peer)
+                chat._post(post, peer)
                 return
         shown_here = [c for c in chats if session in c._views]
         if not shown_here and any(c._views for c in chats):
@@ -174,7 +221,7 @@ class Chat(anywidget.AnyWidget):
                 "display this widget) in your notebook first; nothing was sent"
             )
         # Shown here but still joining, or not shown yet: post when this browser's view is in.
-        (shown_here[0] if shown_here else self)._pending.setdefault(session, []).append(text)
+        (shown_here[0] if shown_here else self)._pending.setdefault(session, []).append(post)
 
     def _same_room(self) -> list[Chat]:
         """This widget first, then the kernel's other open chats of the same room."""
@@ -196,8 +243,9 @@ class Chat(anywidget.AnyWidget):
         else:
             self._callbacks.append(callback)
 
-    def _post(self, text: str, peer: str) -> None:
-        super().send(comm.send(text, peer))
+    def _post(self, post: Post, peer: str) -> None:
+        message, buffers = post
+        super().send({**message, "to": peer}, buffers or None)
 
     def _on_custom(self, _widget: object, content: object, _buffers: object) -> None:
         message = comm.parse_from_browser(content)
@@ -208,11 +256,29 @@ class Chat(anywidget.AnyWidget):
             self._on_claim(message)
         elif message is not None and kind == comm.CommType.MESSAGES:
             self._on_messages_patch(message)
+        elif message is not None and kind == comm.CommType.SAVE_FILE:
+            self._save_file(message["request"], message["name"], _buffers)
         elif kind == comm.CommType.PASSPHRASE_REQUEST:
             if self._passphrase is not None:
                 super().send(comm.passphrase(self._passphrase))
         else:
             log.warning("nbchat: ignoring unknown message from the browser: %r", content)
+
+    def _save_file(self, request: str, name: str, buffers: object) -> None:
+        """A browser saves a file it received next to the notebook (the kernel's working
+        directory), under a cleaned name that overwrites nothing."""
+        try:
+            data = _first_buffer(buffers)
+            if len(data) > FILE_LIMIT_BYTES:
+                raise ValueError(size_error("the file", len(data), FILE_LIMIT_BYTES))
+            path = _free_path(Path.cwd(), clean_file_name(name))
+            with open(path, "xb") as file:  # "x": never replace a file that appeared meanwhile
+                file.write(data)
+        except (OSError, ValueError) as error:
+            log.warning("nbchat: could not save %r in room %s: %s", name, self.room, error)
+            super().send(comm.saved(request, error=str(error)))
+            return
+        super().send(comm.saved(request, path=path.name))
 
     def _on_messages_patch(self, content: dict[str, Any]) -> None:
         """Apply ``{"from": i, "messages": [...], "done": bool}`` from the owner browser."""
@@ -240,16 +306,16 @@ class Chat(anywidget.AnyWidget):
             # What this browser's cells posted while no view of the room was in, here or
             # on another widget of the same room, goes out now, in order.
             for chat in self._same_room():
-                for text in chat._pending.pop(session, []):
-                    self._post(text, peer_id)
+                for post in chat._pending.pop(session, []):
+                    self._post(post, peer_id)
 
     def _on_claim(self, content: dict[str, Any]) -> None:
         claimant, replaces, present = content["peer_id"], content["replaces"], content["present"]
         owner_gone = self._owner not in present
         if not self._owner or (replaces == self._owner and owner_gone):
             self._owner = claimant
-            for text in self._outbox:
-                self._post(text, claimant)
+            for post in self._outbox:
+                self._post(post, claimant)
             self._outbox.clear()
 
     def _on_messages(self, change: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from nbchat.core import chunking, comm, frames, msglog, ratelimit, session
+from nbchat.core import chunking, comm, files, frames, msglog, ratelimit, rich, session
 from nbchat.core.chunking import ChunkAssembler, slice_text, split
 from nbchat.core.frames import InvalidFrame, dumps, parse_chat_frame
 from nbchat.core.ratelimit import IncomingLimits
@@ -40,6 +40,7 @@ def test_constants_are_the_ones_both_cores_hold() -> None:
         "MAX_MESSAGE_BYTES": frames.MAX_MESSAGE_BYTES,
         "MAX_SAFE_INTEGER": frames.MAX_SAFE_INTEGER,
         "CHUNK_ID_MAX_LENGTH": frames.CHUNK_ID_MAX_LENGTH,
+        "FILE_ID_MAX_LENGTH": frames.FILE_ID_MAX_LENGTH,
         "ChatFrameType": {m.name: m.value for m in frames.ChatFrameType},
     }
     assert c["chunking"] == {
@@ -58,6 +59,16 @@ def test_constants_are_the_ones_both_cores_hold() -> None:
     assert c["msglog"] == {"MAX_CLOCK_STEP": msglog.MAX_CLOCK_STEP, "MAX_TIME": msglog.MAX_TIME}
     assert c["session"] == {"ICE_TRANSPORT_POLICIES": list(session.ICE_TRANSPORT_POLICIES)}
     assert c["comm"] == {"CommType": {m.name: m.value for m in comm.CommType}}
+    assert c["rich"] == {
+        "RICH_MIME_TYPES": list(rich.RICH_MIME_TYPES),
+        "RICH_LIMIT_BYTES": rich.RICH_LIMIT_BYTES,
+        "MAX_RICH_BYTES": rich.MAX_RICH_BYTES,
+    }
+    assert c["files"] == {
+        "FILE_LIMIT_BYTES": files.FILE_LIMIT_BYTES,
+        "FILE_PART_BYTES": files.FILE_PART_BYTES,
+        "MAX_FILE_NAME": files.MAX_FILE_NAME,
+    }
 
 
 def test_the_server_default_is_the_core_constant() -> None:

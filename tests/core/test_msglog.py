@@ -153,3 +153,70 @@ def test_a_time_too_big_for_a_float_is_invalid_not_a_crash():
 
     with pytest.raises(InvalidMessage, match="invalid time"):
         _validated({"seq": 1, "clock": 1, "time": 10**400, "text": "x"}, "B", None)
+
+
+# --- the indexes behind compose / have / missing_for agree with a plain scan --------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    conversations(),
+    st.randoms(use_true_random=False),
+    st.dictionaries(
+        st.sampled_from([*PEERS, "Q"]),
+        st.one_of(st.integers(-2, 12), st.floats(allow_nan=True), st.text(max_size=2)),
+    ),
+)
+def test_indexes_match_a_scan_of_the_log(
+    sent: list[Message], rnd: random.Random, have: dict[str, object]
+) -> None:
+    """compose, have(for_peer) and missing_for keep per-author indexes instead of scanning
+    the log; whatever arrives in whatever order (first-hand or relayed, duplicated), they
+    answer exactly what a scan of the log answers."""
+    log = MessageLog("A", _user("A"))
+    shuffled = [m for m in sent if m["author"] != "A"] * 2
+    rnd.shuffle(shuffled)
+    for message in shuffled:
+        if rnd.random() < 0.5:
+            log.receive_direct(message["author"], message["user"], message)
+        else:
+            log.receive_history([message], "X", _user("X"))
+        if rnd.random() < 0.1:
+            log.compose("mine", 0)
+
+    def held(author: str) -> int:
+        value = have.get(author, 0)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    scan = [m["id"] for m in log.messages if m["seq"] > held(m["author"])]
+    assert [m["id"] for m in log.missing_for(have)] == scan
+    for peer in PEERS:
+        first_hand = 0
+        while f"{peer}:{first_hand + 1}" in log._first_hand:
+            first_hand += 1
+        expected = dict(log.have())
+        expected.pop(peer, None)
+        if first_hand and peer in log.have():
+            expected[peer] = first_hand
+        assert log.have(for_peer=peer) == expected
+    own = [m["seq"] for m in log.messages if m["author"] == "A"]
+    assert log.compose("next", 0)["seq"] == max(own, default=0) + 1
+
+
+def test_missing_for_a_few_recent_messages_of_a_big_log() -> None:
+    """The sync answer for a peer that lacks the newest messages of a long log is just those
+    messages, in log order (taken from the per-author index, not a scan)."""
+    log = MessageLog("A", _user("A"))
+    for i in range(1, 2001):
+        author = PEERS[i % 4]
+        if author == "A":
+            log.compose(f"t{i}", i)
+        else:
+            seq = log.have().get(author, 0) + 1
+            raw = {"seq": seq, "clock": i, "time": i, "text": ""}
+            log.receive_direct(author, _user(author), raw)
+    behind = {p: n - 3 for p, n in log.have().items()}
+    assert [m["id"] for m in log.missing_for(behind)] == [m["id"] for m in log.messages[-12:]]
+    assert log.missing_for(log.have()) == []

@@ -5,6 +5,7 @@ page did not do: run script, open a dialog, or even try to reach another machine
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import time
@@ -102,6 +103,9 @@ SCAN_MESSAGES = """async (expected) => {
             const body = row.querySelector('.nbchat-message-body');
             const problems = [];
             for (const element of body.querySelectorAll(forbidden)) {
+                // The Copy button on a code block is the widget's own (a peer's markup can
+                // carry no button: the sanitizer forbids them).
+                if (element.matches('pre > button.nbchat-copy')) continue;
                 problems.push('element ' + element.tagName);
             }
             for (const element of body.querySelectorAll('*')) {
@@ -572,6 +576,120 @@ def test_malformed_frames_never_break_the_receiving_widget(lab: Lab, new_user, b
         say(page, "widget survived")
         bg.run(inbox.wait(1, 30), timeout=40)
         assert page.evaluate("() => ({}).polluted") is None
+        assert seen["errors"] == []
+    finally:
+        leave(bg, peer)
+
+
+RICH_HOSTILE = [
+    (
+        "rich-table",
+        {
+            "text/html": f"<style>body{{display:none}} @import url(http://{TRACKER}/s.css);</style>"
+            f'<table class="jp-Dialog" style="position:fixed;inset:0"><tr><th onclick="{PWN}">k'
+            f'</th></tr><tr><td background="http://{TRACKER}/bg.png">cell-1</td><td>'
+            f'<img src="http://{TRACKER}/t.png" onerror="{PWN}">cell-2</td></tr></table>'
+            f'<script>{PWN}</script><iframe src="http://{TRACKER}/f"></iframe>'
+            f'<svg onload="{PWN}"></svg><a href="javascript:{PWN}">js</a>',
+            "text/plain": "table fallback",
+        },
+    ),
+    (
+        "rich-svg",
+        {
+            "image/svg+xml": f'<svg xmlns="http://www.w3.org/2000/svg" width="20" height="20" '
+            f'onload="{PWN}"><script>{PWN}</script><image href="http://{TRACKER}/i.png" '
+            f'width="20" height="20"/><rect width="20" height="20" fill="red"/></svg>',
+        },
+    ),
+    (
+        "rich-polyglot",
+        {"image/png": base64.b64encode(f"<html><script>{PWN}</script>".encode()).decode()},
+    ),
+    ("rich-latex", {"text/latex": f"$x$ <script>{PWN}</script>"}),
+]
+
+
+def test_rich_payloads_from_a_hostile_peer_stay_inert(lab: Lab, new_user, bg) -> None:
+    """An HTML table carrying scripts, styles and trackers; an SVG with <script>, onload and
+    a remote <image>; a polyglot (HTML bytes labelled image/png); LaTeX with markup; a file
+    card whose name climbs directories: shown, but nothing runs and nothing is fetched."""
+    room = "hostile-rich"
+    page, seen, _ = room_page(lab, new_user, room)
+    peer = join(bg, lab, room)
+    try:
+        meshed(bg, peer)
+        browser = browser_peer_id(peer)
+
+        async def send_raw() -> None:
+            link = await connection_to(peer, browser)
+            for seq, (marker, mime) in enumerate(RICH_HOSTILE, start=1):
+                message = {
+                    "seq": seq,
+                    "clock": seq,
+                    "time": 1764259200000,
+                    "text": marker,
+                    "user": {"username": "x"},
+                    "mime": mime,
+                }
+                assert link.send({"type": "message", "message": message})
+            card = {
+                "name": "../../.bashrc\u202etxt.exe",
+                "size": 5,
+                "type": "text/html",
+                "sha256": "0" * 64,
+            }
+            message = {
+                "seq": len(RICH_HOSTILE) + 1,
+                "clock": 99,
+                "time": 1764259200000,
+                "text": "card",
+                "user": {"username": "x"},
+                "file": card,
+            }
+            assert link.send({"type": "message", "message": message})
+
+        bg.run(send_raw())
+        name = peer.user["display_name"]
+        from_peer = messages(page).get_by_role("article", name=f"Message from {name}")
+        table = from_peer.locator(".nbchat-rich-html table")
+        expect(table).to_have_count(1, timeout=SLOW)
+        expect(table.locator("td")).to_have_text(["cell-1", "cell-2"])
+        svg_img = from_peer.locator("img[data-mime='image/svg+xml']")
+        expect(svg_img).to_have_count(1)
+        page.wait_for_function(
+            "(img) => img.complete && img.naturalWidth === 20", arg=svg_img.element_handle()
+        )
+        assert str(svg_img.get_attribute("src")).startswith("blob:")
+        # The polyglot is not an image: its text shows instead.
+        expect(from_peer.filter(has_text="rich-polyglot").locator("img")).to_have_count(0)
+        expect(from_peer.locator(".nbchat-rich-source code")).to_have_text(
+            f"$x$ <script>{PWN}</script>"
+        )
+        # The card's name lost its directories and its bidi override; the peer holds no
+        # bytes, so the transfer ends cancelled and nothing is offered for download.
+        card = from_peer.get_by_role("group", name="File bashrctxt.exe")
+        expect(card).to_have_attribute("data-state", "cancelled", timeout=SLOW)
+        expect(card.get_by_role("link")).to_have_count(0)
+
+        bodies = from_peer.locator(".nbchat-message-body")
+        leftovers = bodies.evaluate_all(
+            """(bodies) => bodies.flatMap((body) => [...body.querySelectorAll('*')].flatMap((el) =>
+                [...(['SCRIPT','STYLE','SVG','IFRAME','IMAGE','OBJECT','EMBED','LINK'].includes(
+                     el.tagName.toUpperCase()) && !el.matches('svg.nbchat-icon, svg.nbchat-icon *')
+                     ? [el.tagName] : []),
+                 ...el.getAttributeNames().filter((a) => a.startsWith('on') || a === 'style'
+                     && !el.classList.contains('nbchat-file-progress-bar')
+                     || a === 'class' && el.closest('.nbchat-rich-html') !== null
+                     && !el.classList.contains('nbchat-rich-html')
+                     || a === 'background').map((a) => el.tagName + '@' + a)]))"""
+        )
+        assert leftovers == []
+        for img in from_peer.locator("img").all():
+            assert str(img.get_attribute("src")).startswith("blob:")
+        assert page.evaluate("() => window.__pwned") is None
+        assert seen["dialogs"] == []
+        assert seen["remote"] == [], f"requests to other machines were attempted: {seen['remote']}"
         assert seen["errors"] == []
     finally:
         leave(bg, peer)

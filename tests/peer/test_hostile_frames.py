@@ -383,3 +383,108 @@ def test_a_sync_loop_gets_one_answer_per_interval(monkeypatch: pytest.MonkeyPatc
         return counts
 
     assert asyncio.run(run()) == [1, 2]
+
+
+# --- rich messages and files --------------------------------------------------------------
+
+mimes = st.dictionaries(
+    st.sampled_from(
+        [
+            "text/html",
+            "image/png",
+            "image/jpeg",
+            "image/svg+xml",
+            "text/latex",
+            "application/json",
+            "text/markdown",
+            "text/plain",
+            "application/javascript",
+            "__proto__",
+        ]
+    ),
+    json_values | st.sampled_from(["iVBORw0KGgoAAAA=", "/9j/4AAQ", "<svg/>", "{}", "PGh0bWw+"]),
+    max_size=5,
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    mime=mimes | json_values,
+    file=json_values
+    | st.fixed_dictionaries(
+        {"name": nasty_text, "size": numbers, "type": nasty_text, "sha256": nasty_text}
+    ),
+)
+def test_any_rich_bundle_or_file_card_leaves_a_valid_message(mime: Any, file: Any) -> None:
+    """Whatever a peer puts in ``mime`` and ``file``, the log keeps the message (its text is
+    the fallback) with only valid parts, and what it keeps re-encodes."""
+    from nbchat.core.files import clean_file_meta
+    from nbchat.core.rich import RICH_MIME_TYPES, clean_mime
+
+    log = MessageLog("S", normalize_identity({"username": "s"}))
+    raw = {
+        "seq": 1,
+        "clock": 1,
+        "time": 1,
+        "text": "fallback",
+        "user": {"username": "b"},
+        "mime": mime,
+        "file": file,
+    }
+    # As it arrives: JSON over the wire (a browser escapes lone surrogates; decode mends them).
+    try:
+        raw = decode(json.dumps(raw))
+    except (InvalidFrame, ValueError):
+        return  # not JSON a peer could send (NaN, 10**400...)
+    mime, file = raw["mime"], raw["file"]
+    added = log.receive_direct("B", normalize_identity({"username": "b"}), raw)
+    assert added is not None and added["text"] == "fallback"
+    assert added.get("mime") == clean_mime(mime)
+    assert set(added.get("mime", {})) <= set(RICH_MIME_TYPES)
+    assert added.get("file") == clean_file_meta(file)
+    if "file" in added:
+        assert "/" not in added["file"]["name"] and "\\" not in added["file"]["name"]
+    assert decode(encode({"type": "history", "messages": log.messages}))
+
+
+def test_an_oversized_or_polyglot_bundle_is_dropped_and_the_text_kept() -> None:
+    from nbchat.core.rich import MAX_RICH_BYTES
+
+    log = MessageLog("S", normalize_identity({"username": "s"}))
+    bob = normalize_identity({"username": "b"})
+    huge = {"text/html": "<td>" + "x" * MAX_RICH_BYTES + "</td>"}
+    polyglot = {"image/png": "PGh0bWw+PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg=="}
+    for seq, mime in enumerate([huge, polyglot], start=1):
+        raw = {"seq": seq, "clock": seq, "time": 1, "text": f"text {seq}", "user": {}, "mime": mime}
+        added = log.receive_direct("B", bob, raw)
+        assert added is not None and "mime" not in added and added["text"] == f"text {seq}"
+
+
+async def test_file_parts_nobody_asked_for_or_that_do_not_fit_are_refused() -> None:
+    """Parts for a file we did not request are ignored; a part that does not fit its card
+    fails the transfer (and tells the sender to stop); nothing partial is kept."""
+    from nbchat.peer.files import PeerFiles
+
+    sent: list[tuple[str, dict[str, Any]]] = []
+    files = PeerFiles(
+        lambda peer, frame: sent.append((peer, frame)) or True,
+        lambda peer: 0,
+        lambda peer: True,
+        lambda coro, name: coro.close(),
+    )
+    part = {"type": "file-part", "file": "B:1", "index": 0, "count": 1, "data": "AAAA"}
+    files.on_frame("B", part)  # no card: ignored
+    assert not files.wants_part("B", "B:1") and files.state("B:1") is None
+    card = {"name": "x.bin", "size": 5, "type": "application/octet-stream", "sha256": "0" * 64}
+    files.on_messages([{"id": "B:1", "author": "B", "file": card}], "S")  # type: ignore[list-item]
+    assert sent == [("B", {"type": "file-get", "file": "B:1"})]
+    assert not files.wants_part("M", "B:1")  # only the author may send its parts
+    files.on_frame("M", {**part, "data": "AAAAAAA="})
+    assert files.state("B:1") == "waiting"
+    files.on_frame("B", part)  # 3 bytes where the card says 5
+    assert files.state("B:1") == "failed" and "B:1" not in files.received
+    assert sent[-1] == ("B", {"type": "file-cancel", "file": "B:1"})
+    # Right size, wrong content: the SHA-256 check fails it.
+    files.on_messages([{"id": "B:2", "author": "B", "file": card}], "S")  # type: ignore[list-item]
+    files.on_frame("B", {**part, "file": "B:2", "data": "AAAAAAA="})
+    assert files.state("B:2") == "failed" and files.received == {}

@@ -43,6 +43,7 @@ def test_chat_peer_surface() -> None:
     public = {n for n, _ in inspect.getmembers(ChatPeer) if not n.startswith("_")}
     assert public == {
         "delivered_to",
+        "files",
         "history",
         "id",
         "join",
@@ -52,9 +53,12 @@ def test_chat_peer_surface() -> None:
         "presence",
         "protected",
         "send",
+        "send_file",
+        "stop_sharing",
         "user",
         "users",
         "wait_delivered",
+        "wait_file",
         "wait_for_peers",
     }
     assert list(inspect.signature(ChatPeer).parameters) == [
@@ -66,6 +70,11 @@ def test_chat_peer_surface() -> None:
         "rate_limit",
         "relay_only",
         "passphrase",
+        "max_rich_bytes",
+        "receive_files",
+        "max_file_bytes",
+        "mesh_size",
+        "max_links",
     ]
 
 

@@ -78,6 +78,22 @@ def test_silent_peer_is_evicted_after_alive_timeout():
     assert realm.peer_ids("room") == ["b1"]
 
 
+def test_time_the_server_did_not_run_counts_neither_as_silence_nor_toward_expiry():
+    """The loop was frozen or starved from 7 s to 70 s: a peer last heard at 5 s is not
+    silent at 70 s (what it sent meanwhile waits unread), a frame queued at 5 s has not
+    expired; both count again once the server has run alive/expire_timeout seconds."""
+    realm = Realm(limits(alive_timeout=60, expire_timeout=5))
+    a, ta, _ = join(realm, "room", "a1", "alice", now=5)
+    realm.receive(a, json.dumps({"type": "OFFER", "dst": "b1", "payload": 1}), 5)
+    stalls = [(7.0, 70.0)]
+    assert realm.tick(70.0, stalls) == ([], [])
+    assert realm.tick(72.9, stalls) == ([], [])
+    out, evict = realm.tick(73.0, stalls)  # 2 + 3 s of running loop: the frame expires
+    assert frames(out, ta) == [{"type": "EXPIRE", "src": "b1", "dst": "a1"}] and evict == []
+    assert realm.tick(127.9, stalls)[1] == []
+    assert realm.tick(128.0, stalls)[1] == [a]  # 2 + 58 s of running loop: silent
+
+
 def test_binding_outlives_the_connection_then_is_released():
     realm = Realm(limits(id_reservation_timeout=600))
     a, ta, _ = join(realm, "room", "a1", "alice")

@@ -227,3 +227,51 @@ def test_a_room_reserved_to_groups_refuses_others_on_every_endpoint(tmp_path: Pa
     finally:
         s.proc.kill()
         s.proc.wait(10)
+
+
+def test_a_frozen_server_does_not_evict_peers_that_kept_beating(tmp_path: Path) -> None:
+    """SIGSTOP longer than alive_timeout, then SIGCONT: the peer's HEARTBEATs sat unread
+    meanwhile (and the first select() after a stop returns nothing), so the time the
+    server did not run must not count as the peer's silence."""
+    import threading
+
+    from websockets.sync.client import connect
+
+    s = start_service(
+        tmp_path,
+        f"--token={TOKEN}",
+        "--SignalingApp.alive_timeout=1.5",
+    )
+    headers = {"Authorization": f"token {TOKEN}"}
+    opened, stop = threading.Event(), threading.Event()
+
+    def beating_peer() -> None:
+        with connect(
+            f"{s.ws}nbchat/peerjs?key=k&id=beating&token=t", additional_headers=headers
+        ) as ws:
+            assert json.loads(ws.recv(timeout=10)) == {"type": "OPEN"}
+            opened.set()
+            while not stop.wait(0.2):
+                ws.send('{"type":"HEARTBEAT"}')
+
+    thread = threading.Thread(target=beating_peer, daemon=True)
+    thread.start()
+    try:
+        with connect(f"{s.ws}nbchat/presence?key=k", additional_headers=headers) as watch:
+            assert opened.wait(10)
+            roster = json.loads(watch.recv(timeout=10))
+            if not roster["peers"]:
+                assert json.loads(watch.recv(timeout=10))["type"] == "USER_CONNECTED"
+            s.proc.send_signal(signal.SIGSTOP)
+            stop.wait(3.0)  # frozen for twice alive_timeout while the peer keeps beating
+            s.proc.send_signal(signal.SIGCONT)
+            with pytest.raises(TimeoutError):
+                frame = json.loads(watch.recv(timeout=2.0))
+                pytest.fail(f"the peer was announced: {frame}")
+        assert "did not run for" in s.log()
+        assert "evicting silent peer" not in s.log()
+    finally:
+        stop.set()
+        thread.join(10)
+        s.proc.kill()
+        s.proc.wait(10)

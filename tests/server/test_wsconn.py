@@ -167,6 +167,20 @@ async def test_a_client_close_is_echoed_and_announced(login):
     assert (await pb.recv())["type"] == "USER_DISCONNECTED"
 
 
+async def test_frames_that_arrive_with_the_close_frame_are_still_relayed(login):
+    """A leaving client's last frames and its close frame can reach the server in one read
+    (a server slow to read, e.g. starved of CPU, sees them together): they are relayed,
+    not dropped (a starved soak lost them)."""
+    a, b = await login(), await login()
+    wb, idb = await b.signal("room")
+    wa, _ = await raw_signal(a)
+    await expect_open(wa)
+    last = b"".join(frame(OP_TEXT, offer(idb, f"last {i}")) for i in range(3))
+    await wa.send(last + frame(OP_CLOSE, struct.pack("!H", 1000)))
+    assert await wa.closed_with() == 1000
+    assert [(await wb.recv())["payload"] for _ in range(3)] == ["last 0", "last 1", "last 2"]
+
+
 async def test_a_vanished_client_is_announced_as_gone(login):
     a, b = await login(), await login()
     pb, _ = await b.presence("room")

@@ -18,6 +18,7 @@ from .frames import (
     dumps,
     parse_chat_frame,
 )
+from .rich import MAX_RICH_BYTES
 
 __all__ = [
     "CHUNK_SLICE_BYTES",
@@ -51,10 +52,11 @@ def max_chunked_bytes(max_message_bytes: int = MAX_MESSAGE_BYTES) -> int:
 
     A chunked frame carries one message at most a little over the room's limit: a history
     batch too big for one frame holds a single message. JSON escaping makes a text at most
-    6 times bigger (a control character becomes ``\\u00XX``), and the envelope and identity
+    6 times bigger (a control character becomes ``\\u00XX``), a rich message's bundle adds
+    at most ``MAX_RICH_BYTES`` (its size is counted as JSON), and the envelope and identity
     fit in 64 KiB.
     """
-    return 6 * max_message_bytes + 65_536
+    return 6 * max_message_bytes + MAX_RICH_BYTES + 65_536
 
 
 def _escaped_cost(code_point: int) -> int:

@@ -19,19 +19,25 @@ __all__ = [
     "parse_from_kernel",
     "passphrase",
     "passphrase_request",
+    "save_file",
+    "saved",
     "send",
+    "send_file",
 ]
 
 
 class CommType(str, Enum):
     """The ``type`` of a comm message. Browser → kernel: HERE, CLAIM, MESSAGES,
-    PASSPHRASE_REQUEST; kernel → browser: SEND, PASSPHRASE."""
+    PASSPHRASE_REQUEST, SAVE_FILE; kernel → browser: SEND, SEND_FILE, SAVED, PASSPHRASE."""
 
     HERE = "here"
     CLAIM = "claim"
     MESSAGES = "messages"
     PASSPHRASE_REQUEST = "passphrase?"
+    SAVE_FILE = "save_file"
     SEND = "send"
+    SEND_FILE = "send_file"
+    SAVED = "saved"
     PASSPHRASE = "passphrase"
 
 
@@ -62,9 +68,30 @@ def passphrase_request() -> dict[str, Any]:
     return {"type": CommType.PASSPHRASE_REQUEST.value}
 
 
-def send(text: str, to: str) -> dict[str, Any]:
-    """The kernel asks the owner browser ``to`` to post ``text`` to the room."""
-    return {"type": CommType.SEND.value, "text": text, "to": to}
+def save_file(request: str, name: str) -> dict[str, Any]:
+    """A browser asks the kernel to save a received file (the message's first binary
+    buffer) next to the notebook, as ``name``; ``request`` pairs the answer with it."""
+    return {"type": CommType.SAVE_FILE.value, "request": request, "name": name}
+
+
+def saved(request: str, path: str = "", error: str = "") -> dict[str, Any]:
+    """The kernel's answer to ``save_file``: where the file went, or why it could not."""
+    return {"type": CommType.SAVED.value, "request": request, "path": path, "error": error}
+
+
+def send(text: str, to: str, mime: dict[str, str] | None = None) -> dict[str, Any]:
+    """The kernel asks the browser ``to`` to post ``text`` to the room (a rich message with
+    its MIME bundle ``mime``, text the fallback)."""
+    message: dict[str, Any] = {"type": CommType.SEND.value, "text": text, "to": to}
+    if mime is not None:
+        message["mime"] = mime
+    return message
+
+
+def send_file(name: str, mime_type: str, to: str) -> dict[str, Any]:
+    """The kernel asks the browser ``to`` to share a file (its bytes: the message's first
+    binary buffer) with the room, peer to peer."""
+    return {"type": CommType.SEND_FILE.value, "name": name, "mime_type": mime_type, "to": to}
 
 
 def passphrase(value: str) -> dict[str, Any]:
@@ -106,6 +133,11 @@ def parse_from_browser(value: object) -> dict[str, Any] | None:
         )
     if kind == CommType.PASSPHRASE_REQUEST:
         return passphrase_request()
+    if kind == CommType.SAVE_FILE:
+        request, name = value.get("request"), value.get("name")
+        if isinstance(request, str) and isinstance(name, str):
+            return save_file(request, name)
+        return None
     return None
 
 
@@ -115,8 +147,22 @@ def parse_from_kernel(value: object) -> dict[str, Any] | None:
         return None
     kind = value.get("type")
     if kind == CommType.SEND:
-        text, to = value.get("text"), value.get("to")
-        return send(text, to) if isinstance(text, str) and isinstance(to, str) else None
+        text, to, mime = value.get("text"), value.get("to"), value.get("mime")
+        if not isinstance(text, str) or not isinstance(to, str):
+            return None
+        return send(text, to, mime if isinstance(mime, dict) else None)
+    if kind == CommType.SAVED:
+        request, path, error = value.get("request"), value.get("path"), value.get("error")
+        if not isinstance(request, str):
+            return None
+        return saved(
+            request, path if isinstance(path, str) else "", error if isinstance(error, str) else ""
+        )
+    if kind == CommType.SEND_FILE:
+        name, mime_type, to = value.get("name"), value.get("mime_type"), value.get("to")
+        if isinstance(name, str) and isinstance(mime_type, str) and isinstance(to, str):
+            return send_file(name, mime_type, to)
+        return None
     if kind == CommType.PASSPHRASE:
         secret = value.get("passphrase")
         return passphrase(secret) if isinstance(secret, str) else None

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 __all__ = [
     "CHUNK_ID_MAX_LENGTH",
+    "FILE_ID_MAX_LENGTH",
     "MAX_MESSAGE_BYTES",
     "MAX_SAFE_INTEGER",
     "ChatFrameType",
@@ -32,6 +33,8 @@ MAX_MESSAGE_BYTES = 65_536
 MAX_SAFE_INTEGER = 2**53 - 1
 #: A chunk id is a short string: the receiver keys its reassembly state by it.
 CHUNK_ID_MAX_LENGTH = 128
+#: A ``file-*`` frame names its file by the id of the MESSAGE that carries its card.
+FILE_ID_MAX_LENGTH = 128
 
 
 class ChatFrameType(str, Enum):
@@ -41,6 +44,9 @@ class ChatFrameType(str, Enum):
     SYNC = "sync"
     HISTORY = "history"
     CHUNK = "chunk"
+    FILE_GET = "file-get"
+    FILE_PART = "file-part"
+    FILE_CANCEL = "file-cancel"
 
 
 class InvalidFrame(ValueError):
@@ -151,5 +157,20 @@ def parse_chat_frame(value: object) -> dict[str, Any] | None:
             and isinstance(data, str)
         ):
             return {**value, "index": index, "count": count}
+        return None
+    if kind in (ChatFrameType.FILE_GET, ChatFrameType.FILE_CANCEL, ChatFrameType.FILE_PART):
+        file_id = value.get("file")
+        if not isinstance(file_id, str) or not 0 < len(file_id) <= FILE_ID_MAX_LENGTH:
+            return None
+        if kind == ChatFrameType.FILE_CANCEL:
+            return value
+        if kind == ChatFrameType.FILE_GET:
+            # ``from``: resume at that part (after a dropped link); absent is 0.
+            start = _as_count(value.get("from", 0), 0)
+            return {**value, "from": start} if start is not None else None
+        index, count = _as_count(value.get("index"), 0), _as_count(value.get("count"), 1)
+        if index is not None and count is not None and index < count:
+            if isinstance(value.get("data"), str):
+                return {**value, "index": index, "count": count}
         return None
     return None

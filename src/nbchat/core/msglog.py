@@ -33,9 +33,11 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Collection, Iterable, Mapping
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from ..protocol import PEER_ID_RE, Identity
+from .files import FileMeta, clean_file_meta
+from .rich import clean_mime
 
 __all__ = [
     "Identity",
@@ -64,6 +66,10 @@ class Message(TypedDict):
     time: float
     text: str
     user: Identity
+    #: A rich message's MIME bundle (core/rich); ``text`` stays the fallback.
+    mime: NotRequired[dict[str, str]]
+    #: A shared file's card (core/files); its bytes travel apart, on request.
+    file: NotRequired[FileMeta]
 
 
 class InvalidMessage(ValueError):
@@ -126,7 +132,7 @@ def _validated(raw: object, author: str, user: Identity | None) -> Message:
         raise InvalidMessage("text must be a string")
     if isinstance(time, float) and time.is_integer():
         time = int(time)  # JSON 1.0 is the number 1 in JavaScript: re-encode it as 1
-    return Message(
+    message = Message(
         id=f"{author}:{seq}",
         author=author,
         seq=seq,
@@ -135,12 +141,25 @@ def _validated(raw: object, author: str, user: Identity | None) -> Message:
         text=text,
         user=user if user is not None else normalize_identity(raw.get("user")),
     )
+    return _with_extras(message, raw.get("mime"), raw.get("file"))
+
+
+def _with_extras(message: Message, mime: object, file: object) -> Message:
+    """``message`` with its rich parts, each kept only if valid (the text stays regardless)."""
+    if mime is not None and (clean := clean_mime(mime)) is not None:
+        message["mime"] = clean
+    if file is not None and (meta := clean_file_meta(file)) is not None:
+        message["file"] = meta
+    return message
 
 
 def _same(a: Message, b: Message) -> bool:
     """Whether two copies of one id say the same thing (an honest relay does)."""
-    return (a["clock"], a["time"], a["text"]) == (b["clock"], b["time"], b["text"]) and all(
-        a["user"].get(k) == b["user"].get(k) for k in _IDENTITY_KEYS
+    return (
+        (a["clock"], a["time"], a["text"]) == (b["clock"], b["time"], b["text"])
+        and a.get("mime") == b.get("mime")
+        and a.get("file") == b.get("file")
+        and all(a["user"].get(k) == b["user"].get(k) for k in _IDENTITY_KEYS)
     )
 
 
@@ -163,8 +182,13 @@ class MessageLog:
         self._keys: list[tuple[int, str, int]] = []
         self._by_id: dict[str, Message] = {}
         self._seqs: dict[str, set[int]] = {}
+        # Per author: its seqs held, sorted (missing_for), and the highest one (compose).
+        self._sorted_seqs: dict[str, list[int]] = {}
+        self._max_seq: dict[str, int] = {}
         self._contiguous: dict[str, int] = {}
         self._first_hand: set[str] = set()  # ids whose copy came from their author
+        # Per author, the highest seq whose copies 1..seq are all first-hand (have(for_peer)).
+        self._first_hand_contiguous: dict[str, int] = {}
         self._clock = 0
 
     @property
@@ -192,9 +216,16 @@ class MessageLog:
         message = self._by_id[message_id]
         return bisect.bisect_left(self._keys, _order_key(message))
 
-    def compose(self, text: str, time: float) -> Message:
-        """Create, add and return our own next message."""
-        seq = max(self._seqs.get(self.peer_id, ()), default=0) + 1
+    def compose(
+        self,
+        text: str,
+        time: float,
+        mime: dict[str, str] | None = None,
+        file: FileMeta | None = None,
+    ) -> Message:
+        """Create, add and return our own next message (``mime`` and ``file`` as received
+        ones are kept: invalid parts are left out)."""
+        seq = self._max_seq.get(self.peer_id, 0) + 1
         message = Message(
             id=f"{self.peer_id}:{seq}",
             author=self.peer_id,
@@ -204,6 +235,7 @@ class MessageLog:
             text=text,
             user=self.user,
         )
+        message = _with_extras(message, mime, file)
         self._add(message, first_hand=True)
         return message
 
@@ -280,9 +312,7 @@ class MessageLog:
         """
         have = dict(self._contiguous)
         if for_peer is not None and for_peer in have:
-            held = 0
-            while f"{for_peer}:{held + 1}" in self._first_hand:
-                held += 1
+            held = self._first_hand_contiguous.get(for_peer, 0)
             if held:
                 have[for_peer] = held
             else:
@@ -296,7 +326,16 @@ class MessageLog:
             value = _as_int(have.get(author, 0))
             return value if value is not None else 0
 
-        return [m for m in self._messages if m["seq"] > held(m["author"])]
+        # Usually the holder lacks a few recent messages: pick them per author from the
+        # sorted seqs and order them (keys are unique), instead of scanning the whole log.
+        missing: list[Message] = []
+        for author, seqs in self._sorted_seqs.items():
+            start = bisect.bisect_right(seqs, held(author))
+            if len(missing) + len(seqs) - start > len(self._messages) // 8:
+                return [m for m in self._messages if m["seq"] > held(m["author"])]
+            missing.extend(self._by_id[f"{author}:{seq}"] for seq in seqs[start:])
+        missing.sort(key=_order_key)
+        return missing
 
     def _add(self, message: Message, first_hand: bool = False) -> Message | None:
         held = self._by_id.get(message["id"])
@@ -304,7 +343,7 @@ class MessageLog:
             if not first_hand or message["id"] in self._first_hand:
                 return None
             # The author's own copy wins over a relayed one (which may be a forgery).
-            self._first_hand.add(message["id"])
+            self._mark_first_hand(message)
             if _same(held, message):
                 return None
             position = bisect.bisect_left(self._keys, _order_key(held))
@@ -314,15 +353,27 @@ class MessageLog:
             del self._messages[position]
             del self._by_id[held["id"]]
         elif first_hand:
-            self._first_hand.add(message["id"])
+            self._mark_first_hand(message)
         key = _order_key(message)
-        position = bisect.bisect_right(self._keys, key)
-        self._keys.insert(position, key)
-        self._messages.insert(position, message)
+        if not self._keys or self._keys[-1] < key:  # live chat appends: skip the search
+            self._keys.append(key)
+            self._messages.append(message)
+        else:
+            position = bisect.bisect_right(self._keys, key)
+            self._keys.insert(position, key)
+            self._messages.insert(position, message)
         self._by_id[message["id"]] = message
         author, seq = message["author"], message["seq"]
         seqs = self._seqs.setdefault(author, set())
-        seqs.add(seq)
+        if seq not in seqs:
+            seqs.add(seq)
+            ordered = self._sorted_seqs.setdefault(author, [])
+            if not ordered or ordered[-1] < seq:
+                ordered.append(seq)
+            else:
+                bisect.insort(ordered, seq)
+            if seq > self._max_seq.get(author, 0):
+                self._max_seq[author] = seq
         contiguous = self._contiguous.get(author, 0)
         while contiguous + 1 in seqs:
             contiguous += 1
@@ -330,3 +381,11 @@ class MessageLog:
             self._contiguous[author] = contiguous
         self._clock = max(self._clock, message["clock"])
         return message
+
+    def _mark_first_hand(self, message: Message) -> None:
+        self._first_hand.add(message["id"])
+        author = message["author"]
+        held = self._first_hand_contiguous.get(author, 0)
+        while f"{author}:{held + 1}" in self._first_hand:
+            held += 1
+        self._first_hand_contiguous[author] = held

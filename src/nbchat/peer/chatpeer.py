@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import mimetypes
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
@@ -12,10 +15,12 @@ from typing import Any
 
 from aiortc import RTCConfiguration
 
+from ..core.files import FILE_LIMIT_BYTES, FileMeta, clean_file_name
 from ..core.frames import ChatFrameType
-from ..core.mesh import DIAL_TIMEOUT_MS
+from ..core.mesh import DIAL_TIMEOUT_MS, MAX_LINKS, MESH_SIZE
 from ..core.msglog import Identity, Message, MessageLog
 from ..core.ratelimit import IncomingLimits
+from ..core.rich import RICH_LIMIT_BYTES, format_size, size_error
 from ..core.sync import (
     Added,
     Confirmed,
@@ -26,9 +31,11 @@ from ..core.sync import (
     RoomSync,
     TooBig,
 )
+from ..mimebundle import rich_message
 from ..protocol import FrameType, Presence
 from .dataconnection import DataConnection
 from .errors import NbChatError, SignalingError, TurnError
+from .files import PeerFiles, ReceivedFile
 from .ice import rtc_configuration
 from .mesh import Mesh
 from .presence import PresenceClient, PresenceEvent
@@ -57,8 +64,13 @@ class ChatPeer:
             async for message in peer.messages():
                 print(message["user"]["display_name"], message["text"])
 
-    The newcomer dials every peer in the roster; later arrivals dial us. Each new
-    connection starts with ``sync``/``history`` so every peer ends up with the same log.
+    Up to ``mesh_size`` peers everyone links to everyone: the newcomer dials every peer
+    in the roster, later arrivals dial us. In a bigger room each peer keeps at most
+    ``max_links`` links (a bounded overlay, see :mod:`nbchat.core.mesh`; of two linked
+    peers the smaller id dials) and forwards new messages along it. Every peer of a room
+    must use the same two numbers (the defaults are the widget's). Each new connection
+    starts with
+    ``sync``/``history`` so every peer ends up with the same log.
     Room sync (:class:`nbchat.core.sync.RoomSync`) and the mesh policy are the widget's
     own rules from ``nbchat.core``; this class carries out what they decide.
     """
@@ -74,8 +86,19 @@ class ChatPeer:
         rate_limit: bool = True,
         relay_only: bool = False,
         passphrase: str | None = None,
+        max_rich_bytes: int = RICH_LIMIT_BYTES,
+        receive_files: bool = True,
+        max_file_bytes: int = FILE_LIMIT_BYTES,
+        mesh_size: int = MESH_SIZE,
+        max_links: int = MAX_LINKS,
     ) -> None:
         self.server_url = server_url
+        #: The largest rich message ``send`` posts (bytes of its MIME bundle as JSON).
+        self.max_rich_bytes = max_rich_bytes
+        #: The largest file ``send_file`` shares and a shared file we fetch.
+        self.max_file_bytes = max_file_bytes
+        self.mesh_size = mesh_size
+        self.max_links = max_links
         self.room = room
         self.token = token
         self.connect_timeout = connect_timeout
@@ -103,6 +126,16 @@ class ChatPeer:
         self._sent_own: dict[str, int] = {}  # connection id → highest own seq sent on it
         self._changed = asyncio.Condition()
         self._closed = False
+        # Files shared peer to peer: what we offer, and (with receive_files) every shared
+        # file fetched from its author as its card arrives.
+        self._files = PeerFiles(
+            self._send_to,
+            self._buffered_to,
+            lambda peer: peer in self.peers,
+            self._spawn,
+            receive=receive_files,
+            limit=max_file_bytes,
+        )
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -146,6 +179,9 @@ class ChatPeer:
                 open_timeout=self.connect_timeout,
                 limits=IncomingLimits if self.rate_limit else lambda: None,
                 max_message_bytes=config.max_message_bytes,
+                wants_part=self._files.wants_part,
+                mesh_size=self.mesh_size,
+                max_links=self.max_links,
             )
             self._signaling = SignalingClient(
                 self._session,
@@ -161,7 +197,7 @@ class ChatPeer:
         except BaseException:
             await self.leave()
             raise
-        self._mesh.dial_missing()  # the newcomer dials everyone in the roster
+        self._mesh.dial_missing()  # the newcomer dials (in a big room: the bigger ids)
 
     async def _ice_configuration(self, config: SessionConfig) -> RTCConfiguration:
         """The RTCConfiguration for every connection, its TURN relay checked first: with
@@ -245,20 +281,73 @@ class ChatPeer:
 
     # --- sending -------------------------------------------------------------------------
 
-    async def send(self, text: str) -> Message:
-        """Add a message to the log and send it to every connected peer."""
+    async def send(self, content: object) -> Message:
+        """Add a message to the log and send it to every connected peer.
+
+        ``content`` is Markdown text, or anything Jupyter can display: a DataFrame goes as
+        a table, a matplotlib figure or PIL image as an image (``nbchat.mimebundle``), with
+        its text/plain as the fallback ``text``; the message's ``mime`` holds the bundle.
+        Raises RichMessageTooBig over ``max_rich_bytes``.
+        """
         if self._closed:
             raise NbChatError("this peer has left the room")
+        text, mime = rich_message(content, self.max_rich_bytes)
+        if not text.strip() and mime is not None:
+            text = f"[{next(iter(mime))}]"
         size = len(text.encode("utf-8"))
         if self.config is not None and size > self.config.max_message_bytes:
             raise ValueError(
                 f"message of {size} bytes is over the room's limit of "
                 f"{self.config.max_message_bytes} bytes"
             )
-        message = self._require_log().compose(text, int(time.time() * 1000))
+        message = self._require_log().compose(text, int(time.time() * 1000), mime)
         if self._sync is not None:
             self._carry(self._sync.publish(message))
         return message
+
+    async def send_file(self, path: str | os.PathLike[str], name: str | None = None) -> Message:
+        """Share the file at ``path``: a card in the room (name, size, type, SHA-256) and its
+        bytes sent peer to peer to every peer that asks, while this peer is in the room.
+        Raises ValueError over ``max_file_bytes``."""
+        if self._closed:
+            raise NbChatError("this peer has left the room")
+        size = os.path.getsize(path)
+        label = clean_file_name(name if name is not None else os.path.basename(os.fspath(path)))
+        if size > self.max_file_bytes:
+            raise ValueError(size_error(f"“{label}”", size, self.max_file_bytes))
+        data = await asyncio.to_thread(_read_bytes, path)
+        kind = mimetypes.guess_type(label)[0] or "application/octet-stream"
+        meta = FileMeta(
+            name=label, size=len(data), type=kind, sha256=hashlib.sha256(data).hexdigest()
+        )
+        text = f"📎 {label} ({format_size(len(data))})"
+        message = self._require_log().compose(text, int(time.time() * 1000), file=meta)
+        self._files.offer(message["id"], data)
+        if self._sync is not None:
+            self._carry(self._sync.publish(message))
+        return message
+
+    def stop_sharing(self, message: Message) -> None:
+        """Stop sending the file of our card ``message`` (transfers in progress stop)."""
+        self._files.stop_offering(message["id"])
+
+    @property
+    def files(self) -> dict[str, ReceivedFile]:
+        """Files others shared that arrived whole and checked, by their card's message id."""
+        return dict(self._files.received)
+
+    async def wait_file(self, message_id: str, timeout: float = 30.0) -> ReceivedFile:
+        """The file of the card ``message_id``, once it has arrived (fetched automatically
+        unless ``receive_files=False``); TimeoutError, or ValueError if it failed."""
+        return await self._files.wait(message_id, timeout)
+
+    def _send_to(self, peer: str, frame: dict[str, Any]) -> bool:
+        connection = self._mesh.connection_to(peer) if self._mesh is not None else None
+        return connection is not None and connection.send(frame)
+
+    def _buffered_to(self, peer: str) -> int:
+        connection = self._mesh.connection_to(peer) if self._mesh is not None else None
+        return connection.buffered_amount if connection is not None else 0
 
     def delivered_to(self, message: Message) -> set[str]:
         """Peers known to hold our ``message``.
@@ -406,12 +495,15 @@ class ChatPeer:
     def _on_connection_open(self, connection: DataConnection) -> None:
         if self._sync is not None:
             self._carry(self._sync.on_link_open(connection.peer, self._now()), connection)
+        self._files.on_link_open(connection.peer)
         self._spawn(self._notify(), "nbchat-notify")
 
     def _on_connection_closed(self, connection: DataConnection) -> None:
         self._sent_own.pop(connection.connection_id, None)
         if self._sync is not None and connection.peer not in self.peers:
             self._carry(self._sync.on_link_closed(connection.peer))
+        if connection.peer not in self.peers:
+            self._files.on_link_closed(connection.peer)
         if not self._closed:
             self._spawn(self._notify(), "nbchat-notify")
 
@@ -500,6 +592,7 @@ class ChatPeer:
         for event in out.events:
             if isinstance(event, Added):
                 self._emit(event.messages)
+                self._files.on_messages(event.messages, own)
             elif isinstance(event, Confirmed):
                 self._spawn(self._notify(), "nbchat-notify")
             elif isinstance(event, RepairRound):
@@ -541,6 +634,9 @@ class ChatPeer:
             # server) is kept; a dead one closes by itself (ICE consent) and is not redialed.
             if not (event.from_roster and peer_id in mesh.peers):
                 mesh.drop(peer_id)
+        if mesh is not None:
+            # In a big room the overlay moves a few links whenever someone joins or leaves.
+            mesh.on_roster_changed()
         for queue in self._presence_queues:
             queue.put_nowait(event)
         self._spawn(self._notify(), "nbchat-notify")
@@ -558,6 +654,11 @@ class ChatPeer:
 
     def _on_frame(self, connection: DataConnection, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
+        if kind in (ChatFrameType.FILE_GET, ChatFrameType.FILE_PART, ChatFrameType.FILE_CANCEL):
+            presence = self._presence
+            if presence is not None and connection.peer in presence.roster:
+                self._files.on_frame(connection.peer, frame)
+            return
         if kind not in (ChatFrameType.MESSAGE, ChatFrameType.HISTORY, ChatFrameType.SYNC):
             log.debug("nbchat: ignoring frame type %r from %s", kind, connection.peer)
             return
@@ -589,3 +690,26 @@ class ChatPeer:
         if self._sync is not None:
             out = self._sync.on_frame(connection.peer, frame, user, self._now())
             self._carry(out, connection)
+            messages = frame.get("messages")
+            if frame["type"] == "message" or (isinstance(messages, list) and len(messages) == 1):
+                self._forward(out, connection.peer)
+
+    def _forward(self, out: Output, came_from: str) -> None:
+        """In a big room, pass messages new to our log that arrived live (a ``message``, or
+        a one-entry ``history`` another peer forwarded) on to our other links, as relayed
+        copies; sync answers are not forwarded (the others sync with their own links)."""
+        mesh = self._mesh
+        if mesh is None:
+            return
+        for event in out.events:
+            if not isinstance(event, Added):
+                continue
+            for message in event.messages:
+                frame = {"type": "history", "messages": [message]}
+                for connection in mesh.forward_to(message["author"], came_from):
+                    connection.send(frame)
+
+
+def _read_bytes(path: str | os.PathLike[str]) -> bytes:
+    with open(path, "rb") as file:
+        return file.read()

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import functools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCCertificate,
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 
 from ..core.chunking import ChunkAssembler, max_chunked_bytes, split
 from ..core.frames import (
@@ -42,6 +50,41 @@ def _new_chunk_id() -> str:
     return "c-" + secrets.token_hex(8)
 
 
+class _SharedCertificate(RTCCertificate):
+    """A DTLS certificate for many connections, its fingerprints and TLS context made once.
+
+    aiortc makes a key pair, a certificate, its fingerprints and an OpenSSL context for
+    every RTCPeerConnection (~1 ms each, a good part of a link's set-up CPU when a mesh
+    forms). Browsers let one certificate serve many connections (RTCConfiguration
+    ``certificates``); aiortc 1.16 does not, so :func:`_certificate` hands this one to
+    each new connection. The fingerprint in each SDP still pins the DTLS handshake.
+    """
+
+    @functools.cache  # noqa: B019 - a few live certificates per process, kept on purpose
+    def getFingerprints(self) -> Any:  # noqa: N802 - aiortc's name
+        return super().getFingerprints()
+
+    @functools.cache  # noqa: B019
+    def _cached_context(self, profiles: tuple[Any, ...]) -> Any:
+        return super()._create_ssl_context(list(profiles))
+
+    def _create_ssl_context(self, srtp_profiles: list[Any]) -> Any:
+        return self._cached_context(tuple(srtp_profiles))
+
+
+_shared: _SharedCertificate | None = None
+#: A new certificate once the shared one is this close to expiring (aiortc's last 30 days).
+CERTIFICATE_RENEW_BEFORE = datetime.timedelta(days=7)
+
+
+def _certificate() -> _SharedCertificate:
+    global _shared
+    now = datetime.datetime.now(tz=datetime.timezone.utc)
+    if _shared is None or _shared.expires - now < CERTIFICATE_RENEW_BEFORE:
+        _shared = _SharedCertificate.generateCertificate()
+    return _shared
+
+
 class DataConnection:
     """One WebRTC data channel to one remote peer, negotiated as peerjs does.
 
@@ -68,8 +111,12 @@ class DataConnection:
         originator: bool = True,
         limits: IncomingLimits | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        wants_part: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.peer = peer
+        # Parts of a file we asked this peer for skip the rate limit: the card bounds them,
+        # and a file with dropped parts would stall.
+        self._wants_part = wants_part
         self.connection_id = connection_id or new_connection_id()
         self.label = label or self.connection_id
         self.reliable = reliable
@@ -78,6 +125,8 @@ class DataConnection:
         self._signal = signal
         self._on_frame = on_frame
         self.pc = RTCPeerConnection(rtc_config)
+        # Not configurable in aiortc: replace the certificate it made with the shared one.
+        self.pc._RTCPeerConnection__certificates = [_certificate()]  # type: ignore[attr-defined]
         self.channel: RTCDataChannel | None = None
         self.opened = asyncio.Event()
         self.closed = asyncio.Event()
@@ -147,6 +196,14 @@ class DataConnection:
             self._close_soon()  # peerjs close({flush: true})
             return
         chat_frame = parse_chat_frame(frame)
+        if (
+            chat_frame is not None
+            and chat_frame["type"] == ChatFrameType.FILE_PART
+            and self._wants_part is not None
+            and self._wants_part(self.peer, chat_frame["file"])
+        ):
+            self._on_frame(self, chat_frame)
+            return
         # Malformed frames count too: a flood of junk must not cost a warning each.
         is_message = chat_frame is not None and chat_frame["type"] == ChatFrameType.MESSAGE
         if not self._admit(is_message=is_message):

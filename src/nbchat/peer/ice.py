@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,6 +28,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
+#: How long the host's addresses are reused between ICE gatherings (see _cached_addresses).
+HOST_ADDRESSES_TTL = 2.0
 CONSENT_INTERVAL = 1.0  # seconds between ICE consent checks on a link (aioice: 5)
 CONSENT_FAILURES = 5  # checks missed in a row before the link counts as dead (aioice: 6)
 
@@ -66,6 +69,32 @@ def _ice_connection_once(pc: RTCPeerConnection, mark: str) -> Any:
     return connection
 
 
+def _cache_host_addresses() -> None:
+    """Make aioice list the host's network interfaces at most every HOST_ADDRESSES_TTL s.
+
+    aioice walks every interface (``ifaddr``, then ``ipaddress`` on each address) for every
+    connection it gathers for: ~10 % of the CPU a Python process spends forming a mesh of
+    16 peers. Interfaces change rarely; a link gathered within two seconds of a change may
+    miss the new address and is repaired like any failed link.
+    """
+    from aioice import ice as aioice_ice
+
+    original = aioice_ice.get_host_addresses
+    if getattr(original, "_nbchat_cached", False):
+        return
+    cache: dict[tuple[bool, bool], tuple[float, list[str]]] = {}
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        now = time.monotonic()
+        hit = cache.get((use_ipv4, use_ipv6))
+        if hit is None or now - hit[0] > HOST_ADDRESSES_TTL:
+            hit = cache[(use_ipv4, use_ipv6)] = (now, original(use_ipv4, use_ipv6))
+        return list(hit[1])
+
+    get_host_addresses._nbchat_cached = True  # type: ignore[attr-defined]
+    aioice_ice.get_host_addresses = get_host_addresses
+
+
 def add_loopback_host_candidates(pc: RTCPeerConnection) -> None:
     """Make the data transport's ICE agent also gather a 127.0.0.1 host candidate.
 
@@ -75,6 +104,7 @@ def add_loopback_host_candidates(pc: RTCPeerConnection) -> None:
     with an offer) and before ``setLocalDescription``, which gathers.
     """
     # aioice's Connection has no public way to add a host address; wrap its gathering.
+    _cache_host_addresses()
     connection = _ice_connection_once(pc, "_nbchat_loopback")
     if connection is None:
         return

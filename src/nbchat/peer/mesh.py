@@ -1,4 +1,5 @@
-"""The full mesh: one DataConnection per remote peer, dialed, accepted and redialed."""
+"""The mesh: one DataConnection per peer the overlay links us to, dialed, accepted,
+redialed and pruned (a full mesh in small rooms, a bounded partial mesh in big ones)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from aiortc import RTCConfiguration
+from aiortc.exceptions import InvalidStateError
 
 from ..core.frames import MAX_MESSAGE_BYTES
-from ..core.mesh import LinkState, MeshPolicy
+from ..core.mesh import MAX_LINKS, MESH_SIZE, LinkState, MeshPolicy
 from ..core.ratelimit import IncomingLimits
 from ..protocol import FrameType, Presence
 from .dataconnection import SERIALIZATION, DataConnection, Signal
@@ -24,10 +26,12 @@ Spawn = Callable[[Coroutine[Any, Any, Any], str], None]
 
 
 class Mesh:
-    """Routes signaling frames to connections and keeps one live link per present peer.
+    """Routes signaling frames to connections and keeps one live link per peer the
+    overlay links us to (every present peer in a room of up to ``mesh_size``).
 
-    Who dials whom, the tie-break for simultaneous dials and the redial backoff are the
-    widget's too: :class:`nbchat.core.mesh.MeshPolicy` decides, this carries it out.
+    Who links to whom, who dials, the tie-break for simultaneous dials, the redial backoff
+    and what to forward are the widget's too: :class:`nbchat.core.mesh.MeshPolicy`
+    decides, this carries it out.
     """
 
     def __init__(
@@ -44,8 +48,12 @@ class Mesh:
         open_timeout: float,
         limits: Callable[[], IncomingLimits | None] = IncomingLimits,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        wants_part: Callable[[str, str], bool] | None = None,
+        mesh_size: int = MESH_SIZE,
+        max_links: int = MAX_LINKS,
     ) -> None:
         self.self_id = self_id
+        self._wants_part = wants_part
         self.max_message_bytes = max_message_bytes  # the room's, for chunk reassembly
         self.room = room
         self._relay = relay
@@ -58,10 +66,11 @@ class Mesh:
         self.open_timeout = open_timeout
         self._limits = limits
         self.connections: dict[str, DataConnection] = {}  # by connection id
-        self.policy = MeshPolicy(self_id)
+        self.policy = MeshPolicy(self_id, mesh_size, max_links)
         self._redialing: set[str] = set()  # peers with a redial waiting
         self._current: dict[str, DataConnection] = {}  # peer id → its latest opened connection
         self._locks: dict[str, asyncio.Lock] = {}
+        self._refused: set[str] = set()  # callers refused at the link bound
         self.closed = False
 
     @property
@@ -85,6 +94,46 @@ class Mesh:
     def _linked(self) -> set[str]:
         return {c.peer for c in self.connections.values()}
 
+    def _wanted(self, peer: str) -> bool:
+        """Whether ``peer`` is present and the overlay links us to it."""
+        roster = self._roster()
+        return peer in roster and peer in self.policy.wanted(list(roster))
+
+    def forward_to(self, author: str, came_from: str) -> list[DataConnection]:
+        """The open links to forward a message new to our log on (see MeshPolicy)."""
+        targets = self.policy.forward_to(author, came_from, self.peers, list(self._roster()))
+        found = (self.connection_to(peer) for peer in targets)
+        return [c for c in found if c is not None]
+
+    def on_roster_changed(self) -> None:
+        """Someone joined or left: in a partial mesh, dial the links the overlay now wants
+        that are ours to dial, and close those it no longer wants. A caller we refused at
+        the bound whose
+        link the overlay now wants is dialed back by us, whatever the ids: its own dial
+        is left hanging, and the tie-break settles a double dial."""
+        if self.closed:
+            return
+        present = list(self._roster())
+        for other in self.policy.dials_on_change(present, self._linked()):
+            self.dial(other)
+        wanted = self.policy.wanted(present)
+        for other in sorted(self._refused & wanted):
+            self.dial_unless_linked(other)
+        self._refused.clear()
+        for other in self.policy.prune(present, self._linked()):
+            log.debug("nbchat room %s: the overlay no longer links us to %s", self.room, other)
+            self.drop(other)
+
+    def _bound(self) -> None:
+        """Close links the overlay does not want while we hold more than max_links."""
+        linked = self._linked()
+        excess = len(linked) - self.policy.max_links
+        if excess <= 0:
+            return
+        for peer in self.policy.prune(list(self._roster()), linked)[:excess]:
+            log.debug("nbchat room %s: over the link bound, closing %s", self.room, peer)
+            self.drop(peer)
+
     def dial(self, other: str) -> None:
         connection = DataConnection(
             other,
@@ -93,9 +142,14 @@ class Mesh:
             self._on_frame,
             limits=self._limits(),
             max_message_bytes=self.max_message_bytes,
+            wants_part=self._wants_part,
         )
         self._register(connection)
-        self._spawn(connection.start(), f"nbchat-offer-{connection.connection_id}")
+        self._spawn(
+            self._unless_closed(connection, connection.start()),
+            f"nbchat-offer-{connection.connection_id}",
+        )
+        self._bound()
 
     def dial_unless_linked(self, other: str) -> None:
         """Dial ``other`` if no connection to it exists or is being made."""
@@ -103,17 +157,22 @@ class Mesh:
             self.dial(other)
 
     def dial_missing(self) -> None:
-        """Dial every present peer we have no connection to (on joining, after a reconnect)."""
+        """On joining and after a reconnect: dial everyone present we have no connection
+        to (full mesh), or the overlay's peers that are ours to dial (partial mesh)."""
         for other in self.policy.dials_on_roster(list(self._roster()), self._linked()):
             self.dial(other)
 
     def repair(self) -> None:
-        """A repair round: dial the present peers that are ours to dial and have no link."""
+        """A repair round: dial the overlay's peers that are ours to dial and have no link,
+        and close the links it no longer wants (partial mesh)."""
         if self.closed:
             return
         present = list(self._roster())
         for other in self.policy.repair_dials(present, self._linked(), self._redialing):
             self.dial(other)
+        for other in self.policy.prune(present, self._linked()):
+            log.debug("nbchat room %s: the overlay no longer links us to %s", self.room, other)
+            self.drop(other)
 
     def drop(self, peer: str) -> None:
         """Close every connection to ``peer`` (it left the room)."""
@@ -134,10 +193,20 @@ class Mesh:
         self._spawn(self._serve(connection), f"nbchat-serve-{connection.connection_id}")
 
     async def _serve(self, connection: DataConnection) -> None:
-        """Wait for the channel to open; close it if it never does."""
+        """Wait for the channel to open; close it if it never does. One closed meanwhile
+        (pruned, refused, the peer left) is not waited for."""
+        opened = asyncio.ensure_future(connection.opened.wait())
+        closed = asyncio.ensure_future(connection.closed.wait())
         try:
-            await asyncio.wait_for(connection.opened.wait(), self.open_timeout)
-        except asyncio.TimeoutError:
+            await asyncio.wait(
+                {opened, closed}, timeout=self.open_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            opened.cancel()
+            closed.cancel()
+        if connection.closed.is_set():
+            return
+        if not connection.opened.is_set():
             log.warning(
                 "nbchat room %s: connection %s to peer %s did not open in %ss",
                 self.room,
@@ -169,7 +238,7 @@ class Mesh:
             other,
             was_open=connection.was_open,
             silent=False,
-            present=other in self._roster(),
+            present=self._wanted(other),
             random=random.random(),
         )
         if delay is not None:
@@ -181,7 +250,7 @@ class Mesh:
             await asyncio.sleep(delay_ms / 1000)
         finally:
             self._redialing.discard(other)
-        if not self.closed and other in self._roster() and not self._live(other):
+        if not self.closed and self._wanted(other) and not self._live(other):
             log.info("nbchat room %s: dialing peer %s again", self.room, other)
             self.dial(other)
 
@@ -222,7 +291,17 @@ class Mesh:
             if connection.closed.is_set():
                 step.close()
             else:
-                await step
+                await self._unless_closed(connection, step)
+
+    @staticmethod
+    async def _unless_closed(connection: DataConnection, step: Coroutine[Any, Any, None]) -> None:
+        """Run an offer/answer step; a link closed meanwhile (pruned, or the peer left) makes
+        aiortc raise InvalidStateError, which is then expected, not a failure."""
+        try:
+            await step
+        except InvalidStateError:
+            if not connection.closed.is_set():
+                raise
 
     def _accept(self, src: str, connection_id: str, payload: dict[str, Any]) -> None:
         if payload.get("type") != "data":
@@ -246,9 +325,13 @@ class Mesh:
             existing = LinkState(
                 open=any(c.open for c in others), dialed_by_us=any(c.originator for c in others)
             )
-        if not self.policy.accept_incoming(src, existing):
-            # Both sides dialed at once: both keep the connection dialed by the smaller id.
-            log.debug("nbchat room %s: refusing %s's call, ours wins", self.room, src)
+        links = len(self._linked() - {src})
+        if not self.policy.accept_incoming(src, existing, list(self._roster()), links):
+            # Both sides dialed at once (both keep the connection dialed by the smaller id),
+            # or we are at the link bound and the overlay does not link us to the caller.
+            log.debug("nbchat room %s: refusing %s's call", self.room, src)
+            if links >= self.policy.max_links:
+                self._refused.add(src)
             return
         label = payload.get("label")
         connection = DataConnection(
@@ -263,6 +346,7 @@ class Mesh:
             originator=False,
             limits=self._limits(),
             max_message_bytes=self.max_message_bytes,
+            wants_part=self._wants_part,
         )
         self._register(connection)
         # The caller dialed again (or won a double dial): its end of any older link is gone.
@@ -271,3 +355,4 @@ class Mesh:
         self._spawn(
             self._in_order(connection, connection.accept(sdp)), f"nbchat-answer-{connection_id}"
         )
+        self._bound()

@@ -77,6 +77,14 @@ class NbChatApp(SignalingSettings, ExtensionApp):
             self.handlers.extend(make_relay_handlers(upstream))
         else:
             self.handlers.extend(make_handlers(self.service))
+            if self.service.broker.shared:
+                # Join the shared rooms as soon as the server's loop runs, not at the
+                # first socket: the roster of a room must list peers on other processes.
+                from tornado.ioloop import IOLoop
+
+                self.log.info("nbchat: sharing rooms through the broker at %s", self.broker)
+                IOLoop.current().add_callback(self.service.ensure_ticking)
 
     async def stop_extension(self) -> None:
         self.service.stop()
+        await self.service.stop_broker()

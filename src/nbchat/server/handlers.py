@@ -101,9 +101,11 @@ class SessionMixin(NbChatRequest):
 class IdMixin(NbChatRequest):
     """``GET nbchat/{key}/id``: a fresh peer id, bound to the caller."""
 
-    def get(self, key: str) -> None:
+    async def get(self, key: str) -> None:
         try:
-            peer_id = self.service.reserve_id(_room_key_argument(key), self.identity, self.groups)
+            peer_id = await self.service.reserve_id(
+                _room_key_argument(key), self.identity, self.groups
+            )
         except RoomRefused as refused:
             raise web.HTTPError(403, str(refused)) from None
         self.set_header("Content-Type", "text/html; charset=utf-8")  # type: ignore[attr-defined]

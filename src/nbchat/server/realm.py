@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,6 +160,10 @@ class Realm:
         #: counters only, for the service's metrics.
         self.relayed = 0
         self.refused: dict[str, int] = {}
+        #: Where frames for ids not connected here go before they are queued: set by a
+        #: shared broker to ``lookup(key, peer_id) -> transport or None`` (a peer on
+        #: another process); None in one process, so the relay path never looks.
+        self.remote: Callable[[str, str], Any] | None = None
 
     def count_refused(self, reason: str) -> None:
         self.refused[reason] = self.refused.get(reason, 0) + 1
@@ -182,9 +187,9 @@ class Realm:
         return list(room.clients) if room else []
 
     # ---- signaling sockets -------------------------------------------------------------
-    def connect(
-        self, key: Any, peer_id: Any, token: Any, user: Identity, transport: Any, now: float
-    ) -> Accepted | Refused:
+    @staticmethod
+    def invalid(key: Any, peer_id: Any, token: Any) -> Refused | None:
+        """The refusal for a connect whose key, id or token is missing or malformed."""
         if not key or not peer_id or not token:
             return Refused(encode(error_frame(Errors.NO_ID_TOKEN_KEY)))
         if not is_room_key(key):
@@ -193,6 +198,14 @@ class Realm:
             return Refused(encode(error_frame(Errors.INVALID_ID)))
         if not isinstance(token, str) or not 0 < len(token) <= 128:
             return Refused(encode(error_frame(Errors.NO_ID_TOKEN_KEY)))
+        return None
+
+    def connect(
+        self, key: Any, peer_id: Any, token: Any, user: Identity, transport: Any, now: float
+    ) -> Accepted | Refused:
+        invalid = self.invalid(key, peer_id, token)
+        if invalid is not None:
+            return invalid
         username = user["username"]
         binding = self._bindings.get((key, peer_id))
         if binding is not None and binding.username != username:
@@ -291,18 +304,63 @@ class Realm:
             )
         if target is not None:
             return [(target.transport, out)]
+        if self.remote is not None:
+            far = self.remote(client.key, dst)  # type: ignore[arg-type]  # is_peer_id said so
+            if far is not None:
+                return [(far, out)]
         if kind == "LEAVE" or kind == "EXPIRE":
             return []
         assert isinstance(dst, str)  # is_peer_id said so
+        return self._enqueue(room, client, dst, out, now)
+
+    def _enqueue(
+        self, room: Room, client: Client, dst: str, out: str, now: float
+    ) -> list[Delivery]:
+        """Queue ``out`` for the offline id ``dst`` (or EXPIRE at once when full)."""
         queue = room.queues.get(dst)
         if queue is None:
             queue = room.queues[dst] = deque()
-        if len(queue) >= limits.max_queued_per_peer:
+        if len(queue) >= self.limits.max_queued_per_peer:
             return [
                 (client.transport, encode({"type": "EXPIRE", "src": dst, "dst": client.peer_id}))
             ]
         queue.append(_Queued(now, client.peer_id, out))
         return []
+
+    def reroute(self, key: str, src: str, dst: str, text: str, now: float) -> list[Delivery]:
+        """A frame from our peer ``src`` that another process could not deliver (``dst``
+        left it meanwhile): deliver it here, or queue it like any frame for an offline id."""
+        room = self.rooms.get(key)
+        client = room.clients.get(src) if room else None
+        if room is None or client is None:
+            return []  # the sender left too: nobody to tell
+        target = room.clients.get(dst)
+        if target is not None:
+            return [(target.transport, text)]
+        try:
+            kind = _loads(text).get("type")
+        except (ValueError, AttributeError):
+            kind = None
+        if kind == "LEAVE" or kind == "EXPIRE":
+            return []
+        return self._enqueue(room, client, dst, text, now)
+
+    def take_queued(self, key: str, peer_id: str) -> list[str]:
+        """Frames queued here for ``peer_id``, which just connected to another process."""
+        room = self.rooms.get(key)
+        queue = room.queues.pop(peer_id, None) if room else None
+        if room is not None and room.is_empty():
+            del self.rooms[key]
+        return [q.text for q in queue] if queue else []
+
+    def holds(self, client: Client, transport: Any) -> bool:
+        """Whether ``client`` is connected here on ``transport`` (what ``disconnect`` ends)."""
+        room = self.rooms.get(client.key)
+        return (
+            room is not None
+            and room.clients.get(client.peer_id) is client
+            and client.transport is transport
+        )
 
     def disconnect(self, client: Client, transport: Any, now: float) -> list[Delivery]:
         """The socket ``transport`` of ``client`` closed (or was evicted)."""
@@ -347,9 +405,14 @@ class Realm:
         room.subscribers.append(sub)
         return sub
 
-    def roster(self, key: str) -> str:
+    def roster(self, key: str, others: list[Presence] | None = None) -> str:
+        """The ROSTER frame of ``key``: our peers, then ``others`` (peers of the room
+        on other processes, from a shared broker)."""
         room = self.rooms.get(key)
         peers = [c.presence for c in room.clients.values()] if room else []
+        if others:
+            ours = {p["peer_id"] for p in peers}
+            peers.extend(p for p in others if p["peer_id"] not in ours)
         return encode(roster_frame(key, peers))
 
     def unsubscribe(self, sub: Subscriber) -> None:
@@ -364,19 +427,35 @@ class Realm:
             del self.rooms[sub.key]
 
     # ---- time --------------------------------------------------------------------------
-    def tick(self, now: float) -> tuple[list[Delivery], list[Client]]:
+    def tick(
+        self, now: float, stalls: Iterable[tuple[float, float]] = ()
+    ) -> tuple[list[Delivery], list[Client]]:
         """Expire old queued frames and find silent peers.
+
+        ``stalls``: (start, end) times the server's loop did not run (frozen, starved of
+        CPU). They do not count: a peer is silent after ``alive_timeout`` seconds in
+        which the server could have read it, and a frame expires likewise.
 
         Returns EXPIRE notices to send, and clients to evict (the adapter closes their
         sockets, which calls :meth:`disconnect`).
         """
         deliveries: list[Delivery] = []
         evict: list[Client] = []
-        expire_before = now - self.limits.expire_timeout
-        silent_before = now - self.limits.alive_timeout
+        limits = self.limits
+        stalled = list(stalls)
+        expire_before = now - limits.expire_timeout
+        silent_before = now - limits.alive_timeout
+
+        def due(since: float, timeout: float) -> bool:
+            """``timeout`` seconds of running loop have passed since ``since``."""
+            excused = sum(max(0.0, min(end, now) - max(start, since)) for start, end in stalled)
+            return since + timeout + excused <= now
+
         for key, room in list(self.rooms.items()):
             for dst, queue in list(room.queues.items()):
                 while queue and queue[0].at <= expire_before:
+                    if stalled and not due(queue[0].at, limits.expire_timeout):
+                        break
                     q = queue.popleft()
                     sender = room.clients.get(q.src)
                     if sender is not None:
@@ -384,10 +463,15 @@ class Realm:
                         deliveries.append((sender.transport, encode(notice)))
                 if not queue:
                     del room.queues[dst]
-            evict.extend(c for c in room.clients.values() if c.last_seen <= silent_before)
+            evict.extend(
+                c
+                for c in room.clients.values()
+                if c.last_seen <= silent_before
+                and (not stalled or due(c.last_seen, limits.alive_timeout))
+            )
             if room.is_empty():
                 del self.rooms[key]
-        release_before = now - self.limits.id_reservation_timeout
+        release_before = now - limits.id_reservation_timeout
         stale = [
             k
             for k, b in self._bindings.items()

@@ -4,9 +4,11 @@ adapters over it (they authenticate, then call in here); it knows no handler."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,12 +16,17 @@ from tornado.ioloop import PeriodicCallback
 
 from .._version import __version__
 from ..core.session import SessionConfig
-from ..protocol import Identity, error_frame, room_key, room_key_prefix
-from .realm import Delivery, Realm, Refused, encode
+from ..protocol import ID_TAKEN_FRAME, Identity, error_frame, room_key, room_key_prefix
+from .broker import make_broker
+from .realm import Accepted, Client, Delivery, Realm, Refused, Subscriber, encode
 from .settings import SignalingSettings
 from .wsconn import Hub
 
 __all__ = ["RoomRefused", "SignalingService", "deliver", "debug_shown"]
+
+
+#: Seconds a tick may come late before the gap counts as time the loop did not run.
+STALL = 1.0
 
 
 class RoomRefused(Exception):
@@ -64,6 +71,17 @@ class SignalingService:
         self.realm = Realm(settings.limits())
         self.hub = Hub(self.max_frame_bytes, settings.send_buffer_limit, owner=self)
         self._ticker = PeriodicCallback(self._tick, settings.tick_interval * 1000)
+        self._last_tick = time.monotonic()
+        #: (start, end) of recent times the loop did not run (see _tick), oldest first.
+        self._stalls: deque[tuple[float, float]] = deque()
+        #: Who else shares these rooms: nobody (in-process, the default) or the other
+        #: processes on one Redis (``broker = "redis://…"``).
+        self.broker = make_broker(settings.broker, self)
+        self._broker_task: asyncio.Task[None] | None = None
+        #: Sockets whose id is being claimed from the broker: frames they send meanwhile.
+        self._claiming: dict[Any, list[str | bytes]] = {}
+        #: Presence sockets waiting for the broker's barrier before their roster.
+        self._presence_waiting: set[Any] = set()
         # The room policy as key prefixes, worked out once (it is checked on every connect).
         self._reserved = [
             (room_key_prefix(prefix), list(groups))
@@ -128,13 +146,21 @@ class SignalingService:
             version=__version__,
         ).to_json()
 
-    def reserve_id(self, key: str, user: Identity, groups: Sequence[str] | None = None) -> str:
+    async def reserve_id(
+        self, key: str, user: Identity, groups: Sequence[str] | None = None
+    ) -> str:
         self.check_room(key, groups)
-        return self.realm.reserve_id(key, user["username"], time.monotonic())
+        while True:
+            peer_id = self.realm.reserve_id(key, user["username"], time.monotonic())
+            if not self.broker.shared or await self.broker.reserve(key, peer_id, user["username"]):
+                return peer_id
 
     def peer_ids(self, key: str, groups: Sequence[str] | None = None) -> list[str]:
         self.check_room(key, groups)
-        return self.realm.peer_ids(key)
+        ids = self.realm.peer_ids(key)
+        if self.broker.shared:
+            ids.extend(p["peer_id"] for p in self.broker.remote_presences(key))
+        return ids
 
     def stats(self) -> dict[str, int]:
         return self.realm.stats()
@@ -154,9 +180,46 @@ class SignalingService:
     ) -> None:
         self.ensure_ticking()
         refusal = self._room_refusal(key, groups)
+        if refusal is None and self.broker.shared:
+            refusal = self.realm.invalid(key, peer_id, token)
+            room = self.realm.rooms.get(key) if refusal is None else None
+            if refusal is None and (room is None or peer_id not in room.clients):
+                # (An id connected here already: the realm decides, reconnect or taken.)
+                # The id registry is shared: ask the broker first (an await), and keep
+                # what the socket sends meanwhile.
+                self._claiming[transport] = []
+                loop = asyncio.get_running_loop()
+                loop.create_task(self._claim_then_open(transport, key, peer_id, token, user))
+                return
         outcome = refusal or self.realm.connect(
             key, peer_id, token, user, transport, time.monotonic()
         )
+        self._opened(transport, outcome)
+
+    async def _claim_then_open(
+        self, transport: Any, key: str, peer_id: str, token: str, user: Identity
+    ) -> None:
+        try:
+            mine = await self.broker.claim(key, peer_id, token, user)
+        except Exception:
+            self.log.exception("nbchat: claiming id %s in room %s failed", peer_id, key)
+            mine = False
+        pending = self._claiming.pop(transport, None)
+        if pending is None:  # the socket closed meanwhile
+            if mine:
+                self.broker.release(key, peer_id, user["username"])
+            return
+        if not mine:
+            outcome: Accepted | Refused = Refused(encode(ID_TAKEN_FRAME))
+        else:
+            outcome = self.realm.connect(key, peer_id, token, user, transport, time.monotonic())
+            if isinstance(outcome, Refused):
+                self.broker.release(key, peer_id, user["username"])
+        self._opened(transport, outcome)
+        for message in pending:
+            self.signaling_message(transport, message)
+
+    def _opened(self, transport: Any, outcome: Accepted | Refused) -> None:
         if isinstance(outcome, Refused):
             transport.send_frame(outcome.frame)
             transport.close(1008, "refused")
@@ -171,32 +234,83 @@ class SignalingService:
                 "nbchat: peer %s joined room %s", outcome.client.peer_id, outcome.client.key
             )
         deliver(outcome.deliveries)
+        if self.broker.shared and outcome.replaced is None:
+            self.broker.joined(outcome.client)
 
     def signaling_message(self, transport: Any, message: str | bytes) -> None:
         client = transport.client
         if client is not None:
             deliver(self.realm.receive(client, message, time.monotonic()))
+        elif self._claiming:
+            pending = self._claiming.get(transport)
+            if pending is not None:
+                pending.append(message)
 
     def signaling_closed(self, transport: Any) -> None:
         client, transport.client = transport.client, None
         if client is not None:
             if debug_shown(self.log):
                 self.log.debug("nbchat: peer %s left room %s", client.peer_id, client.key)
-            deliver(self.realm.disconnect(client, transport, time.monotonic()))
+            self._disconnect(client, transport)
+        elif self._claiming:
+            self._claiming.pop(transport, None)
+
+    def _disconnect(self, client: Client, transport: Any) -> None:
+        shared = self.broker.shared and self.realm.holds(client, transport)
+        deliver(self.realm.disconnect(client, transport, time.monotonic()))
+        if shared:
+            self.broker.left(client)
+
+    # ---- from other processes (a shared broker) --------------------------------------
+    def moved_away(self, key: str, peer_id: str) -> None:
+        """Our peer ``peer_id`` reconnected to another process: drop its old socket here
+        without announcing a departure (it is still in the room) or freeing its id."""
+        room = self.realm.rooms.get(key)
+        client = room.clients.get(peer_id) if room else None
+        if client is None:
+            return
+        transport = client.transport
+        transport.client = None
+        self.realm.disconnect(client, transport, time.monotonic())  # no USER_DISCONNECTED
+        transport.close(1000, "replaced by a reconnect")
+
+    def remote_presence(self, key: str, text: str) -> None:
+        """A presence frame about a peer on another process, for our subscribers of ``key``."""
+        room = self.realm.rooms.get(key)
+        if room is not None:
+            for sub in room.subscribers:
+                sub.transport.send_frame(text)
 
     def presence_open(
         self, transport: Any, key: Any, user: Identity, groups: Sequence[str] | None = None
     ) -> None:
         self.ensure_ticking()
-        outcome = self._room_refusal(key, groups) or self.realm.subscribe(key, user, transport)
+        refusal = self._room_refusal(key, groups)
+        if refusal is None and self.broker.shared:
+            # Serve the roster once we know every peer announced elsewhere before now.
+            self._presence_waiting.add(transport)
+            loop = asyncio.get_running_loop()
+            loop.create_task(self._subscribe_after_barrier(transport, key, user))
+            return
+        self._subscribe(transport, refusal or self.realm.subscribe(key, user, transport))
+
+    async def _subscribe_after_barrier(self, transport: Any, key: Any, user: Identity) -> None:
+        await self.broker.barrier()
+        if transport in self._presence_waiting:
+            self._presence_waiting.discard(transport)
+            self._subscribe(transport, self.realm.subscribe(key, user, transport))
+
+    def _subscribe(self, transport: Any, outcome: Subscriber | Refused) -> None:
         if isinstance(outcome, Refused):
             transport.send_frame(outcome.frame)
             transport.close(1008, "refused")
             return
         transport.subscriber = outcome
-        transport.send_frame(self.realm.roster(outcome.key))
+        others = self.broker.remote_presences(outcome.key) if self.broker.shared else None
+        transport.send_frame(self.realm.roster(outcome.key, others))
 
     def presence_closed(self, transport: Any) -> None:
+        self._presence_waiting.discard(transport)
         sub, transport.subscriber = transport.subscriber, None
         if sub is not None:
             self.realm.unsubscribe(sub)
@@ -215,25 +329,72 @@ class SignalingService:
     def ensure_ticking(self) -> None:
         """Start the clock on first use, inside the running loop."""
         if not self._ticker.is_running():
+            self._last_tick = time.monotonic()
             # In an empty context: started from a request, the timer would otherwise
             # carry (and keep alive) that request's handler in Jupyter's CallContext.
             contextvars.Context().run(self._ticker.start)
+        if self._broker_task is None and self.broker.shared:
+            self._broker_task = contextvars.Context().run(
+                asyncio.get_running_loop().create_task, self.broker.start()
+            )
+
+    async def start(self) -> None:
+        """Start the clock and connect the broker (a service about to serve)."""
+        self.ensure_ticking()
+        if self._broker_task is not None:
+            await self._broker_task
 
     def _tick(self) -> None:
-        now = time.monotonic()
+        real = time.monotonic()
+        gap = real - self._last_tick
+        self._last_tick = real
+        interval = self.settings.tick_interval
+        if gap > interval + STALL:
+            # The loop did not run for a while. What peers sent meanwhile sits unread in
+            # the sockets; after a SIGSTOP the first select() even returns nothing
+            # (epoll_wait fails with EINTR, and Python gives up once the timeout has
+            # passed), so this tick would run before any of it is read. That time does
+            # not count as silence, nor toward a queued frame's expiry.
+            self._stalls.append((real - gap + interval, real))
+            self.log.warning(
+                "nbchat: the server's loop did not run for %.1f s (starved of CPU, stopped "
+                "or blocked); that time does not count toward alive_timeout or "
+                "expire_timeout",
+                gap,
+            )
+        now = real
+        limits = self.realm.limits
+        horizon = now - 2 * max(limits.alive_timeout, limits.expire_timeout)
+        while self._stalls and self._stalls[0][1] < horizon:
+            self._stalls.popleft()
         self.hub.sweep(now)
-        deliveries, evict = self.realm.tick(now)
+        deliveries, evict = self.realm.tick(now, self._stalls)
         deliver(deliveries)
         for client in evict:
+            # Last chance: a HEARTBEAT may wait unread in its socket (read it now).
+            read_pending = getattr(client.transport, "read_pending", None)
+            if (
+                read_pending is not None
+                and read_pending()
+                and client.last_seen > now - (self.realm.limits.alive_timeout)
+            ):
+                continue
+            if client.transport.client is not client:
+                continue  # it closed while we read
             self.log.info("nbchat: evicting silent peer %s in room %s", client.peer_id, client.key)
             client.transport.close(1001, "no heartbeat within alive_timeout")
             # The socket's on_close runs later; announce the departure now.
-            deliver(self.realm.disconnect(client, client.transport, time.monotonic()))
+            self._disconnect(client, client.transport)
 
     def stop(self, reason: str = "server shutting down") -> None:
         """Tell every peer we are going (close 1001) and stop the clock."""
         self._ticker.stop()
         self.hub.close_all(1001, reason)
+
+    async def stop_broker(self) -> None:
+        """Tell the other processes our peers are gone, and disconnect from the broker."""
+        if self._broker_task is not None:
+            await self.broker.stop()
 
     def metrics(self) -> Mapping[str, Any]:
         """Counts for /metrics: no ids, no names."""
@@ -241,4 +402,10 @@ class SignalingService:
             **self.realm.stats(),
             "relayed": self.realm.relayed,
             "refused": dict(self.realm.refused),
+            **self.broker.metrics(),
         }
+
+    def health(self) -> dict[str, Any]:
+        """For ``/health``: ``{"status": "ok"}``, or ``"degraded"`` with the broker's words
+        while peers on other processes cannot be reached."""
+        return {"status": "ok", **self.broker.health()}

@@ -87,6 +87,17 @@ class SignalingSettings(IceSettings):
             "Only meaningful where users have groups (the JupyterHub service)."
         ),
     )
+    broker = Unicode(
+        "",
+        config=True,
+        help=(
+            "Share rooms with other nbchat processes through Redis: redis://HOST:PORT/DB, "
+            "rediss://… (TLS) or unix:///path/to/redis.sock. Every process pointed at the "
+            "same Redis serves the same rooms (ids, presence, relays, queued frames), so "
+            "several instances can run behind one load balancer. Empty (the default): "
+            "this process is the whole server, nothing is shared."
+        ),
+    )
     audience = Unicode(
         "",
         config=True,

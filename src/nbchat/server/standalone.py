@@ -37,6 +37,7 @@ from traitlets.config import Application
 
 from .._version import __version__
 from ..protocol import Identity
+from .broker import check_broker_url
 from .handlers import (
     IdMixin,
     PeersMixin,
@@ -169,12 +170,17 @@ class _SocketBase(WebSocketHandler):
 
 
 class HealthHandler(web.RequestHandler):
-    """``GET {base_url}health``: 200 while we serve; no details, no auth."""
+    """``GET {base_url}health``: 200 while we serve, no auth. ``{"status": "ok"}``; with
+    a broker that cannot be reached, ``"degraded"`` and why (peers on this process are
+    still served, so the answer stays 200)."""
+
+    def initialize(self, service: SignalingService) -> None:
+        self.service = service
 
     def get(self) -> None:
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-        self.finish('{"status": "ok"}')
+        self.finish(json.dumps(self.service.health()))
 
 
 def _metrics_registry(service: SignalingService) -> Any:
@@ -250,7 +256,7 @@ def make_standalone_handlers(
         (r"nbchat/presence", socket("PresenceHandler", PresenceMixin), kwargs),
         (r"nbchat/([^/]+)/id", http("IdHandler", IdMixin), kwargs),
         (r"nbchat/([^/]+)/peers", http("PeersHandler", PeersMixin), kwargs),
-        (r"health", HealthHandler, {}),
+        (r"health", HealthHandler, kwargs),
         (r"metrics", MetricsHandler, {}),
         (r"", IndexHandler, {}),
     ]
@@ -291,7 +297,10 @@ class SignalingApp(SignalingSettings, Application):
         "on when JupyterHub started us, i.e. $JUPYTERHUB_API_TOKEN is set).",
     )
     cookie_secret = Unicode(
-        config=True, help="Secret signing our cookies (default: random per process)."
+        config=True,
+        help="Secret signing our cookies. Default: $NBCHAT_SIGNALING_COOKIE_SECRET, else "
+        "random per process. Several instances behind one load balancer (--broker) need "
+        "the same secret, so that a cookie set by one is valid on the others.",
     )
     ws_ping_interval = Int(30, config=True, help="Seconds between WebSocket keep-alive pings.")
     ws_ping_timeout = Int(90, config=True, help="Seconds without a reply before a socket drops.")
@@ -304,6 +313,7 @@ class SignalingApp(SignalingSettings, Application):
         "port": "SignalingApp.port",
         "base-url": "SignalingApp.base_url",
         "token": "SignalingApp.token",
+        "broker": "SignalingApp.broker",
         "config": "SignalingApp.config_file",
         "log-level": "Application.log_level",
     }
@@ -346,6 +356,16 @@ class SignalingApp(SignalingSettings, Application):
 
     @default("cookie_secret")
     def _default_cookie_secret(self) -> str:
+        shared = os.environ.get("NBCHAT_SIGNALING_COOKIE_SECRET", "")
+        if shared:
+            return shared
+        if self.broker:
+            self.log.warning(
+                "nbchat-signaling: --broker is set but no cookie_secret: a cookie set by "
+                "this instance is refused by the others behind the same load balancer; set "
+                "NBCHAT_SIGNALING_COOKIE_SECRET (or SignalingApp.cookie_secret) to one "
+                "value on every instance"
+            )
         return secrets.token_hex(32)
 
     def initialize(self, argv: Any = None) -> None:
@@ -356,6 +376,11 @@ class SignalingApp(SignalingSettings, Application):
             self.base_url = "/" + self.base_url
         if not self.base_url.endswith("/"):
             self.base_url += "/"
+        try:
+            check_broker_url(self.broker)
+        except ValueError as error:
+            self.log.critical("nbchat-signaling: %s", error)
+            self.exit(1)
         if not self.hub and not self.token:
             if not _is_loopback(self.ip):
                 self.log.critical(
@@ -396,6 +421,7 @@ class SignalingApp(SignalingSettings, Application):
 
     async def serve(self) -> None:
         app, service = self.make_app()
+        await service.start()
         server = HTTPServer(app, xheaders=True)
         server.listen(self.port, self.ip)
         mode = "JupyterHub OAuth" if self.hub else "token"
@@ -419,6 +445,7 @@ class SignalingApp(SignalingSettings, Application):
         # Peers hear 1001 (going away) and reconnect by themselves, elsewhere if there is one.
         service.stop("server shutting down")
         await asyncio.sleep(0)  # let the close frames be written
+        await service.stop_broker()
         await server.close_all_connections()
 
 

@@ -265,14 +265,35 @@ class WsConn:
         self.last_rx = time.monotonic()
         self._receive(data)
 
+    def read_pending(self) -> bool:
+        """Read now what waits unread in the socket (the loop has not got to it yet);
+        True if there was something."""
+        if self._done:
+            return False
+        try:
+            waiting = self._sock.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return False
+        if not waiting:
+            return False  # EOF: the loop will see it
+        self._on_readable()
+        return True
+
     def _receive(self, data: bytes) -> None:
         """Feed the protocol; send what it answers; hand over its messages while open."""
         proto = self._proto
         was = proto.state
         try:
             messages = proto.feed(data)
+            # What the peer sent before its close frame is handled even when both came
+            # in one read (a server slow to read sees them together: a starved loop lost
+            # a leaving client's last frames that way); only a close by a handler stops
+            # the rest.
+            fed = proto.state
             for message in messages:
-                if proto.state != OPEN:
+                if proto.state != fed:
                     break  # closed meanwhile (by a handler): the rest is not read
                 self.on_message(message)
         except Exception:
