@@ -51,6 +51,7 @@ export interface ChatProxyOptions {
 const HISTORY_HIGH_WATER = 64 * 1024;
 /** Resume a paused answer after this long even if the link never said it drained. */
 const HISTORY_POLL_MS = 50;
+const NOTHING_STORED: LocalCopyStats = { messages: 0, bytes: 0 };
 /** Read from the local copy first, so the first screen shows before the rest is read. */
 const FIRST_SCREEN = 100;
 /** Renders closer together than this are a burst (a history pouring in): the next one waits
@@ -630,7 +631,7 @@ export class ChatProxy {
       present: [...this.present.values()],
       rosterKnown: this.rosterKnown,
       messages: (this.log ?? this.stored)?.messages.slice() ?? [],
-      localCopy: this.copy.available ? this.copyStats ?? { messages: 0, bytes: 0 } : null,
+      localCopy: this.copy.available ? this.copyStats ?? NOTHING_STORED : null,
       maxMessageBytes: this.session?.max_message_bytes ?? MAX_MESSAGE_BYTES,
       audience: this.session?.audience ?? null,
       flooding: this.floods.entries().map(([peerId, dropped]) => {

@@ -14,7 +14,7 @@ export function formatBytes(bytes: number): string {
   return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
 }
 
-export function LocalCopyInfo({ stats, onClear }: LocalCopyInfoProps): React.ReactElement | null {
+function LocalCopyInfoView({ stats, onClear }: LocalCopyInfoProps): React.ReactElement | null {
   if (stats === null) return null;
   const count = stats.messages.toLocaleString("en-US");
   return (
@@ -37,3 +37,6 @@ export function LocalCopyInfo({ stats, onClear }: LocalCopyInfoProps): React.Rea
     </div>
   );
 }
+
+/** Re-rendered only when the stats change (number formatting is not free on every message). */
+export const LocalCopyInfo = React.memo(LocalCopyInfoView);
