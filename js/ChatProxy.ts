@@ -3,6 +3,7 @@
 // subscribe to its state and call send().
 
 import { Peer, type PeerError, type PeerOptions } from "peerjs";
+import { Authorship } from "./authorship";
 import { backoffDelay } from "./backoff";
 import { type ChatState, type Phase, chatState } from "./chatState";
 import { FILE_LIMIT_BYTES } from "./core/files";
@@ -70,6 +71,7 @@ export class ChatProxy {
   private readonly outbox: { text: string; mime: Record<string, unknown> | null }[] = [];
   private readonly mesh: MeshLinks;
   private readonly floods: FloodNotices;
+  private readonly authorship: Authorship;
   /** Files shared peer to peer: what we offer, what we receive, and each card's progress. */
   readonly files: FileShare;
   private session: SessionConfig | null = null;
@@ -111,6 +113,10 @@ export class ChatProxy {
         this.changed(false);
       },
     });
+    this.authorship = new Authorship({
+      fetchCert: (session, peerId, key) => this.sessions.certificate(session, peerId, key),
+      learned: (certs) => this.copy.saveCerts(certs),
+    });
     void this.restoreLocal();
     this.floods = new FloodNotices(() => this.changed(false));
     this.mesh = new MeshLinks({
@@ -121,10 +127,12 @@ export class ChatProxy {
       room: () => this.session?.key ?? this.options.room,
       onOpen: (peerId) => {
         this.refused.delete(peerId);
+        this.authorship.linkChanged(peerId);
         if (this.sync !== null) this.carry(this.sync.onLinkOpen(peerId, now()));
         this.files.onLinkOpen(peerId);
       },
       onClosed: (peerId) => {
+        this.authorship.linkChanged(peerId);
         if (this.sync !== null) this.carry(this.sync.onLinkClosed(peerId));
         this.files.onLinkClosed(peerId);
       },
@@ -209,8 +217,7 @@ export class ChatProxy {
     const limit = this.session?.max_message_bytes ?? Infinity;
     if (utf8Length(body) > limit) throw new Error(`Message too long: the limit is ${limit} bytes`);
     const message = this.log.compose(body, Date.now(), mime === null ? null : cleanMime(mime));
-    this.copy.save([message]);
-    this.carry(this.sync.publish(message));
+    this.publish(message);
     // Shown at once, whatever else is pouring in: it was typed here.
     this.changed(true);
     return message;
@@ -228,11 +235,20 @@ export class ChatProxy {
     if (this.log === null || this.sync === null || this.destroyed) return null;
     const message = this.log.compose(text, Date.now(), null, meta);
     this.files.offer(message, bytes);
-    this.copy.save([message]);
-    this.carry(this.sync.publish(message));
+    this.publish(message);
     // Shown at once, whatever else is pouring in: it was typed here.
     this.changed(true);
     return message;
+  }
+
+  /** Our new entry to the local copy and every open link, once signed (in signed rooms). */
+  private publish(message: ChatMessage): void {
+    const sync = this.sync;
+    this.authorship.sign(message, () => {
+      if (this.destroyed || sync === null) return;
+      this.copy.save([message]);
+      this.carry(sync.publish(message));
+    });
   }
 
   /** Forget this room's copy on this computer (what the page shows stays until reload). */
@@ -243,6 +259,7 @@ export class ChatProxy {
   /** Show the local copy before any peer answers: the newest screenful first, then the rest. */
   private async restoreLocal(): Promise<void> {
     try {
+      this.authorship.remember(await this.copy.loadCerts());
       this.restoreStored(await this.copy.loadNewest(FIRST_SCREEN));
       this.restoreStored(await this.copy.loadAll());
     } catch (error) {
@@ -291,6 +308,13 @@ export class ChatProxy {
     }
     if (this.destroyed) return;
     const { session, peerId } = joined;
+    try {
+      await this.authorship.certify(session, peerId);
+    } catch (error) {
+      this.retryLater(error instanceof RequestRefused ? error.message : `cannot sign messages (${describe(error)})`);
+      return;
+    }
+    if (this.destroyed) return;
     this.session = session;
     this.mesh.dropAll();
     this.openPeer(session, peerId);
@@ -491,12 +515,18 @@ export class ChatProxy {
   // --- room sync --------------------------------------------------------------------------
 
   private onFrame(peerId: string, frame: ChatFrame): void {
-    const user = this.present.get(peerId)?.user;
-    if (this.sync === null || user === undefined) return;
+    if (this.sync === null || !this.present.has(peerId)) return;
     if (frame.type === ChatFrameType.FILE_GET || frame.type === ChatFrameType.FILE_PART || frame.type === ChatFrameType.FILE_CANCEL) {
       this.files.onFrame(peerId, frame);
       return;
     }
+    // Signed entries: checked (asynchronously, in order per peer) before the log sees them.
+    this.authorship.incoming(peerId, frame, (checked) => this.onCheckedFrame(peerId, checked));
+  }
+
+  private onCheckedFrame(peerId: string, frame: ChatFrame): void {
+    const user = this.present.get(peerId)?.user;
+    if (this.sync === null || user === undefined || frame.type === "certs" || frame.type === "typing") return;
     const out = this.sync.onFrame(peerId, frame, user, now());
     this.carry(out);
     // A big room: what arrived live and is new to us goes on along the overlay, as relayed
@@ -506,16 +536,21 @@ export class ChatProxy {
         if (event.type !== "added") continue;
         for (const message of event.messages) {
           for (const to of this.mesh.forwardTo(message.author, peerId)) {
-            this.mesh.send(to, { type: "history", messages: [message] });
+            this.sendChat(to, { type: "history", messages: [message] });
           }
         }
       }
     }
   }
 
+  /** A chat frame to `to`, with the certificates of its authors ahead of it (signed rooms). */
+  private sendChat(to: string, frame: ChatFrame): void {
+    for (const part of this.authorship.outgoing(to, frame)) this.mesh.send(to, part);
+  }
+
   /** Send what the room sync returned and act on its events. */
   private carry(out: SyncOutput): void {
-    for (const { to, frame } of out.sends) this.mesh.send(to, frame);
+    for (const { to, frame } of out.sends) this.sendChat(to, frame);
     if (this.sync !== null) for (const peer of this.sync.backlogged()) this.pump(peer);
     for (const event of out.events) {
       switch (event.type) {
@@ -553,7 +588,7 @@ export class ChatProxy {
         return;
       }
       while (sync.backlogged().includes(peer) && this.mesh.bufferedAmount(peer) < HISTORY_HIGH_WATER) {
-        for (const { to, frame } of sync.drain(peer).sends) this.mesh.send(to, frame);
+        for (const { to, frame } of sync.drain(peer).sends) this.sendChat(to, frame);
       }
       if (!sync.backlogged().includes(peer)) {
         this.pumping.delete(peer);

@@ -45,6 +45,12 @@ export class SessionClient {
     return { session, peerId };
   }
 
+  /** The server's certificate that public key `key` is our peer `peerId` (signed rooms). */
+  async certificate(session: SessionConfig, peerId: string, key: string): Promise<unknown> {
+    const query = `id=${encodeURIComponent(peerId)}&pk=${encodeURIComponent(key)}`;
+    return (await this.request(`${session.path}${encodeURIComponent(session.key)}/cert?${query}`)).json();
+  }
+
   /** GET from our Jupyter server with what it requires of a script's request (the `_xsrf`
    *  token and the login cookie); a refusal becomes a RequestRefused that says why. */
   private async request(url: string): Promise<Response> {

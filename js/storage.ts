@@ -9,9 +9,11 @@
 import type { ChatMessage } from "./protocol";
 
 const DB_NAME = "nbchat";
-const DB_VERSION = 1;
+const DB_VERSION = 2;
 const STORE = "messages";
 const ORDER = "order";
+/** The certificates of the authors of the stored messages (signed rooms), by room and peer. */
+const CERTS = "certs";
 /** Where earlier versions kept the newest ~1.5 MB of each room, in localStorage. */
 export const LEGACY_PREFIX = "nbchat:v1:log:";
 /** The size policy: a room keeps its newest this many messages on this computer. */
@@ -54,6 +56,7 @@ function openDatabase(factory: IDBFactory): Promise<IDBDatabase> {
         const store = db.createObjectStore(STORE, { keyPath: ["room", "id"] });
         store.createIndex(ORDER, ["room", "clock", "author", "seq"]);
       }
+      if (!db.objectStoreNames.contains(CERTS)) db.createObjectStore(CERTS, { keyPath: ["room", "peer"] });
     };
     req.onsuccess = () => {
       const db = req.result;
@@ -288,6 +291,30 @@ export class LocalCopy {
     await done(tx);
   }
 
+  /** Keep the certificates of authors, so that stored messages can be relayed after a reload. */
+  saveCerts(certs: readonly { peer: string }[]): void {
+    if (!this.available || certs.length === 0) return;
+    this.flushing = this.flushing.then(async () => {
+      const db = await this.db;
+      if (db === null) return;
+      try {
+        const tx = db.transaction(CERTS, "readwrite");
+        for (const cert of certs) tx.objectStore(CERTS).put({ room: this.room, peer: cert.peer, cert });
+        await done(tx);
+      } catch (error) {
+        console.warn(`nbchat: could not store certificates of ${this.room}`, error);
+      }
+    });
+  }
+
+  /** The stored certificates of this room's authors (checked again by whoever uses them). */
+  async loadCerts(): Promise<unknown[]> {
+    const db = await this.db;
+    if (db === null) return [];
+    const rows = await request(db.transaction(CERTS, "readonly").objectStore(CERTS).getAll(this.range()));
+    return (rows as { cert: unknown }[]).map((row) => row.cert);
+  }
+
   /** Forget this room's local copy (peers still have it; the page keeps what it shows). */
   async clear(): Promise<void> {
     if (this.flushTimer !== null) clearTimeout(this.flushTimer);
@@ -296,8 +323,9 @@ export class LocalCopy {
     await this.flushing;
     const db = await this.db;
     if (db !== null) {
-      const tx = db.transaction(STORE, "readwrite");
+      const tx = db.transaction([STORE, CERTS], "readwrite");
       tx.objectStore(STORE).delete(this.range());
+      tx.objectStore(CERTS).delete(this.range());
       await done(tx);
     }
     this.ids.clear();

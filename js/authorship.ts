@@ -1,0 +1,155 @@
+// Signed entries in the browser (docs/protocol.md §4, *Signed entries*): our key pair and the
+// server's certificate for it, signing what we write, sending the certificates of the authors
+// ahead of their entries, and checking every entry that arrives. The rules are core/signing's
+// CertBook; this is the I/O around it. Off when the server sends no `server_keys`.
+
+import type { Certificate } from "./core/signing";
+import { CertBook, generateKey, publicKey, signEntry } from "./core/signing";
+import type { ChatFrame } from "./core/frames";
+import type { SessionConfig } from "./core/session";
+import type { ChatMessage } from "./protocol";
+
+type Fields = Record<string, unknown>;
+
+export interface AuthorshipHost {
+  /** The server's certificate for our public key `key` as peer `peerId`. */
+  fetchCert(session: SessionConfig, peerId: string, key: string): Promise<unknown>;
+  /** Certificates newly held (to keep them with the local copy). */
+  learned(certs: Certificate[]): void;
+}
+
+export class Authorship {
+  private keys: Promise<CryptoKeyPair> | null = null;
+  private book: CertBook | null = null;
+  /** Certificates read back from the local copy before we knew the room's server keys. */
+  private stored: unknown[] = [];
+  /** Per peer, the authors whose certificates went on its current link. */
+  private readonly vouched = new Map<string, Set<string>>();
+  /** Per peer, the frames being checked, in order. */
+  private readonly inbound = new Map<string, Promise<void>>();
+  /** Our own entries being signed, in order. */
+  private signing: Promise<void> = Promise.resolve();
+
+  constructor(private readonly host: AuthorshipHost) {}
+
+  /** Whether entries are signed and checked in this room. */
+  get active(): boolean {
+    return this.book !== null;
+  }
+
+  /** Dropped entries and certificates by reason (`CertBook.refused`). */
+  get refused(): Readonly<Record<string, number>> {
+    return this.book?.refused ?? {};
+  }
+
+  /** Certificates from the local copy: learned once the room's server keys are known. */
+  remember(certs: readonly unknown[]): void {
+    if (this.book !== null) void this.learn(certs);
+    else this.stored.push(...certs);
+  }
+
+  /** Get the server's certificate for our key as `peerId` (a new id keeps the same key). */
+  async certify(session: SessionConfig, peerId: string): Promise<void> {
+    const serverKeys = session.server_keys ?? [];
+    if (serverKeys.length === 0) {
+      this.book = null;
+      return;
+    }
+    if (this.book === null || this.book.room !== session.key) {
+      this.book = new CertBook(session.key, serverKeys);
+      const stored = this.stored.splice(0);
+      if (stored.length > 0) await this.book.learn(stored);
+    }
+    this.keys ??= generateKey();
+    const key = await publicKey(await this.keys);
+    const cert = await this.host.fetchCert(session, peerId, key);
+    if (this.book.cert(peerId)?.key === key) return;
+    const learned = await this.learn([cert]);
+    if (!learned.includes(peerId)) throw new Error("the server's certificate for our key does not verify");
+  }
+
+  private async learn(certs: readonly unknown[]): Promise<string[]> {
+    const book = this.book;
+    if (book === null) return [];
+    const learned = await book.learn(certs);
+    if (learned.length > 0) this.host.learned(book.certsFor(learned));
+    return learned;
+  }
+
+  /** Sign our new `message`, then `then` (send it): in the order we wrote them. */
+  sign(message: ChatMessage, then: () => void): void {
+    const book = this.book;
+    const keys = this.keys;
+    if (book === null || keys === null) {
+      then();
+      return;
+    }
+    this.signing = this.signing.then(async () => {
+      try {
+        message.sig = await signEntry((await keys).privateKey, book.room, message as unknown as Fields);
+      } catch (error) {
+        console.warn("nbchat: could not sign a message", error);
+      }
+      then();
+    });
+  }
+
+  /** A link to `peerId` opened or closed: its certificates start over. */
+  linkChanged(peerId: string): void {
+    this.vouched.delete(peerId);
+  }
+
+  /**
+   * What to send `peerId` for `frame`: a `certs` frame first when its entries have authors
+   * whose certificates did not go on this link yet; our own entries not signed yet are held
+   * back (they go when signed, in their own `message` frame).
+   */
+  outgoing(peerId: string, frame: ChatFrame): ChatFrame[] {
+    const book = this.book;
+    if (book === null || (frame.type !== "message" && frame.type !== "history")) return [frame];
+    let entries: ChatMessage[] = frame.type === "message" ? [frame.message] : frame.messages;
+    entries = entries.filter((m) => m.sig !== undefined);
+    if (entries.length === 0) return [];
+    const sent = this.vouched.get(peerId) ?? new Set<string>();
+    this.vouched.set(peerId, sent);
+    const certs = book.certsFor(entries.map((m) => m.author).filter((a) => !sent.has(a)));
+    for (const cert of certs) sent.add(cert.peer);
+    const out: ChatFrame[] = certs.length > 0 ? [{ type: "certs", certs }] : [];
+    out.push(frame.type === "message" ? frame : { type: "history", messages: entries });
+    return out;
+  }
+
+  /**
+   * Check a frame from `peerId` and hand what holds to `deliver`, in arrival order per peer:
+   * certificates are learned; a `message` or `history` keeps only entries their author's
+   * certificate vouches for, each with the certified identity. Other frames pass as they are.
+   */
+  incoming(peerId: string, frame: ChatFrame, deliver: (frame: ChatFrame) => void): void {
+    const book = this.book;
+    if (book === null || (frame.type !== "certs" && frame.type !== "message" && frame.type !== "history")) {
+      deliver(frame);
+      return;
+    }
+    const previous = this.inbound.get(peerId) ?? Promise.resolve();
+    const next = previous.then(async () => {
+      if (frame.type === "certs") {
+        await this.learn(frame.certs);
+        return;
+      }
+      const raw = frame.type === "message" ? [{ ...frame.message, author: peerId }] : frame.messages;
+      const entries = raw.filter((m): m is ChatMessage => typeof m === "object" && m !== null);
+      const users = await Promise.all(entries.map((m) => book.verify(m as unknown as Fields)));
+      const kept = entries.flatMap((m, i) => (users[i] === null ? [] : [{ ...m, user: users[i] } as ChatMessage]));
+      if (kept.length < entries.length) {
+        console.warn(`nbchat: dropped ${entries.length - kept.length} unverifiable entries from ${peerId}`);
+      }
+      if (kept.length === 0) return;
+      deliver(frame.type === "message" ? { type: "message", message: kept[0] } : { type: "history", messages: kept });
+    });
+    const settled = next.catch((error: unknown) => console.warn(`nbchat: checking a frame from ${peerId} failed`, error));
+    this.inbound.set(peerId, settled);
+    void settled.then(() => {
+      if (this.inbound.get(peerId) === settled) this.inbound.delete(peerId);
+    });
+  }
+}
