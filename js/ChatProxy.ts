@@ -68,7 +68,7 @@ export class ChatProxy {
   private copyStats: LocalCopyStats | null = null;
   private readonly listeners = new Set<(state: ChatState) => void>();
   private readonly present = new Map<string, Presence>();
-  private readonly outbox: { text: string; mime: Record<string, unknown> | null }[] = [];
+  private readonly outbox: { text: string; mime: Record<string, unknown> | null; fields: Record<string, unknown> }[] = [];
   private readonly mesh: MeshLinks;
   private readonly floods: FloodNotices;
   private readonly authorship: Authorship;
@@ -207,16 +207,17 @@ export class ChatProxy {
 
   /** Post `text` as this browser's peer (a rich message with its MIME bundle `mime`, `text`
    *  the fallback: core/rich keeps what is safe to carry). Queued until we have a peer id. */
-  send(text: string, mime: Record<string, unknown> | null = null): ChatMessage | null {
+  send(text: string, mime: Record<string, unknown> | null = null, fields: Record<string, unknown> = {}): ChatMessage | null {
+    // An amendment (edit, delete, reaction) may have no text; a message needs some.
     const body = text.trim() === "" ? "" : text;
-    if (body === "") return null;
+    if (body === "" && fields.kind === undefined) return null;
     if (this.log === null || this.sync === null) {
-      this.outbox.push({ text: body, mime });
+      this.outbox.push({ text: body, mime, fields });
       return null;
     }
     const limit = this.session?.max_message_bytes ?? Infinity;
     if (utf8Length(body) > limit) throw new Error(`Message too long: the limit is ${limit} bytes`);
-    const message = this.log.compose(body, Date.now(), mime === null ? null : cleanMime(mime));
+    const message = this.log.compose(body, Date.now(), mime === null ? null : cleanMime(mime), null, fields);
     this.publish(message);
     // Shown at once, whatever else is pouring in: it was typed here.
     this.changed(true);
@@ -403,7 +404,7 @@ export class ChatProxy {
     this.sync = new RoomSync(log, this.session?.max_message_bytes ?? null, now());
     this.scheduleSync();
     this.files.onMessages(log.messages);
-    for (const { text, mime } of this.outbox.splice(0)) this.send(text, mime);
+    for (const { text, mime, fields } of this.outbox.splice(0)) this.send(text, mime, fields);
     this.changed(false);
   }
 

@@ -77,7 +77,7 @@ export class KernelBridge {
     if (message?.type !== CommType.SEND) return;
     if (message.to !== this.proxy.state.selfId) return;
     try {
-      this.proxy.send(message.text, message.mime ?? null);
+      this.proxy.send(message.text, message.mime ?? null, message.fields ?? {});
     } catch (error) {
       console.warn(`nbchat: could not post the kernel's message in ${this.model.get("room")}`, error);
     }

@@ -27,7 +27,17 @@ export type MessagesPatch = {
   done: boolean;
 };
 export type PassphraseRequest = { type: typeof CommType.PASSPHRASE_REQUEST };
-export type SendMessage = { type: typeof CommType.SEND; text: string; to: string; mime?: Record<string, unknown> };
+export type SendMessage = {
+  type: typeof CommType.SEND;
+  text: string;
+  to: string;
+  mime?: Record<string, unknown>;
+  /** A reply's `reply_to`, an amendment's `kind`, `target`, `emoji` and `on` (the log checks them). */
+  fields?: Record<string, unknown>;
+};
+
+/** What a kernel's `send` may ask of the entry beyond its text. */
+export const ENTRY_FIELDS = ["reply_to", "kind", "target", "emoji", "on"] as const;
 /** The file's bytes are the message's first binary buffer. */
 export type SendFileMessage = { type: typeof CommType.SEND_FILE; name: string; mime_type: string; to: string };
 export type PassphraseMessage = { type: typeof CommType.PASSPHRASE; passphrase: string };
@@ -60,9 +70,20 @@ export function passphraseRequest(): PassphraseRequest {
 
 /** The kernel asks the browser `to` to post `text` to the room (a rich message with its MIME
  *  bundle `mime`, text the fallback). */
-export function send(text: string, to: string, mime?: Record<string, unknown> | null): SendMessage {
-  if (mime !== undefined && mime !== null) return { type: CommType.SEND, text, to, mime };
-  return { type: CommType.SEND, text, to };
+export function send(
+  text: string,
+  to: string,
+  mime?: Record<string, unknown> | null,
+  fields?: Record<string, unknown> | null,
+): SendMessage {
+  const message: SendMessage = { type: CommType.SEND, text, to };
+  if (mime !== undefined && mime !== null) message.mime = mime;
+  if (fields !== undefined && fields !== null && Object.keys(fields).length > 0) {
+    message.fields = Object.fromEntries(
+      Object.entries(fields).filter(([key]) => (ENTRY_FIELDS as readonly string[]).includes(key)),
+    );
+  }
+  return message;
 }
 
 /** The kernel asks the browser `to` to share a file (the message's first buffer) with the room. */
@@ -124,7 +145,7 @@ export function parseFromKernel(value: unknown): FromKernel | null {
   switch (value.type) {
     case CommType.SEND:
       return typeof value.text === "string" && typeof value.to === "string"
-        ? send(value.text, value.to, isRecord(value.mime) ? value.mime : null)
+        ? send(value.text, value.to, isRecord(value.mime) ? value.mime : null, isRecord(value.fields) ? value.fields : null)
         : null;
     case CommType.SAVED:
       return typeof value.request === "string"

@@ -5,17 +5,23 @@ from __future__ import annotations
 import logging
 import mimetypes
 import os
+import time
 import uuid
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import anywidget
 import traitlets
 
 from .core import comm
+from .core.edits import MessageState, Timeline
+from .core.export import to_json, to_markdown
 from .core.files import FILE_LIMIT_BYTES, clean_file_name
+from .core.frames import dumps
+from .core.mentions import mentions
+from .core.msglog import Message
 from .core.rich import RICH_LIMIT_BYTES, size_error
 from .mimebundle import rich_message
 
@@ -99,10 +105,12 @@ class Chat(anywidget.AnyWidget):
     # crosses the comm once instead of on every change, and is never echoed to other browsers.
     messages = traitlets.List(
         traitlets.Dict(),
-        help="Messages in room order: dicts with id, author, time (ms), text, user, and for "
-        "a rich message its MIME bundle `mime` (e.g. mime['text/html'] for a shared table, "
-        "mime['image/png'] as base64), for a shared file its card `file` (name, size, type, "
-        "sha256).",
+        help="Messages in room order, each as the chat shows it now: dicts with id, author, "
+        "user, time (ms), text (the latest edit), edited (the edit's time or None), deleted, "
+        "reactions ([{emoji, users}]), reply_to (the id it answers or None), mentions (the "
+        "usernames it calls with @name), and for a rich message its MIME bundle `mime` (e.g. "
+        "mime['text/html'] for a shared table, mime['image/png'] as base64), for a shared "
+        "file its card `file` (name, size, type, sha256).",
     )
     max_rich_bytes = traitlets.Int(
         RICH_LIMIT_BYTES,
@@ -153,6 +161,9 @@ class Chat(anywidget.AnyWidget):
         self._pending: dict[str, list[Post]] = {}
         Chat._live.add(self)
         self._incoming: list[dict[str, Any]] | None = None
+        #: The room's log entries as the owner browser holds them (messages and their
+        #: edits, deletes and reactions); ``messages`` is what they show.
+        self._entries: list[dict[str, Any]] = []
         self._callbacks: list[MessageCallback] = []
         self._seen: set[str] = {m.get("id", "") for m in self.messages}
         self.on_msg(self._on_custom)
@@ -181,6 +192,54 @@ class Chat(anywidget.AnyWidget):
                 raise ValueError("refusing to send an empty message")
             text = f"[{next(iter(mime))}]"
         message = comm.send(text, "", mime)
+        del message["to"]
+        self._dispatch((message, []))
+
+    def reply(self, message_id: str, content: object) -> None:
+        """Answer message ``message_id`` (shown quoting it); ``content`` as for :meth:`send`."""
+        text, mime = rich_message(content, self.max_rich_bytes)
+        self._amend(text, mime, reply_to=self._known(message_id))
+
+    def edit(self, message_id: str, text: str) -> None:
+        """Change the text of one of your messages, for everyone (an edit of someone else's
+        message is refused by every peer)."""
+        self._amend(text, None, kind="edit", target=self._known(message_id))
+
+    def delete(self, message_id: str) -> None:
+        """Take back one of your messages, for everyone."""
+        self._amend("", None, kind="delete", target=self._known(message_id))
+
+    def react(self, message_id: str, emoji: str, on: bool = True) -> None:
+        """Set (or with ``on=False`` take back) your reaction ``emoji`` on a message."""
+        self._amend("", None, kind="react", target=self._known(message_id), emoji=emoji, on=on)
+
+    def mentions(self, message: dict[str, Any]) -> list[str]:
+        """The usernames a message calls with ``@name``, among the room's people."""
+        known = {p.get("user", {}).get("username", "") for p in self.users}
+        known.update(
+            m["user"]["username"] for m in self.messages if isinstance(m.get("user"), dict)
+        )
+        return mentions(str(message.get("text", "")), known)
+
+    def export(self, path: str | os.PathLike[str]) -> Path:
+        """Write the room's history to ``path``: Markdown for ``.md``, else JSON that the
+        Python peer's ``import_history`` loads again. Returns the path written."""
+        target = Path(path)
+        now = time.time() * 1000
+        if target.suffix.lower() == ".md":
+            text = to_markdown(self.room, cast("list[MessageState]", self.messages), now)
+        else:
+            text = dumps(to_json(self.room, self._entries, now))
+        target.write_text(text, encoding="utf-8")
+        return target
+
+    def _known(self, message_id: str) -> str:
+        if not any(m.get("id") == message_id for m in self.messages):
+            raise KeyError(f"no message {message_id!r} in room {self.room!r}")
+        return message_id
+
+    def _amend(self, text: str, mime: dict[str, str] | None, **fields: Any) -> None:
+        message = comm.send(text, "", mime, fields)
         del message["to"]
         self._dispatch((message, []))
 
@@ -283,7 +342,7 @@ class Chat(anywidget.AnyWidget):
     def _on_messages_patch(self, content: dict[str, Any]) -> None:
         """Apply ``{"from": i, "messages": [...], "done": bool}`` from the owner browser."""
         start, batch = content["from"], content["messages"]
-        base = self._incoming if self._incoming is not None else list(self.messages)
+        base = self._incoming if self._incoming is not None else list(self._entries)
         if start > len(base):
             log.warning("nbchat: messages patch from %d but only %d held", start, len(base))
             self._incoming = None
@@ -291,7 +350,8 @@ class Chat(anywidget.AnyWidget):
         base = base[:start] + batch
         if content["done"]:
             self._incoming = None
-            self.messages = base
+            self._entries = base
+            self.messages = _shown(base)
         else:
             self._incoming = base
 
@@ -331,3 +391,41 @@ class Chat(anywidget.AnyWidget):
                     log.exception(
                         "nbchat: on_message callback %r failed in room %s", callback, self.room
                     )
+
+
+def _is_entry(entry: dict[str, Any]) -> bool:
+    user = entry.get("user")
+    return (
+        isinstance(entry.get("id"), str)
+        and isinstance(entry.get("author"), str)
+        and isinstance(entry.get("seq"), int)
+        and isinstance(entry.get("clock"), int)
+        and isinstance(user, dict)
+        and isinstance(user.get("username"), str)
+    )
+
+
+def _shown(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each message as the chat shows it (core/edits), with the fields a bot reads: its
+    bundle or file card, and the usernames it mentions. (Entries the browser's log would
+    never hold pass through as they are.)"""
+    timeline = Timeline()
+    for entry in entries:
+        if _is_entry(entry):
+            timeline.add(cast("Message", entry))
+    known = {e["user"]["username"] for e in entries if _is_entry(e)}
+    shown: list[dict[str, Any]] = []
+    for entry in entries:
+        if not _is_entry(entry):
+            shown.append(entry)
+            continue
+        state = timeline.state(entry["id"])
+        if state is None:
+            continue  # an edit, a delete or a reaction: it shows in its message
+        item: dict[str, Any] = {**state}
+        for key in ("mime", "file"):
+            if key in entry and not state["deleted"]:
+                item[key] = entry[key]
+        item["mentions"] = mentions(state["text"], known)
+        shown.append(item)
+    return shown

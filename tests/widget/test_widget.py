@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -304,3 +306,72 @@ def test_a_shared_variable_posts_through_the_runners_own_chat_of_the_room(
     assert posts(out_bob) == [
         {"type": "send", "text": "Bob, through Ann's variable", "to": "peerBob"}
     ]
+
+
+def entry(
+    author: str, seq: int, clock: int, user: str, text: str = "", **ext: Any
+) -> dict[str, Any]:
+    return {
+        "id": f"{author}:{seq}",
+        "author": author,
+        "seq": seq,
+        "clock": clock,
+        "time": clock,
+        "text": text,
+        "user": {"username": user, "display_name": user.title()},
+        **ext,
+    }
+
+
+def test_messages_show_edits_deletes_reactions_and_replies_and_callbacks_skip_amendments(
+    tmp_path: Path,
+) -> None:
+    chat = Chat(room="r")
+    got: list[str] = []
+    chat.on_message(lambda m: got.append(m["id"]))
+    log = [
+        entry("A", 1, 1, "ana", "helo @bo"),
+        entry("B", 1, 2, "bo", "yes", reply_to="A:1"),
+        entry("A", 2, 3, "ana", "hello @bo", kind="edit", target="A:1"),
+        entry("B", 2, 4, "bo", "", kind="react", target="A:1", emoji="👍", on=True),
+        entry("B", 3, 5, "bo", "oops"),
+        entry("B", 4, 6, "bo", "", kind="delete", target="B:3"),
+        entry("B", 5, 7, "bo", "pwned", kind="edit", target="A:1"),  # not bo's to edit
+    ]
+    chat._on_custom(chat, {"type": "messages", "from": 0, "messages": log, "done": True}, [])
+    shown = {m["id"]: m for m in chat.messages}
+    assert list(shown) == ["A:1", "B:1", "B:3"] and got == ["A:1", "B:1", "B:3"]
+    assert (shown["A:1"]["text"], shown["A:1"]["edited"]) == ("hello @bo", 3)
+    assert shown["A:1"]["reactions"] == [{"emoji": "👍", "users": ["bo"]}]
+    assert shown["A:1"]["mentions"] == ["bo"] and chat.mentions(shown["A:1"]) == ["bo"]
+    assert shown["B:1"]["reply_to"] == "A:1"
+    assert (shown["B:3"]["text"], shown["B:3"]["deleted"]) == ("", True)
+    markdown = chat.export(tmp_path / "r.md").read_text(encoding="utf-8")
+    assert "hello @bo" in markdown and "_message deleted_" in markdown and "👍 bo" in markdown
+    exported = json.loads(chat.export(tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert exported["format"] == "nbchat-export/1" and len(exported["entries"]) == len(log)
+
+
+def test_reply_edit_delete_and_react_go_to_the_browser_as_entry_fields(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chat = Chat(room="r")
+    out = sent(chat, monkeypatch)
+    first = entry("A", 1, 1, "ana", "hi")
+    chat._on_custom(chat, {"type": "messages", "from": 0, "messages": [first], "done": True}, [])
+    claim(chat, "peerA")
+    chat.reply("A:1", "hello back")
+    chat.edit("A:1", "hi!")
+    chat.delete("A:1")
+    chat.react("A:1", "🎉")
+    chat.react("A:1", "🎉", on=False)
+    posted = [m["content"] for m in out if m.get("method") == "custom"]
+    assert [(p["text"], p["fields"], p["to"]) for p in posted] == [
+        ("hello back", {"reply_to": "A:1"}, "peerA"),
+        ("hi!", {"kind": "edit", "target": "A:1"}, "peerA"),
+        ("", {"kind": "delete", "target": "A:1"}, "peerA"),
+        ("", {"kind": "react", "target": "A:1", "emoji": "🎉", "on": True}, "peerA"),
+        ("", {"kind": "react", "target": "A:1", "emoji": "🎉", "on": False}, "peerA"),
+    ]
+    with pytest.raises(KeyError, match="no message 'Z:9'"):
+        chat.edit("Z:9", "x")

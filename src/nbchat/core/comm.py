@@ -79,12 +79,22 @@ def saved(request: str, path: str = "", error: str = "") -> dict[str, Any]:
     return {"type": CommType.SAVED.value, "request": request, "path": path, "error": error}
 
 
-def send(text: str, to: str, mime: dict[str, str] | None = None) -> dict[str, Any]:
+#: What a kernel's ``send`` may ask of the entry beyond its text: a reply's ``reply_to``,
+#: an amendment's ``kind``, ``target``, ``emoji`` and ``on`` (the browser's log checks them).
+ENTRY_FIELDS = ("reply_to", "kind", "target", "emoji", "on")
+
+
+def send(
+    text: str, to: str, mime: dict[str, str] | None = None, fields: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The kernel asks the browser ``to`` to post ``text`` to the room (a rich message with
-    its MIME bundle ``mime``, text the fallback)."""
+    its MIME bundle ``mime``, text the fallback; a reply, edit, delete or reaction with
+    ``fields``)."""
     message: dict[str, Any] = {"type": CommType.SEND.value, "text": text, "to": to}
     if mime is not None:
         message["mime"] = mime
+    if fields:
+        message["fields"] = {k: v for k, v in fields.items() if k in ENTRY_FIELDS}
     return message
 
 
@@ -148,9 +158,15 @@ def parse_from_kernel(value: object) -> dict[str, Any] | None:
     kind = value.get("type")
     if kind == CommType.SEND:
         text, to, mime = value.get("text"), value.get("to"), value.get("mime")
+        fields = value.get("fields")
         if not isinstance(text, str) or not isinstance(to, str):
             return None
-        return send(text, to, mime if isinstance(mime, dict) else None)
+        return send(
+            text,
+            to,
+            mime if isinstance(mime, dict) else None,
+            fields if isinstance(fields, dict) else None,
+        )
     if kind == CommType.SAVED:
         request, path, error = value.get("request"), value.get("path"), value.get("error")
         if not isinstance(request, str):
