@@ -232,7 +232,9 @@ def test_a_frame_queued_on_one_instance_is_delivered_on_the_other_or_expires(
             async with connect(two, "room", "late") as late:
                 assert await recv(late) == {"type": "OPEN"}
                 assert await recv(late) == {**offer, "src": "sender"}
-            # Nobody ever comes for this one: the sender hears EXPIRE.
+            # Nobody ever comes for this one: the sender hears EXPIRE. (A heartbeat first:
+            # on a loaded machine the wait so far can near the test's short alive_timeout.)
+            await a.send(json.dumps({"type": "HEARTBEAT"}))
             await a.send(json.dumps({"type": "OFFER", "dst": "never", "payload": {}}))
             expired = await recv(a, timeout=EXPIRE + 3)
             assert expired == {"type": "EXPIRE", "src": "never", "dst": "sender"}
