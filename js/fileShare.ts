@@ -63,6 +63,12 @@ export function sniffImage(bytes: Uint8Array): string | null {
   return null;
 }
 
+/** Whether progress from `before` to `now` bytes of `size` shows (a whole percent more):
+ *  a 40 MB file is 3,700 parts, and a render for each slowed the transfer down. */
+function visiblyMoved(before: number, now: number, size: number): boolean {
+  return size === 0 || Math.floor((100 * now) / size) !== Math.floor((100 * before) / size);
+}
+
 export async function sha256Hex(bytes: Uint8Array): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
@@ -210,7 +216,7 @@ export class FileShare {
           entry.assembler = null;
           this.set(frame.file, { ...this.blank(entry.meta.size, "verifying"), done: bytes.length });
           void this.verify(frame.file, entry, bytes);
-        } else if (transfer !== undefined) {
+        } else if (transfer !== undefined && (transfer.state !== "receiving" || visiblyMoved(transfer.done, entry.assembler.received, entry.meta.size))) {
           this.set(frame.file, { ...transfer, state: "receiving", done: entry.assembler.received });
         }
         return;
@@ -317,7 +323,9 @@ export class FileShare {
       }
       const sent = Math.min(own.bytes.length, (index + 1) * FILE_PART_BYTES);
       const transfer = this.transfers.get(id);
-      if (transfer !== undefined && sent > transfer.done) this.set(id, { ...transfer, done: sent });
+      if (transfer !== undefined && sent > transfer.done && visiblyMoved(transfer.done, sent, own.bytes.length)) {
+        this.set(id, { ...transfer, done: sent });
+      }
     }
     if (own.streams.get(peerId) === stream) own.streams.delete(peerId);
   }
