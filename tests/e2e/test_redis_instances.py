@@ -19,7 +19,11 @@ from tests.support.widgets import SLOW, messages, own_name, room_notebook, say, 
 @pytest.fixture
 def two_labs(tmp_path: Path, redis_server: RedisServer) -> Iterator[list[Lab]]:  # noqa: F811
     labs = [
-        make_lab(tmp_path / name, {"broker": url, "alive_timeout": 8.0})
+        make_lab(
+            tmp_path / name,
+            # Servers that share rooms share the key that certifies peers' keys.
+            {"broker": url, "alive_timeout": 8.0, "signing_key_file": str(tmp_path / "key.pem")},
+        )
         for name, url in (("one", redis_server.url), ("two", redis_server.unix_url))
     ]
     starters = [threading.Thread(target=lab.start) for lab in labs]

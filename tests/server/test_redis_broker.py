@@ -37,6 +37,8 @@ def start_instances(tmp: Path, redis: RedisServer, count: int, *extra: str) -> l
             f"--token={TOKEN}",
             f"--broker={urls[i % 2]}",
             f"--SignalingApp.cookie_secret={SECRET}",
+            # Processes that share rooms share the key that certifies peers' keys.
+            f"--SignalingApp.signing_key_file={tmp.parent / 'signing-key.pem'}",
             f"--SignalingApp.alive_timeout={ALIVE}",
             f"--SignalingApp.expire_timeout={EXPIRE}",
             "--SignalingApp.tick_interval=0.1",
@@ -412,7 +414,14 @@ def test_the_jupyter_extension_with_a_broker_joins_the_shared_rooms(
     """``NbChatApp.broker``: a Jupyter server's own signaling shares its rooms with a
     standalone instance on the same Redis; an aiortc peer on each chat."""
     [service] = start_instances(tmp_path / "standalone", redis_server, 1)
-    lab = make_lab(tmp_path / "lab", {"broker": redis_server.url, "alive_timeout": ALIVE})
+    lab = make_lab(
+        tmp_path / "lab",
+        {
+            "broker": redis_server.url,
+            "alive_timeout": ALIVE,
+            "signing_key_file": str(tmp_path / "signing-key.pem"),  # the instances' one
+        },
+    )
     lab.start()
 
     async def main() -> None:
