@@ -23,8 +23,8 @@ from tests.support.signaling import TOKEN, Service, get, start_service
 from nbchat.peer import ChatPeer
 
 SECRET = "0123456789abcdef" * 4
-ALIVE = 3.0  # seconds: short, so liveness is observable in a test
-EXPIRE = 1.5
+ALIVE = 4.0  # seconds: short, so liveness is observable in a test (TTL 2 s)
+EXPIRE = 2.5
 HEADERS = {"Authorization": f"token {TOKEN}"}
 
 
