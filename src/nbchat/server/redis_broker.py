@@ -749,6 +749,7 @@ class RedisBroker(Broker):
                         self.realm.client_count,
                     )
                     self._grace_until = time.monotonic() + self.ttl
+                    self._flush_queued()
                     tasks.append(loop.create_task(self._reconcile_later(self.ttl)))
                 else:
                     self.log.info(
@@ -865,6 +866,19 @@ class RedisBroker(Broker):
             for peer_id in list(room):
                 if (key, peer_id) not in seen:
                     self._remove(None, key, peer_id)
+        self._flush_queued()
+
+    def _flush_queued(self) -> None:
+        """Frames queued here while Redis was unreachable, for peers that are (still)
+        on another process: send them now (a peer that never left announces nothing)."""
+        for key, room in list(self.realm.rooms.items()):
+            far = self.directory.get(key)
+            if not far or not room.queues:
+                continue
+            for dst in [d for d in room.queues if d in far]:
+                entry = far[dst]
+                for text in self.realm.take_queued(key, dst):
+                    entry.send_frame(text)
 
     async def _heartbeat(self) -> None:
         alive_ms = str(int(self.ttl * 1000))
