@@ -23,8 +23,8 @@ from tests.support.signaling import TOKEN, Service, get, start_service
 from nbchat.peer import ChatPeer
 
 SECRET = "0123456789abcdef" * 4
-ALIVE = 3.0  # seconds: short, so liveness is observable in a test
-EXPIRE = 1.5
+ALIVE = 4.0  # seconds: short, so liveness is observable in a test (TTL 2 s)
+EXPIRE = 2.5
 HEADERS = {"Authorization": f"token {TOKEN}"}
 
 
@@ -376,6 +376,7 @@ def test_redis_restarted_mid_chat(pair: list[Service], redis_server: RedisServer
             assert "Redis unreachable" in health["broker"]
             assert "still served" in health["broker"]
             await eventually(lambda: "DEGRADED" in one.log(), timeout=10)
+            assert "nbchat_broker_up 0.0" in get(one.url + "metrics", token=TOKEN)[1]
             # Same-process peers are still served while Redis is down.
             async with connect(one, "local", "l1") as l1, connect(one, "local", "l2") as l2:
                 await recv(l1), await recv(l2)
@@ -390,6 +391,7 @@ def test_redis_restarted_mid_chat(pair: list[Service], redis_server: RedisServer
                     timeout=15,
                 )
             await eventually(lambda: "is back" in one.log())
+            assert "nbchat_broker_up 1.0" in get(one.url + "metrics", token=TOKEN)[1]
             # A newcomer on instance 2 meets a on instance 1: cross-process signaling is back.
             async with ChatPeer(two.url, "standup", token=TOKEN) as c:
                 assert await c.wait_for_peers(2, timeout=20)

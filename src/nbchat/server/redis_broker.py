@@ -184,9 +184,14 @@ class _Wire(asyncio.Protocol):
         )
         self._waiting: list[asyncio.Future[Any]] = []  # replies awaited, in order
         self._pending_replies = 0  # replies to skip (PUBLISH counts)
+        #: Redis sends no replies (CLIENT REPLY OFF): a publisher that never reads, so
+        #: its loop is not woken once per PUBLISH for a reply nobody needs.
+        self.quiet = False
 
     @classmethod
-    async def open(cls, url: str, on_push: Callable[[Any], None] | None) -> _Wire:
+    async def open(
+        cls, url: str, on_push: Callable[[Any], None] | None, quiet: bool = False
+    ) -> _Wire:
         from redis.asyncio.connection import parse_url
 
         options = parse_url(url)
@@ -214,7 +219,19 @@ class _Wire(asyncio.Protocol):
             username = options.get("username")
             auth = ("AUTH", username, password) if username else ("AUTH", password)
             await wire.command(*auth)
+        if quiet:
+            await wire.command("PING")  # the connection works: now stop the replies
+            assert wire.transport is not None
+            wire.transport.write(_resp(b"CLIENT", b"REPLY", b"OFF"))
+            wire.quiet = True
         return wire
+
+    async def sync(self) -> None:
+        """Wait until Redis has handled everything written so far."""
+        if self.quiet:
+            self.quiet = False
+            await self.command("CLIENT", "REPLY", "ON")
+        await self.command("PING")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -262,7 +279,8 @@ class _Wire(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             raise ConnectionError("the Redis connection is closed")
-        self._pending_replies += len(messages)
+        if not self.quiet:
+            self._pending_replies += len(messages)
         transport.write(b"".join(_resp(b"PUBLISH", c, d) for c, d in messages))
         if transport.get_write_buffer_size() > _MAX_UNSENT:
             transport.abort()  # Redis stopped reading: treat it as gone
@@ -735,7 +753,7 @@ class RedisBroker(Broker):
                     self._sha[name] = await client.script_load(body)
                 self._sub = await _Wire.open(self.url, self._on_push)
                 await self._sub.command("SUBSCRIBE", self.events, self.my_channel)
-                self._pub = await _Wire.open(self.url, None)
+                self._pub = await _Wire.open(self.url, None, quiet=True)
                 # Anything queued while down was decided without Redis: drop it, the
                 # announcements below say what holds now.
                 self._outbox.clear()
@@ -759,6 +777,7 @@ class RedisBroker(Broker):
                         self.realm.client_count,
                     )
                     self._grace_until = time.monotonic() + self.ttl
+                    self._flush_queued()
                     tasks.append(loop.create_task(self._reconcile_later(self.ttl)))
                 else:
                     self.log.info(
@@ -875,6 +894,19 @@ class RedisBroker(Broker):
             for peer_id in list(room):
                 if (key, peer_id) not in seen:
                     self._remove(None, key, peer_id)
+        self._flush_queued()
+
+    def _flush_queued(self) -> None:
+        """Frames queued here while Redis was unreachable, for peers that are (still)
+        on another process: send them now (a peer that never left announces nothing)."""
+        for key, room in list(self.realm.rooms.items()):
+            far = self.directory.get(key)
+            if not far or not room.queues:
+                continue
+            for dst in [d for d in room.queues if d in far]:
+                entry = far[dst]
+                for text in self.realm.take_queued(key, dst):
+                    entry.send_frame(text)
 
     async def _heartbeat(self) -> None:
         alive_ms = str(int(self.ttl * 1000))
@@ -935,7 +967,7 @@ class RedisBroker(Broker):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._await("PING"), 2.0)
                 if self._pub is not None:
-                    await self._pub.command("PING")  # what we published has gone out
+                    await self._pub.sync()  # what we published has gone out
         if self._main is not None:
             self._main.cancel()
             with contextlib.suppress(BaseException):

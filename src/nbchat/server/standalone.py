@@ -209,6 +209,13 @@ def _metrics_registry(service: SignalingService) -> Any:
             for reason, count in sorted(m["refused"].items()):
                 refused.add_metric([reason], count)
             yield refused
+            if "broker_up" in m:  # a shared broker (Redis)
+                yield GaugeMetricFamily(
+                    "nbchat_broker_up", "1 while the Redis broker is reachable", m["broker_up"]
+                )
+                yield GaugeMetricFamily(
+                    "nbchat_remote_peers", "Peers of other processes known here", m["remote_peers"]
+                )
 
     registry = CollectorRegistry(auto_describe=True)
     registry.register(Collector())
