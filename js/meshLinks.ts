@@ -1,8 +1,8 @@
 // The widget's data-channel mesh: one peerjs DataConnection per peer the overlay links us to
 // (everyone in a room of up to MESH_SIZE), dialed, accepted, timed out, watched for silence,
 // dialed again and pruned, as core/mesh.ts decides; in a bigger room it also says where to
-// forward a message. Frames in are
-// rate-limited, reassembled and held until presence names their sender; frames out are chunked.
+// forward a message. Frames in are rate-limited, reassembled and held until presence names
+// their sender; frames out are chunked.
 
 import type { DataConnection, Peer } from "peerjs";
 import { CHUNK_THRESHOLD_BYTES, ChunkAssembler, maxChunkedBytes, split } from "./core/chunking";
