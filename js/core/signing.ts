@@ -10,7 +10,20 @@ import { InvalidMessage, normalizeIdentity } from "./msglog";
 export const ENTRY_CONTEXT = "nbchat-entry/1";
 export const CERT_CONTEXT = "nbchat-cert/1";
 /** The fields of a log entry a signature covers, in this order (absent ones as null). */
-export const ENTRY_FIELDS = ["author", "seq", "clock", "time", "text", "kind", "target", "reply_to", "emoji", "on"] as const;
+export const ENTRY_FIELDS = [
+  "author",
+  "seq",
+  "clock",
+  "time",
+  "text",
+  "mime",
+  "file",
+  "kind",
+  "target",
+  "reply_to",
+  "emoji",
+  "on",
+] as const;
 const IDENTITY_FIELDS = ["username", "name", "display_name", "initials", "color", "avatar_url"] as const;
 const ED25519 = { name: "Ed25519" } as const;
 
@@ -46,9 +59,25 @@ type Fields = Record<string, unknown>;
 
 const orNull = (value: unknown): unknown => (value === undefined ? null : value);
 
+/** `value` with every object's keys sorted (a MIME bundle or a file card may arrive with its
+ *  keys in another order than its author wrote them). Keys are ASCII: code units sort as
+ *  Python's code points do. */
+function canonical(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonical);
+  if (typeof value === "object" && value !== null) {
+    const object = value as Fields;
+    return Object.fromEntries(
+      Object.keys(object)
+        .sort()
+        .map((key) => [key, canonical(object[key])]),
+    );
+  }
+  return value;
+}
+
 /** What an entry's author signs. */
 export function entryBytes(room: string, entry: Fields): Uint8Array<ArrayBuffer> {
-  return utf8.encode(dumps([ENTRY_CONTEXT, room, ...ENTRY_FIELDS.map((f) => orNull(entry[f]))]));
+  return utf8.encode(dumps([ENTRY_CONTEXT, room, ...ENTRY_FIELDS.map((f) => canonical(orNull(entry[f])))]));
 }
 
 /** What the server signs for a certificate. */

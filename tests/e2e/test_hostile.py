@@ -16,7 +16,7 @@ from playwright.sync_api import Page, expect
 from tests.support.browser import open_and_run
 from tests.support.lab import Lab
 from tests.support.loop import BackgroundLoop
-from tests.support.peers import Inbox, connection_to, until
+from tests.support.peers import Inbox, connection_to, signed, until, vouch
 from tests.support.widgets import (
     SLOW,
     code_notebook,
@@ -340,24 +340,13 @@ def test_forged_authors_and_ids_never_show_as_someone_else(lab: Lab, new_user, b
                 }
             )
             # The channel is ordered: once this shows, every forgery above was handled.
-            conn.send(
-                {
-                    "type": "message",
-                    "message": {
-                        "seq": 1,
-                        "clock": 70,
-                        "time": 2,
-                        "text": "mallory marker",
-                        "user": victim.user,
-                    },
-                }
-            )
+            await mallory.send("mallory marker")
 
         bg.run(forge())
         expect(article(page, mallory_name, "mallory marker")).to_have_count(1, timeout=SLOW)
-        # (a): the claim shows under the true sender, bound by the server
-        expect(article(page, mallory_name, "claimed author")).to_have_count(1)
-        expect(article(page, victim_name, "claimed author")).to_have_count(0)
+        # (a): the claim is not the victim's (unsigned by the victim's key): dropped, and
+        # never shown under the victim's name
+        expect(messages(page)).not_to_contain_text("claimed author")
         # (b): the victim's message is not overwritten, the pre-emption is dropped...
         expect(article(page, victim_name, "victim says one")).to_have_count(1)
         expect(messages(page)).not_to_contain_text("overwritten")
@@ -410,11 +399,15 @@ def test_a_flooding_peer_is_throttled_and_the_chat_stays_usable(lab: Lab, new_us
         flood_count = 5_000
 
         def frame(seq: int, text: str) -> bytes:
-            message = {"seq": seq, "clock": 1, "time": 1, "text": text, "user": {}}
+            # Signed by the flooder itself: a flood of valid messages, the hardest kind.
+            message = signed(flooder, {"seq": seq, "clock": 1, "time": 1, "text": text})
             return json.dumps({"type": "message", "message": message}).encode()
+
+        spam = [frame(seq, f"spam {seq:05d}") for seq in range(2, flood_count + 2)]
 
         async def hello() -> DataConnection:
             conn = await connection_to(flooder, browser)
+            vouch(flooder, conn)
             conn.send_raw(frame(1, "flooder says hello"))
             return conn
 
@@ -425,8 +418,8 @@ def test_a_flooding_peer_is_throttled_and_the_chat_stays_usable(lab: Lab, new_us
         async def flood() -> float:
             loop = asyncio.get_running_loop()
             started = loop.time()
-            for seq in range(2, flood_count + 2):
-                conn.send_raw(frame(seq, f"spam {seq:05d}"))
+            for payload in spam:
+                conn.send_raw(payload)
             return loop.time() - started
 
         flood_started = time.monotonic()
@@ -527,35 +520,44 @@ def test_malformed_frames_never_break_the_receiving_widget(lab: Lab, new_user, b
             conn = await connection_to(peer, browser)
             for payload in MALFORMED:
                 assert conn.send_raw(payload)
-            # Unicode edge cases in a well-formed message: a lone surrogate escape, bidi
-            # controls, combining marks, astral characters, a NUL.
+            # Unicode edge cases in a well-formed message: a lone surrogate escape (never
+            # verifiable: dropped), then bidi controls, combining marks, astral characters
+            # and a NUL in a message its author signed.
             conn.send_raw(
                 b'{"type":"message","message":{"seq":3,"clock":3,"time":1,"user":{},'
-                b'"text":"odd \\ud800 \\u202eRTL\\u202c e\\u0301 \\ud83d\\ude00 \\u0000 end"}}'
+                b'"text":"odd \\ud800 end"}}'
+            )
+            vouch(peer, conn)
+            conn.send(
+                {
+                    "type": "message",
+                    "message": signed(
+                        peer,
+                        {
+                            "seq": 3,
+                            "clock": 3,
+                            "time": 1,
+                            "text": "odd \u202eRTL\u202c e\u0301 \U0001f600 \u0000 end",
+                        },
+                    ),
+                }
             )
             # Over the room's max_message_bytes (65,536): chunked, reassembled, then dropped.
             conn.send(
                 {
                     "type": "message",
-                    "message": {
-                        "seq": 4,
-                        "clock": 4,
-                        "time": 2,
-                        "text": "oversized " + "x" * 70_000,
-                        "user": {},
-                    },
+                    "message": signed(
+                        peer,
+                        {"seq": 4, "clock": 4, "time": 2, "text": "oversized " + "x" * 70_000},
+                    ),
                 }
             )
             conn.send(
                 {
                     "type": "message",
-                    "message": {
-                        "seq": 5,
-                        "clock": 5,
-                        "time": 2,
-                        "text": "after the junk",
-                        "user": {},
-                    },
+                    "message": signed(
+                        peer, {"seq": 5, "clock": 5, "time": 2, "text": "after the junk"}
+                    ),
                 }
             )
 
@@ -623,6 +625,7 @@ def test_rich_payloads_from_a_hostile_peer_stay_inert(lab: Lab, new_user, bg) ->
 
         async def send_raw() -> None:
             link = await connection_to(peer, browser)
+            vouch(peer, link)
             for seq, (marker, mime) in enumerate(RICH_HOSTILE, start=1):
                 message = {
                     "seq": seq,
@@ -632,7 +635,7 @@ def test_rich_payloads_from_a_hostile_peer_stay_inert(lab: Lab, new_user, bg) ->
                     "user": {"username": "x"},
                     "mime": mime,
                 }
-                assert link.send({"type": "message", "message": message})
+                assert link.send({"type": "message", "message": signed(peer, message)})
             card = {
                 "name": "../../.bashrc\u202etxt.exe",
                 "size": 5,
@@ -647,7 +650,7 @@ def test_rich_payloads_from_a_hostile_peer_stay_inert(lab: Lab, new_user, bg) ->
                 "user": {"username": "x"},
                 "file": card,
             }
-            assert link.send({"type": "message", "message": message})
+            assert link.send({"type": "message", "message": signed(peer, message)})
 
         bg.run(send_raw())
         name = peer.user["display_name"]

@@ -3,9 +3,7 @@ peers on a real Jupyter server: what one peer does, every peer shows the same wa
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +13,6 @@ from tests.support.peers import Inbox, connection_to, until
 from nbchat.peer import ChatPeer, NbChatError
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def connect(
-    jp_serverapp: Any, jp_fetch: Any, server_base: str
-) -> Callable[..., contextlib.AbstractAsyncContextManager[ChatPeer]]:
-    token = jp_serverapp.identity_provider.token
-
-    @contextlib.asynccontextmanager
-    async def _connect(room: str) -> AsyncIterator[ChatPeer]:
-        async with ChatPeer(server_base, room, token=token) as peer:
-            yield peer
-
-    return _connect
 
 
 def shown(peer: ChatPeer) -> list[tuple[str, str, bool, bool, list[Any], str | None]]:

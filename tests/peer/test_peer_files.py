@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import os
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.support.peers import until
 
-from nbchat.peer import ChatPeer
-
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def connect(
-    jp_serverapp: Any, jp_fetch: Any, server_base: str
-) -> Callable[..., contextlib.AbstractAsyncContextManager[ChatPeer]]:
-    token = jp_serverapp.identity_provider.token
-
-    @contextlib.asynccontextmanager
-    async def _connect(room: str, **options: Any) -> AsyncIterator[ChatPeer]:
-        async with ChatPeer(server_base, room, token=token, **options) as peer:
-            yield peer
-
-    return _connect
 
 
 async def test_a_figure_and_a_file_go_peer_to_peer(connect: Any, tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -19,20 +18,6 @@ from nbchat.core.msglog import Message
 from nbchat.peer import ChatPeer, PresenceEvent
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def connect(
-    jp_serverapp: Any, jp_fetch: Any, server_base: str
-) -> Callable[..., contextlib.AbstractAsyncContextManager[ChatPeer]]:
-    token = jp_serverapp.identity_provider.token
-
-    @contextlib.asynccontextmanager
-    async def _connect(room: str) -> AsyncIterator[ChatPeer]:
-        async with ChatPeer(server_base, room, token=token) as peer:
-            yield peer
-
-    return _connect
 
 
 async def test_two_peers_see_each_other_and_talk_both_ways(connect: Any) -> None:

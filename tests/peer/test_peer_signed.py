@@ -3,31 +3,14 @@ end to end, also for history relayed on behalf of someone who has left."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from tests.support.peers import Inbox, connection_to, until
 
 from nbchat.core.signing import generate_key, sign_entry
-from nbchat.peer import ChatPeer
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def connect(
-    jp_serverapp: Any, jp_fetch: Any, server_base: str
-) -> Callable[..., contextlib.AbstractAsyncContextManager[ChatPeer]]:
-    token = jp_serverapp.identity_provider.token
-
-    @contextlib.asynccontextmanager
-    async def _connect(room: str) -> AsyncIterator[ChatPeer]:
-        async with ChatPeer(server_base, room, token=token) as peer:
-            yield peer
-
-    return _connect
 
 
 async def test_history_forged_for_a_departed_author_is_dropped_everywhere(connect: Any) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from nbchat.core.msglog import Message
+from nbchat.core.signing import sign_entry
 from nbchat.peer import ChatPeer
 from nbchat.peer.dataconnection import DataConnection
 
@@ -62,3 +64,22 @@ def selected_candidate_types(connection: DataConnection) -> tuple[str, str]:
     agent = sctp.transport.transport._connection
     [pair] = agent._nominated.values()
     return pair.local_candidate.type, pair.remote_candidate.type
+
+
+def vouch(peer: ChatPeer, link: DataConnection) -> None:
+    """Send ``peer``'s certificate on ``link``, as its own frames would carry it first."""
+    book = peer._certs
+    cert = book.cert(peer.id) if book is not None else None
+    if cert is not None:
+        link.send({"type": "certs", "certs": [cert]})
+
+
+def signed(peer: ChatPeer, message: dict[str, Any]) -> dict[str, Any]:
+    """``message`` signed with ``peer``'s own certified key, as ``peer`` would write it:
+    what a hostile peer sends its victims is whatever it likes, signed by itself (it holds
+    its key). Its ``author`` is ``peer``; send :func:`vouch` on the link first."""
+    book = peer._certs
+    entry = {**message, "author": peer.id}
+    if book is not None:
+        entry["sig"] = sign_entry(peer._signing_key, book.room, entry)
+    return entry

@@ -56,7 +56,7 @@ ENTRY_CONTEXT = "nbchat-entry/1"
 CERT_CONTEXT = "nbchat-cert/1"
 #: The fields of a log entry a signature covers, in this order (absent ones as null).
 ENTRY_FIELDS = (
-    *("author", "seq", "clock", "time", "text"),
+    *("author", "seq", "clock", "time", "text", "mime", "file"),
     *("kind", "target", "reply_to", "emoji", "on"),
 )
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*\Z")
@@ -90,9 +90,20 @@ def b64decode(text: str) -> bytes:
         raise ValueError("not base64url") from error
 
 
+def _canonical(value: Any) -> Any:
+    """``value`` with every object's keys sorted (a MIME bundle or a file card may arrive
+    with its keys in another order than its author wrote them)."""
+    if isinstance(value, Mapping):
+        return {k: _canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value
+
+
 def entry_bytes(room: str, entry: Mapping[str, Any]) -> bytes:
     """What an entry's author signs."""
-    return dumps([ENTRY_CONTEXT, room, *(entry.get(f) for f in ENTRY_FIELDS)]).encode("utf-8")
+    fields = (_canonical(entry.get(f)) for f in ENTRY_FIELDS)
+    return dumps([ENTRY_CONTEXT, room, *fields]).encode("utf-8")
 
 
 def cert_bytes(cert: Mapping[str, Any]) -> bytes:

@@ -850,9 +850,9 @@ class RedisBroker(Broker):
                 reason,
             )
 
-    async def _announce_all(self) -> None:
-        """Say what we hold: after a (re)connect, or when our liveness key had expired."""
-        await self._await(
+    def _reap_ours(self) -> tuple[Any, ...]:
+        """The command that takes back from Redis every peer this process announced."""
+        return (
             "EVALSHA",
             self._sha["reap"],
             2,
@@ -862,6 +862,10 @@ class RedisBroker(Broker):
             self._release_ms,
             self.prefix,
         )
+
+    async def _announce_all(self) -> None:
+        """Say what we hold: after a (re)connect, or when our liveness key had expired."""
+        await self._await(*self._reap_ours())
         self._call("SET", self._alive_key, "1", "PX", str(int(self.ttl * 1000)))
         self._call("SADD", self.prefix + "procs", self.proc)
         clients = [c for room in list(self.realm.rooms.values()) for c in room.clients.values()]
@@ -951,16 +955,7 @@ class RedisBroker(Broker):
     async def stop(self) -> None:
         self._stopping = True
         if self.up:
-            self._call(
-                "EVALSHA",
-                self._sha["reap"],
-                2,
-                self._held_key,
-                self._peers_key,
-                self.proc,
-                self._release_ms,
-                self.prefix,
-            )
+            self._call(*self._reap_ours())
             self._call("DEL", self._alive_key)
             self.publish(self.events, "X")
             self._flush()
