@@ -1,5 +1,6 @@
 // What the chat shows, derived from ChatProxy's connection facts: pure, so it is tested alone.
 
+import { type MessageState, type Reaction, Timeline } from "./core/edits";
 import type { ChatMessage, Identity, Presence } from "./protocol";
 import type { LocalCopyStats } from "./storage";
 
@@ -17,7 +18,12 @@ export interface ChatState {
   users: readonly Presence[];
   /** Whether `users` comes from the server's roster (not just ourselves, before it arrives). */
   rosterKnown: boolean;
-  messages: readonly ChatMessage[];
+  /** The conversation: messages only (no amendment entries), each as it shows now. */
+  messages: readonly ShownMessage[];
+  /** Every log entry in order, amendments included (what the kernel copy mirrors). */
+  entries: readonly ChatMessage[];
+  /** "Ana is typing…", or "" for nobody. */
+  typing: string;
   maxMessageBytes: number;
   /** A notice for the reader (the TURN relay fails us, someone floods the room), or null. */
   notice: string | null;
@@ -46,7 +52,10 @@ export interface ConnectionFacts {
   self: Identity | null;
   present: readonly Presence[];
   rosterKnown: boolean;
-  messages: readonly ChatMessage[];
+  messages: readonly ShownMessage[];
+  /** Every log entry (defaults to `messages`). */
+  entries?: readonly ChatMessage[];
+  typing?: string;
   maxMessageBytes: number;
   flooding: readonly Flood[];
   /** Why the TURN relay gives us no relayed address ("the TURN relay refused…"), or null. */
@@ -108,6 +117,8 @@ export function chatState(facts: ConnectionFacts): ChatState {
     users,
     rosterKnown: facts.rosterKnown,
     messages: facts.messages,
+    entries: facts.entries ?? facts.messages,
+    typing: facts.typing ?? "",
     maxMessageBytes: facts.maxMessageBytes,
     notice:
       [facts.relayProblem, refusedNotice(facts.refused ?? [], facts.sealed ?? false), floodNotice(facts.flooding)]
@@ -117,4 +128,94 @@ export function chatState(facts: ConnectionFacts): ChatState {
     sealed: facts.sealed ?? false,
     localCopy: facts.localCopy ?? null,
   };
+}
+
+/** What a reply shows of the message it answers. */
+export interface Quote {
+  id: string;
+  name: string;
+  /** The first line of its current text ("message deleted" for a deleted one). */
+  line: string;
+  deleted: boolean;
+}
+
+/** A message as the list shows it: its log entry with its current text, edits, reactions. */
+export interface ShownMessage extends ChatMessage {
+  /** The `time` of the edit shown, null if never edited. */
+  edited: number | null;
+  deleted: boolean;
+  reactions: readonly Reaction[];
+  /** The message this one answers, if it is a reply (null if that one is not held). */
+  quote: Quote | null;
+}
+
+export function displayName(user: Identity): string {
+  return user.display_name || user.name || user.username;
+}
+
+function quoteOf(state: MessageState): Quote {
+  const line = state.deleted ? "message deleted" : state.text.split("\n", 1)[0];
+  return { id: state.id, name: displayName(state.user), line, deleted: state.deleted };
+}
+
+/**
+ * The log folded into the conversation, incrementally: each entry is fed to a Timeline once
+ * (a WeakSet of entries seen), and a message's shown object is rebuilt only when its state
+ * (or the state of the message it quotes) changed, so unchanged rows keep their identity and
+ * React.memo skips them.
+ */
+export class Conversation {
+  private readonly timeline = new Timeline();
+  private readonly fed = new WeakSet<ChatMessage>();
+  private readonly shown = new WeakMap<MessageState, { quoted: MessageState | null; message: ShownMessage }>();
+  private list: ShownMessage[] = [];
+  private source: readonly ChatMessage[] | null = null;
+  private sourceLength = -1;
+  private pending = false;
+
+  /** The shown messages for the log's `entries` (in log order). */
+  update(entries: readonly ChatMessage[]): readonly ShownMessage[] {
+    for (const entry of entries) {
+      if (this.fed.has(entry)) continue;
+      this.fed.add(entry);
+      this.timeline.add(entry);
+      this.pending = true;
+    }
+    if (!this.pending && entries === this.source && entries.length === this.sourceLength) return this.list;
+    this.pending = false;
+    this.source = entries;
+    this.sourceLength = entries.length;
+    const list: ShownMessage[] = [];
+    for (const entry of entries) {
+      if (entry.kind !== undefined) continue;
+      const state = this.timeline.state(entry.id);
+      if (state === null) continue;
+      const quoted = state.reply_to !== null ? this.timeline.state(state.reply_to) : null;
+      let cached = this.shown.get(state);
+      if (cached === undefined || cached.quoted !== quoted || cached.message.file !== entry.file) {
+        const message: ShownMessage = {
+          ...entry,
+          text: state.text,
+          edited: state.edited,
+          deleted: state.deleted,
+          reactions: state.reactions,
+          quote: quoted !== null ? quoteOf(quoted) : null,
+        };
+        if (state.deleted) {
+          delete message.mime;
+          delete message.file;
+        }
+        cached = { quoted, message };
+        this.shown.set(state, cached);
+      }
+      list.push(cached.message);
+    }
+    this.list = list;
+    return list;
+  }
+
+  /** What message `id` shows now (null for an amendment or an unknown id). */
+  state(id: string): MessageState | null {
+    return this.timeline.state(id);
+  }
 }
