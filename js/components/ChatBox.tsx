@@ -2,10 +2,11 @@
 
 import * as React from "react";
 import type { ChatProxy } from "../ChatProxy";
-import type { ChatState } from "../chatState";
+import { type ChatState, type ListedMessage, type Quote, displayName } from "../chatState";
 import { createMarkdownRenderer } from "../markdown";
 import { FilesContext, SaveContext } from "./FileCard";
 import { LocalCopyInfo } from "./LocalCopyInfo";
+import { ActionsContext, type ChatActions, editable } from "./MessageActions";
 import { MessageInput } from "./MessageInput";
 import { MessagesList } from "./MessagesList";
 import { UsersList } from "./UsersList";
@@ -24,6 +25,41 @@ function useChatState(proxy: ChatProxy): ChatState {
   );
 }
 
+/** While the tab is hidden, "(N) " before the document title for N new messages from others. */
+function useTitleBadge(messages: readonly ListedMessage[], selfId: string | null): void {
+  const hiddenAt = React.useRef<{ id: string | undefined; title: string } | null>(null);
+  const last = messages[messages.length - 1];
+  const lastRef = React.useRef(last);
+  lastRef.current = last;
+  React.useEffect(() => {
+    if (typeof document === "undefined") return;
+    const onVisibility = (): void => {
+      if (document.visibilityState === "hidden") {
+        hiddenAt.current = { id: lastRef.current?.id, title: document.title.replace(/^\(\d+\+?\) /, "") };
+      } else if (hiddenAt.current !== null) {
+        document.title = document.title.replace(/^\(\d+\+?\) /, "");
+        hiddenAt.current = null;
+      }
+    };
+    onVisibility();
+    document.addEventListener("visibilitychange", onVisibility);
+    return () => {
+      document.removeEventListener("visibilitychange", onVisibility);
+      if (hiddenAt.current !== null) document.title = document.title.replace(/^\(\d+\+?\) /, "");
+    };
+  }, []);
+  React.useEffect(() => {
+    const hidden = hiddenAt.current;
+    if (hidden === null) return;
+    let count = 0;
+    for (let i = messages.length - 1; i >= 0 && messages[i].id !== hidden.id && count < 100; i -= 1) {
+      if (messages[i].author !== selfId) count += 1;
+    }
+    const base = document.title.replace(/^\(\d+\+?\) /, "");
+    document.title = count > 0 ? `(${count >= 100 ? "99+" : count}) ${base}` : base;
+  }, [messages, selfId]);
+}
+
 /** A notebook-path room shows as its file name; the full name is in the tooltip. */
 function roomLabel(room: string): string {
   const parts = room.split(/[\\/]/).filter(Boolean);
@@ -34,18 +70,75 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
   const state = useChatState(proxy);
   const markdown = React.useMemo(() => createMarkdownRenderer(window), []);
   const [sendError, setSendError] = React.useState<string | null>(null);
+  const [editing, setEditing] = React.useState<{ id: string; text: string } | null>(null);
+  const [replying, setReplying] = React.useState<Quote | null>(null);
+  const jumpRef = React.useRef<((id: string) => void) | null>(null);
+  useTitleBadge(state.messages, state.selfId);
+
+  const attempt = React.useCallback((action: () => unknown) => {
+    try {
+      action();
+      setSendError(null);
+    } catch (error) {
+      setSendError(error instanceof Error ? error.message : String(error));
+    }
+  }, []);
 
   const onSend = React.useCallback(
     (text: string) => {
-      try {
-        proxy.send(text);
-        setSendError(null);
-      } catch (error) {
-        setSendError(error instanceof Error ? error.message : String(error));
-      }
+      attempt(() => {
+        if (replying !== null) proxy.reply(replying.id, text);
+        else proxy.send(text);
+      });
+      setReplying(null);
     },
-    [proxy],
+    [proxy, replying, attempt],
   );
+
+  const usersRef = React.useRef(state.users);
+  usersRef.current = state.users;
+  const selfName = state.self?.username ?? null;
+  const actions = React.useMemo<ChatActions>(
+    () => ({
+      self: selfName,
+      react: (id, emoji, on) => attempt(() => proxy.react(id, emoji, on)),
+      reply: (message) => {
+        setEditing(null);
+        setReplying({
+          id: message.id,
+          name: displayName(message.user),
+          line: message.text.split("\n", 1)[0],
+          deleted: false,
+        });
+      },
+      edit: (message) => {
+        setReplying(null);
+        setEditing({ id: message.id, text: message.text });
+      },
+      remove: (id) => attempt(() => proxy.remove(id)),
+      jumpTo: (id) => jumpRef.current?.(id),
+      nameOf: (username) => {
+        const found = usersRef.current.find((u) => u.user.username === username);
+        return found !== undefined ? displayName(found.user) : username;
+      },
+    }),
+    [proxy, selfName, attempt],
+  );
+  const onEditLast = React.useCallback(() => {
+    const messages = proxy.state.messages;
+    for (let i = messages.length - 1; i >= 0; i -= 1) {
+      const message = messages[i];
+      if (message.user.username === selfName && editable(message)) {
+        actions.edit(message);
+        return;
+      }
+    }
+  }, [proxy, selfName, actions]);
+  const people = React.useMemo(() => {
+    const seen = new Map(state.users.map((u) => [u.user.username, u.user]));
+    if (selfName !== null) seen.delete(selfName);
+    return [...seen.values()];
+  }, [state.users, selfName]);
 
   const onFiles = React.useCallback(
     (files: File[]) => {
@@ -82,6 +175,7 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
   const onClearLocalCopy = React.useCallback(() => void proxy.clearLocalCopy(), [proxy]);
 
   return (
+    <ActionsContext.Provider value={actions}>
     <FilesContext.Provider value={proxy.files}>
     <SaveContext.Provider value={saveFile}>
     <div className={`nbchat nbchat-phase-${state.phase}${dragging ? " nbchat-dragging" : ""}`} {...dropHandlers}>
@@ -115,13 +209,38 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
       )}
       <div className="nbchat-body">
         <div className="nbchat-main">
-          <MessagesList messages={state.messages} users={state.users} selfId={state.selfId} markdown={markdown} />
+          <MessagesList
+            messages={state.messages}
+            users={state.users}
+            selfId={state.selfId}
+            markdown={markdown}
+            jumpRef={jumpRef}
+          />
           {sendError !== null && (
             <div className="nbchat-input-reason" role="alert">
               {sendError}
             </div>
           )}
-          <MessageInput onSend={onSend} onFiles={onFiles} disabledReason={state.cannotSend} maxBytes={state.maxMessageBytes} />
+          <div className="nbchat-typing" role="status" aria-label="Who is typing">
+            {state.typing}
+          </div>
+          <MessageInput
+            onSend={onSend}
+            onFiles={onFiles}
+            disabledReason={state.cannotSend}
+            maxBytes={state.maxMessageBytes}
+            editing={editing}
+            onEdit={(id, text) => {
+              attempt(() => proxy.edit(id, text));
+              setEditing(null);
+            }}
+            onCancelEdit={() => setEditing(null)}
+            onEditLast={onEditLast}
+            replying={replying}
+            onCancelReply={() => setReplying(null)}
+            onTyping={(typing) => proxy.setTyping(typing)}
+            people={people}
+          />
           <LocalCopyInfo stats={state.localCopy ?? null} onClear={onClearLocalCopy} />
         </div>
         <UsersList users={state.users} selfId={state.selfId} />
@@ -134,5 +253,6 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
     </div>
     </SaveContext.Provider>
     </FilesContext.Provider>
+    </ActionsContext.Provider>
   );
 }
