@@ -139,6 +139,9 @@ export interface Quote {
   deleted: boolean;
 }
 
+/** What the list may show of a message: a plain entry, or a ShownMessage. */
+export type ListedMessage = ChatMessage & Partial<Omit<ShownMessage, keyof ChatMessage>>;
+
 /** A message as the list shows it: its log entry with its current text, edits, reactions. */
 export interface ShownMessage extends ChatMessage {
   /** The `time` of the edit shown, null if never edited. */

@@ -48,40 +48,44 @@ function useCopyButtons(body: React.RefObject<HTMLDivElement | null>, html: stri
   }, [body, html]);
 }
 
-/** Wrap each mention of `username` in the rendered body (outside code) in a <mark>. */
-function useMentionMarks(body: React.RefObject<HTMLDivElement | null>, html: string, username: string | null): void {
-  React.useLayoutEffect(() => {
-    const root = body.current;
-    if (root === null || username === null || !html.includes("@")) return;
-    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
-    const texts: Text[] = [];
-    for (let node = walker.nextNode(); node !== null; node = walker.nextNode()) {
-      if ((node.parentElement?.closest("code, pre, mark") ?? null) === null) texts.push(node as Text);
+/** `html` with each mention of `username` (outside code) in a <mark>, shown as `@shownAs`. */
+function markMentions(html: string, username: string, shownAs: string): string {
+  const template = document.createElement("template");
+  template.innerHTML = html;
+  const walker = document.createTreeWalker(template.content, NodeFilter.SHOW_TEXT);
+  const texts: Text[] = [];
+  for (let node = walker.nextNode(); node !== null; node = walker.nextNode()) {
+    if ((node.parentElement?.closest("code, pre") ?? null) === null) texts.push(node as Text);
+  }
+  for (const text of texts) {
+    for (const { start, end } of findMentions(text.data, [username]).reverse()) {
+      const tail = text.splitText(start);
+      tail.splitText(end - start);
+      const mark = document.createElement("mark");
+      mark.className = "nbchat-mention nbchat-mention-self";
+      // Shown by name (usernames may be opaque ids); the username stays in the tooltip.
+      mark.title = tail.data;
+      mark.textContent = `@${shownAs}`;
+      tail.replaceWith(mark);
     }
-    for (const text of texts) {
-      const found = findMentions(text.data, [username]);
-      for (const { start, end } of found.reverse()) {
-        const tail = text.splitText(start);
-        tail.splitText(end - start);
-        const mark = document.createElement("mark");
-        mark.className = "nbchat-mention nbchat-mention-self";
-        tail.replaceWith(mark);
-        mark.appendChild(tail);
-      }
-    }
-  }, [body, html, username]);
+  }
+  return template.innerHTML;
 }
 
 function ChatMessageView({ message, markdown, continued, isSelf, avatarUrl }: ChatMessageProps): React.ReactElement {
   const rich = message.mime !== undefined;
-  const html = React.useMemo(() => (rich ? "" : markdown.render(message.text)), [markdown, message.text, rich]);
-  const bodyRef = React.useRef<HTMLDivElement>(null);
-  useCopyButtons(bodyRef, html);
   const deleted = message.deleted === true;
   const actions = React.useContext(ActionsContext);
   const self = actions?.self ?? null;
-  useMentionMarks(bodyRef, html, self);
   const mentioned = self !== null && !deleted && findMentions(message.text, [self]).length > 0;
+  const shownAs = mentioned && self !== null ? actions?.nameOf(self) ?? self : null;
+  const html = React.useMemo(() => {
+    if (rich) return "";
+    const rendered = markdown.render(message.text);
+    return self !== null && shownAs !== null ? markMentions(rendered, self, shownAs) : rendered;
+  }, [markdown, message.text, rich, self, shownAs]);
+  const bodyRef = React.useRef<HTMLDivElement>(null);
+  useCopyButtons(bodyRef, html);
   const when = new Date(message.time);
   const name = message.user.display_name || message.user.name || message.user.username;
   const quote = message.quote ?? null;

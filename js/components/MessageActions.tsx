@@ -5,6 +5,7 @@
 import * as React from "react";
 import type { Reaction } from "../core/edits";
 import type { ListedMessage } from "../chatState";
+import { EditIcon, ReactIcon, ReplyIcon, TrashIcon } from "./Icons";
 
 /** The fixed emoji set offered for reactions (any emoji received is still shown). */
 export const REACTIONS = ["👍", "❤️", "😄", "🎉", "👀", "✅"] as const;
@@ -114,7 +115,7 @@ export function MessageToolbar({ message, name }: { message: ListedMessage; name
         title="React"
         onClick={() => setPicking((p) => !p)}
       >
-        <span aria-hidden="true">☺+</span>
+        <ReactIcon />
       </button>
       {picking && (
         <div ref={pickerRef} className="nbchat-emoji-menu" role="menu" aria-label="Reactions" onKeyDown={onPickerKey}>
@@ -137,11 +138,11 @@ export function MessageToolbar({ message, name }: { message: ListedMessage; name
         </div>
       )}
       <button type="button" className="nbchat-action" aria-label="Reply" title="Reply" onClick={() => actions.reply(message)}>
-        <span aria-hidden="true">↩</span>
+        <ReplyIcon />
       </button>
       {own && editable(message) && (
         <button type="button" className="nbchat-action" aria-label="Edit" title="Edit" onClick={() => actions.edit(message)}>
-          <span aria-hidden="true">✎</span>
+          <EditIcon />
         </button>
       )}
       {own && (
@@ -159,7 +160,7 @@ export function MessageToolbar({ message, name }: { message: ListedMessage; name
             actions.remove(message.id);
           }}
         >
-          {confirming ? "Delete?" : <span aria-hidden="true">🗑</span>}
+          {confirming ? "Delete?" : <TrashIcon />}
         </button>
       )}
     </div>

@@ -5,7 +5,10 @@ import { createRoot, type Root } from "react-dom/client";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createMarkdownRenderer } from "../markdown";
 import type { ChatMessage, Identity } from "../protocol";
+import type { ShownMessage } from "../chatState";
+import { ChatMessage as ChatMessageView } from "./ChatMessage";
 import { LocalCopyInfo } from "./LocalCopyInfo";
+import { ActionsContext, type ChatActions } from "./MessageActions";
 import { MessageInput } from "./MessageInput";
 import { MessagesList } from "./MessagesList";
 import { UsersList } from "./UsersList";
@@ -162,5 +165,153 @@ describe("LocalCopyInfo", () => {
     expect((container.querySelector("button") as HTMLButtonElement).disabled).toBe(true);
     render(<LocalCopyInfo stats={null} onClear={onClear} />);
     expect(container.querySelector('[aria-label="Local copy"]')).toBeNull();
+  });
+});
+
+describe("chat features (#12)", () => {
+  const markdown = createMarkdownRenderer(window);
+  function shown(extra: Partial<ShownMessage> = {}): ShownMessage {
+    return {
+      id: "b:1",
+      author: "b",
+      seq: 1,
+      clock: 1,
+      time: 1,
+      text: "hi @ann, see `@ann` code",
+      user: user("bob"),
+      edited: null,
+      deleted: false,
+      reactions: [],
+      quote: null,
+      ...extra,
+    };
+  }
+  function actions(self = "ann"): ChatActions & Record<string, ReturnType<typeof vi.fn>> {
+    return {
+      self,
+      react: vi.fn(),
+      reply: vi.fn(),
+      edit: vi.fn(),
+      remove: vi.fn(),
+      jumpTo: vi.fn(),
+      nameOf: (u: string) => u.toUpperCase(),
+    } as unknown as ChatActions & Record<string, ReturnType<typeof vi.fn>>;
+  }
+  function show(message: ShownMessage, handlers: ChatActions): void {
+    render(
+      <ActionsContext.Provider value={handlers}>
+        <ChatMessageView message={message} markdown={markdown} continued={false} isSelf={false} avatarUrl={null} />
+      </ActionsContext.Provider>,
+    );
+  }
+
+  it("highlights a mention of the reader (by name, not inside code) and says so", () => {
+    show(shown(), actions("ann"));
+    const article = container.querySelector('[role="article"]') as HTMLElement;
+    expect(article.getAttribute("aria-label")).toBe("Message from bob, mentions you");
+    const marks = [...container.querySelectorAll("mark.nbchat-mention-self")];
+    expect(marks.map((m) => [m.textContent, m.getAttribute("title")])).toEqual([["@ANN", "@ann"]]);
+    show(shown({ id: "b:2" }), actions("zed"));
+    expect(container.querySelector("mark")).toBeNull();
+  });
+
+  it("shows edited, deleted, the reply's quote (jumps), and reaction chips that toggle", () => {
+    const handlers = actions("ann");
+    show(
+      shown({
+        edited: 5,
+        reactions: [
+          { emoji: "👍", users: ["ann", "bob"] },
+          { emoji: "🎉", users: ["bob"] },
+        ],
+        quote: { id: "a:1", name: "ANN", line: "first line", deleted: false },
+      }),
+      handlers,
+    );
+    expect(container.textContent).toContain("(edited)");
+    const quote = container.querySelector('button[aria-label^="Replying to ANN: first line"]') as HTMLButtonElement;
+    act(() => quote.click());
+    expect(handlers.jumpTo).toHaveBeenCalledWith("a:1");
+    const chips = [...container.querySelectorAll<HTMLButtonElement>(".nbchat-reaction")];
+    expect(chips.map((c) => [c.textContent, c.getAttribute("aria-pressed"), c.title])).toEqual([
+      ["👍2", "true", "you and BOB reacted with 👍"],
+      ["🎉1", "false", "BOB reacted with 🎉"],
+    ]);
+    act(() => chips[0].click());
+    act(() => chips[1].click());
+    expect((handlers.react as unknown as ReturnType<typeof vi.fn>).mock.calls).toEqual([
+      ["b:1", "👍", false],
+      ["b:1", "🎉", true],
+    ]);
+    show(shown({ id: "b:3", deleted: true, text: "" }), handlers);
+    expect(container.querySelector(".nbchat-deleted")?.textContent).toBe("message deleted");
+    expect(container.querySelector('[role="toolbar"]')).toBeNull();
+  });
+
+  it("offers react and reply on any message, edit and delete (confirmed) only on our own", () => {
+    const handlers = actions("bob");
+    show(shown(), handlers);
+    const toolbar = container.querySelector('[role="toolbar"]') as HTMLElement;
+    const names = (): (string | null)[] => [...toolbar.querySelectorAll(":scope > button")].map((b) => b.getAttribute("aria-label"));
+    expect(names()).toEqual(["React", "Reply", "Edit", "Delete"]);
+    act(() => (toolbar.querySelector('[aria-label="React"]') as HTMLButtonElement).click());
+    // (jsdom's selectors miss emoji in attribute values: compare the labels instead)
+    const item = [...container.querySelectorAll<HTMLButtonElement>('[role="menuitemcheckbox"]')].find(
+      (b) => b.getAttribute("aria-label") === "React with 🎉",
+    ) as HTMLButtonElement;
+    act(() => item.click());
+    expect(handlers.react).toHaveBeenCalledWith("b:1", "🎉", true);
+    act(() => (toolbar.querySelector('[aria-label="Delete"]') as HTMLButtonElement).click());
+    expect(handlers.remove).not.toHaveBeenCalled();
+    act(() => (toolbar.querySelector('[aria-label="Confirm delete"]') as HTMLButtonElement).click());
+    expect(handlers.remove).toHaveBeenCalledWith("b:1");
+    show(shown({ id: "b:4" }), actions("ann"));
+    const other = container.querySelector('[role="toolbar"]') as HTMLElement;
+    expect([...other.querySelectorAll(":scope > button")].map((b) => b.getAttribute("aria-label"))).toEqual(["React", "Reply"]);
+  });
+
+  it("edits in the message box: ArrowUp when empty, Enter saves, Escape cancels and restores the draft", () => {
+    const onEdit = vi.fn();
+    const onEditLast = vi.fn();
+    const onCancelEdit = vi.fn();
+    const props = { onSend: vi.fn(), disabledReason: null, maxBytes: 100, onEdit, onEditLast, onCancelEdit };
+    render(<MessageInput {...props} />);
+    const box = container.querySelector("textarea") as HTMLTextAreaElement;
+    press(box, "ArrowUp");
+    expect(onEditLast).toHaveBeenCalledTimes(1);
+    render(<MessageInput {...props} editing={{ id: "a:1", text: "old text" }} />);
+    expect(box.value).toBe("old text");
+    expect(container.querySelector(".nbchat-input-send")?.textContent).toBe("Save");
+    typeInto(box, "new text");
+    press(box, "Enter");
+    expect(onEdit).toHaveBeenCalledWith("a:1", "new text");
+    render(<MessageInput {...props} editing={{ id: "a:2", text: "again" }} />);
+    expect(box.value).toBe("again");
+    press(box, "Escape");
+    expect(onCancelEdit).toHaveBeenCalled();
+  });
+
+  it("autocompletes @ from the room's people with the keyboard and the mouse, and reports typing", () => {
+    const onTyping = vi.fn();
+    const people = [user("ana"), user("andy"), user("bob")];
+    render(<MessageInput onSend={vi.fn()} disabledReason={null} maxBytes={100} people={people} onTyping={onTyping} />);
+    const box = container.querySelector("textarea") as HTMLTextAreaElement;
+    typeInto(box, "hi @an");
+    expect(onTyping).toHaveBeenLastCalledWith(true);
+    const options = (): string[] => [...container.querySelectorAll('[role="option"]')].map((o) => o.textContent ?? "");
+    expect(options()).toEqual(["ana@ana", "andy@andy"]);
+    expect(box.getAttribute("aria-activedescendant")).toMatch(/-0$/);
+    press(box, "ArrowDown");
+    press(box, "Tab");
+    expect(box.value).toBe("hi @andy ");
+    expect(options()).toEqual([]);
+    typeInto(box, "hi @andy and @b");
+    const bob = container.querySelector('[role="option"]') as HTMLElement;
+    act(() => {
+      bob.dispatchEvent(new MouseEvent("mousedown", { bubbles: true, cancelable: true }));
+    });
+    expect(box.value).toBe("hi @andy and @bob ");
+    typeInto(box, "");
+    expect(onTyping).toHaveBeenLastCalledWith(false);
   });
 });
