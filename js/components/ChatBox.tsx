@@ -6,8 +6,10 @@ import { type ChatState, type ListedMessage, type Quote, displayName } from "../
 import { createMarkdownRenderer } from "../markdown";
 import { FilesContext, SaveContext } from "./FileCard";
 import { LocalCopyInfo } from "./LocalCopyInfo";
-import { ActionsContext, type ChatActions, editable } from "./MessageActions";
+import { ExportMenu, SearchBar, searchMessages } from "./ChatTools";
+import { ActionsContext, type ChatActions, SearchContext, editable } from "./MessageActions";
 import { MessageInput } from "./MessageInput";
+import { SearchIcon } from "./Icons";
 import { MessagesList } from "./MessagesList";
 import { UsersList } from "./UsersList";
 
@@ -72,7 +74,15 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
   const [sendError, setSendError] = React.useState<string | null>(null);
   const [editing, setEditing] = React.useState<{ id: string; text: string } | null>(null);
   const [replying, setReplying] = React.useState<Quote | null>(null);
-  const jumpRef = React.useRef<((id: string) => void) | null>(null);
+  const jumpRef = React.useRef<((id: string, focus?: boolean) => void) | null>(null);
+  const [searching, setSearching] = React.useState(false);
+  const [query, setQuery] = React.useState("");
+  const deferredQuery = React.useDeferredValue(searching ? query.trim() : "");
+  const matches = React.useMemo(() => searchMessages(state.messages, deferredQuery), [state.messages, deferredQuery]);
+  const matchesRef = React.useRef<string[]>([]);
+  // A new message that does not match keeps the list (the search box does not jump again).
+  if (matches.join("\n") !== matchesRef.current.join("\n")) matchesRef.current = matches;
+  const stableMatches = matchesRef.current;
   useTitleBadge(state.messages, state.selfId);
 
   const attempt = React.useCallback((action: () => unknown) => {
@@ -197,11 +207,36 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
             <span aria-hidden="true">🔒</span> passphrase
           </span>
         )}
+        <span className="nbchat-tools">
+          <button
+            type="button"
+            className="nbchat-action"
+            aria-label="Search messages"
+            aria-pressed={searching}
+            title="Search messages"
+            onClick={() => setSearching((s) => !s)}
+          >
+            <SearchIcon />
+          </button>
+          <ExportMenu room={room} messages={state.messages} entries={state.entries} />
+        </span>
         <span className="nbchat-status" role="status" aria-label="Chat status">
           <span className="nbchat-status-dot" aria-hidden="true" />
           {state.status}
         </span>
       </div>
+      {searching && (
+        <SearchBar
+          query={query}
+          onQuery={setQuery}
+          matches={stableMatches}
+          onJump={(id) => jumpRef.current?.(id, false)}
+          onClose={() => {
+            setSearching(false);
+            setQuery("");
+          }}
+        />
+      )}
       {state.notice !== null && (
         <div className="nbchat-notice" role="status" aria-label="Chat notice">
           {state.notice}
@@ -209,13 +244,15 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
       )}
       <div className="nbchat-body">
         <div className="nbchat-main">
-          <MessagesList
-            messages={state.messages}
-            users={state.users}
-            selfId={state.selfId}
-            markdown={markdown}
-            jumpRef={jumpRef}
-          />
+          <SearchContext.Provider value={deferredQuery}>
+            <MessagesList
+              messages={state.messages}
+              users={state.users}
+              selfId={state.selfId}
+              markdown={markdown}
+              jumpRef={jumpRef}
+            />
+          </SearchContext.Provider>
           {sendError !== null && (
             <div className="nbchat-input-reason" role="alert">
               {sendError}

@@ -5,7 +5,7 @@ import type { MarkdownRenderer } from "../markdown";
 import type { ListedMessage as Message } from "../chatState";
 import { findMentions } from "../core/mentions";
 import { Avatar } from "./Avatar";
-import { ActionsContext, MessageToolbar, Reactions } from "./MessageActions";
+import { ActionsContext, MessageToolbar, Reactions, SearchContext } from "./MessageActions";
 import { FileCard } from "./FileCard";
 import { RichBody } from "./RichBody";
 
@@ -48,6 +48,37 @@ function useCopyButtons(body: React.RefObject<HTMLDivElement | null>, html: stri
   }, [body, html]);
 }
 
+/** Where `query` occurs in `text`, ignoring case. */
+function occurrences(text: string, query: string): { start: number; end: number }[] {
+  const found: { start: number; end: number }[] = [];
+  const folded = text.toLowerCase();
+  const q = query.toLowerCase();
+  for (let at = folded.indexOf(q); at !== -1 && q !== ""; at = folded.indexOf(q, at + q.length)) {
+    found.push({ start: at, end: at + q.length });
+  }
+  return found;
+}
+
+/** `html` with each occurrence of `query` in a <mark> (search results). */
+function markQuery(html: string, query: string): string {
+  const template = document.createElement("template");
+  template.innerHTML = html;
+  const walker = document.createTreeWalker(template.content, NodeFilter.SHOW_TEXT);
+  const texts: Text[] = [];
+  for (let node = walker.nextNode(); node !== null; node = walker.nextNode()) texts.push(node as Text);
+  for (const text of texts) {
+    for (const { start, end } of occurrences(text.data, query).reverse()) {
+      const tail = text.splitText(start);
+      tail.splitText(end - start);
+      const mark = document.createElement("mark");
+      mark.className = "nbchat-search-hit";
+      tail.replaceWith(mark);
+      mark.appendChild(tail);
+    }
+  }
+  return template.innerHTML;
+}
+
 /** `html` with each mention of `username` (outside code) in a <mark>, shown as `@shownAs`. */
 function markMentions(html: string, username: string, shownAs: string): string {
   const template = document.createElement("template");
@@ -79,11 +110,14 @@ function ChatMessageView({ message, markdown, continued, isSelf, avatarUrl }: Ch
   const self = actions?.self ?? null;
   const mentioned = self !== null && !deleted && findMentions(message.text, [self]).length > 0;
   const shownAs = mentioned && self !== null ? actions?.nameOf(self) ?? self : null;
+  const search = React.useContext(SearchContext);
+  const hit = search !== "" && !deleted && message.text.toLowerCase().includes(search.toLowerCase());
   const html = React.useMemo(() => {
     if (rich) return "";
-    const rendered = markdown.render(message.text);
-    return self !== null && shownAs !== null ? markMentions(rendered, self, shownAs) : rendered;
-  }, [markdown, message.text, rich, self, shownAs]);
+    let rendered = markdown.render(message.text);
+    if (self !== null && shownAs !== null) rendered = markMentions(rendered, self, shownAs);
+    return hit ? markQuery(rendered, search) : rendered;
+  }, [markdown, message.text, rich, self, shownAs, hit, search]);
   const bodyRef = React.useRef<HTMLDivElement>(null);
   useCopyButtons(bodyRef, html);
   const when = new Date(message.time);

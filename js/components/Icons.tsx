@@ -72,3 +72,20 @@ export function TrashIcon(): React.ReactElement {
     </StrokeIcon>
   );
 }
+
+export function SearchIcon(): React.ReactElement {
+  return (
+    <StrokeIcon size={14}>
+      <circle cx="10.5" cy="10.5" r="6.5" />
+      <path d="m15.5 15.5 5 5" />
+    </StrokeIcon>
+  );
+}
+
+export function DownloadIcon(): React.ReactElement {
+  return (
+    <StrokeIcon size={14}>
+      <path d="M12 4v11M7 10.5l5 5 5-5M5 20h14" />
+    </StrokeIcon>
+  );
+}

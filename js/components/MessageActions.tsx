@@ -25,6 +25,9 @@ export interface ChatActions {
 
 export const ActionsContext = React.createContext<ChatActions | null>(null);
 
+/** What the search box looks for ("" for nothing): matches are marked in the messages. */
+export const SearchContext = React.createContext("");
+
 /** Whether a message's text can be edited here (file cards and rich bundles cannot). */
 export function editable(message: ListedMessage): boolean {
   return message.deleted !== true && message.file === undefined && message.mime === undefined;

@@ -14,7 +14,7 @@ export interface MessagesListProps {
   selfId: string | null;
   markdown: MarkdownRenderer;
   /** Set to a function that scrolls to a message, highlights and focuses it. */
-  jumpRef?: React.MutableRefObject<((id: string) => void) | null>;
+  jumpRef?: React.MutableRefObject<((id: string, focus?: boolean) => void) | null>;
 }
 
 /** Guesses for rows not measured yet: a header row is taller than a continued one. */
@@ -195,11 +195,13 @@ export function MessagesList({ messages, users, selfId, markdown, jumpRef }: Mes
 
   // Jump to a message (a reply's quote): scroll it into view, highlight it, focus it.
   const [highlight, setHighlight] = React.useState<string | null>(null);
+  const focusJumped = React.useRef(true);
   const messagesRef = React.useRef(messages);
   messagesRef.current = messages;
   React.useEffect(() => {
     if (jumpRef === undefined) return;
-    jumpRef.current = (id: string) => {
+    jumpRef.current = (id: string, focus = true) => {
+      focusJumped.current = focus;
       const element = scroller.current;
       const index = messagesRef.current.findIndex((m) => m.id === id);
       if (element === null || index === -1) return;
@@ -217,7 +219,7 @@ export function MessagesList({ messages, users, selfId, markdown, jumpRef }: Mes
   React.useEffect(() => {
     if (highlight === null) return;
     const row = scroller.current?.querySelector<HTMLElement>(`[data-message-id="${CSS.escape(highlight)}"]`);
-    row?.focus({ preventScroll: true });
+    if (focusJumped.current) row?.focus({ preventScroll: true });
     const timer = setTimeout(() => setHighlight(null), HIGHLIGHT_MS);
     return () => clearTimeout(timer);
   }, [highlight, start]);

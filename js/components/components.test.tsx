@@ -7,6 +7,7 @@ import { createMarkdownRenderer } from "../markdown";
 import type { ChatMessage, Identity } from "../protocol";
 import type { ShownMessage } from "../chatState";
 import { ChatMessage as ChatMessageView } from "./ChatMessage";
+import { SearchBar, exportName, searchMessages } from "./ChatTools";
 import { LocalCopyInfo } from "./LocalCopyInfo";
 import { ActionsContext, type ChatActions } from "./MessageActions";
 import { MessageInput } from "./MessageInput";
@@ -313,5 +314,41 @@ describe("chat features (#12)", () => {
     expect(box.value).toBe("hi @andy and @bob ");
     typeInto(box, "");
     expect(onTyping).toHaveBeenLastCalledWith(false);
+  });
+});
+
+describe("search and export", () => {
+  const listed = (id: string, text: string, deleted = false) =>
+    ({ id, author: "a", seq: 1, clock: 1, time: 1, text, user: user("ann"), deleted }) as ChatMessage & { deleted: boolean };
+
+  it("finds messages by text (ignoring case, never deleted ones) in 10,000 quickly", () => {
+    const messages = Array.from({ length: 10_000 }, (_, i) => listed(`a:${i + 1}`, `message ${i}${i % 1000 === 7 ? " Harbour" : ""}`));
+    messages.push(listed("a:10001", "harbour, deleted", true));
+    const started = performance.now();
+    const found = searchMessages(messages, "  harBOUR ");
+    expect(performance.now() - started).toBeLessThan(200);
+    expect(found).toHaveLength(10);
+    expect(found[0]).toBe("a:8");
+    expect(searchMessages(messages, " ")).toEqual([]);
+  });
+
+  it("jumps to the newest match, then older with Enter and newer with Shift+Enter; Escape closes", () => {
+    const onJump = vi.fn();
+    const onClose = vi.fn();
+    render(<SearchBar query="x" onQuery={vi.fn()} matches={["a:1", "a:5", "a:9"]} onJump={onJump} onClose={onClose} />);
+    const box = container.querySelector('input[aria-label="Search messages"]') as HTMLInputElement;
+    expect(onJump).toHaveBeenLastCalledWith("a:9");
+    expect(container.querySelector('[aria-label="Search results"]')?.textContent).toBe("1 of 3");
+    press(box as unknown as HTMLTextAreaElement, "Enter");
+    expect(onJump).toHaveBeenLastCalledWith("a:5");
+    press(box as unknown as HTMLTextAreaElement, "Enter", { shiftKey: true });
+    expect(onJump).toHaveBeenLastCalledWith("a:9");
+    press(box as unknown as HTMLTextAreaElement, "Escape");
+    expect(onClose).toHaveBeenCalled();
+  });
+
+  it("names export files after the room", () => {
+    expect(exportName("notebooks/My Analysis.ipynb", "md")).toBe("notebooks-My-Analysis-chat.md");
+    expect(exportName("///", "json")).toBe("nbchat-chat.json");
   });
 });

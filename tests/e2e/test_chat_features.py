@@ -3,6 +3,8 @@ real WebRTC between the pages. One test function (the e2e suite's time budget is
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from playwright.sync_api import Locator, Page, expect
 from tests.support.browser import open_and_run
 from tests.support.lab import Lab
@@ -116,6 +118,20 @@ def test_typing_replies_edits_reactions_deletes_and_mentions(lab: Lab, new_user)
     expect(mentioned).to_contain_text("for checking", timeout=SLOW)
     expect(mentioned.locator("mark.nbchat-mention-self")).to_have_count(1)
     expect(messages(b).locator("mark.nbchat-mention-self")).to_have_count(0)
+
+    # Search the history: the match is marked and counted; export it as Markdown.
+    b.get_by_role("button", name="Search messages").click()
+    b.get_by_role("searchbox", name="Search messages").fill("harbour")
+    expect(b.get_by_role("status", name="Search results")).to_have_text("1 of 1")
+    expect(messages(b).locator("mark.nbchat-search-hit")).to_have_text("harbour")
+    b.get_by_role("searchbox", name="Search messages").press("Escape")
+    expect(messages(b).locator("mark.nbchat-search-hit")).to_have_count(0)
+    b.get_by_role("button", name="Export the history").click()
+    with b.expect_download() as download:
+        b.get_by_role("menuitem", name="Markdown (.md)").click()
+    exported = Path(download.value.path()).read_text(encoding="utf-8")
+    assert "The harbour one, surely" in exported
+    assert "Oops, wrong room" not in exported
 
     # What users see, in both themes.
     article(a, name_a, "The harbour one").hover()
