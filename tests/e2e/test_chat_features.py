@@ -119,6 +119,36 @@ def test_typing_replies_edits_reactions_deletes_and_mentions(lab: Lab, new_user)
     expect(mentioned.locator("mark.nbchat-mention-self")).to_have_count(1)
     expect(messages(b).locator("mark.nbchat-mention-self")).to_have_count(0)
 
+    # Unread: B scrolled up sees "N new messages ↓", which jumps to the bottom; in a hidden
+    # tab the title counts them, and is restored when the tab shows again.
+    say(b, "A long list:\n\n- one\n- two\n- three\n- four\n- five\n- six")
+    expect(article(a, name_b, "A long list")).to_be_visible(timeout=SLOW)
+    messages(b).evaluate("(log) => { log.scrollTop = 0; }")
+    b.wait_for_function(
+        "() => new Promise((r) => requestAnimationFrame("
+        "() => requestAnimationFrame(() => r(true))))"
+    )
+    say(a, "first new one")
+    say(a, "second new one")
+    jump = b.get_by_role("button", name="2 new messages ↓")
+    expect(jump).to_be_visible(timeout=SLOW)
+    jump.click()
+    expect(jump).to_have_count(0)
+    expect(article(b, name_a, "second new one")).to_be_in_viewport()
+    title = b.title()
+    b.evaluate(
+        "() => { Object.defineProperty(document, 'visibilityState',"
+        " { value: 'hidden', configurable: true });"
+        " document.dispatchEvent(new Event('visibilitychange')); }"
+    )
+    say(a, "while you were away")
+    b.wait_for_function("(t) => document.title === '(1) ' + t", arg=title, timeout=SLOW)
+    b.evaluate(
+        "() => { delete document.visibilityState;"
+        " document.dispatchEvent(new Event('visibilitychange')); }"
+    )
+    b.wait_for_function("(t) => document.title === t", arg=title)
+
     # Search the history: the match is marked and counted; export it as Markdown.
     b.get_by_role("button", name="Search messages").click()
     b.get_by_role("searchbox", name="Search messages").fill("harbour")
