@@ -705,7 +705,7 @@ describe("ChatProxy chat features (#12)", () => {
     ]);
     expect(sent[3]).toMatchObject({ emoji: "👍", on: true });
     const shown = proxy.state.messages;
-    expect(shown.map((m) => [m.id, m.text, m.edited !== null, m.deleted])).toEqual([
+    expect(shown.map((m) => [m.id, m.text, m.edited != null, m.deleted === true])).toEqual([
       ["b-2:1", "question?\nmore", false, false],
       [mine.id, "", false, true],
       [reply.id, "better answer", true, false],
@@ -745,7 +745,7 @@ describe("ChatProxy chat features (#12)", () => {
     expect(proxy.state.messages[0]).toBe(before);
     conn.emit("data", message(5, { kind: "delete", target: "b-2:1" }));
     await vi.advanceTimersByTimeAsync(20);
-    expect(proxy.state.messages.map((m) => [m.text, m.deleted])).toEqual([
+    expect(proxy.state.messages.map((m) => [m.text, m.deleted === true])).toEqual([
       ["", true],
       ["another", false],
     ]);
