@@ -188,8 +188,9 @@ export class Conversation {
   /** The shown messages for the log's `entries` (in log order). */
   update(entries: readonly ChatMessage[]): readonly ListedMessage[] {
     const grown = entries.length - this.sourceLength;
-    // Same log, same length: nothing new (a first-hand copy replacing a relayed one says the same).
-    if (entries === this.source && grown === 0) return this.list;
+    // Same log, same length, same last entry: nothing new. (A first-hand copy that replaces a
+    // different relayed one is spliced out and added again: a new array or a new last entry.)
+    if (entries === this.source && grown === 0 && entries[entries.length - 1] === this.sourceLast) return this.list;
     if (entries === this.source && grown > 0 && entries[this.sourceLength - 1] === this.sourceLast) {
       const tail = entries.slice(this.sourceLength);
       if (tail.every((entry) => !this.fed.has(entry))) {
