@@ -119,6 +119,14 @@ def test_typing_replies_edits_reactions_deletes_and_mentions(lab: Lab, new_user)
     expect(mentioned.locator("mark.nbchat-mention-self")).to_have_count(1)
     expect(messages(b).locator("mark.nbchat-mention-self")).to_have_count(0)
 
+    # What users see, in both themes.
+    article(a, name_a, "The harbour one").hover()
+    screenshot(a, "chat-features.png")
+    set_theme(a, "JupyterLab Dark")
+    article(a, name_a, "The harbour one").hover()
+    screenshot(a, "chat-features-dark.png")
+    set_theme(a, "JupyterLab Light")
+
     # Unread: B scrolled up sees "N new messages ↓", which jumps to the bottom; in a hidden
     # tab the title counts them, and is restored when the tab shows again.
     say(b, "A long list:\n\n- one\n- two\n- three\n- four\n- five\n- six")
@@ -162,11 +170,3 @@ def test_typing_replies_edits_reactions_deletes_and_mentions(lab: Lab, new_user)
     exported = Path(download.value.path()).read_text(encoding="utf-8")
     assert "The harbour one, surely" in exported
     assert "Oops, wrong room" not in exported
-
-    # What users see, in both themes.
-    article(a, name_a, "The harbour one").hover()
-    screenshot(a, "chat-features.png")
-    set_theme(a, "JupyterLab Dark")
-    article(a, name_a, "The harbour one").hover()
-    screenshot(a, "chat-features-dark.png")
-    set_theme(a, "JupyterLab Light")
