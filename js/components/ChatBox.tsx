@@ -9,7 +9,8 @@ import { LocalCopyInfo } from "./LocalCopyInfo";
 import { ExportMenu, SearchBar, searchMessages } from "./ChatTools";
 import { ActionsContext, type ChatActions, SearchContext, editable } from "./MessageActions";
 import { MessageInput } from "./MessageInput";
-import { SearchIcon } from "./Icons";
+import { BellIcon, SearchIcon } from "./Icons";
+import { useMentionNotifications } from "./notify";
 import { MessagesList } from "./MessagesList";
 import { UsersList } from "./UsersList";
 
@@ -84,6 +85,9 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
   if (matches.join("\n") !== matchesRef.current.join("\n")) matchesRef.current = matches;
   const stableMatches = matchesRef.current;
   useTitleBadge(state.messages, state.selfId);
+  const notifications = useMentionNotifications(state.messages, state.selfId, state.self?.username ?? null, (id) =>
+    jumpRef.current?.(id),
+  );
 
   const attempt = React.useCallback((action: () => unknown) => {
     try {
@@ -219,6 +223,25 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
             <SearchIcon />
           </button>
           <ExportMenu room={room} messages={state.messages} entries={state.entries} />
+          {notifications.permission !== "unsupported" && (
+            <button
+              type="button"
+              className="nbchat-action"
+              aria-label="Notify me when mentioned"
+              aria-pressed={notifications.enabled}
+              disabled={notifications.permission === "denied"}
+              title={
+                notifications.permission === "denied"
+                  ? "Notifications are blocked for this site (browser settings)"
+                  : notifications.enabled
+                    ? "Mentions of you notify while this tab is hidden (click to stop)"
+                    : "Notify me when someone mentions me while this tab is hidden"
+              }
+              onClick={notifications.toggle}
+            >
+              <BellIcon />
+            </button>
+          )}
         </span>
         <span className="nbchat-status" role="status" aria-label="Chat status">
           <span className="nbchat-status-dot" aria-hidden="true" />

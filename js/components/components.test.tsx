@@ -352,3 +352,43 @@ describe("search and export", () => {
     expect(exportName("///", "json")).toBe("nbchat-chat.json");
   });
 });
+
+describe("mention notifications", () => {
+  it("asks only on the bell's click, then notifies of mentions while the tab is hidden", async () => {
+    const { useMentionNotifications } = await import("./notify");
+    const shown: { title: string; body: string }[] = [];
+    const asked = vi.fn(async () => {
+      FakeNotification.permission = "granted";
+      return "granted";
+    });
+    class FakeNotification {
+      static permission = "default";
+      static requestPermission = asked;
+      onclick: (() => void) | null = null;
+      constructor(title: string, options: { body: string }) {
+        shown.push({ title, body: options.body });
+      }
+      close(): void {}
+    }
+    vi.stubGlobal("Notification", FakeNotification);
+    let bell: { toggle(): void; enabled: boolean } = { toggle: () => {}, enabled: false };
+    const message = (id: string, text: string): ChatMessage => ({ id, author: "b", seq: 1, clock: 1, time: 1, text, user: user("bob") });
+    function Harness({ messages }: { messages: ChatMessage[] }): null {
+      bell = useMentionNotifications(messages, "me-1", "ann", () => {});
+      return null;
+    }
+    render(<Harness messages={[message("b:1", "hi")]} />);
+    expect(asked).not.toHaveBeenCalled(); // never on load
+    await act(async () => bell.toggle());
+    expect(asked).toHaveBeenCalledTimes(1);
+    expect(bell.enabled).toBe(true);
+    Object.defineProperty(document, "visibilityState", { value: "hidden", configurable: true });
+    render(<Harness messages={[message("b:1", "hi"), message("b:2", "@ann look"), message("b:3", "no mention")]} />);
+    expect(shown).toEqual([{ title: "bob mentioned you", body: "@ann look" }]);
+    // Visible tab: no notification.
+    delete (document as { visibilityState?: string }).visibilityState;
+    render(<Harness messages={[message("b:1", "hi"), message("b:2", "@ann look"), message("b:3", "no"), message("b:4", "@ann again")]} />);
+    expect(shown).toHaveLength(1);
+    vi.unstubAllGlobals();
+  });
+});
