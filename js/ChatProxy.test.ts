@@ -667,3 +667,114 @@ describe("ChatProxy", () => {
     expect(proxy.state.messages).toMatchObject([{ id: "m-self:1", text: "from the kernel" }]);
   });
 });
+
+describe("ChatProxy chat features (#12)", () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  async function withBob(): Promise<Harness & { conn: FakeConn }> {
+    const harness = await start();
+    harness.sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob")] });
+    const conn = harness.peers[0].dialed[0];
+    openConn(conn);
+    await vi.advanceTimersByTimeAsync(20);
+    return { ...harness, conn };
+  }
+
+  it("replies, edits, deletes and reacts through the same publish path, and shows only messages", async () => {
+    const { proxy, conn } = await withBob();
+    conn.emit("data", { type: "message", message: { seq: 1, clock: 1, time: 5, text: "question?\nmore", user: identity("bob") } });
+    await vi.advanceTimersByTimeAsync(20);
+    const mine = proxy.send("first") as { id: string };
+    const reply = proxy.reply("b-2:1", "answer");
+    proxy.edit(reply.id, "better answer");
+    proxy.react("b-2:1", "👍");
+    proxy.remove(mine.id);
+    await vi.advanceTimersByTimeAsync(20);
+    const sent = conn.frames("message").map((f) => f.message);
+    expect(sent.map((m) => [m.kind ?? null, m.target ?? m.reply_to ?? null])).toEqual([
+      [null, null],
+      [null, "b-2:1"],
+      ["edit", reply.id],
+      ["react", "b-2:1"],
+      ["delete", mine.id],
+    ]);
+    expect(sent[3]).toMatchObject({ emoji: "👍", on: true });
+    const shown = proxy.state.messages;
+    expect(shown.map((m) => [m.id, m.text, m.edited != null, m.deleted === true])).toEqual([
+      ["b-2:1", "question?\nmore", false, false],
+      [mine.id, "", false, true],
+      [reply.id, "better answer", true, false],
+    ]);
+    expect(shown[0].reactions).toEqual([{ emoji: "👍", users: ["me"] }]);
+    expect(shown[2].quote).toEqual({ id: "b-2:1", name: "BOB", line: "question?", deleted: false });
+    // The raw log (what the kernel copy mirrors) still has every entry.
+    expect(proxy.state.entries).toHaveLength(6);
+  });
+
+  it("refuses to edit or delete another's message, and amendments of unknown ids", async () => {
+    const { proxy, conn } = await withBob();
+    conn.emit("data", { type: "message", message: { seq: 1, clock: 1, time: 5, text: "bob's", user: identity("bob") } });
+    await vi.advanceTimersByTimeAsync(20);
+    expect(() => proxy.edit("b-2:1", "mine now")).toThrow(/only edit your own/);
+    expect(() => proxy.remove("b-2:1")).toThrow(/only delete your own/);
+    expect(() => proxy.react("q-1:9", "👍")).toThrow(/no message/);
+    expect(conn.frames("message")).toEqual([]);
+  });
+
+  it("shows a peer's edit, reaction and delete as the message's current state", async () => {
+    const { proxy, conn } = await withBob();
+    const message = (seq: number, extra: Record<string, unknown>) => ({
+      type: "message",
+      message: { seq, clock: seq, time: seq, text: "", user: identity("bob"), ...extra },
+    });
+    conn.emit("data", message(1, { text: "typo" }));
+    conn.emit("data", message(2, { text: "typo fixed", kind: "edit", target: "b-2:1" }));
+    conn.emit("data", message(3, { kind: "react", target: "b-2:1", emoji: "🎉", on: true }));
+    await vi.advanceTimersByTimeAsync(20);
+    const before = proxy.state.messages[0];
+    expect(before).toMatchObject({ text: "typo fixed", reactions: [{ emoji: "🎉", users: ["bob"] }] });
+    expect(before.edited).toBe(2);
+    // An unrelated message keeps the row's object: React.memo skips it.
+    conn.emit("data", message(4, { text: "another" }));
+    await vi.advanceTimersByTimeAsync(20);
+    expect(proxy.state.messages[0]).toBe(before);
+    conn.emit("data", message(5, { kind: "delete", target: "b-2:1" }));
+    await vi.advanceTimersByTimeAsync(20);
+    expect(proxy.state.messages.map((m) => [m.text, m.deleted === true])).toEqual([
+      ["", true],
+      ["another", false],
+    ]);
+  });
+
+  it("sends typing at most every 2 s and off on send; shows who types until they stop or go quiet", async () => {
+    const { proxy, conn } = await withBob();
+    proxy.setTyping(true);
+    proxy.setTyping(true);
+    await vi.advanceTimersByTimeAsync(2_100);
+    proxy.setTyping(true);
+    proxy.send("done");
+    expect(conn.frames("typing")).toEqual([
+      { type: "typing", on: true },
+      { type: "typing", on: true },
+      { type: "typing", on: false },
+    ]);
+    conn.emit("data", { type: "typing", on: true });
+    await vi.advanceTimersByTimeAsync(20);
+    expect(proxy.state.typing).toBe("BOB is typing…");
+    conn.emit("data", { type: "message", message: { seq: 1, clock: 9, time: 5, text: "sent", user: identity("bob") } });
+    await vi.advanceTimersByTimeAsync(20);
+    expect(proxy.state.typing).toBe("");
+    conn.emit("data", { type: "typing", on: true });
+    await vi.advanceTimersByTimeAsync(20);
+    expect(proxy.state.typing).toBe("BOB is typing…");
+    await vi.advanceTimersByTimeAsync(5_100);
+    expect(proxy.state.typing).toBe("");
+    // Typing is never stored.
+    expect(proxy.state.entries.map((m) => m.text)).toEqual(["done", "sent"]);
+  });
+});

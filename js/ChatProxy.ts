@@ -5,9 +5,11 @@
 import { Peer, type PeerError, type PeerOptions } from "peerjs";
 import { Authorship } from "./authorship";
 import { backoffDelay } from "./backoff";
-import { type ChatState, type Phase, chatState } from "./chatState";
+import { type ChatState, Conversation, type Phase, chatState } from "./chatState";
 import { FILE_LIMIT_BYTES } from "./core/files";
+import { Timeline } from "./core/edits";
 import { type ChatFrame, ChatFrameType, MAX_MESSAGE_BYTES, utf8Length } from "./core/frames";
+import { TYPING_REFRESH_MS, TypingTracker, typingLabel } from "./core/mentions";
 import { MessageLog } from "./core/msglog";
 import { cleanMime, sizeError } from "./core/rich";
 import type { SessionConfig } from "./core/session";
@@ -100,6 +102,13 @@ export class ChatProxy {
   private snapshot: ChatState;
   /** Peers whose signaling failed the passphrase check, until a link with them opens or they leave. */
   private readonly refused = new Map<string, Rejection>();
+  /** What each message shows after its edits, deletes and reactions, folded as entries come. */
+  private readonly conversation = new Conversation();
+  /** Who is typing, from `typing` frames (never stored). */
+  private readonly typists = new TypingTracker();
+  private typingTimer: ReturnType<typeof setTimeout> | null = null;
+  /** When we last told the others we are typing (-Infinity: we are not). */
+  private typingSent = -Infinity;
 
   constructor(private readonly options: ChatProxyOptions) {
     this.options = { ...options, createPeer: this.sealingPeers(options) };
@@ -219,9 +228,73 @@ export class ChatProxy {
     if (utf8Length(body) > limit) throw new Error(`Message too long: the limit is ${limit} bytes`);
     const message = this.log.compose(body, Date.now(), mime === null ? null : cleanMime(mime), null, fields);
     this.publish(message);
+    this.setTyping(false);
     // Shown at once, whatever else is pouring in: it was typed here.
     this.changed(true);
     return message;
+  }
+
+  /** Answer message `id` with `text` (a message that quotes it). */
+  reply(id: string, text: string): ChatMessage {
+    this.target(id);
+    return this.amend(text, { reply_to: id });
+  }
+
+  /** Change the text of one of our own messages, for everyone. */
+  edit(id: string, text: string): ChatMessage {
+    this.own(id, "edit");
+    return this.amend(text, { kind: "edit", target: id });
+  }
+
+  /** Take back one of our own messages, for everyone. */
+  remove(id: string): ChatMessage {
+    this.own(id, "delete");
+    return this.amend("", { kind: "delete", target: id }, true);
+  }
+
+  /** Set (or with `on` false take back) our reaction `emoji` on message `id`. */
+  react(id: string, emoji: string, on = true): ChatMessage {
+    this.target(id);
+    return this.amend("", { kind: "react", target: id, emoji, on }, true);
+  }
+
+  /** Tell the others we are typing (at most every TYPING_REFRESH_MS) or that we stopped. */
+  setTyping(on: boolean): void {
+    const at = Date.now();
+    if (on && at - this.typingSent < TYPING_REFRESH_MS) return;
+    if (!on && this.typingSent === -Infinity) return;
+    this.typingSent = on ? at : -Infinity;
+    for (const peerId of this.present.keys()) {
+      if (this.mesh.isOpen(peerId)) this.mesh.send(peerId, { type: ChatFrameType.TYPING, on });
+    }
+  }
+
+  /** The message `id` (not an amendment) in our log, or an error saying why not. */
+  private target(id: string): ChatMessage {
+    if (this.log === null || this.sync === null) throw new Error("not connected to the room yet");
+    const message = this.log.get(id);
+    if (message === undefined || message.kind !== undefined) throw new Error(`no message ${id} in this room`);
+    return message;
+  }
+
+  private own(id: string, what: string): void {
+    const message = this.target(id);
+    if (message.user.username !== this.log?.user.username) {
+      throw new Error(`you can only ${what} your own messages`);
+    }
+  }
+
+  /** Compose an entry with `extensions` through the same signed path as messages. */
+  private amend(text: string, extensions: Record<string, unknown>, empty = false): ChatMessage {
+    const log = this.log as MessageLog;
+    if (!empty && text.trim() === "") throw new Error("the message is empty");
+    const limit = this.session?.max_message_bytes ?? Infinity;
+    if (utf8Length(text) > limit) throw new Error(`Message too long: the limit is ${limit} bytes`);
+    const entry = log.compose(text, Date.now(), null, null, extensions);
+    this.publish(entry);
+    if (extensions.kind !== "react") this.setTyping(false);
+    this.changed(true);
+    return entry;
   }
 
   /** Share `file` with the room: a card in the chat, the bytes peer to peer to whoever asks.
@@ -283,7 +356,7 @@ export class ChatProxy {
     this.destroyed = true;
     this.files.destroy();
     if (typeof window !== "undefined") window.removeEventListener("online", this.onBrowserOnline);
-    for (const timer of [this.retryTimer, this.emitTimer, this.syncTimer]) {
+    for (const timer of [this.retryTimer, this.emitTimer, this.syncTimer, this.typingTimer]) {
       if (timer !== null) clearTimeout(timer);
     }
     if (this.emitFrame !== null && typeof cancelAnimationFrame === "function") cancelAnimationFrame(this.emitFrame);
@@ -501,6 +574,7 @@ export class ChatProxy {
         break;
       case "USER_DISCONNECTED":
         this.present.delete(frame.peer.peer_id);
+        this.typists.stopped(frame.peer.peer_id);
         this.refused.delete(frame.peer.peer_id);
         this.mesh.forget(frame.peer.peer_id);
         this.mesh.rosterChanged(this.present.keys());
@@ -527,7 +601,16 @@ export class ChatProxy {
 
   private onCheckedFrame(peerId: string, frame: ChatFrame): void {
     const user = this.present.get(peerId)?.user;
-    if (this.sync === null || user === undefined || frame.type === "certs" || frame.type === "typing") return;
+    if (this.sync === null || user === undefined || frame.type === "certs") return;
+    if (frame.type === "typing") {
+      this.typists.typing(peerId, user.display_name || user.name || user.username, Date.now(), frame.on === true);
+      this.typingChanged();
+      return;
+    }
+    if (frame.type === "message") {
+      this.typists.stopped(peerId);
+      this.typingChanged();
+    }
     const out = this.sync.onFrame(peerId, frame, user, now());
     this.carry(out);
     // A big room: what arrived live and is new to us goes on along the overlay, as relayed
@@ -613,6 +696,20 @@ export class ChatProxy {
 
   // --- state ------------------------------------------------------------------------------
 
+  /** Who is typing changed: render, and again when the next one expires. */
+  private typingChanged(): void {
+    if (this.typingTimer !== null) clearTimeout(this.typingTimer);
+    this.typingTimer = null;
+    const next = this.typists.nextChange();
+    if (next !== null && !this.destroyed) {
+      this.typingTimer = setTimeout(() => {
+        this.typingTimer = null;
+        this.typingChanged();
+      }, Math.max(0, next - Date.now()) + 1);
+    }
+    this.changed(false);
+  }
+
   private setPhase(phase: Phase): void {
     this.phase = phase;
     this.changed(false);
@@ -666,7 +763,9 @@ export class ChatProxy {
       self: this.session?.user ?? null,
       present: [...this.present.values()],
       rosterKnown: this.rosterKnown,
-      messages: (this.log ?? this.stored)?.messages.slice() ?? [],
+      messages: this.conversation.update((this.log ?? this.stored)?.messages ?? []),
+      entries: (this.log ?? this.stored)?.messages.slice() ?? [],
+      typing: typingLabel(this.typists.names(Date.now())),
       localCopy: this.copy.available ? this.copyStats ?? NOTHING_STORED : null,
       maxMessageBytes: this.session?.max_message_bytes ?? MAX_MESSAGE_BYTES,
       audience: this.session?.audience ?? null,

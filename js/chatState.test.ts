@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type ConnectionFacts, chatState } from "./chatState";
+import { type ConnectionFacts, Conversation, chatState } from "./chatState";
 import { historyBatches } from "./core/sync";
 import { CHUNK_THRESHOLD_BYTES } from "./core/chunking";
 import type { ChatMessage } from "./protocol";
@@ -84,5 +84,45 @@ describe("historyBatches", () => {
     );
     expect(chatState(facts({ refused: ["Ann"] })).notice).toBe("Ann uses a room passphrase and you have none: no connection.");
     expect(chatState(facts({})).sealed).toBe(false);
+  });
+});
+
+describe("Conversation", () => {
+  const bob = { ...me, username: "bob", display_name: "Bob" };
+  const entry = (seq: number, extra: Partial<ChatMessage> = {}): ChatMessage => ({
+    id: `b:${seq}`,
+    author: "b",
+    seq,
+    clock: seq,
+    time: seq,
+    text: "",
+    user: bob,
+    ...extra,
+  });
+
+  it("folds entries as they come (an edit before its message too), keeping unchanged rows' objects", () => {
+    const conversation = new Conversation();
+    const log: ChatMessage[] = [entry(2, { kind: "edit", target: "b:1", text: "fixed\nsecond line" })];
+    expect(conversation.update(log)).toEqual([]);
+    log.unshift(entry(1, { text: "tpyo" }));
+    log.push(entry(3, { text: "answer", reply_to: "b:1" }));
+    const first = conversation.update(log);
+    expect(first.map((m) => [m.id, m.text, m.edited])).toEqual([
+      ["b:1", "fixed\nsecond line", 2],
+      ["b:3", "answer", null],
+    ]);
+    expect(first[1].quote).toEqual({ id: "b:1", name: "Bob", line: "fixed", deleted: false });
+    // Nothing new: the same list. A reaction: only its row is new.
+    expect(conversation.update(log)).toBe(first);
+    log.push(entry(4, { kind: "react", target: "b:3", emoji: "👀", on: true }));
+    const second = conversation.update(log);
+    expect(second[0]).toBe(first[0]);
+    expect(second[1]).not.toBe(first[1]);
+    expect(second[1].reactions).toEqual([{ emoji: "👀", users: ["bob"] }]);
+    // Deleting the original changes the reply's quote.
+    log.push(entry(5, { kind: "delete", target: "b:1" }));
+    const third = conversation.update(log);
+    expect(third[0]).toMatchObject({ text: "", deleted: true });
+    expect(third[1].quote).toEqual({ id: "b:1", name: "Bob", line: "message deleted", deleted: true });
   });
 });

@@ -1,5 +1,6 @@
 // What the chat shows, derived from ChatProxy's connection facts: pure, so it is tested alone.
 
+import { type MessageState, type Reaction, Timeline } from "./core/edits";
 import type { ChatMessage, Identity, Presence } from "./protocol";
 import type { LocalCopyStats } from "./storage";
 
@@ -17,7 +18,12 @@ export interface ChatState {
   users: readonly Presence[];
   /** Whether `users` comes from the server's roster (not just ourselves, before it arrives). */
   rosterKnown: boolean;
-  messages: readonly ChatMessage[];
+  /** The conversation: messages only (no amendment entries), each as it shows now. */
+  messages: readonly ListedMessage[];
+  /** Every log entry in order, amendments included (what the kernel copy mirrors). */
+  entries: readonly ChatMessage[];
+  /** "Ana is typing…", or "" for nobody. */
+  typing: string;
   maxMessageBytes: number;
   /** A notice for the reader (the TURN relay fails us, someone floods the room), or null. */
   notice: string | null;
@@ -46,7 +52,10 @@ export interface ConnectionFacts {
   self: Identity | null;
   present: readonly Presence[];
   rosterKnown: boolean;
-  messages: readonly ChatMessage[];
+  messages: readonly ListedMessage[];
+  /** Every log entry (defaults to `messages`). */
+  entries?: readonly ChatMessage[];
+  typing?: string;
   maxMessageBytes: number;
   flooding: readonly Flood[];
   /** Why the TURN relay gives us no relayed address ("the TURN relay refused…"), or null. */
@@ -108,6 +117,8 @@ export function chatState(facts: ConnectionFacts): ChatState {
     users,
     rosterKnown: facts.rosterKnown,
     messages: facts.messages,
+    entries: facts.entries ?? facts.messages,
+    typing: facts.typing ?? "",
     maxMessageBytes: facts.maxMessageBytes,
     notice:
       [facts.relayProblem, refusedNotice(facts.refused ?? [], facts.sealed ?? false), floodNotice(facts.flooding)]
@@ -117,4 +128,166 @@ export function chatState(facts: ConnectionFacts): ChatState {
     sealed: facts.sealed ?? false,
     localCopy: facts.localCopy ?? null,
   };
+}
+
+/** What a reply shows of the message it answers. */
+export interface Quote {
+  id: string;
+  name: string;
+  /** The first line of its current text ("message deleted" for a deleted one). */
+  line: string;
+  deleted: boolean;
+}
+
+/** What the list may show of a message: a plain entry, or a ShownMessage. */
+export type ListedMessage = ChatMessage & Partial<Omit<ShownMessage, keyof ChatMessage>>;
+
+/** A message as the list shows it: its log entry with its current text, edits, reactions. */
+export interface ShownMessage extends ChatMessage {
+  /** The `time` of the edit shown, null if never edited. */
+  edited: number | null;
+  deleted: boolean;
+  reactions: readonly Reaction[];
+  /** The message this one answers, if it is a reply (null if that one is not held). */
+  quote: Quote | null;
+}
+
+export function displayName(user: Identity): string {
+  return user.display_name || user.name || user.username;
+}
+
+function quoteOf(state: MessageState): Quote {
+  const line = state.deleted ? "message deleted" : state.text.split("\n", 1)[0];
+  return { id: state.id, name: displayName(state.user), line, deleted: state.deleted };
+}
+
+/**
+ * The log folded into the conversation, incrementally. A message nobody amended and that
+ * answers nothing is listed as its log entry itself (no copy, no fold); the others as a
+ * ShownMessage, rebuilt only when its state (or the state of the message it quotes)
+ * changed, so unchanged rows keep their identity and React.memo skips them. Entries
+ * appended at the end of the log (live chat) cost only their own work; anything else
+ * (history inserted in the middle) refolds the list, reusing every unchanged row.
+ */
+export class Conversation {
+  private readonly timeline = new Timeline();
+  private readonly fed = new WeakSet<ChatMessage>();
+  /** Each message's log entry (the newest copy), for rows listed as ShownMessage copies. */
+  private readonly entries = new Map<string, ChatMessage>();
+  /** Ids that amendments name: their rows need the Timeline's fold. */
+  private readonly amended = new Set<string>();
+  private readonly shown = new WeakMap<MessageState, { quoted: MessageState | null; message: ShownMessage }>();
+  private list: ListedMessage[] = [];
+  /** Row of each message id in `list`, and the replies to each id. */
+  private readonly rows = new Map<string, number>();
+  private readonly replies = new Map<string, string[]>();
+  private source: readonly ChatMessage[] | null = null;
+  private sourceLength = 0;
+  private sourceLast: ChatMessage | undefined = undefined;
+
+  /** The shown messages for the log's `entries` (in log order). */
+  update(entries: readonly ChatMessage[]): readonly ListedMessage[] {
+    const grown = entries.length - this.sourceLength;
+    // Same log, same length, same last entry: nothing new. (A first-hand copy that replaces a
+    // different relayed one is spliced out and added again: a new array or a new last entry.)
+    if (entries === this.source && grown === 0 && entries[entries.length - 1] === this.sourceLast) return this.list;
+    if (entries === this.source && grown > 0 && entries[this.sourceLength - 1] === this.sourceLast) {
+      const tail = entries.slice(this.sourceLength);
+      if (tail.every((entry) => !this.fed.has(entry))) {
+        this.append(tail);
+        this.remember(entries);
+        return this.list;
+      }
+    }
+    for (const entry of entries) this.feed(entry);
+    const list: ListedMessage[] = [];
+    this.rows.clear();
+    this.replies.clear();
+    for (const entry of entries) {
+      if (entry.kind !== undefined) continue;
+      this.rows.set(entry.id, list.length);
+      if (entry.reply_to !== undefined) this.noteReply(entry);
+      list.push(this.row(entry));
+    }
+    this.list = list;
+    this.remember(entries);
+    return list;
+  }
+
+  /** What message `id` shows now (null for an amendment or an unknown id). */
+  state(id: string): MessageState | null {
+    return this.timeline.state(id);
+  }
+
+  private remember(entries: readonly ChatMessage[]): void {
+    this.source = entries;
+    this.sourceLength = entries.length;
+    this.sourceLast = entries[entries.length - 1];
+  }
+
+  private feed(entry: ChatMessage): void {
+    if (this.fed.has(entry)) return;
+    this.fed.add(entry);
+    this.timeline.add(entry);
+    if (entry.kind === undefined) this.entries.set(entry.id, entry);
+    if (entry.kind !== undefined && entry.target !== undefined) this.amended.add(entry.target);
+  }
+
+  private noteReply(entry: ChatMessage): void {
+    const target = entry.reply_to as string;
+    const list = this.replies.get(target);
+    if (list === undefined) this.replies.set(target, [entry.id]);
+    else list.push(entry.id);
+  }
+
+  /** New entries at the end of the log: append messages, refresh the rows amendments touch. */
+  private append(tail: readonly ChatMessage[]): void {
+    const list = this.list.slice();
+    const touched = new Set<string>();
+    for (const entry of tail) {
+      this.feed(entry);
+      if (entry.kind === undefined) {
+        this.rows.set(entry.id, list.length);
+        if (entry.reply_to !== undefined) this.noteReply(entry);
+        list.push(this.row(entry));
+        if (this.replies.has(entry.id)) touched.add(entry.id);
+      } else if (entry.target !== undefined) {
+        touched.add(entry.target);
+      }
+    }
+    for (const id of touched) {
+      for (const changed of [id, ...(this.replies.get(id) ?? [])]) {
+        const at = this.rows.get(changed);
+        if (at !== undefined) list[at] = this.row(list[at] as ChatMessage, true);
+      }
+    }
+    this.list = list;
+  }
+
+  /** The row for message `entry` (`listed`: a row of the list, maybe a ShownMessage already). */
+  private row(entry: ChatMessage, listed = false): ListedMessage {
+    if (listed) entry = this.entries.get(entry.id) ?? entry;
+    if (!this.amended.has(entry.id) && entry.reply_to === undefined) return entry;
+    const state = this.timeline.state(entry.id);
+    if (state === null) return entry;
+    const quoted = state.reply_to !== null ? this.timeline.state(state.reply_to) : null;
+    let cached = this.shown.get(state);
+    if (cached === undefined || cached.quoted !== quoted || cached.message.file !== entry.file) {
+      const message: ShownMessage = {
+        ...entry,
+        text: state.text,
+        edited: state.edited,
+        deleted: state.deleted,
+        reactions: state.reactions,
+        quote: quoted !== null ? quoteOf(quoted) : null,
+      };
+      if (state.deleted) {
+        delete message.mime;
+        delete message.file;
+      }
+      cached = { quoted, message };
+      this.shown.set(state, cached);
+    }
+    return cached.message;
+  }
 }

@@ -50,6 +50,8 @@ class FakeProxy {
     users: [{ peer_id: "p-me", user: ann }],
     rosterKnown: true,
     messages: [],
+    entries: [],
+    typing: "",
     maxMessageBytes: 65536,
     notice: null,
     audience: null,
@@ -118,7 +120,7 @@ describe("KernelBridge", () => {
     model.setOwner("p-me");
     const a1 = message("a", 1, 1);
     const a2 = message("a", 2, 3);
-    proxy.update({ messages: [a1, a2], status: "Connected to 1 peer" });
+    proxy.update({ entries: [a1, a2], status: "Connected to 1 peer" });
     await vi.advanceTimersByTimeAsync(300);
     expect(model.sent.filter((m) => m.type === "messages")).toEqual([
       { type: "messages", from: 0, messages: [a1, a2].map(({ id, author, time, text, user }) => ({ id, author, time, text, user })), done: true },
@@ -129,7 +131,7 @@ describe("KernelBridge", () => {
 
     model.sent = [];
     const late = message("b", 1, 2); // ordered between a1 and a2
-    proxy.update({ messages: [a1, late, a2] });
+    proxy.update({ entries: [a1, late, a2] });
     await vi.advanceTimersByTimeAsync(300);
     const patches = model.sent.filter((m) => m.type === "messages");
     expect(patches.map((p) => [p.from, p.messages.map((m: ChatMessage) => m.id)])).toEqual([[1, ["b:1", "a:2"]]]);
@@ -141,11 +143,11 @@ describe("KernelBridge", () => {
     const a1 = message("a", 1, 1);
     const forged = { ...message("a", 2, 2), text: "forged" };
     const a3 = message("a", 3, 3);
-    proxy.update({ messages: [a1, forged, a3] });
+    proxy.update({ entries: [a1, forged, a3] });
     await vi.advanceTimersByTimeAsync(300);
     model.sent = [];
     const real = message("a", 2, 2);
-    proxy.update({ messages: [a1, real, a3] });
+    proxy.update({ entries: [a1, real, a3] });
     await vi.advanceTimersByTimeAsync(300);
     const patches = model.sent.filter((m) => m.type === "messages");
     expect(patches.map((p) => [p.from, p.messages.map((m: ChatMessage) => m.text)])).toEqual([[1, ["a2", "a3"]]]);
@@ -155,7 +157,7 @@ describe("KernelBridge", () => {
     const { model, proxy } = setup();
     model.setOwner("p-me");
     const many = Array.from({ length: 2_500 }, (_, i) => message("a", i + 1, i + 1));
-    proxy.update({ messages: many });
+    proxy.update({ entries: many });
     await vi.advanceTimersByTimeAsync(300);
     const patches = model.sent.filter((m) => m.type === "messages");
     expect(patches.map((p) => [p.from, p.messages.length, p.done])).toEqual([
@@ -168,7 +170,7 @@ describe("KernelBridge", () => {
   it("does not mirror when another browser owns the widget", async () => {
     const { model, proxy } = setup();
     model.setOwner("p-other");
-    proxy.update({ messages: [message("a", 1, 1)] });
+    proxy.update({ entries: [message("a", 1, 1)] });
     await vi.advanceTimersByTimeAsync(300);
     expect(model.sent.filter((m) => m.type === "messages")).toEqual([]);
     expect(model.saves).toBe(0);

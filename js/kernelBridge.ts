@@ -113,7 +113,7 @@ export class KernelBridge {
    * not on every change, and never echoed back to other browsers.
    */
   private patchMessages(state: ChatState): void {
-    const messages = state.messages;
+    const messages = state.entries;
     let from = 0;
     while (from < this.mirrored.length && from < messages.length && sameForKernel(this.mirrored[from], messages[from])) {
       from += 1;

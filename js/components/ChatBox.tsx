@@ -2,11 +2,15 @@
 
 import * as React from "react";
 import type { ChatProxy } from "../ChatProxy";
-import type { ChatState } from "../chatState";
+import { type ChatState, type ListedMessage, type Quote, displayName } from "../chatState";
 import { createMarkdownRenderer } from "../markdown";
 import { FilesContext, SaveContext } from "./FileCard";
 import { LocalCopyInfo } from "./LocalCopyInfo";
+import { ExportMenu, SearchBar, searchMessages } from "./ChatTools";
+import { ActionsContext, type ChatActions, SearchContext, editable } from "./MessageActions";
 import { MessageInput } from "./MessageInput";
+import { BellIcon, SearchIcon } from "./Icons";
+import { useMentionNotifications } from "./notify";
 import { MessagesList } from "./MessagesList";
 import { UsersList } from "./UsersList";
 
@@ -24,6 +28,41 @@ function useChatState(proxy: ChatProxy): ChatState {
   );
 }
 
+/** While the tab is hidden, "(N) " before the document title for N new messages from others. */
+function useTitleBadge(messages: readonly ListedMessage[], selfId: string | null): void {
+  const hiddenAt = React.useRef<{ id: string | undefined; title: string } | null>(null);
+  const last = messages[messages.length - 1];
+  const lastRef = React.useRef(last);
+  lastRef.current = last;
+  React.useEffect(() => {
+    if (typeof document === "undefined") return;
+    const onVisibility = (): void => {
+      if (document.visibilityState === "hidden") {
+        hiddenAt.current = { id: lastRef.current?.id, title: document.title.replace(/^\(\d+\+?\) /, "") };
+      } else if (hiddenAt.current !== null) {
+        document.title = document.title.replace(/^\(\d+\+?\) /, "");
+        hiddenAt.current = null;
+      }
+    };
+    onVisibility();
+    document.addEventListener("visibilitychange", onVisibility);
+    return () => {
+      document.removeEventListener("visibilitychange", onVisibility);
+      if (hiddenAt.current !== null) document.title = document.title.replace(/^\(\d+\+?\) /, "");
+    };
+  }, []);
+  React.useEffect(() => {
+    const hidden = hiddenAt.current;
+    if (hidden === null) return;
+    let count = 0;
+    for (let i = messages.length - 1; i >= 0 && messages[i].id !== hidden.id && count < 100; i -= 1) {
+      if (messages[i].author !== selfId) count += 1;
+    }
+    const base = document.title.replace(/^\(\d+\+?\) /, "");
+    document.title = count > 0 ? `(${count >= 100 ? "99+" : count}) ${base}` : base;
+  }, [messages, selfId]);
+}
+
 /** A notebook-path room shows as its file name; the full name is in the tooltip. */
 function roomLabel(room: string): string {
   const parts = room.split(/[\\/]/).filter(Boolean);
@@ -34,18 +73,86 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
   const state = useChatState(proxy);
   const markdown = React.useMemo(() => createMarkdownRenderer(window), []);
   const [sendError, setSendError] = React.useState<string | null>(null);
+  const [editing, setEditing] = React.useState<{ id: string; text: string } | null>(null);
+  const [replying, setReplying] = React.useState<Quote | null>(null);
+  const jumpRef = React.useRef<((id: string, focus?: boolean) => void) | null>(null);
+  const [searching, setSearching] = React.useState(false);
+  const [query, setQuery] = React.useState("");
+  const deferredQuery = React.useDeferredValue(searching ? query.trim() : "");
+  const matches = React.useMemo(() => searchMessages(state.messages, deferredQuery), [state.messages, deferredQuery]);
+  const matchesRef = React.useRef<string[]>([]);
+  // A new message that does not match keeps the list (the search box does not jump again).
+  if (matches.join("\n") !== matchesRef.current.join("\n")) matchesRef.current = matches;
+  const stableMatches = matchesRef.current;
+  useTitleBadge(state.messages, state.selfId);
+  const notifications = useMentionNotifications(state.messages, state.selfId, state.self?.username ?? null, (id) =>
+    jumpRef.current?.(id),
+  );
+
+  const attempt = React.useCallback((action: () => unknown) => {
+    try {
+      action();
+      setSendError(null);
+    } catch (error) {
+      setSendError(error instanceof Error ? error.message : String(error));
+    }
+  }, []);
 
   const onSend = React.useCallback(
     (text: string) => {
-      try {
-        proxy.send(text);
-        setSendError(null);
-      } catch (error) {
-        setSendError(error instanceof Error ? error.message : String(error));
-      }
+      attempt(() => {
+        if (replying !== null) proxy.reply(replying.id, text);
+        else proxy.send(text);
+      });
+      setReplying(null);
     },
-    [proxy],
+    [proxy, replying, attempt],
   );
+
+  const usersRef = React.useRef(state.users);
+  usersRef.current = state.users;
+  const selfName = state.self?.username ?? null;
+  const actions = React.useMemo<ChatActions>(
+    () => ({
+      self: selfName,
+      react: (id, emoji, on) => attempt(() => proxy.react(id, emoji, on)),
+      reply: (message) => {
+        setEditing(null);
+        setReplying({
+          id: message.id,
+          name: displayName(message.user),
+          line: message.text.split("\n", 1)[0],
+          deleted: false,
+        });
+      },
+      edit: (message) => {
+        setReplying(null);
+        setEditing({ id: message.id, text: message.text });
+      },
+      remove: (id) => attempt(() => proxy.remove(id)),
+      jumpTo: (id) => jumpRef.current?.(id),
+      nameOf: (username) => {
+        const found = usersRef.current.find((u) => u.user.username === username);
+        return found !== undefined ? displayName(found.user) : username;
+      },
+    }),
+    [proxy, selfName, attempt],
+  );
+  const onEditLast = React.useCallback(() => {
+    const messages = proxy.state.messages;
+    for (let i = messages.length - 1; i >= 0; i -= 1) {
+      const message = messages[i];
+      if (message.user.username === selfName && editable(message)) {
+        actions.edit(message);
+        return;
+      }
+    }
+  }, [proxy, selfName, actions]);
+  const people = React.useMemo(() => {
+    const seen = new Map(state.users.map((u) => [u.user.username, u.user]));
+    if (selfName !== null) seen.delete(selfName);
+    return [...seen.values()];
+  }, [state.users, selfName]);
 
   const onFiles = React.useCallback(
     (files: File[]) => {
@@ -82,6 +189,7 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
   const onClearLocalCopy = React.useCallback(() => void proxy.clearLocalCopy(), [proxy]);
 
   return (
+    <ActionsContext.Provider value={actions}>
     <FilesContext.Provider value={proxy.files}>
     <SaveContext.Provider value={saveFile}>
     <div className={`nbchat nbchat-phase-${state.phase}${dragging ? " nbchat-dragging" : ""}`} {...dropHandlers}>
@@ -103,11 +211,55 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
             <span aria-hidden="true">🔒</span> passphrase
           </span>
         )}
+        <span className="nbchat-tools">
+          <button
+            type="button"
+            className="nbchat-action"
+            aria-label="Search messages"
+            aria-pressed={searching}
+            title="Search messages"
+            onClick={() => setSearching((s) => !s)}
+          >
+            <SearchIcon />
+          </button>
+          <ExportMenu room={room} messages={state.messages} entries={state.entries} />
+          {notifications.permission !== "unsupported" && (
+            <button
+              type="button"
+              className="nbchat-action"
+              aria-label="Notify me when mentioned"
+              aria-pressed={notifications.enabled}
+              disabled={notifications.permission === "denied"}
+              title={
+                notifications.permission === "denied"
+                  ? "Notifications are blocked for this site (browser settings)"
+                  : notifications.enabled
+                    ? "Mentions of you notify while this tab is hidden (click to stop)"
+                    : "Notify me when someone mentions me while this tab is hidden"
+              }
+              onClick={notifications.toggle}
+            >
+              <BellIcon />
+            </button>
+          )}
+        </span>
         <span className="nbchat-status" role="status" aria-label="Chat status">
           <span className="nbchat-status-dot" aria-hidden="true" />
           {state.status}
         </span>
       </div>
+      {searching && (
+        <SearchBar
+          query={query}
+          onQuery={setQuery}
+          matches={stableMatches}
+          onJump={(id) => jumpRef.current?.(id, false)}
+          onClose={() => {
+            setSearching(false);
+            setQuery("");
+          }}
+        />
+      )}
       {state.notice !== null && (
         <div className="nbchat-notice" role="status" aria-label="Chat notice">
           {state.notice}
@@ -115,13 +267,40 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
       )}
       <div className="nbchat-body">
         <div className="nbchat-main">
-          <MessagesList messages={state.messages} users={state.users} selfId={state.selfId} markdown={markdown} />
+          <SearchContext.Provider value={deferredQuery}>
+            <MessagesList
+              messages={state.messages}
+              users={state.users}
+              selfId={state.selfId}
+              markdown={markdown}
+              jumpRef={jumpRef}
+            />
+          </SearchContext.Provider>
           {sendError !== null && (
             <div className="nbchat-input-reason" role="alert">
               {sendError}
             </div>
           )}
-          <MessageInput onSend={onSend} onFiles={onFiles} disabledReason={state.cannotSend} maxBytes={state.maxMessageBytes} />
+          <div className="nbchat-typing" role="status" aria-label="Who is typing">
+            {state.typing}
+          </div>
+          <MessageInput
+            onSend={onSend}
+            onFiles={onFiles}
+            disabledReason={state.cannotSend}
+            maxBytes={state.maxMessageBytes}
+            editing={editing}
+            onEdit={(id, text) => {
+              attempt(() => proxy.edit(id, text));
+              setEditing(null);
+            }}
+            onCancelEdit={() => setEditing(null)}
+            onEditLast={onEditLast}
+            replying={replying}
+            onCancelReply={() => setReplying(null)}
+            onTyping={(typing) => proxy.setTyping(typing)}
+            people={people}
+          />
           <LocalCopyInfo stats={state.localCopy ?? null} onClear={onClearLocalCopy} />
         </div>
         <UsersList users={state.users} selfId={state.selfId} />
@@ -134,5 +313,6 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
     </div>
     </SaveContext.Provider>
     </FilesContext.Provider>
+    </ActionsContext.Provider>
   );
 }

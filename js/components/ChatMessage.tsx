@@ -2,8 +2,10 @@
 
 import * as React from "react";
 import type { MarkdownRenderer } from "../markdown";
-import type { ChatMessage as Message } from "../protocol";
+import type { ListedMessage as Message } from "../chatState";
+import { findMentions } from "../core/mentions";
 import { Avatar } from "./Avatar";
+import { ActionsContext, MessageToolbar, Reactions, SearchContext } from "./MessageActions";
 import { FileCard } from "./FileCard";
 import { RichBody } from "./RichBody";
 
@@ -46,18 +48,88 @@ function useCopyButtons(body: React.RefObject<HTMLDivElement | null>, html: stri
   }, [body, html]);
 }
 
+/** Where `query` occurs in `text`, ignoring case. */
+function occurrences(text: string, query: string): { start: number; end: number }[] {
+  const found: { start: number; end: number }[] = [];
+  const folded = text.toLowerCase();
+  const q = query.toLowerCase();
+  for (let at = folded.indexOf(q); at !== -1 && q !== ""; at = folded.indexOf(q, at + q.length)) {
+    found.push({ start: at, end: at + q.length });
+  }
+  return found;
+}
+
+/** `html` with each occurrence of `query` in a <mark> (search results). */
+function markQuery(html: string, query: string): string {
+  const template = document.createElement("template");
+  template.innerHTML = html;
+  const walker = document.createTreeWalker(template.content, NodeFilter.SHOW_TEXT);
+  const texts: Text[] = [];
+  for (let node = walker.nextNode(); node !== null; node = walker.nextNode()) texts.push(node as Text);
+  for (const text of texts) {
+    for (const { start, end } of occurrences(text.data, query).reverse()) {
+      const tail = text.splitText(start);
+      tail.splitText(end - start);
+      const mark = document.createElement("mark");
+      mark.className = "nbchat-search-hit";
+      tail.replaceWith(mark);
+      mark.appendChild(tail);
+    }
+  }
+  return template.innerHTML;
+}
+
+/** `html` with each mention of `username` (outside code) in a <mark>, shown as `@shownAs`. */
+function markMentions(html: string, username: string, shownAs: string): string {
+  const template = document.createElement("template");
+  template.innerHTML = html;
+  const walker = document.createTreeWalker(template.content, NodeFilter.SHOW_TEXT);
+  const texts: Text[] = [];
+  for (let node = walker.nextNode(); node !== null; node = walker.nextNode()) {
+    if ((node.parentElement?.closest("code, pre") ?? null) === null) texts.push(node as Text);
+  }
+  for (const text of texts) {
+    for (const { start, end } of findMentions(text.data, [username]).reverse()) {
+      const tail = text.splitText(start);
+      tail.splitText(end - start);
+      const mark = document.createElement("mark");
+      mark.className = "nbchat-mention nbchat-mention-self";
+      // Shown by name (usernames may be opaque ids); the username stays in the tooltip.
+      mark.title = tail.data;
+      mark.textContent = `@${shownAs}`;
+      tail.replaceWith(mark);
+    }
+  }
+  return template.innerHTML;
+}
+
 function ChatMessageView({ message, markdown, continued, isSelf, avatarUrl }: ChatMessageProps): React.ReactElement {
   const rich = message.mime !== undefined;
-  const html = React.useMemo(() => (rich ? "" : markdown.render(message.text)), [markdown, message.text, rich]);
+  const deleted = message.deleted === true;
+  const actions = React.useContext(ActionsContext);
+  const self = actions?.self ?? null;
+  const mentioned = self !== null && !deleted && findMentions(message.text, [self]).length > 0;
+  const shownAs = mentioned && self !== null ? actions?.nameOf(self) ?? self : null;
+  const search = React.useContext(SearchContext);
+  const hit = search !== "" && !deleted && message.text.toLowerCase().includes(search.toLowerCase());
+  const html = React.useMemo(() => {
+    if (rich) return "";
+    let rendered = markdown.render(message.text);
+    if (self !== null && shownAs !== null) rendered = markMentions(rendered, self, shownAs);
+    return hit ? markQuery(rendered, search) : rendered;
+  }, [markdown, message.text, rich, self, shownAs, hit, search]);
   const bodyRef = React.useRef<HTMLDivElement>(null);
   useCopyButtons(bodyRef, html);
   const when = new Date(message.time);
   const name = message.user.display_name || message.user.name || message.user.username;
+  const quote = message.quote ?? null;
+  const edited = message.edited ?? null;
   return (
     <div
       role="article"
-      aria-label={`Message from ${name}`}
-      className={`nbchat-message${continued ? " nbchat-message-continued" : ""}${isSelf ? " nbchat-message-self" : ""}`}
+      aria-label={`Message from ${name}${mentioned ? ", mentions you" : ""}`}
+      tabIndex={-1}
+      className={`nbchat-message${continued && quote === null ? " nbchat-message-continued" : ""}${isSelf ? " nbchat-message-self" : ""}${mentioned ? " nbchat-message-mentioned" : ""}`}
       data-message-id={message.id}
     >
       <div className="nbchat-message-gutter">
@@ -70,7 +142,7 @@ function ChatMessageView({ message, markdown, continued, isSelf, avatarUrl }: Ch
         )}
       </div>
       <div className="nbchat-message-main">
-        {!continued && (
+        {(!continued || quote !== null) && (
           <div className="nbchat-message-header">
             <span className="nbchat-message-author">{name}</span>
             <time className="nbchat-message-time" dateTime={when.toISOString()} title={fullFormat.format(when)}>
@@ -78,7 +150,21 @@ function ChatMessageView({ message, markdown, continued, isSelf, avatarUrl }: Ch
             </time>
           </div>
         )}
-        {message.file !== undefined ? (
+        {quote !== null && (
+          <button
+            type="button"
+            className="nbchat-quote"
+            aria-label={`Replying to ${quote.name}: ${quote.line}. Show that message`}
+            title="Show the message this answers"
+            onClick={() => actions?.jumpTo(quote.id)}
+          >
+            <span className="nbchat-quote-author">{quote.name}</span>
+            <span className={`nbchat-quote-line${quote.deleted ? " nbchat-deleted" : ""}`}>{quote.line}</span>
+          </button>
+        )}
+        {deleted ? (
+          <div className="nbchat-message-body nbchat-deleted">message deleted</div>
+        ) : message.file !== undefined ? (
           <div className="nbchat-message-body">
             <FileCard id={message.id} file={message.file} sender={name} isSelf={isSelf} />
           </div>
@@ -90,7 +176,14 @@ function ChatMessageView({ message, markdown, continued, isSelf, avatarUrl }: Ch
           /* Sanitized by markdown.render (DOMPurify, no scripts, handlers, images or frames). */
           <div className="nbchat-message-body" ref={bodyRef} dangerouslySetInnerHTML={{ __html: html }} />
         )}
+        {edited !== null && !deleted && (
+          <span className="nbchat-edited" title={`Edited ${fullFormat.format(new Date(edited))}`}>
+            (edited)
+          </span>
+        )}
+        <Reactions id={message.id} reactions={message.reactions ?? []} />
       </div>
+      <MessageToolbar message={message} name={name} />
     </div>
   );
 }

@@ -3,7 +3,8 @@
 
 import * as React from "react";
 import type { MarkdownRenderer } from "../markdown";
-import type { ChatMessage as Message, Presence } from "../protocol";
+import type { ListedMessage as Message } from "../chatState";
+import type { Presence } from "../protocol";
 import { rowAt, rowOffsets, visibleRange } from "../windowing";
 import { ChatMessage, type ChatMessageProps } from "./ChatMessage";
 
@@ -12,6 +13,8 @@ export interface MessagesListProps {
   users: readonly Presence[];
   selfId: string | null;
   markdown: MarkdownRenderer;
+  /** Set to a function that scrolls to a message, highlights and focuses it. */
+  jumpRef?: React.MutableRefObject<((id: string, focus?: boolean) => void) | null>;
 }
 
 /** Guesses for rows not measured yet: a header row is taller than a continued one. */
@@ -21,6 +24,20 @@ const OVERSCAN_PX = 240;
 const BOTTOM_SLACK_PX = 24;
 /** Messages from one author within this window are grouped under one header. */
 const GROUP_MS = 5 * 60_000;
+/** How long a message jumped to stays highlighted. */
+const HIGHLIGHT_MS = 2_500;
+/** Unread messages counted at most (a scan back from the newest). */
+const UNREAD_CAP = 999;
+
+/** Messages from others after `seen` (the newest one the reader saw at the bottom). */
+function unreadAfter(messages: readonly Message[], seen: string | undefined, selfId: string | null): number {
+  let count = 0;
+  for (let i = messages.length - 1; i >= 0 && i >= messages.length - UNREAD_CAP - 1; i -= 1) {
+    if (messages[i].id === seen) return count;
+    if (messages[i].author !== selfId) count += 1;
+  }
+  return seen === undefined ? 0 : Math.min(count, UNREAD_CAP);
+}
 
 function isContinued(messages: readonly Message[], index: number): boolean {
   const previous = messages[index - 1];
@@ -33,7 +50,7 @@ function isContinued(messages: readonly Message[], index: number): boolean {
   );
 }
 
-export function MessagesList({ messages, users, selfId, markdown }: MessagesListProps): React.ReactElement {
+export function MessagesList({ messages, users, selfId, markdown, jumpRef }: MessagesListProps): React.ReactElement {
   const scroller = React.useRef<HTMLDivElement>(null);
   const heights = React.useRef(new Map<string, number>());
   const atBottom = React.useRef(true);
@@ -162,6 +179,51 @@ export function MessagesList({ messages, users, selfId, markdown }: MessagesList
     [],
   );
 
+  // Unread: what arrived from others since the reader last was at the bottom.
+  const last2 = messages[messages.length - 1];
+  const seenUpTo = React.useRef<string | undefined>(undefined);
+  if (atBottom.current) seenUpTo.current = last2?.id;
+  const unread = atBottom.current ? 0 : unreadAfter(messages, seenUpTo.current, selfId);
+  const toBottom = (): void => {
+    const element = scroller.current;
+    if (element === null) return;
+    atBottom.current = true;
+    element.scrollTop = element.scrollHeight;
+    lastTop.current = element.scrollTop;
+    setViewport({ top: element.scrollTop, height: element.clientHeight });
+  };
+
+  // Jump to a message (a reply's quote): scroll it into view, highlight it, focus it.
+  const [highlight, setHighlight] = React.useState<string | null>(null);
+  const focusJumped = React.useRef(true);
+  const messagesRef = React.useRef(messages);
+  messagesRef.current = messages;
+  React.useEffect(() => {
+    if (jumpRef === undefined) return;
+    jumpRef.current = (id: string, focus = true) => {
+      focusJumped.current = focus;
+      const element = scroller.current;
+      const index = messagesRef.current.findIndex((m) => m.id === id);
+      if (element === null || index === -1) return;
+      atBottom.current = false;
+      const offsets = offsetsRef.current;
+      element.scrollTop = Math.max(0, offsets[index] - element.clientHeight / 3);
+      lastTop.current = element.scrollTop;
+      setViewport({ top: element.scrollTop, height: element.clientHeight });
+      setHighlight(id);
+    };
+    return () => {
+      jumpRef.current = null;
+    };
+  }, [jumpRef]);
+  React.useEffect(() => {
+    if (highlight === null) return;
+    const row = scroller.current?.querySelector<HTMLElement>(`[data-message-id="${CSS.escape(highlight)}"]`);
+    if (focusJumped.current) row?.focus({ preventScroll: true });
+    const timer = setTimeout(() => setHighlight(null), HIGHLIGHT_MS);
+    return () => clearTimeout(timer);
+  }, [highlight, start]);
+
   const rows: React.ReactElement[] = [];
   for (let i = start; i < end; i += 1) {
     const message = messages[i];
@@ -176,31 +238,40 @@ export function MessagesList({ messages, users, selfId, markdown }: MessagesList
         continued={isContinued(messages, i)}
         isSelf={message.author === selfId}
         avatarUrl={avatars.get(message.author) ?? null}
+        highlighted={message.id === highlight}
       />,
     );
   }
 
   return (
-    <div ref={scroller} className="nbchat-messages" role="log" aria-label="Messages" tabIndex={0} onScroll={onScroll}>
-      {messages.length === 0 ? (
-        <div className="nbchat-empty">No messages yet. Say hello!</div>
-      ) : (
-        <div className="nbchat-rows" style={{ height: total }}>
-          {rows}
-        </div>
+    <div className="nbchat-messages-frame">
+      <div ref={scroller} className="nbchat-messages" role="log" aria-label="Messages" tabIndex={0} onScroll={onScroll}>
+        {messages.length === 0 ? (
+          <div className="nbchat-empty">No messages yet. Say hello!</div>
+        ) : (
+          <div className="nbchat-rows" style={{ height: total }}>
+            {rows}
+          </div>
+        )}
+      </div>
+      {unread > 0 && (
+        <button type="button" className="nbchat-unread" onClick={toBottom}>
+          {unread >= UNREAD_CAP ? `${UNREAD_CAP}+` : unread} new {unread === 1 ? "message" : "messages"} ↓
+        </button>
       )}
     </div>
   );
 }
 
 interface RowProps extends ChatMessageProps {
+  highlighted: boolean;
   index: number;
   top: number;
   observer: ResizeObserver | null;
 }
 
 /** A positioned row that reports its height while mounted; re-renders only when its props change. */
-const Row = React.memo(function Row({ index, top, observer, ...message }: RowProps): React.ReactElement {
+const Row = React.memo(function Row({ index, top, observer, highlighted, ...message }: RowProps): React.ReactElement {
   const ref = React.useRef<HTMLDivElement>(null);
   React.useLayoutEffect(() => {
     const node = ref.current;
@@ -211,7 +282,7 @@ const Row = React.memo(function Row({ index, top, observer, ...message }: RowPro
   return (
     <div
       ref={ref}
-      className="nbchat-row"
+      className={`nbchat-row${highlighted ? " nbchat-row-highlight" : ""}`}
       data-row-id={message.message.id}
       data-row-index={index}
       style={{ transform: `translateY(${top}px)` }}

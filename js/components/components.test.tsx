@@ -5,7 +5,11 @@ import { createRoot, type Root } from "react-dom/client";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createMarkdownRenderer } from "../markdown";
 import type { ChatMessage, Identity } from "../protocol";
+import type { ShownMessage } from "../chatState";
+import { ChatMessage as ChatMessageView } from "./ChatMessage";
+import { SearchBar, exportName, searchMessages } from "./ChatTools";
 import { LocalCopyInfo } from "./LocalCopyInfo";
+import { ActionsContext, type ChatActions } from "./MessageActions";
 import { MessageInput } from "./MessageInput";
 import { MessagesList } from "./MessagesList";
 import { UsersList } from "./UsersList";
@@ -162,5 +166,229 @@ describe("LocalCopyInfo", () => {
     expect((container.querySelector("button") as HTMLButtonElement).disabled).toBe(true);
     render(<LocalCopyInfo stats={null} onClear={onClear} />);
     expect(container.querySelector('[aria-label="Local copy"]')).toBeNull();
+  });
+});
+
+describe("chat features (#12)", () => {
+  const markdown = createMarkdownRenderer(window);
+  function shown(extra: Partial<ShownMessage> = {}): ShownMessage {
+    return {
+      id: "b:1",
+      author: "b",
+      seq: 1,
+      clock: 1,
+      time: 1,
+      text: "hi @ann, see `@ann` code",
+      user: user("bob"),
+      edited: null,
+      deleted: false,
+      reactions: [],
+      quote: null,
+      ...extra,
+    };
+  }
+  function actions(self = "ann"): ChatActions & Record<string, ReturnType<typeof vi.fn>> {
+    return {
+      self,
+      react: vi.fn(),
+      reply: vi.fn(),
+      edit: vi.fn(),
+      remove: vi.fn(),
+      jumpTo: vi.fn(),
+      nameOf: (u: string) => u.toUpperCase(),
+    } as unknown as ChatActions & Record<string, ReturnType<typeof vi.fn>>;
+  }
+  function show(message: ShownMessage, handlers: ChatActions): void {
+    render(
+      <ActionsContext.Provider value={handlers}>
+        <ChatMessageView message={message} markdown={markdown} continued={false} isSelf={false} avatarUrl={null} />
+      </ActionsContext.Provider>,
+    );
+  }
+
+  it("highlights a mention of the reader (by name, not inside code) and says so", () => {
+    show(shown(), actions("ann"));
+    const article = container.querySelector('[role="article"]') as HTMLElement;
+    expect(article.getAttribute("aria-label")).toBe("Message from bob, mentions you");
+    const marks = [...container.querySelectorAll("mark.nbchat-mention-self")];
+    expect(marks.map((m) => [m.textContent, m.getAttribute("title")])).toEqual([["@ANN", "@ann"]]);
+    show(shown({ id: "b:2" }), actions("zed"));
+    expect(container.querySelector("mark")).toBeNull();
+  });
+
+  it("shows edited, deleted, the reply's quote (jumps), and reaction chips that toggle", () => {
+    const handlers = actions("ann");
+    show(
+      shown({
+        edited: 5,
+        reactions: [
+          { emoji: "👍", users: ["ann", "bob"] },
+          { emoji: "🎉", users: ["bob"] },
+        ],
+        quote: { id: "a:1", name: "ANN", line: "first line", deleted: false },
+      }),
+      handlers,
+    );
+    expect(container.textContent).toContain("(edited)");
+    const quote = container.querySelector('button[aria-label^="Replying to ANN: first line"]') as HTMLButtonElement;
+    act(() => quote.click());
+    expect(handlers.jumpTo).toHaveBeenCalledWith("a:1");
+    const chips = [...container.querySelectorAll<HTMLButtonElement>(".nbchat-reaction")];
+    expect(chips.map((c) => [c.textContent, c.getAttribute("aria-pressed"), c.title])).toEqual([
+      ["👍2", "true", "you and BOB reacted with 👍"],
+      ["🎉1", "false", "BOB reacted with 🎉"],
+    ]);
+    act(() => chips[0].click());
+    act(() => chips[1].click());
+    expect((handlers.react as unknown as ReturnType<typeof vi.fn>).mock.calls).toEqual([
+      ["b:1", "👍", false],
+      ["b:1", "🎉", true],
+    ]);
+    show(shown({ id: "b:3", deleted: true, text: "" }), handlers);
+    expect(container.querySelector(".nbchat-deleted")?.textContent).toBe("message deleted");
+    expect(container.querySelector('[role="toolbar"]')).toBeNull();
+  });
+
+  it("offers react and reply on any message, edit and delete (confirmed) only on our own", () => {
+    const handlers = actions("bob");
+    show(shown(), handlers);
+    const toolbar = container.querySelector('[role="toolbar"]') as HTMLElement;
+    const names = (): (string | null)[] => [...toolbar.querySelectorAll(":scope > button")].map((b) => b.getAttribute("aria-label"));
+    expect(names()).toEqual(["React", "Reply", "Edit", "Delete"]);
+    act(() => (toolbar.querySelector('[aria-label="React"]') as HTMLButtonElement).click());
+    // (jsdom's selectors miss emoji in attribute values: compare the labels instead)
+    const item = [...container.querySelectorAll<HTMLButtonElement>('[role="menuitemcheckbox"]')].find(
+      (b) => b.getAttribute("aria-label") === "React with 🎉",
+    ) as HTMLButtonElement;
+    act(() => item.click());
+    expect(handlers.react).toHaveBeenCalledWith("b:1", "🎉", true);
+    act(() => (toolbar.querySelector('[aria-label="Delete"]') as HTMLButtonElement).click());
+    expect(handlers.remove).not.toHaveBeenCalled();
+    act(() => (toolbar.querySelector('[aria-label="Confirm delete"]') as HTMLButtonElement).click());
+    expect(handlers.remove).toHaveBeenCalledWith("b:1");
+    show(shown({ id: "b:4" }), actions("ann"));
+    const other = container.querySelector('[role="toolbar"]') as HTMLElement;
+    expect([...other.querySelectorAll(":scope > button")].map((b) => b.getAttribute("aria-label"))).toEqual(["React", "Reply"]);
+  });
+
+  it("edits in the message box: ArrowUp when empty, Enter saves, Escape cancels and restores the draft", () => {
+    const onEdit = vi.fn();
+    const onEditLast = vi.fn();
+    const onCancelEdit = vi.fn();
+    const props = { onSend: vi.fn(), disabledReason: null, maxBytes: 100, onEdit, onEditLast, onCancelEdit };
+    render(<MessageInput {...props} />);
+    const box = container.querySelector("textarea") as HTMLTextAreaElement;
+    press(box, "ArrowUp");
+    expect(onEditLast).toHaveBeenCalledTimes(1);
+    render(<MessageInput {...props} editing={{ id: "a:1", text: "old text" }} />);
+    expect(box.value).toBe("old text");
+    expect(container.querySelector(".nbchat-input-send")?.textContent).toBe("Save");
+    typeInto(box, "new text");
+    press(box, "Enter");
+    expect(onEdit).toHaveBeenCalledWith("a:1", "new text");
+    render(<MessageInput {...props} editing={{ id: "a:2", text: "again" }} />);
+    expect(box.value).toBe("again");
+    press(box, "Escape");
+    expect(onCancelEdit).toHaveBeenCalled();
+  });
+
+  it("autocompletes @ from the room's people with the keyboard and the mouse, and reports typing", () => {
+    const onTyping = vi.fn();
+    const people = [user("ana"), user("andy"), user("bob")];
+    render(<MessageInput onSend={vi.fn()} disabledReason={null} maxBytes={100} people={people} onTyping={onTyping} />);
+    const box = container.querySelector("textarea") as HTMLTextAreaElement;
+    typeInto(box, "hi @an");
+    expect(onTyping).toHaveBeenLastCalledWith(true);
+    const options = (): string[] => [...container.querySelectorAll('[role="option"]')].map((o) => o.textContent ?? "");
+    expect(options()).toEqual(["ana@ana", "andy@andy"]);
+    expect(box.getAttribute("aria-activedescendant")).toMatch(/-0$/);
+    press(box, "ArrowDown");
+    press(box, "Tab");
+    expect(box.value).toBe("hi @andy ");
+    expect(options()).toEqual([]);
+    typeInto(box, "hi @andy and @b");
+    const bob = container.querySelector('[role="option"]') as HTMLElement;
+    act(() => {
+      bob.dispatchEvent(new MouseEvent("mousedown", { bubbles: true, cancelable: true }));
+    });
+    expect(box.value).toBe("hi @andy and @bob ");
+    typeInto(box, "");
+    expect(onTyping).toHaveBeenLastCalledWith(false);
+  });
+});
+
+describe("search and export", () => {
+  const listed = (id: string, text: string, deleted = false) =>
+    ({ id, author: "a", seq: 1, clock: 1, time: 1, text, user: user("ann"), deleted }) as ChatMessage & { deleted: boolean };
+
+  it("finds messages by text (ignoring case, never deleted ones) in 10,000 quickly", () => {
+    const messages = Array.from({ length: 10_000 }, (_, i) => listed(`a:${i + 1}`, `message ${i}${i % 1000 === 7 ? " Harbour" : ""}`));
+    messages.push(listed("a:10001", "harbour, deleted", true));
+    const started = performance.now();
+    const found = searchMessages(messages, "  harBOUR ");
+    expect(performance.now() - started).toBeLessThan(200);
+    expect(found).toHaveLength(10);
+    expect(found[0]).toBe("a:8");
+    expect(searchMessages(messages, " ")).toEqual([]);
+  });
+
+  it("jumps to the newest match, then older with Enter and newer with Shift+Enter; Escape closes", () => {
+    const onJump = vi.fn();
+    const onClose = vi.fn();
+    render(<SearchBar query="x" onQuery={vi.fn()} matches={["a:1", "a:5", "a:9"]} onJump={onJump} onClose={onClose} />);
+    const box = container.querySelector('input[aria-label="Search messages"]') as HTMLInputElement;
+    expect(onJump).toHaveBeenLastCalledWith("a:9");
+    expect(container.querySelector('[aria-label="Search results"]')?.textContent).toBe("1 of 3");
+    press(box as unknown as HTMLTextAreaElement, "Enter");
+    expect(onJump).toHaveBeenLastCalledWith("a:5");
+    press(box as unknown as HTMLTextAreaElement, "Enter", { shiftKey: true });
+    expect(onJump).toHaveBeenLastCalledWith("a:9");
+    press(box as unknown as HTMLTextAreaElement, "Escape");
+    expect(onClose).toHaveBeenCalled();
+  });
+
+  it("names export files after the room", () => {
+    expect(exportName("notebooks/My Analysis.ipynb", "md")).toBe("notebooks-My-Analysis-chat.md");
+    expect(exportName("///", "json")).toBe("nbchat-chat.json");
+  });
+});
+
+describe("mention notifications", () => {
+  it("asks only on the bell's click, then notifies of mentions while the tab is hidden", async () => {
+    const { useMentionNotifications } = await import("./notify");
+    const shown: { title: string; body: string }[] = [];
+    const asked = vi.fn(async () => {
+      FakeNotification.permission = "granted";
+      return "granted";
+    });
+    class FakeNotification {
+      static permission = "default";
+      static requestPermission = asked;
+      onclick: (() => void) | null = null;
+      constructor(title: string, options: { body: string }) {
+        shown.push({ title, body: options.body });
+      }
+      close(): void {}
+    }
+    vi.stubGlobal("Notification", FakeNotification);
+    let bell: { toggle(): void; enabled: boolean } = { toggle: () => {}, enabled: false };
+    const message = (id: string, text: string): ChatMessage => ({ id, author: "b", seq: 1, clock: 1, time: 1, text, user: user("bob") });
+    function Harness({ messages }: { messages: ChatMessage[] }): null {
+      bell = useMentionNotifications(messages, "me-1", "ann", () => {});
+      return null;
+    }
+    render(<Harness messages={[message("b:1", "hi")]} />);
+    expect(asked).not.toHaveBeenCalled(); // never on load
+    await act(async () => bell.toggle());
+    expect(asked).toHaveBeenCalledTimes(1);
+    expect(bell.enabled).toBe(true);
+    Object.defineProperty(document, "visibilityState", { value: "hidden", configurable: true });
+    render(<Harness messages={[message("b:1", "hi"), message("b:2", "@ann look"), message("b:3", "no mention")]} />);
+    expect(shown).toEqual([{ title: "bob mentioned you", body: "@ann look" }]);
+    // Visible tab: no notification.
+    delete (document as { visibilityState?: string }).visibilityState;
+    render(<Harness messages={[message("b:1", "hi"), message("b:2", "@ann look"), message("b:3", "no"), message("b:4", "@ann again")]} />);
+    expect(shown).toHaveLength(1);
+    vi.unstubAllGlobals();
   });
 });
