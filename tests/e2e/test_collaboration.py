@@ -27,6 +27,7 @@ from tests.support.widgets import (
     own_name,
     put_notebook,
     say,
+    screenshot,
     users,
 )
 
@@ -134,6 +135,8 @@ def test_two_people_in_one_collaborative_notebook_stay_themselves(
     expect(fallback).to_contain_text(f"the chat of room '{ROOM}'", timeout=SLOW)
     expect(fallback).to_contain_text("Trust Notebook")
     expect(b.locator(".nbchat")).to_have_count(0)
+    ARTIFACTS.mkdir(exist_ok=True)
+    b.screenshot(path=str(ARTIFACTS / "collaboration-untrusted.png"))
     b.evaluate("() => { window.jupyterapp.commands.execute('notebook:trust'); }")
     b.locator(".jp-Dialog").get_by_role("button", name="Trust").click()
     expect(b.locator(".nbchat")).to_have_count(1, timeout=SLOW)
@@ -184,3 +187,4 @@ def test_two_people_in_one_collaborative_notebook_stay_themselves(
     texts = [text for _name, text in expected]
     for page in (a, b):
         assert bodies(page) == texts
+    screenshot(b, "collaboration.png")
