@@ -137,6 +137,11 @@ def test_two_people_in_one_collaborative_notebook_stay_themselves(
     expect(b.locator(".nbchat")).to_have_count(0)
     ARTIFACTS.mkdir(exist_ok=True)
     b.screenshot(path=str(ARTIFACTS / "collaboration-untrusted.png"))
+    # Not in the room yet, B's `chat.send` cell is refused rather than posted as A.
+    run_cell(b, 3)
+    expect(b.locator(".jp-Cell").nth(3).locator(".jp-OutputArea-output")).to_contain_text(
+        "shown in other people's browsers but not in yours", timeout=SLOW
+    )
     b.evaluate("() => { window.jupyterapp.commands.execute('notebook:trust'); }")
     b.locator(".jp-Dialog").get_by_role("button", name="Trust").click()
     expect(b.locator(".nbchat")).to_have_count(1, timeout=SLOW)
