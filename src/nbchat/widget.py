@@ -293,7 +293,22 @@ class Chat(anywidget.AnyWidget):
         session = frontend_session()
         if session:
             self._views.setdefault(session, "")
-        return super()._repr_mimebundle_(**kwargs)
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        if isinstance(data, dict) and "text/plain" in data:
+            data["text/plain"] = self._fallback_text()
+        return bundle
+
+    def _fallback_text(self) -> str:
+        """What a front end that does not render the widget shows. Among them: a person who
+        shares this notebook live (jupyter-collaboration) with whoever ran the cell, since
+        JupyterLab renders widgets that others' runs displayed only in a trusted notebook."""
+        return (
+            f"nbchat: the chat of room {self.room!r} shows here when the notebook is trusted. "
+            "If someone else ran this cell in a notebook you share live, trust it "
+            "(Command Palette: Trust Notebook) to join the chat as yourself, "
+            f"or run `%chat {self.room}` in a cell of your own."
+        )
 
     def on_message(self, callback: MessageCallback, remove: bool = False) -> None:
         """Call ``callback(message)`` once for every new message (ours included), in room order."""
@@ -340,7 +355,15 @@ class Chat(anywidget.AnyWidget):
         super().send(comm.saved(request, path=path.name))
 
     def _on_messages_patch(self, content: dict[str, Any]) -> None:
-        """Apply ``{"from": i, "messages": [...], "done": bool}`` from the owner browser."""
+        """Apply ``{"from": i, "messages": [...], "done": bool}`` from the owner browser.
+
+        Only the owner's patches count: several browsers show the widget when people share
+        the kernel (or the notebook, live), and a patch from a browser that owned the widget
+        before is relative to what it last sent, not to what the kernel holds now."""
+        session = frontend_session()
+        if session and self._owner and self._views.get(session) != self._owner:
+            log.warning("nbchat: ignoring a messages patch from a browser that is not the owner")
+            return
         start, batch = content["from"], content["messages"]
         base = self._incoming if self._incoming is not None else list(self._entries)
         if start > len(base):

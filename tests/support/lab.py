@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
+#: Where ./dev installs jupyter-collaboration, beside the venv rather than into it (in the
+#: venv it would make every test's Lab collaborative).
+COLLAB = REPO / ".collab"
 
 
 def free_port() -> int:
@@ -37,6 +40,8 @@ class Lab:
     nbchat_config: dict[str, Any] = field(default_factory=dict)
     #: Extra environment for the server (e.g. NBCHAT_TURN_SECRET).
     env: dict[str, str] = field(default_factory=dict)
+    #: Extra command-line options for ``jupyter lab``.
+    args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -104,6 +109,7 @@ class Lab:
                 args += [f"--NbChatApp.{k}={item}" for item in v]
             else:
                 args.append(f"--NbChatApp.{k}={json.dumps(v)}")
+        args += self.args
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -136,6 +142,18 @@ def stop_process(proc: subprocess.Popen[bytes], grace: float) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
+
+
+def collaborative_env() -> dict[str, str]:
+    """Environment for a Lab that loads jupyter-collaboration from :data:`COLLAB` (installed
+    there with ``pip install --target``): its Python packages, its server extension's
+    config (etc/jupyter) and its lab extensions (share/jupyter), for that Lab only."""
+    paths = [str(COLLAB), str(REPO), os.environ.get("PYTHONPATH")]
+    return {
+        "PYTHONPATH": os.pathsep.join(filter(None, paths)),
+        "JUPYTER_PATH": str(COLLAB / "share" / "jupyter"),
+        "JUPYTER_CONFIG_PATH": str(COLLAB / "etc" / "jupyter"),
+    }
 
 
 def make_lab(

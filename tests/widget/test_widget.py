@@ -375,3 +375,35 @@ def test_reply_edit_delete_and_react_go_to_the_browser_as_entry_fields(
     ]
     with pytest.raises(KeyError, match="no message 'Z:9'"):
         chat.edit("Z:9", "x")
+
+
+def test_only_the_owners_browser_writes_the_kernels_messages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two browsers show one widget (a shared kernel, or a notebook shared live): a patch
+    from the one that does not own it (e.g. the previous owner, late) changes nothing."""
+    chat = Chat(room="shared-notebook")
+    sent(chat, monkeypatch)
+    browsers = Browsers(monkeypatch)
+    browsers.here(chat, "ann-session", "peerAnn")
+    browsers.here(chat, "bob-session", "peerBob")
+    browsers.current = "ann-session"
+    claim(chat, "peerAnn")
+    m = [{"id": f"a:{i}", "author": "a", "time": i, "text": str(i), "user": {}} for i in (1, 2)]
+    chat._on_custom(chat, {"type": "messages", "from": 0, "messages": m, "done": True}, [])
+    browsers.current = "bob-session"
+    stale = {"id": "b:9", "author": "b", "time": 9, "text": "stale", "user": {}}
+    chat._on_custom(chat, {"type": "messages", "from": 1, "messages": [stale], "done": True}, [])
+    assert [x["id"] for x in chat.messages] == ["a:1", "a:2"]
+
+
+def test_a_collaborator_who_sees_the_chat_as_text_learns_how_to_join(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chat = Chat(room="team")
+    monkeypatch.setattr("nbchat.widget.frontend_session", lambda: "")
+    bundle = chat._repr_mimebundle_()
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert "application/vnd.jupyter.widget-view+json" in data
+    assert "Trust Notebook" in data["text/plain"]
+    assert "%chat team" in data["text/plain"]
