@@ -590,6 +590,14 @@ export class ChatProxy {
   // --- room sync --------------------------------------------------------------------------
 
   private onFrame(peerId: string, frame: ChatFrame): void {
+    // Certificates check themselves: learn them even from a peer presence has not announced
+    // yet (dropping them would leave that link's entries unverifiable).
+    if (frame.type === ChatFrameType.CERTS) {
+      this.authorship.incoming(peerId, frame, () => undefined);
+      return;
+    }
+    // A peer that syncs may lack what we sent: its next answer carries the certificates again.
+    if (frame.type === ChatFrameType.SYNC) this.authorship.linkChanged(peerId);
     if (this.sync === null || !this.present.has(peerId)) return;
     if (frame.type === ChatFrameType.FILE_GET || frame.type === ChatFrameType.FILE_PART || frame.type === ChatFrameType.FILE_CANCEL) {
       this.files.onFrame(peerId, frame);

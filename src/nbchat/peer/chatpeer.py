@@ -839,6 +839,9 @@ class ChatPeer:
             if self._certs is not None:
                 self._certs.learn(frame["certs"])
             return
+        if kind == ChatFrameType.SYNC:
+            # A peer that syncs may lack what we sent: the answer carries certificates again.
+            self._certs_sent.pop(connection.connection_id, None)
         checked = self._verified(connection, frame)
         if checked is None:
             return
