@@ -99,9 +99,10 @@ def _as_string(kind: str, value: Any) -> str | None:
 
 def mime_bundle(obj: object) -> dict[str, str]:
     """Every representation of ``obj`` nbchat can carry, as strings (images base64)."""
-    data = _ipython_formats(obj)
-    if data is None:
-        data = _repr_formats(obj)
+    # The object's own _repr_*_ methods, then IPython's formatters over them (they know
+    # more types). A terminal IPython computes text/plain only: that must not make a chat
+    # message lose its table.
+    data = {**_repr_formats(obj), **(_ipython_formats(obj) or {})}
     if "image/png" not in data and "image/jpeg" not in data:
         png = _savefig_png(obj)
         if png is not None:

@@ -172,3 +172,19 @@ def test_a_received_file_is_saved_next_to_the_notebook_without_overwriting(
     assert (tmp_path / "data.csv").read_bytes() == b"old"
     assert (tmp_path / "data (1).csv").read_bytes() == b"new,bytes\n"
     assert not (tmp_path.parent / "data.csv").exists()
+
+
+def test_a_terminal_ipython_shell_does_not_strip_a_table_to_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A terminal IPython computes only text/plain for display; a chat message still goes
+    # out as a table (the object's own _repr_html_).
+    from IPython.core.formatters import DisplayFormatter
+
+    class TerminalShell:
+        display_formatter = DisplayFormatter()
+
+    TerminalShell.display_formatter.active_types = ["text/plain"]
+    monkeypatch.setattr("IPython.get_ipython", lambda: TerminalShell())
+    text, mime = rich_message(pd.DataFrame({"a": [1]}))
+    assert mime is not None and "<table" in mime["text/html"] and "a" in text
