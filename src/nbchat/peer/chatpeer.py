@@ -143,6 +143,7 @@ class ChatPeer:
             limit=max_file_bytes,
         )
         self._timeline = Timeline()
+        self._writers: set[str] = set()  # usernames of everyone in the log, for mentions
         self._signing_key = generate_key()
         self._certs: CertBook | None = None
         self._certs_sent: dict[str, set[str]] = {}  # connection id → authors vouched for on it
@@ -309,8 +310,7 @@ class ChatPeer:
 
     def mentions(self, message: Message | MessageState) -> list[str]:
         """The usernames a message calls with ``@name``, among those in the room or who wrote."""
-        known = {p["user"]["username"] for p in self.users}
-        known.update(m["user"]["username"] for m in self._require_log().messages)
+        known = {p["user"]["username"] for p in self.users} | self._writers
         known.add(self.user["username"])
         return mentions(message["text"], known)
 
@@ -423,6 +423,7 @@ class ChatPeer:
         if self._certs is not None:
             message["sig"] = sign_entry(self._signing_key, self._certs.room, message)
         self._timeline.add(message)
+        self._writers.add(message["user"]["username"])
         self._typing_sent = -TYPING_REFRESH_MS
         if self._sync is not None:
             self._carry(self._sync.publish(message))
@@ -577,6 +578,7 @@ class ChatPeer:
         own = self._log.peer_id if self._log else None
         for message in messages:
             self._timeline.add(message)
+            self._writers.add(message["user"]["username"])
             self._typing.stopped(message["author"])
             amendment = message.get("kind") is not None
             for queue, include_own, amendments in self._message_queues:
