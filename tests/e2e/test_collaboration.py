@@ -89,7 +89,10 @@ def kernel_messages(page: Page, index: int, expected: int) -> list[list[str]]:
     deadline = time.monotonic() + 30
     while True:
         run_cell(page, index)
-        held: list[list[str]] = json.loads(cell_output(page, index) or "[]")
+        # The last line: in a shared notebook another person's earlier run of this cell can
+        # still be arriving in its outputs when ours is appended.
+        lines = (cell_output(page, index) or "[]").strip().splitlines() or ["[]"]
+        held: list[list[str]] = json.loads(lines[-1])
         if len(held) >= expected or time.monotonic() > deadline:
             return held
         page.wait_for_timeout(300)  # the mirror is debounced in the owner browser: ask again

@@ -358,6 +358,10 @@ class RedisBroker(Broker):
         self.published = 0
         self._markers = 0
         self._barriers: dict[str, asyncio.Future[None]] = {}
+        #: Ids being claimed here, and relays that reached us for them before their
+        #: socket is a peer here: the claim announces the peer before its OPEN, so a
+        #: process that held frames for it sends them at once (see :meth:`joined`).
+        self._arriving: dict[tuple[str, str], list[tuple[str, str]]] = {}
         self.realm.remote = self.route
 
     # ---- the seam --------------------------------------------------------------------
@@ -401,6 +405,9 @@ class RedisBroker(Broker):
         await self._starting()
         if not self.up:
             return True  # degraded: this process decides alone
+        room = self.realm.rooms.get(key)
+        if room is None or peer_id not in room.clients:  # not a reconnect to us
+            self._arriving.setdefault((key, peer_id), [])
         field = key + US + peer_id
         kick = self.proc + RS + "K" + US + key + US + peer_id
         presence = json.dumps(Presence(peer_id=peer_id, user=user), separators=(",", ":"))
@@ -423,6 +430,8 @@ class RedisBroker(Broker):
             event,
             self.chan,
         )
+        if not result:
+            self._bounce_arriving(key, peer_id)
         return bool(result)
 
     async def barrier(self) -> None:
@@ -447,12 +456,21 @@ class RedisBroker(Broker):
 
     def release(self, key: str, peer_id: str, username: str) -> None:
         # The claim announced the peer already: take that back too.
+        self._bounce_arriving(key, peer_id)
         self._leave(key, peer_id, username, announce=True)
 
     def joined(self, client: Client) -> None:
         # Announced by the claim already (or when Redis is back). It may have been here
         # as a peer of another process (a reconnect that moved): it is ours now.
         self._forget_entry(client.key, client.peer_id)
+        # Relays that raced the claim's reply (its OPEN went out just before this).
+        for _, text in self._arriving.pop((client.key, client.peer_id), ()):
+            client.transport.send_frame(text)
+
+    def _bounce_arriving(self, key: str, peer_id: str) -> None:
+        """The claim failed or its socket went: the senders' processes decide again."""
+        for proc, record in self._arriving.pop((key, peer_id), ()):
+            self.publish(self.chan + "p:" + proc, "B" + US + key + US + peer_id + US + record)
 
     def left(self, client: Client) -> None:
         if self.up:
@@ -619,6 +637,8 @@ class RedisBroker(Broker):
             target = room.clients.get(dst) if room is not None else None
             if target is not None:
                 target.transport.send_frame(text)
+            elif (key, dst) in self._arriving:  # announced by a claim, not a peer here yet
+                self._arriving[(key, dst)].append((proc, text))
             else:  # it left us meanwhile: the sender's process decides again
                 self.publish(self.chan + "p:" + proc, "B" + record[1:])
         elif kind == "B":
