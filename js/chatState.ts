@@ -202,6 +202,10 @@ export class Conversation {
   private readonly marked = new WeakMap<ChatMessage, ListedMessage>();
   /** Whether any entry fed is a switch or flagged: until then everything is kept. */
   private anyOffRecord = false;
+  /** Entries fed so far, and the last answer of kept(). */
+  private fedCount = 0;
+  private keptCache: { fed: number; length: number; last: ChatMessage | undefined; kept: readonly ChatMessage[] } | null =
+    null;
   /** Row of each message id in `list`, and the replies to each id. */
   private readonly rows = new Map<string, number>();
   private readonly replies = new Map<string, string[]>();
@@ -256,7 +260,15 @@ export class Conversation {
   /** `entries` without those off the record (the same array while there are none). */
   kept(entries: readonly ChatMessage[]): readonly ChatMessage[] {
     if (!this.anyOffRecord) return entries;
-    return entries.filter((entry) => !this.timeline.offRecord(entry.id));
+    // Renders without a new entry (presence, typing) reuse the last answer.
+    const last = entries[entries.length - 1];
+    const cached = this.keptCache;
+    if (cached !== null && cached.fed === this.fedCount && cached.length === entries.length && cached.last === last) {
+      return cached.kept;
+    }
+    const kept = entries.filter((entry) => !this.timeline.offRecord(entry.id));
+    this.keptCache = { fed: this.fedCount, length: entries.length, last, kept };
+    return kept;
   }
 
   private remember(entries: readonly ChatMessage[]): void {
@@ -268,6 +280,7 @@ export class Conversation {
   private feed(entry: ChatMessage): void {
     if (this.fed.has(entry)) return;
     this.fed.add(entry);
+    this.fedCount += 1;
     this.timeline.add(entry);
     if (entry.kind === RECORD_KIND || entry.off_record === true) this.anyOffRecord = true;
     if (entry.kind === undefined) this.entries.set(entry.id, entry);
