@@ -79,4 +79,30 @@ describe("off the record", () => {
     expect(article.getAttribute("aria-label")).toBe("Message from Ana, off the record");
     expect(article.textContent).toContain("off the record");
   });
+  it("a mention said off the record notifies without its text (the system keeps notifications)", async () => {
+    const { useMentionNotifications } = await import("./notify");
+    const shown: string[] = [];
+    class FakeNotification {
+      static permission = "granted";
+      static requestPermission = async () => "granted";
+      onclick: (() => void) | null = null;
+      constructor(_title: string, options: { body: string }) {
+        shown.push(options.body);
+      }
+      close(): void {}
+    }
+    vi.stubGlobal("Notification", FakeNotification);
+    let bell: { toggle(): void } = { toggle: () => {} };
+    function Harness({ messages }: { messages: ChatMessage[] }): null {
+      bell = useMentionNotifications(messages, "me-1", "zoe", () => {});
+      return null;
+    }
+    render(<Harness messages={[entry({ text: "hi" })]} />);
+    await act(async () => bell.toggle());
+    Object.defineProperty(document, "visibilityState", { value: "hidden", configurable: true });
+    render(<Harness messages={[entry({ text: "hi" }), entry({ id: "a:2", text: "@zoe the secret is 42", off_record: true })]} />);
+    delete (document as { visibilityState?: string }).visibilityState;
+    vi.unstubAllGlobals();
+    expect(shown).toEqual(["Off the record: open the chat to read it"]);
+  });
 });
