@@ -5,12 +5,12 @@
 import { Peer, type PeerError, type PeerOptions } from "peerjs";
 import { Authorship } from "./authorship";
 import { backoffDelay } from "./backoff";
-import { type ChatState, Conversation, type Phase, chatState } from "./chatState";
+import { type ChatState, Conversation, type OffRecord, type Phase, chatState } from "./chatState";
 import { FILE_LIMIT_BYTES } from "./core/files";
 import { Timeline } from "./core/edits";
 import { type ChatFrame, ChatFrameType, MAX_MESSAGE_BYTES, utf8Length } from "./core/frames";
 import { TYPING_REFRESH_MS, TypingTracker, typingLabel } from "./core/mentions";
-import { MessageLog } from "./core/msglog";
+import { MessageLog, RECORD_KIND } from "./core/msglog";
 import { cleanMime, sizeError } from "./core/rich";
 import type { SessionConfig } from "./core/session";
 import { RoomSync, type SyncOutput } from "./core/sync";
@@ -220,13 +220,15 @@ export class ChatProxy {
     // An amendment (edit, delete, reaction) may have no text; a message needs some.
     const body = text.trim() === "" ? "" : text;
     if (body === "" && fields.kind === undefined) return null;
+    // The kernel's off_the_record() (through here): a switch to the state the room is in is a no-op.
+    if (fields.kind === RECORD_KIND && this.log !== null && this.offTheRecord === (fields.on === false)) return null;
     if (this.log === null || this.sync === null) {
       this.outbox.push({ text: body, mime, fields });
       return null;
     }
     const limit = this.session?.max_message_bytes ?? Infinity;
     if (utf8Length(body) > limit) throw new Error(`Message too long: the limit is ${limit} bytes`);
-    const message = this.log.compose(body, Date.now(), mime === null ? null : cleanMime(mime), null, fields);
+    const message = this.log.compose(body, Date.now(), mime === null ? null : cleanMime(mime), null, this.flagged(fields));
     this.publish(message);
     this.setTyping(false);
     // Shown at once, whatever else is pouring in: it was typed here.
@@ -256,6 +258,47 @@ export class ChatProxy {
   react(id: string, emoji: string, on = true): ChatMessage {
     this.target(id);
     return this.amend("", { kind: "react", target: id, emoji, on }, true);
+  }
+
+  /** Take the room off the record (`off` true) or put it back on, for everyone: a signed
+   *  switch entry. Anyone in the room may. Null if the room already is so. */
+  setOffTheRecord(off: boolean): ChatMessage | null {
+    if (this.log === null || this.sync === null) throw new Error("not connected to the room yet");
+    if (this.offTheRecord === off) return null;
+    return this.amend("", { kind: RECORD_KIND, on: !off }, true);
+  }
+
+  /** Whether the room is off the record now (its latest switch, core/edits). */
+  get offTheRecord(): boolean {
+    return this.fold().record()?.on === false;
+  }
+
+  /** The conversation folded up to the log as it is now (cheap: incremental). */
+  private fold(): Conversation {
+    this.conversation.update((this.log ?? this.stored)?.messages ?? []);
+    return this.conversation;
+  }
+
+  /** `fields` of an entry we compose, flagged `off_record` when it is: a message while the
+   *  room is off the record, an amendment of a message that is (its signature covers it). */
+  private flagged(fields: Record<string, unknown>): Record<string, unknown> {
+    if (fields.kind === RECORD_KIND) return fields;
+    const conversation = this.fold();
+    const target = typeof fields.target === "string" ? fields.target : null;
+    const off = fields.kind === undefined ? conversation.record()?.on === false : target !== null && conversation.offRecord(target);
+    return off ? { ...fields, off_record: true } : fields;
+  }
+
+  /** Keep what is on the record of `messages` in the local copy. A switch or an entry off
+   *  the record can change the verdict on entries held already (a switch arriving late, an
+   *  off-the-record message whose amendments came first): those leave the copy. */
+  private keep(messages: readonly ChatMessage[]): void {
+    const conversation = this.fold();
+    this.copy.save(messages.filter((m) => !conversation.offRecord(m.id)));
+    if (messages.some((m) => m.kind === RECORD_KIND || conversation.offRecord(m.id))) {
+      const held = (this.log ?? this.stored)?.messages ?? [];
+      this.copy.forget(held.filter((m) => conversation.offRecord(m.id)).map((m) => m.id));
+    }
   }
 
   /** Tell the others we are typing (at most every TYPING_REFRESH_MS) or that we stopped. */
@@ -290,7 +333,7 @@ export class ChatProxy {
     if (!empty && text.trim() === "") throw new Error("the message is empty");
     const limit = this.session?.max_message_bytes ?? Infinity;
     if (utf8Length(text) > limit) throw new Error(`Message too long: the limit is ${limit} bytes`);
-    const entry = log.compose(text, Date.now(), null, null, extensions);
+    const entry = log.compose(text, Date.now(), null, null, this.flagged(extensions));
     this.publish(entry);
     if (extensions.kind !== "react") this.setTyping(false);
     this.changed(true);
@@ -307,7 +350,7 @@ export class ChatProxy {
     const bytes = new Uint8Array(await file.arrayBuffer());
     const { meta, text } = await describeFile(file, bytes);
     if (this.log === null || this.sync === null || this.destroyed) return null;
-    const message = this.log.compose(text, Date.now(), null, meta);
+    const message = this.log.compose(text, Date.now(), null, meta, this.flagged({}));
     this.files.offer(message, bytes);
     this.publish(message);
     // Shown at once, whatever else is pouring in: it was typed here.
@@ -320,7 +363,7 @@ export class ChatProxy {
     const sync = this.sync;
     this.authorship.sign(message, () => {
       if (this.destroyed || sync === null) return;
-      this.copy.save([message]);
+      this.keep([message]);
       this.carry(sync.publish(message));
     });
   }
@@ -648,7 +691,7 @@ export class ChatProxy {
       switch (event.type) {
         case "added":
           this.files.onMessages(event.messages);
-          this.copy.save(event.messages);
+          this.keep(event.messages);
           this.changed(false);
           break;
         case "rejected":
@@ -760,6 +803,13 @@ export class ChatProxy {
     this.lastEmit = now();
   };
 
+  /** Who took the room off the record and when, while it is (for the banner). */
+  private offRecordState(): OffRecord | null {
+    const record = this.conversation.record();
+    if (record === null || record.on !== false) return null;
+    return { by: record.user.display_name || record.user.name || record.user.username, since: record.time };
+  }
+
   private computeState(): ChatState {
     return chatState({
       phase: this.phase,
@@ -772,7 +822,8 @@ export class ChatProxy {
       present: [...this.present.values()],
       rosterKnown: this.rosterKnown,
       messages: this.conversation.update((this.log ?? this.stored)?.messages ?? []),
-      entries: (this.log ?? this.stored)?.messages.slice() ?? [],
+      entries: this.conversation.kept((this.log ?? this.stored)?.messages.slice() ?? []),
+      offRecord: this.offRecordState(),
       typing: typingLabel(this.typists.names(Date.now())),
       localCopy: this.copy.available ? this.copyStats ?? NOTHING_STORED : null,
       maxMessageBytes: this.session?.max_message_bytes ?? MAX_MESSAGE_BYTES,

@@ -125,4 +125,28 @@ describe("Conversation", () => {
     expect(third[0]).toMatchObject({ text: "", deleted: true });
     expect(third[1].quote).toEqual({ id: "b:1", name: "Bob", line: "message deleted", deleted: true });
   });
+  it("lists the off-the-record switches, marks what they make off the record, and keeps the rest", () => {
+    const conversation = new Conversation();
+    const log: ChatMessage[] = [entry(1, { text: "kept" }), entry(3, { text: "between us" })];
+    const before = conversation.update(log);
+    expect(before.map((m) => m.off_record === true)).toEqual([false, false]);
+    expect(conversation.kept(log)).toBe(log); // nothing off the record: the same array
+    // The switch arrives late, ordered between the two: the second message is off the record.
+    log.splice(1, 0, entry(2, { kind: "record", on: false }));
+    const after = conversation.update(log);
+    expect(after.map((m) => [m.id, m.kind ?? null, m.off_record === true])).toEqual([
+      ["b:1", null, false],
+      ["b:2", "record", false],
+      ["b:3", null, true],
+    ]);
+    expect(after[0]).toBe(before[0]);
+    expect(conversation.record()?.id).toBe("b:2");
+    // A reaction to the off-the-record message is off the record too; the switch is kept.
+    log.push(entry(4, { kind: "react", target: "b:3", emoji: "👍", on: true }));
+    log.push(entry(5, { kind: "record", on: true }), entry(6, { text: "back" }));
+    const last = conversation.update(log);
+    expect(last.map((m) => m.off_record === true)).toEqual([false, false, true, false, false]);
+    expect(last[2].reactions).toEqual([{ emoji: "👍", users: ["bob"] }]);
+    expect(conversation.kept(log).map((m) => m.id)).toEqual(["b:1", "b:2", "b:5", "b:6"]);
+  });
 });

@@ -1,6 +1,7 @@
 // What the chat shows, derived from ChatProxy's connection facts: pure, so it is tested alone.
 
 import { type MessageState, type Reaction, Timeline } from "./core/edits";
+import { RECORD_KIND } from "./core/msglog";
 import type { ChatMessage, Identity, Presence } from "./protocol";
 import type { LocalCopyStats } from "./storage";
 
@@ -18,10 +19,14 @@ export interface ChatState {
   users: readonly Presence[];
   /** Whether `users` comes from the server's roster (not just ourselves, before it arrives). */
   rosterKnown: boolean;
-  /** The conversation: messages only (no amendment entries), each as it shows now. */
+  /** The conversation: messages (each as it shows now) and the room's off-the-record
+   *  switches (`kind` "record", shown as a line), no other amendment entries. */
   messages: readonly ListedMessage[];
-  /** Every log entry in order, amendments included (what the kernel copy mirrors). */
+  /** Every log entry in order that is kept (not off the record), amendments included:
+   *  what the kernel copy mirrors and a JSON export holds. */
   entries: readonly ChatMessage[];
+  /** While the room is off the record: who turned it off and when; null on the record. */
+  offRecord?: OffRecord | null;
   /** "Ana is typing…", or "" for nobody. */
   typing: string;
   maxMessageBytes: number;
@@ -41,6 +46,14 @@ export interface Flood {
   dropped: number;
 }
 
+/** The room's off-the-record state, for the banner. */
+export interface OffRecord {
+  /** Who turned the record off (display name). */
+  by: string;
+  /** When (ms since the epoch). */
+  since: number;
+}
+
 export interface ConnectionFacts {
   phase: Phase;
   /** Open data connections. */
@@ -53,8 +66,9 @@ export interface ConnectionFacts {
   present: readonly Presence[];
   rosterKnown: boolean;
   messages: readonly ListedMessage[];
-  /** Every log entry (defaults to `messages`). */
+  /** Every kept log entry (defaults to `messages`). */
   entries?: readonly ChatMessage[];
+  offRecord?: OffRecord | null;
   typing?: string;
   maxMessageBytes: number;
   flooding: readonly Flood[];
@@ -118,6 +132,7 @@ export function chatState(facts: ConnectionFacts): ChatState {
     rosterKnown: facts.rosterKnown,
     messages: facts.messages,
     entries: facts.entries ?? facts.messages,
+    offRecord: facts.offRecord ?? null,
     typing: facts.typing ?? "",
     maxMessageBytes: facts.maxMessageBytes,
     notice:
@@ -152,6 +167,11 @@ export interface ShownMessage extends ChatMessage {
   quote: Quote | null;
 }
 
+/** What the log's line for a record switch says: "Ana took the chat off the record". */
+export function recordLine(entry: ChatMessage): string {
+  return `${displayName(entry.user)} ${entry.on === true ? "put the chat back on the record" : "took the chat off the record"}`;
+}
+
 export function displayName(user: Identity): string {
   return user.display_name || user.name || user.username;
 }
@@ -178,6 +198,14 @@ export class Conversation {
   private readonly amended = new Set<string>();
   private readonly shown = new WeakMap<MessageState, { quoted: MessageState | null; message: ShownMessage }>();
   private list: ListedMessage[] = [];
+  /** Rows marked off the record whose entry is not flagged itself (a switch said so). */
+  private readonly marked = new WeakMap<ChatMessage, ListedMessage>();
+  /** Whether any entry fed is a switch or flagged: until then everything is kept. */
+  private anyOffRecord = false;
+  /** Entries fed so far, and the last answer of kept(). */
+  private fedCount = 0;
+  private keptCache: { fed: number; length: number; last: ChatMessage | undefined; kept: readonly ChatMessage[] } | null =
+    null;
   /** Row of each message id in `list`, and the replies to each id. */
   private readonly rows = new Map<string, number>();
   private readonly replies = new Map<string, string[]>();
@@ -204,7 +232,7 @@ export class Conversation {
     this.rows.clear();
     this.replies.clear();
     for (const entry of entries) {
-      if (entry.kind !== undefined) continue;
+      if (entry.kind !== undefined && entry.kind !== RECORD_KIND) continue;
       this.rows.set(entry.id, list.length);
       if (entry.reply_to !== undefined) this.noteReply(entry);
       list.push(this.row(entry));
@@ -219,6 +247,30 @@ export class Conversation {
     return this.timeline.state(id);
   }
 
+  /** The room's latest off-the-record switch (core/edits), of the entries last updated. */
+  record(): ChatMessage | null {
+    return this.timeline.record();
+  }
+
+  /** Whether entry `id` is off the record: never stored, mirrored or exported. */
+  offRecord(id: string): boolean {
+    return this.anyOffRecord && this.timeline.offRecord(id);
+  }
+
+  /** `entries` without those off the record (the same array while there are none). */
+  kept(entries: readonly ChatMessage[]): readonly ChatMessage[] {
+    if (!this.anyOffRecord) return entries;
+    // Renders without a new entry (presence, typing) reuse the last answer.
+    const last = entries[entries.length - 1];
+    const cached = this.keptCache;
+    if (cached !== null && cached.fed === this.fedCount && cached.length === entries.length && cached.last === last) {
+      return cached.kept;
+    }
+    const kept = entries.filter((entry) => !this.timeline.offRecord(entry.id));
+    this.keptCache = { fed: this.fedCount, length: entries.length, last, kept };
+    return kept;
+  }
+
   private remember(entries: readonly ChatMessage[]): void {
     this.source = entries;
     this.sourceLength = entries.length;
@@ -228,7 +280,9 @@ export class Conversation {
   private feed(entry: ChatMessage): void {
     if (this.fed.has(entry)) return;
     this.fed.add(entry);
+    this.fedCount += 1;
     this.timeline.add(entry);
+    if (entry.kind === RECORD_KIND || entry.off_record === true) this.anyOffRecord = true;
     if (entry.kind === undefined) this.entries.set(entry.id, entry);
     if (entry.kind !== undefined && entry.target !== undefined) this.amended.add(entry.target);
   }
@@ -246,7 +300,7 @@ export class Conversation {
     const touched = new Set<string>();
     for (const entry of tail) {
       this.feed(entry);
-      if (entry.kind === undefined) {
+      if (entry.kind === undefined || entry.kind === RECORD_KIND) {
         this.rows.set(entry.id, list.length);
         if (entry.reply_to !== undefined) this.noteReply(entry);
         list.push(this.row(entry));
@@ -267,14 +321,31 @@ export class Conversation {
   /** The row for message `entry` (`listed`: a row of the list, maybe a ShownMessage already). */
   private row(entry: ChatMessage, listed = false): ListedMessage {
     if (listed) entry = this.entries.get(entry.id) ?? entry;
-    if (!this.amended.has(entry.id) && entry.reply_to === undefined) return entry;
+    if (entry.kind === RECORD_KIND) return entry;
+    // Off the record by a switch but not flagged by its author: a marked copy of the entry.
+    const off = this.offRecord(entry.id);
+    if (!this.amended.has(entry.id) && entry.reply_to === undefined) {
+      if (!off || entry.off_record === true) return entry;
+      let copy = this.marked.get(entry);
+      if (copy === undefined) {
+        copy = { ...entry, off_record: true };
+        this.marked.set(entry, copy);
+      }
+      return copy;
+    }
     const state = this.timeline.state(entry.id);
     if (state === null) return entry;
     const quoted = state.reply_to !== null ? this.timeline.state(state.reply_to) : null;
     let cached = this.shown.get(state);
-    if (cached === undefined || cached.quoted !== quoted || cached.message.file !== entry.file) {
+    if (
+      cached === undefined ||
+      cached.quoted !== quoted ||
+      cached.message.file !== entry.file ||
+      (cached.message.off_record === true) !== off
+    ) {
       const message: ShownMessage = {
         ...entry,
+        ...(off ? { off_record: true } : {}),
         text: state.text,
         edited: state.edited,
         deleted: state.deleted,

@@ -57,7 +57,8 @@ export interface ChatMessage {
   mime?: MimeBundle;
   /** A shared file's card (core/files); its bytes travel apart, on request. */
   file?: FileMeta;
-  /** An amendment's kind (js/core/edits.ts): "edit" | "delete" | "react"; absent for a message. */
+  /** An amendment's kind (js/core/edits.ts): "edit" | "delete" | "react", or "record" for the
+   *  room's off-the-record switch; absent for a message. */
   kind?: string;
   /** The id an amendment applies to. */
   target?: string;
@@ -65,8 +66,10 @@ export interface ChatMessage {
   reply_to?: string;
   /** A reaction's emoji. */
   emoji?: string;
-  /** A reaction set (true) or taken back (false). */
+  /** A reaction set (true) or taken back (false); a record switch back on the record (true). */
   on?: boolean;
+  /** Composed while the room was off the record (js/core/edits.ts): never stored. */
+  off_record?: boolean;
   /** The author's signature (js/core/signing.ts). */
   sig?: string;
 }

@@ -132,4 +132,16 @@ describe("ChatProxy with its local copy", () => {
     expect(await new LocalCopy("/lab/|room", { indexedDB: factory, legacy: null }).loadAll()).toEqual([]);
     proxy.destroy();
   });
+  it("forgets entries found to be off the record, queued or stored", async () => {
+    const factory = new IDBFactory();
+    const copy = new LocalCopy("lab|room", { indexedDB: factory, legacy: null });
+    copy.save([message("a", 1, 1), message("a", 2, 2)]);
+    await copy.flush();
+    copy.save([message("a", 3, 3)]);
+    copy.forget(["a:2", "a:3", "a:9"]);
+    await copy.flush();
+    const again = new LocalCopy("lab|room", { indexedDB: factory, legacy: null });
+    expect(((await again.loadAll()) as ChatMessage[]).map((m) => m.id)).toEqual(["a:1"]);
+    expect(copy.stats.messages).toBe(1);
+  });
 });

@@ -162,6 +162,8 @@ export class LocalCopy {
   private bytes = 0;
   private loaded = false;
   private pending = new Map<string, ChatMessage>();
+  /** Ids taken from `pending` whose write has not finished. */
+  private readonly writing = new Set<string>();
   private flushTimer: ReturnType<typeof setTimeout> | null = null;
   private flushing: Promise<void> = Promise.resolve();
   private readonly onStats: (stats: LocalCopyStats) => void;
@@ -242,17 +244,52 @@ export class LocalCopy {
     }, FLUSH_DELAY_MS);
   }
 
+  /** Take `ids` out of the copy (entries found to be off the record): queued ones are
+   *  dropped, stored ones deleted. */
+  forget(all: readonly string[]): void {
+    // Only what is stored, queued or being written (the verdict is recomputed on every switch).
+    const ids = all.filter((id) => this.ids.has(id) || this.pending.has(id) || this.writing.has(id));
+    if (!this.available || ids.length === 0) return;
+    for (const id of ids) this.pending.delete(id);
+    this.flushing = this.flushing.then(async () => {
+      const db = await this.db;
+      if (db === null) return;
+      try {
+        const tx = db.transaction(STORE, "readwrite");
+        const store = tx.objectStore(STORE);
+        const gone: string[] = [];
+        for (const id of ids) {
+          store.delete([this.room, id]);
+          if (this.ids.delete(id)) gone.push(id);
+        }
+        await done(tx);
+        if (gone.length > 0) this.onStats(this.stats);
+      } catch (error) {
+        console.warn(`nbchat: could not take messages of ${this.room} out of the local copy`, error);
+      }
+    });
+  }
+
   /** Write what is queued now; resolves once it is on disk. */
   flush(): Promise<void> {
     if (this.flushTimer !== null) clearTimeout(this.flushTimer);
     this.flushTimer = null;
     const batch = [...this.pending.values()];
+    for (const message of batch) this.writing.add(message.id);
     this.pending = new Map();
     this.flushing = this.flushing.then(() => this.write(batch));
     return this.flushing;
   }
 
   private async write(batch: ChatMessage[]): Promise<void> {
+    try {
+      await this.writeBatch(batch);
+    } finally {
+      for (const message of batch) this.writing.delete(message.id);
+    }
+  }
+
+  private async writeBatch(batch: ChatMessage[]): Promise<void> {
     const db = await this.db;
     if (db === null || batch.length === 0) return;
     try {

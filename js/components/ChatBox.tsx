@@ -12,6 +12,7 @@ import { MessageInput } from "./MessageInput";
 import { BellIcon, SearchIcon } from "./Icons";
 import { useMentionNotifications } from "./notify";
 import { MessagesList } from "./MessagesList";
+import { OffRecordBanner, OffRecordToggle } from "./OffTheRecord";
 import { UsersList } from "./UsersList";
 
 export interface ChatBoxProps {
@@ -85,6 +86,11 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
   if (matches.join("\n") !== matchesRef.current.join("\n")) matchesRef.current = matches;
   const stableMatches = matchesRef.current;
   useTitleBadge(state.messages, state.selfId);
+  // An export holds what is kept: no switch lines, nothing said off the record.
+  const exported = React.useMemo(
+    () => state.messages.filter((m) => m.kind === undefined && m.off_record !== true),
+    [state.messages],
+  );
   const notifications = useMentionNotifications(state.messages, state.selfId, state.self?.username ?? null, (id) =>
     jumpRef.current?.(id),
   );
@@ -142,7 +148,7 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
     const messages = proxy.state.messages;
     for (let i = messages.length - 1; i >= 0; i -= 1) {
       const message = messages[i];
-      if (message.user.username === selfName && editable(message)) {
+      if (message.kind === undefined && message.user.username === selfName && editable(message)) {
         actions.edit(message);
         return;
       }
@@ -222,7 +228,12 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
           >
             <SearchIcon />
           </button>
-          <ExportMenu room={room} messages={state.messages} entries={state.entries} />
+          <OffRecordToggle
+            offRecord={state.offRecord ?? null}
+            disabled={state.cannotSend !== null}
+            onToggle={(off) => attempt(() => proxy.setOffTheRecord(off))}
+          />
+          <ExportMenu room={room} messages={exported} entries={state.entries} />
           {notifications.permission !== "unsupported" && (
             <button
               type="button"
@@ -260,6 +271,7 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
           }}
         />
       )}
+      <OffRecordBanner offRecord={state.offRecord ?? null} />
       {state.notice !== null && (
         <div className="nbchat-notice" role="status" aria-label="Chat notice">
           {state.notice}

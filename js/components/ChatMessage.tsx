@@ -7,6 +7,7 @@ import { findMentions } from "../core/mentions";
 import { Avatar } from "./Avatar";
 import { ActionsContext, MessageToolbar, Reactions, SearchContext } from "./MessageActions";
 import { FileCard } from "./FileCard";
+import { RecordLine } from "./OffTheRecord";
 import { RichBody } from "./RichBody";
 
 export interface ChatMessageProps {
@@ -103,7 +104,12 @@ function markMentions(html: string, username: string, shownAs: string): string {
   return template.innerHTML;
 }
 
-function ChatMessageView({ message, markdown, continued, isSelf, avatarUrl }: ChatMessageProps): React.ReactElement {
+function ChatMessageView(props: ChatMessageProps): React.ReactElement {
+  // A room's off-the-record switch is a line in the log, not a message.
+  return props.message.kind === "record" ? <RecordLine entry={props.message} /> : <MessageView {...props} />;
+}
+
+function MessageView({ message, markdown, continued, isSelf, avatarUrl }: ChatMessageProps): React.ReactElement {
   const rich = message.mime !== undefined;
   const deleted = message.deleted === true;
   const actions = React.useContext(ActionsContext);
@@ -124,12 +130,13 @@ function ChatMessageView({ message, markdown, continued, isSelf, avatarUrl }: Ch
   const name = message.user.display_name || message.user.name || message.user.username;
   const quote = message.quote ?? null;
   const edited = message.edited ?? null;
+  const offRecord = message.off_record === true;
   return (
     <div
       role="article"
-      aria-label={`Message from ${name}${mentioned ? ", mentions you" : ""}`}
+      aria-label={`Message from ${name}${mentioned ? ", mentions you" : ""}${offRecord ? ", off the record" : ""}`}
       tabIndex={-1}
-      className={`nbchat-message${continued && quote === null ? " nbchat-message-continued" : ""}${isSelf ? " nbchat-message-self" : ""}${mentioned ? " nbchat-message-mentioned" : ""}`}
+      className={`nbchat-message${continued && quote === null ? " nbchat-message-continued" : ""}${isSelf ? " nbchat-message-self" : ""}${mentioned ? " nbchat-message-mentioned" : ""}${offRecord ? " nbchat-message-off-record" : ""}`}
       data-message-id={message.id}
     >
       <div className="nbchat-message-gutter">
@@ -175,6 +182,11 @@ function ChatMessageView({ message, markdown, continued, isSelf, avatarUrl }: Ch
         ) : (
           /* Sanitized by markdown.render (DOMPurify, no scripts, handlers, images or frames). */
           <div className="nbchat-message-body" ref={bodyRef} dangerouslySetInnerHTML={{ __html: html }} />
+        )}
+        {offRecord && (
+          <span className="nbchat-off-record-mark" title="Said off the record: kept nowhere">
+            off the record
+          </span>
         )}
         {edited !== null && !deleted && (
           <span className="nbchat-edited" title={`Edited ${fullFormat.format(new Date(edited))}`}>

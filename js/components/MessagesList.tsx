@@ -44,6 +44,8 @@ function isContinued(messages: readonly Message[], index: number): boolean {
   const message = messages[index];
   return (
     previous !== undefined &&
+    previous.kind === undefined &&
+    message.kind === undefined &&
     previous.author === message.author &&
     message.time - previous.time >= 0 &&
     message.time - previous.time < GROUP_MS

@@ -60,8 +60,10 @@ export function useMentionNotifications(
       const message = messages[i];
       if (message.author === selfId || message.deleted === true) continue;
       if (findMentions(message.text, [self]).length === 0) continue;
+      // The system keeps notifications (a notification centre): nothing said off the record.
+      const offRecord = message.off_record === true;
       const notification = new Notification(`${displayName(message.user)} mentioned you`, {
-        body: message.text.slice(0, 160),
+        body: offRecord ? "Off the record: open the chat to read it" : message.text.slice(0, 160),
         tag: message.id,
       });
       notification.onclick = () => {

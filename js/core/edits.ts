@@ -1,9 +1,10 @@
 // What each message shows after its edits, deletes and reactions (docs/protocol.md §4.3),
 // mirroring src/nbchat/core/edits.py rule for rule; tests/fixtures/edits_cases.json pins both.
-// Pure: no I/O, no timers. The rules are in the Python module's docstring.
+// Pure: no I/O, no timers. The rules are in the Python module's docstring, off the record
+// included (tests/fixtures/record_cases.json pins that part).
 
 import type { ChatMessage, Identity } from "../protocol";
-import { compareMessages } from "./msglog";
+import { RECORD_KIND, compareMessages } from "./msglog";
 
 export interface Reaction {
   emoji: string;
@@ -40,10 +41,16 @@ export class Timeline {
   private readonly entries = new Map<string, ChatMessage>();
   private readonly amendments = new Map<string, ChatMessage[]>();
   private readonly states = new Map<string, MessageState>();
+  /** The room's off-the-record switches, in log order. */
+  private records: ChatMessage[] = [];
 
   /** Take one log entry; return the id of the message whose state it changed, if any. */
   add(entry: ChatMessage): string | null {
     this.entries.set(entry.id, entry); // or a first-hand copy replacing a relayed one
+    if (entry.kind === RECORD_KIND) {
+      this.records = [...this.records.filter((r) => r.id !== entry.id), entry].sort(compareMessages);
+      return null;
+    }
     if (entry.kind === undefined) {
       this.states.delete(entry.id);
       return entry.id;
@@ -66,6 +73,33 @@ export class Timeline {
       this.states.set(id, cached);
     }
     return cached;
+  }
+
+  /** The room's latest off-the-record switch in log order (null: never switched, so on the
+   *  record); the room is off the record when its `on` is false. */
+  record(): ChatMessage | null {
+    return this.records[this.records.length - 1] ?? null;
+  }
+
+  /** Whether entry `id` is off the record (never stored); false if not held. */
+  offRecord(id: string): boolean {
+    const entry = this.entries.get(id);
+    if (entry === undefined || entry.kind === RECORD_KIND) return false;
+    if (entry.off_record === true) return true;
+    if (entry.kind === undefined) {
+      // The latest switch ordered before the message (binary search: switches are few, but
+      // this runs for every message of a 10,000-message room).
+      let lo = 0;
+      let hi = this.records.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (compareMessages(this.records[mid], entry) < 0) lo = mid + 1;
+        else hi = mid;
+      }
+      return lo > 0 && this.records[lo - 1].on === false;
+    }
+    const target = entry.target;
+    return target !== undefined && this.isMessage(target) && this.offRecord(target);
   }
 
   /** Ids of edits and deletes refused because their user is not the target's. */

@@ -23,6 +23,8 @@ export const MAX_TIME = 253_402_300_799_999;
 
 /** The `kind` of an amendment entry (js/core/edits.ts); a message has none. */
 export const AMENDMENT_KINDS = ["edit", "delete", "react"] as const;
+/** The `kind` of the room's off-the-record switch (`on`: back on the record); no target. */
+export const RECORD_KIND = "record";
 /** A message id, `author:seq`, as an amendment or a reply names it. */
 export const MESSAGE_ID_RE = /^[A-Za-z0-9_-]{1,64}:[1-9][0-9]{0,15}$/;
 /** The largest reaction emoji in UTF-8 bytes (a family emoji with skin tones is 41). */
@@ -124,8 +126,23 @@ function validateExtensions(raw: Record<string, unknown>, message: ChatMessage):
     if (typeof sig !== "string" || !SIG_RE.test(sig)) throw new InvalidMessage("sig must be base64url");
     message.sig = sig;
   }
+  const offRecord = raw.off_record;
+  if (offRecord !== undefined && offRecord !== null) {
+    if (offRecord !== true || kind === RECORD_KIND) {
+      throw new InvalidMessage("off_record must be true or absent (and a switch has none)");
+    }
+    message.off_record = true;
+  }
   if (kind === undefined || kind === null) {
     if (raw.reply_to !== undefined && raw.reply_to !== null) message.reply_to = messageIdField(raw, "reply_to");
+    return;
+  }
+  if (kind === RECORD_KIND) {
+    const { on } = raw;
+    if (typeof on !== "boolean") throw new InvalidMessage("a record switch needs on: true or false");
+    if (raw.target !== undefined && raw.target !== null) throw new InvalidMessage("a record switch has no target");
+    message.kind = kind;
+    message.on = on;
     return;
   }
   if (!(AMENDMENT_KINDS as readonly unknown[]).includes(kind)) {
@@ -147,7 +164,7 @@ function validateExtensions(raw: Record<string, unknown>, message: ChatMessage):
 const IDENTITY_KEYS = ["username", "name", "display_name", "initials", "color", "avatar_url"] as const;
 
 /** Whether two copies of one id say the same thing (an honest relay does). */
-const CONTENT_KEYS = ["clock", "time", "text", "kind", "target", "reply_to", "emoji", "on", "sig"] as const;
+const CONTENT_KEYS = ["clock", "time", "text", "kind", "target", "reply_to", "emoji", "on", "off_record", "sig"] as const;
 
 function sameMessage(a: ChatMessage, b: ChatMessage): boolean {
   return (

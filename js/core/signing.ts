@@ -77,7 +77,11 @@ function canonical(value: unknown): unknown {
 
 /** What an entry's author signs. */
 export function entryBytes(room: string, entry: Fields): Uint8Array<ArrayBuffer> {
-  return utf8.encode(dumps([ENTRY_CONTEXT, room, ...ENTRY_FIELDS.map((f) => canonical(orNull(entry[f])))]));
+  const fields = ENTRY_FIELDS.map((f) => canonical(orNull(entry[f])));
+  // Off the record: appended only then, so every earlier signature stays valid; a relay can
+  // neither strip the flag nor add it.
+  if (entry.off_record !== undefined && entry.off_record !== null) fields.push(entry.off_record);
+  return utf8.encode(dumps([ENTRY_CONTEXT, room, ...fields]));
 }
 
 /** What the server signs for a certificate. */

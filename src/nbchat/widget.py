@@ -21,7 +21,7 @@ from .core.export import to_json, to_markdown
 from .core.files import FILE_LIMIT_BYTES, clean_file_name
 from .core.frames import dumps
 from .core.mentions import mentions
-from .core.msglog import Message
+from .core.msglog import RECORD_KIND, Message
 from .core.rich import RICH_LIMIT_BYTES, size_error
 from .mimebundle import rich_message
 
@@ -110,7 +110,8 @@ class Chat(anywidget.AnyWidget):
         "reactions ([{emoji, users}]), reply_to (the id it answers or None), mentions (the "
         "usernames it calls with @name), and for a rich message its MIME bundle `mime` (e.g. "
         "mime['text/html'] for a shared table, mime['image/png'] as base64), for a shared "
-        "file its card `file` (name, size, type, sha256).",
+        "file its card `file` (name, size, type, sha256). Messages said while the room was "
+        "off the record never appear here (see off_the_record()).",
     )
     max_rich_bytes = traitlets.Int(
         RICH_LIMIT_BYTES,
@@ -212,6 +213,24 @@ class Chat(anywidget.AnyWidget):
     def react(self, message_id: str, emoji: str, on: bool = True) -> None:
         """Set (or with ``on=False`` take back) your reaction ``emoji`` on a message."""
         self._amend("", None, kind="react", target=self._known(message_id), emoji=emoji, on=on)
+
+    def off_the_record(self, off: bool = True) -> None:
+        """Take the room off the record (``off=False``: put it back on), for everyone in it;
+        anyone in the room may. While it is off, messages are shown to the people in the
+        room but kept nowhere: not in any browser's local copy, not in ``messages`` here
+        (nor in any kernel's copy), not in an export. Everyone sees a banner and a line in
+        the log saying who switched. Posted by your browser, like :meth:`send`."""
+        self._amend("", None, kind=RECORD_KIND, on=not off)
+
+    @property
+    def is_off_the_record(self) -> bool:
+        """Whether the room is off the record, as the owner browser last mirrored it."""
+        timeline = Timeline()
+        for entry in self._entries:
+            if _is_entry(entry) and entry.get("kind") == RECORD_KIND:
+                timeline.add(cast("Message", entry))
+        record = timeline.record()
+        return record is not None and record.get("on") is False
 
     def mentions(self, message: dict[str, Any]) -> list[str]:
         """The usernames a message calls with ``@name``, among the room's people."""

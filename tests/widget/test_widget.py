@@ -377,6 +377,42 @@ def test_reply_edit_delete_and_react_go_to_the_browser_as_entry_fields(
         chat.edit("Z:9", "x")
 
 
+def test_off_the_record_goes_to_the_browser_as_a_switch_and_reads_the_mirrored_log(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chat = Chat(room="r")
+    out = sent(chat, monkeypatch)
+    claim(chat, "peerA")
+    assert chat.is_off_the_record is False
+    chat.off_the_record()
+    chat.off_the_record(False)
+    posted = [m["content"] for m in out if m.get("method") == "custom"]
+    assert [(p["text"], p["fields"]) for p in posted] == [
+        ("", {"kind": "record", "on": False}),
+        ("", {"kind": "record", "on": True}),
+    ]
+    # The owner browser mirrors only what is kept: the switches, never what was said off.
+    log = [
+        entry("A", 1, 1, "ana", "kept"),
+        entry("B", 1, 3, "bo", kind="record", on=True),
+        entry("A", 2, 2, "ana", kind="record", on=False),
+    ]
+    chat._on_custom(chat, {"type": "messages", "from": 0, "messages": log, "done": True}, [])
+    assert chat.is_off_the_record is False  # bo's switch back on is the later one
+    chat._on_custom(
+        chat,
+        {
+            "type": "messages",
+            "from": 3,
+            "messages": [entry("A", 3, 4, "ana", kind="record", on=False)],
+            "done": True,
+        },
+        [],
+    )
+    assert chat.is_off_the_record is True
+    assert [m["id"] for m in chat.messages] == ["A:1"]  # switches are not messages
+
+
 def test_only_the_owners_browser_writes_the_kernels_messages(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -19,14 +19,30 @@ module folds those entries into the state each message shows. The rules:
   later edits.
 - A reaction is ``on`` or off per (emoji, user); the latest in log order wins. Emojis
   are listed in the order of their first reaction, users sorted.
+
+Off the record (a room switch, ``kind: "record"``, ``on`` false to go off and true to
+come back; anyone in the room may flip it):
+
+- The room's state is its latest switch in log order (:meth:`Timeline.record`; on the
+  record while there is none), so concurrent switches resolve the same everywhere.
+- An entry is off the record (:meth:`Timeline.off_record`) if its author flagged it
+  (``off_record``, covered by its signature: no relay strips it), or, for a message, if
+  the latest switch ordered before it is off: a receiver does not trust a sender to flag.
+  An edit, delete or reaction follows its message: off the record if that message is
+  (or if flagged), kept if the message is kept, so a delete made while off the record
+  still takes back the stored copy. Switches themselves are always kept: they say who
+  turned the record off and when, never what was said.
+- Off-the-record entries are shown, marked, and are never written to storage, the
+  kernel's copy or an export (the shells' job, with this verdict).
 """
 
 from __future__ import annotations
 
+import bisect
 from typing import TypedDict
 
 from ..protocol import Identity
-from .msglog import Message, order_key
+from .msglog import RECORD_KIND, Message, order_key
 
 __all__ = ["MessageState", "Reaction", "Timeline"]
 
@@ -57,11 +73,19 @@ class Timeline:
         self._entries: dict[str, Message] = {}
         self._amendments: dict[str, list[Message]] = {}
         self._states: dict[str, MessageState] = {}
+        # The room's off-the-record switches in log order, and their order keys.
+        self._records: list[Message] = []
+        self._record_keys: list[tuple[int, str, int]] = []
 
     def add(self, entry: Message) -> str | None:
         """Take one log entry; return the id of the message whose state it changed."""
         self._entries[entry["id"]] = entry  # or a first-hand copy replacing a relayed one
         target = entry.get("target")
+        if entry.get("kind") == RECORD_KIND:
+            records = [r for r in self._records if r["id"] != entry["id"]] + [entry]
+            self._records = sorted(records, key=order_key)
+            self._record_keys = [order_key(r) for r in self._records]
+            return None
         if entry.get("kind") is None:
             self._states.pop(entry["id"], None)
             return entry["id"]
@@ -80,6 +104,24 @@ class Timeline:
         if cached is None:
             cached = self._states[message_id] = self._fold(self._entries[message_id])
         return cached
+
+    def record(self) -> Message | None:
+        """The room's latest off-the-record switch in log order (None: never switched, so on
+        the record); the room is off the record when its ``on`` is False."""
+        return self._records[-1] if self._records else None
+
+    def off_record(self, entry_id: str) -> bool:
+        """Whether entry ``entry_id`` is off the record (never stored); False if not held."""
+        entry = self._entries.get(entry_id)
+        if entry is None or entry.get("kind") == RECORD_KIND:
+            return False
+        if entry.get("off_record") is True:
+            return True
+        if entry.get("kind") is None:
+            at = bisect.bisect_left(self._record_keys, order_key(entry))
+            return at > 0 and self._records[at - 1]["on"] is False
+        target = entry.get("target")
+        return target is not None and self._is_message(target) and self.off_record(target)
 
     def refused(self) -> list[str]:
         """Ids of edits and deletes refused because their user is not the target's."""

@@ -46,6 +46,7 @@ __all__ = [
     "InvalidMessage",
     "Message",
     "MessageLog",
+    "RECORD_KIND",
     "normalize_identity",
     "order_key",
 ]
@@ -75,16 +76,20 @@ class Message(TypedDict):
     mime: NotRequired[dict[str, str]]
     #: A shared file's card (core/files); its bytes travel apart, on request.
     file: NotRequired[FileMeta]
-    kind: NotRequired[str]  # "edit" | "delete" | "react"; absent for a message
+    kind: NotRequired[str]  # "edit" | "delete" | "react" | "record"; absent for a message
     target: NotRequired[str]  # the id an amendment applies to
     reply_to: NotRequired[str]  # the id a message answers
     emoji: NotRequired[str]  # a reaction's emoji
-    on: NotRequired[bool]  # a reaction set (True) or taken back (False)
+    on: NotRequired[bool]  # a reaction set, or a record switch on the record (True)
+    #: Composed while the room was off the record (core/edits.py): never stored.
+    off_record: NotRequired[bool]
     sig: NotRequired[str]  # the author's signature (core/signing.py)
 
 
 #: The ``kind`` of an amendment entry; a message has none.
 AMENDMENT_KINDS = ("edit", "delete", "react")
+#: The ``kind`` of the room's off-the-record switch (``on``: back on the record); no target.
+RECORD_KIND = "record"
 #: A message id, ``author:seq``, as an amendment or a reply names it.
 MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}:[1-9][0-9]{0,15}\Z")
 #: The largest reaction emoji in UTF-8 bytes (a family emoji with skin tones is 41).
@@ -191,9 +196,22 @@ def _validate_extensions(raw: Mapping[str, object], message: Message) -> None:
             raise InvalidMessage("sig must be base64url")
         message["sig"] = sig
     kind = raw.get("kind")
+    off_record = raw.get("off_record")
+    if off_record is not None:
+        if off_record is not True or kind == RECORD_KIND:
+            raise InvalidMessage("off_record must be true or absent (and a switch has none)")
+        message["off_record"] = True
     if kind is None:
         if raw.get("reply_to") is not None:
             message["reply_to"] = _message_id(raw, "reply_to")
+        return
+    if kind == RECORD_KIND:
+        on = raw.get("on")
+        if not isinstance(on, bool):
+            raise InvalidMessage("a record switch needs on: true or false")
+        if raw.get("target") is not None:
+            raise InvalidMessage("a record switch has no target")
+        message["kind"], message["on"] = kind, on
         return
     if kind not in AMENDMENT_KINDS:
         raise InvalidMessage(f"unknown kind {kind!r}")
@@ -222,7 +240,7 @@ def _same(a: Message, b: Message) -> bool:
 
 _CONTENT_KEYS = (
     *("clock", "time", "text", "mime", "file"),
-    *("kind", "target", "reply_to", "emoji", "on", "sig"),
+    *("kind", "target", "reply_to", "emoji", "on", "off_record", "sig"),
 )
 _IDENTITY_KEYS = ("username", "name", "display_name", "initials", "color", "avatar_url")
 

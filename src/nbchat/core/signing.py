@@ -101,8 +101,12 @@ def _canonical(value: Any) -> Any:
 
 
 def entry_bytes(room: str, entry: Mapping[str, Any]) -> bytes:
-    """What an entry's author signs."""
-    fields = (_canonical(entry.get(f)) for f in ENTRY_FIELDS)
+    """What an entry's author signs. An entry composed off the record has ``off_record``
+    appended (only then, so every earlier signature stays valid): a relay can neither strip
+    the flag nor add it."""
+    fields = [_canonical(entry.get(f)) for f in ENTRY_FIELDS]
+    if entry.get("off_record") is not None:
+        fields.append(entry["off_record"])
     return dumps([ENTRY_CONTEXT, room, *fields]).encode("utf-8")
 
 

@@ -23,7 +23,7 @@ from ..core.files import FILE_LIMIT_BYTES, FileMeta, clean_file_name
 from ..core.frames import ChatFrameType, dumps
 from ..core.mentions import TYPING_REFRESH_MS, TypingTracker, mentions
 from ..core.mesh import DIAL_TIMEOUT_MS, MAX_LINKS, MESH_SIZE
-from ..core.msglog import Identity, Message, MessageLog
+from ..core.msglog import RECORD_KIND, Identity, Message, MessageLog
 from ..core.ratelimit import IncomingLimits
 from ..core.rich import RICH_LIMIT_BYTES, format_size, size_error
 from ..core.signing import CertBook, generate_key, public_key, sign_entry
@@ -365,6 +365,25 @@ class ChatPeer:
         self.message(message_id)
         return self._publish("", kind="react", target=message_id, emoji=emoji, on=on)
 
+    async def off_the_record(self, off: bool = True) -> Message | None:
+        """Take the room off the record (``off=False``: put it back on), for everyone in it;
+        anyone in the room may. A signed switch entry every peer replicates; None if the
+        room already is so. While it is off, what is said is shown but kept nowhere: no
+        browser stores it, no kernel copy mirrors it, no export holds it."""
+        if self.is_off_the_record == off:
+            return None
+        return self._publish("", kind=RECORD_KIND, on=not off)
+
+    @property
+    def is_off_the_record(self) -> bool:
+        """Whether the room is off the record now (its latest switch in log order)."""
+        record = self._timeline.record()
+        return record is not None and record.get("on") is False
+
+    def off_record(self, message_id: str) -> bool:
+        """Whether entry ``message_id`` was said off the record (kept nowhere)."""
+        return self._timeline.off_record(message_id)
+
     async def set_typing(self, on: bool = True) -> None:
         """Tell the others we are typing (sent at most every 2 s) or that we stopped."""
         now = self._now()
@@ -379,10 +398,13 @@ class ChatPeer:
         :meth:`import_history` (and the widget) can load again."""
         target = Path(path)
         now = time.time() * 1000
+        # What was said off the record is never exported.
         if target.suffix.lower() == ".md":
-            text = to_markdown(self.room, self.conversation, now)
+            kept = [m for m in self.conversation if not self.off_record(m["id"])]
+            text = to_markdown(self.room, kept, now)
         else:
-            text = dumps(to_json(self.room, self._require_log().messages, now))
+            entries = [m for m in self._require_log().messages if not self.off_record(m["id"])]
+            text = dumps(to_json(self.room, entries, now))
         target.write_text(text, encoding="utf-8")
         return target
 
@@ -419,6 +441,15 @@ class ChatPeer:
                 f"{self.config.max_message_bytes} bytes"
             )
         now = int(time.time() * 1000)
+        # Flagged (and so signed) off the record: a message while the room is, an amendment
+        # of a message that is.
+        if extensions.get("kind") is None:
+            off = self.is_off_the_record
+        else:
+            target = extensions.get("target")
+            off = isinstance(target, str) and self._timeline.off_record(target)
+        if off:
+            extensions["off_record"] = True
         message = self._require_log().compose(text, now, mime, file, **extensions)
         if self._certs is not None:
             message["sig"] = sign_entry(self._signing_key, self._certs.room, message)

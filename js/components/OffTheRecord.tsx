@@ -1,0 +1,92 @@
+// Off the record (core/edits): the header's switch, the banner everyone in the room sees
+// while the room is off the record, and the log's line for each switch.
+
+import * as React from "react";
+import { type OffRecord, recordLine } from "../chatState";
+import type { ChatMessage } from "../protocol";
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+
+/** An eye struck through (ours, inline like the other icons). */
+function OffRecordIcon(): React.ReactElement {
+  return (
+    <svg
+      width={15}
+      height={15}
+      viewBox="0 0 24 24"
+      aria-hidden="true"
+      focusable="false"
+      className="nbchat-icon"
+      fill="none"
+      stroke="currentColor"
+      strokeWidth="1.8"
+      strokeLinecap="round"
+      strokeLinejoin="round"
+    >
+      <path d="M2.5 12s3.5-6.5 9.5-6.5 9.5 6.5 9.5 6.5-3.5 6.5-9.5 6.5S2.5 12 2.5 12Z" />
+      <circle cx="12" cy="12" r="2.8" />
+      <path d="M4 20 20 4" />
+    </svg>
+  );
+}
+
+export interface OffRecordToggleProps {
+  offRecord: OffRecord | null;
+  disabled: boolean;
+  onToggle: (off: boolean) => void;
+}
+
+/** The header's switch: pressed while the room is off the record. Anyone may flip it. */
+export function OffRecordToggle({ offRecord, disabled, onToggle }: OffRecordToggleProps): React.ReactElement {
+  const off = offRecord !== null;
+  return (
+    <button
+      type="button"
+      className={`nbchat-action nbchat-record-toggle${off ? " nbchat-record-toggle-off" : ""}`}
+      aria-label="Off the record"
+      aria-pressed={off}
+      disabled={disabled}
+      title={
+        off
+          ? "Off the record: nothing is kept on any computer or in the notebook (click to put the chat back on the record)"
+          : "Take the chat off the record for everyone: messages are shown but kept nowhere"
+      }
+      onClick={() => onToggle(!off)}
+    >
+      <OffRecordIcon />
+    </button>
+  );
+}
+
+/** What everyone in the room sees while it is off the record. */
+export function OffRecordBanner({ offRecord }: { offRecord: OffRecord | null }): React.ReactElement | null {
+  if (offRecord === null) return null;
+  return (
+    <div className="nbchat-record-banner" role="status" aria-label="Off the record">
+      <OffRecordIcon />
+      <span>
+        <strong>Off the record</strong> — {offRecord.by} turned it off at {timeFormat.format(new Date(offRecord.since))}.
+        New messages are shown to the people here but kept nowhere: not on this computer, not in the notebook, not in
+        exports.
+      </span>
+    </div>
+  );
+}
+
+/** The log's line for a switch: "Ana took the chat off the record". */
+export function RecordLine({ entry }: { entry: ChatMessage }): React.ReactElement {
+  const when = new Date(entry.time);
+  return (
+    <div
+      role="article"
+      aria-label={recordLine(entry)}
+      tabIndex={-1}
+      className={`nbchat-record-line${entry.on === true ? "" : " nbchat-record-line-off"}`}
+      data-message-id={entry.id}
+    >
+      <OffRecordIcon />
+      <span>{recordLine(entry)}</span>
+      <time dateTime={when.toISOString()}>{timeFormat.format(when)}</time>
+    </div>
+  );
+}

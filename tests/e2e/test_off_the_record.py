@@ -1,0 +1,165 @@
+"""Off the record (#12) as two users see it: real JupyterLab, real Chromium, real WebRTC.
+A takes the room off the record; B (and C, who joins later) sees the banner; what they
+say shows on screen but reaches neither browser's IndexedDB nor the kernel's
+``chat.messages``; back on the record, storing resumes."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from playwright.sync_api import Locator, Page, expect
+from tests.support.browser import open_and_run
+from tests.support.lab import Lab
+from tests.support.widgets import (
+    SLOW,
+    kernel_client,
+    kernel_eval,
+    messages,
+    own_name,
+    room_notebook,
+    say,
+    screenshot,
+    set_theme,
+    users,
+)
+
+#: Every text of the room's local copy in this page's IndexedDB.
+STORED_TEXTS = """() => new Promise((resolve, reject) => {
+    const open = indexedDB.open('nbchat');
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+        const db = open.result;
+        if (!db.objectStoreNames.contains('messages')) { db.close(); resolve([]); return; }
+        const all = db.transaction('messages').objectStore('messages').getAll();
+        all.onsuccess = () => {
+            db.close();
+            resolve(all.result.map((m) => m.kind === 'record' ? `record:${m.on}` : m.text));
+        };
+        all.onerror = () => reject(all.error);
+    };
+})"""
+
+
+def stored(page: Page) -> list[str]:
+    return page.evaluate(STORED_TEXTS)
+
+
+def wait_stored(page: Page, text: str) -> list[str]:
+    """The page's local copy once it holds ``text`` (writes are batched, in order)."""
+    deadline = time.monotonic() + 30
+    while text not in (texts := stored(page)):
+        assert time.monotonic() < deadline, f"{text!r} never reached IndexedDB: {texts}"
+        time.sleep(0.2)
+    return texts
+
+
+def kernel_until(kernel: Any, expression: str, predicate: Any) -> Any:
+    deadline = time.monotonic() + 30
+    while not predicate(value := kernel_eval(kernel, expression)):
+        assert time.monotonic() < deadline, f"the kernel's {expression} stayed {value!r}"
+        time.sleep(0.2)  # the kernel's copy is mirrored when things are quiet: poll it
+    return value
+
+
+def article(page: Page, author: str, text: str) -> Locator:
+    return (
+        messages(page).get_by_role("article", name=f"Message from {author}").filter(has_text=text)
+    )
+
+
+def toggle(page: Page) -> Locator:
+    return page.get_by_role("button", name="Off the record")
+
+
+def banner(page: Page) -> Locator:
+    return page.get_by_role("status", name="Off the record")
+
+
+def test_off_the_record_keeps_nothing_in_the_browser_or_the_kernel(lab: Lab, new_user) -> None:
+    path = room_notebook(lab, "e2e-off-the-record", "e2e-off-the-record-room")
+    a, b = new_user(), new_user()
+    open_and_run(a, lab, path)
+    open_and_run(b, lab, path)
+    for page in (a, b):
+        expect(users(page)).to_have_count(2, timeout=SLOW)
+        expect(page.get_by_role("status", name="Chat status")).to_have_text(
+            "Connected to 1 peer", timeout=SLOW
+        )
+    name_a, name_b = own_name(a), own_name(b)
+    say(a, "Kept before")
+    expect(article(b, name_a, "Kept before")).to_be_visible(timeout=SLOW)
+    for page in (a, b):
+        wait_stored(page, "Kept before")
+        expect(banner(page)).to_have_count(0)
+
+    # A takes the room off the record: everyone sees the banner, the pressed switch and a
+    # line in the log saying who did it.
+    expect(toggle(a)).to_have_attribute("aria-pressed", "false")
+    toggle(a).click()
+    for page in (a, b):
+        expect(banner(page)).to_be_visible(timeout=SLOW)
+        expect(banner(page)).to_contain_text(f"{name_a} turned it off")
+        expect(toggle(page)).to_have_attribute("aria-pressed", "true")
+        expect(
+            messages(page).get_by_role("article", name=f"{name_a} took the chat off the record")
+        ).to_be_visible()
+
+    say(a, "Secret plan from A")
+    say(b, "Secret answer from B")
+    for page in (a, b):
+        for author, text in ((name_a, "Secret plan from A"), (name_b, "Secret answer from B")):
+            shown = messages(page).get_by_role(
+                "article", name=f"Message from {author}, off the record"
+            )
+            expect(shown.filter(has_text=text)).to_be_visible(timeout=SLOW)
+
+    # The kernel follows the switch, and its copy holds none of it.
+    kernel = kernel_client(lab, path)
+    try:
+        kernel_until(kernel, "chat.is_off_the_record", lambda off: off is True)
+
+        # Someone who joins now sees the banner too, and what was said (from the others'
+        # memory), marked.
+        c = new_user()
+        open_and_run(c, lab, path)
+        expect(users(c)).to_have_count(3, timeout=SLOW)
+        expect(banner(c)).to_be_visible(timeout=SLOW)
+        expect(
+            messages(c).get_by_role("article", name=f"Message from {name_a}, off the record")
+        ).to_contain_text("Secret plan from A", timeout=SLOW)
+
+        # What users see, in both themes.
+        screenshot(a, "off-the-record.png")
+        set_theme(a, "JupyterLab Dark")
+        expect(banner(a)).to_be_visible()
+        screenshot(a, "off-the-record-dark.png")
+        set_theme(a, "JupyterLab Light")
+
+        # B puts it back on the record, from the keyboard; storing resumes.
+        toggle(b).focus()
+        b.keyboard.press("Enter")
+        for page in (a, b, c):
+            expect(banner(page)).to_have_count(0, timeout=SLOW)
+            expect(toggle(page)).to_have_attribute("aria-pressed", "false")
+            expect(
+                messages(page).get_by_role(
+                    "article", name=f"{name_b} put the chat back on the record"
+                )
+            ).to_be_visible()
+        say(a, "Kept after")
+        kernel_until(kernel, "chat.is_off_the_record", lambda off: off is False)
+        texts = kernel_until(
+            kernel, "[m['text'] for m in chat.messages]", lambda t: "Kept after" in t
+        )
+        assert texts == ["Kept before", "Kept after"]
+    finally:
+        kernel.stop_channels()
+
+    for page in (a, b, c):
+        held = wait_stored(page, "Kept after")
+        assert not any("Secret" in t for t in held), held
+        assert "Kept before" in held and "record:false" in held and "record:true" in held
+        # …while the screen still shows what was said off the record.
+        expect(article(page, name_a, "Secret plan from A")).to_be_visible()
+        expect(article(page, name_b, "Secret answer from B")).to_be_visible()
