@@ -43,7 +43,11 @@ describe("constants both cores hold", () => {
       FRAME_RATE: rateLimit.FRAME_RATE,
       FLOOD_WARNING_MS: rateLimit.FLOOD_WARNING_MS,
     });
-    expect(constants.msglog).toEqual({ MAX_CLOCK_STEP: msglog.MAX_CLOCK_STEP, MAX_TIME: msglog.MAX_TIME });
+    expect(constants.msglog).toEqual({
+      MAX_CLOCK_STEP: msglog.MAX_CLOCK_STEP,
+      MAX_TIME: msglog.MAX_TIME,
+      MAX_BEYOND_RANGES: msglog.MAX_BEYOND_RANGES,
+    });
     expect(constants.session).toEqual({ ICE_TRANSPORT_POLICIES: [...session.ICE_TRANSPORT_POLICIES] });
     expect(constants.comm).toEqual({ CommType: comm.CommType });
   });

@@ -28,7 +28,8 @@ export const ChatFrameType = {
 export type ChatFrameType = (typeof ChatFrameType)[keyof typeof ChatFrameType];
 
 export type MessageFrame = { type: typeof ChatFrameType.MESSAGE; message: ChatMessage };
-export type SyncFrame = { type: typeof ChatFrameType.SYNC; have: Record<string, number> };
+/** `beyond` (optional): per author, `[first, last]` ranges of seqs held past `have` (core/msglog). */
+export type SyncFrame = { type: typeof ChatFrameType.SYNC; have: Record<string, number>; beyond?: Record<string, [number, number][]> };
 export type HistoryFrame = { type: typeof ChatFrameType.HISTORY; messages: ChatMessage[] };
 export type ChunkFrame = {
   type: typeof ChatFrameType.CHUNK;

@@ -1,6 +1,6 @@
 import fixture from "../../tests/fixtures/msglog_cases.json";
 import { describe, expect, it } from "vitest";
-import { InvalidMessage, MessageLog, normalizeIdentity } from "./msglog";
+import { InvalidMessage, MAX_BEYOND_RANGES, MessageLog, normalizeIdentity } from "./msglog";
 import type { Identity } from "../protocol";
 import { ChatFrameType, dumps } from "./frames";
 
@@ -19,11 +19,13 @@ function check(log: MessageLog, expected: Record<string, any>): void {
   if ("clock" in expected) expect(log.clock).toBe(expected.clock);
   if ("messages" in expected) expect(log.messages).toEqual(expected.messages);
   for (const query of expected.have_for ?? []) expect(log.have(query.peer)).toEqual(query.have);
+  if ("beyond" in expected) expect(log.beyond()).toEqual(expected.beyond);
+  for (const query of expected.beyond_for ?? []) expect(log.beyond(query.peer)).toEqual(query.beyond);
   for (const [id, position] of Object.entries(expected.index ?? {})) expect(log.index(id)).toBe(position);
   // What we would send: key order and number spelling, the same bytes as Python's encoder.
   if ("wire" in expected) expect(dumps({ type: ChatFrameType.HISTORY, messages: [...log.messages] })).toBe(expected.wire);
   for (const query of expected.missing_for ?? []) {
-    expect(log.missingFor(query.have).map((m) => m.id)).toEqual(query.ids);
+    expect(log.missingFor(query.have, query.beyond).map((m) => m.id)).toEqual(query.ids);
   }
 }
 
@@ -127,5 +129,33 @@ describe("a newest-first history", () => {
     expect(newestFirst.index("a:1")).toBe(0);
     expect(newestFirst.index("a:500")).toBe(499);
     expect(newestFirst.have()).toEqual({ a: 500 });
+  });
+});
+
+describe("beyond: what a copy with gaps holds past have", () => {
+  it("lets a copy with the same gaps answer nothing, and one lacking some get only those", () => {
+    const stored = [1, 2, 5, 6, 9].map((seq) => ({ author: "pa", seq, clock: seq, time: seq, text: `m${seq}`, user: alice }));
+    const holder = new MessageLog("ph", bob);
+    const asker = new MessageLog("pq", bob);
+    holder.restore(stored);
+    asker.restore(stored.filter((m) => m.seq !== 6));
+    expect(asker.have()).toEqual({ pa: 2 });
+    expect(asker.beyond()).toEqual({ pa: [[5, 5], [9, 9]] });
+    expect(holder.missingFor(asker.have(), asker.beyond()).map((m) => m.id)).toEqual(["pa:6"]);
+    expect(holder.missingFor(holder.have(), holder.beyond())).toEqual([]);
+    // Without beyond (an older client), everything past the gap, as before.
+    expect(holder.missingFor(asker.have()).map((m) => m.id)).toEqual(["pa:5", "pa:6", "pa:9"]);
+  });
+
+  it("is capped at MAX_BEYOND_RANGES; a range past the cap is sent again (a duplicate, never a loss)", () => {
+    const log = new MessageLog("pa", alice);
+    const seqs: number[] = [];
+    for (let seq = 2; seq < 2 * MAX_BEYOND_RANGES + 40; seq += 2) seqs.push(seq);
+    expect(log.restore(seqs.map((seq) => ({ author: "pb", seq, clock: seq, time: 0, text: "", user: { username: "b" } })))).toBe(seqs.length);
+    const beyond = log.beyond();
+    expect(beyond.pb.slice(0, 2)).toEqual([[2, 2], [4, 4]]);
+    expect(beyond.pb.length).toBe(MAX_BEYOND_RANGES);
+    const resent = log.missingFor({}, { pb: seqs.map((s) => [s, s]) }).map((m) => m.seq);
+    expect(resent).toEqual(seqs.filter((s) => s > 2 * MAX_BEYOND_RANGES));
   });
 });

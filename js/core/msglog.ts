@@ -7,6 +7,11 @@ import { type MimeBundle, cleanMime } from "./rich";
 
 /** Per author, the highest seq held contiguously from 1 (authors at 0 omitted). */
 export type HaveVector = Record<string, number>;
+/** Per author, the seqs held past its `have` count, as `[first, last]` ranges (a sync's `beyond`). */
+export type BeyondRanges = Record<string, [number, number][]>;
+
+/** At most this many `[first, last]` ranges in a sync's `beyond`, made or read. */
+export const MAX_BEYOND_RANGES = 256;
 
 /**
  * A received clock may be at most this far beyond the highest we have seen. Honest clocks grow
@@ -42,6 +47,56 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 
 function asInt(value: unknown): number | null {
   return typeof value === "number" && Number.isInteger(value) ? value : null;
+}
+
+/**
+ * A sync's `beyond`, untrusted: per author (a valid peer id, in code-unit order) its ranges
+ * merged and sorted, as [firsts, lasts]; malformed parts and ranges past MAX_BEYOND_RANGES are
+ * left out (counted as not held).
+ */
+function heldRanges(beyond: unknown): Map<string, [number[], number[]]> {
+  const held = new Map<string, [number[], number[]]>();
+  if (!isRecord(beyond)) return held;
+  let budget = MAX_BEYOND_RANGES;
+  for (const author of Object.keys(beyond).filter((k) => PEER_ID_RE.test(k)).sort()) {
+    const spans = beyond[author];
+    if (budget === 0) break;
+    if (!Array.isArray(spans)) continue;
+    const pairs: [number, number][] = [];
+    for (const span of spans.slice(0, budget)) {
+      if (!Array.isArray(span) || span.length !== 2) continue;
+      const first = asInt(span[0]);
+      const last = asInt(span[1]);
+      if (first === null || last === null || !(1 <= first && first <= last && last <= Number.MAX_SAFE_INTEGER)) continue;
+      pairs.push([first, last]);
+    }
+    budget -= Math.min(spans.length, budget);
+    pairs.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    const firsts: number[] = [];
+    const lasts: number[] = [];
+    for (const [first, last] of pairs) {
+      if (lasts.length > 0 && first <= lasts[lasts.length - 1] + 1) {
+        lasts[lasts.length - 1] = Math.max(lasts[lasts.length - 1], last);
+      } else {
+        firsts.push(first);
+        lasts.push(last);
+      }
+    }
+    if (firsts.length > 0) held.set(author, [firsts, lasts]);
+  }
+  return held;
+}
+
+/** Whether `seq` lies in one of the merged, sorted ranges `[firsts, lasts]`. */
+function inRanges([firsts, lasts]: [number[], number[]], seq: number): boolean {
+  let low = 0;
+  let high = firsts.length;
+  while (low < high) {
+    const mid = (low + high) >> 1;
+    if (firsts[mid] <= seq) low = mid + 1;
+    else high = mid;
+  }
+  return low > 0 && lasts[low - 1] >= seq;
 }
 
 function optionalString(value: unknown): string | null {
@@ -376,15 +431,55 @@ export class MessageLog {
     return have;
   }
 
-  /** Every message the holder of `have` lacks, in log order; junk entries count as 0. */
-  missingFor(have: unknown): ChatMessage[] {
+  /**
+   * Per author, the seqs held past `have(forPeer)`'s count, as `[first, last]` ranges from the
+   * lowest (authors with none omitted; at most MAX_BEYOND_RANGES in all). With `forPeer`, that
+   * peer's own ranges cover only first-hand copies, as in `have`.
+   */
+  beyond(forPeer?: string): BeyondRanges {
+    const beyond: BeyondRanges = {};
+    let budget = MAX_BEYOND_RANGES;
+    for (const author of [...this.seqs.keys()].sort()) {
+      const contiguous = this.contiguous.get(author) ?? 0;
+      let past: number[];
+      if (author === forPeer) {
+        let base = 0;
+        while (this.firstHand.has(messageId(author, base + 1))) base += 1;
+        past = [...(this.seqs.get(author) as Set<number>)].filter((s) => s > base && this.firstHand.has(messageId(author, s)));
+      } else {
+        if ((this.maxSeq.get(author) ?? 0) === contiguous) continue; // no gap: the common case
+        past = [...(this.seqs.get(author) as Set<number>)].filter((s) => s > contiguous);
+      }
+      past.sort((a, b) => a - b);
+      const ranges: [number, number][] = [];
+      for (const seq of past) {
+        const last = ranges[ranges.length - 1];
+        if (last !== undefined && last[1] + 1 === seq) last[1] = seq;
+        else if (ranges.length < budget) ranges.push([seq, seq]);
+        else break;
+      }
+      if (ranges.length > 0) {
+        beyond[author] = ranges;
+        budget -= ranges.length;
+        if (budget === 0) break;
+      }
+    }
+    return beyond;
+  }
+
+  /** Every message the holder of `have` (and `beyond`) lacks, in log order; junk in either
+   *  counts as nothing held. */
+  missingFor(have: unknown, beyond?: unknown): ChatMessage[] {
     const theirs = isRecord(have) ? have : {};
+    const ranges = heldRanges(beyond);
     this.settle();
     return this.ordered.filter((message) => {
       const held = Object.prototype.hasOwnProperty.call(theirs, message.author)
         ? asInt(theirs[message.author]) ?? 0
         : 0;
-      return message.seq > held;
+      if (message.seq <= held) return false;
+      const spans = ranges.get(message.author);
+      return spans === undefined || !inRanges(spans, message.seq);
     });
   }
 

@@ -17,7 +17,7 @@ const FIXTURE = fixture as unknown as { constants: Record<string, number>; cases
 function sent({ to, frame }: Send): Record<string, unknown> {
   switch (frame.type) {
     case "sync":
-      return { to, type: "sync", have: frame.have };
+      return frame.beyond === undefined ? { to, type: "sync", have: frame.have } : { to, type: "sync", have: frame.have, beyond: frame.beyond };
     case "history":
       return { to, type: "history", ids: frame.messages.map((m) => m.id) };
     case "message":
@@ -56,6 +56,10 @@ describe("room sync (tests/fixtures/sync_cases.json)", () => {
       c.steps.forEach((step, number) => {
         if (step.op === "deadline") {
           expect(room.nextDeadline(), `step ${number}`).toBe(step.deadline);
+          return;
+        }
+        if (step.op === "restore") {
+          expect(log.restore(step.messages), `step ${number}`).toBe(step.result);
           return;
         }
         let out;

@@ -3,8 +3,10 @@
 // The rules, identical in src/nbchat/core/sync.py and pinned by tests/fixtures/sync_cases.json
 // (docs/protocol.md §4):
 // - When a link to a peer opens, we send it `sync` with what we hold (`have`, counted for that
-//   peer: only first-hand copies of its own messages).
-// - A `sync` is answered with `history` batches of every message the asker lacks, never the
+//   peer: only first-hand copies of its own messages), and, when we hold seqs past a gap (a
+//   stored copy lacks what was said off the record), `beyond`: those seqs as ranges.
+// - A `sync` is answered with `history` batches of every message the asker lacks (past `have`
+//   and not in `beyond`), never the
 //   asker's own (we are not a source for those), newest first: the batches are cut from the
 //   newest message back (each batch itself in log order), the first (newest) goes at once, so
 //   the joiner's screen fills before the rest crosses; the others wait in the peer's backlog
@@ -106,7 +108,7 @@ export class RoomSync {
   /** Peers with an open link, in the order they opened. */
   private readonly open = new Set<string>();
   private readonly answeredAt = new Map<string, number>();
-  private readonly pending = new Map<string, Record<string, unknown>>();
+  private readonly pending = new Map<string, { have: Record<string, unknown>; beyond: unknown }>();
   /** Per peer, the history batches of its answer still to send, next first. */
   private readonly backlog = new Map<string, ChatMessage[][]>();
   private nextRepair: number;
@@ -151,7 +153,7 @@ export class RoomSync {
     const out = output();
     const kind = frame.type;
     if (kind === ChatFrameType.SYNC) {
-      this.onSync(peer, frame.have, now, out);
+      this.onSync(peer, frame.have, frame.beyond, now, out);
     } else if (kind === ChatFrameType.MESSAGE || kind === ChatFrameType.HISTORY) {
       if (user === null) out.events.push({ type: "invalid", peer, frame: kind, reason: "the sender's identity is unknown" });
       else if (kind === ChatFrameType.MESSAGE) this.onMessage(peer, frame.message, user, out);
@@ -165,10 +167,10 @@ export class RoomSync {
   /** Answer syncs whose wait is over; run a repair round when one is due. */
   tick(now: number): SyncOutput {
     const out = output();
-    for (const [peer, have] of [...this.pending]) {
+    for (const [peer, { have, beyond }] of [...this.pending]) {
       if (now - (this.answeredAt.get(peer) ?? 0) >= SYNC_ANSWER_INTERVAL_MS) {
         this.pending.delete(peer);
-        this.answer(peer, have, now, out);
+        this.answer(peer, have, beyond, now, out);
       }
     }
     if (now >= this.nextRepair) {
@@ -215,7 +217,11 @@ export class RoomSync {
   }
 
   private syncFrame(peer: string): Send {
-    return { to: peer, frame: { type: ChatFrameType.SYNC, have: this.log.have(peer) } };
+    const beyond = this.log.beyond(peer);
+    const frame: ChatFrame = Object.keys(beyond).length > 0
+      ? { type: ChatFrameType.SYNC, have: this.log.have(peer), beyond }
+      : { type: ChatFrameType.SYNC, have: this.log.have(peer) };
+    return { to: peer, frame };
   }
 
   private tooBig(raw: unknown): boolean {
@@ -251,7 +257,7 @@ export class RoomSync {
     if (rejected.length > 0) out.events.push({ type: "rejected", peer, reasons: rejected.map((e) => e.message) });
   }
 
-  private onSync(peer: string, have: unknown, now: number, out: SyncOutput): void {
+  private onSync(peer: string, have: unknown, beyond: unknown, now: number, out: SyncOutput): void {
     if (!isRecord(have)) {
       out.events.push({ type: "invalid", peer, frame: ChatFrameType.SYNC, reason: "have is not an object" });
       return;
@@ -263,16 +269,16 @@ export class RoomSync {
     }
     const last = this.answeredAt.get(peer);
     if (last !== undefined && now - last < SYNC_ANSWER_INTERVAL_MS) {
-      this.pending.set(peer, have);
+      this.pending.set(peer, { have, beyond });
       return;
     }
-    this.answer(peer, have, now, out);
+    this.answer(peer, have, beyond, now, out);
   }
 
-  private answer(peer: string, have: Record<string, unknown>, now: number, out: SyncOutput): void {
+  private answer(peer: string, have: Record<string, unknown>, beyond: unknown, now: number, out: SyncOutput): void {
     this.answeredAt.set(peer, now);
     // Never send a peer its own messages back: it is their only source (msglog rule).
-    const missing = this.log.missingFor(have).filter((m) => m.author !== peer);
+    const missing = this.log.missingFor(have, beyond).filter((m) => m.author !== peer);
     const batches = newestFirstBatches(missing);
     const first = batches.shift();
     if (first !== undefined) out.sends.push({ to: peer, frame: { type: ChatFrameType.HISTORY, messages: first } });

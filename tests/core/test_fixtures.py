@@ -56,7 +56,11 @@ def test_constants_are_the_ones_both_cores_hold() -> None:
         "FRAME_RATE": ratelimit.FRAME_RATE._asdict(),
         "FLOOD_WARNING_MS": ratelimit.FLOOD_WARNING_MS,
     }
-    assert c["msglog"] == {"MAX_CLOCK_STEP": msglog.MAX_CLOCK_STEP, "MAX_TIME": msglog.MAX_TIME}
+    assert c["msglog"] == {
+        "MAX_CLOCK_STEP": msglog.MAX_CLOCK_STEP,
+        "MAX_TIME": msglog.MAX_TIME,
+        "MAX_BEYOND_RANGES": msglog.MAX_BEYOND_RANGES,
+    }
     assert c["session"] == {"ICE_TRANSPORT_POLICIES": list(session.ICE_TRANSPORT_POLICIES)}
     assert c["comm"] == {"CommType": {m.name: m.value for m in comm.CommType}}
     assert c["rich"] == {

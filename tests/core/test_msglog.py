@@ -56,6 +56,10 @@ def _check(log: MessageLog, expect: dict[str, Any]) -> None:
         assert log.messages == expect["messages"]
     for query in expect.get("have_for", []):
         assert log.have(for_peer=query["peer"]) == query["have"]
+    if "beyond" in expect:
+        assert log.beyond() == expect["beyond"]
+    for query in expect.get("beyond_for", []):
+        assert log.beyond(for_peer=query["peer"]) == query["beyond"]
     for message_id, position in expect.get("index", {}).items():
         assert log.index(message_id) == position
     if "wire" in expect:
@@ -63,7 +67,8 @@ def _check(log: MessageLog, expect: dict[str, Any]) -> None:
         frame = {"type": ChatFrameType.HISTORY.value, "messages": log.messages}
         assert dumps(frame) == expect["wire"]
     for query in expect.get("missing_for", []):
-        assert [m["id"] for m in log.missing_for(query["have"])] == query["ids"]
+        missing = log.missing_for(query["have"], query.get("beyond"))
+        assert [m["id"] for m in missing] == query["ids"]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
@@ -220,3 +225,48 @@ def test_missing_for_a_few_recent_messages_of_a_big_log() -> None:
     behind = {p: n - 3 for p, n in log.have().items()}
     assert [m["id"] for m in log.missing_for(behind)] == [m["id"] for m in log.messages[-12:]]
     assert log.missing_for(log.have()) == []
+
+
+# --- beyond: what a copy with gaps holds past have, so an answer sends only what it lacks --
+
+
+@settings(max_examples=150, deadline=None)
+@given(conversations(), st.randoms(use_true_random=False))
+def test_missing_for_with_beyond_is_exactly_what_the_asker_lacks(
+    sent: list[Message], rnd: random.Random
+) -> None:
+    """Two copies with arbitrary gaps (what was off the record is in neither store): an
+    answer to ``have`` + ``beyond`` carries every message the asker lacks and nothing it
+    holds, and ``beyond`` for a peer covers only first-hand copies of its own."""
+    holder, asker = MessageLog("Y", _user("Y")), MessageLog("Z", _user("Z"))
+    for message in sent:
+        for log in (holder, asker):
+            if rnd.random() < 0.6:
+                log.restore([message])
+    lacking = [m["id"] for m in holder.messages if m["id"] not in asker]
+    answer = holder.missing_for(asker.have(), asker.beyond())
+    assert [m["id"] for m in answer] == lacking
+    assert holder.missing_for(holder.have(), holder.beyond()) == []
+    for peer in PEERS:  # nothing restored is first-hand: the author is asked for all of it
+        assert peer not in asker.beyond(for_peer=peer)
+
+
+def test_beyond_is_capped_and_a_range_past_the_cap_is_sent_again() -> None:
+    """A copy with more gaps than MAX_BEYOND_RANGES lists the lowest ones; a sync listing
+    more is read only up to the cap, so the rest costs duplicates, never a loss."""
+    from nbchat.core.msglog import MAX_BEYOND_RANGES
+
+    log = MessageLog("A", _user("A"))
+    stored = [
+        {"author": "B", "seq": seq, "clock": seq, "time": 0, "text": "", "user": {"username": "b"}}
+        for seq in range(2, 2 * MAX_BEYOND_RANGES + 40, 2)
+    ]
+    assert log.restore(stored) == len(stored)
+    beyond = log.beyond()
+    assert beyond["B"][:2] == [[2, 2], [4, 4]] and len(beyond["B"]) == MAX_BEYOND_RANGES
+    assert sum(len(r) for r in beyond.values()) == MAX_BEYOND_RANGES
+    asked = {"B": [[s, s] for s in range(2, 2 * MAX_BEYOND_RANGES + 40, 2)]}
+    resent = log.missing_for({}, asked)
+    assert [m["seq"] for m in resent] == list(
+        range(2 * MAX_BEYOND_RANGES + 2, 2 * MAX_BEYOND_RANGES + 40, 2)
+    )

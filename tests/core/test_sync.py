@@ -31,7 +31,8 @@ def _send(send: Send) -> dict[str, Any]:
     """A sent frame as the fixture writes it: messages by id."""
     frame = send.frame
     if frame["type"] == "sync":
-        return {"to": send.to, "type": "sync", "have": frame["have"]}
+        beyond = {"beyond": frame["beyond"]} if "beyond" in frame else {}
+        return {"to": send.to, "type": "sync", "have": frame["have"], **beyond}
     if frame["type"] == "history":
         return {"to": send.to, "type": "history", "ids": [m["id"] for m in frame["messages"]]}
     return {"to": send.to, "type": frame["type"], "id": frame["message"]["id"]}
@@ -69,6 +70,9 @@ def test_sync_scenario(case: dict[str, Any]) -> None:
         op = step["op"]
         if op == "deadline":
             assert room.next_deadline() == step["deadline"], f"step {number}"
+            continue
+        if op == "restore":
+            assert log.restore(step["messages"]) == step["result"], f"step {number}"
             continue
         if op == "compose":
             out = room.publish(log.compose(step["text"], step["time"]))

@@ -26,6 +26,13 @@ Rules, identical in both languages and pinned by tests/fixtures/msglog_cases.jso
   ``have(for_peer=P)`` counts only first-hand copies for P itself, so the ``sync`` we
   send P asks again for any of P's messages we only hold second-hand.
   ``missing_for(have)`` is every message beyond what ``have`` holds, in log order.
+- ``beyond()`` (``beyond(for_peer=P)``, first-hand for P as ``have``) lists, per author, the
+  seqs held past ``have``'s count as ``[first, last]`` ranges: the gaps a stored copy keeps
+  where off-the-record entries were (never stored) would otherwise make every answer
+  re-send all that follows them. ``missing_for(have, beyond)`` leaves out what those ranges
+  cover. At most ``MAX_BEYOND_RANGES`` ranges, authors in code-unit order, each author's
+  ranges from the lowest; a range beyond the cap (or malformed) is simply not counted,
+  which costs a duplicate at worst, never a loss.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ __all__ = [
     "AMENDMENT_KINDS",
     "Identity",
     "InvalidMessage",
+    "MAX_BEYOND_RANGES",
     "Message",
     "MessageLog",
     "RECORD_KIND",
@@ -57,6 +65,8 @@ MAX_SAFE_INTEGER = 2**53 - 1
 #: grow by one per message; without a bound, one message with clock 2**53 - 1 would leave
 #: every peer unable to compose a valid message again.
 MAX_CLOCK_STEP = 2**24
+#: At most this many ``[first, last]`` ranges in a sync's ``beyond``, made or read.
+MAX_BEYOND_RANGES = 256
 #: The last millisecond of year 9999 UTC: the latest ``time`` both a JavaScript Date and a
 #: Python datetime can show (a later one made the widget's rendering throw).
 MAX_TIME = 253_402_300_799_999
@@ -229,6 +239,43 @@ def _validate_extensions(raw: Mapping[str, object], message: Message) -> None:
         if not isinstance(on, bool):
             raise InvalidMessage("on must be true or false")
         message["emoji"], message["on"] = emoji, on
+
+
+def _held_ranges(beyond: object) -> dict[str, tuple[list[int], list[int]]]:
+    """A sync's ``beyond``, untrusted: per author (a valid peer id, in code-unit order) its
+    ranges merged and sorted, as (firsts, lasts); malformed parts and ranges past
+    MAX_BEYOND_RANGES are left out (counted as not held)."""
+    if not isinstance(beyond, Mapping):
+        return {}
+    budget = MAX_BEYOND_RANGES
+    held: dict[str, tuple[list[int], list[int]]] = {}
+    for author in sorted(k for k in beyond if isinstance(k, str) and PEER_ID_RE.match(k)):
+        spans = beyond[author]
+        if budget == 0:
+            break
+        if not isinstance(spans, list):
+            continue
+        pairs: list[tuple[int, int]] = []
+        for span in spans[:budget]:
+            if not isinstance(span, list) or len(span) != 2:
+                continue
+            first, last = _as_int(span[0]), _as_int(span[1])
+            if first is None or last is None or not 1 <= first <= last <= MAX_SAFE_INTEGER:
+                continue
+            pairs.append((first, last))
+        budget -= min(len(spans), budget)
+        pairs.sort()
+        firsts: list[int] = []
+        lasts: list[int] = []
+        for first, last in pairs:
+            if lasts and first <= lasts[-1] + 1:
+                lasts[-1] = max(lasts[-1], last)
+            else:
+                firsts.append(first)
+                lasts.append(last)
+        if firsts:
+            held[author] = (firsts, lasts)
+    return held
 
 
 def _same(a: Message, b: Message) -> bool:
@@ -405,12 +452,60 @@ class MessageLog:
                 del have[for_peer]
         return have
 
-    def missing_for(self, have: Mapping[str, object]) -> list[Message]:
-        """Every message the holder of ``have`` lacks, in log order."""
+    def beyond(self, for_peer: str | None = None) -> dict[str, list[list[int]]]:
+        """Per author, the seqs held past ``have(for_peer)``'s count, as ``[first, last]``
+        ranges from the lowest (authors with none omitted; at most MAX_BEYOND_RANGES in all).
+
+        With ``for_peer``, that peer's own ranges cover only first-hand copies, as in ``have``.
+        """
+        beyond: dict[str, list[list[int]]] = {}
+        budget = MAX_BEYOND_RANGES
+        for author in sorted(self._sorted_seqs):
+            seqs = self._sorted_seqs[author]
+            if author == for_peer:
+                base = self._first_hand_contiguous.get(author, 0)
+                past = [
+                    s
+                    for s in seqs[bisect.bisect_right(seqs, base) :]
+                    if f"{author}:{s}" in self._first_hand
+                ]
+            else:
+                base = self._contiguous.get(author, 0)
+                if seqs[-1] == base:  # no gap: the common case
+                    continue
+                past = seqs[bisect.bisect_right(seqs, base) :]
+            ranges: list[list[int]] = []
+            for seq in past:
+                if ranges and ranges[-1][1] + 1 == seq:
+                    ranges[-1][1] = seq
+                elif len(ranges) < budget:
+                    ranges.append([seq, seq])
+                else:
+                    break
+            if ranges:
+                beyond[author] = ranges
+                budget -= len(ranges)
+                if budget == 0:
+                    break
+        return beyond
+
+    def missing_for(self, have: Mapping[str, object], beyond: object = None) -> list[Message]:
+        """Every message the holder of ``have`` (and ``beyond``) lacks, in log order; junk
+        in either counts as nothing held."""
+        ranges = _held_ranges(beyond)
 
         def held(author: str) -> int:
             value = _as_int(have.get(author, 0))
             return value if value is not None else 0
+
+        def lacks(message: Message) -> bool:
+            if message["seq"] <= held(message["author"]):
+                return False
+            spans = ranges.get(message["author"])
+            if spans is None:
+                return True
+            at = bisect.bisect_right(spans[0], message["seq"]) - 1
+            return at < 0 or spans[1][at] < message["seq"]
 
         # Usually the holder lacks a few recent messages: pick them per author from the
         # sorted seqs and order them (keys are unique), instead of scanning the whole log.
@@ -418,8 +513,8 @@ class MessageLog:
         for author, seqs in self._sorted_seqs.items():
             start = bisect.bisect_right(seqs, held(author))
             if len(missing) + len(seqs) - start > len(self._messages) // 8:
-                return [m for m in self._messages if m["seq"] > held(m["author"])]
-            missing.extend(self._by_id[f"{author}:{seq}"] for seq in seqs[start:])
+                return [m for m in self._messages if lacks(m)]
+            missing.extend(m for seq in seqs[start:] if lacks(m := self._by_id[f"{author}:{seq}"]))
         missing.sort(key=order_key)
         return missing
 

@@ -4,8 +4,10 @@ The rules, identical in ``js/core/sync.ts`` and pinned by ``tests/fixtures/sync_
 (docs/protocol.md §4):
 
 - When a link to a peer opens, we send it ``sync`` with what we hold (``have``, counted
-  for that peer: only first-hand copies of its own messages).
-- A ``sync`` is answered with ``history`` batches of every message the asker lacks, never
+  for that peer: only first-hand copies of its own messages), and, when we hold seqs past a
+  gap (a stored copy lacks what was said off the record), ``beyond``: those seqs as ranges.
+- A ``sync`` is answered with ``history`` batches of every message the asker lacks (past
+  ``have`` and not in ``beyond``), never
   the asker's own (we are not a source for those), newest first: the batches are cut from
   the newest message back (each batch itself in log order), the first (newest) goes at
   once, so the joiner's screen fills before the rest crosses; the others wait in the peer's
@@ -165,7 +167,7 @@ class RoomSync:
         #: Peers with an open link, in the order they opened.
         self._open: dict[str, None] = {}
         self._answered_at: dict[str, float] = {}
-        self._pending: dict[str, Mapping[str, Any]] = {}
+        self._pending: dict[str, tuple[Mapping[str, Any], object]] = {}
         #: Per peer, the history batches of its answer still to send, next first.
         self._backlog: dict[str, deque[list[Message]]] = {}
         self._next_repair = now + ANTI_ENTROPY_MS
@@ -202,7 +204,7 @@ class RoomSync:
         out = Output()
         kind = frame.get("type")
         if kind == "sync":
-            self._on_sync(peer, frame.get("have"), now, out)
+            self._on_sync(peer, frame.get("have"), frame.get("beyond"), now, out)
         elif kind == "message" or kind == "history":
             if user is None:
                 out.events.append(Invalid(peer, kind, "the sender's identity is unknown"))
@@ -217,10 +219,10 @@ class RoomSync:
     def tick(self, now: float) -> Output:
         """Answer syncs whose wait is over; run a repair round when one is due."""
         out = Output()
-        for peer, have in list(self._pending.items()):
+        for peer, (have, beyond) in list(self._pending.items()):
             if now - self._answered_at[peer] >= SYNC_ANSWER_INTERVAL_MS:
                 del self._pending[peer]
-                self._answer(peer, have, now, out)
+                self._answer(peer, have, beyond, now, out)
         if now >= self._next_repair:
             self._next_repair = now + ANTI_ENTROPY_MS
             out.sends.extend(self._sync_frame(p) for p in self._open)
@@ -259,7 +261,11 @@ class RoomSync:
         self._backlog.pop(peer, None)
 
     def _sync_frame(self, peer: str) -> Send:
-        return Send(peer, {"type": "sync", "have": self.log.have(for_peer=peer)})
+        frame: dict[str, Any] = {"type": "sync", "have": self.log.have(for_peer=peer)}
+        beyond = self.log.beyond(for_peer=peer)
+        if beyond:
+            frame["beyond"] = beyond
+        return Send(peer, frame)
 
     def _too_big(self, raw: object) -> bool:
         text = raw.get("text") if isinstance(raw, dict) else None
@@ -291,7 +297,7 @@ class RoomSync:
         if rejected:
             out.events.append(Rejected(peer, [str(r) for r in rejected]))
 
-    def _on_sync(self, peer: str, have: object, now: float, out: Output) -> None:
+    def _on_sync(self, peer: str, have: object, beyond: object, now: float, out: Output) -> None:
         if not isinstance(have, dict):
             out.events.append(Invalid(peer, "sync", "have is not an object"))
             return
@@ -301,14 +307,16 @@ class RoomSync:
             out.events.append(Confirmed(peer, mine))
         last = self._answered_at.get(peer)
         if last is not None and now - last < SYNC_ANSWER_INTERVAL_MS:
-            self._pending[peer] = have
+            self._pending[peer] = (have, beyond)
             return
-        self._answer(peer, have, now, out)
+        self._answer(peer, have, beyond, now, out)
 
-    def _answer(self, peer: str, have: Mapping[str, Any], now: float, out: Output) -> None:
+    def _answer(
+        self, peer: str, have: Mapping[str, Any], beyond: object, now: float, out: Output
+    ) -> None:
         self._answered_at[peer] = now
         # Never send a peer its own messages back: it is their only source (msglog rule).
-        missing = [m for m in self.log.missing_for(have) if m["author"] != peer]
+        missing = [m for m in self.log.missing_for(have, beyond) if m["author"] != peer]
         batches = deque(newest_first_batches(missing))
         if batches:
             out.sends.append(Send(peer, {"type": "history", "messages": batches.popleft()}))
