@@ -1,7 +1,8 @@
 """Off the record (#12) as two users see it: real JupyterLab, real Chromium, real WebRTC.
 A takes the room off the record; B (and C, who joins later) sees the banner; what they
 say shows on screen but reaches neither browser's IndexedDB nor the kernel's
-``chat.messages``; back on the record, storing resumes."""
+``chat.messages``; back on the record, storing resumes. Pages reloaded once nobody holds
+what was said off the record show the rest once each, and their history sync settles."""
 
 from __future__ import annotations
 
@@ -39,6 +40,52 @@ STORED_TEXTS = """() => new Promise((resolve, reject) => {
         all.onerror = () => reject(all.error);
     };
 })"""
+
+
+#: Counts the chat frames a page receives on its data channels (init script: it wraps every
+#: RTCPeerConnection the page makes, from before any page script runs).
+COUNT_CHAT_FRAMES = """(() => {
+    const counts = window.__nbchatReceived = {sync: 0, beyond: 0, history: 0, entries: 0};
+    const decoder = new TextDecoder();
+    const count = (text) => {
+        let frame;
+        try { frame = JSON.parse(text); } catch { return; }
+        if (frame === null || typeof frame !== 'object') return;
+        if (frame.type === 'sync') {
+            counts.sync += 1;
+            if (frame.beyond) counts.beyond += 1;
+        }
+        if (frame.type === 'history' && Array.isArray(frame.messages)) {
+            counts.history += 1;
+            counts.entries += frame.messages.length;
+        }
+    };
+    const watch = (channel) => channel.addEventListener('message', ({data}) => {
+        if (typeof data === 'string') count(data);
+        else if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) {
+            count(decoder.decode(data));
+        }
+        else if (data instanceof Blob) data.text().then(count);
+    });
+    const Native = window.RTCPeerConnection;
+    window.RTCPeerConnection = function (...args) {
+        const pc = new Native(...args);
+        pc.addEventListener('datachannel', ({channel}) => watch(channel));
+        const create = pc.createDataChannel.bind(pc);
+        pc.createDataChannel = (...more) => {
+            const channel = create(...more);
+            watch(channel);
+            return channel;
+        };
+        return pc;
+    };
+    window.RTCPeerConnection.prototype = Native.prototype;
+    Object.setPrototypeOf(window.RTCPeerConnection, Native);
+})()"""
+
+
+def received(page: Page) -> dict[str, int]:
+    return dict(page.evaluate("() => ({...window.__nbchatReceived})"))
 
 
 def stored(page: Page) -> list[str]:
@@ -163,3 +210,88 @@ def test_off_the_record_keeps_nothing_in_the_browser_or_the_kernel(lab: Lab, new
         # …while the screen still shows what was said off the record.
         expect(article(page, name_a, "Secret plan from A")).to_be_visible()
         expect(article(page, name_b, "Secret answer from B")).to_be_visible()
+
+
+def connected(page: Page) -> None:
+    expect(page.get_by_role("status", name="Chat status")).to_have_text(
+        "Connected to 1 peer", timeout=SLOW
+    )
+
+
+def test_reloaded_pages_show_what_was_kept_once_and_their_sync_settles(lab: Lab, new_user) -> None:
+    """A and B talk on the record, off it, and on it again; then both pages reload while
+    nobody else is in the room, so what was said off the record is gone. Their restored
+    copies have gaps where it was: each shows every kept message once, neither IndexedDB
+    holds a word said off the record, and over two repair rounds neither page is sent any
+    history (before ``beyond``, each round re-sent every kept message after a gap)."""
+    path = room_notebook(lab, "e2e-otr-reload", "e2e-otr-reload-room")
+    a, b = new_user(), new_user()
+    for page in (a, b):
+        page.context.add_init_script(COUNT_CHAT_FRAMES)
+        open_and_run(page, lab, path)
+    for page in (a, b):
+        connected(page)
+    name_a, name_b = own_name(a), own_name(b)
+    say(a, "Kept before")
+    expect(article(b, name_a, "Kept before")).to_be_visible(timeout=SLOW)
+    toggle(a).click()
+    expect(banner(b)).to_be_visible(timeout=SLOW)
+    say(a, "Secret one from A")
+    say(b, "Secret from B")
+    say(a, "Secret two from A")
+    for page in (a, b):
+        for text in ("Secret one from A", "Secret from B", "Secret two from A"):
+            expect(messages(page).get_by_text(text)).to_be_visible(timeout=SLOW)
+    toggle(a).click()
+    for page in (a, b):
+        expect(banner(page)).to_have_count(0, timeout=SLOW)
+    say(a, "Kept after from A")
+    say(b, "Kept after from B")
+    for page in (a, b):
+        expect(article(page, name_b, "Kept after from B")).to_be_visible(timeout=SLOW)
+        expect(article(page, name_a, "Kept after from A")).to_be_visible(timeout=SLOW)
+        wait_stored(page, "Kept after from A")
+        wait_stored(page, "Kept after from B")
+
+    # Everyone leaves: A closes the notebook's page, B reloads alone, A comes back in a new
+    # page of the same browser. Nobody holds what was said off the record any more.
+    context_a = a.context
+    a.close()
+    b.reload()
+    open_and_run(b, lab, path)
+    expect(article(b, name_a, "Kept after from A")).to_be_visible(timeout=SLOW)
+    a = context_a.new_page()
+    open_and_run(a, lab, path)
+    kept = {name_a: ("Kept before", "Kept after from A"), name_b: ("Kept after from B",)}
+    for page in (a, b):
+        connected(page)
+        for author, texts in kept.items():
+            for text in texts:
+                expect(article(page, author, text)).to_be_visible(timeout=SLOW)
+
+    # From here on, count what each page is sent over two repair rounds (every 15 s).
+    for page in (a, b):
+        page.evaluate(
+            "() => { for (const k in window.__nbchatReceived) window.__nbchatReceived[k] = 0; }"
+        )
+    deadline = time.monotonic() + 3 * 15 + 30
+    while min(received(page)["sync"] for page in (a, b)) < 2:
+        assert time.monotonic() < deadline, [received(page) for page in (a, b)]
+        time.sleep(0.5)
+    # Data channels are ordered: once each page shows the other's next live message, any
+    # history answered to those syncs has arrived before it.
+    say(a, "Settled from A")
+    say(b, "Settled from B")
+    expect(article(b, name_a, "Settled from A")).to_be_visible(timeout=SLOW)
+    expect(article(a, name_b, "Settled from B")).to_be_visible(timeout=SLOW)
+    for page in (a, b):
+        counts = received(page)
+        assert counts["entries"] == 0, f"history re-sent to a reloaded page: {counts}"
+        assert counts["sync"] >= 2 and counts["beyond"] >= 2, counts
+        for author, texts in kept.items():
+            for text in texts:
+                expect(article(page, author, text)).to_have_count(1)
+        expect(messages(page).get_by_text("Secret", exact=False)).to_have_count(0)
+        held = stored(page)
+        assert not any("Secret" in t for t in held), held
+        assert held.count("Kept before") == 1 and held.count("Kept after from A") == 1, held
