@@ -59,7 +59,10 @@ function randomFrame(next: () => number): unknown {
     case 7: return { type: "file-part", file: fileId(), index: next() < 0.5 ? 0 : randomValue(next), count: next() < 0.5 ? 1 : randomValue(next), data: next() < 0.5 ? "AAAA" : randomValue(next) };
     case 0: return { type: "message", message: message() };
     case 1: return { type: "history", messages: Array.from({ length: Math.floor(next() * 4) }, message) };
-    case 2: return { type: "sync", have: randomValue(next) };
+    case 2: return {
+      type: "sync", have: randomValue(next),
+      beyond: next() < 0.5 ? { A: [[1, 2], [3, randomValue(next)], randomValue(next)], [STRINGS[Math.floor(next() * STRINGS.length)]]: randomValue(next) } : randomValue(next),
+    };
     case 3: return { type: "chunk", id: next() < 0.7 ? "c-1" : randomValue(next), index: randomValue(next), count: randomValue(next), data: next() < 0.7 ? "{" : randomValue(next) };
     default: return randomValue(next);
   }
@@ -98,7 +101,7 @@ describe("hostile frames against the widget's parsers", () => {
           if (added !== null) files.onMessages([added]);
         }
         else if (frame.type === "history") log.receiveHistory(frame.messages, "B", bob, new Set(["B"]));
-        else if (frame.type === "sync") log.missingFor(frame.have);
+        else if (frame.type === "sync") log.missingFor(frame.have, frame.beyond);
       } catch (error) {
         expect(error).toBeInstanceOf(InvalidMessage);
       }

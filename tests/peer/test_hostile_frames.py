@@ -93,6 +93,14 @@ frames = (
         lambda h: {"type": "sync", "have": h},
         st.dictionaries(ids, numbers | json_values, max_size=4) | json_values,
     )
+    | st.builds(
+        lambda h, b: {"type": "sync", "have": h, "beyond": b},
+        st.dictionaries(ids, numbers | json_values, max_size=4),
+        st.dictionaries(
+            ids, st.lists(st.lists(numbers | json_values, max_size=3) | json_values, max_size=4)
+        )
+        | json_values,
+    )
     | chunks
     | st.dictionaries(nasty_text, json_values, max_size=4)
 )
