@@ -445,6 +445,7 @@ export class MessageLog {
       if (author === forPeer) {
         let base = 0;
         while (this.firstHand.has(messageId(author, base + 1))) base += 1;
+        if ((this.maxSeq.get(author) ?? 0) === base) continue;
         past = [...(this.seqs.get(author) as Set<number>)].filter((s) => s > base && this.firstHand.has(messageId(author, s)));
       } else {
         if ((this.maxSeq.get(author) ?? 0) === contiguous) continue; // no gap: the common case

@@ -464,6 +464,8 @@ class MessageLog:
             seqs = self._sorted_seqs[author]
             if author == for_peer:
                 base = self._first_hand_contiguous.get(author, 0)
+                if seqs[-1] == base:
+                    continue
                 past = [
                     s
                     for s in seqs[bisect.bisect_right(seqs, base) :]
