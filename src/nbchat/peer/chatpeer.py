@@ -70,10 +70,9 @@ class ChatPeer:
             async for message in peer.messages():
                 print(message["user"]["display_name"], message["text"])
 
-    Up to ``mesh_size`` peers everyone links to everyone: the newcomer dials every peer
-    in the roster, later arrivals dial us. In a bigger room each peer keeps at most
-    ``max_links`` links (a bounded overlay, see :mod:`nbchat.core.mesh`; of two linked
-    peers the smaller id dials) and forwards new messages along it. Every peer of a room
+    Up to ``mesh_size`` peers everyone links to everyone; of two peers the smaller id
+    dials. In a bigger room each peer keeps at most ``max_links`` links (a bounded
+    overlay, see :mod:`nbchat.core.mesh`) and forwards new messages along it. Every peer of a room
     must use the same two numbers (the defaults are the widget's). Each new connection
     starts with
     ``sync``/``history`` so every peer ends up with the same log.
@@ -220,7 +219,7 @@ class ChatPeer:
         except BaseException:
             await self.leave()
             raise
-        self._mesh.dial_missing()  # the newcomer dials (in a big room: the bigger ids)
+        self._mesh.dial_missing()  # the bigger ids present; the smaller ones dial us
 
     async def _ice_configuration(self, config: SessionConfig) -> RTCConfiguration:
         """The RTCConfiguration for every connection, its TURN relay checked first: with

@@ -106,11 +106,11 @@ class Mesh:
         return [c for c in found if c is not None]
 
     def on_roster_changed(self) -> None:
-        """Someone joined or left: in a partial mesh, dial the links the overlay now wants
-        that are ours to dial, and close those it no longer wants. A caller we refused at
-        the bound whose
-        link the overlay now wants is dialed back by us, whatever the ids: its own dial
-        is left hanging, and the tie-break settles a double dial."""
+        """Someone joined or left: dial the links that are ours to dial (a newcomer with a
+        bigger id; in a partial mesh the overlay moves), and close those it no longer
+        wants. A caller we refused at the bound whose link the overlay now wants is dialed
+        back by us, whatever the ids: its own dial is left hanging, and the tie-break
+        settles a double dial."""
         if self.closed:
             return
         present = list(self._roster())
@@ -157,8 +157,8 @@ class Mesh:
             self.dial(other)
 
     def dial_missing(self) -> None:
-        """On joining and after a reconnect: dial everyone present we have no connection
-        to (full mesh), or the overlay's peers that are ours to dial (partial mesh)."""
+        """On joining and after a reconnect: dial the overlay's peers (everyone present, in
+        a full mesh) with a bigger id and no connection; the smaller ids dial us."""
         for other in self.policy.dials_on_roster(list(self._roster()), self._linked()):
             self.dial(other)
 
