@@ -170,12 +170,15 @@ class DataConnection:
         self._remote_set = False
         self._early_candidates: list[Any] = []
         self._close_callbacks: list[Callable[[DataConnection], None]] = []
+        self._open_callbacks: list[Callable[[DataConnection], None]] = []
         self._closing: asyncio.Task[None] | None = None
 
+        # Plain functions, not coroutines: pyee makes a task of every call of a coroutine
+        # handler, and these run for every state a connection passes through.
         @self.pc.on("connectionstatechange")
-        async def _on_state() -> None:
+        def _on_state() -> None:
             if self.pc.connectionState in ("failed", "closed"):
-                await self.close()
+                self._close_soon()
 
         @self.pc.on("datachannel")
         def _on_channel(channel: RTCDataChannel) -> None:
@@ -196,12 +199,25 @@ class DataConnection:
     def on_close(self, callback: Callable[[DataConnection], None]) -> None:
         self._close_callbacks.append(callback)
 
+    def on_open(self, callback: Callable[[DataConnection], None]) -> None:
+        """Call ``callback`` once, when the channel opens (soon after, not within aiortc's
+        event)."""
+        self._open_callbacks.append(callback)
+
+    def _set_open(self) -> None:
+        if self.opened.is_set():
+            return
+        self.opened.set()
+        loop = asyncio.get_running_loop()
+        for callback in self._open_callbacks:
+            loop.call_soon(callback, self)
+
     def _attach(self, channel: RTCDataChannel) -> None:
         self.channel = channel
 
         @channel.on("open")
         def _on_open() -> None:
-            self.opened.set()
+            self._set_open()
 
         @channel.on("message")
         def _on_message(data: bytes | str) -> None:
@@ -212,7 +228,7 @@ class DataConnection:
             self._close_soon()
 
         if channel.readyState == "open":
-            self.opened.set()
+            self._set_open()
 
     def _close_soon(self) -> None:
         if self._closing is None:

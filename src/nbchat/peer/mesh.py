@@ -188,33 +188,32 @@ class Mesh:
     # --- connections ----------------------------------------------------------------------
 
     def _register(self, connection: DataConnection) -> None:
+        """Track ``connection``; once its channel opens it becomes the peer's link, and if
+        it has not opened after ``open_timeout`` it is closed. (Callbacks and one timer per
+        connection, not a task waiting on two more: a mesh forming makes hundreds.)"""
         self.connections[connection.connection_id] = connection
         connection.on_close(self._closed_connection)
-        self._spawn(self._serve(connection), f"nbchat-serve-{connection.connection_id}")
+        connection.on_open(self._opened)
+        timer = asyncio.get_running_loop().call_later(
+            self.open_timeout, self._open_timed_out, connection
+        )
+        connection.on_close(lambda _: timer.cancel())
 
-    async def _serve(self, connection: DataConnection) -> None:
-        """Wait for the channel to open; close it if it never does. One closed meanwhile
-        (pruned, refused, the peer left) is not waited for."""
-        opened = asyncio.ensure_future(connection.opened.wait())
-        closed = asyncio.ensure_future(connection.closed.wait())
-        try:
-            await asyncio.wait(
-                {opened, closed}, timeout=self.open_timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            opened.cancel()
-            closed.cancel()
-        if connection.closed.is_set():
+    def _open_timed_out(self, connection: DataConnection) -> None:
+        if connection.closed.is_set() or connection.opened.is_set():
             return
-        if not connection.opened.is_set():
-            log.warning(
-                "nbchat room %s: connection %s to peer %s did not open in %ss",
-                self.room,
-                connection.connection_id,
-                connection.peer,
-                self.open_timeout,
-            )
-            await connection.close()
+        log.warning(
+            "nbchat room %s: connection %s to peer %s did not open in %ss",
+            self.room,
+            connection.connection_id,
+            connection.peer,
+            self.open_timeout,
+        )
+        self._spawn(connection.close(), "nbchat-close")
+
+    def _opened(self, connection: DataConnection) -> None:
+        # One closed meanwhile (pruned, refused, the peer left) is not a link.
+        if connection.closed.is_set() or self.closed:
             return
         self.policy.on_link_open(connection.peer)
         self._current[connection.peer] = connection
