@@ -92,6 +92,39 @@ def _trace_connections(records: list[dict[str, Any]]) -> None:
     mesh.DataConnection = Traced  # type: ignore[misc]
 
 
+async def until(predicate: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError("condition not met in time")
+        await asyncio.sleep(0.005)
+
+
+async def host_room(url: str, token: str, room: str, size: int, full_mesh: bool) -> None:
+    """``size`` peers in ``room``, formed; says "ready", and leaves when stdin closes."""
+    from nbchat.peer import ChatPeer
+
+    options = {"mesh_size": size + 1, "max_links": size} if full_mesh else {}
+    async with contextlib.AsyncExitStack() as stack:
+        peers = await asyncio.gather(
+            *(
+                stack.enter_async_context(ChatPeer(url, room, token=token, **options))
+                for _ in range(size)
+            )
+        )
+
+        def formed() -> bool:
+            return all(
+                p._mesh is not None and p.peers == p._mesh.policy.wanted(list(p._presence.roster))
+                for p in peers
+                if p._presence is not None
+            )
+
+        await until(formed, 60)
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+
 async def one_run(
     url: str,
     token: str,
@@ -99,6 +132,7 @@ async def one_run(
     records: list[dict[str, Any]],
     full_mesh: bool,
     newcomer: bool = False,
+    apart: bool = False,
 ) -> dict[str, Any]:
     import inspect
 
@@ -142,15 +176,31 @@ async def one_run(
                 )
             )
 
-        if newcomer:  # the room first, then one more peer joins it alone
+        host = None
+        if newcomer and apart:  # the room in another process, as on other machines
+            args = [sys.executable, __file__, "--host-room", url, token, room]
+            args += ["--size", str(size - 1)] + (["--full-mesh"] if full_mesh else [])
+            host = await asyncio.create_subprocess_exec(
+                *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+            )
+            assert host.stdout is not None and host.stdin is not None
+            if (await host.stdout.readline()).strip() != b"ready":
+                raise RuntimeError("the room's process did not form its mesh")
+            stack.push_async_callback(host.wait)
+            stack.callback(host.stdin.close)
+        elif newcomer:  # the room first, then one more peer joins it alone
             peers += await joining(size - 1)
             await until_formed()
+        if newcomer:
             await asyncio.sleep(0.3)  # let the room's sync exchanges settle
             records.clear()
         cpu0, t0 = time.process_time(), time.perf_counter()
         peers += await joining(1 if newcomer else size)
         t1 = time.perf_counter()
-        await until_formed()
+        if host is not None:  # every link of the newcomer open, as the newcomer sees it
+            await until(lambda: len(peers[0].users) == size and formed(), 60)
+        else:
+            await until_formed()
         cpu2, t2 = time.process_time(), time.perf_counter()
         opened = [r for r in records if "open" in r]
         phases = {
@@ -163,25 +213,28 @@ async def one_run(
             "total_ms": (t2 - t0) * 1000,
             "cpu_ms": (cpu2 - cpu0) * 1000,
             "connections": len(records),
-            "links": sum(len(p.peers) for p in peers) // 2,
+            "links": sum(len(p.peers) for p in peers) // (1 if host else 2),
             **{f"{k}_ms": v for k, v in phases.items()},
         }
 
 
 def run_here(
-    url: str, token: str, size: int, runs: int, full_mesh: bool, newcomer: bool
+    url: str, token: str, size: int, runs: int, full_mesh: bool, newcomer: bool, apart: bool
 ) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     _trace_connections(records)
 
     async def main() -> list[dict[str, Any]]:
-        return [await one_run(url, token, size, records, full_mesh, newcomer) for _ in range(runs)]
+        return [
+            await one_run(url, token, size, records, full_mesh, newcomer, apart)
+            for _ in range(runs)
+        ]
 
     return asyncio.run(main())
 
 
 def run_at(
-    tree: Path, url: str, token: str, size: int, full_mesh: bool, newcomer: bool
+    tree: Path, url: str, token: str, size: int, full_mesh: bool, newcomer: bool, apart: bool
 ) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(tree / "src")}
     args = [sys.executable, __file__, "--child", url, token, "--size", str(size), "--runs", "1"]
@@ -189,6 +242,8 @@ def run_at(
         args.append("--full-mesh")
     if newcomer:
         args.append("--newcomer")
+    if apart:
+        args.append("--apart")
     out = subprocess.run(args, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out)[0]
 
@@ -202,12 +257,20 @@ def main() -> None:
     parser.add_argument(
         "--newcomer", action="store_true", help="time one peer joining a formed room of size-1"
     )
+    parser.add_argument(
+        "--apart", action="store_true", help="--newcomer: the room in another process"
+    )
     parser.add_argument("--child", nargs=2, metavar=("URL", "TOKEN"), help=argparse.SUPPRESS)
+    parser.add_argument("--host-room", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.host_room:
+        asyncio.run(host_room(*args.host_room, args.size, args.full_mesh))
+        return
     if args.child:
-        print(
-            json.dumps(run_here(*args.child, args.size, args.runs, args.full_mesh, args.newcomer))
+        results = run_here(
+            *args.child, args.size, args.runs, args.full_mesh, args.newcomer, args.apart
         )
+        print(json.dumps(results))
         return
     from peer_mesh import jupyter_server
 
@@ -227,12 +290,16 @@ def main() -> None:
         results: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
         for i in range(args.runs):
             for name, tree in trees.items():
-                result = run_at(tree, url, token, args.size, args.full_mesh, args.newcomer)
+                result = run_at(
+                    tree, url, token, args.size, args.full_mesh, args.newcomer, args.apart
+                )
                 results[name].append(result)
                 print(f"run {i + 1} {name}: {result}", file=sys.stderr)
     keys = ["total_ms", "join_ms", "links_ms", "cpu_ms", "links", "connections"]
     keys += [f"{p}_ms" for p in PHASES]
     what = f"a newcomer joins {args.size - 1} peers" if args.newcomer else f"{args.size} peers"
+    if args.newcomer and args.apart:
+        what += " of another process"
     print(f"{what}, medians of {args.runs} runs:\n")
     print(
         "| code | every link open | join | links | CPU | connections | "
