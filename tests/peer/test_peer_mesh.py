@@ -69,6 +69,43 @@ async def test_eight_peers_full_mesh_same_order_exactly_once(connect: Any) -> No
             inbox.stop()
 
 
+async def test_peers_joining_at_once_dial_each_pair_once_from_the_smaller_id(
+    connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seven peers join at the same moment: each finds most of the others in its roster,
+    yet every pair is dialed exactly once, by the smaller id (the newcomer-dials rule made
+    both dial, and the tie-break threw one of the two connections away)."""
+    from nbchat.peer import mesh as mesh_module
+
+    made: list[Any] = []
+
+    class Counted(mesh_module.DataConnection):  # type: ignore[misc, name-defined]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(mesh_module, "DataConnection", Counted)
+    room = "room-at-once"
+    size = 7
+    async with contextlib.AsyncExitStack() as stack:
+        peers = await asyncio.gather(
+            *(stack.enter_async_context(connect(room)) for _ in range(size))
+        )
+        results = await asyncio.gather(*(p.wait_for_peers(size - 1, 60) for p in peers))
+        assert all(results), [len(p.peers) for p in peers]
+        ids = {p.id for p in peers}
+        assert len(made) == size * (size - 1), "one connection at each end of each link"
+        for connection in made:
+            assert not connection.closed.is_set()
+        owners = {id(c): p.id for p in peers for c in p._mesh.connections.values()}
+        for connection in made:
+            own = owners[id(connection)]
+            # The dialing end is the smaller id's.
+            assert connection.originator == (own < connection.peer), (own, connection.peer)
+        for peer in peers:
+            assert peer.peers == ids - {peer.id}
+
+
 async def test_presence_follows_peers_coming_and_going(connect: Any) -> None:
     room = "room-presence"
     async with connect(room) as a:

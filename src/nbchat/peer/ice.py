@@ -131,8 +131,8 @@ def add_loopback_host_candidates(pc: RTCPeerConnection, mode: LoopbackCandidate 
     - ``"auto"`` (the default): only if aioice found no IPv4 address of its own. Any
       address of this host reaches a peer on the same host (the kernel routes it over
       ``lo``), and a peer elsewhere cannot use 127.0.0.1 at all, so the loopback candidate
-      only adds ICE checks there: with eth0's IPv4 and IPv6 it made 5 candidate pairs per
-      link instead of 2, a fifth of the CPU a 16-peer mesh takes to form.
+      only adds a socket, an SDP line and ICE checks there: with eth0's IPv4 and IPv6 it
+      made 5 candidate pairs per link instead of 2 (docs/bench-peer.md).
     - ``"always"``: also next to other addresses (e.g. a host firewall that drops UDP
       to its own eth0 address but not on ``lo``).
     - ``"never"``: as aioice does.
