@@ -3,6 +3,7 @@ import type { Peer, PeerOptions } from "peerjs";
 import { ChatProxy, type ChatProxyOptions } from "./ChatProxy";
 import type { PageInfo } from "./jupyterPage";
 import { CHUNK_THRESHOLD_BYTES } from "./core/chunking";
+import { DIAL_TIMEOUT_MS } from "./core/mesh";
 import type { SessionConfig } from "./core/session";
 import type { Identity, Presence } from "./protocol";
 
@@ -110,7 +111,7 @@ interface Harness {
 }
 
 async function start(
-  selfId = "m-self",
+  selfId = "0-self",
   extra: Partial<ChatProxyOptions> = {},
   served: SessionConfig = session,
 ): Promise<Harness> {
@@ -178,7 +179,7 @@ describe("ChatProxy", () => {
 
   it("fetches its peer id itself with the XSRF token and hands it to peerjs (a hub refuses peerjs's own fetch)", async () => {
     const ids: string[] = [];
-    const { fetch } = await start("m-self");
+    const { fetch } = await start("0-self");
     expect(fetch).toHaveBeenCalledWith(`/base%20url/nbchat/${session.key}/id`, {
       credentials: "same-origin",
       headers: { "X-XSRFToken": "xsrf-token" },
@@ -224,10 +225,10 @@ describe("ChatProxy", () => {
   });
 
   it("asks for relay-only ICE when the call or the server says so, and says it cannot work without TURN", async () => {
-    const byCall = await start("m-self", { relayOnly: true });
+    const byCall = await start("0-self", { relayOnly: true });
     expect(byCall.peers[0].options.config).toEqual({ iceServers: session.ice_servers, iceTransportPolicy: "relay" });
     expect(byCall.proxy.state.notice).toMatch(/^No connection is possible: relay-only connections need a TURN relay/);
-    const byServer = await start("m-self", {}, { ...session, ice_transport_policy: "relay" });
+    const byServer = await start("0-self", {}, { ...session, ice_transport_policy: "relay" });
     expect(byServer.peers[0].options.config?.iceTransportPolicy).toBe("relay");
   });
 
@@ -243,15 +244,15 @@ describe("ChatProxy", () => {
         close: () => {},
       } as unknown as RTCPeerConnection;
     });
-    const { proxy } = await start("m-self", { createPeerConnection }, turn);
+    const { proxy } = await start("0-self", { createPeerConnection }, turn);
     await vi.advanceTimersByTimeAsync(20);
     expect(createPeerConnection).toHaveBeenCalledTimes(1);
     expect(proxy.state.notice).toBe("Only direct connections will work: the TURN relay refused our credentials (401 Unauthorized).");
   });
 
   it("dials everyone in the roster reliably as JSON and syncs history on open", async () => {
-    const { proxy, peers, sockets } = await start("m-self");
-    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("a-1", "ann"), presence("z-9", "zed")] });
+    const { proxy, peers, sockets } = await start("0-self");
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me"), presence("a-1", "ann"), presence("z-9", "zed")] });
     await vi.advanceTimersByTimeAsync(20);
     expect(peers[0].dialed.map((c) => [c.peer, c.options])).toEqual([
       ["a-1", { reliable: true, serialization: "json" }],
@@ -262,25 +263,29 @@ describe("ChatProxy", () => {
     await vi.advanceTimersByTimeAsync(20);
     expect(proxy.state.status).toBe("Connected to 2 peers");
     expect(peers[0].dialed[0].frames("sync")).toEqual([{ type: "sync", have: {} }]);
-    expect(proxy.state.users.map((u) => u.peer_id)).toEqual(["m-self", "a-1", "z-9"]);
+    expect(proxy.state.users.map((u) => u.peer_id)).toEqual(["0-self", "a-1", "z-9"]);
   });
 
-  it("does not dial newcomers (they dial us) but accepts their call", async () => {
-    const { proxy, peers, sockets } = await start();
+  it("dials the newcomers with a bigger id and takes the call of those with a smaller one", async () => {
+    const { proxy, peers, sockets } = await start("m-self");
     sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me")] });
     sockets[0].push({ type: "USER_CONNECTED", key: session.key, peer: presence("n-1", "newcomer") });
+    sockets[0].push({ type: "USER_CONNECTED", key: session.key, peer: presence("b-1", "early bird") });
     await vi.advanceTimersByTimeAsync(20);
-    expect(peers[0].dialed).toEqual([]);
-    const incoming = new FakeConn("n-1");
+    expect(peers[0].dialed.map((c) => c.peer)).toEqual(["n-1"]);
+    const incoming = new FakeConn("b-1");
     peers[0].emit("connection", incoming);
+    expect(incoming.closed).toBe(false);
     openConn(incoming);
+    openConn(peers[0].dialed[0]);
     await vi.advanceTimersByTimeAsync(20);
-    expect(proxy.state.status).toBe("Connected to 1 peer");
+    expect(proxy.state.status).toBe("Connected to 2 peers");
+    expect(peers[0].dialed.length).toBe(1);
   });
 
   it("stamps direct messages with the sender's server-bound identity", async () => {
     const { proxy, peers, sockets } = await start();
-    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob")] });
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me"), presence("b-2", "bob")] });
     const conn = peers[0].dialed[0];
     openConn(conn);
     conn.emit("data", {
@@ -293,7 +298,7 @@ describe("ChatProxy", () => {
 
   it("renders a message that arrives in the same task, with no timer, and our own at once", async () => {
     const { proxy, peers, sockets } = await start();
-    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob")] });
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me"), presence("b-2", "bob")] });
     const conn = peers[0].dialed[0];
     openConn(conn);
     await vi.advanceTimersByTimeAsync(20);
@@ -311,7 +316,7 @@ describe("ChatProxy", () => {
 
   it("renders a burst of frames once per frame, not once per frame received", async () => {
     const { proxy, peers, sockets } = await start();
-    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob")] });
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me"), presence("b-2", "bob")] });
     const conn = peers[0].dialed[0];
     openConn(conn);
     await vi.advanceTimersByTimeAsync(20);
@@ -336,7 +341,7 @@ describe("ChatProxy", () => {
       sockets[0].push({
         type: "ROSTER",
         key: session.key,
-        peers: [presence("m-self", "me"), presence("b-2", "bob"), presence("f-1", "flood")],
+        peers: [presence("0-self", "me"), presence("b-2", "bob"), presence("f-1", "flood")],
       });
       const [bob, flood] = peers[0].dialed;
       openConn(bob);
@@ -372,8 +377,8 @@ describe("ChatProxy", () => {
     }
     const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
     try {
-      const { proxy, peers, sockets } = await start();
-      sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me")] });
+      const { proxy, peers, sockets } = await start("z-self");
+      sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("z-self", "me")] });
       sockets[0].push({ type: "USER_CONNECTED", key: session.key, peer: presence("h-1", "hostile") });
       const conn = new PeerjsLikeConn("h-1");
       peers[0].emit("connection", conn);
@@ -394,7 +399,7 @@ describe("ChatProxy", () => {
 
   it("answers a peer's syncs at most once per interval, so a sync loop cannot make it resend its history", async () => {
     const { proxy, peers, sockets } = await start();
-    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("s-1", "syncer")] });
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me"), presence("s-1", "syncer")] });
     const conn = peers[0].dialed[0];
     openConn(conn);
     for (let i = 0; i < 20; i += 1) proxy.send(`mine ${i}`);
@@ -411,7 +416,7 @@ describe("ChatProxy", () => {
 
   it("holds frames from a caller presence has not announced yet", async () => {
     const { proxy, peers, sockets } = await start();
-    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me")] });
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me")] });
     const incoming = new FakeConn("q-7");
     peers[0].emit("connection", incoming);
     openConn(incoming);
@@ -434,7 +439,12 @@ describe("ChatProxy", () => {
 
     const big = await start("z-big");
     big.sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("a-small", "ann"), presence("z-big", "me")] });
+    expect(big.peers[0].dialed).toEqual([]); // the smaller id dials
+    // A call that never opens is dialed again from either side: both may now dial at once.
+    big.peers[0].emit("connection", new FakeConn("a-small"));
+    await vi.advanceTimersByTimeAsync(DIAL_TIMEOUT_MS + 600);
     const bigOurs = big.peers[0].dialed[0];
+    expect(bigOurs.peer).toBe("a-small");
     const bigTheirs = new FakeConn("a-small");
     big.peers[0].emit("connection", bigTheirs);
     expect(bigOurs.closed).toBe(true);
@@ -443,7 +453,7 @@ describe("ChatProxy", () => {
 
   it("answers sync with history batches that each fit a data-channel frame, minus the asker's own", async () => {
     const { proxy, peers, sockets } = await start();
-    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob")] });
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me"), presence("b-2", "bob")] });
     const conn = peers[0].dialed[0];
     openConn(conn);
     for (let i = 0; i < 200; i += 1) proxy.send(`message ${i} ${"x".repeat(200)}`);
@@ -466,7 +476,7 @@ describe("ChatProxy", () => {
 
   it("sends a long sync answer newest first, paced on the link's buffer, and a live message goes ahead of the rest", async () => {
     const { proxy, peers, sockets } = await start();
-    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob")] });
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me"), presence("b-2", "bob")] });
     const conn = peers[0].dialed[0];
     // A data channel whose buffer we control: full until we say it drained.
     const listeners: (() => void)[] = [];
@@ -500,7 +510,7 @@ describe("ChatProxy", () => {
 
   it("chunks a message too big for one frame", async () => {
     const { proxy, peers, sockets } = await start();
-    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob")] });
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me"), presence("b-2", "bob")] });
     const conn = peers[0].dialed[0];
     openConn(conn);
     proxy.send("y".repeat(40_000));
@@ -512,29 +522,29 @@ describe("ChatProxy", () => {
   it("goes offline with the reason when the server is lost, and reconnects with backoff", async () => {
     const { proxy, peers } = await start();
     peers[0].disconnected = true;
-    peers[0].emit("disconnected", "m-self");
+    peers[0].emit("disconnected", "0-self");
     await vi.advanceTimersByTimeAsync(20);
     expect(proxy.state.phase).toBe("offline");
     expect(proxy.state.status).toMatch(/^Offline — lost connection to the Jupyter server; retrying in \d+ s$/);
     expect(proxy.state.cannotSend).toMatch(/^Offline — /);
     await vi.advanceTimersByTimeAsync(1_000);
     expect(peers[0].reconnects).toBe(1);
-    peers[0].open("m-self");
+    peers[0].open("0-self");
     await vi.advanceTimersByTimeAsync(20);
     expect(proxy.state.status).toBe("Connected to 0 peers");
     expect(proxy.state.cannotSend).toBeNull();
   });
 
   it("calls peers it lost during an outage once signaling is back", async () => {
-    const { proxy, peers, sockets } = await start("z-self");
-    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("b-2", "bob"), presence("z-self", "me")] });
+    const { proxy, peers, sockets } = await start("a-self");
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("b-2", "bob"), presence("a-self", "me")] });
     const first = peers[0].dialed[0];
     openConn(first);
     peers[0].disconnected = true;
-    peers[0].emit("disconnected", "z-self");
+    peers[0].emit("disconnected", "a-self");
     first.emit("close");
     await vi.advanceTimersByTimeAsync(1_000);
-    peers[0].open("z-self");
+    peers[0].open("a-self");
     await vi.advanceTimersByTimeAsync(20);
     expect(peers[0].dialed.map((c) => c.peer)).toEqual(["b-2", "b-2"]);
     openConn(peers[0].dialed[1]);
@@ -544,10 +554,10 @@ describe("ChatProxy", () => {
 
   it("keeps chatting over open links while the server is unreachable", async () => {
     const { proxy, peers, sockets } = await start();
-    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob")] });
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me"), presence("b-2", "bob")] });
     openConn(peers[0].dialed[0]);
     peers[0].disconnected = true;
-    peers[0].emit("disconnected", "m-self");
+    peers[0].emit("disconnected", "0-self");
     await vi.advanceTimersByTimeAsync(20);
     expect(proxy.state.phase).toBe("online");
     expect(proxy.state.status).toMatch(/^Connected to 1 peer — server unreachable/);
@@ -559,12 +569,12 @@ describe("ChatProxy", () => {
     // The server stays down: every retry fails, so both backoffs grow to 15-30 s.
     for (let i = 0; i < 6; i += 1) {
       peers[0].disconnected = true;
-      peers[0].emit("disconnected", "m-self");
+      peers[0].emit("disconnected", "0-self");
       sockets[sockets.length - 1].onclose?.({ code: 1006, reason: "" });
       await vi.advanceTimersByTimeAsync(32_000);
     }
     peers[0].disconnected = true;
-    peers[0].emit("disconnected", "m-self");
+    peers[0].emit("disconnected", "0-self");
     sockets[sockets.length - 1].onclose?.({ code: 1006, reason: "" });
     const reconnects = peers[0].reconnects;
     const opened = sockets.length;
@@ -572,12 +582,12 @@ describe("ChatProxy", () => {
     expect(peers[0].reconnects).toBe(reconnects);
     expect(sockets.length).toBe(opened);
     // The server is back and signaling gets there first: presence follows at once ...
-    peers[0].open("m-self");
+    peers[0].open("0-self");
     await vi.advanceTimersByTimeAsync(1);
     expect(sockets.length).toBe(opened + 1);
     // ... and when presence gets there first, signaling follows at once.
     peers[0].disconnected = true;
-    peers[0].emit("disconnected", "m-self");
+    peers[0].emit("disconnected", "0-self");
     await vi.advanceTimersByTimeAsync(1);
     sockets[sockets.length - 1].push({ type: "ROSTER", key: session.key, peers: [] });
     await vi.advanceTimersByTimeAsync(1);
@@ -585,7 +595,7 @@ describe("ChatProxy", () => {
   });
 
   it("starts over with a new id when the server refuses ours", async () => {
-    const { proxy, peers } = await start("m-self");
+    const { proxy, peers } = await start("0-self");
     peers[0].emit("error", Object.assign(new Error("ID taken"), { type: "unavailable-id" }));
     expect(peers[0].destroyed).toBe(true);
     await vi.advanceTimersByTimeAsync(1_000);
@@ -598,7 +608,9 @@ describe("ChatProxy", () => {
   it("dials again, whichever id is smaller, when a link stays ICE-disconnected (a silent path)", async () => {
     const { proxy, peers, sockets } = await start("z-self");
     sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("b-2", "bob"), presence("z-self", "me")] });
-    const conn = peers[0].dialed[0];
+    expect(peers[0].dialed).toEqual([]); // b-2, the smaller id, dials
+    const conn = new FakeConn("b-2");
+    peers[0].emit("connection", conn);
     openConn(conn);
     // A blip that recovers keeps the link.
     conn.emit("iceStateChanged", "disconnected");
@@ -613,34 +625,34 @@ describe("ChatProxy", () => {
     await vi.advanceTimersByTimeAsync(20);
     expect(proxy.state.status).toBe("Connected to 0 peers");
     await vi.advanceTimersByTimeAsync(600);
-    expect(peers[0].dialed.map((c) => c.peer)).toEqual(["b-2", "b-2"]);
+    expect(peers[0].dialed.map((c) => c.peer)).toEqual(["b-2"]);
   });
 
   it("keeps an open link to a peer a later roster leaves out (a restarted server lists only who is back)", async () => {
     const { proxy, peers, sockets } = await start();
-    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob"), presence("c-3", "cy")] });
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me"), presence("b-2", "bob"), presence("c-3", "cy")] });
     const [bob, cy] = peers[0].dialed;
     openConn(bob);
-    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me")] });
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me")] });
     await vi.advanceTimersByTimeAsync(120_000);
     expect(bob.closed).toBe(false); // open: kept, whatever the wait
     expect(cy.closed).toBe(true); // never opened: nothing to keep
     expect(proxy.state.status).toBe("Connected to 1 peer");
     sockets[0].push({ type: "USER_CONNECTED", key: session.key, peer: presence("b-2", "bob") });
     await vi.advanceTimersByTimeAsync(20);
-    expect(proxy.state.users.map((u) => u.peer_id)).toEqual(["m-self", "b-2"]);
+    expect(proxy.state.users.map((u) => u.peer_id)).toEqual(["0-self", "b-2"]);
     expect(peers[0].dialed.length).toBe(2); // no redial: the link it had is the link it has
   });
 
   it("forgets who left and drops the link", async () => {
     const { proxy, peers, sockets } = await start();
-    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob")] });
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me"), presence("b-2", "bob")] });
     const conn = peers[0].dialed[0];
     openConn(conn);
     sockets[0].push({ type: "USER_DISCONNECTED", key: session.key, peer: presence("b-2", "bob") });
     await vi.advanceTimersByTimeAsync(20);
     expect(conn.closed).toBe(true);
-    expect(proxy.state.users.map((u) => u.peer_id)).toEqual(["m-self"]);
+    expect(proxy.state.users.map((u) => u.peer_id)).toEqual(["0-self"]);
     expect(proxy.state.status).toBe("Connected to 0 peers");
   });
 
@@ -651,7 +663,7 @@ describe("ChatProxy", () => {
       page,
       storage: null,
       fetch: (async (url: string) =>
-        new Response(url.endsWith("/id") ? "m-self" : JSON.stringify(session))) as typeof fetch,
+        new Response(url.endsWith("/id") ? "0-self" : JSON.stringify(session))) as typeof fetch,
       createPeer: (options) => {
         peers.push(new FakePeer(options));
         return peers[peers.length - 1] as unknown as Peer;
@@ -662,9 +674,9 @@ describe("ChatProxy", () => {
     expect(proxy.send("from the kernel")).toBeNull();
     expect(proxy.state.cannotSend).toBe("Connecting to the chat…");
     await vi.advanceTimersByTimeAsync(1);
-    peers[0].open("m-self");
+    peers[0].open("0-self");
     await vi.advanceTimersByTimeAsync(20);
-    expect(proxy.state.messages).toMatchObject([{ id: "m-self:1", text: "from the kernel" }]);
+    expect(proxy.state.messages).toMatchObject([{ id: "0-self:1", text: "from the kernel" }]);
   });
 });
 
@@ -678,7 +690,7 @@ describe("ChatProxy chat features (#12)", () => {
 
   async function withBob(): Promise<Harness & { conn: FakeConn }> {
     const harness = await start();
-    harness.sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("m-self", "me"), presence("b-2", "bob")] });
+    harness.sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me"), presence("b-2", "bob")] });
     const conn = harness.peers[0].dialed[0];
     openConn(conn);
     await vi.advanceTimersByTimeAsync(20);

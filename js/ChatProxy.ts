@@ -506,7 +506,7 @@ export class ChatProxy {
       // The server is back: the presence socket need not sit out the rest of its backoff.
       this.presence.retryNow();
     }
-    // Back after an outage: like a newcomer, call everyone we lost meanwhile.
+    // Back after an outage: as on joining, call those we lost meanwhile (the bigger ids).
     this.mesh.dialRoster(this.present.keys());
     this.setPhase("online");
   }
@@ -602,7 +602,7 @@ export class ChatProxy {
         this.rosterKnown = true;
         this.present.clear();
         for (const entry of frame.peers) this.present.set(entry.peer_id, entry);
-        // The newcomer dials everyone already present; the others wait for our call.
+        // Of two peers the smaller id dials: we call the bigger ids present, the others call us.
         this.mesh.dialRoster(this.present.keys());
         // Left out of the roster is not proof of leaving: after a server restart it lists only
         // those whose signaling is back so far. An open link to the others is kept (it outlived

@@ -80,7 +80,8 @@ export class MeshLinks {
     return this.links.get(peerId)?.open === true;
   }
 
-  /** The newcomer's rule (also after an outage): dial everyone present we have no link to. */
+  /** On joining and after an outage: dial the overlay's peers (everyone, in a full mesh) with a
+   *  bigger id we have no link to; the smaller ids dial us. */
   dialRoster(present: Iterable<string>): void {
     for (const peerId of this.policy.dialsOnRoster(present, new Set(this.links.keys()))) this.dial(peerId);
   }
@@ -94,9 +95,9 @@ export class MeshLinks {
     for (const peerId of this.policy.prune(all, this.links.keys())) this.drop(peerId);
   }
 
-  /** Someone joined or left. In a big room the overlay moves: dial the new links that are
-   *  ours to dial (and callers we refused at the bound, which now wait for a call), close
-   *  the ones it no longer wants. */
+  /** Someone joined or left: dial the links that are ours to dial (a newcomer with a bigger id;
+   *  in a big room the overlay moves, and callers we refused at the bound now wait for a call),
+   *  close the ones it no longer wants. */
   rosterChanged(present: Iterable<string>): void {
     const all = [...present];
     for (const peerId of this.policy.dialsOnChange(all, new Set(this.links.keys()))) this.dial(peerId);

@@ -117,6 +117,53 @@ def test_late_joiners_get_history_both_ways(lab: Lab, new_user, bg) -> None:
         bg.run(peer.leave())
 
 
+def test_of_a_browser_and_a_python_peer_the_smaller_id_dials(lab: Lab, new_user, bg) -> None:
+    """Both sides follow one rule: the smaller id dials. Python peers join a browser's room
+    until one has a smaller id than the browser and one a bigger (ids are the server's
+    random ones): the browser calls the bigger, the smaller calls the browser, and each
+    link carries messages both ways."""
+    room = "interop-dialer"
+    page = new_user()
+    open_and_run(page, lab, room_notebook(lab, "interop-dialer", room))
+    expect(users(page)).to_have_count(1, timeout=SLOW)
+    joined: list[tuple[ChatPeer, Inbox]] = []
+    try:
+        # The first peer learns the browser's id; later ones stay only if on the other side.
+        joined.append(join(bg, lab, room))
+        first = joined[0][0]
+        bg.run(until(lambda: len(first.users) == 2, 60), timeout=70)
+        browser = next(u["peer_id"] for u in first.users if u["peer_id"] != first.id)
+        for _ in range(30):
+            peer, inbox = join(bg, lab, room)
+            if (peer.id < browser) != (first.id < browser):
+                joined.append((peer, inbox))
+                break
+            bg.run(peer.leave())
+        assert len(joined) == 2, "the server's ids kept falling on one side of the browser's"
+        smaller = next(p for p, _ in joined if p.id < browser)
+        bigger = next(p for p, _ in joined if p.id > browser)
+        expect(users(page)).to_have_count(len(joined) + 1, timeout=SLOW)
+        bg.run(until(lambda: all(browser in p.peers for p, _ in joined), 60), timeout=70)
+        for peer in (smaller, bigger):
+            link = peer._mesh.connection_to(browser) if peer._mesh else None
+            assert link is not None
+            # Who dialed whom: one connection per pair, made by the smaller id.
+            assert link.originator == (peer is smaller), (peer.id, browser)
+            assert [c.peer for c in peer._mesh.connections.values()].count(browser) == 1
+
+        say(page, "hello, dialers")
+        for _, inbox in joined:
+            [got] = bg.run(inbox.wait(1, 30), timeout=40)
+            assert got["text"] == "hello, dialers"
+        bg.run(smaller.send("from the smaller id"))
+        bg.run(bigger.send("from the bigger id"))
+        for peer, text in ((smaller, "from the smaller id"), (bigger, "from the bigger id")):
+            expect(article(page, peer.user["display_name"], text)).to_have_count(1, timeout=SLOW)
+    finally:
+        for peer, _ in joined:
+            bg.run(peer.leave())
+
+
 def test_nbchat_say_reaches_a_browser_user(lab: Lab, new_user) -> None:
     room = "interop-say"
     page = new_user()

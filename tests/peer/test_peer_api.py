@@ -87,6 +87,7 @@ def test_chat_peer_surface() -> None:
         "max_file_bytes",
         "mesh_size",
         "max_links",
+        "loopback_candidate",
     ]
 
 

@@ -69,6 +69,43 @@ async def test_eight_peers_full_mesh_same_order_exactly_once(connect: Any) -> No
             inbox.stop()
 
 
+async def test_peers_joining_at_once_dial_each_pair_once_from_the_smaller_id(
+    connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seven peers join at the same moment: each finds most of the others in its roster,
+    yet every pair is dialed exactly once, by the smaller id (the newcomer-dials rule made
+    both dial, and the tie-break threw one of the two connections away)."""
+    from nbchat.peer import mesh as mesh_module
+
+    made: list[Any] = []
+
+    class Counted(mesh_module.DataConnection):  # type: ignore[misc, name-defined]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(mesh_module, "DataConnection", Counted)
+    room = "room-at-once"
+    size = 7
+    async with contextlib.AsyncExitStack() as stack:
+        peers = await asyncio.gather(
+            *(stack.enter_async_context(connect(room)) for _ in range(size))
+        )
+        results = await asyncio.gather(*(p.wait_for_peers(size - 1, 60) for p in peers))
+        assert all(results), [len(p.peers) for p in peers]
+        ids = {p.id for p in peers}
+        assert len(made) == size * (size - 1), "one connection at each end of each link"
+        for connection in made:
+            assert not connection.closed.is_set()
+        owners = {id(c): p.id for p in peers for c in p._mesh.connections.values()}
+        for connection in made:
+            own = owners[id(connection)]
+            # The dialing end is the smaller id's.
+            assert connection.originator == (own < connection.peer), (own, connection.peer)
+        for peer in peers:
+            assert peer.peers == ids - {peer.id}
+
+
 async def test_presence_follows_peers_coming_and_going(connect: Any) -> None:
     room = "room-presence"
     async with connect(room) as a:
@@ -286,3 +323,59 @@ async def test_a_link_that_goes_silent_is_redialed_within_seconds(connect: Any) 
         ids = lambda: {c.connection_id for c in a._mesh.connections.values()}  # type: ignore[union-attr]  # noqa: E731
         await until(lambda: bool(ids()) and not ids() & old, 15)
         inbox_b.stop()
+
+
+async def test_a_call_refused_at_the_link_bound_is_answered_once_the_roster_lists_the_caller() -> (
+    None
+):
+    """A call can beat the roster: the callee, at its link bound, refuses a caller it does
+    not know yet. Once its roster lists the caller, it answers that call (the caller's
+    dial is still pending; calling it back instead would be refused by the tie-break when
+    the caller has the smaller id, and the link would wait for the 20 s dial timeout)."""
+    from nbchat.peer.ice import rtc_configuration
+    from nbchat.peer.mesh import Mesh
+
+    tasks: set[asyncio.Task[Any]] = set()
+    meshes: dict[str, Mesh] = {}
+    rosters: dict[str, dict[str, Any]] = {"a": {"a": {}, "x": {}}, "x": {"x": {}}}
+    opened: dict[str, list[str]] = {"a": [], "x": []}
+
+    def make(me: str, max_links: int) -> Mesh:
+        async def relay(kind: Any, dst: str, payload: dict[str, Any]) -> None:
+            meshes[dst].on_signal({"type": kind.value, "src": me, "dst": dst, "payload": payload})
+
+        def spawn(coro: Any, name: str) -> None:
+            task = asyncio.ensure_future(coro)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        return Mesh(
+            me,
+            "refused",
+            relay,
+            rtc_configuration([]),
+            roster=lambda: rosters[me],
+            on_frame=lambda *_: None,
+            on_open=lambda c: opened[me].append(c.peer),
+            on_closed=lambda _: None,
+            spawn=spawn,
+            open_timeout=20.0,
+            max_links=max_links,
+        )
+
+    meshes["a"] = make("a", 8)
+    meshes["x"] = make("x", 0)  # at its bound: refuses whoever the overlay does not want
+    try:
+        meshes["a"].dial("x")
+        await until(lambda: "a" in meshes["x"]._refused, 10)
+        assert meshes["x"].connections == {}  # refused: not answered
+        rosters["x"] = {"a": {}, "x": {}}
+        meshes["x"].on_roster_changed()
+        await until(lambda: opened["a"] == ["x"] and opened["x"] == ["a"], 10)
+        [link] = meshes["a"].connections.values()
+        assert link.originator  # a's own call, answered late
+    finally:
+        for mesh in meshes.values():
+            await mesh.close()
+        for task in list(tasks):
+            task.cancel()

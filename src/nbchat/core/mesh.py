@@ -10,13 +10,21 @@ The rules, identical in ``js/core/mesh.ts`` and pinned by ``tests/fixtures/mesh_
   to CHORD_PROBE peers onward for one that is not yet linked and under MAX_LINKS. The
   links are a pure function of the roster, so every peer computes the same overlay; they
   move only near a peer who joins or leaves, and no peer ever has more than MAX_LINKS.
-- In a full mesh the newcomer dials everyone present (the roster) it has no link to; the
-  others wait for its call. Back after a signaling outage, a peer dials everyone again, as
-  a newcomer.
-- In a partial mesh, of two peers the overlay links, the smaller id dials (no glare): on
-  joining, after an outage, and whenever someone joins or leaves (the overlay moves);
-  the other waits. Links to present peers the overlay no longer wants are closed
-  (:meth:`MeshPolicy.prune`; links to absent peers follow the presence rules).
+- Of two peers the overlay links (any two, in a full mesh), the smaller id dials; the
+  other waits for its call. Each dials on joining (the roster), after an outage (the
+  roster again) and whenever someone joins or leaves (``USER_CONNECTED`` /
+  ``USER_DISCONNECTED``; in a partial mesh the overlay moves), the overlay's peers with a
+  bigger id it has no link to. Every peer learns of every other either from its roster or
+  from an event, so each pair is dialed once, from one side, even when many join at once
+  (until 2026-11 the newcomer dialed everyone in its roster in a full mesh: peers that
+  joined together each found the other there and both dialed, a third of the connections
+  thrown away by the tie-break). A lone newcomer with a bigger id is dialed by those
+  present as soon as its signaling socket is up, sooner than it would dial them. With a
+  peer of the older rule in the room (a page loaded before an upgrade) a pair may be
+  dialed twice (the tie-break settles it) or, where the old peer has the smaller id and
+  was there first, by neither until the next repair round. Links to present peers the
+  overlay no longer wants are closed (:meth:`MeshPolicy.prune`; links to absent peers
+  follow the presence rules).
 - A repair round (room sync's ANTI_ENTROPY_MS) dials the overlay's peers (everyone, in a
   full mesh) with no link and no redial pending, but only from the smaller id, so two
   peers never dial each other twice.
@@ -240,19 +248,14 @@ class MeshPolicy:
         return len({*present, self.self_id}) > self.mesh_size
 
     def dials_on_roster(self, present: Iterable[str], linked: Container[str]) -> list[str]:
-        """Whom to dial on joining (or rejoining), in roster order: in a full mesh everyone
-        present we have no link to; in a partial mesh as :meth:`dials_on_change`."""
-        present = list(present)
-        if not self.partial(present):
-            return [p for p in present if p != self.self_id and p not in linked]
+        """Whom to dial on joining (or rejoining), in roster order: as :meth:`dials_on_change`
+        (the overlay's peers, everyone in a full mesh, with a bigger id and no link)."""
         return self.dials_on_change(present, linked)
 
     def dials_on_change(self, present: Iterable[str], linked: Container[str]) -> list[str]:
-        """Whom to dial when someone joined or left, in roster order: in a partial mesh the
-        overlay's peers with a bigger id and no link; in a full mesh nobody (newcomers dial)."""
+        """Whom to dial when someone joined or left (and on joining), in roster order: the
+        overlay's peers (everyone present, in a full mesh) with a bigger id and no link."""
         present = list(present)
-        if not self.partial(present):
-            return []
         wanted = self.wanted(present)
         return [p for p in present if p in wanted and self.self_id < p and p not in linked]
 

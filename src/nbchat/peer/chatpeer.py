@@ -42,7 +42,7 @@ from ..protocol import FrameType, Presence
 from .dataconnection import DataConnection
 from .errors import NbChatError, NotAnNbchatServer, SignalingError, TurnError
 from .files import PeerFiles, ReceivedFile
-from .ice import rtc_configuration
+from .ice import LoopbackCandidate, rtc_configuration
 from .mesh import Mesh
 from .presence import PresenceClient, PresenceEvent
 from .sealed import Rejection, Sealer, SealError, open_frame, seal_payload
@@ -70,10 +70,9 @@ class ChatPeer:
             async for message in peer.messages():
                 print(message["user"]["display_name"], message["text"])
 
-    Up to ``mesh_size`` peers everyone links to everyone: the newcomer dials every peer
-    in the roster, later arrivals dial us. In a bigger room each peer keeps at most
-    ``max_links`` links (a bounded overlay, see :mod:`nbchat.core.mesh`; of two linked
-    peers the smaller id dials) and forwards new messages along it. Every peer of a room
+    Up to ``mesh_size`` peers everyone links to everyone; of two peers the smaller id
+    dials. In a bigger room each peer keeps at most ``max_links`` links (a bounded
+    overlay, see :mod:`nbchat.core.mesh`) and forwards new messages along it. Every peer of a room
     must use the same two numbers (the defaults are the widget's). Each new connection
     starts with
     ``sync``/``history`` so every peer ends up with the same log.
@@ -97,6 +96,7 @@ class ChatPeer:
         max_file_bytes: int = FILE_LIMIT_BYTES,
         mesh_size: int = MESH_SIZE,
         max_links: int = MAX_LINKS,
+        loopback_candidate: LoopbackCandidate = "auto",
     ) -> None:
         self.server_url = server_url
         #: The largest rich message ``send`` posts (bytes of its MIME bundle as JSON).
@@ -112,6 +112,8 @@ class ChatPeer:
         self.rate_limit = rate_limit
         #: Use only TURN-relayed ICE candidates (also forced by the server's policy).
         self.relay_only = relay_only
+        #: When to offer a 127.0.0.1 ICE candidate (see peer.ice.add_loopback_host_candidates).
+        self.loopback_candidate = loopback_candidate
         # Only the derived key is kept; the passphrase itself is dropped after join().
         self._passphrase = passphrase or None
         self._sealer: Sealer | None = None
@@ -217,13 +219,15 @@ class ChatPeer:
         except BaseException:
             await self.leave()
             raise
-        self._mesh.dial_missing()  # the newcomer dials (in a big room: the bigger ids)
+        self._mesh.dial_missing()  # the bigger ids present; the smaller ones dial us
 
     async def _ice_configuration(self, config: SessionConfig) -> RTCConfiguration:
         """The RTCConfiguration for every connection, its TURN relay checked first: with
         relay-only ICE a relay that refuses us means no connection can ever open."""
         relay_only = self.relay_only or config.ice_transport_policy == "relay"
-        rtc_config = rtc_configuration(config.ice_servers, relay_only=relay_only)
+        rtc_config = rtc_configuration(
+            config.ice_servers, relay_only=relay_only, loopback_candidate=self.loopback_candidate
+        )
         try:
             if not await check_turn(rtc_config) and relay_only:
                 raise TurnError(

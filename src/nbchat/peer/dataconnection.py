@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiortc.rtcpeerconnection
 from aiortc import (
     RTCCertificate,
     RTCConfiguration,
@@ -29,7 +30,12 @@ from ..core.frames import (
 )
 from ..core.ratelimit import IncomingLimits
 from ..protocol import FrameType
-from .ice import add_loopback_host_candidates, check_consent_often, parse_candidate
+from .ice import (
+    LoopbackCandidate,
+    add_loopback_host_candidates,
+    check_consent_often,
+    parse_candidate,
+)
 
 __all__ = ["DataConnection", "Signal"]
 
@@ -85,6 +91,36 @@ def _certificate() -> _SharedCertificate:
     return _shared
 
 
+class _IssueShared:
+    """Stands in for ``RTCCertificate`` in aiortc's RTCPeerConnection constructor, which
+    otherwise makes a key pair and a certificate that :func:`_peer_connection` would throw
+    away at once (~0.3 ms of a connection's set-up CPU)."""
+
+    @staticmethod
+    def generateCertificate() -> _SharedCertificate:  # noqa: N802 - aiortc's name
+        return _certificate()
+
+
+def _peer_connection(rtc_config: RTCConfiguration) -> RTCPeerConnection:
+    """A new RTCPeerConnection with the process's shared DTLS certificate.
+
+    aiortc 1.16 has no ``certificates`` option: its constructor calls
+    ``RTCCertificate.generateCertificate()`` from its own module, so the name is swapped
+    for the constructor's duration (synchronous: no other task runs meanwhile; a thread
+    making its own connection at that instant would share the certificate too, which is
+    still a valid one). The private attribute is set as well in case a later aiortc looks
+    the class up another way."""
+    module: Any = aiortc.rtcpeerconnection
+    original = module.RTCCertificate
+    module.RTCCertificate = _IssueShared
+    try:
+        pc = RTCPeerConnection(rtc_config)
+    finally:
+        module.RTCCertificate = original
+    pc._RTCPeerConnection__certificates = [_certificate()]  # type: ignore[attr-defined]
+    return pc
+
+
 class DataConnection:
     """One WebRTC data channel to one remote peer, negotiated as peerjs does.
 
@@ -124,9 +160,8 @@ class DataConnection:
         self.originator = originator
         self._signal = signal
         self._on_frame = on_frame
-        self.pc = RTCPeerConnection(rtc_config)
-        # Not configurable in aiortc: replace the certificate it made with the shared one.
-        self.pc._RTCPeerConnection__certificates = [_certificate()]  # type: ignore[attr-defined]
+        self.pc = _peer_connection(rtc_config)
+        self._loopback: LoopbackCandidate = getattr(rtc_config, "loopback_candidate", "auto")
         self.channel: RTCDataChannel | None = None
         self.opened = asyncio.Event()
         self.closed = asyncio.Event()
@@ -135,12 +170,15 @@ class DataConnection:
         self._remote_set = False
         self._early_candidates: list[Any] = []
         self._close_callbacks: list[Callable[[DataConnection], None]] = []
+        self._open_callbacks: list[Callable[[DataConnection], None]] = []
         self._closing: asyncio.Task[None] | None = None
 
+        # Plain functions, not coroutines: pyee makes a task of every call of a coroutine
+        # handler, and these run for every state a connection passes through.
         @self.pc.on("connectionstatechange")
-        async def _on_state() -> None:
+        def _on_state() -> None:
             if self.pc.connectionState in ("failed", "closed"):
-                await self.close()
+                self._close_soon()
 
         @self.pc.on("datachannel")
         def _on_channel(channel: RTCDataChannel) -> None:
@@ -161,12 +199,25 @@ class DataConnection:
     def on_close(self, callback: Callable[[DataConnection], None]) -> None:
         self._close_callbacks.append(callback)
 
+    def on_open(self, callback: Callable[[DataConnection], None]) -> None:
+        """Call ``callback`` once, when the channel opens (soon after, not within aiortc's
+        event)."""
+        self._open_callbacks.append(callback)
+
+    def _set_open(self) -> None:
+        if self.opened.is_set():
+            return
+        self.opened.set()
+        loop = asyncio.get_running_loop()
+        for callback in self._open_callbacks:
+            loop.call_soon(callback, self)
+
     def _attach(self, channel: RTCDataChannel) -> None:
         self.channel = channel
 
         @channel.on("open")
         def _on_open() -> None:
-            self.opened.set()
+            self._set_open()
 
         @channel.on("message")
         def _on_message(data: bytes | str) -> None:
@@ -177,7 +228,7 @@ class DataConnection:
             self._close_soon()
 
         if channel.readyState == "open":
-            self.opened.set()
+            self._set_open()
 
     def _close_soon(self) -> None:
         if self._closing is None:
@@ -236,7 +287,7 @@ class DataConnection:
     async def start(self) -> None:
         """Originator: create the channel and send OFFER."""
         self._attach(self.pc.createDataChannel(self.label, ordered=self.reliable))
-        add_loopback_host_candidates(self.pc)
+        add_loopback_host_candidates(self.pc, self._loopback)
         check_consent_often(self.pc)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         description = self.pc.localDescription
@@ -258,7 +309,7 @@ class DataConnection:
         """Answerer: apply the OFFER's SDP and send ANSWER."""
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp["sdp"], sdp["type"]))
         await self._remote_description_set()
-        add_loopback_host_candidates(self.pc)
+        add_loopback_host_candidates(self.pc, self._loopback)
         check_consent_often(self.pc)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         description = self.pc.localDescription

@@ -1,4 +1,5 @@
-"""ICE set-up for aiortc: the server's ICE servers only, plus loopback host candidates."""
+"""ICE set-up for aiortc: the server's ICE servers only, plus a loopback host candidate
+where the host has no other IPv4 address."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from aiortc import (
     RTCConfiguration,
@@ -19,6 +21,9 @@ from aiortc import (
 from aiortc.sdp import candidate_from_sdp
 
 __all__ = [
+    "LOOPBACK_CANDIDATE_MODES",
+    "LoopbackCandidate",
+    "NbchatRTCConfiguration",
     "add_loopback_host_candidates",
     "check_consent_often",
     "parse_candidate",
@@ -34,11 +39,31 @@ CONSENT_INTERVAL = 1.0  # seconds between ICE consent checks on a link (aioice: 
 CONSENT_FAILURES = 5  # checks missed in a row before the link counts as dead (aioice: 6)
 
 
+LoopbackCandidate = Literal["auto", "always", "never"]
+LOOPBACK_CANDIDATE_MODES: tuple[LoopbackCandidate, ...] = ("auto", "always", "never")
+
+
+@dataclass
+class NbchatRTCConfiguration(RTCConfiguration):
+    """aiortc's RTCConfiguration, plus when to add a 127.0.0.1 host candidate (see
+    :func:`add_loopback_host_candidates`)."""
+
+    loopback_candidate: LoopbackCandidate = "auto"
+
+
 def rtc_configuration(
-    ice_servers: list[dict[str, Any]], relay_only: bool = False
-) -> RTCConfiguration:
+    ice_servers: list[dict[str, Any]],
+    relay_only: bool = False,
+    loopback_candidate: LoopbackCandidate = "auto",
+) -> NbchatRTCConfiguration:
     """The session config's ICE servers; none means none (aiortc would add Google STUN).
-    ``relay_only`` allows only TURN-relayed candidates (no peer learns our addresses)."""
+    ``relay_only`` allows only TURN-relayed candidates (no peer learns our addresses).
+    ``loopback_candidate``: see :func:`add_loopback_host_candidates`."""
+    if loopback_candidate not in LOOPBACK_CANDIDATE_MODES:
+        raise ValueError(
+            f"loopback_candidate must be one of {LOOPBACK_CANDIDATE_MODES}, "
+            f"not {loopback_candidate!r}"
+        )
     servers = []
     for server in ice_servers:
         urls = server.get("urls")
@@ -53,7 +78,9 @@ def rtc_configuration(
         else:
             log.warning("nbchat: ignoring an ICE server without urls: %r", server)
     policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
-    return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
+    return NbchatRTCConfiguration(
+        iceServers=servers, iceTransportPolicy=policy, loopback_candidate=loopback_candidate
+    )
 
 
 def _ice_connection_once(pc: RTCPeerConnection, mark: str) -> Any:
@@ -95,16 +122,29 @@ def _cache_host_addresses() -> None:
     aioice_ice.get_host_addresses = get_host_addresses
 
 
-def add_loopback_host_candidates(pc: RTCPeerConnection) -> None:
+def add_loopback_host_candidates(pc: RTCPeerConnection, mode: LoopbackCandidate = "auto") -> None:
     """Make the data transport's ICE agent also gather a 127.0.0.1 host candidate.
 
     aioice leaves loopback out of its host candidates, so on a machine (or network
-    namespace) with only ``lo`` aiortc would offer nothing and never connect. Call this
-    after the SCTP transport exists (``createDataChannel`` or ``setRemoteDescription``
-    with an offer) and before ``setLocalDescription``, which gathers.
+    namespace) with only ``lo`` aiortc would offer nothing and never connect. ``mode``:
+
+    - ``"auto"`` (the default): only if aioice found no IPv4 address of its own. Any
+      address of this host reaches a peer on the same host (the kernel routes it over
+      ``lo``), and a peer elsewhere cannot use 127.0.0.1 at all, so the loopback candidate
+      only adds a socket, an SDP line and ICE checks there: with eth0's IPv4 and IPv6 it
+      made 5 candidate pairs per link instead of 2 (docs/bench-peer.md).
+    - ``"always"``: also next to other addresses (e.g. a host firewall that drops UDP
+      to its own eth0 address but not on ``lo``).
+    - ``"never"``: as aioice does.
+
+    Call this after the SCTP transport exists (``createDataChannel`` or
+    ``setRemoteDescription`` with an offer) and before ``setLocalDescription``, which
+    gathers.
     """
     # aioice's Connection has no public way to add a host address; wrap its gathering.
     _cache_host_addresses()
+    if mode == "never":
+        return
     connection = _ice_connection_once(pc, "_nbchat_loopback")
     if connection is None:
         return
@@ -115,6 +155,10 @@ def add_loopback_host_candidates(pc: RTCPeerConnection) -> None:
         if connection._transport_policy.name == "RELAY":
             return
         if any(c.host == LOOPBACK for c in connection._local_candidates):
+            return
+        if mode == "auto" and any(
+            c.type == "host" and ":" not in c.host for c in connection._local_candidates
+        ):
             return
         for component in connection._components:
             connection._local_candidates += await connection.get_component_candidates(

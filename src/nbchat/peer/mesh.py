@@ -70,7 +70,8 @@ class Mesh:
         self._redialing: set[str] = set()  # peers with a redial waiting
         self._current: dict[str, DataConnection] = {}  # peer id → its latest opened connection
         self._locks: dict[str, asyncio.Lock] = {}
-        self._refused: set[str] = set()  # callers refused at the link bound
+        # Calls refused at the link bound, by caller: (loop time, connection id, OFFER).
+        self._refused: dict[str, tuple[float, str, dict[str, Any]]] = {}
         self.closed = False
 
     @property
@@ -106,20 +107,16 @@ class Mesh:
         return [c for c in found if c is not None]
 
     def on_roster_changed(self) -> None:
-        """Someone joined or left: in a partial mesh, dial the links the overlay now wants
-        that are ours to dial, and close those it no longer wants. A caller we refused at
-        the bound whose
-        link the overlay now wants is dialed back by us, whatever the ids: its own dial
-        is left hanging, and the tie-break settles a double dial."""
+        """Someone joined or left: dial the links that are ours to dial (a newcomer with a
+        bigger id; in a partial mesh the overlay moves), take up the calls we refused at
+        the bound whose link the overlay now wants, and close the links it no longer
+        wants."""
         if self.closed:
             return
         present = list(self._roster())
         for other in self.policy.dials_on_change(present, self._linked()):
             self.dial(other)
-        wanted = self.policy.wanted(present)
-        for other in sorted(self._refused & wanted):
-            self.dial_unless_linked(other)
-        self._refused.clear()
+        self._take_up_refused(present)
         for other in self.policy.prune(present, self._linked()):
             log.debug("nbchat room %s: the overlay no longer links us to %s", self.room, other)
             self.drop(other)
@@ -157,10 +154,35 @@ class Mesh:
             self.dial(other)
 
     def dial_missing(self) -> None:
-        """On joining and after a reconnect: dial everyone present we have no connection
-        to (full mesh), or the overlay's peers that are ours to dial (partial mesh)."""
-        for other in self.policy.dials_on_roster(list(self._roster()), self._linked()):
+        """On joining and after a reconnect: dial the overlay's peers (everyone present, in
+        a full mesh) with a bigger id and no connection; the smaller ids dial us. Calls we
+        refused before our roster listed their callers are taken up as in
+        :meth:`on_roster_changed`."""
+        present = list(self._roster())
+        for other in self.policy.dials_on_roster(present, self._linked()):
             self.dial(other)
+        self._take_up_refused(present)
+
+    def _take_up_refused(self, present: list[str]) -> None:
+        """A caller we refused at the link bound (our roster did not list it yet, or the
+        overlay did not link us to it) whose link the overlay now wants: answer its call
+        if it is recent (the caller still waits for our ANSWER: its dial is pending, and
+        it would refuse a call from us meanwhile if its id is the smaller), else dial it
+        back whatever the ids (the tie-break settles a double dial)."""
+        refused, self._refused = self._refused, {}
+        if not refused:
+            return
+        wanted = self.policy.wanted(present)
+        now = asyncio.get_running_loop().time()
+        for other in sorted(set(refused) & wanted):
+            at, connection_id, payload = refused[other]
+            if self._live(other) or self.closed:
+                continue
+            if now - at < self.open_timeout / 2:
+                log.debug("nbchat room %s: answering %s's call after all", self.room, other)
+                self._accept(other, connection_id, payload)
+            else:
+                self.dial(other)
 
     def repair(self) -> None:
         """A repair round: dial the overlay's peers that are ours to dial and have no link,
@@ -188,33 +210,32 @@ class Mesh:
     # --- connections ----------------------------------------------------------------------
 
     def _register(self, connection: DataConnection) -> None:
+        """Track ``connection``; once its channel opens it becomes the peer's link, and if
+        it has not opened after ``open_timeout`` it is closed. (Callbacks and one timer per
+        connection, not a task waiting on two more: a mesh forming makes hundreds.)"""
         self.connections[connection.connection_id] = connection
         connection.on_close(self._closed_connection)
-        self._spawn(self._serve(connection), f"nbchat-serve-{connection.connection_id}")
+        connection.on_open(self._opened)
+        timer = asyncio.get_running_loop().call_later(
+            self.open_timeout, self._open_timed_out, connection
+        )
+        connection.on_close(lambda _: timer.cancel())
 
-    async def _serve(self, connection: DataConnection) -> None:
-        """Wait for the channel to open; close it if it never does. One closed meanwhile
-        (pruned, refused, the peer left) is not waited for."""
-        opened = asyncio.ensure_future(connection.opened.wait())
-        closed = asyncio.ensure_future(connection.closed.wait())
-        try:
-            await asyncio.wait(
-                {opened, closed}, timeout=self.open_timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            opened.cancel()
-            closed.cancel()
-        if connection.closed.is_set():
+    def _open_timed_out(self, connection: DataConnection) -> None:
+        if connection.closed.is_set() or connection.opened.is_set():
             return
-        if not connection.opened.is_set():
-            log.warning(
-                "nbchat room %s: connection %s to peer %s did not open in %ss",
-                self.room,
-                connection.connection_id,
-                connection.peer,
-                self.open_timeout,
-            )
-            await connection.close()
+        log.warning(
+            "nbchat room %s: connection %s to peer %s did not open in %ss",
+            self.room,
+            connection.connection_id,
+            connection.peer,
+            self.open_timeout,
+        )
+        self._spawn(connection.close(), "nbchat-close")
+
+    def _opened(self, connection: DataConnection) -> None:
+        # One closed meanwhile (pruned, refused, the peer left) is not a link.
+        if connection.closed.is_set() or self.closed:
             return
         self.policy.on_link_open(connection.peer)
         self._current[connection.peer] = connection
@@ -330,8 +351,9 @@ class Mesh:
             # Both sides dialed at once (both keep the connection dialed by the smaller id),
             # or we are at the link bound and the overlay does not link us to the caller.
             log.debug("nbchat room %s: refusing %s's call", self.room, src)
-            if links >= self.policy.max_links:
-                self._refused.add(src)
+            if self.policy.accept_incoming(src, existing):  # refused only at the bound
+                loop = asyncio.get_running_loop()
+                self._refused[src] = (loop.time(), connection_id, payload)
             return
         label = payload.get("label")
         connection = DataConnection(
