@@ -222,7 +222,7 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
           >
             <SearchIcon />
           </button>
-          <ExportMenu room={room} messages={state.messages} entries={state.entries} />
+          <ExportMenu room={room} messages={state.messages} history={proxy} />
           {notifications.permission !== "unsupported" && (
             <button
               type="button"
