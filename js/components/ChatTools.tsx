@@ -268,7 +268,7 @@ export function ExportMenu({ room, messages, history }: ExportMenuProps): React.
         className={`nbchat-export-status${status?.failed === true ? " nbchat-export-failed" : ""}`}
         role="status"
         aria-label="History file"
-        hidden={!busy && status === null}
+        hidden={open || (!busy && status === null)}
       >
         {busy ? "Working…" : status?.text}
         {!busy && status !== null && (
