@@ -124,11 +124,18 @@ function ChatMessageView({ message, markdown, continued, isSelf, avatarUrl }: Ch
   const name = message.user.display_name || message.user.name || message.user.username;
   const quote = message.quote ?? null;
   const edited = message.edited ?? null;
+  // The toolbar shows only under the pointer or focus (CSS), so it is made when either first
+  // comes: made for every row, its buttons and icons doubled the frame time of scrolling a
+  // 10,000-message room (bench/history_scroll.py, docs/benchmarks.md).
+  const [active, setActive] = React.useState(false);
+  const activate = active ? undefined : () => setActive(true);
   return (
     <div
       role="article"
       aria-label={`Message from ${name}${mentioned ? ", mentions you" : ""}`}
       tabIndex={-1}
+      onMouseEnter={activate}
+      onFocus={activate}
       className={`nbchat-message${continued && quote === null ? " nbchat-message-continued" : ""}${isSelf ? " nbchat-message-self" : ""}${mentioned ? " nbchat-message-mentioned" : ""}`}
       data-message-id={message.id}
     >
@@ -183,7 +190,7 @@ function ChatMessageView({ message, markdown, continued, isSelf, avatarUrl }: Ch
         )}
         <Reactions id={message.id} reactions={message.reactions ?? []} />
       </div>
-      <MessageToolbar message={message} name={name} />
+      {active && <MessageToolbar message={message} name={name} />}
     </div>
   );
 }

@@ -253,6 +253,11 @@ describe("chat features (#12)", () => {
   it("offers react and reply on any message, edit and delete (confirmed) only on our own", () => {
     const handlers = actions("bob");
     show(shown(), handlers);
+    // Made when the pointer or focus first comes (a row scrolled past makes none).
+    expect(container.querySelector('[role="toolbar"]')).toBeNull();
+    act(() => {
+      container.querySelector('[role="article"]')?.dispatchEvent(new MouseEvent("mouseover", { bubbles: true }));
+    });
     const toolbar = container.querySelector('[role="toolbar"]') as HTMLElement;
     const names = (): (string | null)[] => [...toolbar.querySelectorAll(":scope > button")].map((b) => b.getAttribute("aria-label"));
     expect(names()).toEqual(["React", "Reply", "Edit", "Delete"]);
@@ -268,6 +273,7 @@ describe("chat features (#12)", () => {
     act(() => (toolbar.querySelector('[aria-label="Confirm delete"]') as HTMLButtonElement).click());
     expect(handlers.remove).toHaveBeenCalledWith("b:1");
     show(shown({ id: "b:4" }), actions("ann"));
+    act(() => (container.querySelector('[role="article"]') as HTMLElement).focus());
     const other = container.querySelector('[role="toolbar"]') as HTMLElement;
     expect([...other.querySelectorAll(":scope > button")].map((b) => b.getAttribute("aria-label"))).toEqual(["React", "Reply"]);
   });
