@@ -112,15 +112,24 @@ def one_round(
     result: dict[str, Any] = {"busy_before": machine_busy(1.0)}
     try:
         open_notebook(page, lab, path)
+        cdp = None
+        if profile is not None:  # the CDP sampling profiler from %chat to all held
+            cdp = page.context.new_cdp_session(page)
+            cdp.send("Profiler.enable")
+            cdp.send("Profiler.setSamplingInterval", {"interval": 200})
+            cdp.send("Profiler.start")
         run_all(page)
         held = page.evaluate(ALL_HELD, [newest, size])
+        if cdp is not None and profile is not None:
+            opened = profile.with_name(profile.name.replace("scroll-", "open-"))
+            opened.write_text(json.dumps(cdp.send("Profiler.stop")["profile"]))
+            cdp.detach()
         probe = page.evaluate("() => window.__probe")
         link = probe["opens"][0]
         seen = probe["rowIndex"][newest]["first"]
         result["open_newest_ms"] = seen - probe["widget"]
         result["open_all_after_link_ms"] = held - link
         time.sleep(1)  # let the page settle (the local copy is written in idle time)
-        cdp = None
         if profile is not None:  # the CDP sampling profiler around the scroll
             cdp = page.context.new_cdp_session(page)
             cdp.send("Profiler.enable")
@@ -198,7 +207,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per side")
     parser.add_argument("--step", type=int, default=1500, help="scrollTop pixels per frame")
     parser.add_argument(
-        "--profile", type=Path, help="write each side's scroll CPU profile (.cpuprofile) here"
+        "--profile", type=Path, help="write each side's open and scroll CPU profiles here"
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
