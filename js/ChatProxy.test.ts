@@ -5,7 +5,7 @@ import type { PageInfo } from "./jupyterPage";
 import { CHUNK_THRESHOLD_BYTES } from "./core/chunking";
 import { DIAL_TIMEOUT_MS } from "./core/mesh";
 import type { SessionConfig } from "./core/session";
-import type { Identity, Presence } from "./protocol";
+import type { ChatMessage, Identity, Presence } from "./protocol";
 
 type Handler = (...args: any[]) => void;
 
@@ -726,6 +726,28 @@ describe("ChatProxy chat features (#12)", () => {
     expect(shown[2].quote).toEqual({ id: "b-2:1", name: "BOB", line: "question?", deleted: false });
     // The raw log (what the kernel copy mirrors) still has every entry.
     expect(proxy.state.entries).toHaveLength(6);
+  });
+
+  it("imports an export of its room: new entries shown, held ones skipped, peers get them by sync; another room refused", async () => {
+    const { proxy, conn } = await withBob();
+    conn.emit("data", { type: "message", message: { seq: 1, clock: 1, time: 5, text: "bob's", user: identity("bob") } });
+    await vi.advanceTimersByTimeAsync(20);
+    const exported = proxy.exportDocument(7);
+    expect(exported).toMatchObject({ format: "nbchat-export/1", room: session.room, exported: 7 });
+    expect(exported.entries.map((m) => (m as ChatMessage).id)).toEqual(["b-2:1"]);
+    const carol = (seq: number, text: string) => ({ id: `c-3:${seq}`, author: "c-3", seq, clock: seq + 1, time: 6, text, user: identity("carol") });
+    const file = { ...exported, entries: [...exported.entries, carol(1, "carol, from a file"), carol(2, "again"), { id: "x" }] };
+    const result = await proxy.importHistory(JSON.stringify(file));
+    expect(result).toEqual({ messages: 2, amendments: 0, held: 1, unverified: 0, invalid: 1 });
+    expect(proxy.state.messages.map((m) => m.text)).toEqual(["bob's", "carol, from a file", "again"]);
+    expect(conn.frames("history")).toEqual([]); // nothing pushed: sync carries them
+    conn.emit("data", { type: "sync", have: { "b-2": 1 } });
+    await vi.advanceTimersByTimeAsync(20);
+    expect(conn.frames("history").flatMap((f) => f.messages.map((m: ChatMessage) => m.id))).toEqual(["c-3:1", "c-3:2"]);
+    await expect(proxy.importHistory(JSON.stringify({ ...file, room: "elsewhere" }))).rejects.toThrow(
+      `Not imported: this is the history of room “elsewhere”, not of “${session.room}”.`,
+    );
+    await expect(proxy.importHistory("not json")).rejects.toThrow("Not imported: the file is not JSON");
   });
 
   it("refuses to edit or delete another's message, and amendments of unknown ids", async () => {

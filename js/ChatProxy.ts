@@ -8,6 +8,7 @@ import { backoffDelay } from "./backoff";
 import { type ChatState, Conversation, type OffRecord, type Phase, chatState } from "./chatState";
 import { FILE_LIMIT_BYTES } from "./core/files";
 import { Timeline } from "./core/edits";
+import { type ExportDocument, toJson } from "./core/export";
 import { type ChatFrame, ChatFrameType, MAX_MESSAGE_BYTES, utf8Length } from "./core/frames";
 import { TYPING_REFRESH_MS, TypingTracker, typingLabel } from "./core/mentions";
 import { MessageLog, RECORD_KIND } from "./core/msglog";
@@ -16,6 +17,7 @@ import type { SessionConfig } from "./core/session";
 import { RoomSync, type SyncOutput } from "./core/sync";
 import { FileShare, describeFile } from "./fileShare";
 import { FloodNotices } from "./floodNotices";
+import { type ImportResult, readExport } from "./historyFile";
 import { type PageInfo, pageInfo } from "./jupyterPage";
 import { MeshLinks } from "./meshLinks";
 import { PresenceSocket } from "./presenceSocket";
@@ -366,6 +368,52 @@ export class ChatProxy {
       this.keep([message]);
       this.carry(sync.publish(message));
     });
+  }
+
+  /** The room's history as an export document: every entry held, in log order, with the
+   *  certificates of their authors in signed rooms (so an importer can check them). */
+  exportDocument(exported: number = Date.now()): ExportDocument {
+    // What was said off the record is never exported.
+    const entries = this.conversation.kept((this.log ?? this.stored)?.messages.slice() ?? []);
+    return toJson(this.options.room, entries, exported, this.authorship.certsFor(entries));
+  }
+
+  /**
+   * Import an export file's text into this room's log: refused whole (an Error saying why)
+   * if it is not an export of this room; otherwise each new entry is checked as one from a
+   * peer is (signature and certified author in signed rooms, then the log's history rules),
+   * kept in the local copy and shown; peers that lack them get them by history sync.
+   */
+  async importHistory(text: string): Promise<ImportResult> {
+    const { entries, certs } = readExport(text, this.options.room);
+    const log = this.log;
+    const sync = this.sync;
+    if (log === null || sync === null) throw new Error("Not imported: the chat is not connected to the room yet.");
+    const isHeld = (m: unknown): boolean =>
+      typeof m === "object" && m !== null && typeof (m as { id?: unknown }).id === "string" && log.has((m as { id: string }).id);
+    const fresh = entries.filter((m) => !isHeld(m));
+    const { kept, unverified } = await this.authorship.checkImported(certs, fresh);
+    if (this.sync !== sync || this.destroyed) throw new Error("Not imported: the chat reconnected meanwhile; try again.");
+    const out = sync.importHistory(kept);
+    const result: ImportResult = { messages: 0, amendments: 0, held: 0, unverified, invalid: 0 };
+    for (const event of out.events) {
+      if (event.type === "added") {
+        for (const message of event.messages) {
+          if (message.kind === undefined) result.messages += 1;
+          else result.amendments += 1;
+        }
+      } else if (event.type === "rejected") {
+        result.invalid += event.reasons.length;
+        console.warn(`nbchat: ${event.reasons.length} imported entries refused in ${this.options.room}:`, event.reasons.slice(0, 5));
+      } else if (event.type === "too_big") {
+        result.invalid += event.count;
+      }
+    }
+    // Held entries may be in the file more than once: whatever was neither added nor refused.
+    result.held = entries.length - unverified - result.messages - result.amendments - result.invalid;
+    this.carry({ sends: out.sends, events: out.events.filter((e) => e.type === "added") });
+    this.changed(true);
+    return result;
   }
 
   /** Forget this room's copy on this computer (what the page shows stays until reload). */

@@ -101,4 +101,33 @@ describe("Authorship", () => {
     expect(await pass(off, "B", [frame])).toEqual([frame]);
     expect(b64decode(b64encode(new Uint8Array([1, 2])))).toEqual(new Uint8Array([1, 2]));
   });
+
+  it("checks an imported file's entries with the file's certificates: forged ones dropped, claims replaced", async () => {
+    const srv = await server();
+    const alice = new Authorship({ fetchCert: (_s, id, key) => srv.issue(id, "alice", key), learned: () => {} });
+    await alice.certify(session(srv.keys), "A");
+    const log = new MessageLog("A", normalizeIdentity({ username: "alice" }));
+    const message = log.compose("from alice", 1);
+    await new Promise<void>((resolve) => alice.sign(message, () => resolve()));
+    const certs = alice.certsFor([message]) ?? [];
+    expect(certs.map((c) => c.peer)).toEqual(["A"]);
+
+    // A fresh page: knows the server's keys, not Alice's certificate until the file brings it.
+    const fresh = new Authorship({ fetchCert: (_s, id, key) => srv.issue(id, "zoe", key), learned: () => {} });
+    await fresh.certify(session(srv.keys), "Z");
+    expect((await fresh.checkImported([], [message])).unverified).toBe(1);
+    const claimed = { ...message, user: normalizeIdentity({ username: "mallory", display_name: "Mallory" }) };
+    const altered = { ...message, id: "A:2", seq: 2, text: "wire me money", user: normalizeIdentity({ username: "mallory" }) };
+    // A certificate the forger made itself (not the server's key) for Alice's peer id: refused.
+    const rogue = await (await server()).issue("A", "mallory", await publicKey(await generateKey()));
+    const { kept, unverified } = await fresh.checkImported([rogue, ...certs], [claimed, altered, "junk"]);
+    expect(unverified).toBe(1);
+    expect(kept).toEqual([{ ...message, user: certs[0].user }, "junk"]);
+    expect(fresh.refused).toMatchObject({ bad_cert: 1, bad_signature: 1 });
+
+    const off = new Authorship({ fetchCert: () => Promise.reject(new Error("never asked")), learned: () => {} });
+    await off.certify(session([]), "A");
+    expect(await off.checkImported(certs, [claimed])).toEqual({ kept: [claimed], unverified: 0 });
+    expect(off.certsFor([message])).toBeUndefined();
+  });
 });

@@ -11,6 +11,10 @@ import type { ChatMessage } from "./protocol";
 
 type Fields = Record<string, unknown>;
 
+function isRecord(value: unknown): value is Fields {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
 export interface AuthorshipHost {
   /** The server's certificate for our public key `key` as peer `peerId`. */
   fetchCert(session: SessionConfig, peerId: string, key: string): Promise<unknown>;
@@ -92,6 +96,35 @@ export class Authorship {
       }
       then();
     });
+  }
+
+  /**
+   * Entries from an export file, checked as entries from a peer are: the file's certificates
+   * are learned (each must verify with the server's keys, as a peer's do), then an entry is
+   * kept only if its author's certificate vouches for it, with the certified identity (what
+   * it claims is replaced); the others are dropped and counted, never shown as anyone. Not
+   * records are passed on for the log to refuse. Unsigned rooms: everything passes as it is.
+   */
+  async checkImported(certs: readonly unknown[], entries: readonly unknown[]): Promise<{ kept: unknown[]; unverified: number }> {
+    const book = this.book;
+    if (book === null) return { kept: [...entries], unverified: 0 };
+    await this.learn(certs);
+    const users = await Promise.all(
+      entries.map((m) => (isRecord(m) ? book.verify(m) : Promise.resolve(undefined))),
+    );
+    const kept: unknown[] = [];
+    let unverified = 0;
+    entries.forEach((m, i) => {
+      const user = users[i];
+      if (user === null) unverified += 1;
+      else kept.push(user === undefined ? m : { ...(m as Fields), user });
+    });
+    return { kept, unverified };
+  }
+
+  /** The certificates held for the authors of `entries` (to go with an export of them). */
+  certsFor(entries: readonly ChatMessage[]): Certificate[] | undefined {
+    return this.book?.certsFor(entries.map((m) => m.author));
   }
 
   /** A link to `peerId` opened or closed: its certificates start over. */

@@ -233,7 +233,7 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
             disabled={state.cannotSend !== null}
             onToggle={(off) => attempt(() => proxy.setOffTheRecord(off))}
           />
-          <ExportMenu room={room} messages={exported} entries={state.entries} />
+          <ExportMenu room={room} messages={exported} history={proxy} />
           {notifications.permission !== "unsupported" && (
             <button
               type="button"

@@ -131,11 +131,18 @@ function MessageView({ message, markdown, continued, isSelf, avatarUrl }: ChatMe
   const quote = message.quote ?? null;
   const edited = message.edited ?? null;
   const offRecord = message.off_record === true;
+  // The toolbar shows only under the pointer or focus (CSS), so it is made when either first
+  // comes: made for every row, its buttons and icons doubled the frame time of scrolling a
+  // 10,000-message room (bench/history_scroll.py, docs/benchmarks.md).
+  const [active, setActive] = React.useState(false);
+  const activate = active ? undefined : () => setActive(true);
   return (
     <div
       role="article"
       aria-label={`Message from ${name}${mentioned ? ", mentions you" : ""}${offRecord ? ", off the record" : ""}`}
       tabIndex={-1}
+      onMouseEnter={activate}
+      onFocus={activate}
       className={`nbchat-message${continued && quote === null ? " nbchat-message-continued" : ""}${isSelf ? " nbchat-message-self" : ""}${mentioned ? " nbchat-message-mentioned" : ""}${offRecord ? " nbchat-message-off-record" : ""}`}
       data-message-id={message.id}
     >
@@ -195,7 +202,7 @@ function MessageView({ message, markdown, continued, isSelf, avatarUrl }: ChatMe
         )}
         <Reactions id={message.id} reactions={message.reactions ?? []} />
       </div>
-      <MessageToolbar message={message} name={name} />
+      {active && <MessageToolbar message={message} name={name} />}
     </div>
   );
 }

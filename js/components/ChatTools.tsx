@@ -1,11 +1,12 @@
-// The header's tools: find in the room's history (matches marked, jump from one to the next)
-// and export it (Markdown or JSON, downloaded from a blob URL, js/core/export.ts).
+// The header's tools: find in the room's history (matches marked, jump from one to the next),
+// export it (Markdown or JSON, js/core/export.ts: downloaded from a blob URL, or saved next to
+// the notebook through its kernel) and import a JSON export back (js/historyFile.ts).
 
 import * as React from "react";
 import type { ListedMessage } from "../chatState";
-import { toJson, toMarkdown } from "../core/export";
-import type { MessageState } from "../core/edits";
-import type { ChatMessage } from "../protocol";
+import { type ExportDocument, toMarkdown } from "../core/export";
+import { type ImportResult, importRefusal, importSummary } from "../historyFile";
+import { SaveContext } from "./FileCard";
 import { DownloadIcon } from "./Icons";
 
 /** Ids of the messages whose text contains `query` (ignoring case), oldest first. */
@@ -106,16 +107,37 @@ function download(name: string, text: string, type: string): void {
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
 
+/** What the menu needs of the room's history (ChatProxy). */
+export interface HistoryPort {
+  exportDocument(): ExportDocument;
+  importHistory(text: string): Promise<ImportResult>;
+}
+
+/** The status after saving `wanted`: the kernel picks a free name, so say so when it did. */
+export function savedText(wanted: string, saved: string): string {
+  return saved === wanted
+    ? `Saved ${saved} next to the notebook.`
+    : `Saved as ${saved} next to the notebook (${wanted} was taken).`;
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 export interface ExportMenuProps {
   room: string;
   messages: readonly ListedMessage[];
-  entries: readonly ChatMessage[];
+  history: HistoryPort;
 }
 
-export function ExportMenu({ room, messages, entries }: ExportMenuProps): React.ReactElement {
+export function ExportMenu({ room, messages, history }: ExportMenuProps): React.ReactElement {
+  const save = React.useContext(SaveContext);
   const [open, setOpen] = React.useState(false);
+  const [status, setStatus] = React.useState<{ text: string; failed: boolean } | null>(null);
+  const [busy, setBusy] = React.useState(false);
   const menu = React.useRef<HTMLDivElement>(null);
   const button = React.useRef<HTMLButtonElement>(null);
+  const picker = React.useRef<HTMLInputElement>(null);
   React.useEffect(() => {
     if (open) menu.current?.querySelector("button")?.focus();
   }, [open]);
@@ -123,24 +145,52 @@ export function ExportMenu({ room, messages, entries }: ExportMenuProps): React.
     setOpen(false);
     button.current?.focus();
   };
-  const asMarkdown = (): void => {
-    const states: MessageState[] = messages.map((m) => ({
-      id: m.id,
-      author: m.author,
-      user: m.user,
-      time: m.time,
-      text: m.text,
-      reply_to: m.reply_to ?? null,
-      edited: m.edited ?? null,
-      deleted: m.deleted ?? false,
-      reactions: [...(m.reactions ?? [])],
-    }));
-    download(exportName(room, "md"), toMarkdown(room, states, Date.now()), "text/markdown");
+  const markdown = (): string => toMarkdown(room, messages, Date.now());
+  const json = (): string => `${JSON.stringify(history.exportDocument(), null, 1)}\n`;
+  const run = (work: () => Promise<string>, failure: string): void => {
     close();
+    setBusy(true);
+    setStatus(null);
+    work().then(
+      (text) => setStatus({ text, failed: false }),
+      (error: unknown) => {
+        const text = errorText(error);
+        setStatus({ text: text.startsWith("Not ") ? text : `${failure}: ${text}`, failed: true });
+      },
+    ).finally(() => setBusy(false));
   };
-  const asJson = (): void => {
-    download(exportName(room, "json"), `${JSON.stringify(toJson(room, entries, Date.now()), null, 1)}\n`, "application/json");
-    close();
+  const saveAs = (extension: "md" | "json"): void => {
+    if (save === null) return;
+    const name = exportName(room, extension);
+    run(async () => {
+      const text = extension === "md" ? markdown() : json();
+      return savedText(name, await save(name, new TextEncoder().encode(text)));
+    }, "Not saved");
+  };
+  const onPicked = (event: React.ChangeEvent<HTMLInputElement>): void => {
+    const file = event.target.files?.[0];
+    event.target.value = ""; // the same file can be picked again
+    if (file === undefined) return;
+    const refusal = importRefusal(file.size);
+    if (refusal !== null) {
+      setStatus({ text: refusal, failed: true });
+      return;
+    }
+    run(async () => importSummary(await history.importHistory(await file.text())), "Not imported");
+  };
+  const onMenuKey = (event: React.KeyboardEvent<HTMLDivElement>): void => {
+    event.stopPropagation();
+    if (event.key === "Escape") {
+      close();
+      return;
+    }
+    if (event.key !== "ArrowDown" && event.key !== "ArrowUp" && event.key !== "Home" && event.key !== "End") return;
+    event.preventDefault();
+    const items = [...(menu.current?.querySelectorAll<HTMLButtonElement>("[role=menuitem]") ?? [])];
+    const at = items.indexOf(document.activeElement as HTMLButtonElement);
+    const next =
+      event.key === "Home" ? 0 : event.key === "End" ? items.length - 1 : (at + (event.key === "ArrowDown" ? 1 : -1) + items.length) % items.length;
+    items[next]?.focus();
   };
   return (
     <span className="nbchat-export">
@@ -151,30 +201,82 @@ export function ExportMenu({ room, messages, entries }: ExportMenuProps): React.
         aria-label="Export the history"
         aria-haspopup="menu"
         aria-expanded={open}
-        title="Export the history"
+        title="Export or import the history"
         onClick={() => setOpen((o) => !o)}
       >
         <DownloadIcon />
       </button>
+      <input
+        ref={picker}
+        type="file"
+        accept=".json,application/json"
+        className="nbchat-export-picker"
+        aria-label="JSON export to import"
+        tabIndex={-1}
+        hidden
+        onChange={onPicked}
+      />
       {open && (
-        <div
-          ref={menu}
-          className="nbchat-export-menu"
-          role="menu"
-          aria-label="Export"
-          onKeyDown={(event) => {
-            event.stopPropagation();
-            if (event.key === "Escape") close();
-          }}
-        >
-          <button type="button" role="menuitem" onClick={asMarkdown}>
-            Markdown (.md)
+        <div ref={menu} className="nbchat-export-menu" role="menu" aria-label="History" onKeyDown={onMenuKey}>
+          <button
+            type="button"
+            role="menuitem"
+            onClick={() => {
+              download(exportName(room, "md"), markdown(), "text/markdown");
+              close();
+            }}
+          >
+            Download Markdown (.md)
           </button>
-          <button type="button" role="menuitem" onClick={asJson}>
-            JSON (.json, re-importable)
+          <button
+            type="button"
+            role="menuitem"
+            onClick={() => {
+              download(exportName(room, "json"), json(), "application/json");
+              close();
+            }}
+          >
+            Download JSON (.json, re-importable)
+          </button>
+          {save !== null && (
+            <>
+              <div className="nbchat-export-separator" role="separator" />
+              <button type="button" role="menuitem" title="Through this notebook's kernel, into the notebook's folder" onClick={() => saveAs("md")}>
+                Save Markdown next to the notebook
+              </button>
+              <button type="button" role="menuitem" title="Through this notebook's kernel, into the notebook's folder" onClick={() => saveAs("json")}>
+                Save JSON next to the notebook
+              </button>
+            </>
+          )}
+          <div className="nbchat-export-separator" role="separator" />
+          <button
+            type="button"
+            role="menuitem"
+            title="Add the messages of a JSON export of this room to this browser's copy; signatures are checked"
+            onClick={() => {
+              close();
+              picker.current?.click();
+            }}
+          >
+            Import JSON…
           </button>
         </div>
       )}
+      {/* Always in the page, so screen readers announce what lands in it. */}
+      <span
+        className={`nbchat-export-status${status?.failed === true ? " nbchat-export-failed" : ""}`}
+        role="status"
+        aria-label="History file"
+        hidden={open || (!busy && status === null)}
+      >
+        {busy ? "Working…" : status?.text}
+        {!busy && status !== null && (
+          <button type="button" className="nbchat-action" aria-label="Dismiss" title="Dismiss" onClick={() => setStatus(null)}>
+            ✕
+          </button>
+        )}
+      </span>
     </span>
   );
 }

@@ -7,7 +7,8 @@ import { createMarkdownRenderer } from "../markdown";
 import type { ChatMessage, Identity } from "../protocol";
 import type { ShownMessage } from "../chatState";
 import { ChatMessage as ChatMessageView } from "./ChatMessage";
-import { SearchBar, exportName, searchMessages } from "./ChatTools";
+import { ExportMenu, type HistoryPort, SearchBar, exportName, savedText, searchMessages } from "./ChatTools";
+import { SaveContext } from "./FileCard";
 import { LocalCopyInfo } from "./LocalCopyInfo";
 import { ActionsContext, type ChatActions } from "./MessageActions";
 import { MessageInput } from "./MessageInput";
@@ -252,6 +253,11 @@ describe("chat features (#12)", () => {
   it("offers react and reply on any message, edit and delete (confirmed) only on our own", () => {
     const handlers = actions("bob");
     show(shown(), handlers);
+    // Made when the pointer or focus first comes (a row scrolled past makes none).
+    expect(container.querySelector('[role="toolbar"]')).toBeNull();
+    act(() => {
+      container.querySelector('[role="article"]')?.dispatchEvent(new MouseEvent("mouseover", { bubbles: true }));
+    });
     const toolbar = container.querySelector('[role="toolbar"]') as HTMLElement;
     const names = (): (string | null)[] => [...toolbar.querySelectorAll(":scope > button")].map((b) => b.getAttribute("aria-label"));
     expect(names()).toEqual(["React", "Reply", "Edit", "Delete"]);
@@ -267,6 +273,7 @@ describe("chat features (#12)", () => {
     act(() => (toolbar.querySelector('[aria-label="Confirm delete"]') as HTMLButtonElement).click());
     expect(handlers.remove).toHaveBeenCalledWith("b:1");
     show(shown({ id: "b:4" }), actions("ann"));
+    act(() => (container.querySelector('[role="article"]') as HTMLElement).focus());
     const other = container.querySelector('[role="toolbar"]') as HTMLElement;
     expect([...other.querySelectorAll(":scope > button")].map((b) => b.getAttribute("aria-label"))).toEqual(["React", "Reply"]);
   });
@@ -350,6 +357,83 @@ describe("search and export", () => {
   it("names export files after the room", () => {
     expect(exportName("notebooks/My Analysis.ipynb", "md")).toBe("notebooks-My-Analysis-chat.md");
     expect(exportName("///", "json")).toBe("nbchat-chat.json");
+  });
+
+  const history = (imported: HistoryPort["importHistory"] = vi.fn()): HistoryPort => ({
+    exportDocument: () => ({ format: "nbchat-export/1", room: "nb.ipynb", exported: 1, entries: [{ id: "a:1" }], certs: [] }),
+    importHistory: imported,
+  });
+  const menuItems = (): string[] => [...container.querySelectorAll("[role=menuitem]")].map((b) => b.textContent ?? "");
+  const openMenu = (): void => act(() => (container.querySelector('[aria-label="Export the history"]') as HTMLElement).click());
+  const item = (name: string): HTMLElement => [...container.querySelectorAll<HTMLElement>("[role=menuitem]")].find((b) => b.textContent === name) as HTMLElement;
+  const status = (): string => container.querySelector('[role=status][aria-label="History file"]')?.textContent ?? "";
+
+  it("saves Markdown and JSON next to the notebook through the kernel, and says where they went", async () => {
+    const save = vi.fn(async (name: string, _bytes: Uint8Array) => (name.endsWith(".json") ? "nb-chat (1).json" : name));
+    render(
+      <SaveContext.Provider value={save}>
+        <ExportMenu room="nb.ipynb" messages={[listed("a:1", "hello **there**")]} history={history()} />
+      </SaveContext.Provider>,
+    );
+    openMenu();
+    expect(menuItems()).toEqual([
+      "Download Markdown (.md)",
+      "Download JSON (.json, re-importable)",
+      "Save Markdown next to the notebook",
+      "Save JSON next to the notebook",
+      "Import JSON…",
+    ]);
+    await act(async () => item("Save Markdown next to the notebook").click());
+    expect(save.mock.calls[0][0]).toBe("nb-chat.md");
+    expect(new TextDecoder().decode(save.mock.calls[0][1] as Uint8Array)).toContain("hello **there**");
+    expect(status()).toContain("Saved nb-chat.md next to the notebook.");
+    openMenu();
+    await act(async () => item("Save JSON next to the notebook").click());
+    expect(JSON.parse(new TextDecoder().decode(save.mock.calls[1][1] as Uint8Array)).entries).toEqual([{ id: "a:1" }]);
+    expect(status()).toContain("Saved as nb-chat (1).json next to the notebook (nb-chat.json was taken).");
+    save.mockRejectedValueOnce(new Error("disk full"));
+    openMenu();
+    await act(async () => item("Save JSON next to the notebook").click());
+    expect(status()).toContain("Not saved: disk full");
+  });
+
+  it("offers saving only when a kernel can save; menu items move with the arrow keys", () => {
+    render(<ExportMenu room="nb.ipynb" messages={[]} history={history()} />);
+    openMenu();
+    expect(menuItems()).toEqual(["Download Markdown (.md)", "Download JSON (.json, re-importable)", "Import JSON…"]);
+    expect(document.activeElement?.textContent).toBe("Download Markdown (.md)");
+    const menu = container.querySelector("[role=menu]") as HTMLElement;
+    act(() => {
+      menu.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowUp", bubbles: true }));
+    });
+    expect(document.activeElement?.textContent).toBe("Import JSON…");
+    expect(savedText("a.md", "a.md")).toBe("Saved a.md next to the notebook.");
+  });
+
+  it("imports a picked file and shows what it did, or why not", async () => {
+    const imported = vi.fn(async (text: string) => {
+      if (!text.startsWith("{")) throw new Error("Not imported: the file is not JSON.");
+      return { messages: 2, amendments: 0, held: 1, unverified: 1, invalid: 0 };
+    });
+    render(<ExportMenu room="nb.ipynb" messages={[]} history={history(imported)} />);
+    const picker = container.querySelector('input[type=file]') as HTMLInputElement;
+    const clicked = vi.spyOn(picker, "click").mockImplementation(() => undefined);
+    openMenu();
+    act(() => item("Import JSON…").click());
+    expect(clicked).toHaveBeenCalled();
+    const pick = async (file: File): Promise<void> => {
+      Object.defineProperty(picker, "files", { value: [file], configurable: true });
+      await act(async () => {
+        picker.dispatchEvent(new Event("change", { bubbles: true }));
+      });
+      await act(async () => new Promise((resolve) => setTimeout(resolve, 0)));
+    };
+    await pick(new File(['{"format": "nbchat-export/1"}'], "nb-chat.json"));
+    expect(imported).toHaveBeenCalledWith('{"format": "nbchat-export/1"}');
+    expect(status()).toContain("Imported 2 messages. 1 already here. 1 entry left out: signature not verified");
+    await pick(new File(["# nb"], "nb-chat.md"));
+    expect(status()).toContain("Not imported: the file is not JSON.");
+    expect(container.querySelector(".nbchat-export-failed")).not.toBeNull();
   });
 });
 

@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import fixture from "../../tests/fixtures/export_cases.json";
 import { type MessageState, Timeline } from "./edits";
-import { InvalidExport, fromJson, toJson, toMarkdown } from "./export";
+import { InvalidExport, exportCerts, fromJson, toJson, toMarkdown } from "./export";
 import { dumps } from "./frames";
 import { MessageLog, normalizeIdentity } from "./msglog";
 
@@ -32,6 +32,23 @@ describe("export (export_cases.json)", () => {
     expect(room).toBe(fixture.room);
     expect(again.restore(entries)).toBe(log.size);
     expect(again.messages).toEqual(log.messages);
+  });
+
+  it("carries the authors' certificates when given, none otherwise", () => {
+    const certs = [{ peer: "A", key: "k", user: { username: "alice" }, room: fixture.room, sig: "s" }];
+    const document = JSON.parse(dumps(toJson(fixture.room, [], fixture.exported, certs)));
+    expect(exportCerts(document)).toEqual(certs);
+    expect(fromJson(document)).toEqual([fixture.room, []]);
+    expect(exportCerts(toJson(fixture.room, [], fixture.exported))).toEqual([]);
+    expect("certs" in toJson(fixture.room, [], fixture.exported)).toBe(false);
+  });
+
+  it("writes a list row that nobody amended as it is (absent fields: not edited, no reactions)", () => {
+    const log = heldLog();
+    const plain = log.messages.filter((m) => m.kind === undefined && m.reply_to === undefined)[0];
+    const markdown = toMarkdown(fixture.room, [plain], fixture.exported);
+    expect(markdown).toContain(plain.text);
+    expect(markdown).not.toContain("edited");
   });
 
   it.each(fixture.invalid.map((c) => [c.name, c] as const))("says what is wrong: %s", (_name, c) => {

@@ -79,6 +79,9 @@ describe("room sync (tests/fixtures/sync_cases.json)", () => {
           case "frame":
             out = room.onFrame(step.peer, step.frame, step.user === null ? null : normalizeIdentity(step.user), step.now);
             break;
+          case "import":
+            out = room.importHistory(step.messages);
+            break;
           case "tick":
             out = room.tick(step.now);
             break;

@@ -22,6 +22,10 @@
 // - A `message`, or a `history` entry, whose text is over the room's max_message_bytes is
 //   dropped: senders refuse to send one.
 // - A `sync` tells how far the asker holds our own messages: "confirmed".
+// - Entries imported from an export file (importHistory) are checked as a relayed `history`
+//   is (nothing in a file is first-hand; a connected author's entries come from that author
+//   only; over the limit dropped); those already held are skipped, not counted. Nothing is
+//   sent: peers that lack them get them in the next sync answer. Events name the peer "".
 // - Batches: a `history` batch closes before its JSON would reach HISTORY_BATCH_BYTES, so it
 //   is one data-channel frame unless a single message is bigger (then it is chunked).
 //
@@ -164,6 +168,14 @@ export class RoomSync {
     return out;
   }
 
+  /** Entries from an export file (already checked for signatures, in signed rooms). */
+  importHistory(raw: readonly unknown[]): SyncOutput {
+    const out = output();
+    const fresh = raw.filter((m) => !(isRecord(m) && typeof m.id === "string" && this.log.has(m.id)));
+    this.receive("", fresh, undefined, out);
+    return out;
+  }
+
   /** Answer syncs whose wait is over; run a repair round when one is due. */
   tick(now: number): SyncOutput {
     const out = output();
@@ -250,9 +262,14 @@ export class RoomSync {
       out.events.push({ type: "invalid", peer, frame: ChatFrameType.HISTORY, reason: "messages is not a list" });
       return;
     }
+    this.receive(peer, raw, user, out);
+  }
+
+  private receive(peer: string, raw: readonly unknown[], user: Identity | undefined, out: SyncOutput): void {
     const fitting = raw.filter((m) => !this.tooBig(m));
     if (fitting.length < raw.length) out.events.push({ type: "too_big", peer, count: raw.length - fitting.length });
-    const { added, rejected } = this.log.receiveHistory(fitting, peer, user, new Set(this.open));
+    const from = user === undefined ? undefined : peer;
+    const { added, rejected } = this.log.receiveHistory(fitting, from, user, new Set(this.open));
     if (added.length > 0) out.events.push({ type: "added", peer, messages: added });
     if (rejected.length > 0) out.events.push({ type: "rejected", peer, reasons: rejected.map((e) => e.message) });
   }

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from nbchat.core.edits import Timeline
-from nbchat.core.export import InvalidExport, from_json, to_json, to_markdown
+from nbchat.core.export import InvalidExport, export_certs, from_json, to_json, to_markdown
 from nbchat.core.frames import dumps
 from nbchat.core.msglog import MessageLog, normalize_identity
 
@@ -41,6 +41,13 @@ def test_json_round_trips_into_an_empty_log() -> None:
     again = MessageLog("Y", normalize_identity({"username": "yan"}))
     assert room == FIXTURE["room"] and again.restore(entries) == len(log)
     assert again.messages == log.messages
+
+
+def test_json_carries_the_authors_certificates_when_given() -> None:
+    certs = [{"peer": "A", "key": "k", "user": {"username": "alice"}, "room": "r", "sig": "s"}]
+    document = json.loads(dumps(to_json(FIXTURE["room"], [], FIXTURE["exported"], certs)))
+    assert export_certs(document) == certs and from_json(document) == (FIXTURE["room"], [])
+    assert "certs" not in to_json(FIXTURE["room"], [], 0) and export_certs({}) == []
 
 
 @pytest.mark.parametrize("case", FIXTURE["invalid"], ids=[c["name"] for c in FIXTURE["invalid"]])

@@ -85,6 +85,8 @@ def test_sync_scenario(case: dict[str, Any]) -> None:
         elif op == "frame":
             user = normalize_identity(step["user"]) if step["user"] is not None else None
             out = room.on_frame(step["peer"], step["frame"], user, step["now"])
+        elif op == "import":
+            out = room.import_history(step["messages"])
         else:
             assert op == "tick", op
             out = room.tick(step["now"])

@@ -103,11 +103,21 @@ async def test_mentions_typing_and_export(connect: Any, tmp_path: Path) -> None:
         exported = b.export(tmp_path / "calls.json")
         document = json.loads(exported.read_text(encoding="utf-8"))
         assert document["format"] == "nbchat-export/1" and len(document["entries"]) == 3
+        assert {c["peer"] for c in document["certs"]} == {e["author"] for e in document["entries"]}
         before = shown(b)
-    # Everyone has left; a newcomer alone in the room loads the export.
+    # A forger adds an entry the author never signed and makes another claim to be Mallory.
+    first = document["entries"][0]
+    mallory = {"username": "mallory", "name": "Mallory", "display_name": "Mallory"}
+    forged = {**first, "id": f"{first['author']}:9", "seq": 9, "clock": 9, "text": "wire money"}
+    tampered = tmp_path / "tampered.json"
+    entries = [{**first, "user": mallory}, *document["entries"][1:], forged]
+    tampered.write_text(json.dumps({**document, "entries": entries}), encoding="utf-8")
+    # Everyone has left; a newcomer alone in the room loads the export: the forged entry is
+    # left out, the claimed author replaced by the certified one.
     async with connect("calls") as alone:
-        assert alone.import_history(exported) == 3
+        assert alone.import_history(tampered) == 3
         assert shown(alone) == before
+        assert alone.import_history(exported) == 0
         with pytest.raises(ValueError, match="not 'elsewhere'"):
             async with connect("elsewhere") as other:
                 other.import_history(exported)

@@ -14,7 +14,7 @@ from typing import Any
 
 from .edits import MessageState
 
-__all__ = ["EXPORT_FORMAT", "InvalidExport", "from_json", "to_json", "to_markdown"]
+__all__ = ["EXPORT_FORMAT", "InvalidExport", "export_certs", "from_json", "to_json", "to_markdown"]
 
 EXPORT_FORMAT = "nbchat-export/1"
 #: How much of the original a reply quotes.
@@ -31,9 +31,24 @@ def _utc(ms: float, seconds: bool = True) -> str:
     return stamp.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M") + " UTC"
 
 
-def to_json(room: str, entries: Iterable[Mapping[str, Any]], exported: float) -> dict[str, Any]:
-    """The export document: every log entry of ``room`` as held, in log order."""
-    return {"format": EXPORT_FORMAT, "room": room, "exported": exported, "entries": list(entries)}
+def to_json(
+    room: str,
+    entries: Iterable[Mapping[str, Any]],
+    exported: float,
+    certs: Iterable[Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The export document: every log entry of ``room`` as held, in log order, and, when
+    given, the server's certificates of their authors (public and signed by the server, so an
+    importer checks the entries' signatures without meeting their authors)."""
+    document = {
+        "format": EXPORT_FORMAT,
+        "room": room,
+        "exported": exported,
+        "entries": list(entries),
+    }
+    if certs is not None:
+        document["certs"] = list(certs)
+    return document
 
 
 def from_json(document: object) -> tuple[str, list[Any]]:
@@ -43,7 +58,15 @@ def from_json(document: object) -> tuple[str, list[Any]]:
     room, entries = document.get("room"), document.get("entries")
     if not isinstance(room, str) or not isinstance(entries, list):
         raise InvalidExport("an nbchat export needs a room name and a list of entries")
+    if "certs" in document and not isinstance(document["certs"], list):
+        raise InvalidExport("an nbchat export's certs must be a list")
     return room, entries
+
+
+def export_certs(document: object) -> list[Any]:
+    """The certificates an export carries (none from an unsigned room or a kernel)."""
+    certs = document.get("certs") if isinstance(document, Mapping) else None
+    return certs if isinstance(certs, list) else []
 
 
 def _quote(state: MessageState | None) -> str:

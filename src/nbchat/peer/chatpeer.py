@@ -18,7 +18,7 @@ from typing import Any
 from aiortc import RTCConfiguration
 
 from ..core.edits import MessageState, Timeline
-from ..core.export import from_json, to_json, to_markdown
+from ..core.export import export_certs, from_json, to_json, to_markdown
 from ..core.files import FILE_LIMIT_BYTES, FileMeta, clean_file_name
 from ..core.frames import ChatFrameType, dumps
 from ..core.mentions import TYPING_REFRESH_MS, TypingTracker, mentions
@@ -408,21 +408,51 @@ class ChatPeer:
             text = to_markdown(self.room, kept, now)
         else:
             entries = [m for m in self._require_log().messages if not self.off_record(m["id"])]
-            text = dumps(to_json(self.room, entries, now))
+            certs = None
+            if self._certs is not None:  # so an importer can check the signatures
+                certs = self._certs.certs_for(m["author"] for m in entries)
+            text = dumps(to_json(self.room, entries, now, certs))
         target.write_text(text, encoding="utf-8")
         return target
 
     def import_history(self, path: str | Path) -> int:
         """Load an exported JSON history into this peer's log; returns how many entries
-        were new. Peers that lack them get them by history sync as usual."""
-        room, entries = from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+        were new. Each is checked as one from a peer is: in a signed room the file's
+        certificates count only if the server's keys verify them, and an entry only if its
+        author's certificate verifies its signature (others are dropped and logged), with
+        the certified identity; then the log's history rules (docs/protocol.md §4).
+        Peers that lack them get them by history sync as usual."""
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        room, entries = from_json(document)
         if room != self.room:
             raise ValueError(f"{path} is an export of room {room!r}, not {self.room!r}")
         held = self._require_log()
-        before = {m["id"] for m in held.messages}
-        held.restore(entries)
-        added = [m for m in held.messages if m["id"] not in before]
-        self._emit(added)
+        if self._sync is None:
+            raise NbChatError("not in the room yet: join first")
+        fresh = [
+            m
+            for m in entries
+            if not (isinstance(m, dict) and isinstance(m.get("id"), str) and m["id"] in held)
+        ]
+        book = self._certs
+        if book is not None:
+            book.learn(export_certs(document))
+            checked = []
+            for entry in fresh:
+                identity = book.verify(entry) if isinstance(entry, dict) else None
+                if identity is not None:
+                    checked.append({**entry, "user": identity})
+            if len(checked) < len(fresh):
+                log.warning(
+                    "nbchat room %s: %d entries of %s left out: signature not verified",
+                    self.room,
+                    len(fresh) - len(checked),
+                    path,
+                )
+            fresh = checked
+        out = self._sync.import_history(fresh)
+        added = [m for event in out.events if isinstance(event, Added) for m in event.messages]
+        self._carry(out)
         return len(added)
 
     def _own(self, message_id: str, action: str) -> None:
