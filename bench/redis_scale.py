@@ -149,6 +149,8 @@ def run_setup(name: str, args: argparse.Namespace, phases: list[dict], log_dir: 
             for i in range(count)
         ]
         pids = [pid for pid, _ in servers]
+        if args.scale_rates and count > 1:  # the same load per process as one process gets
+            phases = [{**p, "rate": p["rate"] * count} for p in phases]
         urls = [url + "nbchat/peerjs?key=bench" for _, url in servers]
         headers = {"Authorization": f"token {TOKEN}"}
         # run_load passes pid and url through to the generator, which takes lists too.
@@ -184,6 +186,12 @@ def main() -> None:
         help="taskset cores per server process, '/'-separated (process i gets item i)",
     )
     ap.add_argument("--redis-core", default="", help="taskset cores for redis-server")
+    ap.add_argument(
+        "--scale-rates",
+        action="store_true",
+        help="offer N× each open-loop rate to N processes (the same load per process): "
+        "CPU per relay falls as a process gets busier, so compare at equal busyness",
+    )
     ap.add_argument("--loadgen-core", default="1")
     ap.add_argument("--quiet-busy", type=float, default=0.15)
     ap.add_argument("--quiet-timeout", type=float, default=120.0)
@@ -238,6 +246,8 @@ def table(results: dict[str, list[list[dict]]], args: argparse.Namespace) -> str
 
     for i, rate in enumerate(args.rates):
         load = f"{rate} msg/s" if rate != "max" else f"max ({args.window} in flight)"
+        if args.scale_rates and rate != "max":
+            load += " per process"
 
         def at(r: list[dict], i: int = i) -> dict:
             return r[i]
@@ -272,6 +282,24 @@ def table(results: dict[str, list[list[dict]]], args: argparse.Namespace) -> str
         )
         row(
             load,
+            "server kernel share of CPU (%)",
+            ".0f",
+            lambda r: 100 * sum(at(r).get("sys_s_per_pid") or [0]) / max(at(r)["cpu_s"], 1e-9),
+        )
+        row(
+            load,
+            "server wakeups (voluntary switches) per relay, all processes",
+            ".3f",
+            lambda r: at(r).get("wakeups", 0) / max(1, at(r)["received"]),
+        )
+        row(
+            load,
+            "server preemptions (involuntary switches) per relay",
+            ".3f",
+            lambda r: at(r).get("preempted", 0) / max(1, at(r)["received"]),
+        )
+        row(
+            load,
             "redis-server CPU per relay (µs)",
             ".1f",
             lambda r: per_relay(at(r).get("aux_cpu_s", 0.0), at(r)),
@@ -282,6 +310,12 @@ def table(results: dict[str, list[list[dict]]], args: argparse.Namespace) -> str
             ",.0f",
             lambda r: at(r)["lost"] + at(r)["errors"] + at(r)["wrong_dst"],
             sum,
+        )
+        row(
+            load,
+            "load generator CPU per relay (µs)",
+            ".1f",
+            lambda r: per_relay(at(r).get("generator_cpu_s", 0.0), at(r)),
         )
         row(load, "CPU s used by other jobs (noise)", ".1f", lambda r: at(r)["other_cpu_s"])
     return "\n".join(rows)

@@ -139,6 +139,13 @@ return #members
 #: Seconds a connect waits for the first connection to Redis before deciding alone.
 STARTUP_WAIT = 3.0
 
+#: Under load, publishes of one process go out at most once per this many seconds: a
+#: PUBLISH per loop turn woke the receiving process (and Redis) for a few frames each
+#: time (docs/benchmarks.md). A turn after a quiet spell publishes at once, so only
+#: frames arriving while the previous batch is this fresh wait, never longer than this.
+#: ``NBCHAT_REDIS_COALESCE_MS=0`` turns it off (one PUBLISH per loop turn, as before).
+COALESCE = float(os.environ.get("NBCHAT_REDIS_COALESCE_MS", "0.5")) / 1000
+
 #: Bytes of publishes Redis may leave unread before we call the connection dead.
 _MAX_UNSENT = 64 * 1024 * 1024
 
@@ -347,6 +354,7 @@ class RedisBroker(Broker):
         self._pub: _Wire | None = None  # relays and events out
         self._sub: _Wire | None = None  # relays and events in
         self._flush_scheduled = False
+        self._last_flush = 0.0  # loop time of the last publish batch
         self._sha: dict[str, str] = {}
         self._main: asyncio.Task[None] | None = None
         self._stopping = False
@@ -500,13 +508,19 @@ class RedisBroker(Broker):
     # ---- writing: relays on the data wire, commands in one pipeline per loop turn ----
     def publish(self, channel: str, record: str) -> None:
         """Queue ``record`` for ``channel``; what a loop turn queued goes out as one
-        PUBLISH per channel at the start of the next."""
+        PUBLISH per channel at the start of the next (under load: ``COALESCE`` after
+        the previous batch, gathering the turns in between)."""
         box = self._outbox.get(channel)
         if box is None:
             self._outbox[channel] = [record]
             if not self._flush_scheduled:
                 self._flush_scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush)
+                loop = asyncio.get_running_loop()
+                wait = self._last_flush + COALESCE - loop.time()
+                if wait > 0:
+                    loop.call_later(wait, self._flush)
+                else:
+                    loop.call_soon(self._flush)
         else:
             box.append(record)
 
@@ -515,6 +529,7 @@ class RedisBroker(Broker):
         outbox, self._outbox = self._outbox, {}
         if not outbox:
             return
+        self._last_flush = asyncio.get_running_loop().time()
         wire = self._pub
         header = self.proc + RS
         try:
