@@ -195,7 +195,16 @@ def main() -> None:
     ap.add_argument("--loadgen-core", default="1")
     ap.add_argument("--quiet-busy", type=float, default=0.15)
     ap.add_argument("--quiet-timeout", type=float, default=120.0)
+    ap.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="run the bench (servers, Redis, generator inherit it) at this niceness; a "
+        "negative one (root) lets it take the cores from other jobs for a cleaner measure",
+    )
     args = ap.parse_args()
+    if args.nice:
+        os.nice(args.nice)
     if not LOADGEN.exists() or not (LOADGEN.parent / "node_modules").exists():
         sys.exit("run `npm install --prefix bench` first")
     phases = [

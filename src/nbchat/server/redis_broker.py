@@ -141,10 +141,12 @@ STARTUP_WAIT = 3.0
 
 #: Under load, publishes of one process go out at most once per this many seconds: a
 #: PUBLISH per loop turn woke the receiving process (and Redis) for a few frames each
-#: time (docs/benchmarks.md). A turn after a quiet spell publishes at once, so only
-#: frames arriving while the previous batch is this fresh wait, never longer than this.
+#: time (docs/benchmarks.md). "Under load": the previous batch carried at least
+#: ``COALESCE_MIN`` records and went out less than ``COALESCE`` ago; otherwise (a quiet
+#: spell, a trickle of frames) a loop turn's records go out at once, adding no latency.
 #: ``NBCHAT_REDIS_COALESCE_MS=0`` turns it off (one PUBLISH per loop turn, as before).
 COALESCE = float(os.environ.get("NBCHAT_REDIS_COALESCE_MS", "0.5")) / 1000
+COALESCE_MIN = 4
 
 #: Bytes of publishes Redis may leave unread before we call the connection dead.
 _MAX_UNSENT = 64 * 1024 * 1024
@@ -355,6 +357,7 @@ class RedisBroker(Broker):
         self._sub: _Wire | None = None  # relays and events in
         self._flush_scheduled = False
         self._last_flush = 0.0  # loop time of the last publish batch
+        self._last_batch = 0  # records in it
         self._sha: dict[str, str] = {}
         self._main: asyncio.Task[None] | None = None
         self._stopping = False
@@ -509,7 +512,7 @@ class RedisBroker(Broker):
     def publish(self, channel: str, record: str) -> None:
         """Queue ``record`` for ``channel``; what a loop turn queued goes out as one
         PUBLISH per channel at the start of the next (under load: ``COALESCE`` after
-        the previous batch, gathering the turns in between)."""
+        the previous batch, gathering the turns in between; see ``COALESCE``)."""
         box = self._outbox.get(channel)
         if box is None:
             self._outbox[channel] = [record]
@@ -517,7 +520,7 @@ class RedisBroker(Broker):
                 self._flush_scheduled = True
                 loop = asyncio.get_running_loop()
                 wait = self._last_flush + COALESCE - loop.time()
-                if wait > 0:
+                if wait > 0 and self._last_batch >= COALESCE_MIN:
                     loop.call_later(wait, self._flush)
                 else:
                     loop.call_soon(self._flush)
@@ -530,6 +533,7 @@ class RedisBroker(Broker):
         if not outbox:
             return
         self._last_flush = asyncio.get_running_loop().time()
+        self._last_batch = sum(len(records) for records in outbox.values())
         wire = self._pub
         header = self.proc + RS
         try:
