@@ -267,6 +267,18 @@ def table(results: dict[str, list[list[dict]]], args: argparse.Namespace) -> str
         row(load, "p99 latency (ms)", ".2f", lambda r: at(r)["p99_ms"])
         row(
             load,
+            "p50 same process (ms)",
+            ".2f",
+            lambda r: at(r).get("p50_same_ms") or at(r)["p50_ms"],
+        )
+        row(
+            load,
+            "p50 across processes (ms)",
+            ".2f",
+            lambda r: at(r).get("p50_cross_ms") or float("nan"),
+        )
+        row(
+            load,
             "p99 same process (ms)",
             ".2f",
             lambda r: at(r).get("p99_same_ms") or at(r)["p99_ms"],
