@@ -178,10 +178,14 @@ emit({
 });
 
 // ---- load phases ------------------------------------------------------------------------
+// LOADGEN_LOCALITY=same (several URLs): every frame goes to a client of the sender's own
+// process, so no relay crosses processes (what two processes cost without the hop).
+const sameOnly = process.env.LOADGEN_LOCALITY === "same" && urls.length > 1;
 function sendOne() {
   const i = (Math.random() * clients) | 0;
   let j = (Math.random() * (clients - 1)) | 0;
   if (j >= i) j++;
+  while (sameOnly && (j % urls.length !== i % urls.length || j === i)) j = (Math.random() * clients) | 0;
   const s = urls.length > 1 ? `,"s":${i}` : "";
   sockets[i].send(
     `{"type":"OFFER","dst":"${ids[j]}","payload":{"sdp":"${SDP}","t":${performance.now()},"p":${phase}${s}}}`,

@@ -8,7 +8,9 @@ peers, measured at the receiver):
 - ``redis1``: one process on Redis (every relay is local; the broker's fixed costs);
 - ``redis2``: two processes on Redis, the clients split between them, so half of the
   relays cross processes (the generator reports same-process and cross-process
-  latency apart).
+  latency apart);
+- ``redis2same`` (not run by default): the same two processes, but every frame goes to
+  a client on the sender's process: what two processes cost without the hop.
 
 Per setup and phase: relays/s, p50/p99 latency (and for ``redis2`` same vs cross
 process), CPU µs per relay summed over the server processes and per process, Redis's
@@ -42,6 +44,7 @@ SETUPS = {
     "local": "1 process, in-process broker",
     "redis1": "1 process on Redis",
     "redis2": "2 processes on Redis",
+    "redis2same": "2 processes on Redis, no relay crosses",
 }
 
 
@@ -143,7 +146,10 @@ def run_setup(name: str, args: argparse.Namespace, phases: list[dict], log_dir: 
             stack.callback(shutil.rmtree, tmp, True)
             rpid, broker = stack.enter_context(redis_server(args.redis_core, tmp))
             aux.append(rpid)
-        count = 2 if name == "redis2" else 1
+        count = 2 if name.startswith("redis2") else 1
+        if name == "redis2same":  # the generator picks receivers on the sender's process
+            os.environ["LOADGEN_LOCALITY"] = "same"
+            stack.callback(os.environ.pop, "LOADGEN_LOCALITY", None)
         servers = [
             stack.enter_context(signaling(cores[i % len(cores)], broker, log_dir))
             for i in range(count)
@@ -179,7 +185,9 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    ap.add_argument(
+        "--setups", nargs="+", default=["local", "redis1", "redis2"], choices=list(SETUPS)
+    )
     ap.add_argument(
         "--server-cores",
         default="0/1",
