@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import json
 import logging
@@ -303,7 +304,7 @@ class _Wire(asyncio.Protocol):
 class RemotePeer:
     """A peer connected to another process: the realm's relay target for it."""
 
-    __slots__ = ("broker", "proc", "key", "peer_id", "presence", "channel")
+    __slots__ = ("broker", "proc", "key", "peer_id", "presence", "channel", "_head")
 
     def __init__(
         self, broker: RedisBroker, proc: str, key: str, peer_id: str, presence: Presence
@@ -314,10 +315,11 @@ class RemotePeer:
         self.peer_id = peer_id
         self.presence = presence
         self.channel = broker.chan + "p:" + proc
+        self._head = "R" + US + key + US + peer_id + US
 
     def send_frame(self, text: str) -> None:
         """Relay one frame (already carrying its ``src``) to this peer's process."""
-        self.broker.publish(self.channel, "R" + US + self.key + US + self.peer_id + US + text)
+        self.broker.publish(self.channel, self._head + text)
 
 
 class RedisBroker(Broker):
@@ -358,6 +360,7 @@ class RedisBroker(Broker):
         self._flush_scheduled = False
         self._last_flush = 0.0  # loop time of the last publish batch
         self._last_batch = 0  # records in it
+        self._context = contextvars.Context()
         self._sha: dict[str, str] = {}
         self._main: asyncio.Task[None] | None = None
         self._stopping = False
@@ -520,10 +523,12 @@ class RedisBroker(Broker):
                 self._flush_scheduled = True
                 loop = asyncio.get_running_loop()
                 wait = self._last_flush + COALESCE - loop.time()
+                # In a context of our own: scheduling in the caller's would copy it
+                # (a Jupyter request's context) once per batch, for nothing.
                 if wait > 0 and self._last_batch >= COALESCE_MIN:
-                    loop.call_later(wait, self._flush)
+                    loop.call_later(wait, self._flush, context=self._context)
                 else:
-                    loop.call_soon(self._flush)
+                    loop.call_soon(self._flush, context=self._context)
         else:
             box.append(record)
 
