@@ -33,6 +33,19 @@ function cpuOf(p) {
 }
 const cpuSeconds = () => pids.reduce((sum, p) => sum + cpuOf(p), 0);
 const cpuPerPid = () => pids.map(cpuOf);
+function sysOf(p) {
+  const stat = readFileSync(`/proc/${p}/stat`, "utf8");
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[12]) / TICKS; // stime
+}
+const sysPerPid = () => pids.map(sysOf);
+// Voluntary context switches of the server processes (each one a sleep in epoll, so a
+// wakeup) and involuntary ones (a core taken away: contention).
+function countsOf(p) {
+  const st = readFileSync(`/proc/${p}/status`, "utf8");
+  const num = (re) => Number(re.exec(st)[1]);
+  return [num(/^voluntary_ctxt_switches:\s+(\d+)/m), num(/^nonvoluntary_ctxt_switches:\s+(\d+)/m)];
+}
+const counts = () => pids.map(countsOf).reduce((a, b) => [a[0] + b[0], a[1] + b[1]], [0, 0]);
 const auxCpu = () => auxPids.reduce((sum, p) => sum + cpuOf(p), 0);
 function rssKiB() {
   let total = 0;
@@ -72,21 +85,44 @@ let onReceive = null; // closed-loop refill hook
 const ids = [];
 const sockets = [];
 
+// The OFFERs we sent come back as {"src":…,"type":"OFFER","dst":…,"payload":{"sdp":"…",
+// "t":T,"p":P[,"s":S]}} with an SDP free of quotes: read those fields with string
+// searches (a JSON.parse per frame was a good part of this generator's CPU, which
+// competes with the servers on a small machine); anything else is parsed in full.
+// A mask of zeros is a valid RFC 6455 mask that lets `ws` skip masking (the server
+// unmasks every frame the same way whatever the key), and our own frames are ASCII.
+const zeroMask = (mask) => mask.fill(0);
+const cheap = process.env.LOADGEN_PLAIN !== "1";
+// LOADGEN_PLAIN=1: the former generator (random masks, UTF-8 checks, JSON.parse), to compare.
+const TAIL = /"t":([0-9.e+-]+),"p":(\d+)(?:,"s":(\d+))?\}\}$/;
+function arrived(i, ms, sender) {
+  if (received < lat.length) lat[received] = ms;
+  if (urls.length > 1) {
+    if (sender % urls.length === i % urls.length) { if (nSame < latSame.length) latSame[nSame++] = ms; }
+    else if (nCross < latCross.length) latCross[nCross++] = ms;
+  }
+  received++;
+  if (onReceive) onReceive();
+}
 function handle(i, data) {
+  if (cheap) {
+    const text = data.toString("latin1");
+    const tail = text.includes('"type":"OFFER"') ? TAIL.exec(text.slice(-60)) : null;
+    if (tail) {
+      if (Number(tail[2]) !== phase) return; // a straggler from an earlier phase (counted as lost there)
+      const d = text.indexOf('"dst":"') + 7;
+      if (text.slice(d, text.indexOf('"', d)) !== ids[i]) wrongDst++;
+      arrived(i, performance.now() - Number(tail[1]), Number(tail[3]));
+      return;
+    }
+  }
   const text = data.toString();
   const msg = JSON.parse(text);
   if (msg.type === "OFFER") {
     const p = msg.payload;
     if (p.p !== phase) return; // a straggler from an earlier phase (counted as lost there)
     if (msg.dst !== ids[i]) wrongDst++;
-    const ms = performance.now() - p.t;
-    if (received < lat.length) lat[received] = ms;
-    if (urls.length > 1) {
-      if (p.s % urls.length === i % urls.length) { if (nSame < latSame.length) latSame[nSame++] = ms; }
-      else if (nCross < latCross.length) latCross[nCross++] = ms;
-    }
-    received++;
-    if (onReceive) onReceive();
+    arrived(i, performance.now() - p.t, p.s);
   } else if (msg.type === "ERROR" || msg.type === "EXPIRE") {
     errors++;
     if (errors <= 5) console.error(`client ${i}: ${text}`);
@@ -99,6 +135,7 @@ function connectOne(i) {
     const id = `b${i}x${Math.random().toString(36).slice(2, 8)}`;
     const ws = new WebSocket(`${urls[i % urls.length]}&id=${id}&token=t${i}`, {
       headers, perMessageDeflate: false,
+      ...(cheap ? { generateMask: zeroMask, skipUTF8Validation: true } : {}),
     });
     let opened = false;
     ws.on("message", (data) => {
@@ -141,10 +178,14 @@ emit({
 });
 
 // ---- load phases ------------------------------------------------------------------------
+// LOADGEN_LOCALITY=same (several URLs): every frame goes to a client of the sender's own
+// process, so no relay crosses processes (what two processes cost without the hop).
+const sameOnly = process.env.LOADGEN_LOCALITY === "same" && urls.length > 1;
 function sendOne() {
   const i = (Math.random() * clients) | 0;
   let j = (Math.random() * (clients - 1)) | 0;
   if (j >= i) j++;
+  while (sameOnly && (j % urls.length !== i % urls.length || j === i)) j = (Math.random() * clients) | 0;
   const s = urls.length > 1 ? `,"s":${i}` : "";
   sockets[i].send(
     `{"type":"OFFER","dst":"${ids[j]}","payload":{"sdp":"${SDP}","t":${performance.now()},"p":${phase}${s}}}`,
@@ -165,6 +206,9 @@ for (let pi = 0; pi < phases.length; pi++) {
   const aux0 = auxCpu();
   const busy0 = machineBusySeconds();
   const self0 = selfCpuSeconds();
+  const selfSys0 = process.cpuUsage().system;
+  const sys0 = sysPerPid();
+  const counts0 = counts();
   const start = performance.now();
   const end = start + duration * 1000;
   if (rate > 0) {
@@ -188,6 +232,9 @@ for (let pi = 0; pi < phases.length; pi++) {
   while (received < sent && performance.now() < drainUntil) await sleep(5);
   const cpu = cpuSeconds() - cpu0;
   const perPid = cpuPerPid().map((c, k) => c - perPid0[k]);
+  const sysPid = sysPerPid().map((c, k) => c - sys0[k]);
+  const [wakeups, preempted] = counts().map((c, k) => c - counts0[k]);
+  const generatorSys = (process.cpuUsage().system - selfSys0) / 1e6;
   const aux = auxCpu() - aux0;
   // CPU used by neither the server nor this generator: other people's jobs (noise).
   const otherCpu = machineBusySeconds() - busy0 - cpu - aux - (selfCpuSeconds() - self0);
@@ -203,7 +250,7 @@ for (let pi = 0; pi < phases.length; pi++) {
     cpu_s: cpu, cpu_us_per_relay: (cpu * 1e6) / Math.max(1, received),
     rss_kib: rssKiB(), lost_sockets: lostSockets,
     generator_cpu_s: selfCpuSeconds() - self0, other_cpu_s: otherCpu,
-    cpu_s_per_pid: perPid, aux_cpu_s: aux,
+    cpu_s_per_pid: perPid, sys_s_per_pid: sysPid, generator_sys_s: generatorSys, wakeups, preempted, aux_cpu_s: aux,
     p50_same_ms: quantile(same, 0.5), p99_same_ms: quantile(same, 0.99),
     p50_cross_ms: quantile(cross, 0.5), p99_cross_ms: quantile(cross, 0.99),
   });

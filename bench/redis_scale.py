@@ -8,7 +8,9 @@ peers, measured at the receiver):
 - ``redis1``: one process on Redis (every relay is local; the broker's fixed costs);
 - ``redis2``: two processes on Redis, the clients split between them, so half of the
   relays cross processes (the generator reports same-process and cross-process
-  latency apart).
+  latency apart);
+- ``redis2same`` (not run by default): the same two processes, but every frame goes to
+  a client on the sender's process: what two processes cost without the hop.
 
 Per setup and phase: relays/s, p50/p99 latency (and for ``redis2`` same vs cross
 process), CPU µs per relay summed over the server processes and per process, Redis's
@@ -42,6 +44,7 @@ SETUPS = {
     "local": "1 process, in-process broker",
     "redis1": "1 process on Redis",
     "redis2": "2 processes on Redis",
+    "redis2same": "2 processes on Redis, no relay crosses",
 }
 
 
@@ -143,12 +146,17 @@ def run_setup(name: str, args: argparse.Namespace, phases: list[dict], log_dir: 
             stack.callback(shutil.rmtree, tmp, True)
             rpid, broker = stack.enter_context(redis_server(args.redis_core, tmp))
             aux.append(rpid)
-        count = 2 if name == "redis2" else 1
+        count = 2 if name.startswith("redis2") else 1
+        if name == "redis2same":  # the generator picks receivers on the sender's process
+            os.environ["LOADGEN_LOCALITY"] = "same"
+            stack.callback(os.environ.pop, "LOADGEN_LOCALITY", None)
         servers = [
             stack.enter_context(signaling(cores[i % len(cores)], broker, log_dir))
             for i in range(count)
         ]
         pids = [pid for pid, _ in servers]
+        if args.scale_rates and count > 1:  # the same load per process as one process gets
+            phases = [{**p, "rate": p["rate"] * count} for p in phases]
         urls = [url + "nbchat/peerjs?key=bench" for _, url in servers]
         headers = {"Authorization": f"token {TOKEN}"}
         # run_load passes pid and url through to the generator, which takes lists too.
@@ -177,17 +185,34 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    ap.add_argument(
+        "--setups", nargs="+", default=["local", "redis1", "redis2"], choices=list(SETUPS)
+    )
     ap.add_argument(
         "--server-cores",
         default="0/1",
         help="taskset cores per server process, '/'-separated (process i gets item i)",
     )
     ap.add_argument("--redis-core", default="", help="taskset cores for redis-server")
+    ap.add_argument(
+        "--scale-rates",
+        action="store_true",
+        help="offer N× each open-loop rate to N processes (the same load per process): "
+        "CPU per relay falls as a process gets busier, so compare at equal busyness",
+    )
     ap.add_argument("--loadgen-core", default="1")
     ap.add_argument("--quiet-busy", type=float, default=0.15)
     ap.add_argument("--quiet-timeout", type=float, default=120.0)
+    ap.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="run the bench (servers, Redis, generator inherit it) at this niceness; a "
+        "negative one (root) lets it take the cores from other jobs for a cleaner measure",
+    )
     args = ap.parse_args()
+    if args.nice:
+        os.nice(args.nice)
     if not LOADGEN.exists() or not (LOADGEN.parent / "node_modules").exists():
         sys.exit("run `npm install --prefix bench` first")
     phases = [
@@ -238,6 +263,8 @@ def table(results: dict[str, list[list[dict]]], args: argparse.Namespace) -> str
 
     for i, rate in enumerate(args.rates):
         load = f"{rate} msg/s" if rate != "max" else f"max ({args.window} in flight)"
+        if args.scale_rates and rate != "max":
+            load += " per process"
 
         def at(r: list[dict], i: int = i) -> dict:
             return r[i]
@@ -246,6 +273,18 @@ def table(results: dict[str, list[list[dict]]], args: argparse.Namespace) -> str
         row(load, "capacity, a core per process (relays/s)", ",.0f", lambda r: capacity(at(r)))
         row(load, "p50 latency (ms)", ".2f", lambda r: at(r)["p50_ms"])
         row(load, "p99 latency (ms)", ".2f", lambda r: at(r)["p99_ms"])
+        row(
+            load,
+            "p50 same process (ms)",
+            ".2f",
+            lambda r: at(r).get("p50_same_ms") or at(r)["p50_ms"],
+        )
+        row(
+            load,
+            "p50 across processes (ms)",
+            ".2f",
+            lambda r: at(r).get("p50_cross_ms") or float("nan"),
+        )
         row(
             load,
             "p99 same process (ms)",
@@ -272,6 +311,24 @@ def table(results: dict[str, list[list[dict]]], args: argparse.Namespace) -> str
         )
         row(
             load,
+            "server kernel share of CPU (%)",
+            ".0f",
+            lambda r: 100 * sum(at(r).get("sys_s_per_pid") or [0]) / max(at(r)["cpu_s"], 1e-9),
+        )
+        row(
+            load,
+            "server wakeups (voluntary switches) per relay, all processes",
+            ".3f",
+            lambda r: at(r).get("wakeups", 0) / max(1, at(r)["received"]),
+        )
+        row(
+            load,
+            "server preemptions (involuntary switches) per relay",
+            ".3f",
+            lambda r: at(r).get("preempted", 0) / max(1, at(r)["received"]),
+        )
+        row(
+            load,
             "redis-server CPU per relay (µs)",
             ".1f",
             lambda r: per_relay(at(r).get("aux_cpu_s", 0.0), at(r)),
@@ -282,6 +339,12 @@ def table(results: dict[str, list[list[dict]]], args: argparse.Namespace) -> str
             ",.0f",
             lambda r: at(r)["lost"] + at(r)["errors"] + at(r)["wrong_dst"],
             sum,
+        )
+        row(
+            load,
+            "load generator CPU per relay (µs)",
+            ".1f",
+            lambda r: per_relay(at(r).get("generator_cpu_s", 0.0), at(r)),
         )
         row(load, "CPU s used by other jobs (noise)", ".1f", lambda r: at(r)["other_cpu_s"])
     return "\n".join(rows)

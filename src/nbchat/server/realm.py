@@ -295,8 +295,13 @@ class Realm:
         room = self.rooms[client.key]
         # Ids of connected peers were checked when they connected.
         target = room.clients.get(dst) if type(dst) is str else None
-        if target is None and not is_peer_id(dst):
-            return self._refuse("missing_dst", client, Errors.MISSING_DST)
+        far = None
+        if target is None:
+            # A peer on another process (a shared broker) was checked where it connected.
+            if self.remote is not None and type(dst) is str:
+                far = self.remote(client.key, dst)
+            if far is None and not is_peer_id(dst):
+                return self._refuse("missing_dst", client, Errors.MISSING_DST)
         self.relayed += 1
         if len(frame) == 3 and "payload" in frame:
             # Exactly type, dst and payload: relay the sender's JSON text as it is, with
@@ -309,10 +314,8 @@ class Realm:
             )
         if target is not None:
             return [(target.transport, out)]
-        if self.remote is not None:
-            far = self.remote(client.key, dst)  # type: ignore[arg-type]  # is_peer_id said so
-            if far is not None:
-                return [(far, out)]
+        if far is not None:
+            return [(far, out)]
         if kind == "LEAVE" or kind == "EXPIRE":
             return []
         assert isinstance(dst, str)  # is_peer_id said so

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import json
 import logging
@@ -138,6 +139,15 @@ return #members
 
 #: Seconds a connect waits for the first connection to Redis before deciding alone.
 STARTUP_WAIT = 3.0
+
+#: Under load, publishes of one process go out at most once per this many seconds: a
+#: PUBLISH per loop turn woke the receiving process (and Redis) for a few frames each
+#: time (docs/benchmarks.md). "Under load": the previous batch carried at least
+#: ``COALESCE_MIN`` records and went out less than ``COALESCE`` ago; otherwise (a quiet
+#: spell, a trickle of frames) a loop turn's records go out at once, adding no latency.
+#: ``NBCHAT_REDIS_COALESCE_MS=0`` turns it off (one PUBLISH per loop turn, as before).
+COALESCE = float(os.environ.get("NBCHAT_REDIS_COALESCE_MS", "0.5")) / 1000
+COALESCE_MIN = 4
 
 #: Bytes of publishes Redis may leave unread before we call the connection dead.
 _MAX_UNSENT = 64 * 1024 * 1024
@@ -294,7 +304,7 @@ class _Wire(asyncio.Protocol):
 class RemotePeer:
     """A peer connected to another process: the realm's relay target for it."""
 
-    __slots__ = ("broker", "proc", "key", "peer_id", "presence", "channel")
+    __slots__ = ("broker", "proc", "key", "peer_id", "presence", "channel", "_head")
 
     def __init__(
         self, broker: RedisBroker, proc: str, key: str, peer_id: str, presence: Presence
@@ -305,10 +315,11 @@ class RemotePeer:
         self.peer_id = peer_id
         self.presence = presence
         self.channel = broker.chan + "p:" + proc
+        self._head = "R" + US + key + US + peer_id + US
 
     def send_frame(self, text: str) -> None:
         """Relay one frame (already carrying its ``src``) to this peer's process."""
-        self.broker.publish(self.channel, "R" + US + self.key + US + self.peer_id + US + text)
+        self.broker.publish(self.channel, self._head + text)
 
 
 class RedisBroker(Broker):
@@ -347,6 +358,9 @@ class RedisBroker(Broker):
         self._pub: _Wire | None = None  # relays and events out
         self._sub: _Wire | None = None  # relays and events in
         self._flush_scheduled = False
+        self._last_flush = 0.0  # loop time of the last publish batch
+        self._last_batch = 0  # records in it
+        self._context = contextvars.Context()
         self._sha: dict[str, str] = {}
         self._main: asyncio.Task[None] | None = None
         self._stopping = False
@@ -518,13 +532,21 @@ class RedisBroker(Broker):
     # ---- writing: relays on the data wire, commands in one pipeline per loop turn ----
     def publish(self, channel: str, record: str) -> None:
         """Queue ``record`` for ``channel``; what a loop turn queued goes out as one
-        PUBLISH per channel at the start of the next."""
+        PUBLISH per channel at the start of the next (under load: ``COALESCE`` after
+        the previous batch, gathering the turns in between; see ``COALESCE``)."""
         box = self._outbox.get(channel)
         if box is None:
             self._outbox[channel] = [record]
             if not self._flush_scheduled:
                 self._flush_scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush)
+                loop = asyncio.get_running_loop()
+                wait = self._last_flush + COALESCE - loop.time()
+                # In a context of our own: scheduling in the caller's would copy it
+                # (a Jupyter request's context) once per batch, for nothing.
+                if wait > 0 and self._last_batch >= COALESCE_MIN:
+                    loop.call_later(wait, self._flush, context=self._context)
+                else:
+                    loop.call_soon(self._flush, context=self._context)
         else:
             box.append(record)
 
@@ -533,6 +555,8 @@ class RedisBroker(Broker):
         outbox, self._outbox = self._outbox, {}
         if not outbox:
             return
+        self._last_flush = asyncio.get_running_loop().time()
+        self._last_batch = sum(len(records) for records in outbox.values())
         wire = self._pub
         header = self.proc + RS
         try:
