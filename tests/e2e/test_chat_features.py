@@ -10,6 +10,8 @@ from tests.support.browser import open_and_run
 from tests.support.lab import Lab
 from tests.support.widgets import (
     SLOW,
+    article,
+    connected,
     message_box,
     messages,
     own_name,
@@ -17,14 +19,7 @@ from tests.support.widgets import (
     say,
     screenshot,
     set_theme,
-    users,
 )
-
-
-def article(page: Page, author: str, text: str) -> Locator:
-    return (
-        messages(page).get_by_role("article", name=f"Message from {author}").filter(has_text=text)
-    )
 
 
 def action(page: Page, message: Locator, name: str) -> Locator:
@@ -39,10 +34,7 @@ def test_typing_replies_edits_reactions_deletes_and_mentions(lab: Lab, new_user)
     open_and_run(a, lab, path)
     open_and_run(b, lab, path)
     for page in (a, b):
-        expect(users(page)).to_have_count(2, timeout=SLOW)
-        expect(page.get_by_role("status", name="Chat status")).to_have_text(
-            "Connected to 1 peer", timeout=SLOW
-        )
+        connected(page, present=2)
     name_a, name_b = own_name(a), own_name(b)
 
     say(b, "Which sensor runs warm?\nDetails below")

@@ -25,6 +25,7 @@ from tests.support.widgets import (
     say,
     screenshot,
     set_theme,
+    stored_entries,
     users,
 )
 
@@ -173,19 +174,6 @@ def test_two_users_chat_beside_the_demo_analysis(lab: Lab, new_user) -> None:
     expect(users(c)).to_have_count(2, timeout=SLOW)
 
 
-LOCAL_COPY = """() => new Promise((resolve, reject) => {
-    const open = indexedDB.open('nbchat');
-    open.onerror = () => reject(open.error);
-    open.onsuccess = () => {
-        const db = open.result;
-        if (!db.objectStoreNames.contains('messages')) { db.close(); resolve([]); return; }
-        const all = db.transaction('messages').objectStore('messages').getAll();
-        all.onsuccess = () => { db.close(); resolve(all.result.map((m) => m.text)); };
-        all.onerror = () => reject(all.error);
-    };
-})"""
-
-
 def local_copy(page) -> Locator:
     return page.get_by_role("group", name="Local copy")
 
@@ -204,7 +192,7 @@ def test_history_survives_a_reload_while_alone(lab: Lab, new_user) -> None:
     open_and_run(a, lab, path)
     say(a, "remember me")
     expect(local_copy(a)).to_contain_text("Stored on this computer: 1 message", timeout=SLOW)
-    assert "remember me" in a.evaluate(LOCAL_COPY)
+    assert "remember me" in [m.get("text") for m in stored_entries(a)]
     # What an earlier version left in localStorage for this room.
     a.evaluate(
         """([room]) => {
@@ -231,7 +219,7 @@ def test_history_survives_a_reload_while_alone(lab: Lab, new_user) -> None:
 
     local_copy(a).get_by_role("button", name="Clear").click()
     expect(local_copy(a)).to_contain_text("Stored on this computer: 0 messages", timeout=SLOW)
-    assert a.evaluate(LOCAL_COPY) == []
+    assert [m.get("text") for m in stored_entries(a)] == []
     a.reload()
     open_and_run(a, lab, path)
     expect(users(a)).to_have_count(1, timeout=SLOW)

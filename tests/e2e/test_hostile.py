@@ -19,6 +19,7 @@ from tests.support.loop import BackgroundLoop
 from tests.support.peers import Inbox, connection_to, signed, until, vouch
 from tests.support.widgets import (
     SLOW,
+    article,
     code_notebook,
     kernel_client,
     kernel_eval,
@@ -205,11 +206,6 @@ def browser_peer_id(peer: ChatPeer, *others: ChatPeer) -> str:
     python_ids = {peer.id, *(o.id for o in others)}
     [browser] = [u["peer_id"] for u in peer.users if u["peer_id"] not in python_ids]
     return browser
-
-
-def article(page: Page, author: str, text: str) -> Any:
-    by_author = messages(page).get_by_role("article", name=f"Message from {author}")
-    return by_author.filter(has_text=text)
 
 
 def test_xss_corpus_stays_inert_text_in_the_receivers_page(lab: Lab, new_user, bg) -> None:

@@ -14,6 +14,8 @@ from tests.support.browser import open_and_run
 from tests.support.lab import Lab
 from tests.support.widgets import (
     SLOW,
+    article,
+    connected,
     kernel_client,
     kernel_eval,
     messages,
@@ -22,25 +24,9 @@ from tests.support.widgets import (
     say,
     screenshot,
     set_theme,
+    stored_entries,
     users,
 )
-
-#: Every text of the room's local copy in this page's IndexedDB.
-STORED_TEXTS = """() => new Promise((resolve, reject) => {
-    const open = indexedDB.open('nbchat');
-    open.onerror = () => reject(open.error);
-    open.onsuccess = () => {
-        const db = open.result;
-        if (!db.objectStoreNames.contains('messages')) { db.close(); resolve([]); return; }
-        const all = db.transaction('messages').objectStore('messages').getAll();
-        all.onsuccess = () => {
-            db.close();
-            resolve(all.result.map((m) => m.kind === 'record' ? `record:${m.on}` : m.text));
-        };
-        all.onerror = () => reject(all.error);
-    };
-})"""
-
 
 #: Counts the chat frames a page receives on its data channels (init script: it wraps every
 #: RTCPeerConnection the page makes, from before any page script runs).
@@ -89,7 +75,11 @@ def received(page: Page) -> dict[str, int]:
 
 
 def stored(page: Page) -> list[str]:
-    return page.evaluate(STORED_TEXTS)
+    """The texts of the page's local copy (a switch shows as ``record:on``)."""
+    return [
+        f"record:{str(m['on']).lower()}" if m.get("kind") == "record" else m.get("text")
+        for m in stored_entries(page)
+    ]
 
 
 def wait_stored(page: Page, text: str) -> list[str]:
@@ -109,12 +99,6 @@ def kernel_until(kernel: Any, expression: str, predicate: Any) -> Any:
     return value
 
 
-def article(page: Page, author: str, text: str) -> Locator:
-    return (
-        messages(page).get_by_role("article", name=f"Message from {author}").filter(has_text=text)
-    )
-
-
 def toggle(page: Page) -> Locator:
     return page.get_by_role("button", name="Off the record")
 
@@ -129,10 +113,7 @@ def test_off_the_record_keeps_nothing_in_the_browser_or_the_kernel(lab: Lab, new
     open_and_run(a, lab, path)
     open_and_run(b, lab, path)
     for page in (a, b):
-        expect(users(page)).to_have_count(2, timeout=SLOW)
-        expect(page.get_by_role("status", name="Chat status")).to_have_text(
-            "Connected to 1 peer", timeout=SLOW
-        )
+        connected(page, present=2)
     name_a, name_b = own_name(a), own_name(b)
     say(a, "Kept before")
     expect(article(b, name_a, "Kept before")).to_be_visible(timeout=SLOW)
@@ -210,12 +191,6 @@ def test_off_the_record_keeps_nothing_in_the_browser_or_the_kernel(lab: Lab, new
         # …while the screen still shows what was said off the record.
         expect(article(page, name_a, "Secret plan from A")).to_be_visible()
         expect(article(page, name_b, "Secret answer from B")).to_be_visible()
-
-
-def connected(page: Page) -> None:
-    expect(page.get_by_role("status", name="Chat status")).to_have_text(
-        "Connected to 1 peer", timeout=SLOW
-    )
 
 
 def test_reloaded_pages_show_what_was_kept_once_and_their_sync_settles(lab: Lab, new_user) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from typing import Any
 
 import pytest
 from playwright.sync_api import expect
@@ -16,6 +15,7 @@ from tests.support.netns import INSIDE, needs_loopback_netns, run_in_loopback_ne
 from tests.support.peers import Inbox, until
 from tests.support.widgets import (
     SLOW,
+    article,
     messages,
     own_name,
     room_notebook,
@@ -33,12 +33,6 @@ def join(bg: BackgroundLoop, lab: Lab, room: str) -> tuple[ChatPeer, Inbox]:
         return peer, Inbox(peer)
 
     return bg.run(_join())
-
-
-def article(page: Any, author: str, text: str) -> Any:
-    return (
-        messages(page).get_by_role("article", name=f"Message from {author}").filter(has_text=text)
-    )
 
 
 def test_python_peer_and_browser_see_each_other_and_talk(lab: Lab, new_user, bg) -> None:

@@ -103,6 +103,41 @@ def bodies(page: Page) -> list[str]:
     return [t.strip() for t in messages(page).locator(".nbchat-message-body").all_inner_texts()]
 
 
+def article(page: Page, author: str, text: str) -> Locator:
+    """A message in the page's log from ``author`` whose text contains ``text``."""
+    return (
+        messages(page).get_by_role("article", name=f"Message from {author}").filter(has_text=text)
+    )
+
+
+def connected(page: Page, peers: int = 1, present: int | None = None) -> None:
+    """Wait until the page is linked to ``peers`` peers (and, if given, lists ``present`` users)."""
+    if present is not None:
+        expect(users(page)).to_have_count(present, timeout=SLOW)
+    expect(page.get_by_role("status", name="Chat status")).to_have_text(
+        f"Connected to {peers} {'peer' if peers == 1 else 'peers'}", timeout=SLOW
+    )
+
+
+#: Every entry of the room's local copy in this page's IndexedDB, as stored.
+_STORED_ENTRIES = """() => new Promise((resolve, reject) => {
+    const open = indexedDB.open('nbchat');
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+        const db = open.result;
+        if (!db.objectStoreNames.contains('messages')) { db.close(); resolve([]); return; }
+        const all = db.transaction('messages').objectStore('messages').getAll();
+        all.onsuccess = () => { db.close(); resolve(all.result); };
+        all.onerror = () => reject(all.error);
+    };
+})"""
+
+
+def stored_entries(page: Page) -> list[dict[str, Any]]:
+    """The log entries this page keeps in IndexedDB (its local copy of the room)."""
+    return list(page.evaluate(_STORED_ENTRIES))
+
+
 def set_theme(page: Page, theme: str) -> None:
     command = "([theme]) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})"
     page.evaluate(command, [theme])
