@@ -68,6 +68,16 @@ class SignalingSettings(IceSettings):
         "memory per socket, see docs/benchmarks.md). False uses tornado's stock "
         "WebSocket protocol.",
     )
+    auth_cache_seconds = Float(
+        30.0,
+        config=True,
+        help="Jupyter extension: for this many seconds after Jupyter's auth accepted a "
+        "signaling or presence socket, a new socket presenting exactly the same "
+        "credentials (Host, Origin, Cookie and Authorization headers) gets the same "
+        "identity without a second pass through Jupyter's request path (a reconnect "
+        "storm costs a fraction of the CPU, docs/benchmarks.md). Cleared when the "
+        "server's token or password changes. 0 turns it off.",
+    )
     send_buffer_limit = Int(
         4 * 1024 * 1024,
         config=True,
