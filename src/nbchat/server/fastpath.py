@@ -46,7 +46,7 @@ from tornado.iostream import IOStream
 from ..protocol import Identity
 from .wsconn import WsConn, adopt_stream
 
-__all__ = ["FastUpgrade", "UpgradeCache", "credentials_key"]
+__all__ = ["FastUpgrade", "UpgradeCache", "credentials_key", "serving_http_server"]
 
 log = logging.getLogger("nbchat")
 
@@ -72,6 +72,22 @@ def credentials_key(
 ) -> tuple[str | None, ...]:
     """Everything of a request that Jupyter's auth decision for a socket depends on."""
     return (host, origin, cookie, authorization, None if stock else query_token)
+
+
+def serving_http_server(serverapp: Any, request: Any) -> Any:
+    """The tornado ``HTTPServer`` that accepted ``request``: Jupyter's own, or (a test
+    harness, an embedding app) the one whose request loop serves this connection."""
+    server = getattr(serverapp, "_http_server", None)
+    if server is not None:
+        return server
+    try:
+        coro = request.server_connection._serving_future.get_coro()
+        delegate = coro.cr_frame.f_locals.get("delegate")
+    except (AttributeError, TypeError):
+        return None
+    from tornado.httpserver import HTTPServer
+
+    return delegate if isinstance(delegate, HTTPServer) else None
 
 
 class UpgradeCache:

@@ -29,6 +29,7 @@ from tornado.websocket import (
 
 from ..protocol import Identity, identity_from_user, is_peer_id, is_room_key
 from .certs import KeyRefused
+from .fastpath import serving_http_server
 from .realm import Client, Subscriber
 from .service import RoomRefused, SignalingService
 from .wsconn import Hub, WsConn, adopt_stream
@@ -372,7 +373,7 @@ class _JupyterSocket(_JupyterAuth, WebSocketMixin, WebSocketHandler, JupyterHand
         user = self.current_user
         if user is None:
             return
-        if fast.install(getattr(self.serverapp, "_http_server", None)):
+        if fast.install(serving_http_server(self.serverapp, self.request)):
             fast.remember(self.request, self.identity)
 
     def on_close(self) -> None:
