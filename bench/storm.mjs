@@ -115,6 +115,7 @@ const busy0 = machineBusySeconds();
 const self0 = selfCpuSeconds();
 const stormCpu0 = cpuSeconds();
 t = performance.now();
+const epoch0 = Date.now() / 1000;
 for (const ws of sockets) ws.terminate();
 ok = await runAll(inflight, t + timeout * 1000);
 const wall = (performance.now() - t) / 1000;
@@ -126,7 +127,7 @@ emit({
   event: "storm", clients, ok, failures, failure_kinds: failureKinds, wall_s: wall,
   cpu_s: cpuOpen, cpu_settled_s: cpuSeconds() - stormCpu0,
   generator_cpu_s: self, other_cpu_s: busy - cpuOpen - self,
-  rss_before_kib: rssStorm0, rss_after_kib: rssKiB(),
+  rss_before_kib: rssStorm0, rss_after_kib: rssKiB(), epoch_start: epoch0, epoch_open: epoch0 + wall,
 });
 for (const ws of sockets) if (ws) ws.terminate();
 process.exit(0);

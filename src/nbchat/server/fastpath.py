@@ -44,7 +44,7 @@ from urllib.parse import parse_qsl
 from tornado.iostream import IOStream
 
 from ..protocol import Identity
-from .wsconn import WsConn, adopt_stream
+from .wsconn import WsConn
 
 __all__ = ["FastUpgrade", "UpgradeCache", "credentials_key", "serving_http_server"]
 
@@ -218,28 +218,20 @@ class FastUpgrade:
         sock = stream.socket
         loop = self.service.hub.loop
         assert loop is not None
-        loop.remove_reader(sock.fileno())
         try:
             data = sock.recv(_MAX_HEAD)
         except (BlockingIOError, InterruptedError):
-            contextvars.Context().run(
-                loop.add_reader, sock.fileno(), self._first_read, stream, address, original
-            )
-            return
+            return  # still registered: called again when the bytes come
         except OSError:
-            stream.close()
-            return
+            data = b""
         if not data:
+            loop.remove_reader(sock.fileno())
             stream.close()
             return
-        try:
-            if self._serve(stream, data):
-                return
-        except Exception:
-            log.exception("nbchat: fast upgrade failed; using Jupyter's path")
-            if stream.closed():
-                return
-        # Not ours: give tornado the bytes as if it had read them itself.
+        if self._serve(stream, data):
+            return
+        # Not ours: give tornado the socket and the bytes as if it had read them itself.
+        loop.remove_reader(sock.fileno())
         stream._read_buffer += data
         stream._read_buffer_size += len(data)
         future = original(stream, address)
@@ -308,24 +300,39 @@ class FastUpgrade:
         identity = cache.lookup(key, time.monotonic())
         if identity is None:
             return False
-        adopted = adopt_stream(stream)
-        if adopted is None:
-            return False
-        sock, _, _ = adopted
+        # Ours from here on. The socket stays registered in the loop (the connection's
+        # reader replaces ours) and the IOStream, which never touched it, is dropped.
+        sock = stream.socket
+        try:
+            self._open(sock, route, path, args, identity, ws_key, data[end + 4 :])
+        except Exception:
+            log.exception("nbchat: a fast upgrade failed; closing the socket")
+            loop = self.service.hub.loop
+            if loop is not None:
+                loop.remove_reader(sock.fileno())
+            sock.close()
+        return True
+
+    def _open(
+        self,
+        sock: socket.socket,
+        route: tuple[str, type[WsConn]],
+        path: str,
+        args: dict[str, str],
+        identity: Identity,
+        ws_key: str,
+        unread: bytes,
+    ) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         accept = base64.b64encode(hashlib.sha1(ws_key.encode("latin-1") + _GUID).digest())
-        response = (
+        kind, conn_class = route
+        conn = conn_class(self.service.hub, sock, b"")
+        # The 101 response and the first frames (OPEN, or the refusal) leave in one send.
+        conn.hold(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
             b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
         )
-        try:
-            sent = sock.send(response)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            sock.close()
-            return True
-        kind, conn_class = route
-        conn = conn_class(self.service.hub, sock, response[sent:])
         self.served += 1
         if log.isEnabledFor(logging.DEBUG):
             log.debug("nbchat: upgrade of %s served from the auth cache", path)
@@ -335,5 +342,5 @@ class FastUpgrade:
             )
         else:
             self.service.presence_open(conn, args.get("key"), identity, None)
-        conn.start(data[end + 4 :])
-        return True
+        conn.release()
+        conn.start(unread)
