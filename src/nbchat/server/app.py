@@ -86,6 +86,7 @@ class NbChatApp(SignalingSettings, ExtensionApp):
                     nbchat_path(serverapp.base_url),
                     {"peerjs": SignalingConn, "presence": PresenceConn},
                     self.auth_cache_seconds,
+                    self.listen_backlog,
                 )
             if self.service.broker.shared:
                 # Join the shared rooms as soon as the server's loop runs, not at the

@@ -137,8 +137,10 @@ class FastUpgrade:
         base_path: str,
         conn_classes: dict[str, type[WsConn]],
         ttl: float,
+        backlog: int = 0,
     ) -> None:
         self.service = service
+        self.backlog = backlog
         self.provider = identity_provider
         self.stock = _stock_provider(identity_provider)
         self.cache = UpgradeCache(ttl)
@@ -195,6 +197,14 @@ class FastUpgrade:
             return False  # a tornado whose IOStream internals differ: keep its own path
         original = http_server.handle_stream
         self._installed = original
+        if self.backlog > 0:
+            # tornado listens with a backlog of 128: in a storm the kernel drops the rest
+            # of the SYNs and those clients wait for their retransmission (1 s, 3 s, ...).
+            for listener in list(getattr(http_server, "_sockets", {}).values()):
+                try:
+                    listener.listen(self.backlog)
+                except OSError:
+                    pass
 
         def handle_stream(stream: Any, address: Any) -> Any:
             if type(stream) is not IOStream:
