@@ -185,3 +185,25 @@ def test_cache_entries_expire_are_bounded_and_cleared_by_a_new_generation():
     off = UpgradeCache(ttl=0)
     off.remember(("k",), alice, now=0.0)  # type: ignore[arg-type]
     assert len(off) == 0
+
+
+async def test_the_listen_backlog_is_raised_once_the_fast_path_is_installed(login, jp_http_port):
+    import shutil
+    import subprocess
+
+    if shutil.which("ss") is None:
+        pytest.skip("needs iproute2's ss to read a listening socket's backlog")
+
+    def backlog() -> int:
+        out = subprocess.run(
+            ["ss", "-ltnH", f"sport = :{jp_http_port}"], capture_output=True, text=True
+        ).stdout.split()
+        return int(out[2])  # State Recv-Q Send-Q(= backlog for a listening socket) ...
+
+    a = await login()
+    before = backlog()
+    ws, _ = await a.signal("room")
+    with open("/proc/sys/net/core/somaxconn") as f:
+        expected = min(1024, int(f.read()))
+    assert before == 128 and backlog() == expected
+    ws.close()
