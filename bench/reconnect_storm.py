@@ -12,7 +12,9 @@ takes Jupyter's full request path: the cost before nbchat.server.fastpath).
 
 nbchat runs with Jupyter's real auth: ``--users`` logins with the server token each get
 their own login cookie (a different Jupyter user), and every socket presents its user's
-cookie plus the ``Origin`` a browser sends, and the PeerJS ``id``/``token`` in the query.
+cookie plus the ``Origin`` a browser sends (or, for ``--python-users`` of them, the
+``Authorization: token`` header the Python peer sends), and the PeerJS ``id``/``token``
+in the query.
 
     npm install --prefix bench
     python bench/reconnect_storm.py --clients 5000 --rooms 50 --users 50 --repeat 3
@@ -55,7 +57,7 @@ def _login(port: int) -> str:
 
 @contextmanager
 def nbchat_server(
-    core: str, log_dir: Path, users: int, extra: list[str]
+    core: str, log_dir: Path, users: int, extra: list[str], python_users: int = 0
 ) -> Iterator[tuple[int, str, list[dict[str, str]]]]:
     port = free_port()
     home = Path(tempfile.mkdtemp(prefix="nbchat-storm-"))
@@ -98,7 +100,13 @@ def nbchat_server(
     try:
         wait_http(f"http://127.0.0.1:{port}/api/status", proc, {"Authorization": f"token {TOKEN}"})
         origin = f"http://127.0.0.1:{port}"
-        headers = [{"Cookie": _login(port), "Origin": origin} for _ in range(users)]
+        headers = []
+        for u in range(users):
+            if u < python_users:
+                # As nbchat.peer.session presents itself: the cookie and the token header.
+                headers.append({"Cookie": _login(port), "Authorization": f"token {TOKEN}"})
+            else:  # as a browser: the cookie and the page's Origin
+                headers.append({"Cookie": _login(port), "Origin": origin})
         yield proc.pid, f"ws://127.0.0.1:{port}/nbchat/peerjs?key=", headers
     finally:
         proc.terminate()
@@ -134,6 +142,13 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=5000)
     ap.add_argument("--rooms", type=int, default=50)
     ap.add_argument("--users", type=int, default=50, help="Jupyter users (login cookies)")
+    ap.add_argument(
+        "--python-users",
+        type=int,
+        default=10,
+        help="of the users, how many connect as the Python peer does (cookie + "
+        "Authorization header) rather than as a browser (cookie + Origin)",
+    )
     ap.add_argument("--inflight", type=int, default=0, help="handshakes at a time; 0 = all")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--servers", nargs="+", default=list(SERVERS), choices=list(SERVERS))
@@ -163,7 +178,7 @@ def main() -> None:
                 extra = list(args.nbchat_arg)
                 if name == "nbchat-nocache":  # Jupyter's full path for every socket
                     extra.append("--NbChatApp.auth_cache_seconds=0")
-                ctx = nbchat_server(args.server_core, log_dir, args.users, extra)
+                ctx = nbchat_server(args.server_core, log_dir, args.users, extra, args.python_users)
             with ctx as (pid, url, headers):
                 cfg = {
                     "url": url,

@@ -207,3 +207,26 @@ async def test_the_listen_backlog_is_raised_once_the_fast_path_is_installed(logi
         expected = min(1024, int(f.read()))
     assert before == 128 and backlog() == expected
     ws.close()
+
+
+async def test_python_peer_credentials_take_the_fast_path_and_a_token_alone_does_not(
+    login, jp_serverapp
+):
+    # nbchat.peer.session sends its login cookie and the Authorization header on every
+    # socket; PeerJS's own ?token= means Jupyter authenticates the signaling socket by
+    # the cookie, and that decision is the one remembered.
+    a = await login()
+    token = jp_serverapp.identity_provider.token
+    python_peer = {"Authorization": f"token {token}"}
+    w1 = await a.ws("nbchat/peerjs", headers=python_peer, key="room", id="py1", token="t1")
+    assert await w1.recv() == {"type": "OPEN"}
+    before = await _served(a)
+    w2 = await a.ws("nbchat/peerjs", headers=python_peer, key="room", id="py2", token="t2")
+    assert await w2.recv() == {"type": "OPEN"}
+    assert await _served(a) == before + 1
+    # The server token without the cookie is not a remembered credential; Jupyter
+    # reads PeerJS's token as the Jupyter token there, so it refuses.
+    assert await _refused(a, {"Cookie": "", **python_peer}) == 403
+    assert await _served(a) == before + 1
+    w1.close()
+    w2.close()
