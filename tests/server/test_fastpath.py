@@ -17,6 +17,7 @@ from tests.conftest import TEST_NBCHAT_CONFIG
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.web import create_signed_value
 
+from nbchat.protocol import Errors
 from nbchat.server.fastpath import UpgradeCache
 
 
@@ -230,3 +231,21 @@ async def test_python_peer_credentials_take_the_fast_path_and_a_token_alone_does
     assert await _served(a) == before + 1
     w1.close()
     w2.close()
+
+
+async def test_refusals_on_the_fast_path_are_the_realms_as_before(login):
+    # The realm still decides ids, rooms and limits: a cached caller gets its refusal
+    # frame (sent together with the 101) and then the close.
+    a, b = await login(), await login()
+    wa, ida = await a.signal("room", token="ta")
+    wb, _ = await b.signal("room")  # b is cached from here on
+    before = await _served(b)
+    taken, _ = await b.signal("room", ida, token="ta", expect_open=False)
+    assert await taken.recv() == {"type": "ID-TAKEN", "payload": {"msg": "ID is taken"}}
+    assert await taken.conn.read_message() is None
+    bad = await b.ws("nbchat/peerjs", key="room")  # no id, no token
+    assert await bad.recv() == {"type": "ERROR", "payload": {"msg": Errors.NO_ID_TOKEN_KEY}}
+    assert await bad.conn.read_message() is None
+    assert await _served(b) == before + 2
+    for ws in (wa, wb):
+        ws.close()
