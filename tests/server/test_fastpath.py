@@ -249,3 +249,29 @@ async def test_refusals_on_the_fast_path_are_the_realms_as_before(login):
     assert await _served(b) == before + 2
     for ws in (wa, wb):
         ws.close()
+
+
+def test_the_query_token_is_a_credential_unless_the_provider_reads_it_as_jupyter_does():
+    from jupyter_server.auth.identity import (
+        IdentityProvider,
+        LegacyIdentityProvider,
+        PasswordIdentityProvider,
+    )
+    from tests.support.identity import UniqueAnonymousNames
+
+    from nbchat.server.fastpath import _stock_provider, credentials_key
+
+    class OwnUsers(IdentityProvider):
+        def get_user(self, handler):  # type: ignore[no-untyped-def]
+            return None
+
+    for cls in (IdentityProvider, PasswordIdentityProvider, UniqueAnonymousNames):
+        assert _stock_provider(cls()), cls
+    for cls in (LegacyIdentityProvider, OwnUsers):
+        assert not _stock_provider(cls()), cls
+    assert credentials_key("h", "o", "c", None, "t1", True) == credentials_key(
+        "h", "o", "c", None, "t2", True
+    )
+    assert credentials_key("h", "o", "c", None, "t1", False) != credentials_key(
+        "h", "o", "c", None, "t2", False
+    )

@@ -11,8 +11,8 @@ the relay of the socket's whole life does.
 after Jupyter's full path accepted a socket (cookie-authenticated, Host and Origin
 checked), the request's credentials — ``Host``, ``Origin``, the whole ``Cookie`` and
 ``Authorization`` headers, and the ``token`` query argument unless the identity provider
-is Jupyter's stock one (which reads it only as the server's token: PeerJS's own token
-there never authenticates anyone) — map to the identity Jupyter gave it, for
+reads it as Jupyter's own does (only as the server's token: PeerJS's own token there
+never authenticates anyone) — map to the identity Jupyter gave it, for
 ``ttl`` seconds (bounded in size; cleared when the server's token or password changes).
 
 :class:`FastUpgrade` wraps the HTTP server's ``handle_stream``: it reads the first bytes
@@ -57,9 +57,18 @@ _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f]")
 
 
 def _stock_provider(provider: Any) -> bool:
-    from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvider
+    """Whether ``provider`` reads a ``?token=`` argument only the way Jupyter's own
+    IdentityProvider does: as the server's token, and if it matches, the login cookie
+    still names the user. Subclasses that change only, say, the anonymous names qualify;
+    one that overrides how users or tokens are read (JupyterHub's, the legacy login
+    handler's) does not, and then the query token is part of the credentials."""
+    from jupyter_server.auth.identity import IdentityProvider
 
-    return type(provider) in (IdentityProvider, PasswordIdentityProvider)
+    cls = type(provider)
+    return isinstance(provider, IdentityProvider) and all(
+        getattr(cls, name) is getattr(IdentityProvider, name)
+        for name in ("get_user", "_get_user", "get_token", "get_user_token")
+    )
 
 
 def credentials_key(
