@@ -186,3 +186,23 @@ def test_a_relayed_frame_keeps_the_senders_json_and_gets_our_src():
     assert to is tb and out == '{"src":"a",' + text[1:]  # 1.50 stays 1.50
     [(to, out)] = realm.receive(a, '{"type":"OFFER","dst":"b","payload":1,"src":"b"}', 1.0)
     assert json.loads(out) == {"type": "OFFER", "src": "a", "dst": "b", "payload": 1}
+
+
+def test_bindings_expire_exactly_when_due_without_a_scan_of_all():
+    # The tick drops expired bindings from a heap of releases: an id taken back and
+    # released later, or still held, must survive its first release's deadline.
+    realm = Realm(limits(id_reservation_timeout=600))
+    issued = realm.reserve_id("room", "bob", 0)  # issued, never used
+    a, ta, _ = join(realm, "room", "a1", "alice")
+    realm.disconnect(a, ta, 10)  # first release
+    back = realm.connect("room", "a1", "t2", user("alice"), T("a"), 520)
+    assert isinstance(back, Accepted)
+    realm.disconnect(back.client, back.client.transport, 520)  # released again, later
+    c, _, _ = join(realm, "room", "c1", "carol")  # held throughout
+    realm.tick(700)  # past 0 + 600 and 10 + 600, not 520 + 600
+    assert realm.owner("room", issued) is None
+    assert realm.owner("room", "a1") == "alice"
+    realm.tick(1120)
+    assert realm.owner("room", "a1") is None
+    realm.tick(100_000)
+    assert realm.owner("room", "c1") == "carol"

@@ -9,7 +9,8 @@ import os
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Unicode, default
 
-from .handlers import make_handlers
+from .fastpath import FastUpgrade
+from .handlers import PresenceConn, SignalingConn, make_handlers, nbchat_path
 from .realm import Realm
 from .relay import Upstream, make_relay_handlers
 from .service import SignalingService
@@ -77,6 +78,16 @@ class NbChatApp(SignalingSettings, ExtensionApp):
             self.handlers.extend(make_relay_handlers(upstream))
         else:
             self.handlers.extend(make_handlers(self.service))
+            serverapp = self.serverapp
+            if serverapp is not None and self.lean_websocket and self.auth_cache_seconds > 0:
+                self.service.fast_upgrade = FastUpgrade(
+                    self.service,
+                    serverapp.identity_provider,
+                    nbchat_path(serverapp.base_url),
+                    {"peerjs": SignalingConn, "presence": PresenceConn},
+                    self.auth_cache_seconds,
+                    self.listen_backlog,
+                )
             if self.service.broker.shared:
                 # Join the shared rooms as soon as the server's loop runs, not at the
                 # first socket: the roster of a room must list peers on other processes.

@@ -29,6 +29,7 @@ from tornado.websocket import (
 
 from ..protocol import Identity, identity_from_user, is_peer_id, is_room_key
 from .certs import KeyRefused
+from .fastpath import serving_http_server
 from .realm import Client, Subscriber
 from .service import RoomRefused, SignalingService
 from .wsconn import Hub, WsConn, adopt_stream
@@ -154,6 +155,9 @@ class StatsMixin(NbChatRequest):
 
     def get(self) -> None:
         stats = {**self.service.stats(), "tasks": len(asyncio.all_tasks())}
+        fast = getattr(self.service, "fast_upgrade", None)
+        if fast is not None:
+            stats["fast_upgrades"] = fast.served
         self.finish(json.dumps(stats))  # type: ignore[attr-defined]
 
 
@@ -245,6 +249,9 @@ class SocketMixin(NbChatRequest):
             self.start(self)
             return
         sock, unread, unsent = adopted
+        remember = getattr(self, "remember_upgrade", None)
+        if remember is not None:
+            remember()
         hub = self.service.hub
         # (ping interval, ping timeout) in seconds: the auth base knows its settings.
         hub.ping_interval, hub.ping_timeout = self.keepalive_seconds()  # type: ignore[attr-defined]
@@ -345,6 +352,8 @@ class StatsHandler(_JupyterAuth, StatsMixin, APIHandler):
 
 
 class _JupyterSocket(_JupyterAuth, WebSocketMixin, WebSocketHandler, JupyterHandler):
+    service: SignalingService
+
     def keepalive_seconds(self) -> tuple[float, float]:
         # Jupyter's ws_ping_interval / ws_ping_timeout settings, in milliseconds.
         return self.ping_interval / 1000, self.ping_timeout / 1000
@@ -352,6 +361,20 @@ class _JupyterSocket(_JupyterAuth, WebSocketMixin, WebSocketHandler, JupyterHand
     @ws_authenticated
     async def get(self, *args: Any, **kwargs: Any) -> None:
         await super().get(*args, **kwargs)
+
+    def remember_upgrade(self) -> None:
+        """Jupyter accepted this upgrade (its auth, Host and Origin checks): let the fast
+        path repeat that decision for the same credentials for a short while
+        (``fastpath``). Not for token-authenticated requests, whose identity Jupyter may
+        make up afresh each time."""
+        fast = getattr(self.service, "fast_upgrade", None)
+        if fast is None or getattr(self, "_token_authenticated", False):
+            return
+        user = self.current_user
+        if user is None:
+            return
+        if fast.install(serving_http_server(self.serverapp, self.request)):
+            fast.remember(self.request, self.identity)
 
     def on_close(self) -> None:
         super().on_close()

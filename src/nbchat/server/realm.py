@@ -7,6 +7,7 @@ sockets or sleeps.
 
 from __future__ import annotations
 
+import heapq
 import json
 import secrets
 from collections import deque
@@ -153,6 +154,10 @@ class Realm:
         self.limits = limits
         self.rooms: dict[str, Room] = {}
         self._bindings: dict[tuple[str, str], _Binding] = {}
+        #: (released_at, binding key) for every release, soonest first: the tick drops
+        #: expired bindings from here instead of scanning them all (an entry whose
+        #: binding was taken again or released later is skipped).
+        self._releases: list[tuple[float, tuple[str, str]]] = []
         self._per_user: dict[str, int] = {}
         self._user_rooms: dict[str, dict[str, int]] = {}
         self.client_count = 0
@@ -180,6 +185,7 @@ class Realm:
             if (key, peer_id) not in self._bindings:
                 break
         self._bindings[(key, peer_id)] = _Binding(username, released_at=now)
+        heapq.heappush(self._releases, (now, (key, peer_id)))
         return peer_id
 
     def owner(self, key: str, peer_id: str) -> str | None:
@@ -392,6 +398,7 @@ class Realm:
         binding = self._bindings.get((client.key, client.peer_id))
         if binding is not None:
             binding.released_at = now
+            heapq.heappush(self._releases, (now, (client.key, client.peer_id)))
         deliveries: list[Delivery] = []
         if room.subscribers:
             announce = encode(
@@ -480,13 +487,12 @@ class Realm:
             if room.is_empty():
                 del self.rooms[key]
         release_before = now - limits.id_reservation_timeout
-        stale = [
-            k
-            for k, b in self._bindings.items()
-            if b.released_at is not None and b.released_at <= release_before
-        ]
-        for k in stale:
-            del self._bindings[k]
+        releases, bindings = self._releases, self._bindings
+        while releases and releases[0][0] <= release_before:
+            _, k = heapq.heappop(releases)
+            b = bindings.get(k)
+            if b is not None and b.released_at is not None and b.released_at <= release_before:
+                del bindings[k]
         return deliveries, evict
 
     def stats(self) -> dict[str, int]:

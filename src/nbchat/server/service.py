@@ -74,6 +74,8 @@ class SignalingService:
         self.default_audience = default_audience
         self.realm = Realm(settings.limits())
         self.hub = Hub(self.max_frame_bytes, settings.send_buffer_limit, owner=self)
+        #: The Jupyter extension's ``fastpath.FastUpgrade`` (None elsewhere).
+        self.fast_upgrade: Any = None
         self._ticker = PeriodicCallback(self._tick, settings.tick_interval * 1000)
         self._last_tick = time.monotonic()
         #: (start, end) of recent times the loop did not run (see _tick), oldest first.

@@ -68,6 +68,24 @@ class SignalingSettings(IceSettings):
         "memory per socket, see docs/benchmarks.md). False uses tornado's stock "
         "WebSocket protocol.",
     )
+    auth_cache_seconds = Float(
+        30.0,
+        config=True,
+        help="Jupyter extension: for this many seconds after Jupyter's auth accepted a "
+        "signaling or presence socket, a new socket presenting exactly the same "
+        "credentials (Host, Origin, Cookie and Authorization headers) gets the same "
+        "identity without a second pass through Jupyter's request path (a reconnect "
+        "storm costs a fraction of the CPU, docs/benchmarks.md). Cleared when the "
+        "server's token or password changes. 0 turns it off.",
+    )
+    listen_backlog = Int(
+        1024,
+        config=True,
+        help="Jupyter extension, with auth_cache_seconds: the listen backlog of Jupyter's "
+        "HTTP sockets, raised from tornado's 128 (capped by the kernel's somaxconn) so "
+        "that in a reconnect storm the kernel queues the connections instead of dropping "
+        "them (each dropped one waits 1 s or more for its retry). 0 leaves it alone.",
+    )
     send_buffer_limit = Int(
         4 * 1024 * 1024,
         config=True,

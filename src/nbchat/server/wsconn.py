@@ -162,6 +162,26 @@ class WsConn:
         if unread:
             self._receive(unread)
 
+    def hold(self, data: bytes) -> None:
+        """Before ``start``: queue ``data`` and hold everything written after it until
+        ``release`` (so a handshake response and the first frames go in one send)."""
+        self._wbuf = bytearray(data)
+
+    def release(self) -> None:
+        """Send what ``hold`` queued; what the socket does not take waits for writable."""
+        buf = self._wbuf
+        if buf is None or self._done:
+            return
+        sent = self._send(buf)
+        if sent < 0:
+            return
+        del buf[:sent]
+        if not buf:
+            self._wbuf = None
+        else:
+            assert self._hub.loop is not None
+            _outside(self._hub.loop.add_writer, self._sock.fileno(), self._on_writable)
+
     @property
     def closed(self) -> bool:
         return self._proto.state != OPEN
