@@ -22,6 +22,8 @@ const ESTIMATE_FIRST = 52;
 const ESTIMATE_CONTINUED = 24;
 const OVERSCAN_PX = 240;
 const BOTTOM_SLACK_PX = 24;
+/** Mounted rows start at a multiple of this (a few more rows above the overscan). */
+const ROW_STEP = 16;
 /** Messages from one author within this window are grouped under one header. */
 const GROUP_MS = 5 * 60_000;
 /** How long a message jumped to stays highlighted. */
@@ -84,7 +86,12 @@ export function MessagesList({ messages, users, selfId, markdown, jumpRef }: Mes
   // While following the bottom, the window is the bottom: history inserted above before the
   // next frame scrolls must not mount (and render Markdown for) rows that were never seen.
   const windowTop = atBottom.current ? Math.max(0, total - viewport.height) : viewport.top;
-  const { start, end } = visibleRange(offsets, windowTop, viewport.height, OVERSCAN_PX);
+  const range = visibleRange(offsets, windowTop, viewport.height, OVERSCAN_PX);
+  // The first mounted row moves in steps of ROW_STEP: following the bottom, a new message then
+  // unmounts the oldest rows once every ROW_STEP messages, not one on each (an unmount was a
+  // third of a live message's commit, bench/browser_latency.py --profile).
+  const start = range.start - (range.start % ROW_STEP);
+  const end = range.end;
 
   // One ResizeObserver measures every rendered row; a row above the viewport that changes
   // height shifts the scroll position by the same amount, so what the reader sees stays put.
