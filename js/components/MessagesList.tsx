@@ -5,7 +5,7 @@ import * as React from "react";
 import type { MarkdownRenderer } from "../markdown";
 import type { ListedMessage as Message } from "../chatState";
 import type { Presence } from "../protocol";
-import { rowAt, rowOffsets, visibleRange } from "../windowing";
+import { extendOffsets, rowAt, rowOffsets, visibleRange } from "../windowing";
 import { ChatMessage, type ChatMessageProps } from "./ChatMessage";
 
 export interface MessagesListProps {
@@ -69,17 +69,30 @@ export function MessagesList({ messages, users, selfId, markdown, jumpRef }: Mes
     return byPeer;
   }, [users]);
 
-  const offsets = React.useMemo(
-    () =>
-      rowOffsets(messages.length, (i) => {
-        const known = heights.current.get(messages[i].id);
-        if (known !== undefined) return known;
-        return isContinued(messages, i) ? ESTIMATE_CONTINUED : ESTIMATE_FIRST;
-      }),
+  // Offsets of every row; when messages were only appended (the same rows before, same
+  // heights known) only the new rows are added: a live message in a 10,000-message room is
+  // not a height lookup per row.
+  const laidOut = React.useRef<{ messages: readonly Message[]; measured: number; offsets: Float64Array } | null>(null);
+  const offsets = React.useMemo(() => {
+    const heightOf = (i: number): number => {
+      const known = heights.current.get(messages[i].id);
+      if (known !== undefined) return known;
+      return isContinued(messages, i) ? ESTIMATE_CONTINUED : ESTIMATE_FIRST;
+    };
+    const before = laidOut.current;
+    const kept =
+      before !== null &&
+      before.measured === measured &&
+      before.messages.length <= messages.length &&
+      before.messages.length > 0 &&
+      before.messages[before.messages.length - 1].id === messages[before.messages.length - 1].id &&
+      before.messages[0].id === messages[0].id;
+    const next = kept ? extendOffsets(before.offsets, messages.length, heightOf) : rowOffsets(messages.length, heightOf);
+    laidOut.current = { messages, measured, offsets: next };
+    return next;
     // `measured` changes whenever a row reports a new height.
     // eslint-disable-next-line react-hooks/exhaustive-deps
-    [messages, measured],
-  );
+  }, [messages, measured]);
   const total = offsets[messages.length];
   const offsetsRef = React.useRef(offsets);
   offsetsRef.current = offsets;
