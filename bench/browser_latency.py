@@ -20,7 +20,11 @@ default, WebSocket mode): the typed message in the other user's chat, the own me
 ``.chat`` file of N messages opened (chat panel shown → newest in the DOM) and reloaded,
 and the page's JS heap.
 
-A benchmark, not a test: it prints a markdown table and JSON.
+A benchmark, not a test: it prints a markdown table and JSON. ``--typed-only`` runs only
+the typed-message rows; ``--profile DIR`` runs CDP's sampling profiler in both pages while
+typing and prints, per message, the functions' self and total time inside the measured
+spans (sender: Enter → own message shown; receiver: frame received → shown), saving the
+``.cpuprofile`` files in DIR (read them with a build that keeps names, docs/benchmarks.md).
 
     PYTHONPATH=src python bench/browser_latency.py --messages 200 --history 10000 \\
         [--jupyter-chat /tmp/jchat-venv]
