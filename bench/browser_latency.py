@@ -20,7 +20,11 @@ default, WebSocket mode): the typed message in the other user's chat, the own me
 ``.chat`` file of N messages opened (chat panel shown → newest in the DOM) and reloaded,
 and the page's JS heap.
 
-A benchmark, not a test: it prints a markdown table and JSON.
+A benchmark, not a test: it prints a markdown table and JSON. ``--typed-only`` runs only
+the typed-message rows; ``--profile DIR`` runs CDP's sampling profiler in both pages while
+typing and prints, per message, the functions' self and total time inside the measured
+spans (sender: Enter → own message shown; receiver: frame received → shown), saving the
+``.cpuprofile`` files in DIR (read them with a build that keeps names, docs/benchmarks.md).
 
     PYTHONPATH=src python bench/browser_latency.py --messages 200 --history 10000 \\
         [--jupyter-chat /tmp/jchat-venv]
@@ -86,20 +90,41 @@ PROBE = r"""
     },
   });
   window.addEventListener('keydown', (e) => { if (e.key === 'Enter') probe.keys.push(t()); }, true);
-  const scan = () => {
-    const log = document.querySelector('[role=log][aria-label=Messages]');
-    if (log === null) return;
-    if (probe.widget === null) probe.widget = t();
-    for (const body of log.querySelectorAll('.nbchat-message-body')) {
-      const m = body.textContent.match(/^bench-\d+/);
-      if (m && !(m[0] in probe.dom)) probe.dom[m[0]] = t();
-      for (const w of probe.watch) {
-        if (body.textContent.startsWith(w)) {
-          const row = body.closest('.nbchat-row');
-          const index = row ? Number(row.dataset.rowIndex) : -1;
-          const seen = probe.rowIndex[w] || (probe.rowIndex[w] = { first: null, firstIndex: null });
-          if (seen.first === null) { seen.first = t(); seen.firstIndex = index; }
+  // Timed when the observer runs (right after the DOM change), and looking only at what was
+  // added or changed: a document-wide query on every mutation cost ~0.5 ms a message here,
+  // most of it before the time was taken.
+  const LOG = '[role=log][aria-label=Messages]';
+  const seenBody = (body, now) => {
+    const text = body.textContent;
+    const m = text.match(/^bench-\d+/);
+    if (m && !(m[0] in probe.dom)) probe.dom[m[0]] = now;
+    for (const w of probe.watch) {
+      if (text.startsWith(w)) {
+        const row = body.closest('.nbchat-row');
+        const index = row ? Number(row.dataset.rowIndex) : -1;
+        const seen = probe.rowIndex[w] || (probe.rowIndex[w] = { first: null, firstIndex: null });
+        if (seen.first === null) { seen.first = now; seen.firstIndex = index; }
+      }
+    }
+  };
+  const scan = (records) => {
+    const now = t();
+    if (probe.widget === null) {
+      if (document.querySelector(LOG) === null) return;
+      probe.widget = now;
+    }
+    for (const r of records) {
+      const nodes = r.type === 'characterData' ? [r.target.parentElement] : r.addedNodes;
+      for (const node of nodes) {
+        if (node === null || node.nodeType !== 1) continue;
+        if (node.closest('.nbchat-message-body') !== null) {
+          if (node.closest(LOG) !== null) seenBody(node.closest('.nbchat-message-body'), now);
+          continue;
         }
+        const bodies = node.querySelectorAll('.nbchat-message-body');
+        if (bodies.length === 0) continue;
+        if (node.closest(LOG) === null && node.querySelector(LOG) === null) continue;
+        for (const body of bodies) seenBody(body, now);
       }
     }
   };
@@ -172,7 +197,90 @@ def heap_mb(page: Any) -> float:
     return used / 1e6
 
 
-def typed_latency(lab: Any, browser: Any, count: int) -> dict[str, Any]:
+def start_profile(page: Any) -> Any:
+    """CDP's sampling profiler on `page` (every 100 µs), started now."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Profiler.enable")
+    cdp.send("Profiler.setSamplingInterval", {"interval": 100})
+    cdp.send("Profiler.start")
+    return cdp
+
+
+#: Run in a page just before the profiler stops: a named 30 ms busy loop whose first sample
+#: ties the profile's clock to the page's (`performance.timeOrigin + performance.now()`).
+CALIBRATE = """() => {
+  const t = () => performance.timeOrigin + performance.now();
+  const __nbchatCalibrate = () => { const t0 = t(); while (t() - t0 < 30); return t0; };
+  return __nbchatCalibrate();
+}"""
+
+
+def stop_profile(
+    page: Any, cdp: Any, out: Path, windows: list[tuple[float, float]], top: int = 30
+) -> list[tuple[str, float, float]]:
+    """Stop the profiler and save the `.cpuprofile` (open it in Chrome DevTools); return the
+    `top` functions by self time and by total time, in ms per message, counting only samples
+    inside `windows` (page-clock intervals: key down or frame received → in the DOM)."""
+    mark = page.evaluate(CALIBRATE)
+    profile = cdp.send("Profiler.stop")["profile"]
+    cdp.detach()
+    out.write_text(json.dumps(profile))
+    nodes = {n["id"]: n for n in profile["nodes"]}
+    parent = {c: n["id"] for n in profile["nodes"] for c in n.get("children", [])}
+
+    def name(node: dict[str, Any]) -> str:
+        frame = node["callFrame"]
+        where = frame["url"].rsplit("/", 1)[-1].split("?")[0][:24]
+        return f"{frame['functionName'] or '(anonymous)'} @ {where}:{frame['lineNumber'] + 1}"
+
+    times, at = [], profile["startTime"]
+    for delta in profile["timeDeltas"]:
+        at += delta
+        times.append(at / 1000)  # ms, profile clock
+    offset = None
+    for when, sample in zip(times, profile["samples"], strict=True):
+        node: int | None = sample
+        while node is not None and nodes[node]["callFrame"]["functionName"] != "__nbchatCalibrate":
+            node = parent.get(node)
+        if node is not None:
+            offset = when - mark
+            break
+    if offset is None:
+        return []
+    spans = sorted((start + offset, end + offset) for start, end in windows)
+    by_self: dict[str, float] = {}
+    by_total: dict[str, float] = {}
+    span = 0
+    for i, (when, sample) in enumerate(zip(times, profile["samples"], strict=True)):
+        while span < len(spans) and spans[span][1] < when:
+            span += 1
+        if span == len(spans):
+            break
+        if when < spans[span][0]:
+            continue
+        ms = (times[i + 1] - when) if i + 1 < len(times) else 0.0
+        key = name(nodes[sample])
+        by_self[key] = by_self.get(key, 0.0) + ms
+        seen: set[str] = set()
+        walk: int | None = sample
+        while walk is not None:
+            key = name(nodes[walk])
+            if key not in seen:  # recursion counts once
+                seen.add(key)
+                by_total[key] = by_total.get(key, 0.0) + ms
+            walk = parent.get(walk)
+    n = max(1, len(windows))
+    ranked = sorted(by_self.items(), key=lambda kv: -kv[1])[:top]
+    by_incl = sorted(by_total.items(), key=lambda kv: -kv[1])[: top * 2]
+    return [(k, v / n, by_total[k] / n) for k, v in ranked] + [
+        ("— by total —", 0.0, 0.0),
+        *((k, by_self.get(k, 0.0) / n, v / n) for k, v in by_incl),
+    ]
+
+
+def typed_latency(
+    lab: Any, browser: Any, count: int, profile: Path | None = None
+) -> dict[str, Any]:
     path = put_notebook(
         lab,
         "notebooks/bench-typed.ipynb",
@@ -192,7 +300,10 @@ def typed_latency(lab: Any, browser: Any, count: int) -> dict[str, Any]:
         page.get_by_text("Connected to 1 peer").wait_for(timeout=60_000)
     box = message_box(a)
     box.wait_for(state="visible")
+    profilers: list[Any] = []
     for i in range(count + 10):  # the first 10 warm up
+        if i == 10 and profile is not None:
+            profilers = [start_profile(a), start_profile(b)]
         marker = f"bench-{i}"
         box.fill(marker)
         box.press("Enter")
@@ -202,6 +313,24 @@ def typed_latency(lab: Any, browser: Any, count: int) -> dict[str, Any]:
     pa = a.evaluate("() => window.__probe")
     pb = b.evaluate("() => window.__probe")
     keys = pa["keys"][-(count + 10) :]
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
+        marks = [f"bench-{i}" for i in range(10, count + 10)]
+        spans = {
+            "sender: Enter → own message in the DOM": (
+                a,
+                [(keys[i], pa["dom"][m]) for i, m in enumerate(marks, 10)],
+            ),
+            "receiver: frame received → in the DOM": (
+                b,
+                [(pb["recv"][m], pb["dom"][m]) for m in marks],
+            ),
+        }
+        for (what, (page, windows)), cdp in zip(spans.items(), profilers, strict=True):
+            file = profile / f"{what.split(':')[0]}.cpuprofile"
+            print(f"\n{what}: ms per message, self / total (samples in those spans only)")
+            for fn, own, total in stop_profile(page, cdp, file, windows):
+                print(f"  {own:7.3f} {total:7.3f}  {fn}")
     rows: dict[str, list[float]] = {"to_other": [], "own": [], "channel": [], "recv_to_dom": []}
     for i in range(10, count + 10):
         m = f"bench-{i}"
@@ -421,6 +550,14 @@ def main() -> None:
     parser.add_argument(
         "--quiet", type=float, default=0.5, help="wait until the machine is this idle"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="profile both pages (CDP) while typing; .cpuprofile files into this folder",
+    )
+    parser.add_argument(
+        "--typed-only", action="store_true", help="only the typed-message rows (no history)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
 
@@ -435,7 +572,13 @@ def main() -> None:
             browser = p.chromium.launch(
                 executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS, headless=True
             )
-            typed = typed_latency(lab, browser, args.messages)
+            typed = typed_latency(lab, browser, args.messages, args.profile)
+            if args.typed_only:
+                browser.close()
+                lab.stop()
+                print(f"\nmachine {busy:.0%} busy before the run; {args.messages} typed messages")
+                print(json.dumps({"typed": typed}, indent=1))
+                return
             hist = history(lab, browser, args.history)
             lab.stop()
             jchat: dict[str, Any] = {}

@@ -334,6 +334,28 @@ describe("ChatProxy", () => {
     expect(proxy.state.messages).toHaveLength(50);
   });
 
+
+  it("renders a message at once right after a typing render (no frame wait), and sends typing off after it", async () => {
+    const { proxy, peers, sockets } = await start();
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me"), presence("b-2", "bob")] });
+    const conn = peers[0].dialed[0];
+    openConn(conn);
+    await vi.advanceTimersByTimeAsync(20);
+    // Bob stops typing, and his message follows within the same millisecond.
+    conn.emit("data", { type: "typing", on: true });
+    await Promise.resolve();
+    expect(proxy.state.typing).toBe("BOB is typing…");
+    conn.emit("data", { type: "typing", on: false });
+    conn.emit("data", { type: "message", message: { seq: 1, clock: 1, time: 5, text: "hi", user: identity("bob") } });
+    await Promise.resolve(); // a microtask: no timer or animation frame ran
+    expect(proxy.state.messages.map((m) => m.text)).toEqual(["hi"]);
+    expect(proxy.state.typing).toBe("");
+    // Ours: the message goes on the link first, "stopped typing" after it.
+    proxy.setTyping(true);
+    proxy.send("mine");
+    const sent = conn.sent.map((f) => (f as { type: string }).type).filter((t) => t === "message" || t === "typing");
+    expect(sent.slice(-3)).toEqual(["typing", "message", "typing"]);
+  });
   it("throttles a flooding peer per connection, warns, and still shows everyone else", async () => {
     const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
     try {

@@ -60,7 +60,9 @@ const NOTHING_STORED: LocalCopyStats = { messages: 0, bytes: 0 };
 /** Read from the local copy first, so the first screen shows before the rest is read. */
 const FIRST_SCREEN = 100;
 /** Renders closer together than this are a burst (a history pouring in): the next one waits
- *  for an animation frame. A lone frame (live chat) renders at once, in the task it came in. */
+ *  for an animation frame. A lone frame (live chat) renders at once, in the task it came in.
+ *  New messages are judged against renders of new messages only: a typing or presence render
+ *  just before (the author's "stopped typing") does not make the message wait for a frame. */
 const BURST_MS = 8;
 /** rAF does not fire in a hidden tab, and a tab can hide after we asked for one. */
 const FRAME_FALLBACK_MS = 50;
@@ -95,6 +97,11 @@ export class ChatProxy {
   private emitTimer: ReturnType<typeof setTimeout> | null = null;
   private emitFrame: number | null = null;
   private emitQueued = false;
+  /** The queued render waits for a frame (a burst); a lone new message may still go first. */
+  private emitDeferred = false;
+  /** The queued render shows new messages. */
+  private emitAdded = false;
+  private lastAddedEmit = -Infinity;
   private lastEmit = -Infinity;
   /** Set for the room sync's next deadline (a waiting sync answer, the next repair round). */
   private syncTimer: ReturnType<typeof setTimeout> | null = null;
@@ -231,8 +238,7 @@ export class ChatProxy {
     const limit = this.session?.max_message_bytes ?? Infinity;
     if (utf8Length(body) > limit) throw new Error(`Message too long: the limit is ${limit} bytes`);
     const message = this.log.compose(body, Date.now(), mime === null ? null : cleanMime(mime), null, this.flagged(fields));
-    this.publish(message);
-    this.setTyping(false);
+    this.publish(message, true);
     // Shown at once, whatever else is pouring in: it was typed here.
     this.changed(true);
     return message;
@@ -336,8 +342,7 @@ export class ChatProxy {
     const limit = this.session?.max_message_bytes ?? Infinity;
     if (utf8Length(text) > limit) throw new Error(`Message too long: the limit is ${limit} bytes`);
     const entry = log.compose(text, Date.now(), null, null, this.flagged(extensions));
-    this.publish(entry);
-    if (extensions.kind !== "react") this.setTyping(false);
+    this.publish(entry, extensions.kind !== "react");
     this.changed(true);
     return entry;
   }
@@ -361,12 +366,16 @@ export class ChatProxy {
   }
 
   /** Our new entry to the local copy and every open link, once signed (in signed rooms). */
-  private publish(message: ChatMessage): void {
+  /** Sign `message`, send it, then (`typed`) tell the others we stopped typing: after it, so
+   *  that frame never goes (or renders) ahead of the message (their typing line clears on the
+   *  message anyway). */
+  private publish(message: ChatMessage, typed = false): void {
     const sync = this.sync;
     this.authorship.sign(message, () => {
       if (this.destroyed || sync === null) return;
       this.keep([message]);
       this.carry(sync.publish(message));
+      if (typed) this.setTyping(false);
     });
   }
 
@@ -740,7 +749,7 @@ export class ChatProxy {
         case "added":
           this.files.onMessages(event.messages);
           this.keep(event.messages);
-          this.changed(false);
+          this.changed(false, true);
           break;
         case "rejected":
           console.warn(`nbchat: ${event.reasons.length} invalid history messages from ${event.peer}`);
@@ -819,20 +828,27 @@ export class ChatProxy {
     this.setPhase("offline");
   }
 
-  /** Something the UI shows changed; `urgent`: render now even in a burst (our own message). */
-  private changed(urgent: boolean): void {
-    this.scheduleEmit(urgent);
+  /** Something the UI shows changed; `urgent`: render now even in a burst (our own message);
+   *  `added`: messages came (a burst is judged among those renders only). */
+  private changed(urgent: boolean, added = false): void {
+    this.scheduleEmit(urgent, added);
   }
 
   /** Render soon: in a microtask (so what came in is in the DOM before the task ends), or,
    *  when renders come thick and fast, once per animation frame. */
-  private scheduleEmit(urgent = false): void {
-    if (this.destroyed || (this.emitQueued && !urgent)) return;
+  private scheduleEmit(urgent = false, added = false): void {
+    if (this.destroyed) return;
+    this.emitAdded ||= added;
+    const at = now();
+    const soon = urgent || (added ? at - this.lastAddedEmit >= BURST_MS : at - this.lastEmit >= BURST_MS);
+    if (this.emitQueued && !(soon && this.emitDeferred)) return;
     this.emitQueued = true;
-    if (urgent || now() - this.lastEmit >= BURST_MS) {
+    if (soon) {
+      this.emitDeferred = false;
       queueMicrotask(this.emit);
       return;
     }
+    this.emitDeferred = true;
     const visible = typeof document !== "undefined" && document.visibilityState === "visible";
     if (visible && typeof requestAnimationFrame === "function") this.emitFrame = requestAnimationFrame(this.emit);
     this.emitTimer = setTimeout(this.emit, visible ? FRAME_FALLBACK_MS : 0);
@@ -845,10 +861,13 @@ export class ChatProxy {
     if (this.emitFrame !== null && typeof cancelAnimationFrame === "function") cancelAnimationFrame(this.emitFrame);
     this.emitTimer = null;
     this.emitFrame = null;
+    this.emitDeferred = false;
     if (this.destroyed) return;
     this.snapshot = this.computeState();
     for (const listener of this.listeners) listener(this.snapshot);
     this.lastEmit = now();
+    if (this.emitAdded) this.lastAddedEmit = this.lastEmit;
+    this.emitAdded = false;
   };
 
   /** Who took the room off the record and when, while it is (for the banner). */

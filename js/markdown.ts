@@ -42,6 +42,32 @@ function plainText(text: string): string {
   return `<p>${escapeHtml(text).replace(/\n/g, "<br>")}</p>`;
 }
 
+/**
+ * Chat lines are mostly plain words. Text made only of letters, marks, digits, single-line
+ * spaces and `, . ? ! ' " ( ) ; -` (no Markdown syntax, no URL, no HTML, no entity) needs
+ * neither marked nor DOMPurify: every line is text, joined by <br> (`breaks`), in one <p>.
+ * What could start a block (a list's `-`, `1.` or `1)`; a line of dashes; an indent; a blank
+ * line) or an autolink (`www.`) goes the long way. The output is byte for byte what
+ * marked + DOMPurify give for such text (js/markdown.test.ts compares both on a corpus and on
+ * random strings); `"` and `'` come out as DOMPurify serializes them, unescaped in text.
+ */
+const PLAIN_CHARS = /^[\p{L}\p{M}\p{N} ,.?!'"();\-\n]+$/u;
+const BLOCK_START = /^(?:[ ]|-|\d+[.)]|$)|[ ]$/;
+const LONG_PATH = /www\./i;
+
+/** The safe HTML of `text` when it is plain (see PLAIN_CHARS), else null. */
+export function plainHtml(text: string): string | null {
+  if (text.length > LONG_TEXT || !PLAIN_CHARS.test(text) || LONG_PATH.test(text)) return null;
+  const lines = text.split("\n");
+  for (const line of lines) if (BLOCK_START.test(line)) return null;
+  return `<p>${lines.join("<br>")}</p>\n`;
+}
+
+export interface MarkdownOptions {
+  /** Plain text skips marked and DOMPurify (same output); off only to compare both paths. */
+  fastPath?: boolean;
+}
+
 export interface MarkdownRenderer {
   /** Safe HTML for `text`. */
   render(text: string): string;
@@ -50,7 +76,10 @@ export interface MarkdownRenderer {
   renderHtml(html: string): string;
 }
 
-export function createMarkdownRenderer(window: Window & typeof globalThis): MarkdownRenderer {
+export function createMarkdownRenderer(
+  window: Window & typeof globalThis,
+  { fastPath = true }: MarkdownOptions = {},
+): MarkdownRenderer {
   const purify: DOMPurify = createDOMPurify(window);
   purify.addHook("afterSanitizeAttributes", (node) => {
     if (node.nodeName === "A") {
@@ -82,6 +111,8 @@ export function createMarkdownRenderer(window: Window & typeof globalThis): Mark
   // Scrolling a long history re-mounts rows: keep recent renderings instead of re-parsing.
   const cache = new Map<string, string>();
   const sanitize = (text: string): string => {
+    const plain = fastPath ? plainHtml(text) : null;
+    if (plain !== null) return plain;
     if (tooCostly(text)) return plainText(text);
     let html: string;
     try {

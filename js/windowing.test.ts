@@ -1,11 +1,19 @@
 import { describe, expect, it } from "vitest";
-import { rowAt, rowOffsets, visibleRange } from "./windowing";
+import { extendOffsets, rowAt, rowOffsets, visibleRange } from "./windowing";
 
 describe("windowing", () => {
   const offsets = rowOffsets(5, (i) => (i + 1) * 10); // tops 0,10,30,60,100; total 150
 
   it("computes prefix offsets", () => {
     expect([...offsets]).toEqual([0, 10, 30, 60, 100, 150]);
+  });
+
+  it("extends offsets for appended rows, measuring only those", () => {
+    const asked: number[] = [];
+    const grown = extendOffsets(offsets, 7, (i) => (asked.push(i), (i + 1) * 10));
+    expect([...grown]).toEqual([...rowOffsets(7, (i) => (i + 1) * 10)]);
+    expect(asked).toEqual([5, 6]);
+    expect([...extendOffsets(offsets, 3, (i) => (i + 1) * 10)]).toEqual([0, 10, 30, 60]);
   });
 
   it("finds the row under a y position", () => {

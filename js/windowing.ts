@@ -7,6 +7,18 @@ export function rowOffsets(count: number, heightOf: (index: number) => number): 
   return offsets;
 }
 
+/** `rowOffsets(count, heightOf)` from `previous`, the offsets of the first rows (unchanged):
+ *  only the rows after them are measured (a message appended to a long list is O(1) work
+ *  plus a copy, not a height lookup per row). */
+export function extendOffsets(previous: Float64Array, count: number, heightOf: (index: number) => number): Float64Array {
+  const known = previous.length - 1;
+  if (known > count) return rowOffsets(count, heightOf);
+  const offsets = new Float64Array(count + 1);
+  offsets.set(previous);
+  for (let i = known; i < count; i += 1) offsets[i + 1] = offsets[i] + heightOf(i);
+  return offsets;
+}
+
 /** Index of the row containing `y` (clamped to the rows that exist). */
 export function rowAt(offsets: Float64Array, y: number): number {
   const count = offsets.length - 1;

@@ -3,6 +3,7 @@
 import * as React from "react";
 import type { ChatProxy } from "../ChatProxy";
 import { type ChatState, type ListedMessage, type Quote, displayName } from "../chatState";
+import type { Presence } from "../protocol";
 import { createMarkdownRenderer } from "../markdown";
 import { FilesContext, SaveContext } from "./FileCard";
 import { LocalCopyInfo } from "./LocalCopyInfo";
@@ -64,6 +65,18 @@ function useTitleBadge(messages: readonly ListedMessage[], selfId: string | null
   }, [messages, selfId]);
 }
 
+/** `users` as it was while it holds the same people (the state makes a new array each render),
+ *  so what shows them (the users column, avatars, mention candidates) skips a new message. */
+function useStableUsers(users: readonly Presence[]): readonly Presence[] {
+  const held = React.useRef(users);
+  const before = held.current;
+  const same =
+    before.length === users.length &&
+    users.every((u, i) => u.peer_id === before[i].peer_id && u.user === before[i].user);
+  if (!same) held.current = users;
+  return held.current;
+}
+
 /** A notebook-path room shows as its file name; the full name is in the tooltip. */
 function roomLabel(room: string): string {
   const parts = room.split(/[\\/]/).filter(Boolean);
@@ -86,10 +99,12 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
   if (matches.join("\n") !== matchesRef.current.join("\n")) matchesRef.current = matches;
   const stableMatches = matchesRef.current;
   useTitleBadge(state.messages, state.selfId);
-  // An export holds what is kept: no switch lines, nothing said off the record.
-  const exported = React.useMemo(
-    () => state.messages.filter((m) => m.kind === undefined && m.off_record !== true),
-    [state.messages],
+  const users = useStableUsers(state.users);
+  // An export holds what is kept: no switch lines, nothing said off the record. Filtered
+  // when the menu asks, not on every message.
+  const exported = React.useCallback(
+    () => proxy.state.messages.filter((m) => m.kind === undefined && m.off_record !== true),
+    [proxy],
   );
   const notifications = useMentionNotifications(state.messages, state.selfId, state.self?.username ?? null, (id) =>
     jumpRef.current?.(id),
@@ -115,8 +130,8 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
     [proxy, replying, attempt],
   );
 
-  const usersRef = React.useRef(state.users);
-  usersRef.current = state.users;
+  const usersRef = React.useRef(users);
+  usersRef.current = users;
   const selfName = state.self?.username ?? null;
   const actions = React.useMemo<ChatActions>(
     () => ({
@@ -155,10 +170,21 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
     }
   }, [proxy, selfName, actions]);
   const people = React.useMemo(() => {
-    const seen = new Map(state.users.map((u) => [u.user.username, u.user]));
+    const seen = new Map(users.map((u) => [u.user.username, u.user]));
     if (selfName !== null) seen.delete(selfName);
     return [...seen.values()];
-  }, [state.users, selfName]);
+  }, [users, selfName]);
+  const onEdit = React.useCallback(
+    (id: string, text: string) => {
+      attempt(() => proxy.edit(id, text));
+      setEditing(null);
+    },
+    [proxy, attempt],
+  );
+  const onCancelEdit = React.useCallback(() => setEditing(null), []);
+  const onCancelReply = React.useCallback(() => setReplying(null), []);
+  const onTyping = React.useCallback((typing: boolean) => proxy.setTyping(typing), [proxy]);
+  const onToggleRecord = React.useCallback((off: boolean) => attempt(() => proxy.setOffTheRecord(off)), [proxy, attempt]);
 
   const onFiles = React.useCallback(
     (files: File[]) => {
@@ -231,7 +257,7 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
           <OffRecordToggle
             offRecord={state.offRecord ?? null}
             disabled={state.cannotSend !== null}
-            onToggle={(off) => attempt(() => proxy.setOffTheRecord(off))}
+            onToggle={onToggleRecord}
           />
           <ExportMenu room={room} messages={exported} history={proxy} />
           {notifications.permission !== "unsupported" && (
@@ -282,7 +308,7 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
           <SearchContext.Provider value={deferredQuery}>
             <MessagesList
               messages={state.messages}
-              users={state.users}
+              users={users}
               selfId={state.selfId}
               markdown={markdown}
               jumpRef={jumpRef}
@@ -302,20 +328,17 @@ export function ChatBox({ proxy, room, saveFile = null }: ChatBoxProps): React.R
             disabledReason={state.cannotSend}
             maxBytes={state.maxMessageBytes}
             editing={editing}
-            onEdit={(id, text) => {
-              attempt(() => proxy.edit(id, text));
-              setEditing(null);
-            }}
-            onCancelEdit={() => setEditing(null)}
+            onEdit={onEdit}
+            onCancelEdit={onCancelEdit}
             onEditLast={onEditLast}
             replying={replying}
-            onCancelReply={() => setReplying(null)}
-            onTyping={(typing) => proxy.setTyping(typing)}
+            onCancelReply={onCancelReply}
+            onTyping={onTyping}
             people={people}
           />
           <LocalCopyInfo stats={state.localCopy ?? null} onClear={onClearLocalCopy} />
         </div>
-        <UsersList users={state.users} selfId={state.selfId} />
+        <UsersList users={users} selfId={state.selfId} />
       </div>
       {dragging && (
         <div className="nbchat-drop" aria-hidden="true">

@@ -126,11 +126,13 @@ function errorText(error: unknown): string {
 
 export interface ExportMenuProps {
   room: string;
-  messages: readonly ListedMessage[];
+  /** What an export holds, or a function giving it when asked (the chat passes one, so a
+   *  new message does not filter the whole log or re-render the menu). */
+  messages: readonly ListedMessage[] | (() => readonly ListedMessage[]);
   history: HistoryPort;
 }
 
-export function ExportMenu({ room, messages, history }: ExportMenuProps): React.ReactElement {
+function ExportMenuView({ room, messages, history }: ExportMenuProps): React.ReactElement {
   const save = React.useContext(SaveContext);
   const [open, setOpen] = React.useState(false);
   const [status, setStatus] = React.useState<{ text: string; failed: boolean } | null>(null);
@@ -145,7 +147,7 @@ export function ExportMenu({ room, messages, history }: ExportMenuProps): React.
     setOpen(false);
     button.current?.focus();
   };
-  const markdown = (): string => toMarkdown(room, messages, Date.now());
+  const markdown = (): string => toMarkdown(room, typeof messages === "function" ? messages() : messages, Date.now());
   const json = (): string => `${JSON.stringify(history.exportDocument(), null, 1)}\n`;
   const run = (work: () => Promise<string>, failure: string): void => {
     close();
@@ -280,3 +282,5 @@ export function ExportMenu({ room, messages, history }: ExportMenuProps): React.
     </span>
   );
 }
+
+export const ExportMenu = React.memo(ExportMenuView);

@@ -73,14 +73,14 @@ export function TrashIcon(): React.ReactElement {
   );
 }
 
-export function SearchIcon(): React.ReactElement {
+export const SearchIcon = React.memo(function SearchIcon(): React.ReactElement {
   return (
     <StrokeIcon size={14}>
       <circle cx="10.5" cy="10.5" r="6.5" />
       <path d="m15.5 15.5 5 5" />
     </StrokeIcon>
   );
-}
+});
 
 export function DownloadIcon(): React.ReactElement {
   return (
@@ -90,11 +90,11 @@ export function DownloadIcon(): React.ReactElement {
   );
 }
 
-export function BellIcon(): React.ReactElement {
+export const BellIcon = React.memo(function BellIcon(): React.ReactElement {
   return (
     <StrokeIcon size={14}>
       <path d="M6 16V11a6 6 0 0 1 12 0v5l1.5 2h-15Z" />
       <path d="M10 20.5a2 2 0 0 0 4 0" />
     </StrokeIcon>
   );
-}
+});

@@ -52,7 +52,7 @@ export interface MessageInputProps {
   people?: readonly Identity[];
 }
 
-export function MessageInput({
+function MessageInputView({
   onSend,
   onFiles,
   disabledReason,
@@ -295,3 +295,6 @@ export function MessageInput({
     </div>
   );
 }
+
+/** Re-renders for its own typing and for what it is given, not for every message shown. */
+export const MessageInput = React.memo(MessageInputView);

@@ -5,7 +5,7 @@ import * as React from "react";
 import type { MarkdownRenderer } from "../markdown";
 import type { ListedMessage as Message } from "../chatState";
 import type { Presence } from "../protocol";
-import { rowAt, rowOffsets, visibleRange } from "../windowing";
+import { extendOffsets, rowAt, rowOffsets, visibleRange } from "../windowing";
 import { ChatMessage, type ChatMessageProps } from "./ChatMessage";
 
 export interface MessagesListProps {
@@ -22,6 +22,8 @@ const ESTIMATE_FIRST = 52;
 const ESTIMATE_CONTINUED = 24;
 const OVERSCAN_PX = 240;
 const BOTTOM_SLACK_PX = 24;
+/** Mounted rows start at a multiple of this (a few more rows above the overscan). */
+const ROW_STEP = 16;
 /** Messages from one author within this window are grouped under one header. */
 const GROUP_MS = 5 * 60_000;
 /** How long a message jumped to stays highlighted. */
@@ -67,24 +69,42 @@ export function MessagesList({ messages, users, selfId, markdown, jumpRef }: Mes
     return byPeer;
   }, [users]);
 
-  const offsets = React.useMemo(
-    () =>
-      rowOffsets(messages.length, (i) => {
-        const known = heights.current.get(messages[i].id);
-        if (known !== undefined) return known;
-        return isContinued(messages, i) ? ESTIMATE_CONTINUED : ESTIMATE_FIRST;
-      }),
+  // Offsets of every row; when messages were only appended (the same rows before, same
+  // heights known) only the new rows are added: a live message in a 10,000-message room is
+  // not a height lookup per row.
+  const laidOut = React.useRef<{ messages: readonly Message[]; measured: number; offsets: Float64Array } | null>(null);
+  const offsets = React.useMemo(() => {
+    const heightOf = (i: number): number => {
+      const known = heights.current.get(messages[i].id);
+      if (known !== undefined) return known;
+      return isContinued(messages, i) ? ESTIMATE_CONTINUED : ESTIMATE_FIRST;
+    };
+    const before = laidOut.current;
+    const kept =
+      before !== null &&
+      before.measured === measured &&
+      before.messages.length <= messages.length &&
+      before.messages.length > 0 &&
+      before.messages[before.messages.length - 1].id === messages[before.messages.length - 1].id &&
+      before.messages[0].id === messages[0].id;
+    const next = kept ? extendOffsets(before.offsets, messages.length, heightOf) : rowOffsets(messages.length, heightOf);
+    laidOut.current = { messages, measured, offsets: next };
+    return next;
     // `measured` changes whenever a row reports a new height.
     // eslint-disable-next-line react-hooks/exhaustive-deps
-    [messages, measured],
-  );
+  }, [messages, measured]);
   const total = offsets[messages.length];
   const offsetsRef = React.useRef(offsets);
   offsetsRef.current = offsets;
   // While following the bottom, the window is the bottom: history inserted above before the
   // next frame scrolls must not mount (and render Markdown for) rows that were never seen.
   const windowTop = atBottom.current ? Math.max(0, total - viewport.height) : viewport.top;
-  const { start, end } = visibleRange(offsets, windowTop, viewport.height, OVERSCAN_PX);
+  const range = visibleRange(offsets, windowTop, viewport.height, OVERSCAN_PX);
+  // The first mounted row moves in steps of ROW_STEP: following the bottom, a new message then
+  // unmounts the oldest rows once every ROW_STEP messages, not one on each (an unmount was a
+  // third of a live message's commit, bench/browser_latency.py --profile).
+  const start = range.start - (range.start % ROW_STEP);
+  const end = range.end;
 
   // One ResizeObserver measures every rendered row; a row above the viewport that changes
   // height shifts the scroll position by the same amount, so what the reader sees stays put.

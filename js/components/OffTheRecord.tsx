@@ -37,7 +37,7 @@ export interface OffRecordToggleProps {
 }
 
 /** The header's switch: pressed while the room is off the record. Anyone may flip it. */
-export function OffRecordToggle({ offRecord, disabled, onToggle }: OffRecordToggleProps): React.ReactElement {
+function OffRecordToggleView({ offRecord, disabled, onToggle }: OffRecordToggleProps): React.ReactElement {
   const off = offRecord !== null;
   return (
     <button
@@ -90,3 +90,5 @@ export function RecordLine({ entry }: { entry: ChatMessage }): React.ReactElemen
     </div>
   );
 }
+
+export const OffRecordToggle = React.memo(OffRecordToggleView);

@@ -37,7 +37,7 @@ export function groupByUser(users: readonly Presence[], selfId: string | null): 
   return [...rows.values()];
 }
 
-export function UsersList({ users, selfId }: UsersListProps): React.ReactElement {
+function UsersListView({ users, selfId }: UsersListProps): React.ReactElement {
   const rows = groupByUser(users, selfId);
   return (
     <div className="nbchat-users">
@@ -66,3 +66,6 @@ export function UsersList({ users, selfId }: UsersListProps): React.ReactElement
     </div>
   );
 }
+
+/** Re-renders only when who is here changes (ChatBox keeps the array while it does not). */
+export const UsersList = React.memo(UsersListView);
