@@ -227,13 +227,23 @@ async def test_same_token_reconnect_gets_open_and_takes_over(login):
 async def test_rooms_are_isolated(login):
     a, b, c = await login(), await login(), await login()
     wa, ida = await a.signal("room-one")
-    wc, idc = await c.signal("room-two")
-    pc, roster = await c.presence("room-two")
-    assert [p["peer_id"] for p in roster["peers"]] == [idc]
-    # c cannot reach a: the frame waits for an "idA" in room-two and expires
-    await wc.send({"type": "OFFER", "dst": ida, "payload": "x"})
-    assert (await wc.recv(timeout=5))["type"] == "EXPIRE"
-    await no_frame(wa)
+
+    async def beat() -> None:  # a stays alive however slow the rest is (alive_timeout 1.5 s)
+        while True:
+            await wa.send({"type": "HEARTBEAT"})
+            await asyncio.sleep(0.3)
+
+    beating = asyncio.get_running_loop().create_task(beat())
+    try:
+        wc, idc = await c.signal("room-two")
+        pc, roster = await c.presence("room-two")
+        assert [p["peer_id"] for p in roster["peers"]] == [idc]
+        # c cannot reach a: the frame waits for an "idA" in room-two and expires
+        await wc.send({"type": "OFFER", "dst": ida, "payload": "x"})
+        assert (await wc.recv(timeout=5))["type"] == "EXPIRE"
+        await no_frame(wa)
+    finally:
+        beating.cancel()
     r = await b.get("nbchat/room-two/peers")
     assert json.loads(r.body) == [idc]
     # a newcomer in room-one is not announced in room-two
