@@ -4,6 +4,7 @@
 
 import { Peer, type PeerError, type PeerOptions } from "peerjs";
 import { Authorship } from "./authorship";
+import { pageVerifier } from "./verifier";
 import { backoffDelay } from "./backoff";
 import { type ChatState, Conversation, type OffRecord, type Phase, chatState } from "./chatState";
 import { FILE_LIMIT_BYTES } from "./core/files";
@@ -127,6 +128,7 @@ export class ChatProxy {
     this.authorship = new Authorship({
       fetchCert: (session, peerId, key) => this.sessions.certificate(session, peerId, key),
       learned: (certs) => this.copy.saveCerts(certs),
+      verifier: (checks) => pageVerifier()(checks),
     });
     void this.restoreLocal();
     this.floods = new FloodNotices(() => this.changed(false));
