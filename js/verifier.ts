@@ -9,7 +9,7 @@
 import type { SignatureCheck, Verifier } from "./core/signing";
 import { b64decode, verifyHere } from "./core/signing";
 
-/** The worker: keys imported once; one message per batch, answered with one flag per check. */
+/** The worker: keys imported once; one message per batch, answered (in order) with one flag per check. */
 const SOURCE = `"use strict";
 const ED25519 = { name: "Ed25519" };
 const keys = new Map();
@@ -22,8 +22,13 @@ function key(text, raw) {
   }
   return found;
 }
-onmessage = async (event) => {
-  const { id, keyTexts, keyBytes, keyOf, sigs, data, ends } = event.data;
+// One batch after another: a batch's answer goes before the next batch's checks start (all
+// started at once, the first answer would wait for every check queued behind it).
+let queue = Promise.resolve();
+onmessage = (event) => {
+  queue = queue.then(() => check(event.data));
+};
+async function check({ id, keyTexts, keyBytes, keyOf, sigs, data, ends }) {
   try {
     const imported = await Promise.all(keyTexts.map((text, i) => key(text, keyBytes[i])));
     const ok = await Promise.all(Array.from(keyOf, (k, i) => {
@@ -36,7 +41,7 @@ onmessage = async (event) => {
   } catch (error) {
     postMessage({ id, error: String(error) });
   }
-};
+}
 `;
 
 /** How long a batch may wait for the worker before it is checked here instead. */
