@@ -261,6 +261,31 @@ describe("Authorship", () => {
       await vi.waitFor(() => expect(calls).toBe(2));
       await vi.waitFor(() => expect(texts(got)).toEqual([["m2"]]));
     });
+
+    it("checks an entry that comes again from another peer once, and a changed copy of it again", async () => {
+      const { srv, messages, certs } = await alice(2);
+      const asked: SignatureCheck[] = [];
+      const counting: Verifier = (checks) => {
+        asked.push(...checks);
+        return verifyHere(checks);
+      };
+      const bob = new Authorship({ fetchCert: (_s, id, key) => srv.issue(id, "bob", key), learned: () => {}, verifier: counting });
+      await bob.certify(session(srv.keys), "B");
+      const got: ChatFrame[] = [];
+      const send = (from: string, frames: ChatFrame[]) => frames.forEach((f) => bob.incoming(from, f, (c) => got.push(c)));
+      send("A", [certs, { type: "history", messages }]);
+      await vi.waitFor(() => expect(texts(got)).toEqual([["m1", "m2"]]));
+      expect(asked).toHaveLength(2);
+      // The same two entries answered by C (a second peer syncing us): not checked again.
+      send("C", [{ type: "history", messages }]);
+      await vi.waitFor(() => expect(texts(got)).toEqual([["m1", "m2"], ["m1", "m2"]]));
+      expect(asked).toHaveLength(2);
+      // A copy with the same signature but another text is checked, and dropped.
+      const changed = { ...messages[1], text: "wire me money" };
+      send("C", [{ type: "history", messages: [messages[0], changed] }]);
+      await vi.waitFor(() => expect(texts(got)).toEqual([["m1", "m2"], ["m1", "m2"], ["m1"]]));
+      expect(asked).toHaveLength(3);
+      expect(bob.refused).toEqual({ bad_signature: 1 });
+    });
   });
 });
-

@@ -94,13 +94,18 @@ function canonical(value: unknown): unknown {
   return value;
 }
 
-/** What an entry's author signs. */
-export function entryBytes(room: string, entry: Fields): Uint8Array<ArrayBuffer> {
+/** The text whose UTF-8 an entry's author signs. */
+function entryText(room: string, entry: Fields): string {
   const fields = ENTRY_FIELDS.map((f) => canonical(orNull(entry[f])));
   // Off the record: appended only then, so every earlier signature stays valid; a relay can
   // neither strip the flag nor add it.
   if (entry.off_record !== undefined && entry.off_record !== null) fields.push(entry.off_record);
-  return utf8.encode(dumps([ENTRY_CONTEXT, room, ...fields]));
+  return dumps([ENTRY_CONTEXT, room, ...fields]);
+}
+
+/** What an entry's author signs. */
+export function entryBytes(room: string, entry: Fields): Uint8Array<ArrayBuffer> {
+  return utf8.encode(entryText(room, entry));
 }
 
 /** What the server signs for a certificate. */
@@ -220,6 +225,9 @@ export async function verifyCert(serverKeys: readonly string[], cert: unknown, r
   }
 }
 
+/** How many verified signatures a CertBook remembers (a 10,000-message room twice over). */
+const VERIFIED_HELD = 20_000;
+
 /**
  * The certificates one peer holds for a room, and the entries they vouch for (the rules are
  * in CertBook's docstring in src/nbchat/core/signing.py). Asynchronous because WebCrypto is.
@@ -227,6 +235,10 @@ export async function verifyCert(serverKeys: readonly string[], cert: unknown, r
 export class CertBook {
   private readonly certs = new Map<string, Certificate>();
   readonly refused: Record<string, number> = {};
+  /** Signatures that verified, as key + signature + signed text: the same entry from another
+   *  peer (every peer answers a joiner's sync) is not checked again. Only exact repeats hit,
+   *  and Ed25519's answer for the same key, signature and bytes is always the same. */
+  private readonly verified = new Set<string>();
 
   constructor(
     readonly room: string,
@@ -286,6 +298,7 @@ export class CertBook {
     const users: (Identity | null)[] = new Array<Identity | null>(entries.length).fill(null);
     const checks: SignatureCheck[] = [];
     const asked: number[] = [];
+    const seens: string[] = [];
     entries.forEach((entry, i) => {
       const cert = typeof entry.author === "string" ? this.certs.get(entry.author) : undefined;
       if (cert === undefined) {
@@ -298,8 +311,12 @@ export class CertBook {
         return;
       }
       users[i] = cert.user;
-      checks.push({ key: cert.key, sig, data: entryBytes(this.room, entry) });
+      const text = entryText(this.room, entry);
+      const seen = `${cert.key} ${entry.sig as string} ${text}`;
+      if (this.verified.has(seen)) return;
+      checks.push({ key: cert.key, sig, data: utf8.encode(text) });
       asked.push(i);
+      seens.push(seen);
     });
     if (checks.length === 0) return users;
     const valid = await verifier(checks);
@@ -307,6 +324,9 @@ export class CertBook {
       if (valid[n] !== true) {
         users[i] = null;
         this.refuse("bad_signature");
+      } else {
+        if (this.verified.size >= VERIFIED_HELD) this.verified.clear(); // a bound, not a policy
+        this.verified.add(seens[n]);
       }
     });
     return users;
