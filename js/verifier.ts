@@ -4,7 +4,8 @@
 // worker answers valid/invalid for exactly the (key, signature, bytes) core/signing built, and
 // anything it cannot answer is checked on this thread instead (core/signing's verifyHere).
 // Checks are asked for as frames arrive (js/authorship.ts pipelines them), so frames do not
-// wait for each other's round trips.
+// wait for each other's round trips. Small batches (live messages) and the first big batch of
+// a burst (the newest screenful of a history) stay on this thread: no hop where it is felt.
 
 import type { SignatureCheck, Verifier } from "./core/signing";
 import { b64decode, verifyHere } from "./core/signing";
@@ -46,6 +47,19 @@ async function check({ id, keyTexts, keyBytes, keyOf, sigs, data, ends }) {
 
 /** How long a batch may wait for the worker before it is checked here instead. */
 const WORKER_PATIENCE_MS = 10_000;
+/** Batches this small are checked here: a live message's one check (~70 µs) costs less than
+ *  a round trip to another thread, which would delay it on its way to the screen. */
+export const SMALL_BATCH = 8;
+/** The first big batch after this long without one is checked here too: the newest
+ *  screenful of a joiner's history shows without a thread hop; the batches right behind it go
+ *  to the Worker. */
+export const QUIET_MS = 250;
+
+/** Whether a batch of `size` checks goes to the Worker, given when the last big batch came
+ *  (`lastBig`, ms; -Infinity for never) and `now`. */
+export function toWorker(size: number, lastBig: number, now: number): boolean {
+  return size > SMALL_BATCH && now - lastBig < QUIET_MS;
+}
 
 /** A Verifier backed by a Worker, or null where no Worker can be made. */
 export function workerVerifier(): Verifier | null {
@@ -84,8 +98,12 @@ export function workerVerifier(): Verifier | null {
     worker.terminate();
     for (const id of [...waiting.keys()]) here(id);
   };
+  let lastBig = -Infinity;
   return (checks) => {
-    if (broken || checks.length === 0) return verifyHere(checks);
+    const now = performance.now();
+    const big = toWorker(checks.length, lastBig, now);
+    if (checks.length > SMALL_BATCH) lastBig = now;
+    if (broken || !big) return verifyHere(checks);
     const id = (next += 1);
     // One message of packed bytes (structured clones of thousands of small arrays cost more
     // than the copy): keys by index, signatures end to end, signed bytes with their ends.
