@@ -477,8 +477,6 @@ export class ChatProxy {
     const { session, peerId } = joined;
     try {
       await this.authorship.certify(session, peerId);
-      // A signed room: the page's verifier Worker starts now, not when the first history lands.
-      if (this.authorship.active) pageVerifier();
     } catch (error) {
       this.retryLater(error instanceof RequestRefused ? error.message : `cannot sign messages (${describe(error)})`);
       return;
