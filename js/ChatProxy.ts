@@ -477,6 +477,9 @@ export class ChatProxy {
     const { session, peerId } = joined;
     try {
       await this.authorship.certify(session, peerId);
+      // A signed room: the page's verifier Worker starts now, while the link forms (made at the
+      // first history frame, its start queued behind the frames and the catch-up was slower).
+      if (this.authorship.active) pageVerifier();
     } catch (error) {
       this.retryLater(error instanceof RequestRefused ? error.message : `cannot sign messages (${describe(error)})`);
       return;

@@ -142,10 +142,9 @@ export function workerVerifier(): Verifier | null {
 
 let shared: Verifier | null | undefined;
 
-/** The page's verifier: one Worker for every chat on the page, made on first use (the first
- *  batch is checked here meanwhile, so the thread's start costs the newest screenful
- *  nothing, and a reload that needs no checks starts no thread); this thread where a
- *  Worker cannot be made. */
+/** The page's verifier: one Worker for every chat on the page, made on first use (ChatProxy
+ *  calls this once it knows the room is signed, so the thread is up before history comes);
+ *  this thread where a Worker cannot be made. */
 export function pageVerifier(): Verifier {
   if (shared === undefined) shared = workerVerifier();
   return shared ?? verifyHere;
