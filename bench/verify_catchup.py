@@ -44,8 +44,9 @@ VARIANTS = {
     "serial": ("", "verifier: undefined"),
     "here": ('import { verifyHere } from "TREE/js/core/signing";', "verifier: verifyHere"),
     "worker": (
-        'import { pageVerifier } from "TREE/js/verifier";\npageVerifier();',
-        "verifier: (c) => pageVerifier()(c)",
+        # The Worker whatever the core count (the widget uses it from 4 cores up).
+        'import { workerVerifier } from "TREE/js/verifier";\nconst forced = workerVerifier(64);',
+        "verifier: forced",
     ),
 }
 SIGNED = {

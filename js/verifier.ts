@@ -61,8 +61,13 @@ export function toWorker(size: number, lastBig: number, now: number): boolean {
   return size > SMALL_BATCH && now - lastBig < QUIET_MS;
 }
 
-/** A Verifier backed by a Worker, or null where no Worker can be made. */
-export function workerVerifier(): Verifier | null {
+/** Cores below this and the checks stay on the page's thread: with two, a Worker competes
+ *  with the page for the same core (measured: the catch-up got slower, docs/benchmarks.md). */
+export const WORKER_MIN_CORES = 4;
+
+/** A Verifier backed by a Worker, or null where no Worker can be made (or would not pay). */
+export function workerVerifier(cores: number = globalThis.navigator?.hardwareConcurrency ?? 0): Verifier | null {
+  if (cores < WORKER_MIN_CORES) return null;
   if (typeof Worker === "undefined" || typeof Blob === "undefined" || typeof URL.createObjectURL !== "function") return null;
   let worker: Worker;
   try {
@@ -144,7 +149,7 @@ let shared: Verifier | null | undefined;
 
 /** The page's verifier: one Worker for every chat on the page, made on first use (ChatProxy
  *  calls this once it knows the room is signed, so the thread is up before history comes);
- *  this thread where a Worker cannot be made. */
+ *  this thread where a Worker cannot be made or the machine has fewer than 4 cores. */
 export function pageVerifier(): Verifier {
   if (shared === undefined) shared = workerVerifier();
   return shared ?? verifyHere;
