@@ -4,6 +4,7 @@
 
 import { Peer, type PeerError, type PeerOptions } from "peerjs";
 import { Authorship } from "./authorship";
+import { pageVerifier } from "./verifier";
 import { backoffDelay } from "./backoff";
 import { type ChatState, Conversation, type OffRecord, type Phase, chatState } from "./chatState";
 import { FILE_LIMIT_BYTES } from "./core/files";
@@ -134,6 +135,7 @@ export class ChatProxy {
     this.authorship = new Authorship({
       fetchCert: (session, peerId, key) => this.sessions.certificate(session, peerId, key),
       learned: (certs) => this.copy.saveCerts(certs),
+      verifier: (checks) => pageVerifier()(checks),
     });
     void this.restoreLocal();
     this.floods = new FloodNotices(() => this.changed(false));
@@ -484,6 +486,9 @@ export class ChatProxy {
     const { session, peerId } = joined;
     try {
       await this.authorship.certify(session, peerId);
+      // A signed room: the page's verifier Worker starts now, while the link forms (made at the
+      // first history frame, its start queued behind the frames and the catch-up was slower).
+      if (this.authorship.active) pageVerifier();
     } catch (error) {
       this.retryLater(error instanceof RequestRefused ? error.message : `cannot sign messages (${describe(error)})`);
       return;

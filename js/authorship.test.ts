@@ -1,13 +1,13 @@
 // The browser's signed entries (js/authorship.ts) between two in-memory peers: what one signs
 // and vouches for, the other accepts with the certified identity; forgeries are dropped.
 
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { Authorship } from "./authorship";
 import type { ChatFrame } from "./core/frames";
 import { MessageLog, normalizeIdentity } from "./core/msglog";
 import type { SessionConfig } from "./core/session";
-import { b64decode, b64encode, certBytes, generateKey, publicKey, signEntry } from "./core/signing";
-import type { Certificate } from "./core/signing";
+import { b64decode, b64encode, certBytes, generateKey, publicKey, signEntry, verifyHere } from "./core/signing";
+import type { Certificate, SignatureCheck, Verifier } from "./core/signing";
 import type { ChatMessage } from "./protocol";
 
 async function server(): Promise<{ keys: string[]; issue: (peer: string, username: string, key: string) => Promise<Certificate> }> {
@@ -129,5 +129,163 @@ describe("Authorship", () => {
     await off.certify(session([]), "A");
     expect(await off.checkImported(certs, [claimed])).toEqual({ kept: [claimed], unverified: 0 });
     expect(off.certsFor([message])).toBeUndefined();
+  });
+
+  describe("pipelined checks (frames checked as they arrive, delivered in arrival order)", () => {
+    /** A verifier whose answers the test releases, in any order; each answer is the real one. */
+    function heldVerifier(): { verifier: Verifier; asked: SignatureCheck[][]; release: (n: number, answer?: boolean[]) => Promise<void> } {
+      const asked: SignatureCheck[][] = [];
+      const waiting: ((answer?: boolean[]) => void)[] = [];
+      const real: Promise<boolean[]>[] = [];
+      const verifier: Verifier = (checks) => {
+        asked.push([...checks]);
+        real.push(verifyHere(checks));
+        return new Promise((resolve) => {
+          waiting.push((answer) => resolve(answer as boolean[]));
+        });
+      };
+      const release = async (n: number, answer?: boolean[]) => {
+        const truth = await real[n];
+        waiting[n](answer ?? truth);
+        for (let i = 0; i < 3; i += 1) await new Promise((resolve) => setTimeout(resolve, 0));
+      };
+      return { verifier, asked, release };
+    }
+
+    /** Alice (certified as "A") writes `count` signed messages; the certs frame that vouches for them. */
+    async function alice(count: number) {
+      const srv = await server();
+      const writer = new Authorship({ fetchCert: (_s, id, key) => srv.issue(id, "alice", key), learned: () => {} });
+      await writer.certify(session(srv.keys), "A");
+      const log = new MessageLog("A", normalizeIdentity({ username: "alice" }));
+      const messages: ChatMessage[] = [];
+      for (let i = 0; i < count; i += 1) {
+        const message = log.compose(`m${i + 1}`, i + 1);
+        await new Promise<void>((resolve) => writer.sign(message, () => resolve()));
+        messages.push(message);
+      }
+      const certs = writer.outgoing("B", { type: "history", messages })[0];
+      expect(certs.type).toBe("certs");
+      return { srv, messages, certs };
+    }
+
+    const texts = (frames: ChatFrame[]) =>
+      frames.map((f) => (f.type === "message" ? [f.message.text] : f.type === "history" ? f.messages.map((m) => m.text) : [f.type]));
+
+    it("checks every frame whose authors are known at once, and still delivers them in arrival order", async () => {
+      const { srv, messages, certs } = await alice(4);
+      const held = heldVerifier();
+      const learned: Certificate[] = [];
+      const bob = new Authorship({ fetchCert: (_s, id, key) => srv.issue(id, "bob", key), learned: (c) => learned.push(...c), verifier: held.verifier });
+      await bob.certify(session(srv.keys), "B");
+      const out: ChatFrame[] = [];
+      bob.incoming("A", certs, (f) => out.push(f));
+      await vi.waitFor(() => expect(learned.map((c) => c.peer)).toContain("A")); // Alice's certificate learned
+      bob.incoming("A", { type: "history", messages: messages.slice(0, 2) }, (f) => out.push(f));
+      bob.incoming("A", { type: "message", message: messages[2] }, (f) => out.push(f));
+      bob.incoming("A", { type: "history", messages: [messages[3]] }, (f) => out.push(f));
+      // All three asked for before any answer: pipelined.
+      expect(held.asked.map((batch) => batch.length)).toEqual([2, 1, 1]);
+      await held.release(2);
+      await held.release(1);
+      expect(out).toEqual([]); // the first frame is not checked yet: nothing overtakes it
+      await held.release(0);
+      expect(texts(out)).toEqual([["m1", "m2"], ["m3"], ["m4"]]);
+      expect(out.flatMap((f) => (f.type === "history" ? f.messages : f.type === "message" ? [f.message] : [])).map((m) => m.user.display_name)).toEqual([
+        "ALICE",
+        "ALICE",
+        "ALICE",
+        "ALICE",
+      ]);
+    });
+
+    it("waits for the certificates ahead before checking entries by an author not yet known", async () => {
+      const { srv, messages, certs } = await alice(2);
+      const held = heldVerifier();
+      const bob = new Authorship({ fetchCert: (_s, id, key) => srv.issue(id, "bob", key), learned: () => {}, verifier: held.verifier });
+      await bob.certify(session(srv.keys), "B");
+      const out: ChatFrame[] = [];
+      // Relayed by M: the certs frame, then Alice's entries, arriving back to back.
+      bob.incoming("M", certs, (f) => out.push(f));
+      bob.incoming("M", { type: "history", messages }, (f) => out.push(f));
+      expect(held.asked).toEqual([]); // not checked against a book that lacks Alice yet
+      await vi.waitFor(() => expect(held.asked.map((batch) => batch.length)).toEqual([2]));
+      await held.release(0);
+      expect(texts(out)).toEqual([["m1", "m2"]]);
+      expect(bob.refused).toEqual({});
+
+      // With no certificate anywhere ahead, an unknown author's entries are dropped, not held.
+      const carol = new Authorship({ fetchCert: (_s, id, key) => srv.issue(id, "carol", key), learned: () => {}, verifier: verifyHere });
+      await carol.certify(session(srv.keys), "C");
+      expect(await pass(carol, "M", [{ type: "history", messages }])).toEqual([]);
+      expect(carol.refused).toEqual({ unknown_author: 2 });
+    });
+
+    it("lets no unverifiable entry through, whatever order the answers come in", async () => {
+      const { srv, messages, certs } = await alice(3);
+      const held = heldVerifier();
+      const learned: Certificate[] = [];
+      const bob = new Authorship({ fetchCert: (_s, id, key) => srv.issue(id, "bob", key), learned: (c) => learned.push(...c), verifier: held.verifier });
+      await bob.certify(session(srv.keys), "B");
+      const out: ChatFrame[] = [];
+      bob.incoming("A", certs, (f) => out.push(f));
+      await vi.waitFor(() => expect(learned.map((c) => c.peer)).toContain("A"));
+      const forged = { ...messages[1], text: "wire me money" };
+      bob.incoming("A", { type: "history", messages: [messages[0], forged] }, (f) => out.push(f));
+      bob.incoming("A", { type: "history", messages: [messages[1]] }, (f) => out.push(f));
+      bob.incoming("A", { type: "history", messages: [messages[2]] }, (f) => out.push(f));
+      bob.incoming("A", { type: "history", messages: [messages[2]] }, (f) => out.push(f));
+      // A checker that answers too few flags, or anything but true, vouches for nothing.
+      await held.release(3, []);
+      await held.release(2, [1 as unknown as boolean]);
+      await held.release(1);
+      expect(out).toEqual([]);
+      await held.release(0);
+      expect(texts(out)).toEqual([["m1"], ["m2"]]);
+      expect(bob.refused).toEqual({ bad_signature: 3 });
+    });
+
+    it("drops a frame whose check fails and delivers the ones after it", async () => {
+      const { srv, messages, certs } = await alice(2);
+      let calls = 0;
+      const flaky: Verifier = (checks) => {
+        calls += 1;
+        return calls === 1 ? Promise.reject(new Error("worker gone")) : verifyHere(checks);
+      };
+      const bob = new Authorship({ fetchCert: (_s, id, key) => srv.issue(id, "bob", key), learned: () => {}, verifier: flaky });
+      await bob.certify(session(srv.keys), "B");
+      const got: ChatFrame[] = [];
+      for (const frame of [certs, { type: "history", messages: [messages[0]] }, { type: "history", messages: [messages[1]] }] as ChatFrame[]) {
+        bob.incoming("A", frame, (f) => got.push(f));
+      }
+      await vi.waitFor(() => expect(calls).toBe(2));
+      await vi.waitFor(() => expect(texts(got)).toEqual([["m2"]]));
+    });
+
+    it("checks an entry that comes again from another peer once, and a changed copy of it again", async () => {
+      const { srv, messages, certs } = await alice(2);
+      const asked: SignatureCheck[] = [];
+      const counting: Verifier = (checks) => {
+        asked.push(...checks);
+        return verifyHere(checks);
+      };
+      const bob = new Authorship({ fetchCert: (_s, id, key) => srv.issue(id, "bob", key), learned: () => {}, verifier: counting });
+      await bob.certify(session(srv.keys), "B");
+      const got: ChatFrame[] = [];
+      const send = (from: string, frames: ChatFrame[]) => frames.forEach((f) => bob.incoming(from, f, (c) => got.push(c)));
+      send("A", [certs, { type: "history", messages }]);
+      await vi.waitFor(() => expect(texts(got)).toEqual([["m1", "m2"]]));
+      expect(asked).toHaveLength(2);
+      // The same two entries answered by C (a second peer syncing us): not checked again.
+      send("C", [{ type: "history", messages }]);
+      await vi.waitFor(() => expect(texts(got)).toEqual([["m1", "m2"], ["m1", "m2"]]));
+      expect(asked).toHaveLength(2);
+      // A copy with the same signature but another text is checked, and dropped.
+      const changed = { ...messages[1], text: "wire me money" };
+      send("C", [{ type: "history", messages: [messages[0], changed] }]);
+      await vi.waitFor(() => expect(texts(got)).toEqual([["m1", "m2"], ["m1", "m2"], ["m1"]]));
+      expect(asked).toHaveLength(3);
+      expect(bob.refused).toEqual({ bad_signature: 1 });
+    });
   });
 });

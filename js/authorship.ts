@@ -3,8 +3,8 @@
 // ahead of their entries, and checking every entry that arrives. The rules are core/signing's
 // CertBook; this is the I/O around it. Off when the server sends no `server_keys`.
 
-import type { Certificate } from "./core/signing";
-import { CertBook, generateKey, publicKey, signEntry } from "./core/signing";
+import type { Certificate, Verifier } from "./core/signing";
+import { CertBook, generateKey, publicKey, signEntry, verifyHere } from "./core/signing";
 import type { ChatFrame } from "./core/frames";
 import type { SessionConfig } from "./core/session";
 import type { ChatMessage } from "./protocol";
@@ -20,6 +20,8 @@ export interface AuthorshipHost {
   fetchCert(session: SessionConfig, peerId: string, key: string): Promise<unknown>;
   /** Certificates newly held (to keep them with the local copy). */
   learned(certs: Certificate[]): void;
+  /** Where signatures are checked (js/verifier.ts's Worker); this thread when absent. */
+  verifier?: Verifier;
 }
 
 export class Authorship {
@@ -29,7 +31,7 @@ export class Authorship {
   private stored: unknown[] = [];
   /** Per peer, the authors whose certificates went on its current link. */
   private readonly vouched = new Map<string, Set<string>>();
-  /** Per peer, the frames being checked, in order. */
+  /** Per peer, the last frame's delivery (settled once it is delivered or dropped). */
   private readonly inbound = new Map<string, Promise<void>>();
   /** Our own entries being signed, in order. */
   private signing: Promise<void> = Promise.resolve();
@@ -109,9 +111,10 @@ export class Authorship {
     const book = this.book;
     if (book === null) return { kept: [...entries], unverified: 0 };
     await this.learn(certs);
-    const users = await Promise.all(
-      entries.map((m) => (isRecord(m) ? book.verify(m) : Promise.resolve(undefined))),
-    );
+    const records = entries.filter(isRecord);
+    const checked = await book.verifyAll(records, this.verifier);
+    const byEntry = new Map<unknown, (typeof checked)[number]>(records.map((m, i) => [m, checked[i]]));
+    const users = entries.map((m) => (isRecord(m) ? byEntry.get(m) : undefined));
     const kept: unknown[] = [];
     let unverified = 0;
     entries.forEach((m, i) => {
@@ -152,10 +155,20 @@ export class Authorship {
     return out;
   }
 
+  private get verifier(): Verifier {
+    return this.host.verifier ?? verifyHere;
+  }
+
   /**
    * Check a frame from `peerId` and hand what holds to `deliver`, in arrival order per peer:
    * certificates are learned; a `message` or `history` keeps only entries their author's
    * certificate vouches for, each with the certified identity. Other frames pass as they are.
+   *
+   * Pipelined: a frame's signatures are checked as soon as it arrives when every author's
+   * certificate is already held (a held certificate is never replaced, so the frames ahead
+   * cannot change the answer); otherwise, and for `certs` frames, checking waits until every
+   * earlier frame from that peer is delivered, so certificates are learned before the entries
+   * that need them. Delivery always waits for the frame ahead: the order is arrival order.
    */
   incoming(peerId: string, frame: ChatFrame, deliver: (frame: ChatFrame) => void): void {
     const book = this.book;
@@ -164,20 +177,31 @@ export class Authorship {
       return;
     }
     const previous = this.inbound.get(peerId) ?? Promise.resolve();
-    const next = previous.then(async () => {
-      if (frame.type === "certs") {
+    let checked: Promise<ChatFrame | null>;
+    if (frame.type === "certs") {
+      checked = previous.then(async () => {
         await this.learn(frame.certs);
-        return;
-      }
+        return null;
+      });
+    } else {
       const raw = frame.type === "message" ? [{ ...frame.message, author: peerId }] : frame.messages;
       const entries = raw.filter((m): m is ChatMessage => typeof m === "object" && m !== null);
-      const users = await Promise.all(entries.map((m) => book.verify(m as unknown as Fields)));
-      const kept = entries.flatMap((m, i) => (users[i] === null ? [] : [{ ...m, user: users[i] } as ChatMessage]));
-      if (kept.length < entries.length) {
-        console.warn(`nbchat: dropped ${entries.length - kept.length} unverifiable entries from ${peerId}`);
-      }
-      if (kept.length === 0) return;
-      deliver(frame.type === "message" ? { type: "message", message: kept[0] } : { type: "history", messages: kept });
+      const check = async (): Promise<ChatFrame | null> => {
+        const users = await book.verifyAll(entries as unknown as Fields[], this.verifier);
+        const kept = entries.flatMap((m, i) => (users[i] === null ? [] : [{ ...m, user: users[i] } as ChatMessage]));
+        if (kept.length < entries.length) {
+          console.warn(`nbchat: dropped ${entries.length - kept.length} unverifiable entries from ${peerId}`);
+        }
+        if (kept.length === 0) return null;
+        return frame.type === "message" ? { type: "message", message: kept[0] } : { type: "history", messages: kept };
+      };
+      checked = book.knows(entries as unknown as Fields[]) ? check() : previous.then(check);
+    }
+    // Handled below once the frames ahead are delivered; not an unhandled rejection meanwhile.
+    checked.catch(() => undefined);
+    // `previous` never rejects; a failed check drops its frame (and says so), the next go on.
+    const next = previous.then(() => checked).then((result) => {
+      if (result !== null) deliver(result);
     });
     const settled = next.catch((error: unknown) => console.warn(`nbchat: checking a frame from ${peerId} failed`, error));
     this.inbound.set(peerId, settled);
