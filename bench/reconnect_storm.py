@@ -24,99 +24,44 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import PEER_BIN, TOKEN, free_port, peer_server, wait_for_quiet, wait_http  # noqa: E402
+from run import (  # noqa: E402
+    PEER_BIN,
+    TOKEN,
+    jupyter_server,
+    login_cookie,
+    peer_server,
+    wait_for_quiet,
+)
 
 BENCH = Path(__file__).resolve().parent
 STORM = BENCH / "storm.mjs"
-
-
-def _login(port: int) -> str:
-    """A fresh login with the token: Jupyter answers with a new user's login cookie."""
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/nbchat/session?room=bench",
-        headers={"Authorization": f"token {TOKEN}"},
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        for k, v in resp.headers.items():
-            if k.lower() == "set-cookie" and v.startswith("username-"):
-                return v.split(";", 1)[0]
-    raise RuntimeError("no login cookie in the session response")
 
 
 @contextmanager
 def nbchat_server(
     core: str, log_dir: Path, users: int, extra: list[str], python_users: int = 0
 ) -> Iterator[tuple[int, str, list[dict[str, str]]]]:
-    port = free_port()
-    home = Path(tempfile.mkdtemp(prefix="nbchat-storm-"))
-    env = dict(os.environ)
-    env.update(
-        {
-            "JUPYTER_CONFIG_DIR": str(home / "config"),
-            "JUPYTER_DATA_DIR": str(home / "data"),
-            "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-            "IPYTHONDIR": str(home / "ipython"),
-            "JUPYTER_PLATFORM_DIRS": "1",
-        }
-    )
-    log = open(log_dir / f"jupyter-{port}.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            "taskset",
-            "-c",
-            core,
-            sys.executable,
-            "-m",
-            "jupyter_server",
-            "--no-browser",
-            "--allow-root",
-            f"--port={port}",
-            f"--IdentityProvider.token={TOKEN}",
-            "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.root_dir={home}",
-            "--NbChatApp.concurrent_limit=100000",
-            "--NbChatApp.max_connections_per_user=100000",
-            "--NbChatApp.max_rooms_per_user=100000",
-            "--NbChatApp.alive_timeout=3600",
-            *extra,
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=home,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/api/status", proc, {"Authorization": f"token {TOKEN}"})
+    with jupyter_server(core, log_dir, *extra, prefix="nbchat-storm-") as (proc, port):
         origin = f"http://127.0.0.1:{port}"
         headers = []
         for u in range(users):
             if u < python_users:
                 # As nbchat.peer.session presents itself: the cookie and the token header.
-                headers.append({"Cookie": _login(port), "Authorization": f"token {TOKEN}"})
+                headers.append(
+                    {"Cookie": login_cookie(proc, port), "Authorization": f"token {TOKEN}"}
+                )
             else:  # as a browser: the cookie and the page's Origin
-                headers.append({"Cookie": _login(port), "Origin": origin})
+                headers.append({"Cookie": login_cookie(proc, port), "Origin": origin})
         yield proc.pid, f"ws://127.0.0.1:{port}/nbchat/peerjs?key=", headers
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def run_storm(cfg: dict, core: str) -> list[dict]:

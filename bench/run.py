@@ -87,9 +87,14 @@ def peer_server(core: str) -> Iterator[tuple[int, str, dict[str, str]]]:
 
 
 @contextmanager
-def nbchat_server(core: str, log_dir: Path) -> Iterator[tuple[int, str, dict[str, str]]]:
+def jupyter_server(
+    core: str, log_dir: Path, *args: str, prefix: str = "nbchat-bench-"
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """A Jupyter server with nbchat pinned to ``core``, in a home of its own, with the
+    bench's token and generous nbchat limits (``args`` add or override settings); its log
+    goes to ``log_dir``. Yields the process and its port once ``/api/status`` answers."""
     port = free_port()
-    home = Path(tempfile.mkdtemp(prefix="nbchat-bench-"))
+    home = Path(tempfile.mkdtemp(prefix=prefix))
     env = dict(os.environ)
     env.update(
         {
@@ -118,9 +123,8 @@ def nbchat_server(core: str, log_dir: Path) -> Iterator[tuple[int, str, dict[str
             "--NbChatApp.concurrent_limit=100000",
             "--NbChatApp.max_connections_per_user=100000",
             "--NbChatApp.max_rooms_per_user=100000",
-            "--NbChatApp.rate_limit=1000000",
-            "--NbChatApp.rate_burst=1000000",
             f"--NbChatApp.alive_timeout={ALIVE_S}",
+            *args,
         ],
         env=env,
         stdout=log,
@@ -128,20 +132,8 @@ def nbchat_server(core: str, log_dir: Path) -> Iterator[tuple[int, str, dict[str
         cwd=home,
     )
     try:
-        resp = wait_http(
-            f"http://127.0.0.1:{port}/nbchat/session?room=bench",
-            proc,
-            {"Authorization": f"token {TOKEN}"},
-        )
-        # All bench sockets share this one login cookie, hence one Jupyter user.
-        cookies = [
-            v.split(";", 1)[0]
-            for k, v in resp.headers.items()
-            if k.lower() == "set-cookie" and v.startswith("username-")
-        ]
-        if not cookies:
-            raise RuntimeError("no login cookie in the session response")
-        yield proc.pid, f"ws://127.0.0.1:{port}/nbchat/peerjs?key=bench", {"Cookie": cookies[0]}
+        wait_http(f"http://127.0.0.1:{port}/api/status", proc, {"Authorization": f"token {TOKEN}"})
+        yield proc, port
     finally:
         proc.terminate()
         try:
@@ -151,6 +143,25 @@ def nbchat_server(core: str, log_dir: Path) -> Iterator[tuple[int, str, dict[str
             proc.wait()
         log.close()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def login_cookie(proc: subprocess.Popen[bytes], port: int) -> str:
+    """A fresh Jupyter user's login cookie (``username-…=…``), from a token request."""
+    url = f"http://127.0.0.1:{port}/nbchat/session?room=bench"
+    resp = wait_http(url, proc, {"Authorization": f"token {TOKEN}"})
+    for k, v in resp.headers.items():
+        if k.lower() == "set-cookie" and v.startswith("username-"):
+            return str(v.split(";", 1)[0])
+    raise RuntimeError("no login cookie in the session response")
+
+
+@contextmanager
+def nbchat_server(core: str, log_dir: Path) -> Iterator[tuple[int, str, dict[str, str]]]:
+    rates = ("--NbChatApp.rate_limit=1000000", "--NbChatApp.rate_burst=1000000")
+    with jupyter_server(core, log_dir, *rates) as (proc, port):
+        # All bench sockets share this one login cookie, hence one Jupyter user.
+        cookie = login_cookie(proc, port)
+        yield proc.pid, f"ws://127.0.0.1:{port}/nbchat/peerjs?key=bench", {"Cookie": cookie}
 
 
 def machine_busy(seconds: float) -> float:
