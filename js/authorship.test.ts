@@ -153,14 +153,14 @@ describe("Authorship", () => {
     }
 
     /** Alice (certified as "A") writes `count` signed messages; the certs frame that vouches for them. */
-    async function alice(count: number) {
+    async function alice(count: number, text = (i: number) => `m${i + 1}`) {
       const srv = await server();
       const writer = new Authorship({ fetchCert: (_s, id, key) => srv.issue(id, "alice", key), learned: () => {} });
       await writer.certify(session(srv.keys), "A");
       const log = new MessageLog("A", normalizeIdentity({ username: "alice" }));
       const messages: ChatMessage[] = [];
       for (let i = 0; i < count; i += 1) {
-        const message = log.compose(`m${i + 1}`, i + 1);
+        const message = log.compose(text(i), i + 1);
         await new Promise<void>((resolve) => writer.sign(message, () => resolve()));
         messages.push(message);
       }
@@ -286,6 +286,25 @@ describe("Authorship", () => {
       await vi.waitFor(() => expect(texts(got)).toEqual([["m1", "m2"], ["m1", "m2"], ["m1"]]));
       expect(asked).toHaveLength(3);
       expect(bob.refused).toEqual({ bad_signature: 1 });
+    });
+
+    it("does not remember long entries (memory stays bounded): they are checked each time they come", async () => {
+      const { srv, messages, certs } = await alice(1, () => "x".repeat(5_000));
+      const asked: SignatureCheck[] = [];
+      const counting: Verifier = (checks) => {
+        asked.push(...checks);
+        return verifyHere(checks);
+      };
+      const bob = new Authorship({ fetchCert: (_s, id, key) => srv.issue(id, "bob", key), learned: () => {}, verifier: counting });
+      await bob.certify(session(srv.keys), "B");
+      const got: ChatFrame[] = [];
+      const send = (from: string, frames: ChatFrame[]) => frames.forEach((f) => bob.incoming(from, f, (c) => got.push(c)));
+      send("A", [certs, { type: "history", messages }]);
+      await vi.waitFor(() => expect(got).toHaveLength(1));
+      send("C", [{ type: "history", messages }]);
+      await vi.waitFor(() => expect(got).toHaveLength(2));
+      expect(asked).toHaveLength(2);
+      expect(bob.refused).toEqual({});
     });
   });
 });

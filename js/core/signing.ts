@@ -227,6 +227,10 @@ export async function verifyCert(serverKeys: readonly string[], cert: unknown, r
 
 /** How many verified signatures a CertBook remembers (a 10,000-message room twice over). */
 const VERIFIED_HELD = 20_000;
+/** How much signed text they may hold in all (a bound on memory: the text is the entry's,
+ *  MIME bundle included), and the longest one remembered (a shared figure is not kept twice). */
+const VERIFIED_CHARS = 4_000_000;
+const VERIFIED_TEXT_MAX = 4_096;
 
 /**
  * The certificates one peer holds for a room, and the entries they vouch for (the rules are
@@ -239,6 +243,7 @@ export class CertBook {
    *  peer (every peer answers a joiner's sync) is not checked again. Only exact repeats hit,
    *  and Ed25519's answer for the same key, signature and bytes is always the same. */
   private readonly verified = new Set<string>();
+  private verifiedChars = 0;
 
   constructor(
     readonly room: string,
@@ -298,7 +303,7 @@ export class CertBook {
     const users: (Identity | null)[] = new Array<Identity | null>(entries.length).fill(null);
     const checks: SignatureCheck[] = [];
     const asked: number[] = [];
-    const seens: string[] = [];
+    const seens: (string | null)[] = [];
     entries.forEach((entry, i) => {
       const cert = typeof entry.author === "string" ? this.certs.get(entry.author) : undefined;
       if (cert === undefined) {
@@ -312,8 +317,8 @@ export class CertBook {
       }
       users[i] = cert.user;
       const text = entryText(this.room, entry);
-      const seen = `${cert.key} ${entry.sig as string} ${text}`;
-      if (this.verified.has(seen)) return;
+      const seen = text.length <= VERIFIED_TEXT_MAX ? `${cert.key} ${entry.sig as string} ${text}` : null;
+      if (seen !== null && this.verified.has(seen)) return;
       checks.push({ key: cert.key, sig, data: utf8.encode(text) });
       asked.push(i);
       seens.push(seen);
@@ -325,8 +330,14 @@ export class CertBook {
         users[i] = null;
         this.refuse("bad_signature");
       } else {
-        if (this.verified.size >= VERIFIED_HELD) this.verified.clear(); // a bound, not a policy
-        this.verified.add(seens[n]);
+        const seen = seens[n];
+        if (seen === null) return;
+        if (this.verified.size >= VERIFIED_HELD || this.verifiedChars + seen.length > VERIFIED_CHARS) {
+          this.verified.clear(); // a bound, not a policy
+          this.verifiedChars = 0;
+        }
+        this.verified.add(seen);
+        this.verifiedChars += seen.length;
       }
     });
     return users;
