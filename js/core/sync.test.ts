@@ -1,5 +1,5 @@
 import fixture from "../../tests/fixtures/sync_cases.json";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { MessageLog, normalizeIdentity } from "./msglog";
 import { ANTI_ENTROPY_MS, HISTORY_BATCH_BYTES, RoomSync, SYNC_ANSWER_INTERVAL_MS, type Send, type SyncEvent, historyBatches, newestFirstBatches } from "./sync";
 
@@ -117,5 +117,22 @@ describe("newestFirstBatches", () => {
     expect(batches[0][batches[0].length - 1]).toBe(log.messages[log.messages.length - 1]);
     expect(batches.slice().reverse().flat()).toEqual(log.messages);
     expect(newestFirstBatches([])).toEqual([]);
+  });
+
+  it("an answer sizes only the batches it sends; the rest is cut as the link drains, the same", () => {
+    const log = new MessageLog("m", normalizeIdentity({ username: "me" }));
+    for (let i = 0; i < 3_000; i += 1) log.compose(`message ${i} ${"x".repeat(40)}`, i);
+    const room = new RoomSync(log, null, 0);
+    room.onLinkOpen("p", 0);
+    const stringify = vi.spyOn(JSON, "stringify");
+    const out = room.onFrame("p", { type: "sync", have: {} }, null, 0);
+    const sized = stringify.mock.calls.length;
+    stringify.mockRestore();
+    const first = (out.sends[0].frame as { messages: unknown[] }).messages;
+    expect(first[first.length - 1]).toBe(log.messages[log.messages.length - 1]);
+    expect(sized).toBeLessThan(3 * first.length); // the first batch, and the next looked ahead
+    const all = [first];
+    while (room.backlogged().length > 0) all.push((room.drain("p").sends[0].frame as { messages: unknown[] }).messages);
+    expect(all).toEqual(newestFirstBatches(log.messages));
   });
 });

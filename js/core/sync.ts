@@ -80,29 +80,62 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-/** `messages` in order, in batches that each fit one data-channel frame. */
-export function historyBatches(messages: readonly ChatMessage[]): ChatMessage[][] {
-  const batches: ChatMessage[][] = [];
+/** `messages` in order, in batches that each fit one data-channel frame, cut as asked for. */
+function* batchesOf(messages: Iterable<ChatMessage>): Generator<ChatMessage[]> {
   let batch: ChatMessage[] = [];
   let size = ENVELOPE_BYTES;
   for (const message of messages) {
     const cost = utf8Length(JSON.stringify(message)) + 1;
     if (batch.length > 0 && size + cost >= HISTORY_BATCH_BYTES) {
-      batches.push(batch);
+      yield batch;
       batch = [];
       size = ENVELOPE_BYTES;
     }
     batch.push(message);
     size += cost;
   }
-  if (batch.length > 0) batches.push(batch);
-  return batches;
+  if (batch.length > 0) yield batch;
 }
 
-/** `messages` (in log order) in batches cut from the newest back: the newest batch first, each
- *  batch in log order and fitting one data-channel frame. */
+/** `messages` in order, in batches that each fit one data-channel frame. */
+export function historyBatches(messages: readonly ChatMessage[]): ChatMessage[][] {
+  return [...batchesOf(messages)];
+}
+
+function* reversedOf<T>(items: readonly T[]): Generator<T> {
+  for (let i = items.length - 1; i >= 0; i -= 1) yield items[i];
+}
+
+/** `messages` (in log order) in batches cut from the newest back, as they are asked for: the
+ *  newest batch first, each batch in log order and fitting one data-channel frame. Lazy, so an
+ *  answer's first batch goes without sizing the whole history first. */
+export function* newestFirst(messages: readonly ChatMessage[]): Generator<ChatMessage[]> {
+  for (const batch of batchesOf(reversedOf(messages))) yield batch.reverse();
+}
+
+/** All of newestFirst at once. */
 export function newestFirstBatches(messages: readonly ChatMessage[]): ChatMessage[][] {
-  return historyBatches(messages.slice().reverse()).map((batch) => batch.reverse());
+  return [...newestFirst(messages)];
+}
+
+/** The rest of an answer: its next batch, and the batches after it, cut when asked. */
+class Backlog {
+  private upcoming: ChatMessage[] | undefined;
+  constructor(private readonly rest: Iterator<ChatMessage[]>) {
+    this.upcoming = this.take();
+  }
+  private take(): ChatMessage[] | undefined {
+    const next = this.rest.next();
+    return next.done === true ? undefined : next.value;
+  }
+  get empty(): boolean {
+    return this.upcoming === undefined;
+  }
+  shift(): ChatMessage[] | undefined {
+    const batch = this.upcoming;
+    if (batch !== undefined) this.upcoming = this.take();
+    return batch;
+  }
 }
 
 /** Feed it links opening and closing, chat frames and ticks; send what it returns.
@@ -114,7 +147,7 @@ export class RoomSync {
   private readonly answeredAt = new Map<string, number>();
   private readonly pending = new Map<string, { have: Record<string, unknown>; beyond: unknown }>();
   /** Per peer, the history batches of its answer still to send, next first. */
-  private readonly backlog = new Map<string, ChatMessage[][]>();
+  private readonly backlog = new Map<string, Backlog>();
   private nextRepair: number;
   /** Per peer, the highest of our own seqs it told us it holds. */
   readonly confirmed = new Map<string, number>();
@@ -198,7 +231,7 @@ export class RoomSync {
     const out = output();
     const batches = this.backlog.get(peer);
     const next = batches?.shift();
-    if (batches !== undefined && batches.length === 0) this.backlog.delete(peer);
+    if (batches !== undefined && batches.empty) this.backlog.delete(peer);
     if (next !== undefined) out.sends.push({ to: peer, frame: { type: ChatFrameType.HISTORY, messages: next } });
     return out;
   }
@@ -296,10 +329,10 @@ export class RoomSync {
     this.answeredAt.set(peer, now);
     // Never send a peer its own messages back: it is their only source (msglog rule).
     const missing = this.log.missingFor(have, beyond).filter((m) => m.author !== peer);
-    const batches = newestFirstBatches(missing);
+    const batches = new Backlog(newestFirst(missing));
     const first = batches.shift();
     if (first !== undefined) out.sends.push({ to: peer, frame: { type: ChatFrameType.HISTORY, messages: first } });
-    if (batches.length > 0) this.backlog.set(peer, batches);
+    if (!batches.empty) this.backlog.set(peer, batches);
     else this.backlog.delete(peer);
   }
 }

@@ -118,3 +118,24 @@ def test_history_batches_fit_a_frame_and_keep_order() -> None:
         size = len(json.dumps({"type": "history", "messages": batch}, ensure_ascii=False))
         assert len(batch) == 1 or size < sync.HISTORY_BATCH_BYTES
     assert list(sync.history_batches([])) == []
+
+
+def test_an_answer_sizes_only_the_batches_it_sends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A joiner of a big room gets the newest batch without the whole history being cut
+    into batches first: the rest is cut as the link drains, to the same batches."""
+    log = MessageLog("m", normalize_identity({"username": "me"}))
+    for i in range(3_000):
+        log.compose(f"message {i} " + "x" * 40, i)
+    sized: list[str] = []
+    real = sync.dumps
+    monkeypatch.setattr(sync, "dumps", lambda m: sized.append(m["id"]) or real(m))
+    room = RoomSync(log, None, 0)
+    room.on_link_open("p", 0)
+    out = room.on_frame("p", {"type": "sync", "have": {}}, None, 0)
+    first = out.sends[0].frame["messages"]
+    assert first[-1] == log.messages[-1]
+    assert len(sized) < 3 * len(first)  # the first batch, and the next one looked ahead
+    sent = [first]
+    while room.backlogged():
+        sent.append(room.drain("p").sends[0].frame["messages"])
+    assert sent == sync.newest_first_batches(log.messages)

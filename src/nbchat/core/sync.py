@@ -37,7 +37,6 @@ origin); every method returns the frames to send, addressed by peer id, and even
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +60,7 @@ __all__ = [
     "Send",
     "TooBig",
     "history_batches",
+    "newest_first",
     "newest_first_batches",
 ]
 
@@ -138,7 +138,7 @@ class Output:
     events: list[Event] = field(default_factory=list)
 
 
-def history_batches(messages: Sequence[Message]) -> Iterator[list[Message]]:
+def history_batches(messages: Iterable[Message]) -> Iterator[list[Message]]:
     """``messages`` in order, in batches that each fit one data-channel frame."""
     batch: list[Message] = []
     size = _ENVELOPE_BYTES
@@ -153,10 +153,37 @@ def history_batches(messages: Sequence[Message]) -> Iterator[list[Message]]:
         yield batch
 
 
+def newest_first(messages: Sequence[Message]) -> Iterator[list[Message]]:
+    """``messages`` (in log order) in batches cut from the newest back, as they are asked
+    for: the newest batch first, each batch in log order and fitting one data-channel frame.
+    Lazy, so an answer's first batch goes without sizing the whole history first (10,000
+    messages: ~55 ms before the newest could leave)."""
+    for batch in history_batches(reversed(messages)):
+        yield batch[::-1]
+
+
 def newest_first_batches(messages: Sequence[Message]) -> list[list[Message]]:
-    """``messages`` (in log order) in batches cut from the newest back: the newest batch
-    first, each batch in log order and fitting one data-channel frame."""
-    return [batch[::-1] for batch in history_batches(messages[::-1])]
+    """All of :func:`newest_first` at once."""
+    return list(newest_first(messages))
+
+
+class _Backlog:
+    """The rest of an answer: its next batch, and the batches after it, cut when asked."""
+
+    __slots__ = ("_next", "_rest")
+
+    def __init__(self, batches: Iterator[list[Message]]) -> None:
+        self._rest = batches
+        self._next = next(batches, None)
+
+    def __bool__(self) -> bool:
+        return self._next is not None
+
+    def popleft(self) -> list[Message]:
+        batch = self._next
+        assert batch is not None
+        self._next = next(self._rest, None)
+        return batch
 
 
 class RoomSync:
@@ -174,7 +201,7 @@ class RoomSync:
         self._answered_at: dict[str, float] = {}
         self._pending: dict[str, tuple[Mapping[str, Any], object]] = {}
         #: Per peer, the history batches of its answer still to send, next first.
-        self._backlog: dict[str, deque[list[Message]]] = {}
+        self._backlog: dict[str, _Backlog] = {}
         self._next_repair = now + ANTI_ENTROPY_MS
         #: Per peer, the highest of our own seqs it told us it holds.
         self.confirmed: dict[str, int] = {}
@@ -337,7 +364,7 @@ class RoomSync:
         self._answered_at[peer] = now
         # Never send a peer its own messages back: it is their only source (msglog rule).
         missing = [m for m in self.log.missing_for(have, beyond) if m["author"] != peer]
-        batches = deque(newest_first_batches(missing))
+        batches = _Backlog(newest_first(missing))
         if batches:
             out.sends.append(Send(peer, {"type": "history", "messages": batches.popleft()}))
         if batches:
