@@ -262,8 +262,8 @@ describe("Authorship", () => {
       await vi.waitFor(() => expect(texts(got)).toEqual([["m2"]]));
     });
 
-    it("checks an entry that comes again from another peer once, and a changed copy of it again", async () => {
-      const { srv, messages, certs } = await alice(2);
+    /** Bob, counting the signatures he checks, and a way to hand him frames from a peer. */
+    async function countingBob(srv: Awaited<ReturnType<typeof alice>>["srv"]) {
       const asked: SignatureCheck[] = [];
       const counting: Verifier = (checks) => {
         asked.push(...checks);
@@ -273,6 +273,12 @@ describe("Authorship", () => {
       await bob.certify(session(srv.keys), "B");
       const got: ChatFrame[] = [];
       const send = (from: string, frames: ChatFrame[]) => frames.forEach((f) => bob.incoming(from, f, (c) => got.push(c)));
+      return { bob, asked, got, send };
+    }
+
+    it("checks an entry that comes again from another peer once, and a changed copy of it again", async () => {
+      const { srv, messages, certs } = await alice(2);
+      const { bob, asked, got, send } = await countingBob(srv);
       send("A", [certs, { type: "history", messages }]);
       await vi.waitFor(() => expect(texts(got)).toEqual([["m1", "m2"]]));
       expect(asked).toHaveLength(2);
@@ -290,15 +296,7 @@ describe("Authorship", () => {
 
     it("does not remember long entries (memory stays bounded): they are checked each time they come", async () => {
       const { srv, messages, certs } = await alice(1, () => "x".repeat(5_000));
-      const asked: SignatureCheck[] = [];
-      const counting: Verifier = (checks) => {
-        asked.push(...checks);
-        return verifyHere(checks);
-      };
-      const bob = new Authorship({ fetchCert: (_s, id, key) => srv.issue(id, "bob", key), learned: () => {}, verifier: counting });
-      await bob.certify(session(srv.keys), "B");
-      const got: ChatFrame[] = [];
-      const send = (from: string, frames: ChatFrame[]) => frames.forEach((f) => bob.incoming(from, f, (c) => got.push(c)));
+      const { bob, asked, got, send } = await countingBob(srv);
       send("A", [certs, { type: "history", messages }]);
       await vi.waitFor(() => expect(got).toHaveLength(1));
       send("C", [{ type: "history", messages }]);

@@ -48,6 +48,17 @@ export function ReactIcon(): React.ReactElement {
   );
 }
 
+/** An eye struck through: off the record. */
+export function OffRecordIcon(): React.ReactElement {
+  return (
+    <StrokeIcon>
+      <path d="M2.5 12s3.5-6.5 9.5-6.5 9.5 6.5 9.5 6.5-3.5 6.5-9.5 6.5S2.5 12 2.5 12Z" />
+      <circle cx="12" cy="12" r="2.8" />
+      <path d="M4 20 20 4" />
+    </StrokeIcon>
+  );
+}
+
 export function ReplyIcon(): React.ReactElement {
   return (
     <StrokeIcon>

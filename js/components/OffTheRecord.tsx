@@ -4,31 +4,9 @@
 import * as React from "react";
 import { type OffRecord, recordLine } from "../chatState";
 import type { ChatMessage } from "../protocol";
+import { OffRecordIcon } from "./Icons";
 
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
-
-/** An eye struck through (ours, inline like the other icons). */
-function OffRecordIcon(): React.ReactElement {
-  return (
-    <svg
-      width={15}
-      height={15}
-      viewBox="0 0 24 24"
-      aria-hidden="true"
-      focusable="false"
-      className="nbchat-icon"
-      fill="none"
-      stroke="currentColor"
-      strokeWidth="1.8"
-      strokeLinecap="round"
-      strokeLinejoin="round"
-    >
-      <path d="M2.5 12s3.5-6.5 9.5-6.5 9.5 6.5 9.5 6.5-3.5 6.5-9.5 6.5S2.5 12 2.5 12Z" />
-      <circle cx="12" cy="12" r="2.8" />
-      <path d="M4 20 20 4" />
-    </svg>
-  );
-}
 
 export interface OffRecordToggleProps {
   offRecord: OffRecord | null;

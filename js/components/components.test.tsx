@@ -1,8 +1,7 @@
 // @vitest-environment jsdom
 import * as React from "react";
 import { act } from "react";
-import { createRoot, type Root } from "react-dom/client";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { createMarkdownRenderer } from "../markdown";
 import type { ChatMessage, Identity } from "../protocol";
 import type { ShownMessage } from "../chatState";
@@ -14,26 +13,10 @@ import { ActionsContext, type ChatActions } from "./MessageActions";
 import { MessageInput } from "./MessageInput";
 import { MessagesList } from "./MessagesList";
 import { UsersList } from "./UsersList";
+import { testRoot } from "./testRoot";
 
-(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
-
-let container: HTMLDivElement;
-let root: Root;
-
-beforeEach(() => {
-  container = document.createElement("div");
-  document.body.appendChild(container);
-  root = createRoot(container);
-});
-
-afterEach(() => {
-  act(() => root.unmount());
-  container.remove();
-});
-
-function render(element: React.ReactElement): void {
-  act(() => root.render(element));
-}
+const mounted = testRoot();
+const render = mounted.render;
 
 function user(name: string): Identity {
   return { username: name, name, display_name: name, initials: null, color: null, avatar_url: null };
@@ -62,7 +45,7 @@ describe("MessageInput", () => {
     const notebook = vi.fn();
     document.body.addEventListener("keydown", notebook);
     render(<MessageInput onSend={onSend} disabledReason={null} maxBytes={100} />);
-    const box = container.querySelector("textarea") as HTMLTextAreaElement;
+    const box = mounted.container.querySelector("textarea") as HTMLTextAreaElement;
     expect(box.getAttribute("aria-label")).toBe("Message");
 
     typeInto(box, "line one");
@@ -79,18 +62,18 @@ describe("MessageInput", () => {
 
   it("is disabled with the reason shown while offline", () => {
     render(<MessageInput onSend={vi.fn()} disabledReason="Offline — lost connection" maxBytes={100} />);
-    expect((container.querySelector("textarea") as HTMLTextAreaElement).disabled).toBe(true);
-    expect(container.textContent).toContain("Offline — lost connection");
+    expect((mounted.container.querySelector("textarea") as HTMLTextAreaElement).disabled).toBe(true);
+    expect(mounted.container.textContent).toContain("Offline — lost connection");
   });
 
   it("refuses a message over the size limit", () => {
     const onSend = vi.fn();
     render(<MessageInput onSend={onSend} disabledReason={null} maxBytes={4} />);
-    const box = container.querySelector("textarea") as HTMLTextAreaElement;
+    const box = mounted.container.querySelector("textarea") as HTMLTextAreaElement;
     typeInto(box, "ééé");
     press(box, "Enter");
     expect(onSend).not.toHaveBeenCalled();
-    expect(container.textContent).toContain("Message too long");
+    expect(mounted.container.textContent).toContain("Message too long");
   });
 });
 
@@ -105,7 +88,7 @@ describe("UsersList", () => {
         selfId="p2"
       />,
     );
-    const list = container.querySelector('[role="list"][aria-label="Users"]') as HTMLElement;
+    const list = mounted.container.querySelector('[role="list"][aria-label="Users"]') as HTMLElement;
     const items = [...list.querySelectorAll("li")].map((li) => li.textContent);
     expect(items).toEqual(["ANAnn", "BOBob (you)"]);
   });
@@ -123,10 +106,10 @@ describe("UsersList", () => {
         selfId="p3"
       />,
     );
-    const list = container.querySelector('[role="list"][aria-label="Users"]') as HTMLElement;
+    const list = mounted.container.querySelector('[role="list"][aria-label="Users"]') as HTMLElement;
     const items = [...list.querySelectorAll("li")].map((li) => li.textContent);
     expect(items).toEqual(["ANAnn (you)×3", "BOBob"]);
-    expect(container.querySelector(".nbchat-users-title")?.textContent).toBe("Online — 2");
+    expect(mounted.container.querySelector(".nbchat-users-title")?.textContent).toBe("Online — 2");
     expect(list.querySelector("li")?.getAttribute("title")).toContain("connected from 3 places");
   });
 });
@@ -143,7 +126,7 @@ describe("MessagesList", () => {
       user: user(i % 2 ? "Ann" : "Bob"),
     }));
     render(<MessagesList messages={messages} users={[]} selfId={null} markdown={createMarkdownRenderer(window)} />);
-    const log = container.querySelector('[role="log"][aria-label="Messages"]') as HTMLElement;
+    const log = mounted.container.querySelector('[role="log"][aria-label="Messages"]') as HTMLElement;
     const rows = log.querySelectorAll("[data-message-id]");
     expect(rows.length).toBeGreaterThan(0);
     expect(rows.length).toBeLessThan(60);
@@ -158,15 +141,15 @@ describe("LocalCopyInfo", () => {
   it("says what this computer keeps and clears it; nothing to clear, no button to press", () => {
     const onClear = vi.fn();
     render(<LocalCopyInfo stats={{ messages: 10_000, bytes: 3_400_000 }} onClear={onClear} />);
-    const group = container.querySelector('[role="group"][aria-label="Local copy"]') as HTMLElement;
+    const group = mounted.container.querySelector('[role="group"][aria-label="Local copy"]') as HTMLElement;
     expect(group.textContent).toContain("Stored on this computer: 10,000 messages · 3.2 MB");
     const clear = group.querySelector("button") as HTMLButtonElement;
     act(() => clear.click());
     expect(onClear).toHaveBeenCalledTimes(1);
     render(<LocalCopyInfo stats={{ messages: 0, bytes: 0 }} onClear={onClear} />);
-    expect((container.querySelector("button") as HTMLButtonElement).disabled).toBe(true);
+    expect((mounted.container.querySelector("button") as HTMLButtonElement).disabled).toBe(true);
     render(<LocalCopyInfo stats={null} onClear={onClear} />);
-    expect(container.querySelector('[aria-label="Local copy"]')).toBeNull();
+    expect(mounted.container.querySelector('[aria-label="Local copy"]')).toBeNull();
   });
 });
 
@@ -209,12 +192,12 @@ describe("chat features (#12)", () => {
 
   it("highlights a mention of the reader (by name, not inside code) and says so", () => {
     show(shown(), actions("ann"));
-    const article = container.querySelector('[role="article"]') as HTMLElement;
+    const article = mounted.container.querySelector('[role="article"]') as HTMLElement;
     expect(article.getAttribute("aria-label")).toBe("Message from bob, mentions you");
-    const marks = [...container.querySelectorAll("mark.nbchat-mention-self")];
+    const marks = [...mounted.container.querySelectorAll("mark.nbchat-mention-self")];
     expect(marks.map((m) => [m.textContent, m.getAttribute("title")])).toEqual([["@ANN", "@ann"]]);
     show(shown({ id: "b:2" }), actions("zed"));
-    expect(container.querySelector("mark")).toBeNull();
+    expect(mounted.container.querySelector("mark")).toBeNull();
   });
 
   it("shows edited, deleted, the reply's quote (jumps), and reaction chips that toggle", () => {
@@ -230,11 +213,11 @@ describe("chat features (#12)", () => {
       }),
       handlers,
     );
-    expect(container.textContent).toContain("(edited)");
-    const quote = container.querySelector('button[aria-label^="Replying to ANN: first line"]') as HTMLButtonElement;
+    expect(mounted.container.textContent).toContain("(edited)");
+    const quote = mounted.container.querySelector('button[aria-label^="Replying to ANN: first line"]') as HTMLButtonElement;
     act(() => quote.click());
     expect(handlers.jumpTo).toHaveBeenCalledWith("a:1");
-    const chips = [...container.querySelectorAll<HTMLButtonElement>(".nbchat-reaction")];
+    const chips = [...mounted.container.querySelectorAll<HTMLButtonElement>(".nbchat-reaction")];
     expect(chips.map((c) => [c.textContent, c.getAttribute("aria-pressed"), c.title])).toEqual([
       ["👍2", "true", "you and BOB reacted with 👍"],
       ["🎉1", "false", "BOB reacted with 🎉"],
@@ -246,24 +229,24 @@ describe("chat features (#12)", () => {
       ["b:1", "🎉", true],
     ]);
     show(shown({ id: "b:3", deleted: true, text: "" }), handlers);
-    expect(container.querySelector(".nbchat-deleted")?.textContent).toBe("message deleted");
-    expect(container.querySelector('[role="toolbar"]')).toBeNull();
+    expect(mounted.container.querySelector(".nbchat-deleted")?.textContent).toBe("message deleted");
+    expect(mounted.container.querySelector('[role="toolbar"]')).toBeNull();
   });
 
   it("offers react and reply on any message, edit and delete (confirmed) only on our own", () => {
     const handlers = actions("bob");
     show(shown(), handlers);
     // Made when the pointer or focus first comes (a row scrolled past makes none).
-    expect(container.querySelector('[role="toolbar"]')).toBeNull();
+    expect(mounted.container.querySelector('[role="toolbar"]')).toBeNull();
     act(() => {
-      container.querySelector('[role="article"]')?.dispatchEvent(new MouseEvent("mouseover", { bubbles: true }));
+      mounted.container.querySelector('[role="article"]')?.dispatchEvent(new MouseEvent("mouseover", { bubbles: true }));
     });
-    const toolbar = container.querySelector('[role="toolbar"]') as HTMLElement;
+    const toolbar = mounted.container.querySelector('[role="toolbar"]') as HTMLElement;
     const names = (): (string | null)[] => [...toolbar.querySelectorAll(":scope > button")].map((b) => b.getAttribute("aria-label"));
     expect(names()).toEqual(["React", "Reply", "Edit", "Delete"]);
     act(() => (toolbar.querySelector('[aria-label="React"]') as HTMLButtonElement).click());
     // (jsdom's selectors miss emoji in attribute values: compare the labels instead)
-    const item = [...container.querySelectorAll<HTMLButtonElement>('[role="menuitemcheckbox"]')].find(
+    const item = [...mounted.container.querySelectorAll<HTMLButtonElement>('[role="menuitemcheckbox"]')].find(
       (b) => b.getAttribute("aria-label") === "React with 🎉",
     ) as HTMLButtonElement;
     act(() => item.click());
@@ -273,8 +256,8 @@ describe("chat features (#12)", () => {
     act(() => (toolbar.querySelector('[aria-label="Confirm delete"]') as HTMLButtonElement).click());
     expect(handlers.remove).toHaveBeenCalledWith("b:1");
     show(shown({ id: "b:4" }), actions("ann"));
-    act(() => (container.querySelector('[role="article"]') as HTMLElement).focus());
-    const other = container.querySelector('[role="toolbar"]') as HTMLElement;
+    act(() => (mounted.container.querySelector('[role="article"]') as HTMLElement).focus());
+    const other = mounted.container.querySelector('[role="toolbar"]') as HTMLElement;
     expect([...other.querySelectorAll(":scope > button")].map((b) => b.getAttribute("aria-label"))).toEqual(["React", "Reply"]);
   });
 
@@ -284,12 +267,12 @@ describe("chat features (#12)", () => {
     const onCancelEdit = vi.fn();
     const props = { onSend: vi.fn(), disabledReason: null, maxBytes: 100, onEdit, onEditLast, onCancelEdit };
     render(<MessageInput {...props} />);
-    const box = container.querySelector("textarea") as HTMLTextAreaElement;
+    const box = mounted.container.querySelector("textarea") as HTMLTextAreaElement;
     press(box, "ArrowUp");
     expect(onEditLast).toHaveBeenCalledTimes(1);
     render(<MessageInput {...props} editing={{ id: "a:1", text: "old text" }} />);
     expect(box.value).toBe("old text");
-    expect(container.querySelector(".nbchat-input-send")?.textContent).toBe("Save");
+    expect(mounted.container.querySelector(".nbchat-input-send")?.textContent).toBe("Save");
     typeInto(box, "new text");
     press(box, "Enter");
     expect(onEdit).toHaveBeenCalledWith("a:1", "new text");
@@ -303,10 +286,10 @@ describe("chat features (#12)", () => {
     const onTyping = vi.fn();
     const people = [user("ana"), user("andy"), user("bob")];
     render(<MessageInput onSend={vi.fn()} disabledReason={null} maxBytes={100} people={people} onTyping={onTyping} />);
-    const box = container.querySelector("textarea") as HTMLTextAreaElement;
+    const box = mounted.container.querySelector("textarea") as HTMLTextAreaElement;
     typeInto(box, "hi @an");
     expect(onTyping).toHaveBeenLastCalledWith(true);
-    const options = (): string[] => [...container.querySelectorAll('[role="option"]')].map((o) => o.textContent ?? "");
+    const options = (): string[] => [...mounted.container.querySelectorAll('[role="option"]')].map((o) => o.textContent ?? "");
     expect(options()).toEqual(["ana@ana", "andy@andy"]);
     expect(box.getAttribute("aria-activedescendant")).toMatch(/-0$/);
     press(box, "ArrowDown");
@@ -314,7 +297,7 @@ describe("chat features (#12)", () => {
     expect(box.value).toBe("hi @andy ");
     expect(options()).toEqual([]);
     typeInto(box, "hi @andy and @b");
-    const bob = container.querySelector('[role="option"]') as HTMLElement;
+    const bob = mounted.container.querySelector('[role="option"]') as HTMLElement;
     act(() => {
       bob.dispatchEvent(new MouseEvent("mousedown", { bubbles: true, cancelable: true }));
     });
@@ -343,9 +326,9 @@ describe("search and export", () => {
     const onJump = vi.fn();
     const onClose = vi.fn();
     render(<SearchBar query="x" onQuery={vi.fn()} matches={["a:1", "a:5", "a:9"]} onJump={onJump} onClose={onClose} />);
-    const box = container.querySelector('input[aria-label="Search messages"]') as HTMLInputElement;
+    const box = mounted.container.querySelector('input[aria-label="Search messages"]') as HTMLInputElement;
     expect(onJump).toHaveBeenLastCalledWith("a:9");
-    expect(container.querySelector('[aria-label="Search results"]')?.textContent).toBe("1 of 3");
+    expect(mounted.container.querySelector('[aria-label="Search results"]')?.textContent).toBe("1 of 3");
     press(box as unknown as HTMLTextAreaElement, "Enter");
     expect(onJump).toHaveBeenLastCalledWith("a:5");
     press(box as unknown as HTMLTextAreaElement, "Enter", { shiftKey: true });
@@ -363,10 +346,10 @@ describe("search and export", () => {
     exportDocument: () => ({ format: "nbchat-export/1", room: "nb.ipynb", exported: 1, entries: [{ id: "a:1" }], certs: [] }),
     importHistory: imported,
   });
-  const menuItems = (): string[] => [...container.querySelectorAll("[role=menuitem]")].map((b) => b.textContent ?? "");
-  const openMenu = (): void => act(() => (container.querySelector('[aria-label="Export the history"]') as HTMLElement).click());
-  const item = (name: string): HTMLElement => [...container.querySelectorAll<HTMLElement>("[role=menuitem]")].find((b) => b.textContent === name) as HTMLElement;
-  const status = (): string => container.querySelector('[role=status][aria-label="History file"]')?.textContent ?? "";
+  const menuItems = (): string[] => [...mounted.container.querySelectorAll("[role=menuitem]")].map((b) => b.textContent ?? "");
+  const openMenu = (): void => act(() => (mounted.container.querySelector('[aria-label="Export the history"]') as HTMLElement).click());
+  const item = (name: string): HTMLElement => [...mounted.container.querySelectorAll<HTMLElement>("[role=menuitem]")].find((b) => b.textContent === name) as HTMLElement;
+  const status = (): string => mounted.container.querySelector('[role=status][aria-label="History file"]')?.textContent ?? "";
 
   it("saves Markdown and JSON next to the notebook through the kernel, and says where they went", async () => {
     const save = vi.fn(async (name: string, _bytes: Uint8Array) => (name.endsWith(".json") ? "nb-chat (1).json" : name));
@@ -402,7 +385,7 @@ describe("search and export", () => {
     openMenu();
     expect(menuItems()).toEqual(["Download Markdown (.md)", "Download JSON (.json, re-importable)", "Import JSON…"]);
     expect(document.activeElement?.textContent).toBe("Download Markdown (.md)");
-    const menu = container.querySelector("[role=menu]") as HTMLElement;
+    const menu = mounted.container.querySelector("[role=menu]") as HTMLElement;
     act(() => {
       menu.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowUp", bubbles: true }));
     });
@@ -416,7 +399,7 @@ describe("search and export", () => {
       return { messages: 2, amendments: 0, held: 1, unverified: 1, invalid: 0 };
     });
     render(<ExportMenu room="nb.ipynb" messages={[]} history={history(imported)} />);
-    const picker = container.querySelector('input[type=file]') as HTMLInputElement;
+    const picker = mounted.container.querySelector('input[type=file]') as HTMLInputElement;
     const clicked = vi.spyOn(picker, "click").mockImplementation(() => undefined);
     openMenu();
     act(() => item("Import JSON…").click());
@@ -433,7 +416,7 @@ describe("search and export", () => {
     expect(status()).toContain("Imported 2 messages. 1 already here. 1 entry left out: signature not verified");
     await pick(new File(["# nb"], "nb-chat.md"));
     expect(status()).toContain("Not imported: the file is not JSON.");
-    expect(container.querySelector(".nbchat-export-failed")).not.toBeNull();
+    expect(mounted.container.querySelector(".nbchat-export-failed")).not.toBeNull();
   });
 });
 

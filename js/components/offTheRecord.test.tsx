@@ -2,32 +2,15 @@
 // The off-the-record switch, banner and log line (js/components/OffTheRecord.tsx).
 import * as React from "react";
 import { act } from "react";
-import { createRoot, type Root } from "react-dom/client";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { createMarkdownRenderer } from "../markdown";
 import type { ChatMessage } from "../protocol";
 import { ChatMessage as ChatMessageView } from "./ChatMessage";
 import { OffRecordBanner, OffRecordToggle } from "./OffTheRecord";
+import { testRoot } from "./testRoot";
 
-(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
-
-let container: HTMLDivElement;
-let root: Root;
-
-beforeEach(() => {
-  container = document.createElement("div");
-  document.body.appendChild(container);
-  root = createRoot(container);
-});
-
-afterEach(() => {
-  act(() => root.unmount());
-  container.remove();
-});
-
-function render(element: React.ReactElement): void {
-  act(() => root.render(element));
-}
+const mounted = testRoot();
+const render = mounted.render;
 
 const ana = { username: "ana", name: "ana", display_name: "Ana", initials: null, color: null, avatar_url: null };
 const entry = (extra: Partial<ChatMessage>): ChatMessage => ({
@@ -45,7 +28,7 @@ describe("off the record", () => {
   it("the switch is a pressed button while the room is off, and asks for the other state", () => {
     const onToggle = vi.fn();
     render(<OffRecordToggle offRecord={null} disabled={false} onToggle={onToggle} />);
-    const button = container.querySelector("button") as HTMLButtonElement;
+    const button = mounted.container.querySelector("button") as HTMLButtonElement;
     expect(button.getAttribute("aria-label")).toBe("Off the record");
     expect(button.getAttribute("aria-pressed")).toBe("false");
     act(() => button.click());
@@ -58,9 +41,9 @@ describe("off the record", () => {
 
   it("the banner shows only while off, saying who switched", () => {
     render(<OffRecordBanner offRecord={null} />);
-    expect(container.textContent).toBe("");
+    expect(mounted.container.textContent).toBe("");
     render(<OffRecordBanner offRecord={{ by: "Ana", since: 0 }} />);
-    const banner = container.querySelector('[role="status"]') as HTMLElement;
+    const banner = mounted.container.querySelector('[role="status"]') as HTMLElement;
     expect(banner.getAttribute("aria-label")).toBe("Off the record");
     expect(banner.textContent).toContain("Ana turned it off");
   });
@@ -69,13 +52,13 @@ describe("off the record", () => {
     const markdown = createMarkdownRenderer(window);
     const props = { markdown, continued: false, isSelf: false, avatarUrl: null };
     render(<ChatMessageView message={entry({ kind: "record", on: false })} {...props} />);
-    expect(container.querySelector('[role="article"]')?.getAttribute("aria-label")).toBe(
+    expect(mounted.container.querySelector('[role="article"]')?.getAttribute("aria-label")).toBe(
       "Ana took the chat off the record",
     );
     render(<ChatMessageView message={entry({ id: "a:2", kind: "record", on: true })} {...props} />);
-    expect(container.textContent).toContain("Ana put the chat back on the record");
+    expect(mounted.container.textContent).toContain("Ana put the chat back on the record");
     render(<ChatMessageView message={entry({ id: "a:3", text: "between us", off_record: true })} {...props} />);
-    const article = container.querySelector('[role="article"]') as HTMLElement;
+    const article = mounted.container.querySelector('[role="article"]') as HTMLElement;
     expect(article.getAttribute("aria-label")).toBe("Message from Ana, off the record");
     expect(article.textContent).toContain("off the record");
   });
