@@ -5,6 +5,8 @@ import type { PageInfo } from "./jupyterPage";
 import { CHUNK_THRESHOLD_BYTES } from "./core/chunking";
 import { DIAL_TIMEOUT_MS } from "./core/mesh";
 import type { SessionConfig } from "./core/session";
+import { b64encode, certBytes, generateKey, publicKey } from "./core/signing";
+import { normalizeIdentity } from "./core/msglog";
 import type { ChatMessage, Identity, Presence } from "./protocol";
 
 type Handler = (...args: any[]) => void;
@@ -77,6 +79,9 @@ class FakeSocket {
   close(): void {}
 }
 
+/** The real setTimeout, for waiting on WebCrypto in tests that fake the timers. */
+const realSetTimeout = globalThis.setTimeout;
+
 function identity(name: string): Identity {
   return { username: name, name, display_name: name.toUpperCase(), initials: null, color: null, avatar_url: null };
 }
@@ -114,12 +119,19 @@ async function start(
   selfId = "0-self",
   extra: Partial<ChatProxyOptions> = {},
   served: SessionConfig = session,
+  /** A signed room's server: its certificate for our peer id and public key. */
+  certify: ((peerId: string, key: string) => Promise<unknown>) | null = null,
 ): Promise<Harness> {
   const peers: FakePeer[] = [];
   const sockets: FakeSocket[] = [];
-  const fetch = vi.fn(async (url: string) =>
-    url.endsWith("/id") ? new Response(selfId, { status: 200 }) : new Response(JSON.stringify(served), { status: 200 }),
-  );
+  const fetch = vi.fn(async (url: string) => {
+    if (url.endsWith("/id")) return new Response(selfId, { status: 200 });
+    if (certify !== null && url.includes("/cert?")) {
+      const query = new URLSearchParams(url.slice(url.indexOf("?") + 1));
+      return new Response(JSON.stringify(await certify(query.get("id") ?? "", query.get("pk") ?? "")), { status: 200 });
+    }
+    return new Response(JSON.stringify(served), { status: 200 });
+  });
   const proxy = new ChatProxy({
     ...extra,
     room: session.room,
@@ -138,7 +150,11 @@ async function start(
     },
   });
   proxy.start();
-  await vi.advanceTimersByTimeAsync(1);
+  // A signed room certifies our key first: WebCrypto, which fake timers do not drive.
+  for (let i = 0; peers.length === 0 && i < 2_000; i += 1) {
+    await vi.advanceTimersByTimeAsync(1);
+    if (certify !== null) await new Promise((resolve) => realSetTimeout(resolve, 1));
+  }
   peers[0].open(selfId);
   await vi.advanceTimersByTimeAsync(20);
   return { proxy, fetch, peers, sockets };
@@ -832,5 +848,49 @@ describe("ChatProxy chat features (#12)", () => {
     expect(proxy.state.typing).toBe("");
     // Typing is never stored.
     expect(proxy.state.entries.map((m) => m.text)).toEqual(["done", "sent"]);
+  });
+});
+
+describe("ChatProxy in a signed room", () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("puts our typed message on the link before rendering it (the signature is made meanwhile, off this thread)", async () => {
+    const server = await generateKey();
+    const certify = async (peer: string, key: string): Promise<unknown> => {
+      const cert = { room: session.key, peer, user: normalizeIdentity(me) as unknown as Record<string, unknown>, key, sig: "" };
+      cert.sig = b64encode(new Uint8Array(await crypto.subtle.sign("Ed25519", server.privateKey, certBytes(cert))));
+      return cert;
+    };
+    const signed = { ...session, server_keys: [await publicKey(server)] };
+    const { proxy, peers, sockets } = await start("0-self", {}, signed, certify);
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me"), presence("b-2", "bob")] });
+    const conn = peers[0].dialed[0];
+    openConn(conn);
+    await vi.advanceTimersByTimeAsync(20);
+    const onWire = (): boolean =>
+      conn.sent.some((f) => (f as { type: string; message?: { text?: string } }).message?.text === "mine");
+    const sign = vi.spyOn(crypto.subtle, "sign");
+    // What the link held at each render that showed our message.
+    const rendered: boolean[] = [];
+    proxy.subscribe((state) => {
+      if (state.messages.some((m) => m.text === "mine")) rendered.push(onWire());
+    });
+    proxy.send("mine");
+    // The signature started at once, in the same task as Enter.
+    expect(sign).toHaveBeenCalledTimes(1);
+    for (let i = 0; rendered.length === 0 && i < 2_000; i += 1) {
+      await new Promise((resolve) => realSetTimeout(resolve, 1));
+      await vi.advanceTimersByTimeAsync(1);
+    }
+    expect(rendered[0]).toBe(true);
+    const frame = conn.sent.find((f) => (f as { message?: { text?: string } }).message?.text === "mine") as {
+      message: { sig?: string };
+    };
+    expect(typeof frame.message.sig).toBe("string");
   });
 });

@@ -241,8 +241,6 @@ export class ChatProxy {
     if (utf8Length(body) > limit) throw new Error(`Message too long: the limit is ${limit} bytes`);
     const message = this.log.compose(body, Date.now(), mime === null ? null : cleanMime(mime), null, this.flagged(fields));
     this.publish(message, true);
-    // Shown at once, whatever else is pouring in: it was typed here.
-    this.changed(true);
     return message;
   }
 
@@ -345,7 +343,6 @@ export class ChatProxy {
     if (utf8Length(text) > limit) throw new Error(`Message too long: the limit is ${limit} bytes`);
     const entry = log.compose(text, Date.now(), null, null, this.flagged(extensions));
     this.publish(entry, extensions.kind !== "react");
-    this.changed(true);
     return entry;
   }
 
@@ -362,15 +359,19 @@ export class ChatProxy {
     const message = this.log.compose(text, Date.now(), null, meta, this.flagged({}));
     this.files.offer(message, bytes);
     this.publish(message);
-    // Shown at once, whatever else is pouring in: it was typed here.
-    this.changed(true);
     return message;
   }
 
-  /** Our new entry to the local copy and every open link, once signed (in signed rooms). */
-  /** Sign `message`, send it, then (`typed`) tell the others we stopped typing: after it, so
-   *  that frame never goes (or renders) ahead of the message (their typing line clears on the
-   *  message anyway). */
+  /**
+   * Our new entry to the local copy and every open link, once signed (in signed rooms): sign
+   * `message`, send it, then (`typed`) tell the others we stopped typing (after it, so that
+   * frame never goes or renders ahead of the message; their typing line clears on the message
+   * anyway), then show it here, at once whatever else is pouring in: it was made here.
+   *
+   * Shown after it is sent, not before: rendering it (~1 ms) while the signature was being
+   * made kept it from leaving until the render ended, and the others waited that long too
+   * (bench/browser_latency.py, docs/benchmarks.md). The signature takes a fraction of that.
+   */
   private publish(message: ChatMessage, typed = false): void {
     const sync = this.sync;
     this.authorship.sign(message, () => {
@@ -378,6 +379,7 @@ export class ChatProxy {
       this.keep([message]);
       this.carry(sync.publish(message));
       if (typed) this.setTyping(false);
+      this.changed(true);
     });
   }
 

@@ -26,6 +26,8 @@ export interface AuthorshipHost {
 
 export class Authorship {
   private keys: Promise<CryptoKeyPair> | null = null;
+  /** The private key of `keys` once made (a signature then starts at once, see sign()). */
+  private privateKey: CryptoKey | null = null;
   private book: CertBook | null = null;
   /** Certificates read back from the local copy before we knew the room's server keys. */
   private stored: unknown[] = [];
@@ -67,7 +69,9 @@ export class Authorship {
       if (stored.length > 0) await this.book.learn(stored);
     }
     this.keys ??= generateKey();
-    const key = await publicKey(await this.keys);
+    const pair = await this.keys;
+    this.privateKey = pair.privateKey;
+    const key = await publicKey(pair);
     const cert = await this.host.fetchCert(session, peerId, key);
     if (this.book.cert(peerId)?.key === key) return;
     const learned = await this.learn([cert]);
@@ -90,9 +94,17 @@ export class Authorship {
       then();
       return;
     }
+    // Started now, not once the signatures ahead are done: WebCrypto works off this thread
+    // while it goes on (our own message renders meanwhile); `then` still runs in order.
+    const fields = message as unknown as Fields;
+    const started =
+      this.privateKey !== null
+        ? signEntry(this.privateKey, book.room, fields)
+        : keys.then((pair) => signEntry(pair.privateKey, book.room, fields));
+    started.catch(() => undefined); // reported below, in order
     this.signing = this.signing.then(async () => {
       try {
-        message.sig = await signEntry((await keys).privateKey, book.room, message as unknown as Fields);
+        message.sig = await started;
       } catch (error) {
         console.warn("nbchat: could not sign a message", error);
       }

@@ -22,11 +22,13 @@ export interface ChatMessageProps {
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
 const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
 
-/** Give every code block a Copy button (ours, made here: the sanitized HTML has no buttons). */
+/** Give every code block a Copy button (ours, made here: the sanitized HTML has no buttons).
+ *  A layout effect, like every effect a new message runs: a passive one made React schedule
+ *  a task for it on each commit (a postMessage, ~0.1 ms of a live message's way to the DOM). */
 function useCopyButtons(body: React.RefObject<HTMLDivElement | null>, html: string): void {
-  React.useEffect(() => {
+  React.useLayoutEffect(() => {
     const root = body.current;
-    if (root === null) return;
+    if (root === null || !html.includes("<pre")) return;
     for (const pre of root.querySelectorAll("pre")) {
       if (pre.querySelector(":scope > .nbchat-copy") !== null) continue;
       const button = document.createElement("button");

@@ -5,6 +5,8 @@ import { describe, expect, it, vi } from "vitest";
 import { createMarkdownRenderer } from "../markdown";
 import type { ChatMessage, Identity } from "../protocol";
 import type { ShownMessage } from "../chatState";
+import { useChatState } from "./ChatBox";
+import type { ChatState } from "../chatState";
 import { ChatMessage as ChatMessageView } from "./ChatMessage";
 import { ExportMenu, type HistoryPort, SearchBar, exportName, savedText, searchMessages } from "./ChatTools";
 import { SaveContext } from "./FileCard";
@@ -457,5 +459,38 @@ describe("mention notifications", () => {
     render(<Harness messages={[message("b:1", "hi"), message("b:2", "@ann look"), message("b:3", "no"), message("b:4", "@ann again")]} />);
     expect(shown).toHaveLength(1);
     vi.unstubAllGlobals();
+  });
+});
+
+describe("useChatState", () => {
+  it("renders a change of the proxy's state before the proxy's emit returns (no task, no microtask)", () => {
+    const listeners: ((state: ChatState) => void)[] = [];
+    let state = { phase: "ready", messages: [] } as unknown as ChatState;
+    const proxy = {
+      get state(): ChatState {
+        return state;
+      },
+      subscribe(next: (state: ChatState) => void): () => void {
+        listeners.push(next);
+        next(state);
+        return () => listeners.splice(listeners.indexOf(next), 1);
+      },
+    };
+    function Shown(): React.ReactElement {
+      const shown = useChatState(proxy);
+      return <p>{shown.messages.length} messages</p>;
+    }
+    render(<Shown />);
+    expect(mounted.container.textContent).toBe("0 messages");
+    // As ChatProxy's emit does: outside React, from a microtask or an animation frame.
+    const actEnvironment = (globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT;
+    (globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = false;
+    try {
+      state = { ...state, messages: [{ id: "a" }] } as unknown as ChatState;
+      for (const listener of listeners) listener(state);
+      expect(mounted.container.textContent).toBe("1 messages");
+    } finally {
+      (globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = actEnvironment;
+    }
   });
 });

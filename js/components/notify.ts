@@ -50,7 +50,8 @@ export function useMentionNotifications(
   const openRef = React.useRef(onOpen);
   openRef.current = onOpen;
 
-  React.useEffect(() => {
+  // A layout effect: see useCopyButtons (ChatMessage.tsx).
+  React.useLayoutEffect(() => {
     const last = messages[messages.length - 1]?.id;
     const since = seen.current;
     seen.current = last;
