@@ -15,7 +15,7 @@ import { TYPING_REFRESH_MS, TypingTracker, typingLabel } from "./core/mentions";
 import { MessageLog, RECORD_KIND } from "./core/msglog";
 import { cleanMime, sizeError } from "./core/rich";
 import type { SessionConfig } from "./core/session";
-import { RoomSync, type SyncOutput } from "./core/sync";
+import { ANTI_ENTROPY_MS, RoomSync, type SyncOutput } from "./core/sync";
 import { FileShare, describeFile } from "./fileShare";
 import { FloodNotices } from "./floodNotices";
 import { type ImportResult, readExport } from "./historyFile";
@@ -581,7 +581,12 @@ export class ChatProxy {
     log.restore(previous !== null ? previous.messages : this.stored?.messages ?? []);
     this.stored = null;
     this.log = log;
-    this.sync = new RoomSync(log, this.session?.max_message_bytes ?? null, now());
+    this.sync = new RoomSync(
+      log,
+      this.session?.max_message_bytes ?? null,
+      now(),
+      this.session?.repair_interval ?? ANTI_ENTROPY_MS,
+    );
     this.scheduleSync();
     this.files.onMessages(log.messages);
     for (const { text, mime, fields } of this.outbox.splice(0)) this.send(text, mime, fields);

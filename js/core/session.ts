@@ -35,6 +35,8 @@ export interface SessionConfig {
   service?: string;
   /** The server's public keys (base64url Ed25519) that sign peers' certificates. */
   server_keys?: string[];
+  /** ms between a peer's repair rounds (core/sync); absent: ANTI_ENTROPY_MS. */
+  repair_interval?: number;
   version: string;
 }
 
@@ -101,5 +103,6 @@ export function parseSessionConfig(data: unknown): SessionConfig {
   const service = optionalText(data, "service");
   if (service !== undefined) config.service = service;
   if (serverKeys.length > 0) config.server_keys = serverKeys as string[];
+  if (data.repair_interval !== undefined) config.repair_interval = positive(data, "repair_interval", 0);
   return config;
 }

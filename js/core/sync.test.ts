@@ -8,6 +8,8 @@ interface Case {
   self: { peer_id: string; user: unknown };
   max_message_bytes: number | null;
   start: number;
+  /** ms between repair rounds, when not ANTI_ENTROPY_MS. */
+  repair_ms?: number;
   steps: Record<string, any>[];
 }
 
@@ -52,7 +54,7 @@ describe("room sync (tests/fixtures/sync_cases.json)", () => {
   for (const c of FIXTURE.cases) {
     it(c.name, () => {
       const log = new MessageLog(c.self.peer_id, normalizeIdentity(c.self.user));
-      const room = new RoomSync(log, c.max_message_bytes, c.start);
+      const room = new RoomSync(log, c.max_message_bytes, c.start, c.repair_ms ?? ANTI_ENTROPY_MS);
       c.steps.forEach((step, number) => {
         if (step.op === "deadline") {
           expect(room.nextDeadline(), `step ${number}`).toBe(step.deadline);

@@ -156,8 +156,10 @@ export class RoomSync {
     readonly log: MessageLog,
     readonly maxMessageBytes: number | null,
     now: number,
+    /** ms between repair rounds (the session's `repair_interval`). */
+    readonly repairMs: number = ANTI_ENTROPY_MS,
   ) {
-    this.nextRepair = now + ANTI_ENTROPY_MS;
+    this.nextRepair = now + repairMs;
   }
 
   get openPeers(): string[] {
@@ -219,7 +221,7 @@ export class RoomSync {
       }
     }
     if (now >= this.nextRepair) {
-      this.nextRepair = now + ANTI_ENTROPY_MS;
+      this.nextRepair = now + this.repairMs;
       for (const peer of this.open) out.sends.push(this.syncFrame(peer));
       out.events.push({ type: "repair" });
     }

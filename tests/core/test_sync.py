@@ -65,7 +65,8 @@ def test_the_constants_are_the_shared_ones() -> None:
 def test_sync_scenario(case: dict[str, Any]) -> None:
     me = case["self"]
     log = MessageLog(me["peer_id"], normalize_identity(me["user"]))
-    room = RoomSync(log, case["max_message_bytes"], case["start"])
+    repair = case.get("repair_ms", sync.ANTI_ENTROPY_MS)
+    room = RoomSync(log, case["max_message_bytes"], case["start"], repair)
     for number, step in enumerate(case["steps"]):
         op = step["op"]
         if op == "deadline":

@@ -6,12 +6,16 @@ what was said off the record show the rest once each, and their history sync set
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from playwright.sync_api import Locator, Page, expect
 from tests.support.browser import open_and_run
-from tests.support.lab import Lab
+from tests.support.lab import Lab, make_lab
 from tests.support.widgets import (
     SLOW,
     article,
@@ -193,17 +197,44 @@ def test_off_the_record_keeps_nothing_in_the_browser_or_the_kernel(lab: Lab, new
         expect(article(page, name_b, "Secret answer from B")).to_be_visible()
 
 
-def test_reloaded_pages_show_what_was_kept_once_and_their_sync_settles(lab: Lab, new_user) -> None:
+#: Seconds between repair rounds in the reload test's own Lab (the server's repair_interval;
+#: 15 s by default, which made the test wait ~40 s more for the same two rounds).
+REPAIR_S = 3.0
+
+
+@pytest.fixture(scope="module")
+def quick_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """A Lab whose peers run a repair round every REPAIR_S seconds."""
+    server = make_lab(tmp_path_factory.mktemp("otr-lab"), {"repair_interval": REPAIR_S})
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_the_server_sets_the_repair_interval(quick_lab: Lab) -> None:
+    """What the reload test relies on: the session config carries the server's interval."""
+    request = urllib.request.Request(
+        f"{quick_lab.url}nbchat/session?room=x",
+        headers={"Authorization": f"token {quick_lab.token}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        config = json.loads(response.read())
+    assert config["repair_interval"] == REPAIR_S * 1000, config
+
+
+def test_reloaded_pages_show_what_was_kept_once_and_their_sync_settles(
+    quick_lab: Lab, new_user
+) -> None:
     """A and B talk on the record, off it, and on it again; then both pages reload while
     nobody else is in the room, so what was said off the record is gone. Their restored
     copies have gaps where it was: each shows every kept message once, neither IndexedDB
     holds a word said off the record, and over two repair rounds neither page is sent any
     history (before ``beyond``, each round re-sent every kept message after a gap)."""
-    path = room_notebook(lab, "e2e-otr-reload", "e2e-otr-reload-room")
+    path = room_notebook(quick_lab, "e2e-otr-reload", "e2e-otr-reload-room")
     a, b = new_user(), new_user()
     for page in (a, b):
         page.context.add_init_script(COUNT_CHAT_FRAMES)
-        open_and_run(page, lab, path)
+        open_and_run(page, quick_lab, path)
     for page in (a, b):
         connected(page)
     name_a, name_b = own_name(a), own_name(b)
@@ -233,10 +264,10 @@ def test_reloaded_pages_show_what_was_kept_once_and_their_sync_settles(lab: Lab,
     context_a = a.context
     a.close()
     b.reload()
-    open_and_run(b, lab, path)
+    open_and_run(b, quick_lab, path)
     expect(article(b, name_a, "Kept after from A")).to_be_visible(timeout=SLOW)
     a = context_a.new_page()
-    open_and_run(a, lab, path)
+    open_and_run(a, quick_lab, path)
     kept = {name_a: ("Kept before", "Kept after from A"), name_b: ("Kept after from B",)}
     for page in (a, b):
         connected(page)
@@ -244,12 +275,12 @@ def test_reloaded_pages_show_what_was_kept_once_and_their_sync_settles(lab: Lab,
             for text in texts:
                 expect(article(page, author, text)).to_be_visible(timeout=SLOW)
 
-    # From here on, count what each page is sent over two repair rounds (every 15 s).
+    # From here on, count what each page is sent over two repair rounds (every REPAIR_S).
     for page in (a, b):
         page.evaluate(
             "() => { for (const k in window.__nbchatReceived) window.__nbchatReceived[k] = 0; }"
         )
-    deadline = time.monotonic() + 3 * 15 + 30
+    deadline = time.monotonic() + 3 * REPAIR_S + 30
     while min(received(page)["sync"] for page in (a, b)) < 2:
         assert time.monotonic() < deadline, [received(page) for page in (a, b)]
         time.sleep(0.5)

@@ -17,7 +17,7 @@ from tests.support.peers import Inbox, until
 
 from nbchat.core import sync
 from nbchat.core.mesh import MAX_LINKS, MESH_SIZE
-from nbchat.peer import ChatPeer
+from nbchat.peer import ChatPeer, chatpeer
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -72,7 +72,12 @@ async def test_fifty_peers_get_every_message_once_in_order_over_a_bounded_overla
     reaches all of them. Repair rounds are off at first, so only forwarding can bring a
     message to a peer its author has no link to."""
     repair_ms = sync.ANTI_ENTROPY_MS
-    monkeypatch.setattr(sync, "ANTI_ENTROPY_MS", 3_600_000)
+    # Whatever the session's repair_interval says: an hour.
+    monkeypatch.setattr(
+        chatpeer,
+        "RoomSync",
+        lambda log, max_bytes, now, _repair: sync.RoomSync(log, max_bytes, now, 3_600_000),
+    )
     token = jp_serverapp.identity_provider.token
     size = 50
     assert size > MESH_SIZE
@@ -106,9 +111,9 @@ async def test_fifty_peers_get_every_message_once_in_order_over_a_bounded_overla
         # A quarter of the room goes at once; the others send while the overlay heals.
         # Repair rounds are back: a copy forwarded along a path that was just breaking
         # (the rosters still listed the peers that left) comes with the next one.
-        monkeypatch.setattr(sync, "ANTI_ENTROPY_MS", repair_ms)
         for peer in peers:
             assert peer._sync is not None
+            peer._sync.repair_ms = repair_ms
             peer._sync._next_repair = peer._now() + repair_ms
             peer._sync_wake.set()
         gone, staying = peers[: size // 4], peers[size // 4 :]

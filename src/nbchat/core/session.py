@@ -65,6 +65,8 @@ class SessionConfig:
     service: str | None = field(default=None)
     #: The server's public keys (base64url Ed25519) that sign peers' certificates.
     server_keys: list[str] = field(default_factory=list)
+    #: ms between a peer's repair rounds (core/sync); None: ``ANTI_ENTROPY_MS``.
+    repair_interval: float | None = None
 
     @classmethod
     def from_json(cls, data: object) -> SessionConfig:
@@ -114,6 +116,9 @@ class SessionConfig:
             audience=_optional_text(data, "audience"),
             service=_optional_text(data, "service"),
             server_keys=server_keys,
+            repair_interval=(
+                _positive(data, "repair_interval", 0) if "repair_interval" in data else None
+            ),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -135,5 +140,7 @@ class SessionConfig:
             data["service"] = self.service
         if self.server_keys:
             data["server_keys"] = self.server_keys
+        if self.repair_interval is not None:
+            data["repair_interval"] = self.repair_interval
         data["version"] = self.version
         return data

@@ -193,16 +193,24 @@ class RoomSync:
     repair-round clock. Call :meth:`tick` at :meth:`next_deadline` (or later).
     """
 
-    def __init__(self, log: MessageLog, max_message_bytes: int | None, now: float) -> None:
+    def __init__(
+        self,
+        log: MessageLog,
+        max_message_bytes: int | None,
+        now: float,
+        repair_ms: float = ANTI_ENTROPY_MS,
+    ) -> None:
         self.log = log
         self.max_message_bytes = max_message_bytes
+        #: ms between repair rounds (the session's ``repair_interval``).
+        self.repair_ms = repair_ms
         #: Peers with an open link, in the order they opened.
         self._open: dict[str, None] = {}
         self._answered_at: dict[str, float] = {}
         self._pending: dict[str, tuple[Mapping[str, Any], object]] = {}
         #: Per peer, the history batches of its answer still to send, next first.
         self._backlog: dict[str, _Backlog] = {}
-        self._next_repair = now + ANTI_ENTROPY_MS
+        self._next_repair = now + repair_ms
         #: Per peer, the highest of our own seqs it told us it holds.
         self.confirmed: dict[str, int] = {}
 
@@ -267,7 +275,7 @@ class RoomSync:
                 del self._pending[peer]
                 self._answer(peer, have, beyond, now, out)
         if now >= self._next_repair:
-            self._next_repair = now + ANTI_ENTROPY_MS
+            self._next_repair = now + self.repair_ms
             out.sends.extend(self._sync_frame(p) for p in self._open)
             out.events.append(RepairRound())
         return out

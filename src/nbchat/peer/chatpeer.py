@@ -28,6 +28,7 @@ from ..core.ratelimit import IncomingLimits
 from ..core.rich import RICH_LIMIT_BYTES, format_size, size_error
 from ..core.signing import CertBook, generate_key, public_key, sign_entry
 from ..core.sync import (
+    ANTI_ENTROPY_MS,
     Added,
     Confirmed,
     Invalid,
@@ -728,7 +729,10 @@ class ChatPeer:
     def _start_sync(self) -> None:
         config = self.config
         self._sync = RoomSync(
-            self._require_log(), config.max_message_bytes if config else None, self._now()
+            self._require_log(),
+            config.max_message_bytes if config else None,
+            self._now(),
+            (config.repair_interval if config else None) or ANTI_ENTROPY_MS,
         )
         self._spawn(self._sync_clock(), "nbchat-sync-clock")
 

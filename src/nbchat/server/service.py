@@ -149,6 +149,7 @@ class SignalingService:
             alive_timeout=int(s.alive_timeout * 1000),
             max_message_bytes=s.max_message_bytes,
             audience=self.audience(key),
+            repair_interval=int(s.repair_interval * 1000),
             version=__version__,
             server_keys=[self.certs.public_key],
         ).to_json()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from traitlets import Bool, Dict, Float, Int, List, Unicode
+from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, validate
 
 from ..core.frames import MAX_MESSAGE_BYTES
 from .ice import IceSettings
@@ -31,6 +31,13 @@ class SignalingSettings(IceSettings):
         "before a peer is evicted and announced as disconnected.",
     )
     ping_interval = Float(5.0, config=True, help="Seconds between client HEARTBEATs (advertised).")
+    repair_interval = Float(
+        15.0,
+        config=True,
+        help="Seconds between a peer's repair rounds (advertised): every open link is asked "
+        "what it lacks again, so a message lost to a broken link still arrives. Shorter "
+        "repairs sooner and costs each link a sync frame that often.",
+    )
     expire_timeout = Float(
         5.0,
         config=True,
@@ -130,6 +137,13 @@ class SignalingSettings(IceSettings):
         help="Who can join a room, in words, shown in the chat's header (e.g. 'everyone "
         "signed in to this hub'). Empty: the service says it itself.",
     )
+
+    @validate("repair_interval")
+    def _repair_interval_positive(self, proposal: dict[str, Any]) -> float:
+        value = float(proposal["value"])
+        if not value >= 0.1:
+            raise TraitError(f"repair_interval must be at least 0.1 seconds, not {value}")
+        return value
 
     def limits(self) -> Limits:
         """What the realm enforces, from these settings."""
