@@ -372,6 +372,28 @@ describe("ChatProxy", () => {
     const sent = conn.sent.map((f) => (f as { type: string }).type).filter((t) => t === "message" || t === "typing");
     expect(sent.slice(-3)).toEqual(["typing", "message", "typing"]);
   });
+  it("renders nothing for a typing refresh, nor for 'stopped typing' after the message", async () => {
+    const { proxy, peers, sockets } = await start();
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me"), presence("b-2", "bob")] });
+    const conn = peers[0].dialed[0];
+    openConn(conn);
+    await vi.advanceTimersByTimeAsync(20);
+    let renders = 0;
+    proxy.subscribe(() => (renders += 1));
+    renders = 0;
+    conn.emit("data", { type: "typing", on: true });
+    await vi.advanceTimersByTimeAsync(20);
+    expect([renders, proxy.state.typing]).toEqual([1, "BOB is typing…"]);
+    conn.emit("data", { type: "typing", on: true }); // his refresh, every few seconds
+    await vi.advanceTimersByTimeAsync(20);
+    expect(renders).toBe(1);
+    conn.emit("data", { type: "message", message: { seq: 1, clock: 1, time: 5, text: "hi", user: identity("bob") } });
+    await vi.advanceTimersByTimeAsync(20);
+    expect([renders, proxy.state.typing]).toEqual([2, ""]);
+    conn.emit("data", { type: "typing", on: false });
+    await vi.advanceTimersByTimeAsync(20);
+    expect(renders).toBe(2);
+  });
   it("throttles a flooding peer per connection, warns, and still shows everyone else", async () => {
     const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
     try {

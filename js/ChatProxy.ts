@@ -723,14 +723,12 @@ export class ChatProxy {
     const user = this.present.get(peerId)?.user;
     if (this.sync === null || user === undefined || frame.type === "certs") return;
     if (frame.type === "typing") {
-      this.typists.typing(peerId, user.display_name || user.name || user.username, Date.now(), frame.on === true);
-      this.typingChanged();
+      const name = user.display_name || user.name || user.username;
+      // A refresh of someone already shown typing only moves the expiry: no render.
+      this.typingChanged(this.typists.typing(peerId, name, Date.now(), frame.on === true));
       return;
     }
-    if (frame.type === "message") {
-      this.typists.stopped(peerId);
-      this.typingChanged();
-    }
+    if (frame.type === "message" && this.typists.stopped(peerId)) this.typingChanged();
     const out = this.sync.onFrame(peerId, frame, user, now());
     this.carry(out);
     // A big room: what arrived live and is new to us goes on along the overlay, as relayed
@@ -817,7 +815,7 @@ export class ChatProxy {
   // --- state ------------------------------------------------------------------------------
 
   /** Who is typing changed: render, and again when the next one expires. */
-  private typingChanged(): void {
+  private typingChanged(render = true): void {
     if (this.typingTimer !== null) clearTimeout(this.typingTimer);
     this.typingTimer = null;
     const next = this.typists.nextChange();
@@ -827,7 +825,7 @@ export class ChatProxy {
         this.typingChanged();
       }, Math.max(0, next - Date.now()) + 1);
     }
-    this.changed(false);
+    if (render) this.changed(false);
   }
 
   private setPhase(phase: Phase): void {

@@ -20,8 +20,13 @@ describe("mentions and typing (mentions.json)", () => {
   it.each((fixture.tracker as Any[]).map((c) => [c.name, c] as const))("tracker: %s", (_name, c) => {
     const tracker = new TypingTracker();
     for (const op of c.ops) {
-      if (op.op === "typing") tracker.typing(op.peer, op.name, op.now, op.on ?? true);
-      else if (op.op === "stopped") tracker.stopped(op.peer);
+      if (op.op === "typing") {
+        const changed = tracker.typing(op.peer, op.name, op.now, op.on ?? true);
+        if (op.changed !== undefined) expect(changed, JSON.stringify(op)).toBe(op.changed);
+      } else if (op.op === "stopped") {
+        const changed = tracker.stopped(op.peer);
+        if (op.changed !== undefined) expect(changed, JSON.stringify(op)).toBe(op.changed);
+      }
       else if (op.op === "names") expect(tracker.names(op.now)).toEqual(op.expect);
       else expect(tracker.nextChange()).toBe(op.expect);
     }

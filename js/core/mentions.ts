@@ -56,23 +56,24 @@ export function typingLabel(names: readonly string[]): string {
 export class TypingTracker {
   private readonly until = new Map<string, { until: number; name: string }>();
 
-  typing(peer: string, name: string, now: number, on = true): void {
-    if (!on) {
-      this.until.delete(peer);
-      return;
-    }
+  /** A `typing` frame from `peer`; whether who is shown typing may have changed (a refresh
+   *  of someone already shown does not: nothing to render, only the expiry moves). */
+  typing(peer: string, name: string, now: number, on = true): boolean {
+    if (!on) return this.until.delete(peer);
     const held = this.until.get(peer);
-    if (held !== undefined) {
-      held.until = now + TYPING_TTL_MS;
-      held.name = name;
-    } else {
+    if (held === undefined) {
       this.until.set(peer, { until: now + TYPING_TTL_MS, name });
+      return true;
     }
+    const changed = held.until <= now || held.name !== name;
+    held.until = now + TYPING_TTL_MS;
+    held.name = name;
+    return changed;
   }
 
-  /** The peer sent its message or left. */
-  stopped(peer: string): void {
-    this.until.delete(peer);
+  /** The peer sent its message or left; whether it was shown typing. */
+  stopped(peer: string): boolean {
+    return this.until.delete(peer);
   }
 
   /** Who is typing at `now`, in the order they started, each name once; expired ones forgotten. */

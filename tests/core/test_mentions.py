@@ -33,9 +33,11 @@ def test_typing_tracker(case: dict[str, Any]) -> None:
     tracker = TypingTracker()
     for op in case["ops"]:
         if op["op"] == "typing":
-            tracker.typing(op["peer"], op["name"], op["now"], op.get("on", True))
+            changed = tracker.typing(op["peer"], op["name"], op["now"], op.get("on", True))
+            assert changed == op.get("changed", changed), op
         elif op["op"] == "stopped":
-            tracker.stopped(op["peer"])
+            changed = tracker.stopped(op["peer"])
+            assert changed == op.get("changed", changed), op
         elif op["op"] == "names":
             assert tracker.names(op["now"]) == op["expect"], op
         else:

@@ -84,15 +84,18 @@ class TypingTracker:
     def __init__(self) -> None:
         self._until: dict[str, tuple[float, str]] = {}
 
-    def typing(self, peer: str, name: str, now: float, on: bool = True) -> None:
-        if on:
-            self._until[peer] = (now + TYPING_TTL_MS, name)
-        else:
-            self._until.pop(peer, None)
+    def typing(self, peer: str, name: str, now: float, on: bool = True) -> bool:
+        """A ``typing`` frame from ``peer``; whether who is shown typing may have changed (a
+        refresh of someone already shown does not: only the expiry moves)."""
+        if not on:
+            return self._until.pop(peer, None) is not None
+        held = self._until.get(peer)
+        self._until[peer] = (now + TYPING_TTL_MS, name)
+        return held is None or held[0] <= now or held[1] != name
 
-    def stopped(self, peer: str) -> None:
-        """The peer sent its message or left."""
-        self._until.pop(peer, None)
+    def stopped(self, peer: str) -> bool:
+        """The peer sent its message or left; whether it was shown typing."""
+        return self._until.pop(peer, None) is not None
 
     def names(self, now: float) -> list[str]:
         """Who is typing at ``now``, in the order they started, each name once (one
