@@ -21,10 +21,11 @@ default, WebSocket mode): the typed message in the other user's chat, the own me
 and the page's JS heap.
 
 A benchmark, not a test: it prints a markdown table and JSON. ``--typed-only`` runs only
-the typed-message rows; ``--profile DIR`` runs CDP's sampling profiler in both pages while
-typing and prints, per message, the functions' self and total time inside the measured
-spans (sender: Enter → own message shown; receiver: frame received → shown), saving the
-``.cpuprofile`` files in DIR (read them with a build that keeps names, docs/benchmarks.md).
+the typed-message rows, ``--history-only`` only the late joiner and reload rows;
+``--profile DIR`` runs CDP's sampling profiler in both pages while typing and prints, per
+message, the functions' self and total time inside the measured spans (sender: Enter →
+own message shown; receiver: frame received → shown), saving the ``.cpuprofile`` files
+in DIR (read them with a build that keeps names, docs/benchmarks.md).
 
     PYTHONPATH=src python bench/browser_latency.py --messages 200 --history 10000 \\
         [--jupyter-chat /tmp/jchat-venv]
@@ -558,6 +559,9 @@ def main() -> None:
     parser.add_argument(
         "--typed-only", action="store_true", help="only the typed-message rows (no history)"
     )
+    parser.add_argument(
+        "--history-only", action="store_true", help="only the late joiner and reload rows"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
 
@@ -572,6 +576,13 @@ def main() -> None:
             browser = p.chromium.launch(
                 executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS, headless=True
             )
+            if args.history_only:
+                hist = history(lab, browser, args.history)
+                browser.close()
+                lab.stop()
+                print(f"\nmachine {busy:.0%} busy before the run")
+                print(json.dumps({"history": hist}, indent=1))
+                return
             typed = typed_latency(lab, browser, args.messages, args.profile)
             if args.typed_only:
                 browser.close()
