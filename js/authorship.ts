@@ -4,7 +4,7 @@
 // CertBook; this is the I/O around it. Off when the server sends no `server_keys`.
 
 import type { Certificate, Verifier } from "./core/signing";
-import { CertBook, generateKey, publicKey, signEntry, verifyHere } from "./core/signing";
+import { CertBook, entryDigest, generateKey, publicKey, signEntry, verifyHere } from "./core/signing";
 import type { ChatFrame } from "./core/frames";
 import type { SessionConfig } from "./core/session";
 import type { ChatMessage } from "./protocol";
@@ -35,6 +35,9 @@ export class Authorship {
   private readonly inbound = new Map<string, Promise<void>>();
   /** Our own entries being signed, in order. */
   private signing: Promise<void> = Promise.resolve();
+  /** Our last signed entry (author, seq, digest): the next one names it as `prev` (the hash
+   *  chain, core/signing), so a catch-up checks one signature per run of ours. */
+  private chain: { author: string; seq: number; digest: string } | null = null;
 
   constructor(private readonly host: AuthorshipHost) {}
 
@@ -92,7 +95,11 @@ export class Authorship {
     }
     this.signing = this.signing.then(async () => {
       try {
+        const last = this.chain;
+        if (last !== null && last.author === message.author && last.seq === message.seq - 1) message.prev = last.digest;
         message.sig = await signEntry((await keys).privateKey, book.room, message as unknown as Fields);
+        const digest = entryDigest(book.room, message as unknown as Fields);
+        this.chain = digest === null ? null : { author: message.author, seq: message.seq, digest };
       } catch (error) {
         console.warn("nbchat: could not sign a message", error);
       }
