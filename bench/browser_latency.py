@@ -135,6 +135,32 @@ PROBE = r"""
 })();
 """
 
+#: Counts the local copy's IndexedDB writes (``put``) and their time on the page's thread
+#: (IndexedDB clones each value there), and the last history frame's arrival: what competes
+#: with a late joiner's catch-up, and when the sender was done.
+CATCH_UP_PROBE = r"""
+(() => {
+  const t = () => performance.timeOrigin + performance.now();
+  const c = (window.__catchup = { puts: 0, putMs: 0, lastFrame: null });
+  const put = IDBObjectStore.prototype.put;
+  IDBObjectStore.prototype.put = function (...args) {
+    const a = performance.now();
+    try { return put.apply(this, args); } finally { c.puts += 1; c.putMs += performance.now() - a; }
+  };
+  const add = RTCDataChannel.prototype.addEventListener;
+  RTCDataChannel.prototype.addEventListener = function (type, fn, ...rest) {
+    if (type === 'message') add.call(this, type, () => { c.lastFrame = t(); });
+    return add.call(this, type, fn, ...rest);
+  };
+  const desc = Object.getOwnPropertyDescriptor(RTCDataChannel.prototype, 'onmessage');
+  Object.defineProperty(RTCDataChannel.prototype, 'onmessage', { configurable: true,
+    get() { return desc.get.call(this); },
+    set(fn) {
+      desc.set.call(this, fn && ((e) => { c.lastFrame = t(); return fn.call(this, e); }));
+    } });
+})();
+"""
+
 #: A page-side wait for the newest message's row to have index `n - 1` (all `n` held).
 ALL_HELD = """([text, n]) => new Promise((resolve) => {
   const step = () => {
@@ -371,6 +397,7 @@ def history(lab: Any, browser: Any, size: int) -> dict[str, Any]:
             permissions=["microphone", "camera"], viewport={"width": 1280, "height": 900}
         )
         context.add_init_script(PROBE)
+        context.add_init_script(CATCH_UP_PROBE)
         context.add_init_script(f"window.__probe.watch = [{json.dumps(newest)}];")
         page = context.new_page()
         open_notebook(page, lab, path)
@@ -382,6 +409,10 @@ def history(lab: Any, browser: Any, size: int) -> dict[str, Any]:
         result["join_newest_after_link_ms"] = probe["rowIndex"][newest]["first"] - link
         result["join_newest_first_index"] = probe["rowIndex"][newest]["firstIndex"]
         result["join_all_after_link_ms"] = held - link
+        catchup = page.evaluate("() => window.__catchup")
+        result["join_last_frame_after_link_ms"] = (catchup["lastFrame"] or link) - link
+        result["join_idb_puts_before_all_held"] = catchup["puts"]
+        result["join_idb_put_ms_before_all_held"] = round(catchup["putMs"], 1)
         result["join_widget_to_link_ms"] = link - probe["widget"]
         time.sleep(2)  # let the local copy be written and the page settle
         result["heap_with_history_mb"] = heap_mb(page)

@@ -41,17 +41,27 @@ export interface Certificate {
 
 const utf8 = new TextEncoder();
 
-/** base64url without padding. */
+const B64_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/** base64url without padding. One pass over a table (a late joiner encodes a digest per
+ *  entry: btoa and three replaces cost several times more). */
 export function b64encode(data: Uint8Array): string {
-  let binary = "";
-  for (const byte of data) binary += String.fromCharCode(byte);
-  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  let out = "";
+  let i = 0;
+  for (; i + 2 < data.length; i += 3) {
+    const n = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2];
+    out += B64_CHARS[n >>> 18] + B64_CHARS[(n >>> 12) & 63] + B64_CHARS[(n >>> 6) & 63] + B64_CHARS[n & 63];
+  }
+  if (i < data.length) {
+    const n = (data[i] << 16) | (i + 1 < data.length ? data[i + 1] << 8 : 0);
+    out += B64_CHARS[n >>> 18] + B64_CHARS[(n >>> 12) & 63];
+    if (i + 1 < data.length) out += B64_CHARS[(n >>> 6) & 63];
+  }
+  return out;
 }
 
 const B64_VALUES = new Int8Array(128).fill(-1);
-for (let i = 0; i < 64; i += 1) {
-  B64_VALUES["ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".charCodeAt(i)] = i;
-}
+for (let i = 0; i < 64; i += 1) B64_VALUES[B64_CHARS.charCodeAt(i)] = i;
 
 /** Inverse of b64encode; throws a RangeError for anything else. One pass over the text (a
  *  late joiner decodes 10,000 signatures: atob + replace + Uint8Array.from was ~18 µs each). */
