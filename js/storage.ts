@@ -22,8 +22,9 @@ export const MAX_STORED_MESSAGES = 100_000;
 const FLUSH_DELAY_MS = 50;
 /** …and at most this much later when the page is never idle. */
 const IDLE_TIMEOUT_MS = 1_000;
-/** While a history answer pours in, nothing is written until its batches stop for this long… */
-export const CATCH_UP_QUIET_MS = 300;
+/** While a history answer pours in, nothing is written until its batches stop for this long
+ *  (on a busy 2-core machine a sender paused 300 ms mid-answer: docs/benchmarks.md)… */
+export const CATCH_UP_QUIET_MS = 1_000;
 /** …or this long after the catch-up began (a never-ending stream is still stored). */
 export const CATCH_UP_MAX_MS = 5_000;
 /** Messages written per transaction when the page is idle (a slice, not one long task). */
