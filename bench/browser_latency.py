@@ -21,10 +21,11 @@ default, WebSocket mode): the typed message in the other user's chat, the own me
 and the page's JS heap.
 
 A benchmark, not a test: it prints a markdown table and JSON. ``--typed-only`` runs only
-the typed-message rows; ``--profile DIR`` runs CDP's sampling profiler in both pages while
-typing and prints, per message, the functions' self and total time inside the measured
-spans (sender: Enter → own message shown; receiver: frame received → shown), saving the
-``.cpuprofile`` files in DIR (read them with a build that keeps names, docs/benchmarks.md).
+the typed-message rows, ``--history-only`` only the late joiner and reload rows;
+``--profile DIR`` runs CDP's sampling profiler in both pages while typing and prints, per
+message, the functions' self and total time inside the measured spans (sender: Enter →
+own message shown; receiver: frame received → shown), saving the ``.cpuprofile`` files
+in DIR (read them with a build that keeps names, docs/benchmarks.md).
 
     PYTHONPATH=src python bench/browser_latency.py --messages 200 --history 10000 \\
         [--jupyter-chat /tmp/jchat-venv]
@@ -131,6 +132,32 @@ PROBE = r"""
   const start = () => new MutationObserver(scan).observe(
     document.body, { subtree: true, childList: true, characterData: true });
   if (document.body) start(); else document.addEventListener('DOMContentLoaded', start);
+})();
+"""
+
+#: Counts the local copy's IndexedDB writes (``put``) and their time on the page's thread
+#: (IndexedDB clones each value there), and the last history frame's arrival: what competes
+#: with a late joiner's catch-up, and when the sender was done.
+CATCH_UP_PROBE = r"""
+(() => {
+  const t = () => performance.timeOrigin + performance.now();
+  const c = (window.__catchup = { puts: 0, putMs: 0, lastFrame: null });
+  const put = IDBObjectStore.prototype.put;
+  IDBObjectStore.prototype.put = function (...args) {
+    const a = performance.now();
+    try { return put.apply(this, args); } finally { c.puts += 1; c.putMs += performance.now() - a; }
+  };
+  const add = RTCDataChannel.prototype.addEventListener;
+  RTCDataChannel.prototype.addEventListener = function (type, fn, ...rest) {
+    if (type === 'message') add.call(this, type, () => { c.lastFrame = t(); });
+    return add.call(this, type, fn, ...rest);
+  };
+  const desc = Object.getOwnPropertyDescriptor(RTCDataChannel.prototype, 'onmessage');
+  Object.defineProperty(RTCDataChannel.prototype, 'onmessage', { configurable: true,
+    get() { return desc.get.call(this); },
+    set(fn) {
+      desc.set.call(this, fn && ((e) => { c.lastFrame = t(); return fn.call(this, e); }));
+    } });
 })();
 """
 
@@ -370,6 +397,7 @@ def history(lab: Any, browser: Any, size: int) -> dict[str, Any]:
             permissions=["microphone", "camera"], viewport={"width": 1280, "height": 900}
         )
         context.add_init_script(PROBE)
+        context.add_init_script(CATCH_UP_PROBE)
         context.add_init_script(f"window.__probe.watch = [{json.dumps(newest)}];")
         page = context.new_page()
         open_notebook(page, lab, path)
@@ -381,6 +409,10 @@ def history(lab: Any, browser: Any, size: int) -> dict[str, Any]:
         result["join_newest_after_link_ms"] = probe["rowIndex"][newest]["first"] - link
         result["join_newest_first_index"] = probe["rowIndex"][newest]["firstIndex"]
         result["join_all_after_link_ms"] = held - link
+        catchup = page.evaluate("() => window.__catchup")
+        result["join_last_frame_after_link_ms"] = (catchup["lastFrame"] or link) - link
+        result["join_idb_puts_before_all_held"] = catchup["puts"]
+        result["join_idb_put_ms_before_all_held"] = round(catchup["putMs"], 1)
         result["join_widget_to_link_ms"] = link - probe["widget"]
         time.sleep(2)  # let the local copy be written and the page settle
         result["heap_with_history_mb"] = heap_mb(page)
@@ -558,6 +590,9 @@ def main() -> None:
     parser.add_argument(
         "--typed-only", action="store_true", help="only the typed-message rows (no history)"
     )
+    parser.add_argument(
+        "--history-only", action="store_true", help="only the late joiner and reload rows"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
 
@@ -572,6 +607,13 @@ def main() -> None:
             browser = p.chromium.launch(
                 executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS, headless=True
             )
+            if args.history_only:
+                hist = history(lab, browser, args.history)
+                browser.close()
+                lab.stop()
+                print(f"\nmachine {busy:.0%} busy before the run")
+                print(json.dumps({"history": hist}, indent=1))
+                return
             typed = typed_latency(lab, browser, args.messages, args.profile)
             if args.typed_only:
                 browser.close()

@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, onTestFinished, vi } from "vitest";
 import type { Peer, PeerOptions } from "peerjs";
 import { ChatProxy, type ChatProxyOptions } from "./ChatProxy";
 import type { PageInfo } from "./jupyterPage";
@@ -532,6 +532,37 @@ describe("ChatProxy", () => {
     expect(ids.length).toBe(200);
     expect(new Set(ids).size).toBe(200);
     expect(ids).not.toContain("b-2:1");
+  });
+
+  it("keeps a history answer in the local copy only once its batches stop arriving, all of it", async () => {
+    const { IDBFactory, IDBKeyRange } = await import("fake-indexeddb");
+    const { LocalCopy } = await import("./storage");
+    vi.stubGlobal("IDBKeyRange", IDBKeyRange);
+    onTestFinished(() => void vi.unstubAllGlobals());
+    const factory = new IDBFactory();
+    const stored = async (): Promise<number> => {
+      const read = new LocalCopy(`${page.baseUrl}|${session.room}`, { indexedDB: factory, legacy: null }).loadAll();
+      await vi.advanceTimersByTimeAsync(0);
+      return (await read).length;
+    };
+    const { proxy, peers, sockets } = await start("0-self", { indexedDB: factory });
+    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me"), presence("b-2", "bob"), presence("c-3", "cat")] });
+    const conn = peers[0].dialed[0];
+    openConn(conn);
+    // Bob's answer: 30 batches of 50 relayed entries of cat's, one every 80 ms (2.4 s).
+    for (let b = 0; b < 30; b += 1) {
+      const messages = Array.from({ length: 50 }, (_, i) => {
+        const seq = b * 50 + i + 1;
+        return { id: `c-3:${seq}`, author: "c-3", seq, clock: seq, time: 1, text: `m${seq}`, user: identity("cat") };
+      });
+      conn.emit("data", { type: "history", messages });
+      await vi.advanceTimersByTimeAsync(80);
+      expect(await stored()).toBe(0);
+    }
+    expect(proxy.state.messages).toHaveLength(1_500);
+    await vi.advanceTimersByTimeAsync(3_000);
+    expect(await stored()).toBe(1_500);
+    expect(proxy.state.localCopy?.messages).toBe(1_500);
   });
 
   it("sends a long sync answer newest first, paced on the link's buffer, and a live message goes ahead of the rest", async () => {

@@ -711,6 +711,8 @@ export class ChatProxy {
     // A peer that syncs may lack what we sent: its next answer carries the certificates again.
     if (frame.type === ChatFrameType.SYNC) this.authorship.linkChanged(peerId);
     if (this.sync === null || !this.present.has(peerId)) return;
+    // A sync answer pouring in: the local copy writes once it has ended.
+    if (isCatchUp(frame)) this.copy.catchingUp();
     if (frame.type === ChatFrameType.FILE_GET || frame.type === ChatFrameType.FILE_PART || frame.type === ChatFrameType.FILE_CANCEL) {
       this.files.onFrame(peerId, frame);
       return;
@@ -729,6 +731,7 @@ export class ChatProxy {
       return;
     }
     if (frame.type === "message" && this.typists.stopped(peerId)) this.typingChanged();
+    if (isCatchUp(frame)) this.copy.catchingUp();
     const out = this.sync.onFrame(peerId, frame, user, now());
     this.carry(out);
     // A big room: what arrived live and is new to us goes on along the overlay, as relayed
@@ -917,6 +920,11 @@ export class ChatProxy {
       }),
     });
   }
+}
+
+/** A batch of a sync answer (a relayed copy is a one-entry `history`, a live one a `message`). */
+function isCatchUp(frame: ChatFrame): boolean {
+  return frame.type === ChatFrameType.HISTORY && Array.isArray(frame.messages) && frame.messages.length > 1;
 }
 
 /** The room sync's clock: monotonic milliseconds. */

@@ -6,7 +6,7 @@ import { Authorship } from "./authorship";
 import type { ChatFrame } from "./core/frames";
 import { MessageLog, normalizeIdentity } from "./core/msglog";
 import type { SessionConfig } from "./core/session";
-import { b64decode, b64encode, certBytes, generateKey, publicKey, signEntry, verifyHere } from "./core/signing";
+import { b64decode, b64encode, certBytes, entryDigest, generateKey, publicKey, signEntry, verifyHere } from "./core/signing";
 import type { Certificate, SignatureCheck, Verifier } from "./core/signing";
 import type { ChatMessage } from "./protocol";
 
@@ -184,8 +184,9 @@ describe("Authorship", () => {
       bob.incoming("A", { type: "history", messages: messages.slice(0, 2) }, (f) => out.push(f));
       bob.incoming("A", { type: "message", message: messages[2] }, (f) => out.push(f));
       bob.incoming("A", { type: "history", messages: [messages[3]] }, (f) => out.push(f));
-      // All three asked for before any answer: pipelined.
-      expect(held.asked.map((batch) => batch.length)).toEqual([2, 1, 1]);
+      // All three asked for before any answer: pipelined (m1 and m2 are one hash-chained run:
+      // one signature checked).
+      expect(held.asked.map((batch) => batch.length)).toEqual([1, 1, 1]);
       await held.release(2);
       await held.release(1);
       expect(out).toEqual([]); // the first frame is not checked yet: nothing overtakes it
@@ -209,7 +210,7 @@ describe("Authorship", () => {
       bob.incoming("M", certs, (f) => out.push(f));
       bob.incoming("M", { type: "history", messages }, (f) => out.push(f));
       expect(held.asked).toEqual([]); // not checked against a book that lacks Alice yet
-      await vi.waitFor(() => expect(held.asked.map((batch) => batch.length)).toEqual([2]));
+      await vi.waitFor(() => expect(held.asked.map((batch) => batch.length)).toEqual([1])); // one chained run
       await held.release(0);
       expect(texts(out)).toEqual([["m1", "m2"]]);
       expect(bob.refused).toEqual({});
@@ -240,7 +241,12 @@ describe("Authorship", () => {
       await held.release(2, [1 as unknown as boolean]);
       await held.release(1);
       expect(out).toEqual([]);
+      // The first frame's run [m1, forged] fails at its last signature: m1 is asked again alone.
       await held.release(0);
+      expect(out).toEqual([]);
+      await vi.waitFor(() => expect(held.asked).toHaveLength(5));
+      expect(held.asked[4].length).toBe(1);
+      await held.release(4);
       expect(texts(out)).toEqual([["m1"], ["m2"]]);
       expect(bob.refused).toEqual({ bad_signature: 3 });
     });
@@ -281,17 +287,42 @@ describe("Authorship", () => {
       const { bob, asked, got, send } = await countingBob(srv);
       send("A", [certs, { type: "history", messages }]);
       await vi.waitFor(() => expect(texts(got)).toEqual([["m1", "m2"]]));
-      expect(asked).toHaveLength(2);
+      expect(asked).toHaveLength(1); // one hash-chained run: its last signature
       // The same two entries answered by C (a second peer syncing us): not checked again.
       send("C", [{ type: "history", messages }]);
       await vi.waitFor(() => expect(texts(got)).toEqual([["m1", "m2"], ["m1", "m2"]]));
-      expect(asked).toHaveLength(2);
-      // A copy with the same signature but another text is checked, and dropped.
+      expect(asked).toHaveLength(1);
+      // A copy with the same signature but another text is checked, and dropped (then m1,
+      // whose run it ended, is checked on its own).
       const changed = { ...messages[1], text: "wire me money" };
       send("C", [{ type: "history", messages: [messages[0], changed] }]);
       await vi.waitFor(() => expect(texts(got)).toEqual([["m1", "m2"], ["m1", "m2"], ["m1"]]));
       expect(asked).toHaveLength(3);
       expect(bob.refused).toEqual({ bad_signature: 1 });
+    });
+
+    it("chains what it signs: a catch-up of 100 entries costs one check, a tampered one is still dropped", async () => {
+      const { srv, messages, certs } = await alice(100);
+      expect(messages[0].prev).toBeUndefined();
+      messages.slice(1).forEach((m, i) => expect(m.prev).toBe(entryDigest("r", messages[i] as unknown as Record<string, unknown>)));
+      const { bob, asked, got, send } = await countingBob(srv);
+      // Newest first, as a sync answer comes: two frames of 50.
+      send("A", [certs, { type: "history", messages: messages.slice(50) }, { type: "history", messages: messages.slice(0, 50) }]);
+      await vi.waitFor(() => expect(got).toHaveLength(2));
+      expect(texts(got).flat()).toHaveLength(100);
+      expect(asked).toHaveLength(2); // one per frame: each frame's run ends in one signature
+      // From another peer, a copy whose 30th entry was altered: that one is dropped, the rest kept.
+      const altered = messages.map((m, i) => (i === 29 ? { ...m, text: "wire me money" } : m));
+      const fresh = await countingBob(srv);
+      fresh.send("C", [certs, { type: "history", messages: altered }]);
+      await vi.waitFor(() => expect(fresh.got).toHaveLength(1));
+      const kept = texts(fresh.got)[0];
+      expect(kept).toHaveLength(99);
+      expect(kept).not.toContain("wire me money");
+      expect(fresh.bob.refused).toEqual({ bad_signature: 1 });
+      // m1…m30 (ending in the altered one: refused, then m1…m29 one by one) and m31…m100.
+      expect(fresh.asked).toHaveLength(1 + 1 + 29);
+      expect(bob.refused).toEqual({});
     });
 
     it("does not remember long entries (memory stays bounded): they are checked each time they come", async () => {

@@ -4,7 +4,7 @@
 // CertBook; this is the I/O around it. Off when the server sends no `server_keys`.
 
 import type { Certificate, Verifier } from "./core/signing";
-import { CertBook, generateKey, publicKey, signEntry, verifyHere } from "./core/signing";
+import { CertBook, entryDigest, generateKey, publicKey, signEntry, verifyHere } from "./core/signing";
 import type { ChatFrame } from "./core/frames";
 import type { SessionConfig } from "./core/session";
 import type { ChatMessage } from "./protocol";
@@ -37,6 +37,11 @@ export class Authorship {
   private readonly inbound = new Map<string, Promise<void>>();
   /** Our own entries being signed, in order. */
   private signing: Promise<void> = Promise.resolve();
+  /** Our last signed entry (author, seq, digest): the next one names it as `prev` (the hash
+   *  chain, core/signing), so a catch-up checks one signature per run of ours. */
+  private chain: { author: string; seq: number; digest: string } | null = null;
+  /** Our entries handed to sign() whose signature is not made yet. */
+  private signingNow = 0;
 
   constructor(private readonly host: AuthorshipHost) {}
 
@@ -94,20 +99,28 @@ export class Authorship {
       then();
       return;
     }
-    // Started now, not once the signatures ahead are done: WebCrypto works off this thread
-    // while it goes on (our own message renders meanwhile); `then` still runs in order.
+    // Our previous entry's digest goes in as `prev` (the hash chain), so a signature needs
+    // the one before it. Typed one at a time, that one is long done: the signature starts
+    // now, and WebCrypto makes it off this thread while the page goes on. Several at once
+    // (a burst of reactions) are signed in turn. `then` runs in order either way.
     const fields = message as unknown as Fields;
-    const started =
-      this.privateKey !== null
-        ? signEntry(this.privateKey, book.room, fields)
-        : keys.then((pair) => signEntry(pair.privateKey, book.room, fields));
-    started.catch(() => undefined); // reported below, in order
+    const sign = (privateKey: CryptoKey): Promise<string> => {
+      const last = this.chain;
+      if (last !== null && last.author === message.author && last.seq === message.seq - 1) message.prev = last.digest;
+      return signEntry(privateKey, book.room, fields);
+    };
+    const started = this.signingNow === 0 && this.privateKey !== null ? sign(this.privateKey) : null;
+    started?.catch(() => undefined); // reported below, in order
+    this.signingNow += 1;
     this.signing = this.signing.then(async () => {
       try {
-        message.sig = await started;
+        message.sig = await (started ?? sign((await keys).privateKey));
+        const digest = entryDigest(book.room, fields);
+        this.chain = digest === null ? null : { author: message.author, seq: message.seq, digest };
       } catch (error) {
         console.warn("nbchat: could not sign a message", error);
       }
+      this.signingNow -= 1;
       then();
     });
   }

@@ -119,9 +119,10 @@ export class KernelBridge {
       from += 1;
     }
     if (from === messages.length && from === this.mirrored.length) return;
-    // Whole entries but their signatures: the kernel folds edits, deletes, reactions and
-    // the off-the-record switch itself (core/edits). Entries off the record never get here.
-    const suffix = messages.slice(from).map(({ sig: _sig, ...entry }) => entry as Record<string, unknown>);
+    // Whole entries but their signatures (and hash-chain links): the kernel folds edits,
+    // deletes, reactions and the off-the-record switch itself (core/edits). Entries off the
+    // record never get here.
+    const suffix = messages.slice(from).map(({ sig: _sig, prev: _prev, ...entry }) => entry as Record<string, unknown>);
     for (let start = 0; start < suffix.length || start === 0; start += PATCH_SIZE) {
       this.model.send(
         messagesPatch(from + start, suffix.slice(start, start + PATCH_SIZE), start + PATCH_SIZE >= suffix.length),

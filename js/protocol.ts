@@ -72,6 +72,8 @@ export interface ChatMessage {
   off_record?: boolean;
   /** The author's signature (js/core/signing.ts). */
   sig?: string;
+  /** The digest of the author's previous entry (seq − 1), signed: a hash chain (js/core/signing.ts). */
+  prev?: string;
 }
 
 export function messageId(author: string, seq: number): string {

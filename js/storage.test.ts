@@ -98,6 +98,59 @@ describe("the local copy in IndexedDB", () => {
     expect(await new LocalCopy("s", { indexedDB: factory, legacy: null }).loadAll()).toHaveLength(1);
   });
 
+  it("writes nothing while a history answer pours in, and everything once it has ended", async () => {
+    const factory = new IDBFactory();
+    const stored = async (): Promise<string[]> =>
+      ((await new LocalCopy("r", { indexedDB: factory, legacy: null }).loadAll()) as ChatMessage[]).map((m) => m.id);
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
+    try {
+      const copy = new LocalCopy("r", { indexedDB: factory, legacy: null, catchUpQuietMs: 300, catchUpMaxMs: 5_000 });
+      await copy.loadAll();
+      // 20 batches of 100, one every 100 ms: two seconds of catch-up, far past the usual
+      // 50 ms write delay.
+      for (let b = 0; b < 20; b += 1) {
+        copy.catchingUp();
+        copy.save(Array.from({ length: 100 }, (_, i) => message("a", b * 100 + i + 1, b * 100 + i + 1)));
+        await vi.advanceTimersByTimeAsync(100);
+        expect(await stored()).toEqual([]);
+      }
+      // Quiet for less than the gap: still nothing.
+      await vi.advanceTimersByTimeAsync(150);
+      expect(await stored()).toEqual([]);
+      // The batches have stopped: all of them are written.
+      await vi.advanceTimersByTimeAsync(200);
+      await vi.waitFor(async () => expect(await stored()).toHaveLength(2_000));
+      expect(copy.stats.messages).toBe(2_000);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("still stores a catch-up that never ends, after its cap", async () => {
+    const factory = new IDBFactory();
+    const stored = async (): Promise<number> => (await new LocalCopy("r", { indexedDB: factory, legacy: null }).loadAll()).length;
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
+    try {
+      const copy = new LocalCopy("r", { indexedDB: factory, legacy: null, catchUpQuietMs: 300, catchUpMaxMs: 1_000 });
+      await copy.loadAll();
+      let seq = 0;
+      for (let t = 0; t < 900; t += 100) {
+        copy.catchingUp();
+        copy.save([message("a", ++seq, seq)]);
+        await vi.advanceTimersByTimeAsync(100);
+      }
+      expect(await stored()).toBe(0);
+      for (let t = 0; t < 400; t += 100) {
+        copy.catchingUp();
+        copy.save([message("a", ++seq, seq)]);
+        await vi.advanceTimersByTimeAsync(100);
+      }
+      await vi.waitFor(async () => expect(await stored()).toBeGreaterThanOrEqual(9));
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it("is simply absent without IndexedDB", async () => {
     const copy = new LocalCopy("r", { indexedDB: null, legacy: null });
     expect(copy.available).toBe(false);

@@ -22,6 +22,13 @@ export const MAX_STORED_MESSAGES = 100_000;
 const FLUSH_DELAY_MS = 50;
 /** …and at most this much later when the page is never idle. */
 const IDLE_TIMEOUT_MS = 1_000;
+/** While a history answer pours in, nothing is written until its batches stop for this long
+ *  (on a busy 2-core machine a sender paused 300 ms mid-answer: docs/benchmarks.md)… */
+export const CATCH_UP_QUIET_MS = 1_000;
+/** …or this long after the catch-up began (a never-ending stream is still stored). */
+export const CATCH_UP_MAX_MS = 5_000;
+/** Messages written per transaction when the page is idle (a slice, not one long task). */
+const IDLE_SLICE = 1_000;
 
 export interface LocalCopyStats {
   messages: number;
@@ -153,6 +160,9 @@ export interface LocalCopyOptions {
   maxMessages?: number;
   /** Told whenever the stats change (after loading, writing, clearing). */
   onStats?: (stats: LocalCopyStats) => void;
+  /** The catch-up hold (tests shorten it). */
+  catchUpQuietMs?: number;
+  catchUpMaxMs?: number;
 }
 
 /** One room's local copy. Reads are async; writes are queued and batched. */
@@ -165,9 +175,16 @@ export class LocalCopy {
   /** Ids taken from `pending` whose write has not finished. */
   private readonly writing = new Set<string>();
   private flushTimer: ReturnType<typeof setTimeout> | null = null;
+  /** A write is scheduled (its timer, or an idle callback, is pending). */
+  private scheduled = false;
   private flushing: Promise<void> = Promise.resolve();
   private readonly onStats: (stats: LocalCopyStats) => void;
   private readonly maxMessages: number;
+  private readonly quietMs: number;
+  private readonly holdMaxMs: number;
+  /** A catch-up (history batches arriving): when it began, and when its last batch came. */
+  private catchUpSince: number | null = null;
+  private catchUpLast = 0;
   /** Whether IndexedDB is there at all (else the UI shows nothing about a local copy). */
   readonly available: boolean;
 
@@ -183,6 +200,8 @@ export class LocalCopy {
     this.db = factory === null ? Promise.resolve(null) : database(factory, legacy);
     this.onStats = options.onStats ?? (() => undefined);
     this.maxMessages = options.maxMessages ?? MAX_STORED_MESSAGES;
+    this.quietMs = options.catchUpQuietMs ?? CATCH_UP_QUIET_MS;
+    this.holdMaxMs = options.catchUpMaxMs ?? CATCH_UP_MAX_MS;
   }
 
   get stats(): LocalCopyStats {
@@ -232,16 +251,74 @@ export class LocalCopy {
   save(messages: readonly ChatMessage[]): void {
     if (!this.available) return;
     for (const message of messages) this.pending.set(message.id, message);
-    if (this.flushTimer !== null) return;
-    // Writing costs the page some 30 µs a message (IndexedDB clones each): while a history
-    // pours in, wait for an idle moment rather than compete with rendering it.
-    this.flushTimer = setTimeout(() => {
-      if (typeof requestIdleCallback === "function") {
-        requestIdleCallback(() => void this.flush(), { timeout: IDLE_TIMEOUT_MS });
-      } else {
-        void this.flush();
-      }
-    }, FLUSH_DELAY_MS);
+    this.schedule(FLUSH_DELAY_MS);
+  }
+
+  /**
+   * A history answer's batch arrived (or was delivered): writes wait until the batches stop
+   * for CATCH_UP_QUIET_MS, or CATCH_UP_MAX_MS after the first, so storing (IndexedDB clones
+   * every message on the page's thread, some 30–60 µs each) never competes with checking
+   * and showing the history. Nothing is dropped: everything queued is written afterwards.
+   */
+  catchingUp(): void {
+    const at = Date.now();
+    if (this.catchUpSince === null || at - this.catchUpLast >= this.quietMs) this.catchUpSince = at;
+    this.catchUpLast = at;
+  }
+
+  /** How long writes still wait for a catch-up (0: not holding). */
+  private holdLeft(): number {
+    if (this.catchUpSince === null) return 0;
+    const at = Date.now();
+    const left = Math.min(this.catchUpLast + this.quietMs, this.catchUpSince + this.holdMaxMs) - at;
+    if (left <= 0) {
+      this.catchUpSince = null;
+      return 0;
+    }
+    return left;
+  }
+
+  /** Write what is queued after `delay`, once no catch-up holds it, in idle moments. */
+  private schedule(delay: number): void {
+    if (this.scheduled || this.pending.size === 0) return;
+    this.scheduled = true;
+    // Writing costs the page some 30 µs a message (IndexedDB clones each): wait while a
+    // history pours in, then for an idle moment, and write in slices.
+    this.flushTimer = setTimeout(() => this.due(), Math.max(delay, this.holdLeft()));
+  }
+
+  private due(): void {
+    this.flushTimer = null;
+    const left = this.holdLeft();
+    if (left > 0) {
+      this.flushTimer = setTimeout(() => this.due(), left);
+    } else if (typeof requestIdleCallback === "function") {
+      requestIdleCallback(() => this.idle(), { timeout: IDLE_TIMEOUT_MS });
+    } else {
+      this.scheduled = false;
+      void this.flush();
+    }
+  }
+
+  /** An idle moment: write a slice of what is queued, the rest in the next ones. */
+  private idle(): void {
+    if (!this.scheduled || this.flushTimer !== null) return; // flushed or cleared meanwhile
+    const left = this.holdLeft();
+    if (left > 0) {
+      // A catch-up began meanwhile: wait for it.
+      this.flushTimer = setTimeout(() => this.due(), left);
+      return;
+    }
+    this.scheduled = false;
+    const batch: ChatMessage[] = [];
+    for (const [id, message] of this.pending) {
+      if (batch.length >= IDLE_SLICE) break;
+      batch.push(message);
+      this.pending.delete(id);
+      this.writing.add(id);
+    }
+    this.flushing = this.flushing.then(() => this.write(batch));
+    this.schedule(0);
   }
 
   /** Take `ids` out of the copy (entries found to be off the record): queued ones are
@@ -274,6 +351,7 @@ export class LocalCopy {
   flush(): Promise<void> {
     if (this.flushTimer !== null) clearTimeout(this.flushTimer);
     this.flushTimer = null;
+    this.scheduled = false;
     const batch = [...this.pending.values()];
     for (const message of batch) this.writing.add(message.id);
     this.pending = new Map();
@@ -356,6 +434,7 @@ export class LocalCopy {
   async clear(): Promise<void> {
     if (this.flushTimer !== null) clearTimeout(this.flushTimer);
     this.flushTimer = null;
+    this.scheduled = false;
     this.pending.clear();
     await this.flushing;
     const db = await this.db;

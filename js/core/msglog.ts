@@ -37,6 +37,8 @@ export const MAX_EMOJI_BYTES = 64;
 const CONTROL = /[\x00-\x20\x7f]/;
 /** An Ed25519 signature in base64url (86 characters); a little slack, nothing more. */
 export const SIG_RE = /^[A-Za-z0-9_-]{1,128}$/;
+/** A SHA-256 digest in base64url (43 characters): an entry's `prev`. */
+export const PREV_RE = /^[A-Za-z0-9_-]{43}$/;
 
 /** A received message that breaks the wire format; the caller logs and drops it. */
 export class InvalidMessage extends Error {}
@@ -181,6 +183,11 @@ function validateExtensions(raw: Record<string, unknown>, message: ChatMessage):
     if (typeof sig !== "string" || !SIG_RE.test(sig)) throw new InvalidMessage("sig must be base64url");
     message.sig = sig;
   }
+  const { prev } = raw;
+  if (prev !== undefined && prev !== null) {
+    if (typeof prev !== "string" || !PREV_RE.test(prev)) throw new InvalidMessage("prev must be a base64url SHA-256 digest");
+    message.prev = prev;
+  }
   const offRecord = raw.off_record;
   if (offRecord !== undefined && offRecord !== null) {
     if (offRecord !== true || kind === RECORD_KIND) {
@@ -219,7 +226,7 @@ function validateExtensions(raw: Record<string, unknown>, message: ChatMessage):
 const IDENTITY_KEYS = ["username", "name", "display_name", "initials", "color", "avatar_url"] as const;
 
 /** Whether two copies of one id say the same thing (an honest relay does). */
-const CONTENT_KEYS = ["clock", "time", "text", "kind", "target", "reply_to", "emoji", "on", "off_record", "sig"] as const;
+const CONTENT_KEYS = ["clock", "time", "text", "kind", "target", "reply_to", "emoji", "on", "off_record", "sig", "prev"] as const;
 
 function sameMessage(a: ChatMessage, b: ChatMessage): boolean {
   return (

@@ -90,3 +90,80 @@ describe("signed entries and certificates (signing_cases.json)", () => {
     }
   });
 });
+
+describe("hash chains of signed entries (signing_cases.json `chains`)", () => {
+  const chains = (fixture as Any).chains;
+  const newBook = async (): Promise<signing.CertBook> => {
+    const book = new signing.CertBook("analysis", [publics.server]);
+    expect(await book.learn(chains.certs)).toEqual(["A", "M"]);
+    return book;
+  };
+
+  it("an entry's digest is SHA-256 of its signed bytes and its signature, as Python has it", async () => {
+    const { entry, digest } = chains.digest;
+    expect(signing.entryDigest("analysis", entry)).toBe(digest);
+    const raw = new Uint8Array([...signing.entryBytes("analysis", entry), ...signing.b64decode(entry.sig)]);
+    expect(signing.b64encode(new Uint8Array(await crypto.subtle.digest("SHA-256", raw)))).toBe(digest);
+    expect(signing.entryDigest("analysis", { ...entry, sig: "short" })).toBeNull();
+  });
+
+  it("prev is signed: stripped or swapped, the signature fails", async () => {
+    const entry = chains.cases[0].entries[1];
+    const key = chains.certs[0].key;
+    expect(await signing.verifyEntry(key, "analysis", entry)).toBe(true);
+    expect(await signing.verifyEntry(key, "analysis", withoutPrev(entry))).toBe(false);
+    expect(await signing.verifyEntry(key, "analysis", { ...entry, prev: "A".repeat(43) })).toBe(false);
+  });
+
+  it.each(byName(chains.cases as Any[]))("%s", async (_name, c) => {
+    const book = await newBook();
+    let asked = 0;
+    const counting: signing.Verifier = (checks) => {
+      asked += checks.length;
+      return signing.verifyHere(checks);
+    };
+    const users = await book.verifyAll(c.entries, counting);
+    expect(users.map((u) => u !== null)).toEqual(c.valid);
+    users.forEach((u, i) => {
+      if (u !== null) expect(u.username).toBe(({ A: "alice", M: "mallory" } as Record<string, string>)[c.entries[i].author]);
+    });
+    expect(asked).toBe(c.checks);
+    expect(book.checks).toBe(c.checks);
+    expect(book.refused).toEqual(c.refused);
+  });
+
+  it.each(byName(chains.cases as Any[]))("one by one says the same: %s", async (_name, c) => {
+    const book = await newBook();
+    const users = await Promise.all(c.entries.map((e: Any) => book.verify(e)));
+    expect(users.map((u) => u !== null)).toEqual(c.valid);
+  });
+
+  it("a remembered run costs nothing the second time (another peer's answer)", async () => {
+    const book = await newBook();
+    const five = chains.cases[0].entries;
+    await book.verifyAll(five);
+    expect(book.checks).toBe(1);
+    expect((await book.verifyAll(five)).every((u) => u !== null)).toBe(true);
+    expect(book.checks).toBe(1);
+  });
+
+  it("a chained entry survives the log, and a bad prev is refused", async () => {
+    const [first, second] = chains.cases[0].entries;
+    const log = new MessageLog("Z", normalizeIdentity({ username: "zoe" }));
+    const bad = { ...first, seq: 7, clock: 7, prev: "not a digest", user: { username: "a" } };
+    const { added, rejected } = log.receiveHistory([
+      ...[first, second].map((m: Any) => ({ ...m, user: { username: "alice" } })),
+      bad,
+    ]);
+    expect(added.map((m) => m.prev)).toEqual([undefined, second.prev]);
+    expect(rejected).toHaveLength(1);
+    expect(String(rejected[0])).toMatch(/prev/);
+    const book = await newBook();
+    expect((await book.verifyAll(added as unknown as Record<string, unknown>[])).every((u) => u !== null)).toBe(true);
+    expect(book.checks).toBe(1);
+  });
+});
+
+function withoutPrev(entry: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(entry).filter(([k]) => k !== "prev"));
+}

@@ -6,6 +6,7 @@
 import type { Identity } from "../protocol";
 import { dumps } from "./frames";
 import { InvalidMessage, normalizeIdentity } from "./msglog";
+import { sha256 } from "./sha256";
 
 export const ENTRY_CONTEXT = "nbchat-entry/1";
 export const CERT_CONTEXT = "nbchat-cert/1";
@@ -40,17 +41,27 @@ export interface Certificate {
 
 const utf8 = new TextEncoder();
 
-/** base64url without padding. */
+const B64_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/** base64url without padding. One pass over a table (a late joiner encodes a digest per
+ *  entry: btoa and three replaces cost several times more). */
 export function b64encode(data: Uint8Array): string {
-  let binary = "";
-  for (const byte of data) binary += String.fromCharCode(byte);
-  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  let out = "";
+  let i = 0;
+  for (; i + 2 < data.length; i += 3) {
+    const n = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2];
+    out += B64_CHARS[n >>> 18] + B64_CHARS[(n >>> 12) & 63] + B64_CHARS[(n >>> 6) & 63] + B64_CHARS[n & 63];
+  }
+  if (i < data.length) {
+    const n = (data[i] << 16) | (i + 1 < data.length ? data[i + 1] << 8 : 0);
+    out += B64_CHARS[n >>> 18] + B64_CHARS[(n >>> 12) & 63];
+    if (i + 1 < data.length) out += B64_CHARS[(n >>> 6) & 63];
+  }
+  return out;
 }
 
 const B64_VALUES = new Int8Array(128).fill(-1);
-for (let i = 0; i < 64; i += 1) {
-  B64_VALUES["ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".charCodeAt(i)] = i;
-}
+for (let i = 0; i < 64; i += 1) B64_VALUES[B64_CHARS.charCodeAt(i)] = i;
 
 /** Inverse of b64encode; throws a RangeError for anything else. One pass over the text (a
  *  late joiner decodes 10,000 signatures: atob + replace + Uint8Array.from was ~18 µs each). */
@@ -100,6 +111,9 @@ function entryText(room: string, entry: Fields): string {
   // Off the record: appended only then, so every earlier signature stays valid; a relay can
   // neither strip the flag nor add it.
   if (entry.off_record !== undefined && entry.off_record !== null) fields.push(entry.off_record);
+  // The hash chain: the digest of the author's previous entry, signed (only when present;
+  // `off_record` is `true` and `prev` a string, so the array reads one way only).
+  if (entry.prev !== undefined && entry.prev !== null) fields.push(entry.prev);
   return dumps([ENTRY_CONTEXT, room, ...fields]);
 }
 
@@ -188,6 +202,18 @@ async function verify(key: string, signature: unknown, data: Uint8Array<ArrayBuf
   return (await verifyHere([{ key, sig, data }]))[0];
 }
 
+/** SHA-256 of an entry's signed bytes followed by its 64 signature bytes, base64url. */
+function digest(data: Uint8Array, sig: Uint8Array): string {
+  return b64encode(sha256(data, sig));
+}
+
+/** What the author's next entry names as `prev` (the hash chain, docs/protocol.md §4.4); null
+ *  when the entry has no signature. */
+export function entryDigest(room: string, entry: Fields): string | null {
+  const sig = signatureBytes(entry.sig);
+  return sig === null ? null : digest(entryBytes(room, entry), sig);
+}
+
 /** The `sig` of an entry we author. */
 export async function signEntry(privateKey: CryptoKey, room: string, entry: Fields): Promise<string> {
   return b64encode(new Uint8Array(await crypto.subtle.sign(ED25519, privateKey, entryBytes(room, entry))));
@@ -244,6 +270,8 @@ export class CertBook {
    *  and Ed25519's answer for the same key, signature and bytes is always the same. */
   private readonly verified = new Set<string>();
   private verifiedChars = 0;
+  /** Signatures checked (a chain's run costs one). */
+  checks = 0;
 
   constructor(
     readonly room: string,
@@ -295,15 +323,20 @@ export class CertBook {
   }
 
   /**
-   * `verify` for many entries at once, the signatures checked by `verifier` in one call:
-   * each entry's identity or null (dropped and counted), in the order given. Certificates
-   * are looked up now: one learned while the signatures are checked changes nothing here.
+   * `verify` for many entries at once, following hash chains (docs/protocol.md §4.4): each
+   * entry's identity or null (dropped and counted), in the order given. Per author, the
+   * entries sorted by `seq` fall into runs: the next entry (`seq + 1`) continues a run when
+   * its `prev` is this entry's digest. Only a run's last signature is checked (unless
+   * remembered); if it holds, so does the run, every entry of it being what the author signed
+   * through the digests its signed `prev` chains; if not, that entry is refused and the rest
+   * of the run is checked entry by entry. Entries without `prev` are runs of one. The
+   * signatures go to `verifier` in one call (two after a failed run). Certificates are
+   * looked up now: one learned while the signatures are checked changes nothing here.
    */
   async verifyAll(entries: readonly Fields[], verifier: Verifier = verifyHere): Promise<(Identity | null)[]> {
     const users: (Identity | null)[] = new Array<Identity | null>(entries.length).fill(null);
-    const checks: SignatureCheck[] = [];
-    const asked: number[] = [];
-    const seens: (string | null)[] = [];
+    const prepared: (Prepared | undefined)[] = new Array<Prepared | undefined>(entries.length);
+    const byAuthor = new Map<string, number[]>();
     entries.forEach((entry, i) => {
       const cert = typeof entry.author === "string" ? this.certs.get(entry.author) : undefined;
       if (cert === undefined) {
@@ -315,31 +348,100 @@ export class CertBook {
         this.refuse("bad_signature");
         return;
       }
-      users[i] = cert.user;
       const text = entryText(this.room, entry);
       const seen = text.length <= VERIFIED_TEXT_MAX ? `${cert.key} ${entry.sig as string} ${text}` : null;
-      if (seen !== null && this.verified.has(seen)) return;
-      checks.push({ key: cert.key, sig, data: utf8.encode(text) });
-      asked.push(i);
-      seens.push(seen);
+      prepared[i] = { cert, sig, data: utf8.encode(text), seen };
+      const mine = byAuthor.get(cert.peer);
+      if (mine === undefined) byAuthor.set(cert.peer, [i]);
+      else mine.push(i);
     });
-    if (checks.length === 0) return users;
-    const valid = await verifier(checks);
-    asked.forEach((i, n) => {
-      if (valid[n] !== true) {
-        users[i] = null;
-        this.refuse("bad_signature");
-      } else {
-        const seen = seens[n];
-        if (seen === null) return;
-        if (this.verified.size >= VERIFIED_HELD || this.verifiedChars + seen.length > VERIFIED_CHARS) {
-          this.verified.clear(); // a bound, not a policy
-          this.verifiedChars = 0;
+    const runs: number[][] = [];
+    for (const indices of byAuthor.values()) {
+      if (indices.length > 1) indices.sort((a, b) => (seqOf(entries[a]) ?? 0) - (seqOf(entries[b]) ?? 0));
+      let run = [indices[0]];
+      for (let n = 1; n < indices.length; n += 1) {
+        const i = indices[n];
+        const last = run[run.length - 1];
+        const seq = seqOf(entries[last]);
+        const prev = entries[i].prev;
+        const held = prepared[last] as Prepared;
+        const linked =
+          typeof prev === "string" && seq !== null && seqOf(entries[i]) === seq + 1 && prev === digest(held.data, held.sig);
+        if (!linked) {
+          runs.push(run);
+          run = [];
         }
-        this.verified.add(seen);
-        this.verifiedChars += seen.length;
+        run.push(i);
+      }
+      runs.push(run);
+    }
+    const vouch = (i: number): void => {
+      users[i] = (prepared[i] as Prepared).cert.user;
+    };
+    const valid = await this.check(
+      runs.map((run) => prepared[run[run.length - 1]] as Prepared),
+      verifier,
+    );
+    const again: number[] = [];
+    runs.forEach((run, n) => {
+      if (valid[n]) {
+        run.forEach(vouch);
+      } else {
+        this.refuse("bad_signature");
+        again.push(...run.slice(0, -1));
       }
     });
+    if (again.length > 0) {
+      const each = await this.check(
+        again.map((i) => prepared[i] as Prepared),
+        verifier,
+      );
+      again.forEach((i, n) => (each[n] ? vouch(i) : this.refuse("bad_signature")));
+    }
     return users;
   }
+
+  /** Whether each signature is valid: remembered ones without a check, the others checked by
+   *  `verifier` in one call (and remembered when valid). */
+  private async check(entries: readonly Prepared[], verifier: Verifier): Promise<boolean[]> {
+    const answers = new Array<boolean>(entries.length).fill(true);
+    const checks: SignatureCheck[] = [];
+    const asked: number[] = [];
+    entries.forEach((entry, n) => {
+      if (entry.seen !== null && this.verified.has(entry.seen)) return;
+      checks.push({ key: entry.cert.key, sig: entry.sig, data: entry.data });
+      asked.push(n);
+    });
+    if (checks.length === 0) return answers;
+    this.checks += checks.length;
+    const valid = await verifier(checks);
+    asked.forEach((n, k) => {
+      if (valid[k] !== true) {
+        answers[n] = false;
+        return;
+      }
+      const seen = entries[n].seen;
+      if (seen === null) return;
+      if (this.verified.size >= VERIFIED_HELD || this.verifiedChars + seen.length > VERIFIED_CHARS) {
+        this.verified.clear(); // a bound, not a policy
+        this.verifiedChars = 0;
+      }
+      this.verified.add(seen);
+      this.verifiedChars += seen.length;
+    });
+    return answers;
+  }
+}
+
+/** An entry ready to check: its author's certificate, signature, signed bytes and the key
+ *  under which a valid signature is remembered (null: too long to remember). */
+interface Prepared {
+  cert: Certificate;
+  sig: Uint8Array<ArrayBuffer>;
+  data: Uint8Array<ArrayBuffer>;
+  seen: string | null;
+}
+
+function seqOf(entry: Fields): number | null {
+  return typeof entry.seq === "number" && Number.isSafeInteger(entry.seq) ? entry.seq : null;
 }

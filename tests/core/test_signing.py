@@ -96,3 +96,62 @@ def test_cert_book(case: dict[str, Any]) -> None:
             assert book.certs_for(op["peers"]) == op["certs"]
         else:
             assert book.refused == op["refused"]
+
+
+CHAINS = FIXTURE["chains"]
+
+
+def test_an_entry_digest_is_sha256_of_its_signed_bytes_and_signature() -> None:
+    import hashlib
+
+    entry = CHAINS["digest"]["entry"]
+    raw = signing.entry_bytes("analysis", entry) + signing.b64decode(entry["sig"])
+    expected = signing.b64encode(hashlib.sha256(raw).digest())
+    assert signing.entry_digest("analysis", entry) == expected == CHAINS["digest"]["digest"]
+    assert signing.entry_digest("analysis", {**entry, "sig": "short"}) is None
+
+
+def test_prev_is_signed() -> None:
+    # The second entry of the chain, its prev stripped or swapped: the signature fails.
+    entry = CHAINS["cases"][0]["entries"][1]
+    key = CHAINS["certs"][0]["key"]  # alice's, as her certificate says
+    assert signing.verify_entry(key, "analysis", entry)
+    assert not signing.verify_entry(
+        key, "analysis", {k: v for k, v in entry.items() if k != "prev"}
+    )
+    assert not signing.verify_entry(key, "analysis", {**entry, "prev": "A" * 43})
+
+
+@named(CHAINS["cases"])
+def test_verify_all_follows_hash_chains(case: dict[str, Any]) -> None:
+    book = signing.CertBook("analysis", [FIXTURE["public"]["server"]])
+    assert book.learn(CHAINS["certs"]) == ["A", "M"]
+    users = book.verify_all(case["entries"])
+    assert [u is not None for u in users] == case["valid"]
+    for entry, user in zip(case["entries"], users, strict=True):
+        if user is not None:
+            assert user["username"] == {"A": "alice", "M": "mallory"}[entry["author"]]
+    assert book.checks == case["checks"]
+    assert book.refused == case["refused"]
+
+
+@named(CHAINS["cases"])
+def test_verify_all_says_what_verify_says_one_by_one(case: dict[str, Any]) -> None:
+    book = signing.CertBook("analysis", [FIXTURE["public"]["server"]])
+    book.learn(CHAINS["certs"])
+    one_by_one = [book.verify(e) is not None for e in case["entries"]]
+    assert one_by_one == case["valid"]
+
+
+def test_a_chained_entry_survives_the_log_and_a_bad_prev_is_refused() -> None:
+    first, second = CHAINS["cases"][0]["entries"][:2]
+    log = MessageLog("Z", normalize_identity({"username": "zoe"}))
+    bad = {**first, "seq": 7, "clock": 7, "prev": "not a digest", "user": {"username": "a"}}
+    added, rejected = log.receive_history(
+        [{**m, "user": {"username": "alice"}} for m in (first, second)] + [bad]
+    )
+    assert [m.get("prev") for m in added] == [None, second["prev"]]
+    assert len(rejected) == 1 and "prev" in str(rejected[0])
+    book = signing.CertBook("analysis", [FIXTURE["public"]["server"]])
+    book.learn(CHAINS["certs"])
+    assert all(book.verify_all(added)) and book.checks == 1

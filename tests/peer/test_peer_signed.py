@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from tests.support.peers import Inbox, connection_to, until
 
-from nbchat.core.signing import generate_key, sign_entry
+from nbchat.core.signing import entry_digest, generate_key, sign_entry
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -65,3 +65,45 @@ async def test_a_direct_message_without_a_valid_signature_is_dropped(connect: An
         [got] = await inbox.wait(1)
         assert got["id"] == honest["id"] and got["sig"] == honest["sig"]
         assert [s["text"] for s in a.conversation] == ["signed"]
+
+
+async def test_a_hash_chained_history_costs_one_check_and_a_tampered_entry_in_it_is_dropped(
+    connect: Any,
+) -> None:
+    room = "signed-chain"
+    async with connect(room) as mallory:
+        async with connect(room) as alice:
+            assert await alice.wait_for_peers(1)
+            sent = [await alice.send(f"line {n}") for n in range(1, 7)]
+            await until(lambda: len(mallory.conversation) == 6)
+        # Alice's entries are chained: each names the digest of the one before.
+        assert "prev" not in sent[0]
+        assert (
+            [m["prev"] for m in sent[1:]]
+            == [
+                entry_digest(alice.config.key, m)  # type: ignore[union-attr]
+                for m in sent[:-1]
+            ]
+        )
+        # Alice has left. Bob gets her six entries from Mallory's answer: one chained run,
+        # one signature checked.
+        async with connect(room) as bob:
+            await until(lambda: len(bob.conversation) == 6)
+            assert [s["user"]["username"] for s in bob.conversation] == [alice.user["username"]] * 6
+            assert bob._certs is not None and bob._certs.checks == 1  # noqa: SLF001
+        # Mallory alters the third entry of her copy. Carol, alone with her, gets the run
+        # with it: that entry is dropped, the entries before and after it are kept.
+        mallory.history[2]["text"] = "wire me the money"
+        async with connect(room) as carol:
+            await until(lambda: len(carol.conversation) == 5)
+            honest = await mallory.send("just me")
+            await until(lambda: len(carol.conversation) == 6)
+            assert [s["text"] for s in carol.conversation] == [
+                *(f"line {n}" for n in (1, 2, 4, 5, 6)),
+                honest["text"],
+            ]
+            book = carol._certs  # noqa: SLF001 (what the peer checked)
+            assert book is not None and book.refused == {"bad_signature": 1}
+            # The run 1–3 fails at 3, then 1 and 2 are checked one by one; 4–6 is one run;
+            # Mallory's own message is one more.
+            assert book.checks == 5

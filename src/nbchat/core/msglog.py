@@ -94,6 +94,8 @@ class Message(TypedDict):
     #: Composed while the room was off the record (core/edits.py): never stored.
     off_record: NotRequired[bool]
     sig: NotRequired[str]  # the author's signature (core/signing.py)
+    #: The digest of the author's previous entry (seq - 1), signed: a hash chain (core/signing.py).
+    prev: NotRequired[str]
 
 
 #: The ``kind`` of an amendment entry; a message has none.
@@ -107,6 +109,8 @@ MAX_EMOJI_BYTES = 64
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
 #: An Ed25519 signature in base64url (86 characters); a little slack, nothing more.
 SIG_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")
+#: A SHA-256 digest in base64url (43 characters): an entry's ``prev``.
+PREV_RE = re.compile(r"^[A-Za-z0-9_-]{43}\Z")
 
 
 class InvalidMessage(ValueError):
@@ -205,6 +209,11 @@ def _validate_extensions(raw: Mapping[str, object], message: Message) -> None:
         if not isinstance(sig, str) or not SIG_RE.fullmatch(sig):
             raise InvalidMessage("sig must be base64url")
         message["sig"] = sig
+    prev = raw.get("prev")
+    if prev is not None:
+        if not isinstance(prev, str) or not PREV_RE.fullmatch(prev):
+            raise InvalidMessage("prev must be a base64url SHA-256 digest")
+        message["prev"] = prev
     kind = raw.get("kind")
     off_record = raw.get("off_record")
     if off_record is not None:
@@ -287,7 +296,7 @@ def _same(a: Message, b: Message) -> bool:
 
 _CONTENT_KEYS = (
     *("clock", "time", "text", "mime", "file"),
-    *("kind", "target", "reply_to", "emoji", "on", "off_record", "sig"),
+    *("kind", "target", "reply_to", "emoji", "on", "off_record", "sig", "prev"),
 )
 _IDENTITY_KEYS = ("username", "name", "display_name", "initials", "color", "avatar_url")
 

@@ -26,7 +26,7 @@ from ..core.mesh import DIAL_TIMEOUT_MS, MAX_LINKS, MESH_SIZE
 from ..core.msglog import RECORD_KIND, Identity, Message, MessageLog
 from ..core.ratelimit import IncomingLimits
 from ..core.rich import RICH_LIMIT_BYTES, format_size, size_error
-from ..core.signing import CertBook, generate_key, public_key, sign_entry
+from ..core.signing import CertBook, entry_digest, generate_key, public_key, sign_entry
 from ..core.sync import (
     ANTI_ENTROPY_MS,
     Added,
@@ -149,6 +149,8 @@ class ChatPeer:
         self._writers: set[str] = set()  # usernames of everyone in the log, for mentions
         self._signing_key = generate_key()
         self._certs: CertBook | None = None
+        #: Our last signed entry: author, seq and digest (the next one's ``prev``).
+        self._chain: tuple[str, int, str] = ("", 0, "")
         self._certs_sent: dict[str, set[str]] = {}  # connection id → authors vouched for on it
         self._typing = TypingTracker()
         self._typing_sent: float = -TYPING_REFRESH_MS  # loop time (ms) of our last typing frame
@@ -438,11 +440,11 @@ class ChatPeer:
         book = self._certs
         if book is not None:
             book.learn(export_certs(document))
-            checked = []
-            for entry in fresh:
-                identity = book.verify(entry) if isinstance(entry, dict) else None
-                if identity is not None:
-                    checked.append({**entry, "user": identity})
+            records = [m for m in fresh if isinstance(m, dict)]
+            users = book.verify_all(records)
+            checked = [
+                {**m, "user": u} for m, u in zip(records, users, strict=True) if u is not None
+            ]
             if len(checked) < len(fresh):
                 log.warning(
                     "nbchat room %s: %d entries of %s left out: signature not verified",
@@ -487,7 +489,16 @@ class ChatPeer:
             extensions["off_record"] = True
         message = self._require_log().compose(text, now, mime, file, **extensions)
         if self._certs is not None:
+            # The hash chain (core/signing.py): our previous entry's digest, when it is seq - 1.
+            author, seq, digest = self._chain
+            if digest and author == message["author"] and seq == message["seq"] - 1:
+                message["prev"] = digest
             message["sig"] = sign_entry(self._signing_key, self._certs.room, message)
+            self._chain = (
+                message["author"],
+                message["seq"],
+                entry_digest(self._certs.room, message) or "",
+            )
         self._timeline.add(message)
         self._writers.add(message["user"]["username"])
         self._typing_sent = -TYPING_REFRESH_MS
@@ -881,11 +892,8 @@ class ChatPeer:
             entries = (
                 [m for m in raw_list if isinstance(m, dict)] if isinstance(raw_list, list) else []
             )
-        kept = []
-        for entry in entries:
-            identity = book.verify(entry)
-            if identity is not None:
-                kept.append({**entry, "user": identity})
+        users = book.verify_all(entries)
+        kept = [{**m, "user": u} for m, u in zip(entries, users, strict=True) if u is not None]
         if len(kept) < len(entries):
             log.warning(
                 "nbchat room %s: dropped %d unverifiable entries from %s",
