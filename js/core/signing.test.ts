@@ -90,3 +90,74 @@ describe("signed entries and certificates (signing_cases.json)", () => {
     }
   });
 });
+
+describe("CertBook remembers verified signatures by the fields they cover", () => {
+  /** A book holding alice's certificate as peer A in room r, with a counting verifier. */
+  async function setup() {
+    const serverKey = await privateKey("server");
+    const cert: Any = { room: "r", peer: "A", user: normalizeIdentity({ username: "alice" }), key: publics.alice, sig: "" };
+    cert.sig = signing.b64encode(new Uint8Array(await crypto.subtle.sign("Ed25519", serverKey, signing.certBytes(cert))));
+    const book = new signing.CertBook("r", [publics.server]);
+    expect(await book.learn([cert])).toEqual(["A"]);
+    const asked: signing.SignatureCheck[] = [];
+    const counting: signing.Verifier = (checks) => {
+      asked.push(...checks);
+      return signing.verifyHere(checks);
+    };
+    const alice = await privateKey("alice");
+    const signed = async (entry: Record<string, unknown>): Promise<Record<string, unknown>> => ({ ...entry, sig: await signing.signEntry(alice, "r", entry) });
+    const check = async (entry: Record<string, unknown>) => (await book.verifyAll([entry], counting))[0]?.username ?? null;
+    return { book, asked, signed, check };
+  }
+
+  const plain = { author: "A", seq: 1, clock: 1, time: 1_700_000_000_123.5, text: "hello" };
+
+  it("a repeat is not checked again; the same signature over other content always is, and fails", async () => {
+    const { book, asked, signed, check } = await setup();
+    const entry = await signed(plain);
+    expect(await check(entry)).toBe("alice");
+    expect(await check({ ...entry })).toBe("alice"); // another peer's copy: remembered
+    expect(asked).toHaveLength(1);
+    const replays = [
+      { ...entry, text: "wire me money" },
+      { ...entry, seq: 2 },
+      { ...entry, clock: 7 },
+      { ...entry, time: 1 },
+      { ...entry, off_record: true },
+      { ...entry, reply_to: "A:9" },
+      { ...entry, text: ["hello"] },
+      { ...entry, mime: { "text/plain": "x" } },
+    ];
+    for (const replay of replays) expect(await check(replay)).toBe(null);
+    expect(asked).toHaveLength(1 + replays.length);
+    expect(book.refused).toEqual({ bad_signature: replays.length });
+    expect(await check({ ...entry })).toBe("alice"); // still remembered, still once
+    expect(asked).toHaveLength(1 + replays.length);
+  });
+
+  it("changing the verified object afterwards changes nothing: what was checked is what is remembered", async () => {
+    const { asked, signed, check } = await setup();
+    const entry = await signed(plain);
+    expect(await check(entry)).toBe("alice");
+    entry.text = "wire me money";
+    expect(await check(entry)).toBe(null);
+    expect(await check({ ...entry, text: "hello" })).toBe("alice");
+    expect(asked).toHaveLength(2);
+  });
+
+  it("entries with objects (a MIME bundle, a reaction's fields) are remembered too, exactly", async () => {
+    const { asked, signed, check } = await setup();
+    const rich = await signed({ ...plain, mime: { "text/plain": "x", "image/png": "AAAA" } });
+    const react = await signed({ ...plain, seq: 2, clock: 2, kind: "react", target: "A:1", emoji: "👍", on: true });
+    expect(await check(rich)).toBe("alice");
+    expect(await check(react)).toBe("alice");
+    // Keys in another order sign the same bytes: a repeat.
+    expect(await check({ ...rich, mime: { "image/png": "AAAA", "text/plain": "x" } })).toBe("alice");
+    expect(await check({ ...react })).toBe("alice");
+    expect(asked).toHaveLength(2);
+    expect(await check({ ...rich, mime: { "text/plain": "y", "image/png": "AAAA" } })).toBe(null);
+    expect(await check({ ...react, on: false })).toBe(null);
+    expect(await check({ ...react, emoji: "👎" })).toBe(null);
+    expect(asked).toHaveLength(5);
+  });
+});

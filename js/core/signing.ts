@@ -232,6 +232,56 @@ const VERIFIED_HELD = 20_000;
 const VERIFIED_CHARS = 4_000_000;
 const VERIFIED_TEXT_MAX = 4_096;
 
+/** The signed fields after the first five, and `off_record` (appended when present). */
+const REST_FIELDS = [...ENTRY_FIELDS.slice(5), "off_record"] as const;
+
+/** A signed field's value as a JSON primitive (absent as null), or undefined for an object. */
+function primitive(value: unknown): string | number | boolean | null | undefined {
+  if (value === undefined || value === null) return null;
+  const type = typeof value;
+  return type === "string" || type === "number" || type === "boolean" ? (value as string | number | boolean) : undefined;
+}
+
+/**
+ * What a verified signature was checked over, kept small: when every signed field is a JSON
+ * primitive, the fields themselves (references to the entry's own strings, which the log
+ * holds anyway: ~50 bytes an entry, where the signed text was ~330), else the signed text.
+ * `rest` is null when the fields after `text` are all absent (a plain message).
+ */
+type Signed =
+  | { key: string; author: unknown; seq: unknown; clock: unknown; time: unknown; text: unknown; rest: unknown[] | null }
+  | { key: string; signed: string };
+
+/** `entry`'s signed fields as a Signed record, or null when one of them is not a primitive. */
+function signedFields(key: string, entry: Fields): Signed | null {
+  for (const field of ENTRY_FIELDS) if (primitive(entry[field]) === undefined) return null;
+  if (primitive(entry.off_record) === undefined) return null;
+  const rest = REST_FIELDS.some((field) => primitive(entry[field]) !== null) ? REST_FIELDS.map((field) => primitive(entry[field])) : null;
+  return { key, author: entry.author, seq: entry.seq, clock: entry.clock, time: entry.time, text: entry.text, rest };
+}
+
+/** Whether `entry` with key `key` signs exactly what `held` was verified over. Primitives
+ *  compare with Object.is (0 and -0 differ: at worst a signature is checked again); any
+ *  other difference is a miss, never a hit. `text` is entryText's, when already made. */
+function signsSame(held: Signed, key: string, room: string, entry: Fields, text?: string): boolean {
+  if (held.key !== key) return false;
+  if ("signed" in held) return held.signed === (text ?? entryText(room, entry));
+  if (
+    !Object.is(held.author, entry.author) ||
+    !Object.is(held.seq, entry.seq) ||
+    !Object.is(held.clock, entry.clock) ||
+    !Object.is(held.time, entry.time) ||
+    !Object.is(held.text, entry.text)
+  ) {
+    return false;
+  }
+  const rest = held.rest;
+  return REST_FIELDS.every((field, i) => {
+    const value = primitive(entry[field]);
+    return value !== undefined && Object.is(rest === null ? null : rest[i], value);
+  });
+}
+
 /**
  * The certificates one peer holds for a room, and the entries they vouch for (the rules are
  * in CertBook's docstring in src/nbchat/core/signing.py). Asynchronous because WebCrypto is.
@@ -239,10 +289,12 @@ const VERIFIED_TEXT_MAX = 4_096;
 export class CertBook {
   private readonly certs = new Map<string, Certificate>();
   readonly refused: Record<string, number> = {};
-  /** Signatures that verified, as key + signature + signed text: the same entry from another
-   *  peer (every peer answers a joiner's sync) is not checked again. Only exact repeats hit,
-   *  and Ed25519's answer for the same key, signature and bytes is always the same. */
-  private readonly verified = new Set<string>();
+  /** Signatures that verified, each with the key and the fields (or text) it was checked
+   *  over: the same entry from another peer (every peer answers a joiner's sync) is not
+   *  checked again. Only exact repeats hit (same key, signature and signed bytes), and
+   *  Ed25519's answer for those is always the same; the same signature over anything else
+   *  is checked as any entry is. */
+  private readonly verified = new Map<string, Signed>();
   private verifiedChars = 0;
 
   constructor(
@@ -303,7 +355,7 @@ export class CertBook {
     const users: (Identity | null)[] = new Array<Identity | null>(entries.length).fill(null);
     const checks: SignatureCheck[] = [];
     const asked: number[] = [];
-    const seens: (string | null)[] = [];
+    const seens: [string, Signed, number][] = [];
     entries.forEach((entry, i) => {
       const cert = typeof entry.author === "string" ? this.certs.get(entry.author) : undefined;
       if (cert === undefined) {
@@ -316,12 +368,17 @@ export class CertBook {
         return;
       }
       users[i] = cert.user;
+      const signature = entry.sig as string;
+      const held = this.verified.get(signature);
+      if (held !== undefined && signsSame(held, cert.key, this.room, entry)) return;
       const text = entryText(this.room, entry);
-      const seen = text.length <= VERIFIED_TEXT_MAX ? `${cert.key} ${entry.sig as string} ${text}` : null;
-      if (seen !== null && this.verified.has(seen)) return;
       checks.push({ key: cert.key, sig, data: utf8.encode(text) });
       asked.push(i);
-      seens.push(seen);
+      if (text.length <= VERIFIED_TEXT_MAX) {
+        seens.push([signature, signedFields(cert.key, entry) ?? { key: cert.key, signed: text }, text.length]);
+      } else {
+        seens.push(["", { key: "", signed: "" }, -1]);
+      }
     });
     if (checks.length === 0) return users;
     const valid = await verifier(checks);
@@ -330,14 +387,14 @@ export class CertBook {
         users[i] = null;
         this.refuse("bad_signature");
       } else {
-        const seen = seens[n];
-        if (seen === null) return;
-        if (this.verified.size >= VERIFIED_HELD || this.verifiedChars + seen.length > VERIFIED_CHARS) {
+        const [signature, signed, chars] = seens[n];
+        if (chars < 0) return;
+        if (this.verified.size >= VERIFIED_HELD || this.verifiedChars + chars > VERIFIED_CHARS) {
           this.verified.clear(); // a bound, not a policy
           this.verifiedChars = 0;
         }
-        this.verified.add(seen);
-        this.verifiedChars += seen.length;
+        this.verified.set(signature, signed);
+        this.verifiedChars += chars;
       }
     });
     return users;
