@@ -5,17 +5,18 @@ a notebook running ``%chat`` in that room, the way ``bench/browser_latency.py``'
 ``history()`` does. The page's heap (CDP ``Runtime.getHeapUsage`` after
 ``HeapProfiler.collectGarbage``) is read before ``%chat`` and 2 s after all N messages are
 held; with ``--snapshot`` a heap snapshot is taken at both points and compared: the growth
-by kind of node (self size and count; plain objects by their property names, strings by
-their opening characters with digits folded, so one kind per message shows as N of one
-row), with the retainer path of one example of each of the largest rows.
+by kind of node (self size and count; plain objects by their property names, strings and
+arrays by what holds them, so one kind per message shows as a row of N), with the retainer
+path of one example of each of the largest rows.
 
-``--rounds R`` repeats the late join in R fresh contexts on one filled room (the heap rows
-are then R numbers); ``--swap DIR`` alternates the widget under test with another build
-(DIR/widget.js, made with ``npm run build`` on another checkout and copied there) round by
-round, for a before/after in one sitting.
+``--reload`` then reloads the page and measures again (the messages come back from the
+local copy, IndexedDB, before the peer answers). ``--rounds R`` repeats the late join in R
+fresh contexts on one filled room; ``--swap DIR`` alternates the widget under test with
+another build (DIR/widget.js, made with ``npm run build`` in another checkout and copied
+there) round by round, for a before/after in one sitting.
 
     PYTHONPATH=src python bench/heap_snapshot.py --history 10000 [--snapshot] [--rounds 3] \\
-        [--swap /tmp/widget-before] [--save DIR] [--top 40]
+        [--reload] [--swap /tmp/widget-before] [--save DIR] [--top 40]
 """
 
 from __future__ import annotations
@@ -214,8 +215,11 @@ def fill_room(lab: Any, room: str, size: int) -> tuple[Any, Any]:
     return loop, peer
 
 
-def late_join(lab: Any, browser: Any, path: str, size: int, snapshot: bool) -> dict[str, Any]:
-    """A new user opens `path` (its own kernel: the widget's code is read when it starts)."""
+def late_join(
+    lab: Any, browser: Any, path: str, size: int, snapshot: bool, reload: bool
+) -> dict[str, Any]:
+    """A new user opens `path` (its own kernel: the widget's code is read when it starts);
+    with `reload`, then reloads the page (the messages come back from the local copy)."""
     newest = f"history {size - 1:06d}"
     context = browser.new_context(
         permissions=["microphone", "camera"], viewport={"width": 1280, "height": 900}
@@ -232,6 +236,14 @@ def late_join(lab: Any, browser: Any, path: str, size: int, snapshot: bool) -> d
     result["after_mb"] = heap_mb(page)
     if snapshot:
         result["after"] = take_snapshot(page)
+    if reload:
+        page.reload()
+        open_notebook(page, lab, path)
+        result["reload_before_mb"] = heap_mb(page)
+        run_all(page)
+        page.evaluate(ALL_HELD, [newest, size])
+        time.sleep(2)
+        result["reload_after_mb"] = heap_mb(page)
     context.close()
     for session in api(lab, "GET", "api/sessions"):
         if session["path"] == path:
@@ -242,6 +254,9 @@ def late_join(lab: Any, browser: Any, path: str, size: int, snapshot: bool) -> d
 def report(label: str, got: dict[str, Any], save: Path | None, top: int) -> None:
     before, after = got["before_mb"], got["after_mb"]
     print(f"{label}: {before:.1f} → {after:.1f} MB (+{after - before:.2f})", flush=True)
+    if "reload_after_mb" in got:
+        before, after = got["reload_before_mb"], got["reload_after_mb"]
+        print(f"{label} reloaded: {before:.1f} → {after:.1f} MB (+{after - before:.2f})")
     if "after" not in got:
         return
     if save is not None:
@@ -263,6 +278,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--swap", type=Path, help="a folder with another build's widget.js, alternated"
+    )
+    parser.add_argument(
+        "--reload", action="store_true", help="then reload (from the local copy) and measure"
     )
     parser.add_argument("--save", type=Path, help="save the snapshots (.heapsnapshot) here")
     parser.add_argument("--top", type=int, default=40, help="rows of the comparison")
@@ -298,8 +316,11 @@ def main() -> None:
                         widget.write_bytes(code)
                         path = put_notebook(lab, f"notebooks/bench-heap-{r}-{label}.ipynb", cells)
                         snap = args.snapshot and r == args.rounds - 1
-                        got = late_join(lab, browser, path, args.history, snap)
+                        got = late_join(lab, browser, path, args.history, snap, args.reload)
                         heaps[label].append(got["after_mb"] - got["before_mb"])
+                        if args.reload:
+                            grown = got["reload_after_mb"] - got["reload_before_mb"]
+                            heaps[f"{label} reloaded"].append(grown)
                         report(f"round {r + 1} {label}", got, args.save, args.top)
                 browser.close()
         finally:
