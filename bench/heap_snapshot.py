@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import sys
@@ -288,11 +287,6 @@ def main() -> None:
 
     from playwright.sync_api import sync_playwright
 
-    # The Lab and its kernels run elsewhere: a relative PYTHONPATH=src would leave them
-    # importing whichever nbchat is installed (and its widget.js), not this checkout's.
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO / "src"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    )
     tmp = Path(tempfile.mkdtemp(prefix="nbchat-heap-"))
     lab = make_lab(tmp, {"alive_timeout": 30.0})
     lab.start()
