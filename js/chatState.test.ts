@@ -153,6 +153,16 @@ describe("Conversation", () => {
     expect(last.flatMap((row, i) => (row !== after[i] ? [row.id] : []))).toEqual(["a:7", "b:2002"]);
     expect(last[last.length - 1].quote?.line).toBe("nope");
   });
+  it("a first-hand copy that replaces a relayed one shows, edited or not", () => {
+    const conversation = new Conversation();
+    const log: ChatMessage[] = [entry(1, { text: "forged" }), entry(2, { text: "forged too" })];
+    log.push(entry(3, { kind: "edit", target: "b:2", text: "forged edit" }));
+    expect(conversation.update(log).map((m) => m.text)).toEqual(["forged", "forged edit"]);
+    // The log splices the relayed copies out and adds the author's own: a new array.
+    const next = [entry(1, { text: "real" }), entry(2, { text: "real too" }), entry(3, { kind: "edit", target: "b:2", text: "real edit" })];
+    expect(conversation.update(next).map((m) => m.text)).toEqual(["real", "real edit"]);
+    expect(conversation.state("b:1")?.text).toBe("real");
+  });
   it("lists the off-the-record switches, marks what they make off the record, and keeps the rest", () => {
     const conversation = new Conversation();
     const log: ChatMessage[] = [entry(1, { text: "kept" }), entry(3, { text: "between us" })];
