@@ -230,7 +230,9 @@ def late_join(
     if snapshot:
         result["before"] = take_snapshot(page)
     run_all(page)
-    page.evaluate(ALL_HELD, [newest, size])
+    held = page.evaluate(ALL_HELD, [newest, size])
+    opens = page.evaluate("() => window.__probe.opens")
+    result["all_after_link_ms"] = held - opens[0] if opens else None
     time.sleep(2)  # as history(): the local copy written, the page settled
     result["after_mb"] = heap_mb(page)
     if snapshot:
@@ -252,7 +254,9 @@ def late_join(
 
 def report(label: str, got: dict[str, Any], save: Path | None, top: int) -> None:
     before, after = got["before_mb"], got["after_mb"]
-    print(f"{label}: {before:.1f} → {after:.1f} MB (+{after - before:.2f})", flush=True)
+    took = got["all_after_link_ms"]
+    timed = f"; all held {took:.0f} ms after the link opened" if took is not None else ""
+    print(f"{label}: {before:.1f} → {after:.1f} MB (+{after - before:.2f}){timed}", flush=True)
     if "reload_after_mb" in got:
         before, after = got["reload_before_mb"], got["reload_after_mb"]
         print(f"{label} reloaded: {before:.1f} → {after:.1f} MB (+{after - before:.2f})")
