@@ -22,7 +22,7 @@ import { type ImportResult, readExport } from "./historyFile";
 import { type PageInfo, pageInfo } from "./jupyterPage";
 import { MeshLinks } from "./meshLinks";
 import { PresenceSocket } from "./presenceSocket";
-import type { ChatMessage, Identity, Presence, PresenceFrame } from "./protocol";
+import { type ChatMessage, type Identity, type Presence, type PresenceFrame, messageId } from "./protocol";
 import { Sealer } from "./roomKey";
 import { type Rejection, sealSignaling } from "./sealedSignaling";
 import { RequestRefused, SessionClient, describe } from "./sessionClient";
@@ -136,6 +136,11 @@ export class ChatProxy {
       fetchCert: (session, peerId, key) => this.sessions.certificate(session, peerId, key),
       learned: (certs) => this.copy.saveCerts(certs),
       verifier: (checks) => pageVerifier()(checks),
+      held: (entry) => {
+        const { author, seq } = entry;
+        if (typeof author !== "string" || typeof seq !== "number") return undefined;
+        return this.log?.get(messageId(author, seq)) as Record<string, unknown> | undefined;
+      },
     });
     void this.restoreLocal();
     this.floods = new FloodNotices(() => this.changed(false));

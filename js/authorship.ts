@@ -22,6 +22,9 @@ export interface AuthorshipHost {
   learned(certs: Certificate[]): void;
   /** Where signatures are checked (js/verifier.ts's Worker); this thread when absent. */
   verifier?: Verifier;
+  /** The entry the log holds for an entry's id (`CertBook`'s `held`: verified signatures
+   *  are then remembered bound to it, not with a copy of what they cover). */
+  held?: (entry: Record<string, unknown>) => Record<string, unknown> | undefined;
 }
 
 export class Authorship {
@@ -69,7 +72,7 @@ export class Authorship {
       return;
     }
     if (this.book === null || this.book.room !== session.key) {
-      this.book = new CertBook(session.key, serverKeys);
+      this.book = new CertBook(session.key, serverKeys, this.host.held);
       const stored = this.stored.splice(0);
       if (stored.length > 0) await this.book.learn(stored);
     }

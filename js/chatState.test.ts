@@ -125,6 +125,44 @@ describe("Conversation", () => {
     expect(third[0]).toMatchObject({ text: "", deleted: true });
     expect(third[1].quote).toEqual({ id: "b:1", name: "Bob", line: "message deleted", deleted: true });
   });
+  it("an amendment at the end updates the row it names among many (found by log order), and only that row", () => {
+    const conversation = new Conversation();
+    const ann = { ...bob, username: "ann", display_name: "Ann" };
+    // Two authors with equal clocks (ordered by author), and a switch back on the record.
+    const log: ChatMessage[] = [];
+    for (let seq = 1; seq <= 300; seq += 1) {
+      log.push({ ...entry(seq, { text: `b${seq}` }), clock: seq });
+      log.push({ ...entry(seq, { text: `a${seq}` }), id: `a:${seq}`, author: "a", user: ann, clock: seq });
+    }
+    log.sort((x, y) => x.clock - y.clock || (x.author < y.author ? -1 : 1));
+    log.splice(100, 0, { ...entry(1000, { kind: "record", on: true }), clock: 50 });
+    log.sort((x, y) => x.clock - y.clock || (x.author < y.author ? -1 : x.author > y.author ? 1 : x.seq - y.seq));
+    const before = conversation.update(log);
+    expect(before).toHaveLength(601);
+    log.push({ ...entry(2000, { kind: "edit", target: "b:150", text: "edited" }), clock: 301 });
+    log.push({ ...entry(2001, { kind: "react", target: "a:150", emoji: "👍", on: true }), clock: 302 });
+    log.push({ ...entry(2002, { text: "re", reply_to: "a:7" }), clock: 303 });
+    const after = conversation.update(log);
+    const changed = after.flatMap((row, i) => (row !== before[i] ? [row.id] : []));
+    expect(changed).toEqual(["a:150", "b:150", "b:2002"]);
+    expect(after.find((m) => m.id === "b:150")?.text).toBe("edited");
+    expect(after.find((m) => m.id === "a:150")?.reactions).toEqual([{ emoji: "👍", users: ["bob"] }]);
+    // Editing the message a reply quotes refreshes that reply's row too.
+    log.push({ ...entry(2003, { kind: "edit", target: "a:7", text: "nope" }), clock: 304, author: "a", id: "a:2003", user: ann });
+    const last = conversation.update(log);
+    expect(last.flatMap((row, i) => (row !== after[i] ? [row.id] : []))).toEqual(["a:7", "b:2002"]);
+    expect(last[last.length - 1].quote?.line).toBe("nope");
+  });
+  it("a first-hand copy that replaces a relayed one shows, edited or not", () => {
+    const conversation = new Conversation();
+    const log: ChatMessage[] = [entry(1, { text: "forged" }), entry(2, { text: "forged too" })];
+    log.push(entry(3, { kind: "edit", target: "b:2", text: "forged edit" }));
+    expect(conversation.update(log).map((m) => m.text)).toEqual(["forged", "forged edit"]);
+    // The log splices the relayed copies out and adds the author's own: a new array.
+    const next = [entry(1, { text: "real" }), entry(2, { text: "real too" }), entry(3, { kind: "edit", target: "b:2", text: "real edit" })];
+    expect(conversation.update(next).map((m) => m.text)).toEqual(["real", "real edit"]);
+    expect(conversation.state("b:1")?.text).toBe("real");
+  });
   it("lists the off-the-record switches, marks what they make off the record, and keeps the rest", () => {
     const conversation = new Conversation();
     const log: ChatMessage[] = [entry(1, { text: "kept" }), entry(3, { text: "between us" })];

@@ -1,7 +1,7 @@
 // What the chat shows, derived from ChatProxy's connection facts: pure, so it is tested alone.
 
 import { type MessageState, type Reaction, Timeline } from "./core/edits";
-import { RECORD_KIND } from "./core/msglog";
+import { RECORD_KIND, compareMessages } from "./core/msglog";
 import type { ChatMessage, Identity, Presence } from "./protocol";
 import type { LocalCopyStats } from "./storage";
 
@@ -190,10 +190,8 @@ function quoteOf(state: MessageState): Quote {
  * (history inserted in the middle) refolds the list, reusing every unchanged row.
  */
 export class Conversation {
+  /** Every entry fed, by id (the newest copy): an entry is fed when the Timeline holds it. */
   private readonly timeline = new Timeline();
-  private readonly fed = new WeakSet<ChatMessage>();
-  /** Each message's log entry (the newest copy), for rows listed as ShownMessage copies. */
-  private readonly entries = new Map<string, ChatMessage>();
   /** Ids that amendments name: their rows need the Timeline's fold. */
   private readonly amended = new Set<string>();
   private readonly shown = new WeakMap<MessageState, { quoted: MessageState | null; message: ShownMessage }>();
@@ -206,8 +204,7 @@ export class Conversation {
   private fedCount = 0;
   private keptCache: { fed: number; length: number; last: ChatMessage | undefined; kept: readonly ChatMessage[] } | null =
     null;
-  /** Row of each message id in `list`, and the replies to each id. */
-  private readonly rows = new Map<string, number>();
+  /** The replies to each id (a row is found by its place in the log order: `rowOf`). */
   private readonly replies = new Map<string, string[]>();
   private source: readonly ChatMessage[] | null = null;
   private sourceLength = 0;
@@ -221,7 +218,7 @@ export class Conversation {
     if (entries === this.source && grown === 0 && entries[entries.length - 1] === this.sourceLast) return this.list;
     if (entries === this.source && grown > 0 && entries[this.sourceLength - 1] === this.sourceLast) {
       const tail = entries.slice(this.sourceLength);
-      if (tail.every((entry) => !this.fed.has(entry))) {
+      if (tail.every((entry) => !this.fed(entry))) {
         this.append(tail);
         this.remember(entries);
         return this.list;
@@ -229,11 +226,9 @@ export class Conversation {
     }
     for (const entry of entries) this.feed(entry);
     const list: ListedMessage[] = [];
-    this.rows.clear();
     this.replies.clear();
     for (const entry of entries) {
       if (entry.kind !== undefined && entry.kind !== RECORD_KIND) continue;
-      this.rows.set(entry.id, list.length);
       if (entry.reply_to !== undefined) this.noteReply(entry);
       list.push(this.row(entry));
     }
@@ -277,13 +272,17 @@ export class Conversation {
     this.sourceLast = entries[entries.length - 1];
   }
 
+  /** Whether this very entry was fed (and is the copy held for its id). The log never hands
+   *  back a copy it replaced, so a copy fed once is never seen again once replaced. */
+  private fed(entry: ChatMessage): boolean {
+    return this.timeline.entry(entry.id) === entry;
+  }
+
   private feed(entry: ChatMessage): void {
-    if (this.fed.has(entry)) return;
-    this.fed.add(entry);
+    if (this.fed(entry)) return;
     this.fedCount += 1;
     this.timeline.add(entry);
     if (entry.kind === RECORD_KIND || entry.off_record === true) this.anyOffRecord = true;
-    if (entry.kind === undefined) this.entries.set(entry.id, entry);
     if (entry.kind !== undefined && entry.target !== undefined) this.amended.add(entry.target);
   }
 
@@ -301,7 +300,6 @@ export class Conversation {
     for (const entry of tail) {
       this.feed(entry);
       if (entry.kind === undefined || entry.kind === RECORD_KIND) {
-        this.rows.set(entry.id, list.length);
         if (entry.reply_to !== undefined) this.noteReply(entry);
         list.push(this.row(entry));
         if (this.replies.has(entry.id)) touched.add(entry.id);
@@ -311,16 +309,34 @@ export class Conversation {
     }
     for (const id of touched) {
       for (const changed of [id, ...(this.replies.get(id) ?? [])]) {
-        const at = this.rows.get(changed);
-        if (at !== undefined) list[at] = this.row(list[at] as ChatMessage, true);
+        const at = this.rowOf(list, changed);
+        if (at !== null) list[at] = this.row(list[at] as ChatMessage, true);
       }
     }
     this.list = list;
   }
 
+  /** Where message `id` is listed in `list` (in log order), or null: a binary search by the
+   *  log's order of its entry (a map of 10,000 rows cost ~0.23 MB to find the few amended). */
+  private rowOf(list: readonly ListedMessage[], id: string): number | null {
+    const entry = this.timeline.entry(id);
+    if (entry === undefined) return null;
+    let low = 0;
+    let high = list.length;
+    while (low < high) {
+      const mid = (low + high) >> 1;
+      if (compareMessages(list[mid] as ChatMessage, entry) < 0) low = mid + 1;
+      else high = mid;
+    }
+    return low < list.length && list[low].id === id ? low : null;
+  }
+
   /** The row for message `entry` (`listed`: a row of the list, maybe a ShownMessage already). */
   private row(entry: ChatMessage, listed = false): ListedMessage {
-    if (listed) entry = this.entries.get(entry.id) ?? entry;
+    if (listed) {
+      const held = this.timeline.entry(entry.id);
+      if (held !== undefined && held.kind === undefined) entry = held;
+    }
     if (entry.kind === RECORD_KIND) return entry;
     // Off the record by a switch but not flagged by its author: a marked copy of the entry.
     const off = this.offRecord(entry.id);

@@ -70,3 +70,17 @@ describe("edits, deletes, reactions and replies (edits_cases.json)", () => {
     expect(log.size).toBe(3);
   });
 });
+
+describe("Timeline.entry", () => {
+  it("is the newest copy held for an id", () => {
+    const timeline = new Timeline();
+    const user = normalizeIdentity({ username: "ann" });
+    const relayed = { id: "a:1", author: "a", seq: 1, clock: 1, time: 1, text: "x", user };
+    const own = { ...relayed, text: "y" };
+    expect(timeline.entry("a:1")).toBeUndefined();
+    timeline.add(relayed);
+    expect(timeline.entry("a:1")).toBe(relayed);
+    timeline.add(own); // the author's own copy replaces a relayed one
+    expect(timeline.entry("a:1")).toBe(own);
+  });
+});

@@ -64,6 +64,11 @@ export class Timeline {
     return this.isMessage(target) ? target : null;
   }
 
+  /** The entry held for `id` (the newest copy), if any. */
+  entry(id: string): ChatMessage | undefined {
+    return this.entries.get(id);
+  }
+
   /** What the message shows now; null for an amendment or an id not held. */
   state(id: string): MessageState | null {
     if (!this.isMessage(id)) return null;

@@ -159,3 +159,70 @@ describe("beyond: what a copy with gaps holds past have", () => {
     expect(resent).toEqual(seqs.filter((s) => s > 2 * MAX_BEYOND_RANGES));
   });
 });
+
+describe("what the log keeps per message", () => {
+  it("have and beyond match a plain model for any arrival order, first-hand and relayed mixed", () => {
+    let seed = 7;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    for (let round = 0; round < 40; round += 1) {
+      const log = new MessageLog("pz", bob);
+      const held = new Set<number>();
+      const own = new Set<number>();
+      const seqs = Array.from({ length: 60 }, (_, i) => i + 1).filter(() => random() < 0.8);
+      seqs.sort(() => random() - 0.5);
+      if (round % 3 === 0) seqs.sort((a, b) => b - a); // newest first
+      for (const seq of seqs) {
+        const firstHand = random() < 0.5;
+        const raw = { author: "pa", seq, clock: seq, time: seq, text: `m${seq}`, user: { username: "ann" } };
+        log.receiveHistory([raw], firstHand ? "pa" : "pc", firstHand ? alice : bob);
+        held.add(seq);
+        if (firstHand) own.add(seq);
+        if (random() < 0.2) {
+          log.receiveHistory([raw], "pa", alice); // the author's own copy after a relayed one
+          own.add(seq);
+        }
+      }
+      const upto = (set: Set<number>) => {
+        let n = 0;
+        while (set.has(n + 1)) n += 1;
+        return n;
+      };
+      const ranges = (set: Set<number>, floor: number) => {
+        const out: [number, number][] = [];
+        for (const seq of [...set].filter((s) => s > floor).sort((a, b) => a - b)) {
+          const last = out[out.length - 1];
+          if (last !== undefined && last[1] + 1 === seq) last[1] = seq;
+          else out.push([seq, seq]);
+        }
+        return out;
+      };
+      expect(log.have()).toEqual(upto(held) > 0 ? { pa: upto(held) } : {});
+      expect(log.have("pa")).toEqual(upto(own) > 0 ? { pa: upto(own) } : {});
+      const past = ranges(held, upto(held));
+      expect(log.beyond()).toEqual(past.length > 0 ? { pa: past } : {});
+      const ownPast = ranges(own, upto(own));
+      expect(log.beyond("pa")).toEqual(ownPast.length > 0 ? { pa: ownPast } : {});
+    }
+  });
+
+  it("shares one identity object per author among relayed and restored messages", () => {
+    const log = new MessageLog("pz", bob);
+    const user = () => ({ username: "ann", display_name: "Ann", color: "red" });
+    log.restore([1, 2].map((seq) => ({ author: "pa", seq, clock: seq, time: seq, text: "", user: user() })));
+    log.receiveHistory([{ author: "pa", seq: 3, clock: 3, time: 3, text: "", user: user() }], "pc", bob);
+    const [a, b, c] = log.messages;
+    expect(b.user).toBe(a.user);
+    expect(c.user).toBe(a.user);
+    // Different fields, however they are split, are different identities.
+    log.restore([
+      { author: "pb", seq: 1, clock: 4, time: 4, text: "", user: { username: "ann", display_name: "Ann", color: "blue" } },
+      { author: "pb", seq: 2, clock: 5, time: 5, text: "", user: { username: "an", name: "nann", display_name: "Ann", color: "red" } },
+      { author: "pb", seq: 3, clock: 6, time: 6, text: "", user: { username: "ann", name: "ann", display_name: "Ann", color: "red" } },
+    ]);
+    const [, , , d, e, f] = log.messages;
+    expect(d.user).not.toBe(a.user);
+    expect(d.user.color).toBe("blue");
+    expect(e.user).toEqual({ username: "an", name: "nann", display_name: "Ann", initials: null, color: "red", avatar_url: null });
+    expect(f.user).toBe(a.user); // name defaults to the username: the same identity
+  });
+});

@@ -121,6 +121,27 @@ export function normalizeIdentity(value: unknown): Identity {
   };
 }
 
+/** Identities already made, by their fields: a relayed or restored history of 10,000
+ *  messages shares one object per author instead of holding one per message. */
+const IDENTITIES_HELD = 1024;
+const IDENTITY_KEYS = ["username", "name", "display_name", "initials", "color", "avatar_url"] as const;
+const identities = new Map<string, Identity>();
+
+/** `identity`, or an equal one made earlier (identities are never changed once made). */
+function shared(identity: Identity): Identity {
+  // Each field with its length first: no two different identities have the same key.
+  let key = "";
+  for (const field of IDENTITY_KEYS) {
+    const value = identity[field];
+    key += value === null ? "-" : `${value.length}:${value}`;
+  }
+  const held = identities.get(key);
+  if (held !== undefined) return held;
+  if (identities.size >= IDENTITIES_HELD) identities.clear(); // a bound, not a policy
+  identities.set(key, identity);
+  return identity;
+}
+
 /** Build a log entry from untrusted JSON; `author` (and `user`) are the trusted parts. */
 function validated(raw: unknown, author: string, user: Identity | null): ChatMessage {
   if (!isRecord(raw)) throw new InvalidMessage("message must be an object");
@@ -138,15 +159,15 @@ function validated(raw: unknown, author: string, user: Identity | null): ChatMes
     throw new InvalidMessage(`invalid time ${String(time)}`);
   }
   if (typeof text !== "string") throw new InvalidMessage("text must be a string");
-  const message: ChatMessage = {
-    id: messageId(author, seq),
-    author,
-    seq,
-    clock,
-    time,
-    text,
-    user: user ?? normalizeIdentity(raw.user),
-  };
+  const sig = checkedSig(raw.sig);
+  const id = messageId(author, seq);
+  const who = user ?? shared(normalizeIdentity(raw.user));
+  // A signed entry's `sig` in the literal: added afterwards it would go to a separate
+  // property array (~22 bytes an entry, 10,000 in a big room).
+  const message: ChatMessage =
+    sig === undefined
+      ? { id, author, seq, clock, time, text, user: who }
+      : { id, author, seq, clock, time, text, user: who, sig };
   validateExtensions(raw, message);
   return withExtras(message, raw.mime, raw.file);
 }
@@ -176,13 +197,18 @@ function messageIdField(raw: Record<string, unknown>, key: string): string {
 
 const utf8 = new TextEncoder();
 
+/** An entry's `sig` if it has one (absent or null: undefined); throws if it is not base64url. */
+function checkedSig(sig: unknown): string | undefined {
+  if (sig === undefined || sig === null) return undefined;
+  if (typeof sig !== "string" || !SIG_RE.test(sig)) throw new InvalidMessage("sig must be base64url");
+  return sig;
+}
+
 /** Copy the optional fields of a reply or an amendment onto `message`, checked. */
 function validateExtensions(raw: Record<string, unknown>, message: ChatMessage): void {
-  const { sig, kind } = raw;
-  if (sig !== undefined && sig !== null) {
-    if (typeof sig !== "string" || !SIG_RE.test(sig)) throw new InvalidMessage("sig must be base64url");
-    message.sig = sig;
-  }
+  const { kind } = raw;
+  const sig = checkedSig(raw.sig);
+  if (sig !== undefined && message.sig !== sig) message.sig = sig;
   const { prev } = raw;
   if (prev !== undefined && prev !== null) {
     if (typeof prev !== "string" || !PREV_RE.test(prev)) throw new InvalidMessage("prev must be a base64url SHA-256 digest");
@@ -223,8 +249,6 @@ function validateExtensions(raw: Record<string, unknown>, message: ChatMessage):
   }
 }
 
-const IDENTITY_KEYS = ["username", "name", "display_name", "initials", "color", "avatar_url"] as const;
-
 /** Whether two copies of one id say the same thing (an honest relay does). */
 const CONTENT_KEYS = ["clock", "time", "text", "kind", "target", "reply_to", "emoji", "on", "off_record", "sig", "prev"] as const;
 
@@ -249,6 +273,39 @@ export interface HistoryResult {
   rejected: InvalidMessage[];
 }
 
+/**
+ * A set of one author's seqs, kept as the count held contiguously from 1 and the others: a
+ * whole history is one number, not a hash table of 10,000 (~16 bytes each).
+ */
+class SeqSet {
+  /** Every seq from 1 to this one is held. */
+  upto = 0;
+  /** The seqs held past `upto + 1`. */
+  private readonly past = new Set<number>();
+
+  has(seq: number): boolean {
+    return (seq >= 1 && seq <= this.upto) || this.past.has(seq);
+  }
+
+  add(seq: number): void {
+    if (this.has(seq)) return;
+    if (seq !== this.upto + 1) {
+      this.past.add(seq);
+      return;
+    }
+    this.upto = seq;
+    while (this.past.delete(this.upto + 1)) this.upto += 1;
+  }
+
+  /** The seqs held above `floor`, in no particular order. */
+  above(floor: number): number[] {
+    const held: number[] = [];
+    for (let seq = Math.max(floor, 0) + 1; seq <= this.upto; seq += 1) held.push(seq);
+    for (const seq of this.past) if (seq > floor) held.push(seq);
+    return held;
+  }
+}
+
 /** One peer's view of a room's messages, ordered identically on every peer. */
 export class MessageLog {
   private ordered: ChatMessage[] = [];
@@ -257,11 +314,11 @@ export class MessageLog {
    *  O(n + m log m) instead of a splice of O(n) per message. */
   private early: ChatMessage[] = [];
   private readonly byId = new Map<string, ChatMessage>();
-  private readonly seqs = new Map<string, Set<number>>();
+  private readonly seqs = new Map<string, SeqSet>();
   private readonly maxSeq = new Map<string, number>();
   private readonly contiguous = new Map<string, number>();
   /** Ids whose copy came from their author (composed here, a message frame, its own history). */
-  private readonly firstHand = new Set<string>();
+  private readonly firstHand = new Map<string, SeqSet>();
   private maxClock = 0;
 
   constructor(
@@ -430,8 +487,7 @@ export class MessageLog {
   have(forPeer?: string): HaveVector {
     const have: HaveVector = Object.fromEntries(this.contiguous);
     if (forPeer !== undefined && Object.prototype.hasOwnProperty.call(have, forPeer)) {
-      let held = 0;
-      while (this.firstHand.has(messageId(forPeer, held + 1))) held += 1;
+      const held = this.firstHand.get(forPeer)?.upto ?? 0;
       if (held > 0) have[forPeer] = held;
       else delete have[forPeer];
     }
@@ -450,13 +506,13 @@ export class MessageLog {
       const contiguous = this.contiguous.get(author) ?? 0;
       let past: number[];
       if (author === forPeer) {
-        let base = 0;
-        while (this.firstHand.has(messageId(author, base + 1))) base += 1;
+        const own = this.firstHand.get(author);
+        const base = own?.upto ?? 0;
         if ((this.maxSeq.get(author) ?? 0) === base) continue;
-        past = [...(this.seqs.get(author) as Set<number>)].filter((s) => s > base && this.firstHand.has(messageId(author, s)));
+        past = (this.seqs.get(author) as SeqSet).above(base).filter((s) => own !== undefined && own.has(s));
       } else {
         if ((this.maxSeq.get(author) ?? 0) === contiguous) continue; // no gap: the common case
-        past = [...(this.seqs.get(author) as Set<number>)].filter((s) => s > contiguous);
+        past = (this.seqs.get(author) as SeqSet).above(contiguous);
       }
       past.sort((a, b) => a - b);
       const ranges: [number, number][] = [];
@@ -491,30 +547,41 @@ export class MessageLog {
     });
   }
 
+  private isFirstHand(message: ChatMessage): boolean {
+    return this.firstHand.get(message.author)?.has(message.seq) ?? false;
+  }
+
+  private noteFirstHand(message: ChatMessage): void {
+    let own = this.firstHand.get(message.author);
+    if (own === undefined) {
+      own = new SeqSet();
+      this.firstHand.set(message.author, own);
+    }
+    own.add(message.seq);
+  }
+
   private add(message: ChatMessage, firstHand = false): ChatMessage | null {
     const existing = this.byId.get(message.id);
     if (existing !== undefined) {
-      if (!firstHand || this.firstHand.has(message.id)) return null;
+      if (!firstHand || this.isFirstHand(message)) return null;
       // The author's own copy wins over a relayed one (which may be a forgery).
-      this.firstHand.add(message.id);
+      this.noteFirstHand(message);
       if (sameMessage(existing, message)) return null;
       this.settle();
       this.ordered.splice(this.ordered.indexOf(existing), 1);
     } else if (firstHand) {
-      this.firstHand.add(message.id);
+      this.noteFirstHand(message);
     }
     this.byId.set(message.id, message);
     const author = message.author;
     let held = this.seqs.get(author);
     if (held === undefined) {
-      held = new Set();
+      held = new SeqSet();
       this.seqs.set(author, held);
     }
     held.add(message.seq);
     this.maxSeq.set(author, Math.max(this.maxSeq.get(author) ?? 0, message.seq));
-    let top = this.contiguous.get(author) ?? 0;
-    while (held.has(top + 1)) top += 1;
-    if (top > 0) this.contiguous.set(author, top);
+    if (held.upto > 0) this.contiguous.set(author, held.upto);
     this.maxClock = Math.max(this.maxClock, message.clock);
     // Appends are the common case (live chat); anything earlier waits to be merged (settle).
     const last = this.ordered[this.ordered.length - 1];

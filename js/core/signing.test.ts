@@ -167,3 +167,157 @@ describe("hash chains of signed entries (signing_cases.json `chains`)", () => {
 function withoutPrev(entry: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(Object.entries(entry).filter(([k]) => k !== "prev"));
 }
+describe("CertBook remembers verified signatures by the fields they cover", () => {
+  /** A book holding alice's certificate as peer A in room r, with a counting verifier. */
+  async function setup(held?: (entry: Record<string, unknown>) => Record<string, unknown> | undefined) {
+    const serverKey = await privateKey("server");
+    const cert: Any = { room: "r", peer: "A", user: normalizeIdentity({ username: "alice" }), key: publics.alice, sig: "" };
+    cert.sig = signing.b64encode(new Uint8Array(await crypto.subtle.sign("Ed25519", serverKey, signing.certBytes(cert))));
+    const book = new signing.CertBook("r", [publics.server], held);
+    expect(await book.learn([cert])).toEqual(["A"]);
+    const asked: signing.SignatureCheck[] = [];
+    const counting: signing.Verifier = (checks) => {
+      asked.push(...checks);
+      return signing.verifyHere(checks);
+    };
+    const alice = await privateKey("alice");
+    const signed = async (entry: Record<string, unknown>): Promise<Record<string, unknown>> => ({ ...entry, sig: await signing.signEntry(alice, "r", entry) });
+    const check = async (entry: Record<string, unknown>) => (await book.verifyAll([entry], counting))[0]?.username ?? null;
+    return { book, asked, signed, check };
+  }
+
+  const plain = { author: "A", seq: 1, clock: 1, time: 1_700_000_000_123.5, text: "hello" };
+
+  it("a repeat is not checked again; the same signature over other content always is, and fails", async () => {
+    const { book, asked, signed, check } = await setup();
+    const entry = await signed(plain);
+    expect(await check(entry)).toBe("alice");
+    expect(await check({ ...entry })).toBe("alice"); // another peer's copy: remembered
+    expect(asked).toHaveLength(1);
+    const replays = [
+      { ...entry, text: "wire me money" },
+      { ...entry, seq: 2 },
+      { ...entry, clock: 7 },
+      { ...entry, time: 1 },
+      { ...entry, off_record: true },
+      { ...entry, reply_to: "A:9" },
+      { ...entry, text: ["hello"] },
+      { ...entry, mime: { "text/plain": "x" } },
+    ];
+    for (const replay of replays) expect(await check(replay)).toBe(null);
+    expect(asked).toHaveLength(1 + replays.length);
+    expect(book.refused).toEqual({ bad_signature: replays.length });
+    expect(await check({ ...entry })).toBe("alice"); // still remembered, still once
+    expect(asked).toHaveLength(1 + replays.length);
+  });
+
+  it("a remembered signature vouches for no other prev: a forged entry cannot be chained to it", async () => {
+    for (const bound of [false, true]) {
+      const log = new Map<string, Record<string, unknown>>();
+      const { book, signed } = await setup(bound ? (e) => log.get(`${e.author}:${e.seq}`) : undefined);
+      const first = await signed(plain);
+      const second = await signed({ ...plain, seq: 2, clock: 2, text: "then", prev: signing.entryDigest("r", first) });
+      expect((await book.verifyAll([first, second])).map((u) => u?.username ?? null)).toEqual(["alice", "alice"]);
+      log.set("A:1", first).set("A:2", second);
+      // Mallory swaps in her own first entry (signed with nothing valid) and points the
+      // genuine second entry's prev at it: its signature was remembered, its prev is not that.
+      const forged = { ...first, text: "wire me money" };
+      const relinked = { ...second, prev: signing.entryDigest("r", forged) };
+      expect((await book.verifyAll([forged, relinked])).map((u) => u?.username ?? null)).toEqual([null, null]);
+    }
+  });
+
+  it("changing the verified object afterwards changes nothing: what was checked is what is remembered", async () => {
+    const { asked, signed, check } = await setup();
+    const entry = await signed(plain);
+    expect(await check(entry)).toBe("alice");
+    entry.text = "wire me money";
+    expect(await check(entry)).toBe(null);
+    expect(await check({ ...entry, text: "hello" })).toBe("alice");
+    expect(asked).toHaveLength(2);
+  });
+
+  it("entries with objects (a MIME bundle, a reaction's fields) are remembered too, exactly", async () => {
+    const { asked, signed, check } = await setup();
+    const rich = await signed({ ...plain, mime: { "text/plain": "x", "image/png": "AAAA" } });
+    const react = await signed({ ...plain, seq: 2, clock: 2, kind: "react", target: "A:1", emoji: "👍", on: true });
+    expect(await check(rich)).toBe("alice");
+    expect(await check(react)).toBe("alice");
+    // Keys in another order sign the same bytes: a repeat.
+    expect(await check({ ...rich, mime: { "image/png": "AAAA", "text/plain": "x" } })).toBe("alice");
+    expect(await check({ ...react })).toBe("alice");
+    expect(asked).toHaveLength(2);
+    expect(await check({ ...rich, mime: { "text/plain": "y", "image/png": "AAAA" } })).toBe(null);
+    expect(await check({ ...react, on: false })).toBe(null);
+    expect(await check({ ...react, emoji: "👎" })).toBe(null);
+    expect(asked).toHaveLength(5);
+  });
+});
+
+describe("CertBook bound to the log's copies (held)", () => {
+  async function setup() {
+    const log = new MessageLog("Z", normalizeIdentity({ username: "zoe" }));
+    const held = (entry: Record<string, unknown>) =>
+      log.get(`${entry.author as string}:${entry.seq as number}`) as Record<string, unknown> | undefined;
+    const serverKey = await privateKey("server");
+    const cert: Any = { room: "r", peer: "A", user: normalizeIdentity({ username: "alice" }), key: publics.alice, sig: "" };
+    cert.sig = signing.b64encode(new Uint8Array(await crypto.subtle.sign("Ed25519", serverKey, signing.certBytes(cert))));
+    const book = new signing.CertBook("r", [publics.server], held);
+    await book.learn([cert]);
+    const asked: signing.SignatureCheck[] = [];
+    const counting: signing.Verifier = (checks) => {
+      asked.push(...checks);
+      return signing.verifyHere(checks);
+    };
+    const alice = await privateKey("alice");
+    const signed = async (entry: Record<string, unknown>): Promise<Record<string, unknown>> => ({
+      ...entry,
+      sig: await signing.signEntry(alice, "r", entry),
+    });
+    const check = async (entry: Record<string, unknown>) => (await book.verifyAll([entry], counting))[0]?.username ?? null;
+    const keep = (entry: Record<string, unknown>) => log.receiveHistory([{ ...entry, user: { username: "alice" } }]);
+    return { book, asked, signed, check, keep };
+  }
+
+  const plain = { author: "A", seq: 1, clock: 1, time: 1_700_000_000_123.5, text: "hello" };
+
+  it("a repeat of an entry the log holds is not checked again; other content with its signature is", async () => {
+    const { book, asked, signed, check, keep } = await setup();
+    const entry = await signed(plain);
+    expect(await check(entry)).toBe("alice");
+    expect(await check({ ...entry })).toBe("alice"); // not in the log yet: checked again
+    expect(asked).toHaveLength(2);
+    keep(entry);
+    expect(await check({ ...entry })).toBe("alice");
+    expect(asked).toHaveLength(2);
+    for (const replay of [{ ...entry, text: "wire me money" }, { ...entry, clock: 2 }, { ...entry, off_record: true }]) {
+      expect(await check(replay)).toBe(null);
+    }
+    expect(asked).toHaveLength(5);
+    expect(book.refused).toEqual({ bad_signature: 3 });
+  });
+
+  it("an entry the log holds but whose signature never verified here is checked (a stored copy is no proof)", async () => {
+    const { asked, signed, check, keep } = await setup();
+    const entry = await signed(plain);
+    keep(entry); // as if restored from the local copy
+    expect(await check({ ...entry })).toBe("alice");
+    expect(asked).toHaveLength(1);
+    const other = await signed({ ...plain, seq: 2, clock: 2 });
+    const forged = { ...other, text: "not hers" };
+    keep(forged); // a stored copy whose text the signature does not cover
+    expect(await check({ ...forged })).toBe(null);
+    expect(asked).toHaveLength(2);
+  });
+
+  it("entries with a MIME bundle repeat by their signed bytes against the log's copy", async () => {
+    const { asked, signed, check, keep } = await setup();
+    const rich = await signed({ ...plain, mime: { "text/plain": "x", "image/png": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==" } });
+    expect(await check(rich)).toBe("alice");
+    keep(rich);
+    expect(await check({ ...rich, mime: { "image/png": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==", "text/plain": "x" } })).toBe("alice");
+    expect(asked).toHaveLength(1);
+    expect(await check({ ...rich, mime: { "text/plain": "y", "image/png": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==" } })).toBe(null);
+    expect(asked).toHaveLength(2);
+  });
+});

@@ -258,6 +258,58 @@ const VERIFIED_HELD = 20_000;
 const VERIFIED_CHARS = 4_000_000;
 const VERIFIED_TEXT_MAX = 4_096;
 
+/** The signed fields after the first five, then `off_record` and `prev` (appended when
+ *  present). `prev` must be among them: a remembered signature with another `prev` would
+ *  otherwise vouch, through the chain, for an entry its author never signed. */
+const REST_FIELDS = [...ENTRY_FIELDS.slice(5), "off_record", "prev"] as const;
+
+/** A signed field's value as a JSON primitive (absent as null), or undefined for an object. */
+function primitive(value: unknown): string | number | boolean | null | undefined {
+  if (value === undefined || value === null) return null;
+  const type = typeof value;
+  return type === "string" || type === "number" || type === "boolean" ? (value as string | number | boolean) : undefined;
+}
+
+/**
+ * What a verified signature was checked over, kept small: when every signed field is a JSON
+ * primitive, the fields themselves (references to the entry's own strings, which the log
+ * holds anyway: ~50 bytes an entry, where the signed text was ~330), else the signed text.
+ * `rest` is null when the fields after `text` are all absent (a plain message).
+ */
+type Signed =
+  | { key: string; author: unknown; seq: unknown; clock: unknown; time: unknown; text: unknown; rest: unknown[] | null }
+  | { key: string; signed: string };
+
+/** `entry`'s signed fields as a Signed record, or null when one of them is not a primitive. */
+function signedFields(key: string, entry: Fields): Signed | null {
+  for (const field of ENTRY_FIELDS) if (primitive(entry[field]) === undefined) return null;
+  if (primitive(entry.off_record) === undefined || primitive(entry.prev) === undefined) return null;
+  const rest = REST_FIELDS.some((field) => primitive(entry[field]) !== null) ? REST_FIELDS.map((field) => primitive(entry[field])) : null;
+  return { key, author: entry.author, seq: entry.seq, clock: entry.clock, time: entry.time, text: entry.text, rest };
+}
+
+/** Whether `entry` with key `key` signs exactly what `held` was verified over. Primitives
+ *  compare with Object.is (0 and -0 differ: at worst a signature is checked again); any
+ *  other difference is a miss, never a hit. `text` is entryText's, when already made. */
+function signsSame(held: Signed, key: string, room: string, entry: Fields, text?: string): boolean {
+  if (held.key !== key) return false;
+  if ("signed" in held) return held.signed === (text ?? entryText(room, entry));
+  if (
+    !Object.is(held.author, entry.author) ||
+    !Object.is(held.seq, entry.seq) ||
+    !Object.is(held.clock, entry.clock) ||
+    !Object.is(held.time, entry.time) ||
+    !Object.is(held.text, entry.text)
+  ) {
+    return false;
+  }
+  const rest = held.rest;
+  return REST_FIELDS.every((field, i) => {
+    const value = primitive(entry[field]);
+    return value !== undefined && Object.is(rest === null ? null : rest[i], value);
+  });
+}
+
 /**
  * The certificates one peer holds for a room, and the entries they vouch for (the rules are
  * in CertBook's docstring in src/nbchat/core/signing.py). Asynchronous because WebCrypto is.
@@ -265,18 +317,40 @@ const VERIFIED_TEXT_MAX = 4_096;
 export class CertBook {
   private readonly certs = new Map<string, Certificate>();
   readonly refused: Record<string, number> = {};
-  /** Signatures that verified, as key + signature + signed text: the same entry from another
-   *  peer (every peer answers a joiner's sync) is not checked again. Only exact repeats hit,
-   *  and Ed25519's answer for the same key, signature and bytes is always the same. */
-  private readonly verified = new Set<string>();
+  /** Signatures that verified, each with the key and the fields (or text) it was checked
+   *  over: the same entry from another peer (every peer answers a joiner's sync) is not
+   *  checked again. Only exact repeats hit (same key, signature and signed bytes), and
+   *  Ed25519's answer for those is always the same; the same signature over anything else
+   *  is checked as any entry is. With `held`, a signature is remembered alone (null) and
+   *  bound to the entry the log holds for that id: ~20 bytes an entry instead of ~70. */
+  private readonly verified = new Map<string, Signed | null>();
   private verifiedChars = 0;
   /** Signatures checked (a chain's run costs one). */
   checks = 0;
 
+  /**
+   * `held`, when given, returns the entry this peer already holds for an entry's id (its
+   * log's copy), if any: a signature that verified here is a repeat only for an entry with
+   * the same signed fields as that copy. The log holds only entries that verified, our own
+   * and what this browser stored itself (trusted as stored, docs/protocol.md §4.4).
+   */
   constructor(
     readonly room: string,
     readonly serverKeys: readonly string[],
+    private readonly held?: (entry: Fields) => Fields | undefined,
   ) {}
+
+  /** Whether `entry` (whose author's key is `key`) repeats a signature verified here. */
+  private repeats(entry: Fields, key: string): boolean {
+    const signature = entry.sig as string;
+    const known = this.verified.get(signature);
+    if (known === undefined) return false;
+    if (known !== null) return signsSame(known, key, this.room, entry);
+    const copy = this.held?.(entry);
+    if (copy === undefined || copy.sig !== signature) return false;
+    const fields = signedFields(key, copy);
+    return signsSame(fields ?? { key, signed: entryText(this.room, copy) }, key, this.room, entry);
+  }
 
   private refuse(reason: string): void {
     this.refused[reason] = (this.refused[reason] ?? 0) + 1;
@@ -349,8 +423,12 @@ export class CertBook {
         return;
       }
       const text = entryText(this.room, entry);
-      const seen = text.length <= VERIFIED_TEXT_MAX ? `${cert.key} ${entry.sig as string} ${text}` : null;
-      prepared[i] = { cert, sig, data: utf8.encode(text), seen };
+      // What a valid signature is remembered with (repeats(): the fields, or nothing but the
+      // log's copy); not at all for a long entry (chars -1).
+      const chars = text.length <= VERIFIED_TEXT_MAX ? text.length : -1;
+      const signed = chars < 0 || this.held !== undefined ? null : signedFields(cert.key, entry) ?? { key: cert.key, signed: text };
+      const signature = entry.sig as string;
+      prepared[i] = { cert, sig, data: utf8.encode(text), signature, repeat: this.repeats(entry, cert.key), signed, chars };
       const mine = byAuthor.get(cert.peer);
       if (mine === undefined) byAuthor.set(cert.peer, [i]);
       else mine.push(i);
@@ -408,7 +486,7 @@ export class CertBook {
     const checks: SignatureCheck[] = [];
     const asked: number[] = [];
     entries.forEach((entry, n) => {
-      if (entry.seen !== null && this.verified.has(entry.seen)) return;
+      if (entry.repeat) return;
       checks.push({ key: entry.cert.key, sig: entry.sig, data: entry.data });
       asked.push(n);
     });
@@ -420,26 +498,31 @@ export class CertBook {
         answers[n] = false;
         return;
       }
-      const seen = entries[n].seen;
-      if (seen === null) return;
-      if (this.verified.size >= VERIFIED_HELD || this.verifiedChars + seen.length > VERIFIED_CHARS) {
+      const { signature, signed, chars } = entries[n];
+      if (chars < 0) return;
+      if (this.verified.size >= VERIFIED_HELD || this.verifiedChars + chars > VERIFIED_CHARS) {
         this.verified.clear(); // a bound, not a policy
         this.verifiedChars = 0;
       }
-      this.verified.add(seen);
-      this.verifiedChars += seen.length;
+      this.verified.set(signature, signed);
+      this.verifiedChars += chars;
     });
     return answers;
   }
+
 }
 
-/** An entry ready to check: its author's certificate, signature, signed bytes and the key
- *  under which a valid signature is remembered (null: too long to remember). */
+/** An entry ready to check: its author's certificate, signature (bytes and text), signed
+ *  bytes, whether it repeats a signature verified here, and what a valid signature is
+ *  remembered with (`chars` -1: too long to remember). */
 interface Prepared {
   cert: Certificate;
   sig: Uint8Array<ArrayBuffer>;
   data: Uint8Array<ArrayBuffer>;
-  seen: string | null;
+  signature: string;
+  repeat: boolean;
+  signed: Signed | null;
+  chars: number;
 }
 
 function seqOf(entry: Fields): number | null {

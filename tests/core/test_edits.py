@@ -80,3 +80,14 @@ def test_compose_writes_amendments_and_replies_and_refuses_bad_ones() -> None:
     with pytest.raises(InvalidMessage):
         log.compose("", 4, kind="react", target=first["id"], emoji="👍")  # no "on"
     assert len(log) == 3
+
+
+def test_entry_is_the_newest_copy_held_for_an_id() -> None:
+    timeline = Timeline()
+    relayed = {"id": "a:1", "author": "a", "seq": 1, "clock": 1, "time": 1, "text": "x"}
+    own = {**relayed, "text": "y"}
+    assert timeline.entry("a:1") is None
+    timeline.add(relayed)
+    assert timeline.entry("a:1") is relayed
+    timeline.add(own)  # the author's own copy replaces a relayed one
+    assert timeline.entry("a:1") is own

@@ -69,7 +69,18 @@ class Lab:
             "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
             "JUPYTER_PLATFORM_DIRS": "1",
             "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            # Absolute: kernels start in the notebook's folder, where a relative
+            # PYTHONPATH=src would miss this checkout (and load the installed nbchat).
+            "PYTHONPATH": os.pathsep.join(
+                [
+                    str(REPO),
+                    *(
+                        os.path.abspath(p)
+                        for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                        if p
+                    ),
+                ]
+            ),
             **self.env,
         }
         shutil.rmtree(home / "workspaces", ignore_errors=True)

@@ -96,6 +96,10 @@ class Timeline:
         self._states.pop(target, None)
         return target if self._is_message(target) else None
 
+    def entry(self, message_id: str) -> Message | None:
+        """The entry held for ``message_id`` (the newest copy), if any."""
+        return self._entries.get(message_id)
+
     def state(self, message_id: str) -> MessageState | None:
         """What the message shows now; None for an amendment or an id not held."""
         if not self._is_message(message_id):
