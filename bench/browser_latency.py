@@ -7,7 +7,9 @@ history and memory, measured the way a user meets them.
   ``performance.timeOrigin + performance.now()`` in each page (one browser, one clock).
 - **late joiner**: a Python peer fills a room with N messages (default 10,000); a new user
   opens a notebook running ``%chat`` in that room; time from the data link opening to the
-  newest message visible, and to all N held (the newest row's index is N-1).
+  newest message visible, and to all N held (the newest row's index is N-1); also when the
+  last history frame arrived, and the local copy's IndexedDB ``put``s before all was held
+  (and their time on the page's thread).
 - **reload**: the same user reloads; time from the widget appearing to the newest message
   visible (from the local copy), and whether that was before the link to a peer opened.
 - **JS heap** (CDP ``Runtime.getHeapUsage`` after a GC): the page before ``%chat`` and
