@@ -4,7 +4,7 @@
 // CertBook; this is the I/O around it. Off when the server sends no `server_keys`.
 
 import type { Certificate, Verifier } from "./core/signing";
-import { CertBook, entryDigest, generateKey, publicKey, signEntry, verifyHere } from "./core/signing";
+import { CertBook, b64encode, entryDigest, generateKey, publicKey, rawSignature, signEntry, verifyHere } from "./core/signing";
 import type { ChatFrame } from "./core/frames";
 import type { SessionConfig } from "./core/session";
 import type { ChatMessage } from "./protocol";
@@ -103,29 +103,54 @@ export class Authorship {
       return;
     }
     // Our previous entry's digest goes in as `prev` (the hash chain), so a signature needs
-    // the one before it. Typed one at a time, that one is long done: the signature starts
-    // now, and WebCrypto makes it off this thread while the page goes on. Several at once
-    // (a burst of reactions) are signed in turn. `then` runs in order either way.
+    // the one before it. Several at once (a burst of reactions) are signed in turn; `then`
+    // runs in order either way.
     const fields = message as unknown as Fields;
-    const sign = (privateKey: CryptoKey): Promise<string> => {
+    const chain = (): void => {
       const last = this.chain;
       if (last !== null && last.author === message.author && last.seq === message.seq - 1) message.prev = last.digest;
-      return signEntry(privateKey, book.room, fields);
     };
-    const started = this.signingNow === 0 && this.privateKey !== null ? sign(this.privateKey) : null;
-    started?.catch(() => undefined); // reported below, in order
-    this.signingNow += 1;
-    this.signing = this.signing.then(async () => {
-      try {
-        message.sig = await (started ?? sign((await keys).privateKey));
+    const signed = (sig: string | null, error?: unknown): void => {
+      this.signingNow -= 1;
+      if (sig !== null) {
+        message.sig = sig;
         const digest = entryDigest(book.room, fields);
         this.chain = digest === null ? null : { author: message.author, seq: message.seq, digest };
-      } catch (error) {
+      } else {
         console.warn("nbchat: could not sign a message", error);
       }
-      this.signingNow -= 1;
       then();
-    });
+    };
+    // The chain goes on whatever `then` does.
+    const sendFailed = (error: unknown): void => console.warn("nbchat: sending a signed message failed", error);
+    this.signingNow += 1;
+    if (this.signingNow === 1 && this.privateKey !== null) {
+      // Typed one at a time, the one before is long done: the signature starts now, and
+      // `then` is the very next thing to run once WebCrypto has it (a reaction on its own
+      // promise, not one more hop behind it: the render that clears the message box waits
+      // in the queue meanwhile, and the message leaves before it).
+      chain();
+      this.signing = rawSignature(this.privateKey, book.room, fields)
+        .then(
+          (raw) => signed(b64encode(new Uint8Array(raw))),
+          (error: unknown) => signed(null, error),
+        )
+        .catch(sendFailed);
+      return;
+    }
+    this.signing = this.signing
+      .then(async () => {
+        let sig: string | null = null;
+        let failure: unknown;
+        try {
+          chain();
+          sig = await signEntry((await keys).privateKey, book.room, fields);
+        } catch (error) {
+          failure = error;
+        }
+        signed(sig, failure);
+      })
+      .catch(sendFailed);
   }
 
   /**
