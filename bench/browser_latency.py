@@ -372,23 +372,30 @@ def typed_latency(
     return {k: {"p50": pct(v, 50), "p99": pct(v, 99), "max": max(v)} for k, v in rows.items()}
 
 
-def history(lab: Any, browser: Any, size: int) -> dict[str, Any]:
+def fill_room(loop: BackgroundLoop, lab: Any, room: str, size: int) -> Any:
+    """A Python peer in ``room`` that has said ``size`` chat-line-sized messages; it stays
+    (on ``loop``) to answer whoever joins."""
     from nbchat.peer import ChatPeer
 
+    peer = ChatPeer(lab.url, room, token=lab.token)
+    loop.run(peer.join())
+
+    async def send_all() -> None:
+        for i in range(size):
+            await peer.send(
+                f"history {i:06d} with some *markdown* in it, about as long as a chat line"
+            )
+
+    loop.run(send_all(), timeout=900)
+    return peer
+
+
+def history(lab: Any, browser: Any, size: int) -> dict[str, Any]:
     room = "bench-history"
     loop = BackgroundLoop()
-    peer = ChatPeer(lab.url, room, token=lab.token)
     result: dict[str, Any] = {}
+    peer = fill_room(loop, lab, room, size)
     try:
-        loop.run(peer.join())
-
-        async def fill() -> None:
-            for i in range(size):
-                await peer.send(
-                    f"history {i:06d} with some *markdown* in it, about as long as a chat line"
-                )
-
-        loop.run(fill(), timeout=600)
         newest = f"history {size - 1:06d}"
         path = put_notebook(
             lab,

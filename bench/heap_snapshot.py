@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.browser_latency import ALL_HELD, PROBE, heap_mb  # noqa: E402
+from bench.browser_latency import fill_room as browser_latency_fill  # noqa: E402
 from tests.support.browser import CHROMIUM_ARGS, open_notebook, run_all  # noqa: E402
 from tests.support.lab import make_lab  # noqa: E402
 from tests.support.loop import BackgroundLoop  # noqa: E402
@@ -198,20 +199,9 @@ def compare(before: Snapshot, after: Snapshot, top: int) -> str:
 
 
 def fill_room(lab: Any, room: str, size: int) -> tuple[Any, Any]:
-    from nbchat.peer import ChatPeer
-
+    """browser_latency's history holder, on a loop of its own."""
     loop = BackgroundLoop()
-    peer = ChatPeer(lab.url, room, token=lab.token)
-    loop.run(peer.join())
-
-    async def fill() -> None:
-        for i in range(size):
-            await peer.send(
-                f"history {i:06d} with some *markdown* in it, about as long as a chat line"
-            )
-
-    loop.run(fill(), timeout=600)
-    return loop, peer
+    return loop, browser_latency_fill(loop, lab, room, size)
 
 
 def late_join(

@@ -41,7 +41,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.browser_latency import ALL_HELD, PROBE, pct  # noqa: E402
+from bench.browser_latency import ALL_HELD, PROBE, fill_room, pct  # noqa: E402
 from bench.run import machine_busy  # noqa: E402
 from tests.support.browser import CHROMIUM_ARGS, open_notebook, run_all  # noqa: E402
 from tests.support.lab import Lab, make_lab  # noqa: E402
@@ -84,19 +84,7 @@ def side_lab(tmp: Path, tree: Path) -> Lab:
 
 def fill(loop: BackgroundLoop, lab: Lab, size: int) -> Any:
     """A Python peer (this tree's) in the room with `size` messages; it stays to answer."""
-    from nbchat.peer import ChatPeer
-
-    peer = ChatPeer(lab.url, ROOM, token=lab.token)
-    loop.run(peer.join())
-
-    async def send_all() -> None:
-        for i in range(size):
-            await peer.send(
-                f"history {i:06d} with some *markdown* in it, about as long as a chat line"
-            )
-
-    loop.run(send_all(), timeout=900)
-    return peer
+    return fill_room(loop, lab, ROOM, size)
 
 
 def one_round(

@@ -168,6 +168,16 @@ function openConn(conn: FakeConn): void {
   conn.emit("open");
 }
 
+/** `start()`, then bob (b-2) in the roster and our link to him open. */
+async function startWithBob(): Promise<Harness & { conn: FakeConn }> {
+  const harness = await start();
+  harness.sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me"), presence("b-2", "bob")] });
+  const conn = harness.peers[0].dialed[0];
+  openConn(conn);
+  await vi.advanceTimersByTimeAsync(20);
+  return { ...harness, conn };
+}
+
 describe("ChatProxy", () => {
   beforeEach(() => {
     vi.useFakeTimers();
@@ -313,11 +323,7 @@ describe("ChatProxy", () => {
   });
 
   it("renders a message that arrives in the same task, with no timer, and our own at once", async () => {
-    const { proxy, peers, sockets } = await start();
-    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me"), presence("b-2", "bob")] });
-    const conn = peers[0].dialed[0];
-    openConn(conn);
-    await vi.advanceTimersByTimeAsync(20);
+    const { proxy, conn } = await startWithBob();
     const seen: number[] = [];
     proxy.subscribe((state) => seen.push(state.messages.length));
     conn.emit("data", { type: "message", message: { seq: 1, clock: 1, time: 5, text: "hi", user: identity("bob") } });
@@ -331,11 +337,7 @@ describe("ChatProxy", () => {
   });
 
   it("renders a burst of frames once per frame, not once per frame received", async () => {
-    const { proxy, peers, sockets } = await start();
-    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me"), presence("b-2", "bob")] });
-    const conn = peers[0].dialed[0];
-    openConn(conn);
-    await vi.advanceTimersByTimeAsync(20);
+    const { proxy, conn } = await startWithBob();
     let renders = 0;
     proxy.subscribe(() => (renders += 1));
     renders = 0;
@@ -352,11 +354,7 @@ describe("ChatProxy", () => {
 
 
   it("renders a message at once right after a typing render (no frame wait), and sends typing off after it", async () => {
-    const { proxy, peers, sockets } = await start();
-    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me"), presence("b-2", "bob")] });
-    const conn = peers[0].dialed[0];
-    openConn(conn);
-    await vi.advanceTimersByTimeAsync(20);
+    const { proxy, conn } = await startWithBob();
     // Bob stops typing, and his message follows within the same millisecond.
     conn.emit("data", { type: "typing", on: true });
     await Promise.resolve();
@@ -373,11 +371,7 @@ describe("ChatProxy", () => {
     expect(sent.slice(-3)).toEqual(["typing", "message", "typing"]);
   });
   it("renders nothing for a typing refresh, nor for 'stopped typing' after the message", async () => {
-    const { proxy, peers, sockets } = await start();
-    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me"), presence("b-2", "bob")] });
-    const conn = peers[0].dialed[0];
-    openConn(conn);
-    await vi.advanceTimersByTimeAsync(20);
+    const { proxy, conn } = await startWithBob();
     let renders = 0;
     proxy.subscribe(() => (renders += 1));
     renders = 0;
@@ -779,17 +773,8 @@ describe("ChatProxy chat features (#12)", () => {
     vi.useRealTimers();
   });
 
-  async function withBob(): Promise<Harness & { conn: FakeConn }> {
-    const harness = await start();
-    harness.sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me"), presence("b-2", "bob")] });
-    const conn = harness.peers[0].dialed[0];
-    openConn(conn);
-    await vi.advanceTimersByTimeAsync(20);
-    return { ...harness, conn };
-  }
-
   it("replies, edits, deletes and reacts through the same publish path, and shows only messages", async () => {
-    const { proxy, conn } = await withBob();
+    const { proxy, conn } = await startWithBob();
     conn.emit("data", { type: "message", message: { seq: 1, clock: 1, time: 5, text: "question?\nmore", user: identity("bob") } });
     await vi.advanceTimersByTimeAsync(20);
     const mine = proxy.send("first") as { id: string };
@@ -820,7 +805,7 @@ describe("ChatProxy chat features (#12)", () => {
   });
 
   it("imports an export of its room: new entries shown, held ones skipped, peers get them by sync; another room refused", async () => {
-    const { proxy, conn } = await withBob();
+    const { proxy, conn } = await startWithBob();
     conn.emit("data", { type: "message", message: { seq: 1, clock: 1, time: 5, text: "bob's", user: identity("bob") } });
     await vi.advanceTimersByTimeAsync(20);
     const exported = proxy.exportDocument(7);
@@ -842,7 +827,7 @@ describe("ChatProxy chat features (#12)", () => {
   });
 
   it("refuses to edit or delete another's message, and amendments of unknown ids", async () => {
-    const { proxy, conn } = await withBob();
+    const { proxy, conn } = await startWithBob();
     conn.emit("data", { type: "message", message: { seq: 1, clock: 1, time: 5, text: "bob's", user: identity("bob") } });
     await vi.advanceTimersByTimeAsync(20);
     expect(() => proxy.edit("b-2:1", "mine now")).toThrow(/only edit your own/);
@@ -852,7 +837,7 @@ describe("ChatProxy chat features (#12)", () => {
   });
 
   it("shows a peer's edit, reaction and delete as the message's current state", async () => {
-    const { proxy, conn } = await withBob();
+    const { proxy, conn } = await startWithBob();
     const message = (seq: number, extra: Record<string, unknown>) => ({
       type: "message",
       message: { seq, clock: seq, time: seq, text: "", user: identity("bob"), ...extra },
@@ -877,7 +862,7 @@ describe("ChatProxy chat features (#12)", () => {
   });
 
   it("sends typing at most every 2 s and off on send; shows who types until they stop or go quiet", async () => {
-    const { proxy, conn } = await withBob();
+    const { proxy, conn } = await startWithBob();
     proxy.setTyping(true);
     proxy.setTyping(true);
     await vi.advanceTimersByTimeAsync(2_100);
