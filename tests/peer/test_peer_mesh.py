@@ -180,6 +180,8 @@ async def test_late_joiner_gets_the_newest_first_then_everything_once_in_order(
             await until(lambda: len(arrived) > 0, timeout=30)
             await a.send("live while the history crosses")
             await until(lambda: len(late.history) == count + 1, timeout=60)
+            # What the log holds reaches messages() a little later (its queue).
+            await until(lambda: len(arrived) >= count + 1, timeout=30)
             # The first batch (one data-channel frame, in log order) ends with the newest.
             first_batch = arrived[:100]
             assert any(t.startswith(f"old {count - 1:05d}") for t in first_batch), arrived[:3]
