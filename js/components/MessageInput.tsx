@@ -72,6 +72,15 @@ function MessageInputView({
   const [dismissed, setDismissed] = React.useState<number | null>(null);
   const picker = React.useRef<HTMLInputElement>(null);
   const box = React.useRef<HTMLTextAreaElement>(null);
+  /** Where the caret goes once the box shows a completed mention: set in the same commit, so a
+   *  key typed right after lands there (an animation frame later, it moved keys typed meanwhile). */
+  const caretAfterRender = React.useRef<number | null>(null);
+  React.useLayoutEffect(() => {
+    const at = caretAfterRender.current;
+    if (at === null) return;
+    caretAfterRender.current = null;
+    box.current?.setSelectionRange(at, at);
+  });
   const draft = React.useRef("");
   const tooLong = utf8Length(text) > maxBytes;
   const disabled = disabledReason !== null;
@@ -112,7 +121,7 @@ function MessageInputView({
     const value = text.slice(0, query.start) + insert + text.slice(caret);
     const at = query.start + insert.length;
     change(value, at);
-    requestAnimationFrame(() => box.current?.setSelectionRange(at, at));
+    caretAfterRender.current = at;
   };
 
   const cancelEdit = (): void => {

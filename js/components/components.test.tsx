@@ -307,6 +307,22 @@ describe("chat features (#12)", () => {
     typeInto(box, "");
     expect(onTyping).toHaveBeenLastCalledWith(false);
   });
+
+  it("puts the caret after a completed mention in the same commit (a key typed right after lands there)", () => {
+    const people = [user("ana"), user("bob")];
+    render(<MessageInput onSend={vi.fn()} disabledReason={null} maxBytes={100} people={people} />);
+    const box = mounted.container.querySelector("textarea") as HTMLTextAreaElement;
+    const setter = Object.getOwnPropertyDescriptor(HTMLTextAreaElement.prototype, "value")?.set;
+    act(() => {
+      setter?.call(box, "hi @an and more");
+      box.setSelectionRange(6, 6);
+      box.dispatchEvent(new Event("input", { bubbles: true }));
+    });
+    press(box, "Tab");
+    expect(box.value).toBe("hi @ana  and more");
+    // No animation frame has run: the caret is already after "@ana ".
+    expect([box.selectionStart, box.selectionEnd]).toEqual([8, 8]);
+  });
 });
 
 describe("search and export", () => {
