@@ -168,9 +168,9 @@ function openConn(conn: FakeConn): void {
   conn.emit("open");
 }
 
-/** `start()`, then bob (b-2) in the roster and our link to him open. */
-async function startWithBob(): Promise<Harness & { conn: FakeConn }> {
-  const harness = await start();
+/** `start(...args)`, then bob (b-2) in the roster and our link to him open. */
+async function startWithBob(...args: Parameters<typeof start>): Promise<Harness & { conn: FakeConn }> {
+  const harness = await start(...args);
   harness.sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me"), presence("b-2", "bob")] });
   const conn = harness.peers[0].dialed[0];
   openConn(conn);
@@ -905,11 +905,7 @@ describe("ChatProxy in a signed room", () => {
       return cert;
     };
     const signed = { ...session, server_keys: [await publicKey(server)] };
-    const { proxy, peers, sockets } = await start("0-self", {}, signed, certify);
-    sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me"), presence("b-2", "bob")] });
-    const conn = peers[0].dialed[0];
-    openConn(conn);
-    await vi.advanceTimersByTimeAsync(20);
+    const { proxy, conn } = await startWithBob("0-self", {}, signed, certify);
     const onWire = (): boolean =>
       conn.sent.some((f) => (f as { type: string; message?: { text?: string } }).message?.text === "mine");
     const sign = vi.spyOn(crypto.subtle, "sign");

@@ -214,15 +214,15 @@ export function entryDigest(room: string, entry: Fields): string | null {
   return sig === null ? null : digest(entryBytes(room, entry), sig);
 }
 
-/** The `sig` of an entry we author. */
-export async function signEntry(privateKey: CryptoKey, room: string, entry: Fields): Promise<string> {
-  return b64encode(new Uint8Array(await crypto.subtle.sign(ED25519, privateKey, entryBytes(room, entry))));
-}
-
 /** WebCrypto's own promise of an entry's raw signature (b64encode it for `sig`): a `then` on
  *  it runs as soon as WebCrypto answers, no promise between. */
 export function rawSignature(privateKey: CryptoKey, room: string, entry: Fields): Promise<ArrayBuffer> {
   return crypto.subtle.sign(ED25519, privateKey, entryBytes(room, entry));
+}
+
+/** The `sig` of an entry we author. */
+export async function signEntry(privateKey: CryptoKey, room: string, entry: Fields): Promise<string> {
+  return b64encode(new Uint8Array(await rawSignature(privateKey, room, entry)));
 }
 
 /** Whether `entry.sig` is `key`'s signature of this entry in this room. */
