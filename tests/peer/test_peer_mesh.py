@@ -327,6 +327,25 @@ async def test_a_link_that_goes_silent_is_redialed_within_seconds(connect: Any) 
         inbox_b.stop()
 
 
+async def test_two_aiortc_peers_settle_into_one_end_checking_consent(connect: Any) -> None:
+    """A round in which the other end's consent check reached us sends none: half the STUN
+    traffic of an idle link (most of an idle big room's CPU), and a silent path is still
+    noticed by both ends (the test above)."""
+    async with connect("room-consent") as a, connect("room-consent") as b:
+        assert await a.wait_for_peers(1) and await b.wait_for_peers(1)
+
+        def counts(peer: ChatPeer) -> dict[str, int]:
+            [connection] = peer._mesh.open_connections()  # type: ignore[union-attr]
+            ice = connection.pc.sctp.transport.transport  # type: ignore[union-attr]
+            return ice._connection._nbchat_consent_rounds  # type: ignore[no-any-return]
+
+        await until(lambda: counts(a)["rounds"] >= 8 and counts(b)["rounds"] >= 8, 30)
+        rounds = counts(a)["rounds"] + counts(b)["rounds"]
+        sent = counts(a)["sent"] + counts(b)["sent"]
+        assert sent <= 0.7 * rounds, (counts(a), counts(b))
+        assert counts(a)["sent"] + counts(b)["sent"] > 0
+
+
 async def test_a_call_refused_at_the_link_bound_is_answered_once_the_roster_lists_the_caller() -> (
     None
 ):

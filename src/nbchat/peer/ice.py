@@ -180,17 +180,40 @@ def check_consent_often(
     makes this connection check every ``interval`` s and close after ``failures`` misses
     in a row, which closes the data channel and lets the mesh dial again. Same timing
     rule as :func:`add_loopback_host_candidates`: call it before ``setLocalDescription``.
+
+    A round in which the other end's own check reached us (authenticated) sends none:
+    the path in is alive, and the other end watches the path out with its checks (if they
+    stop arriving, ours resume). Two aiortc peers thus settle into one end checking, half
+    the STUN traffic; in a big room of Python peers that was most of an idle room's CPU.
     """
     connection = _ice_connection_once(pc, "_nbchat_consent")
     if connection is None:
         return
     from aioice import stun
 
+    heard = 0  # checks from the other end that aioice authenticated and answered
+    # Rounds woken and rounds that sent checks (tests read them).
+    counts = connection._nbchat_consent_rounds = {"rounds": 0, "sent": 0}
+    check_incoming = connection.check_incoming
+
+    def counting_check_incoming(*args: Any, **kwargs: Any) -> None:
+        nonlocal heard
+        heard += 1
+        check_incoming(*args, **kwargs)
+
+    connection.check_incoming = counting_check_incoming
+
     async def query_consent() -> None:  # aioice starts this once ICE has connected
         missed = 0
         key = (connection.remote_password or "").encode("utf8")
+        seen = heard
         while True:
             await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+            counts["rounds"] += 1
+            if heard != seen:
+                seen, missed = heard, 0
+                continue
+            counts["sent"] += 1
             for pair in list(connection._nominated.values()):
                 request = connection.build_request(pair, nominate=False)
                 try:
