@@ -155,3 +155,32 @@ def test_a_chained_entry_survives_the_log_and_a_bad_prev_is_refused() -> None:
     book = signing.CertBook("analysis", [FIXTURE["public"]["server"]])
     book.learn(CHAINS["certs"])
     assert all(book.verify_all(added)) and book.checks == 1
+
+
+def test_a_certificate_learned_again_is_not_checked_again_but_an_altered_one_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every link that forwards an author's first entry carries the author's certificate:
+    # one server-signature check per certificate, not one per copy.
+    checked: list[object] = []
+    verify_cert = signing.verify_cert
+
+    def counting(keys: Any, cert: object, room: str) -> Any:
+        checked.append(cert)
+        return verify_cert(keys, cert, room)
+
+    monkeypatch.setattr(signing, "verify_cert", counting)
+    book = signing.CertBook("analysis", [FIXTURE["public"]["server"]])
+    alice = next(c for c in CHAINS["certs"] if c["peer"] == "A")
+    assert book.learn([alice]) == ["A"]
+    assert book.learn([dict(alice)]) == []
+    assert len(checked) == 1 and book.refused == {}
+    # The same signature over other words is checked, and refused.
+    for altered in (
+        {**alice, "user": {**alice["user"], "display_name": "Mallory"}},
+        {**alice, "key": signing.public_key(private("mallory"))},
+        {**alice, "room": "elsewhere"},
+    ):
+        assert book.learn([altered]) == []
+    assert len(checked) == 4 and book.refused == {"bad_cert": 3}
+    assert book.cert("A") == signing.verify_cert([FIXTURE["public"]["server"]], alice, "analysis")

@@ -228,6 +228,10 @@ class CertBook:
         self.room = room
         self.server_keys = list(server_keys)
         self._certs: dict[str, Certificate] = {}
+        #: Each held certificate's signed bytes: the same certificate again is not re-checked.
+        self._cert_bytes: dict[str, bytes] = {}
+        #: Each held certificate's public key, decoded once.
+        self._keys: dict[str, Ed25519PublicKey] = {}
         self.refused: dict[str, int] = {}
         #: Signatures checked (a chain's run costs one).
         self.checks = 0
@@ -239,6 +243,8 @@ class CertBook:
         """Take certificates from a peer; return the peer ids newly vouched for."""
         learned: list[str] = []
         for raw in certs:
+            if self._held_already(raw):
+                continue
             cert = verify_cert(self.server_keys, raw, self.room)
             if cert is None:
                 self._refuse("bad_cert")
@@ -246,10 +252,26 @@ class CertBook:
             held = self._certs.get(cert["peer"])
             if held is None:
                 self._certs[cert["peer"]] = cert
+                self._cert_bytes[cert["peer"]] = cert_bytes(cert)
                 learned.append(cert["peer"])
             elif held["key"] != cert["key"]:
                 self._refuse("key_swap")
         return learned
+
+    def _held_already(self, raw: object) -> bool:
+        """Whether ``raw`` is, byte for byte, a certificate already held: every link that
+        forwards an author's first entry sends its certificate along, and one server
+        signature check per certificate is enough."""
+        if not isinstance(raw, Mapping):
+            return False
+        peer = raw.get("peer")
+        held = self._certs.get(peer) if isinstance(peer, str) else None
+        if held is None or raw.get("sig") != held["sig"] or raw.get("room") != self.room:
+            return False
+        try:
+            return cert_bytes(raw) == self._cert_bytes[held["peer"]]
+        except (KeyError, TypeError, AttributeError):
+            return False
 
     def cert(self, peer: str) -> Certificate | None:
         return self._certs.get(peer)
@@ -324,7 +346,12 @@ class CertBook:
         cert, signature, data = prepared
         self.checks += 1
         try:
-            Ed25519PublicKey.from_public_bytes(b64decode(cert["key"])).verify(signature, data)
+            key = self._keys.get(cert["peer"])
+            if key is None:
+                key = self._keys[cert["peer"]] = Ed25519PublicKey.from_public_bytes(
+                    b64decode(cert["key"])
+                )
+            key.verify(signature, data)
         except (ValueError, InvalidSignature):
             return False
         return True
