@@ -270,3 +270,17 @@ def test_beyond_is_capped_and_a_range_past_the_cap_is_sent_again() -> None:
     assert [m["seq"] for m in resent] == list(
         range(2 * MAX_BEYOND_RANGES + 2, 2 * MAX_BEYOND_RANGES + 40, 2)
     )
+
+
+def test_settled_says_which_copies_the_log_would_drop_unread() -> None:
+    log = MessageLog("A", _user("A"))
+    relayed = {"seq": 1, "clock": 1, "time": 1, "text": "via C", "user": _user("B")}
+    assert not log.settled("B", 1, first_hand=False)
+    log.receive_history([{**relayed, "author": "B"}], "C", _user("C"))
+    # A relayed copy of what we hold is dropped; the author's own copy replaces it.
+    assert log.settled("B", 1, first_hand=False)
+    assert not log.settled("B", 1, first_hand=True)
+    assert log.receive_direct("B", _user("B"), relayed) is None  # same words: kept as is
+    assert log.settled("B", 1, first_hand=True)
+    assert not log.settled("B", 2, first_hand=False)
+    assert not log.settled("B", "1", first_hand=False) and not log.settled(None, 1, False)

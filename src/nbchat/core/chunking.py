@@ -99,6 +99,19 @@ def split(frame: dict[str, Any], chunk_id: Callable[[], str]) -> list[dict[str, 
     text = dumps(frame)
     if len(text.encode("utf-8")) < CHUNK_THRESHOLD_BYTES:
         return [frame]
+    return _chunks(text, chunk_id)
+
+
+def payloads(frame: dict[str, Any], chunk_id: Callable[[], str]) -> list[bytes]:
+    """What goes on the channel for ``frame``: :func:`split`'s frames as UTF-8 JSON, the
+    frame written once (a forwarded entry goes to several links as the same bytes)."""
+    data = dumps(frame).encode("utf-8")
+    if len(data) < CHUNK_THRESHOLD_BYTES:
+        return [data]
+    return [dumps(part).encode("utf-8") for part in _chunks(data.decode("utf-8"), chunk_id)]
+
+
+def _chunks(text: str, chunk_id: Callable[[], str]) -> list[dict[str, Any]]:
     identifier = chunk_id()
     pieces = slice_text(text)
     return [

@@ -343,6 +343,16 @@ class MessageLog:
     def __contains__(self, message_id: object) -> bool:
         return message_id in self._by_id
 
+    def settled(self, author: object, seq: object, first_hand: bool) -> bool:
+        """Whether a copy of ``author``'s entry ``seq`` would be dropped unread: the log
+        holds that id, and the copy is relayed or the held one is already first-hand. A
+        receiver skips such copies' signature checks (whatever they say, they change
+        nothing)."""
+        if not isinstance(author, str) or type(seq) is not int:
+            return False
+        message_id = f"{author}:{seq}"
+        return message_id in self._by_id and (not first_hand or message_id in self._first_hand)
+
     def get(self, message_id: str) -> Message | None:
         return self._by_id.get(message_id)
 

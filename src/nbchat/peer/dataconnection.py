@@ -19,13 +19,12 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from ..core.chunking import ChunkAssembler, max_chunked_bytes, split
+from ..core.chunking import ChunkAssembler, max_chunked_bytes, payloads
 from ..core.frames import (
     MAX_MESSAGE_BYTES,
     ChatFrameType,
     InvalidFrame,
     decode,
-    encode,
     parse_chat_frame,
 )
 from ..core.ratelimit import IncomingLimits
@@ -52,7 +51,7 @@ def new_connection_id() -> str:
     return "dc_" + secrets.token_hex(6)
 
 
-def _new_chunk_id() -> str:
+def new_chunk_id() -> str:
     return "c-" + secrets.token_hex(8)
 
 
@@ -349,11 +348,16 @@ class DataConnection:
 
     def send(self, frame: dict[str, Any]) -> bool:
         """Send one frame (chunked if big); False if the channel is not open."""
+        return self.send_payloads(payloads(frame, new_chunk_id))
+
+    def send_payloads(self, parts: list[bytes]) -> bool:
+        """Send a frame already written by :func:`nbchat.core.chunking.payloads` (one
+        frame, the same bytes to several links); False if the channel is not open."""
         channel = self.channel
         if channel is None or channel.readyState != "open" or self.closed.is_set():
             return False
-        for part in split(frame, _new_chunk_id):
-            channel.send(encode(part))
+        for part in parts:
+            channel.send(part)
         return True
 
     def send_raw(self, payload: bytes | str) -> bool:
