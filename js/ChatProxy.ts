@@ -715,7 +715,13 @@ export class ChatProxy {
     }
     // A peer that syncs may lack what we sent: its next answer carries the certificates again.
     if (frame.type === ChatFrameType.SYNC) this.authorship.linkChanged(peerId);
-    if (this.sync === null || !this.present.has(peerId)) return;
+    if (this.sync === null || !this.present.has(peerId)) {
+      // Entries ahead of presence are dropped (the next sync brings them), their certificates not.
+      if ((frame.type === ChatFrameType.MESSAGE || frame.type === ChatFrameType.HISTORY) && Array.isArray(frame.certs)) {
+        this.authorship.incoming(peerId, { type: ChatFrameType.CERTS, certs: frame.certs }, () => undefined);
+      }
+      return;
+    }
     // A sync answer pouring in: the local copy writes once it has ended.
     if (isCatchUp(frame)) this.copy.catchingUp();
     if (frame.type === ChatFrameType.FILE_GET || frame.type === ChatFrameType.FILE_PART || frame.type === ChatFrameType.FILE_CANCEL) {

@@ -63,9 +63,11 @@ describe("Authorship", () => {
     await new Promise<void>((resolve) => alice.sign(message, () => resolve()));
     expect(message.sig).toBeDefined();
     sent.push(...alice.outgoing("B", { type: "message", message }));
-    expect(sent.map((f) => f.type)).toEqual(["certs", "message"]);
-    // The certificate goes once per link.
-    expect(alice.outgoing("B", { type: "message", message }).map((f) => f.type)).toEqual(["message"]);
+    // The certificate rides in the message's own frame (no `certs` frame ahead of it)...
+    expect(sent.map((f) => f.type)).toEqual(["message"]);
+    expect((sent[0] as { certs?: Certificate[] }).certs?.map((c) => c.peer)).toEqual(["A"]);
+    // ...once per link.
+    expect(alice.outgoing("B", { type: "message", message })).toEqual([{ type: "message", message }]);
 
     const got = await pass(bob, "A", sent);
     expect(got).toHaveLength(1);
@@ -164,8 +166,11 @@ describe("Authorship", () => {
         await new Promise<void>((resolve) => writer.sign(message, () => resolve()));
         messages.push(message);
       }
-      const certs = writer.outgoing("B", { type: "history", messages })[0];
-      expect(certs.type).toBe("certs");
+      // The certificates, as a `certs` frame ahead of the entries (as peers sent them before
+      // they rode in the entries' frame: both are accepted).
+      const vouched = writer.outgoing("B", { type: "history", messages })[0] as { certs?: unknown[] };
+      expect(vouched.certs).toHaveLength(1);
+      const certs: ChatFrame = { type: "certs", certs: vouched.certs ?? [] };
       return { srv, messages, certs };
     }
 
@@ -220,6 +225,31 @@ describe("Authorship", () => {
       await carol.certify(session(srv.keys), "C");
       expect(await pass(carol, "M", [{ type: "history", messages }])).toEqual([]);
       expect(carol.refused).toEqual({ unknown_author: 2 });
+    });
+
+    it("learns the certificates a frame carries before checking its entries, after the frames ahead", async () => {
+      const { srv, messages, certs } = await alice(2);
+      const held = heldVerifier();
+      const bob = new Authorship({ fetchCert: (_s, id, key) => srv.issue(id, "bob", key), learned: () => {}, verifier: held.verifier });
+      await bob.certify(session(srv.keys), "B");
+      const out: ChatFrame[] = [];
+      const carried = (certs as { certs: unknown[] }).certs;
+      // Relayed by M: a frame ahead (by an author nobody vouched for), then Alice's entries
+      // carrying her certificate.
+      const stranger = { ...messages[0], author: "Z", id: "Z:1" };
+      bob.incoming("M", { type: "history", messages: [stranger] }, (f) => out.push(f));
+      bob.incoming("M", { type: "history", messages, certs: carried }, (f) => out.push(f));
+      await vi.waitFor(() => expect(held.asked.map((batch) => batch.length)).toEqual([1])); // one chained run
+      await held.release(0);
+      expect(texts(out)).toEqual([["m1", "m2"]]);
+      expect(bob.refused).toEqual({ unknown_author: 1 });
+
+      // A certificate the server did not sign vouches for nothing.
+      const forged = { ...(carried[0] as Certificate), key: (await server()).keys[0] };
+      const carol = new Authorship({ fetchCert: (_s, id, key) => srv.issue(id, "carol", key), learned: () => {}, verifier: verifyHere });
+      await carol.certify(session(srv.keys), "C");
+      expect(await pass(carol, "M", [{ type: "history", messages, certs: [forged] }])).toEqual([]);
+      expect(carol.refused).toEqual({ bad_cert: 1, unknown_author: 2 });
     });
 
     it("lets no unverifiable entry through, whatever order the answers come in", async () => {

@@ -5,7 +5,7 @@
 
 import type { Certificate, Verifier } from "./core/signing";
 import { CertBook, b64encode, entryDigest, generateKey, publicKey, rawSignature, signEntry, verifyHere } from "./core/signing";
-import type { ChatFrame } from "./core/frames";
+import type { ChatFrame, HistoryFrame, MessageFrame } from "./core/frames";
 import type { SessionConfig } from "./core/session";
 import type { ChatMessage } from "./protocol";
 
@@ -189,9 +189,10 @@ export class Authorship {
   }
 
   /**
-   * What to send `peerId` for `frame`: a `certs` frame first when its entries have authors
-   * whose certificates did not go on this link yet; our own entries not signed yet are held
-   * back (they go when signed, in their own `message` frame).
+   * What to send `peerId` for `frame`: the frame carrying (`certs`) the certificates of its
+   * authors that did not go on this link yet (one frame, not a `certs` frame ahead of it: a
+   * packet fewer on every link an author's first entry crosses); our own entries not signed
+   * yet are held back (they go when signed, in their own `message` frame).
    */
   outgoing(peerId: string, frame: ChatFrame): ChatFrame[] {
     const book = this.book;
@@ -203,9 +204,10 @@ export class Authorship {
     this.vouched.set(peerId, sent);
     const certs = book.certsFor(entries.map((m) => m.author).filter((a) => !sent.has(a)));
     for (const cert of certs) sent.add(cert.peer);
-    const out: ChatFrame[] = certs.length > 0 ? [{ type: "certs", certs }] : [];
-    out.push(frame.type === "message" ? frame : { type: "history", messages: entries });
-    return out;
+    const out: MessageFrame | HistoryFrame = frame.type === "message" ? { ...frame } : { type: "history", messages: entries };
+    delete out.certs;
+    if (certs.length > 0) out.certs = certs;
+    return [out];
   }
 
   private get verifier(): Verifier {
@@ -239,6 +241,7 @@ export class Authorship {
     } else {
       const raw = frame.type === "message" ? [{ ...frame.message, author: peerId }] : frame.messages;
       const entries = raw.filter((m): m is ChatMessage => typeof m === "object" && m !== null);
+      const certs = Array.isArray(frame.certs) ? frame.certs : [];
       const check = async (): Promise<ChatFrame | null> => {
         const users = await book.verifyAll(entries as unknown as Fields[], this.verifier);
         const kept = entries.flatMap((m, i) => (users[i] === null ? [] : [{ ...m, user: users[i] } as ChatMessage]));
@@ -248,7 +251,13 @@ export class Authorship {
         if (kept.length === 0) return null;
         return frame.type === "message" ? { type: "message", message: kept[0] } : { type: "history", messages: kept };
       };
-      checked = book.knows(entries as unknown as Fields[]) ? check() : previous.then(check);
+      // Certificates riding along are learned first (after the frames ahead, like a `certs` frame).
+      checked = book.knows(entries as unknown as Fields[])
+        ? check()
+        : previous.then(async () => {
+            if (certs.length > 0) await this.learn(certs);
+            return check();
+          });
     }
     // Handled below once the frames ahead are delivered; not an unhandled rejection meanwhile.
     checked.catch(() => undefined);

@@ -27,10 +27,11 @@ export const ChatFrameType = {
 } as const;
 export type ChatFrameType = (typeof ChatFrameType)[keyof typeof ChatFrameType];
 
-export type MessageFrame = { type: typeof ChatFrameType.MESSAGE; message: ChatMessage };
+/** `certs`: certificates of its authors not sent on this link before (core/signing). */
+export type MessageFrame = { type: typeof ChatFrameType.MESSAGE; message: ChatMessage; certs?: unknown[] };
 /** `beyond` (optional): per author, `[first, last]` ranges of seqs held past `have` (core/msglog). */
 export type SyncFrame = { type: typeof ChatFrameType.SYNC; have: Record<string, number>; beyond?: Record<string, [number, number][]> };
-export type HistoryFrame = { type: typeof ChatFrameType.HISTORY; messages: ChatMessage[] };
+export type HistoryFrame = { type: typeof ChatFrameType.HISTORY; messages: ChatMessage[]; certs?: unknown[] };
 export type ChunkFrame = {
   type: typeof ChatFrameType.CHUNK;
   id: string;
@@ -45,7 +46,7 @@ export type FileRequestFrame =
 export type FilePartFrame = { type: typeof ChatFrameType.FILE_PART; file: string; index: number; count: number; data: string };
 /** Someone is typing (`on`) or stopped; shown for a few seconds, never stored (core/mentions). */
 export type TypingFrame = { type: typeof ChatFrameType.TYPING; on: boolean };
-/** Certificates of authors (core/signing), sent before the entries they vouch for. */
+/** Certificates of authors (core/signing), sent before the entries they vouch for (peers now send them in those entries' frame). */
 export type CertsFrame = { type: typeof ChatFrameType.CERTS; certs: unknown[] };
 export type ChatFrame =
   | MessageFrame

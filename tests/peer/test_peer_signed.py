@@ -107,3 +107,35 @@ async def test_a_hash_chained_history_costs_one_check_and_a_tampered_entry_in_it
             # The run 1–3 fails at 3, then 1 and 2 are checked one by one; 4–6 is one run;
             # Mallory's own message is one more.
             assert book.checks == 5
+
+
+async def test_an_authors_certificate_rides_in_its_first_entrys_frame_once_per_link(
+    connect: Any,
+) -> None:
+    """No ``certs`` frame ahead of the entries (a packet and its acknowledgement per link an
+    author's first entry crosses, on aiortc, which sends each frame in a packet of its own):
+    the certificate goes in the entry's frame, the first time on that link."""
+    import json
+
+    async with connect("signed-carried") as a, connect("signed-carried") as b:
+        assert await a.wait_for_peers(1) and await b.wait_for_peers(1)
+        link = await connection_to(a, b.id)
+        assert link.channel is not None
+        on_wire: list[dict[str, Any]] = []
+        send = link.channel.send
+
+        def recording(data: bytes | str) -> None:
+            frame = json.loads(data)
+            if frame.get("type") in ("message", "history", "certs"):
+                on_wire.append(frame)
+            send(data)
+
+        link.channel.send = recording  # type: ignore[method-assign]
+        inbox = Inbox(b)
+        first, second = await a.send("one"), await a.send("two")
+        got = await inbox.wait(2)
+        assert [m["id"] for m in got] == [first["id"], second["id"]]
+        assert [f["type"] for f in on_wire] == ["message", "message"]
+        assert [c["peer"] for c in on_wire[0]["certs"]] == [a.id]
+        assert "certs" not in on_wire[1]
+        assert [m["user"]["username"] for m in got] == [a.user["username"]] * 2

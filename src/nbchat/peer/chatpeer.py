@@ -17,6 +17,7 @@ from typing import Any
 
 from aiortc import RTCConfiguration
 
+from ..core.chunking import payloads
 from ..core.edits import MessageState, Timeline
 from ..core.export import export_certs, from_json, to_json, to_markdown
 from ..core.files import FILE_LIMIT_BYTES, FileMeta, clean_file_name
@@ -40,7 +41,7 @@ from ..core.sync import (
 )
 from ..mimebundle import rich_message
 from ..protocol import FrameType, Presence
-from .dataconnection import DataConnection
+from .dataconnection import DataConnection, new_chunk_id
 from .errors import NbChatError, NotAnNbchatServer, SignalingError, TurnError
 from .files import PeerFiles, ReceivedFile
 from .ice import LoopbackCandidate, rtc_configuration
@@ -790,7 +791,7 @@ class ChatPeer:
                 continue
             frame = send.frame
             if self._certs is not None and frame["type"] in ("message", "history"):
-                self._vouch(connection, frame)
+                frame = self._vouch(connection, frame)
             if not connection.send(frame):
                 continue
             sent = [frame["message"]] if frame["type"] == "message" else frame.get("messages", [])
@@ -866,16 +867,19 @@ class ChatPeer:
 
     # chat frames ----------------------------------------------------------------------------
 
-    def _vouch(self, connection: DataConnection, frame: dict[str, Any]) -> None:
-        """Send, ahead of ``frame``, the certificates of its authors not yet sent on this
-        link: the receiver checks each entry's signature against its author's."""
+    def _vouch(self, connection: DataConnection, frame: dict[str, Any]) -> dict[str, Any]:
+        """``frame`` carrying (``certs``) the certificates of its authors not yet sent on this
+        link: the receiver checks each entry's signature against its author's. One frame,
+        not a ``certs`` frame ahead of it: a packet and its acknowledgement fewer on every
+        link an author's first entry crosses."""
         assert self._certs is not None
         entries = [frame["message"]] if frame["type"] == "message" else frame["messages"]
         sent = self._certs_sent.setdefault(connection.connection_id, set())
         certs = self._certs.certs_for(m["author"] for m in entries if m["author"] not in sent)
-        if certs:
-            sent.update(c["peer"] for c in certs)
-            connection.send({"type": ChatFrameType.CERTS.value, "certs": certs})
+        if not certs:
+            return frame
+        sent.update(c["peer"] for c in certs)
+        return {**frame, "certs": certs}
 
     def _verified(self, connection: DataConnection, frame: dict[str, Any]) -> dict[str, Any] | None:
         """``frame`` with only the entries whose author's certificate vouches for them, each
@@ -892,6 +896,16 @@ class ChatPeer:
             entries = (
                 [m for m in raw_list if isinstance(m, dict)] if isinstance(raw_list, list) else []
             )
+            held = self._sync.log if self._sync is not None else None
+            if held is not None:  # a second parent's copy of a forwarded entry, say
+                peer = connection.peer
+                entries = [
+                    m
+                    for m in entries
+                    if not held.settled(m.get("author"), m.get("seq"), m.get("author") == peer)
+                ]
+                if not entries:
+                    return None
         users = book.verify_all(entries)
         kept = [{**m, "user": u} for m, u in zip(entries, users, strict=True) if u is not None]
         if len(kept) < len(entries):
@@ -914,10 +928,14 @@ class ChatPeer:
             if presence is not None and connection.peer in presence.roster:
                 self._files.on_frame(connection.peer, frame)
             return
-        if kind == ChatFrameType.CERTS:
+        if kind == ChatFrameType.CERTS:  # as peers from before certificates rode along sent them
             if self._certs is not None:
                 self._certs.learn(frame["certs"])
             return
+        if self._certs is not None and kind in (ChatFrameType.MESSAGE, ChatFrameType.HISTORY):
+            certs = frame.get("certs")
+            if isinstance(certs, list):
+                self._certs.learn(certs)
         if kind == ChatFrameType.SYNC:
             # A peer that syncs may lack what we sent: the answer carries certificates again.
             self._certs_sent.pop(connection.connection_id, None)
@@ -979,11 +997,15 @@ class ChatPeer:
             if not isinstance(event, Added):
                 continue
             for message in event.messages:
-                frame = {"type": "history", "messages": [message]}
+                frame: dict[str, Any] = {"type": "history", "messages": [message]}
+                # Written once per variant (with the author's certificate, or without).
+                written: dict[bool, list[bytes]] = {}
                 for connection in mesh.forward_to(message["author"], came_from):
-                    if self._certs is not None:
-                        self._vouch(connection, frame)
-                    connection.send(frame)
+                    sent = frame if self._certs is None else self._vouch(connection, frame)
+                    parts = written.get(sent is frame)
+                    if parts is None:
+                        parts = written[sent is frame] = payloads(sent, new_chunk_id)
+                    connection.send_payloads(parts)
 
 
 def _read_bytes(path: str | os.PathLike[str]) -> bytes:
