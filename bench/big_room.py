@@ -147,6 +147,16 @@ class Worker:
         await self.proc.stdin.drain()
 
 
+def cpu_seconds(workers: list[Worker]) -> float:
+    """CPU time (user + system) the live workers have used so far (Linux ``/proc``)."""
+    total = 0
+    for w in workers:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{w.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -208,6 +218,12 @@ async def coordinate(args: argparse.Namespace, url: str, token: str) -> dict[str
     explaining = asyncio.get_running_loop().create_task(explain())
     formation = await until(lambda: formed(workers, args.peers), args.timeout) + joined
     rnd = random.Random(1)
+    idle_cpu = None
+    if args.settle:  # the room at rest: what the peers cost with nothing said
+        before, t_settle = cpu_seconds(workers), time.monotonic()
+        await asyncio.sleep(args.settle)
+        idle_cpu = (cpu_seconds(workers) - before) / (time.monotonic() - t_settle)
+    cpu_a, t_a = cpu_seconds(workers), time.monotonic()
 
     async def live_round(group: list[Worker], name: str) -> list[str]:
         ids = []
@@ -225,6 +241,7 @@ async def coordinate(args: argparse.Namespace, url: str, token: str) -> dict[str
         return all(len(ids) >= count for w in group for ids in w.status.get("held", {}).values())
 
     await until(lambda: held_everything(workers, args.messages), args.timeout)
+    round_a_cpu = (cpu_seconds(workers) - cpu_a) / (time.monotonic() - t_a)
 
     # A quarter of the room (one of four processes) dies at once.
     victim = workers[-1]
@@ -268,6 +285,8 @@ async def coordinate(args: argparse.Namespace, url: str, token: str) -> dict[str
         "healed_after_delivery_s": healed,
         "duplicates": duplicates,
         "most_links": most_links,
+        "workers_cpu_idle": idle_cpu,
+        "workers_cpu_round_a": round_a_cpu,
         "latency_ms": {
             k: {
                 "p50": statistics.median(v),
@@ -287,6 +306,9 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=4)
     parser.add_argument("--messages", type=int, default=40)
     parser.add_argument("--interval", type=float, default=0.25)
+    parser.add_argument(
+        "--settle", type=float, default=0, help="s to wait after formation (idle CPU is reported)"
+    )
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
