@@ -1,7 +1,7 @@
 // tests/fixtures/signing_cases.json against WebCrypto (tests/core/test_signing.py runs the same
 // cases against Python's cryptography): the same bytes, signatures and verdicts.
 
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import fixture from "../../tests/fixtures/signing_cases.json";
 import { MessageLog, normalizeIdentity } from "./msglog";
 import * as signing from "./signing";
@@ -319,5 +319,31 @@ describe("CertBook bound to the log's copies (held)", () => {
     expect(asked).toHaveLength(1);
     expect(await check({ ...rich, mime: { "text/plain": "y", "image/png": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==" } })).toBe(null);
     expect(asked).toHaveLength(2);
+  });
+});
+
+describe("CertBook.learn", () => {
+  it("checks a certificate it holds byte for byte once, and an altered one again (refused)", async () => {
+    const chains = fixture.chains as unknown as { certs: Record<string, unknown>[] };
+    const alice = chains.certs.find((c) => c.peer === "A") as Record<string, unknown>;
+    const book = new signing.CertBook("analysis", [publics.server]);
+    const verify = vi.spyOn(crypto.subtle, "verify");
+    try {
+      expect(await book.learn([alice])).toEqual(["A"]);
+      expect(await book.learn([{ ...alice }, JSON.parse(JSON.stringify(alice))])).toEqual([]);
+      expect(verify).toHaveBeenCalledTimes(1);
+      const user = alice.user as Record<string, unknown>;
+      const altered = [
+        { ...alice, user: { ...user, display_name: "Mallory" } },
+        { ...alice, key: publics.mallory },
+        { ...alice, room: "elsewhere" },
+      ];
+      expect(await book.learn(altered)).toEqual([]);
+      expect(verify.mock.calls.length).toBeGreaterThanOrEqual(3);
+      expect(book.refused).toEqual({ bad_cert: 3 });
+      expect(book.cert("A")?.key).toBe(alice.key);
+    } finally {
+      verify.mockRestore();
+    }
   });
 });

@@ -124,8 +124,12 @@ export function entryBytes(room: string, entry: Fields): Uint8Array<ArrayBuffer>
 
 /** What the server signs for a certificate. */
 export function certBytes(cert: { room: unknown; peer: unknown; key: unknown; user: Fields }): Uint8Array<ArrayBuffer> {
+  return utf8.encode(certText(cert));
+}
+
+function certText(cert: { room: unknown; peer: unknown; key: unknown; user: Fields }): string {
   const fields = IDENTITY_FIELDS.map((f) => orNull(cert.user[f]));
-  return utf8.encode(dumps([CERT_CONTEXT, cert.room, cert.peer, ...fields, cert.key]));
+  return dumps([CERT_CONTEXT, cert.room, cert.peer, ...fields, cert.key]);
 }
 
 export async function generateKey(): Promise<CryptoKeyPair> {
@@ -366,6 +370,7 @@ export class CertBook {
   async learn(certs: readonly unknown[]): Promise<string[]> {
     const learned: string[] = [];
     for (const raw of certs) {
+      if (this.heldAlready(raw)) continue;
       const cert = await verifyCert(this.serverKeys, raw, this.room);
       if (cert === null) {
         this.refuse("bad_cert");
@@ -380,6 +385,16 @@ export class CertBook {
       }
     }
     return learned;
+  }
+
+  /** Whether `raw` is, byte for byte, a certificate already held: every link that forwards
+   *  an author's first entry carries it, and one server-signature check is enough. */
+  private heldAlready(raw: unknown): boolean {
+    if (typeof raw !== "object" || raw === null) return false;
+    const { peer, sig, room, key, user } = raw as Record<string, unknown>;
+    const held = typeof peer === "string" ? this.certs.get(peer) : undefined;
+    if (held === undefined || sig !== held.sig || room !== this.room || typeof user !== "object" || user === null) return false;
+    return certText({ room, peer, key, user: user as Fields }) === certText({ ...held, user: held.user as unknown as Fields });
   }
 
   cert(peer: string): Certificate | undefined {
