@@ -1,6 +1,6 @@
 // @vitest-environment jsdom
 import { describe, expect, it } from "vitest";
-import { createMarkdownRenderer, plainHtml } from "./markdown";
+import { createMarkdownRenderer, inlineOnly, plainHtml } from "./markdown";
 
 const md = createMarkdownRenderer(window);
 
@@ -167,5 +167,57 @@ describe("the plain-text fast path", () => {
       expect([text, fast]).toEqual([text, slow.render(text)]);
     }
     expect(taken).toBeGreaterThan(500); // the property was tried on plenty of plain strings
+  });
+});
+
+describe("the one-line path (marked's inline parser alone)", () => {
+  const slow = createMarkdownRenderer(window, { fastPath: false });
+  const fast = createMarkdownRenderer(window);
+
+  it.each([
+    "history 000123 with some *markdown* in it, about as long as a chat line",
+    "see **this** and `that` and ~~not~~ this",
+    "a [link](https://example.com) and https://example.org/x?y=1 and www.example.com",
+    "mail a@b.example or <https://example.com>",
+    "an ![image](https://example.com/x.png) stays a link",
+    "x <img src=x onerror=alert(1)> y",
+    "x <b>bold?</b> &amp; &#60; &lt;",
+    "tricky * not emphasis * and _under_score_ and \\*escaped\\*",
+    "a | b | c",
+    "ends with a backslash\\",
+    "ünïcödé *é* 中文 `代码`",
+  ])("takes %j, with the same HTML as marked + DOMPurify", (text) => {
+    expect(inlineOnly(text)).toBe(true);
+    expect(fast.render(text)).toBe(slow.render(text));
+  });
+
+  it.each([
+    "# heading", "> quote", "- item", "* item", "+ item", "1. item", "2) item", "***", "___", "===",
+    "```js", "~~~", "<div>x</div>", "[a]: https://example.com", "| a |", ": x", " lead", "trail ",
+    "two\nlines", "tab\there", "cr\rhere", "",
+  ])("leaves %j to the whole parser", (text) => {
+    expect(inlineOnly(text)).toBe(false);
+  });
+
+  it("gives exactly what marked + DOMPurify give, on 5,000 random one-line strings of tricky pieces", () => {
+    const pieces = [
+      "a", "B", "é", "中", "1", "9", "0.", "1)", " ", "  ", ",", ".", "?", "!", "*", "**", "_", "__", "~", "~~",
+      "`", "``", "[", "]", "(", ")", "<", ">", "<b>", "</b>", "&", "&amp;", "#", "|", ":", "-", "---", "+", "=",
+      "\\", "\\*", "www.", "http://x.io", "a@b.io", "![", "](", "<https://y.io>", "\u00a0", "\u2028", "e\u0301",
+    ];
+    let seed = 29;
+    const next = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    let taken = 0;
+    for (let i = 0; i < 5_000; i += 1) {
+      let text = "";
+      for (let k = 1 + next(14); k > 0; k -= 1) text += pieces[next(pieces.length)];
+      if (!inlineOnly(text)) continue;
+      taken += 1;
+      expect([text, fast.render(text)]).toEqual([text, slow.render(text)]);
+    }
+    expect(taken).toBeGreaterThan(1_000);
   });
 });

@@ -63,6 +63,22 @@ export function plainHtml(text: string): string | null {
   return `<p>${lines.join("<br>")}</p>\n`;
 }
 
+/**
+ * A chat line with Markdown in it is still mostly one line: one paragraph, whatever it says
+ * inline. A single line that cannot open a block (no leading space or tab; not starting with
+ * a heading, quote, list, rule, fence, HTML, table or link-definition character, nor a digit,
+ * which could number a list) and has no trailing space or control character is exactly
+ * `<p>` + its inline Markdown + `</p>`: marked's inline parser alone renders it, without the
+ * block tokenizer, whose regexps, compiled, are ~0.6 MB of the page's heap (js/markdown.test.ts
+ * compares both ways on a corpus and on random strings).
+ */
+const INLINE_ONLY = /^[^\s#>\-*+_=`~<[|:\d][^\0-\x1f\x7f]*(?<=[^\s])$/u;
+
+/** Whether `text` is one line that marked would make a single paragraph of (see INLINE_ONLY). */
+export function inlineOnly(text: string): boolean {
+  return text.length <= LONG_TEXT && INLINE_ONLY.test(text);
+}
+
 export interface MarkdownOptions {
   /** Plain text skips marked and DOMPurify (same output); off only to compare both paths. */
   fastPath?: boolean;
@@ -116,7 +132,7 @@ export function createMarkdownRenderer(
     if (tooCostly(text)) return plainText(text);
     let html: string;
     try {
-      html = marked.parse(text, { async: false });
+      html = fastPath && inlineOnly(text) ? `<p>${marked.parseInline(text, { async: false })}</p>\n` : marked.parse(text, { async: false });
     } catch (error) {
       // marked recurses per nesting level: 60,000 ">" overflow the stack. Show the text as
       // it is rather than let one message take the whole chat down while rendering.

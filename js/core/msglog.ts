@@ -162,12 +162,16 @@ function validated(raw: unknown, author: string, user: Identity | null): ChatMes
   const sig = checkedSig(raw.sig);
   const id = messageId(author, seq);
   const who = user ?? shared(normalizeIdentity(raw.user));
-  // A signed entry's `sig` in the literal: added afterwards it would go to a separate
-  // property array (~22 bytes an entry, 10,000 in a big room).
+  // A signed entry's `sig` and a chained one's `prev` in the literal: added afterwards they
+  // would go to a separate property array (~22 bytes an entry, 10,000 in a big room).
+  // (validateExtensions checks `prev` again and keeps it.)
+  const prev = typeof raw.prev === "string" && PREV_RE.test(raw.prev) ? raw.prev : undefined;
   const message: ChatMessage =
     sig === undefined
       ? { id, author, seq, clock, time, text, user: who }
-      : { id, author, seq, clock, time, text, user: who, sig };
+      : prev === undefined
+        ? { id, author, seq, clock, time, text, user: who, sig }
+        : { id, author, seq, clock, time, text, user: who, sig, prev };
   validateExtensions(raw, message);
   return withExtras(message, raw.mime, raw.file);
 }
@@ -212,7 +216,7 @@ function validateExtensions(raw: Record<string, unknown>, message: ChatMessage):
   const { prev } = raw;
   if (prev !== undefined && prev !== null) {
     if (typeof prev !== "string" || !PREV_RE.test(prev)) throw new InvalidMessage("prev must be a base64url SHA-256 digest");
-    message.prev = prev;
+    if (message.prev !== prev) message.prev = prev;
   }
   const offRecord = raw.off_record;
   if (offRecord !== undefined && offRecord !== null) {
