@@ -15,6 +15,7 @@ from typing import Any, ClassVar, cast
 import anywidget
 import traitlets
 
+from .assets import loader_esm
 from .core import comm
 from .core.edits import MessageState, Timeline
 from .core.export import to_json, to_markdown
@@ -95,7 +96,9 @@ class Chat(anywidget.AnyWidget):
     the owner, to mirror state and to post what :meth:`send` sends.
     """
 
-    _esm = _STATIC / "widget.js"
+    # A few hundred bytes that import the bundle from the Jupyter server (nbchat/assets.py);
+    # the bundle itself while developing with anywidget's live reload.
+    _esm = _STATIC / "widget.js" if os.environ.get("ANYWIDGET_HMR") else loader_esm()
     _css = _STATIC / "widget.css"
 
     room = traitlets.Unicode(help="Room name; everyone with the same room sees the same chat.").tag(

@@ -65,7 +65,14 @@ async def test_session_without_room_is_a_clear_400(login):
 
 @pytest.mark.parametrize(
     "path",
-    ["nbchat/session?room=x", "nbchat/room/id", "nbchat/room/peers", "nbchat/room/cert?id=a&pk=b"],
+    [
+        "nbchat/session?room=x",
+        "nbchat/room/id",
+        "nbchat/room/peers",
+        "nbchat/room/cert?id=a&pk=b",
+        "nbchat/static/widget.js",
+        "nbchat/static/widget.css",
+    ],
 )
 async def test_http_endpoints_without_credentials_are_403(server_base, jp_fetch, path):
     r = await AsyncHTTPClient().fetch(server_base + path, raise_error=False, follow_redirects=False)
@@ -552,3 +559,32 @@ async def test_a_peer_gets_a_certificate_for_its_own_id_and_key_only(login):
     assert junk.code == 400 and "32 bytes" in json.loads(junk.body)["message"]
     no_id = await a.get(f"nbchat/{key}/cert", raise_error=False, pk=public)
     assert no_id.code == 400
+
+
+# ---- the widget's bundle -------------------------------------------------------------------
+
+
+async def test_the_widget_bundle_is_served_versioned_and_the_kernel_widget_only_points_at_it(
+    login,
+):
+    """The kernel's widget carries a loader of a few hundred bytes, not the ~0.5 MB bundle:
+    the page imports the bundle from here, once per version (cacheable)."""
+    from nbchat.assets import STATIC, bundle_version, loader_esm
+    from nbchat.widget import Chat
+
+    user = await login()
+    bundle = (STATIC / "widget.js").read_bytes()
+    version = bundle_version()
+    assert len(Chat._esm) < 2_000 and f"nbchat/static/widget.js?v={version}" in Chat._esm
+    assert Chat._esm == loader_esm()
+    r = await user.get("nbchat/static/widget.js", v=version)
+    assert r.body == bundle
+    assert r.headers["Content-Type"].startswith("text/javascript")
+    assert "immutable" in r.headers["Cache-Control"]
+    # Another version (an older kernel's, say) is served, not cached for good.
+    r = await user.get("nbchat/static/widget.js", v="0" * 16)
+    assert r.body == bundle and r.headers["Cache-Control"] == "no-cache"
+    css = await user.get("nbchat/static/widget.css")
+    assert css.headers["Content-Type"].startswith("text/css") and b".nbchat-load-error" in css.body
+    for name in ("other.js", "..%2Fwidget.py", "widget.js.map"):
+        assert (await user.get(f"nbchat/static/{name}", raise_error=False)).code == 404

@@ -10,7 +10,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Unicode, default
 
 from .fastpath import FastUpgrade
-from .handlers import PresenceConn, SignalingConn, make_handlers, nbchat_path
+from .handlers import PresenceConn, SignalingConn, make_asset_handlers, make_handlers, nbchat_path
 from .realm import Realm
 from .relay import Upstream, make_relay_handlers
 from .service import SignalingService
@@ -65,6 +65,7 @@ class NbChatApp(SignalingSettings, ExtensionApp):
         )
 
     def initialize_handlers(self) -> None:
+        self.handlers.extend(make_asset_handlers())  # served here, whoever does the signaling
         if self.service_url:
             self.log.info(
                 "nbchat: relaying signaling to the shared service at %s", self.service_url

@@ -27,6 +27,7 @@ from tornado.websocket import (
     _WebSocketParams,
 )
 
+from ..assets import ASSETS, asset
 from ..protocol import Identity, identity_from_user, is_peer_id, is_room_key
 from .certs import KeyRefused
 from .fastpath import serving_http_server
@@ -349,6 +350,33 @@ class PeersHandler(_JupyterAuth, PeersMixin, APIHandler):
 
 class StatsHandler(_JupyterAuth, StatsMixin, APIHandler):
     get = authenticated_403(StatsMixin.get)
+
+
+class AssetHandler(JupyterHandler):
+    """``GET nbchat/static/widget.js`` (or ``widget.css``): the widget's bundle, which the
+    kernel's widget imports from here rather than carrying it through the comm
+    (``nbchat/assets.py``). Behind Jupyter's auth like everything here; the versioned URL
+    (``?v=`` its digest) may be cached by the browser for good."""
+
+    @authenticated_403
+    def get(self, name: str) -> None:
+        content_type = ASSETS.get(name)
+        if content_type is None:
+            raise web.HTTPError(404)
+        try:
+            data, digest = asset(name)
+        except FileNotFoundError:
+            raise web.HTTPError(404, "the widget's front end was not built") from None
+        self.set_header("Content-Type", content_type)
+        if self.get_query_argument("v", None) == digest:
+            self.set_header("Cache-Control", "private, max-age=31536000, immutable")
+        else:
+            self.set_header("Cache-Control", "no-cache")
+        self.finish(data)
+
+
+def make_asset_handlers() -> list[tuple[str, type, dict[str, Any]]]:
+    return [(r"nbchat/static/([^/]+)", AssetHandler, {})]
 
 
 class _JupyterSocket(_JupyterAuth, WebSocketMixin, WebSocketHandler, JupyterHandler):
