@@ -59,20 +59,24 @@ try {
   console.warn("nbchat: #jupyter-config-data is not JSON; assuming base URL '/'", error);
 }
 if (!base.endsWith("/")) base += "/";
-const url = new URL(base + "nbchat/static/widget.js?v=__VERSION__", location.href).href;
+// A hub's single-user server takes its cookie only with the XSRF token (a module's import
+// cannot send a header): in the query, as for Jupyter's downloads.
+const xsrf = /(?:^|;\s*)_xsrf=([^;]*)/.exec(document.cookie);
+const bundle = new URL(base + "nbchat/static/widget.js?v=__VERSION__", location.href).href;
+const url = bundle + (xsrf ? "&_xsrf=" + xsrf[1] : "");
 export default async () => {
   try {
     const widget = (await import(url)).default;
     return typeof widget === "function" ? await widget() : widget;
   } catch (error) {
-    console.error("nbchat: could not load " + url, error);
+    console.error("nbchat: could not load " + bundle, error);
     return {
       render({ el }) {
         const note = document.createElement("div");
         note.className = "nbchat-load-error";
         note.setAttribute("role", "alert");
         note.textContent =
-          "nbchat could not load its chat from this Jupyter server (" + url + ": " + error +
+          "nbchat could not load its chat from this Jupyter server (" + bundle + ": " + error +
           "). Is the nbchat server extension enabled here? (jupyter server extension list)";
         el.replaceChildren(note);
       },
