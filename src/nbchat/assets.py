@@ -5,7 +5,9 @@ sent it through the kernel's comm, and the page kept it twice (the model's ``_es
 and the module's source). Now ``_esm`` is :func:`loader_esm`, a few hundred bytes that import
 the bundle from the Jupyter server (``nbchat/static/widget.js``, served by the server
 extension behind Jupyter's auth, ``server/handlers.py``), versioned by its digest so the
-browser may cache it. With ``ANYWIDGET_HMR`` set (anywidget's live reload while developing
+browser may cache it. The import carries the page's ``_xsrf`` cookie in its query (a hub's
+single-user server accepts its login cookie only with it, and a module's import cannot send
+a header; Jupyter scrubs ``_xsrf`` from its logs). With ``ANYWIDGET_HMR`` set (anywidget's live reload while developing
 the front end) the widget carries the bundle itself, as before.
 """
 
