@@ -7,8 +7,9 @@ the bundle from the Jupyter server (``nbchat/static/widget.js``, served by the s
 extension behind Jupyter's auth, ``server/handlers.py``), versioned by its digest so the
 browser may cache it. The import carries the page's ``_xsrf`` cookie in its query (a hub's
 single-user server accepts its login cookie only with it, and a module's import cannot send
-a header; Jupyter scrubs ``_xsrf`` from its logs). With ``ANYWIDGET_HMR`` set (anywidget's live reload while developing
-the front end) the widget carries the bundle itself, as before.
+a header; Jupyter scrubs ``_xsrf`` from its logs). With ``ANYWIDGET_HMR`` set
+(anywidget's live reload while developing the front end) the widget carries the bundle
+itself, as before.
 """
 
 from __future__ import annotations
@@ -51,8 +52,7 @@ def bundle_version() -> str:
         return "unbuilt"
 
 
-_LOADER = """\
-// nbchat: the chat's bundle comes from the Jupyter server, not through the kernel.
+_LOADER = r"""// nbchat: the chat's bundle comes from the Jupyter server, not through the kernel.
 const config = document.getElementById("jupyter-config-data");
 let base = "/";
 try {
