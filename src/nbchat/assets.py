@@ -70,15 +70,18 @@ export default async () => {
   try {
     const widget = (await import(url)).default;
     return typeof widget === "function" ? await widget() : widget;
-  } catch (error) {
-    console.error("nbchat: could not load " + bundle, error);
+  } catch (failure) {
+    // The browser's message repeats the URL it tried: without the XSRF token, as shown.
+    const error = String(failure).split(url).join(bundle);
+    console.error("nbchat: could not load " + bundle + ": " + error);
     return {
       render({ el }) {
         const note = document.createElement("div");
         note.className = "nbchat-load-error";
         note.setAttribute("role", "alert");
         note.textContent =
-          "nbchat could not load its chat from this Jupyter server (" + bundle + ": " + error +
+          "nbchat could not load its chat from this Jupyter server (" +
+          (error.includes(bundle) ? error : bundle + ": " + error) +
           "). Is the nbchat server extension enabled here? (jupyter server extension list)";
         el.replaceChildren(note);
       },

@@ -40,3 +40,6 @@ def test_a_server_without_the_extension_gets_a_clear_message_in_the_widget(
     expect(alert).to_contain_text("nbchat could not load its chat from this Jupyter server")
     expect(alert).to_contain_text("Is the nbchat server extension enabled here?")
     expect(alert).to_contain_text("nbchat/static/widget.js?v=")
+    # The import's URL carries the XSRF token (a hub needs it); what is shown does not.
+    assert page.evaluate("() => document.cookie.includes('_xsrf=')")
+    expect(alert).not_to_contain_text("_xsrf")
