@@ -105,6 +105,19 @@ describe("markdown rendering", () => {
   });
 });
 
+/** `count` strings of 1 to `most` of `pieces`, the same ones for the same `seed`. */
+function* randomTexts(pieces: readonly string[], seed: number, most: number, count: number): Generator<string> {
+  const next = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed % n;
+  };
+  for (let i = 0; i < count; i += 1) {
+    let text = "";
+    for (let k = 1 + next(most); k > 0; k -= 1) text += pieces[next(pieces.length)];
+    yield text;
+  }
+}
+
 describe("the plain-text fast path", () => {
   const slow = createMarkdownRenderer(window, { fastPath: false });
 
@@ -152,15 +165,8 @@ describe("the plain-text fast path", () => {
       "a", "B", "é", "中", "1", "9", "0.", "1)", " ", "  ", ",", ".", "?", "!", "'", '"', "(", ")",
       ";", "-", "--", "\n", "\n\n", " \n", "www.", "wWw.", "x", "ok", "e\u0301", "٣",
     ];
-    let seed = 13;
-    const next = (n: number): number => {
-      seed = (seed * 1103515245 + 12345) % 2147483648;
-      return seed % n;
-    };
     let taken = 0;
-    for (let i = 0; i < 5_000; i += 1) {
-      let text = "";
-      for (let k = 1 + next(12); k > 0; k -= 1) text += pieces[next(pieces.length)];
+    for (const text of randomTexts(pieces, 13, 12, 5_000)) {
       const fast = plainHtml(text);
       if (fast === null) continue;
       taken += 1;
@@ -205,15 +211,8 @@ describe("the one-line path (marked's inline parser alone)", () => {
       "`", "``", "[", "]", "(", ")", "<", ">", "<b>", "</b>", "&", "&amp;", "#", "|", ":", "-", "---", "+", "=",
       "\\", "\\*", "www.", "http://x.io", "a@b.io", "![", "](", "<https://y.io>", "\u00a0", "\u2028", "e\u0301",
     ];
-    let seed = 29;
-    const next = (n: number): number => {
-      seed = (seed * 1103515245 + 12345) % 2147483648;
-      return seed % n;
-    };
     let taken = 0;
-    for (let i = 0; i < 5_000; i += 1) {
-      let text = "";
-      for (let k = 1 + next(14); k > 0; k -= 1) text += pieces[next(pieces.length)];
+    for (const text of randomTexts(pieces, 29, 14, 5_000)) {
       if (!inlineOnly(text)) continue;
       taken += 1;
       expect([text, fast.render(text)]).toEqual([text, slow.render(text)]);
