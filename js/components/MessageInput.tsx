@@ -75,10 +75,13 @@ function MessageInputView({
   /** Where the caret goes once the box shows a completed mention: set in the same commit, so a
    *  key typed right after lands there (an animation frame later, it moved keys typed meanwhile). */
   const caretAfterRender = React.useRef<number | null>(null);
+  const focusAfterRender = React.useRef(false);
   React.useLayoutEffect(() => {
     const at = caretAfterRender.current;
     if (at === null) return;
     caretAfterRender.current = null;
+    if (focusAfterRender.current) box.current?.focus();
+    focusAfterRender.current = false;
     box.current?.setSelectionRange(at, at);
   });
   const draft = React.useRef("");
@@ -86,18 +89,15 @@ function MessageInputView({
   const disabled = disabledReason !== null;
   const listId = React.useId();
 
-  // Editing: the message's text replaces the draft (kept, and back after), focus and caret at the end.
+  // Editing: the message's text replaces the draft (kept, and back after), focus and caret at
+  // the end, in the commit that shows it (an animation frame later moved keys typed meanwhile).
   const editingId = editing?.id ?? null;
-  React.useEffect(() => {
+  React.useLayoutEffect(() => {
     if (editing === null) return;
     draft.current = box.current?.value ?? "";
     setText(editing.text);
-    requestAnimationFrame(() => {
-      const element = box.current;
-      if (element === null) return;
-      element.focus();
-      element.setSelectionRange(element.value.length, element.value.length);
-    });
+    caretAfterRender.current = editing.text.length;
+    focusAfterRender.current = true;
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [editingId]);
   React.useEffect(() => {

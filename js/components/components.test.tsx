@@ -274,6 +274,9 @@ describe("chat features (#12)", () => {
     expect(onEditLast).toHaveBeenCalledTimes(1);
     render(<MessageInput {...props} editing={{ id: "a:1", text: "old text" }} />);
     expect(box.value).toBe("old text");
+    // Focus and caret at the end in the same commit: a key typed right away goes after the text.
+    expect(document.activeElement).toBe(box);
+    expect([box.selectionStart, box.selectionEnd]).toEqual([8, 8]);
     expect(mounted.container.querySelector(".nbchat-input-send")?.textContent).toBe("Save");
     typeInto(box, "new text");
     press(box, "Enter");
