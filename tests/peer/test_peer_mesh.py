@@ -329,7 +329,7 @@ async def test_a_link_that_goes_silent_is_redialed_within_seconds(connect: Any) 
 
 async def test_two_aiortc_peers_settle_into_one_end_checking_consent(connect: Any) -> None:
     """A round in which the other end's consent check reached us sends none: half the STUN
-    traffic of an idle link (most of an idle big room's CPU), and a silent path is still
+    traffic of an idle link (the largest part of an idle big room's CPU), and a silent path is still
     noticed by both ends (the test above)."""
     async with connect("room-consent") as a, connect("room-consent") as b:
         assert await a.wait_for_peers(1) and await b.wait_for_peers(1)

@@ -184,7 +184,7 @@ def check_consent_often(
     A round in which the other end's own check reached us (authenticated) sends none:
     the path in is alive, and the other end watches the path out with its checks (if they
     stop arriving, ours resume). Two aiortc peers thus settle into one end checking, half
-    the STUN traffic; in a big room of Python peers that was most of an idle room's CPU.
+    the STUN traffic, the largest part of an idle big room's CPU (docs/bench-peer.md).
     """
     connection = _ice_connection_once(pc, "_nbchat_consent")
     if connection is None:
