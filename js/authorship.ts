@@ -204,8 +204,8 @@ export class Authorship {
     this.vouched.set(peerId, sent);
     const certs = book.certsFor(entries.map((m) => m.author).filter((a) => !sent.has(a)));
     for (const cert of certs) sent.add(cert.peer);
-    const out: MessageFrame | HistoryFrame = frame.type === "message" ? { ...frame } : { type: "history", messages: entries };
-    delete out.certs;
+    const out: MessageFrame | HistoryFrame =
+      frame.type === "message" ? { type: "message", message: frame.message } : { type: "history", messages: entries };
     if (certs.length > 0) out.certs = certs;
     return [out];
   }

@@ -164,8 +164,7 @@ function validated(raw: unknown, author: string, user: Identity | null): ChatMes
   const who = user ?? shared(normalizeIdentity(raw.user));
   // A signed entry's `sig` and a chained one's `prev` in the literal: added afterwards they
   // would go to a separate property array (~22 bytes an entry, 10,000 in a big room).
-  // (validateExtensions checks `prev` again and keeps it.)
-  const prev = typeof raw.prev === "string" && PREV_RE.test(raw.prev) ? raw.prev : undefined;
+  const prev = checkedPrev(raw.prev);
   const message: ChatMessage =
     sig === undefined
       ? { id, author, seq, clock, time, text, user: who }
@@ -208,16 +207,20 @@ function checkedSig(sig: unknown): string | undefined {
   return sig;
 }
 
+/** An entry's `prev` if it has one (absent or null: undefined); throws if it is not a digest. */
+function checkedPrev(prev: unknown): string | undefined {
+  if (prev === undefined || prev === null) return undefined;
+  if (typeof prev !== "string" || !PREV_RE.test(prev)) throw new InvalidMessage("prev must be a base64url SHA-256 digest");
+  return prev;
+}
+
 /** Copy the optional fields of a reply or an amendment onto `message`, checked. */
 function validateExtensions(raw: Record<string, unknown>, message: ChatMessage): void {
   const { kind } = raw;
   const sig = checkedSig(raw.sig);
   if (sig !== undefined && message.sig !== sig) message.sig = sig;
-  const { prev } = raw;
-  if (prev !== undefined && prev !== null) {
-    if (typeof prev !== "string" || !PREV_RE.test(prev)) throw new InvalidMessage("prev must be a base64url SHA-256 digest");
-    if (message.prev !== prev) message.prev = prev;
-  }
+  const prev = checkedPrev(raw.prev);
+  if (prev !== undefined && message.prev !== prev) message.prev = prev;
   const offRecord = raw.off_record;
   if (offRecord !== undefined && offRecord !== null) {
     if (offRecord !== true || kind === RECORD_KIND) {

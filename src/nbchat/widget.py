@@ -15,7 +15,7 @@ from typing import Any, ClassVar, cast
 import anywidget
 import traitlets
 
-from .assets import loader_esm
+from .assets import STATIC, loader_esm
 from .core import comm
 from .core.edits import MessageState, Timeline
 from .core.export import to_json, to_markdown
@@ -30,7 +30,6 @@ __all__ = ["Chat", "default_room"]
 
 log = logging.getLogger(__name__)
 
-_STATIC = Path(__file__).parent / "static"
 
 MessageCallback = Callable[[dict[str, Any]], object]
 #: What a cell posts: the comm message for the browser (without ``to``) and its buffers.
@@ -98,8 +97,8 @@ class Chat(anywidget.AnyWidget):
 
     # A few hundred bytes that import the bundle from the Jupyter server (nbchat/assets.py);
     # the bundle itself while developing with anywidget's live reload.
-    _esm = _STATIC / "widget.js" if os.environ.get("ANYWIDGET_HMR") else loader_esm()
-    _css = _STATIC / "widget.css"
+    _esm = STATIC / "widget.js" if os.environ.get("ANYWIDGET_HMR") else loader_esm()
+    _css = STATIC / "widget.css"
 
     room = traitlets.Unicode(help="Room name; everyone with the same room sees the same chat.").tag(
         sync=True

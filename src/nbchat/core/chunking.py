@@ -105,10 +105,11 @@ def split(frame: dict[str, Any], chunk_id: Callable[[], str]) -> list[dict[str, 
 def payloads(frame: dict[str, Any], chunk_id: Callable[[], str]) -> list[bytes]:
     """What goes on the channel for ``frame``: :func:`split`'s frames as UTF-8 JSON, the
     frame written once (a forwarded entry goes to several links as the same bytes)."""
-    data = dumps(frame).encode("utf-8")
+    text = dumps(frame)
+    data = text.encode("utf-8")
     if len(data) < CHUNK_THRESHOLD_BYTES:
         return [data]
-    return [dumps(part).encode("utf-8") for part in _chunks(data.decode("utf-8"), chunk_id)]
+    return [dumps(part).encode("utf-8") for part in _chunks(text, chunk_id)]
 
 
 def _chunks(text: str, chunk_id: Callable[[], str]) -> list[dict[str, Any]]:

@@ -228,8 +228,6 @@ class CertBook:
         self.room = room
         self.server_keys = list(server_keys)
         self._certs: dict[str, Certificate] = {}
-        #: Each held certificate's signed bytes: the same certificate again is not re-checked.
-        self._cert_bytes: dict[str, bytes] = {}
         #: Each held certificate's public key, decoded once.
         self._keys: dict[str, Ed25519PublicKey] = {}
         self.refused: dict[str, int] = {}
@@ -252,7 +250,6 @@ class CertBook:
             held = self._certs.get(cert["peer"])
             if held is None:
                 self._certs[cert["peer"]] = cert
-                self._cert_bytes[cert["peer"]] = cert_bytes(cert)
                 learned.append(cert["peer"])
             elif held["key"] != cert["key"]:
                 self._refuse("key_swap")
@@ -269,7 +266,7 @@ class CertBook:
         if held is None or raw.get("sig") != held["sig"] or raw.get("room") != self.room:
             return False
         try:
-            return cert_bytes(raw) == self._cert_bytes[held["peer"]]
+            return cert_bytes(raw) == cert_bytes(held)
         except (KeyError, TypeError, AttributeError):
             return False
 
