@@ -2,7 +2,7 @@
 
 The bundle (``static/widget.js``, ~0.5 MB) used to be the widget's ``_esm``: every ``%chat``
 sent it through the kernel's comm, and the page kept it twice (the model's ``_esm`` string
-and the module's source). Now ``_esm`` is :func:`loader_esm`, a few hundred bytes that import
+and the module's source). Now ``_esm`` is :func:`loader_esm`, ~1.7 KB that import
 the bundle from the Jupyter server (``nbchat/static/widget.js``, served by the server
 extension behind Jupyter's auth, ``server/handlers.py``), versioned by its digest so the
 browser may cache it. The import carries the page's ``_xsrf`` cookie in its query (a hub's
@@ -53,6 +53,7 @@ def bundle_version() -> str:
 
 
 _LOADER = r"""// nbchat: the chat's bundle comes from the Jupyter server, not through the kernel.
+// (Base URL and cookie read as js/jupyterPage.ts does: this runs before that code exists.)
 const config = document.getElementById("jupyter-config-data");
 let base = "/";
 try {

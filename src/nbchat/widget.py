@@ -95,7 +95,7 @@ class Chat(anywidget.AnyWidget):
     the owner, to mirror state and to post what :meth:`send` sends.
     """
 
-    # A few hundred bytes that import the bundle from the Jupyter server (nbchat/assets.py);
+    # ~1.7 KB that import the bundle from the Jupyter server (nbchat/assets.py);
     # the bundle itself while developing with anywidget's live reload.
     _esm = STATIC / "widget.js" if os.environ.get("ANYWIDGET_HMR") else loader_esm()
     _css = STATIC / "widget.css"

@@ -567,7 +567,7 @@ async def test_a_peer_gets_a_certificate_for_its_own_id_and_key_only(login):
 async def test_the_widget_bundle_is_served_versioned_and_the_kernel_widget_only_points_at_it(
     login,
 ):
-    """The kernel's widget carries a loader of a few hundred bytes, not the ~0.5 MB bundle:
+    """The kernel's widget carries a loader of ~1.7 KB, not the ~0.5 MB bundle:
     the page imports the bundle from here, once per version (cacheable)."""
     from nbchat.assets import STATIC, bundle_version, loader_esm
     from nbchat.widget import Chat
