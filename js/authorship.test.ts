@@ -66,8 +66,12 @@ describe("Authorship", () => {
     // The certificate rides in the message's own frame (no `certs` frame ahead of it)...
     expect(sent.map((f) => f.type)).toEqual(["message"]);
     expect((sent[0] as { certs?: Certificate[] }).certs?.map((c) => c.peer)).toEqual(["A"]);
-    // ...once per link.
-    expect(alice.outgoing("B", { type: "message", message })).toEqual([{ type: "message", message }]);
+    // ...once per link. On the wire an entry has no `id` and no `user`: the receiver makes
+    // the one and takes the other from the certificate.
+    const { id: _id, user: _user, ...wire } = message;
+    expect(alice.outgoing("B", { type: "message", message })).toEqual([{ type: "message", message: wire }]);
+    expect(Object.keys((sent[0] as { message: object }).message)).not.toContain("user");
+    expect(message.user.username).toBe("alice"); // the log's own entry is left as it was
 
     const got = await pass(bob, "A", sent);
     expect(got).toHaveLength(1);
@@ -85,6 +89,30 @@ describe("Authorship", () => {
     const kept = (history[0] as { messages: ChatMessage[] }).messages;
     expect(kept.map((m) => [m.id, m.text, m.user.username])).toEqual([["A:1", "hello", "alice"]]);
     expect(bob.refused).toEqual({ bad_signature: 3 });
+  });
+
+  it("sends a history without ids or claimed users, and the receiver's log shows the certified identity", async () => {
+    const srv = await server();
+    const alice = new Authorship({ fetchCert: (_s, id, key) => srv.issue(id, "alice", key), learned: () => {} });
+    const bob = new Authorship({ fetchCert: (_s, id, key) => srv.issue(id, "bob", key), learned: () => {} });
+    await alice.certify(session(srv.keys), "A");
+    await bob.certify(session(srv.keys), "B");
+    const log = new MessageLog("A", normalizeIdentity({ username: "alice" }));
+    const entries = [log.compose("one", 1), log.compose("two", 2)];
+    for (const entry of entries) await new Promise<void>((resolve) => alice.sign(entry, () => resolve()));
+    const sent = alice.outgoing("B", { type: "history", messages: entries });
+    const wire = (sent[0] as { messages: object[] }).messages;
+    expect(wire.map((m) => Object.keys(m).filter((k) => k === "id" || k === "user"))).toEqual([[], []]);
+    expect(JSON.stringify(wire).length).toBeLessThan(0.8 * JSON.stringify(entries).length);
+
+    const got = await pass(bob, "C", sent); // relayed by a third peer: not first-hand
+    const theirs = new MessageLog("B", normalizeIdentity({ username: "bob" }));
+    const { added, rejected } = theirs.receiveHistory((got[0] as { messages: unknown[] }).messages);
+    expect(rejected).toEqual([]);
+    expect(added.map((m) => [m.id, m.text, m.user.display_name])).toEqual([
+      ["A:1", "one", "ALICE"],
+      ["A:2", "two", "ALICE"],
+    ]);
   });
 
   it("holds back our own entries that are not signed yet, and is off without server keys", async () => {
@@ -197,7 +225,7 @@ describe("Authorship", () => {
       expect(out).toEqual([]); // the first frame is not checked yet: nothing overtakes it
       await held.release(0);
       expect(texts(out)).toEqual([["m1", "m2"], ["m3"], ["m4"]]);
-      expect(out.flatMap((f) => (f.type === "history" ? f.messages : f.type === "message" ? [f.message] : [])).map((m) => m.user.display_name)).toEqual([
+      expect(out.flatMap((f) => (f.type === "history" ? f.messages : f.type === "message" ? [f.message] : [])).map((m) => m.user?.display_name)).toEqual([
         "ALICE",
         "ALICE",
         "ALICE",

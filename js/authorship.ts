@@ -4,7 +4,7 @@
 // CertBook; this is the I/O around it. Off when the server sends no `server_keys`.
 
 import type { Certificate, Verifier } from "./core/signing";
-import { CertBook, b64encode, entryDigest, generateKey, publicKey, rawSignature, signEntry, verifyHere } from "./core/signing";
+import { CertBook, b64encode, entryDigest, generateKey, onWire, publicKey, rawSignature, signEntry, verifyHere } from "./core/signing";
 import type { ChatFrame, HistoryFrame, MessageFrame } from "./core/frames";
 import type { SessionConfig } from "./core/session";
 import type { ChatMessage } from "./protocol";
@@ -191,21 +191,22 @@ export class Authorship {
   /**
    * What to send `peerId` for `frame`: the frame carrying (`certs`) the certificates of its
    * authors that did not go on this link yet (one frame, not a `certs` frame ahead of it: a
-   * packet fewer on every link an author's first entry crosses); our own entries not signed
-   * yet are held back (they go when signed, in their own `message` frame).
+   * packet fewer on every link an author's first entry crosses), each entry as it goes on the
+   * wire (`onWire`: no `id`, no `user`); our own entries not signed yet are held back (they go
+   * when signed, in their own `message` frame).
    */
   outgoing(peerId: string, frame: ChatFrame): ChatFrame[] {
     const book = this.book;
     if (book === null || (frame.type !== "message" && frame.type !== "history")) return [frame];
-    let entries: ChatMessage[] = frame.type === "message" ? [frame.message] : frame.messages;
-    entries = entries.filter((m) => m.sig !== undefined);
+    let entries = frame.type === "message" ? [frame.message] : frame.messages;
+    entries = entries.filter((m) => m.sig !== undefined).map(onWire);
     if (entries.length === 0) return [];
     const sent = this.vouched.get(peerId) ?? new Set<string>();
     this.vouched.set(peerId, sent);
     const certs = book.certsFor(entries.map((m) => m.author).filter((a) => !sent.has(a)));
     for (const cert of certs) sent.add(cert.peer);
     const out: MessageFrame | HistoryFrame =
-      frame.type === "message" ? { type: "message", message: frame.message } : { type: "history", messages: entries };
+      frame.type === "message" ? { type: "message", message: entries[0] } : { type: "history", messages: entries };
     if (certs.length > 0) out.certs = certs;
     return [out];
   }

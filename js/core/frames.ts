@@ -27,11 +27,17 @@ export const ChatFrameType = {
 } as const;
 export type ChatFrameType = (typeof ChatFrameType)[keyof typeof ChatFrameType];
 
+/**
+ * A log entry as a frame carries it: a signed one leaves out `id` (its author and seq make it)
+ * and `user` (its author's certificate names it): core/signing `onWire`. Received, it is
+ * untrusted until the log has checked it (core/msglog).
+ */
+export type WireEntry = Omit<ChatMessage, "id" | "user"> & Partial<Pick<ChatMessage, "id" | "user">>;
 /** `certs`: certificates of its authors not sent on this link before (core/signing). */
-export type MessageFrame = { type: typeof ChatFrameType.MESSAGE; message: ChatMessage; certs?: unknown[] };
+export type MessageFrame = { type: typeof ChatFrameType.MESSAGE; message: WireEntry; certs?: unknown[] };
 /** `beyond` (optional): per author, `[first, last]` ranges of seqs held past `have` (core/msglog). */
 export type SyncFrame = { type: typeof ChatFrameType.SYNC; have: Record<string, number>; beyond?: Record<string, [number, number][]> };
-export type HistoryFrame = { type: typeof ChatFrameType.HISTORY; messages: ChatMessage[]; certs?: unknown[] };
+export type HistoryFrame = { type: typeof ChatFrameType.HISTORY; messages: WireEntry[]; certs?: unknown[] };
 export type ChunkFrame = {
   type: typeof ChatFrameType.CHUNK;
   id: string;

@@ -43,6 +43,13 @@ describe("signed entries and certificates (signing_cases.json)", () => {
     }
   });
 
+  it.each(byName(fixture.wire as Any[]))("on the wire: %s", (_name, c) => {
+    const wire = signing.onWire(c.entry);
+    expect(wire).toEqual(c.wire);
+    expect(JSON.stringify(wire)).toBe(JSON.stringify(c.wire)); // the same bytes as Python's
+    expect(signing.entryBytes("r", wire as unknown as Record<string, unknown>)).toEqual(signing.entryBytes("r", c.entry));
+  });
+
   it("pins the certificate bytes", () => {
     const cert = (fixture.certs as Any[])[0].cert;
     expect(new TextDecoder().decode(signing.certBytes(cert))).toBe(fixture.cert_bytes);

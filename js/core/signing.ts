@@ -4,7 +4,7 @@
 // tests/fixtures/signing_cases.json pins both.
 
 import type { Identity } from "../protocol";
-import { dumps } from "./frames";
+import { type WireEntry, dumps } from "./frames";
 import { InvalidMessage, normalizeIdentity } from "./msglog";
 import { sha256 } from "./sha256";
 
@@ -115,6 +115,18 @@ function entryText(room: string, entry: Fields): string {
   // `off_record` is `true` and `prev` a string, so the array reads one way only).
   if (entry.prev !== undefined && entry.prev !== null) fields.push(entry.prev);
   return dumps([ENTRY_CONTEXT, room, ...fields]);
+}
+
+/**
+ * A signed entry as a frame carries it: without `id` (the receiver makes it from `author` and
+ * `seq`) and `user` (the receiver shows the identity in the author's certificate, never a
+ * claimed one). About a third of a short message's bytes. Receivers from before this rule
+ * make both the same way, so they take it too.
+ */
+export function onWire(entry: WireEntry): WireEntry {
+  const out: Fields = {};
+  for (const key in entry) if (key !== "id" && key !== "user") out[key] = (entry as Fields)[key];
+  return out as WireEntry;
 }
 
 /** What an entry's author signs. */

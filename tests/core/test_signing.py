@@ -184,3 +184,11 @@ def test_a_certificate_learned_again_is_not_checked_again_but_an_altered_one_is(
         assert book.learn([altered]) == []
     assert len(checked) == 4 and book.refused == {"bad_cert": 3}
     assert book.cert("A") == signing.verify_cert([FIXTURE["public"]["server"]], alice, "analysis")
+
+
+@named(FIXTURE["wire"])
+def test_a_signed_entry_goes_on_the_wire_without_id_or_user(case: dict[str, Any]) -> None:
+    wire = signing.on_wire(case["entry"])
+    assert wire == case["wire"]
+    assert list(wire) == list(case["wire"])  # the entry's order, for the same bytes as JS
+    assert signing.entry_bytes("r", wire) == signing.entry_bytes("r", case["entry"])

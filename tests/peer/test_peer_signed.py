@@ -54,6 +54,46 @@ async def test_history_forged_for_a_departed_author_is_dropped_everywhere(connec
             assert all(m["id"] != f"{alice.id}:2" for m in bob.history)
 
 
+async def test_signed_entries_go_on_the_wire_without_id_or_claimed_user(
+    connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signed entry's frame leaves out ``id`` (author and seq make it) and ``user`` (the
+    certificate names the author): live, and in a history answer for a peer that joins
+    after the author left. The receivers still show the ids and the certified identity."""
+    import copy
+
+    from nbchat.peer import ChatPeer
+
+    arrived: list[tuple[str, dict[str, Any]]] = []
+    verified = ChatPeer._verified  # noqa: SLF001 (where a frame from the wire is first read)
+
+    def recording(self: ChatPeer, connection: Any, frame: dict[str, Any]) -> Any:
+        if frame.get("type") in ("message", "history"):
+            arrived.append((self.id or "", copy.deepcopy(frame)))
+        return verified(self, connection, frame)
+
+    monkeypatch.setattr(ChatPeer, "_verified", recording)
+    room = "signed-wire"
+    async with connect(room) as bob:
+        async with connect(room) as alice:
+            assert await alice.wait_for_peers(1)
+            sent = [await alice.send(f"line {n}") for n in range(1, 4)]
+            await until(lambda: len(bob.conversation) == 3)
+        async with connect(room) as carol:
+            await until(lambda: len(carol.conversation) == 3)
+            expected = [(m["id"], alice.user["username"]) for m in sent]
+            assert [(s["id"], s["user"]["username"]) for s in carol.conversation] == expected
+            assert [(s["id"], s["user"]["username"]) for s in bob.conversation] == expected
+            assert {who for who, _ in arrived} == {bob.id, carol.id}
+    entries = [
+        entry
+        for _, frame in arrived
+        for entry in ([frame["message"]] if frame["type"] == "message" else frame["messages"])
+    ]
+    assert len(entries) >= 6
+    assert [sorted({"id", "user"} & set(entry)) for entry in entries] == [[]] * len(entries)
+
+
 async def test_a_direct_message_without_a_valid_signature_is_dropped(connect: Any) -> None:
     async with connect("signed-direct") as a, connect("signed-direct") as b:
         assert await a.wait_for_peers(1) and await b.wait_for_peers(1)

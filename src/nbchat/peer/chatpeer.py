@@ -27,7 +27,7 @@ from ..core.mesh import DIAL_TIMEOUT_MS, MAX_LINKS, MESH_SIZE
 from ..core.msglog import RECORD_KIND, Identity, Message, MessageLog
 from ..core.ratelimit import IncomingLimits
 from ..core.rich import RICH_LIMIT_BYTES, format_size, size_error
-from ..core.signing import CertBook, entry_digest, generate_key, public_key, sign_entry
+from ..core.signing import CertBook, entry_digest, generate_key, on_wire, public_key, sign_entry
 from ..core.sync import (
     ANTI_ENTROPY_MS,
     Added,
@@ -791,7 +791,7 @@ class ChatPeer:
                 continue
             frame = send.frame
             if self._certs is not None and frame["type"] in ("message", "history"):
-                frame = self._vouch(connection, frame)
+                frame = self._vouch(connection, _on_wire(frame))
             if not connection.send(frame):
                 continue
             sent = [frame["message"]] if frame["type"] == "message" else frame.get("messages", [])
@@ -997,7 +997,8 @@ class ChatPeer:
             if not isinstance(event, Added):
                 continue
             for message in event.messages:
-                frame: dict[str, Any] = {"type": "history", "messages": [message]}
+                entry = message if self._certs is None else on_wire(message)
+                frame: dict[str, Any] = {"type": "history", "messages": [entry]}
                 # Written once per variant (with the author's certificate, or without).
                 written: dict[bool, list[bytes]] = {}
                 for connection in mesh.forward_to(message["author"], came_from):
@@ -1006,6 +1007,13 @@ class ChatPeer:
                     if parts is None:
                         parts = written[sent is frame] = payloads(sent, new_chunk_id)
                     connection.send_payloads(parts)
+
+
+def _on_wire(frame: dict[str, Any]) -> dict[str, Any]:
+    """A ``message`` or ``history`` frame with its entries as they go on the wire."""
+    if frame["type"] == "message":
+        return {**frame, "message": on_wire(frame["message"])}
+    return {**frame, "messages": [on_wire(m) for m in frame["messages"]]}
 
 
 def _read_bytes(path: str | os.PathLike[str]) -> bytes:
