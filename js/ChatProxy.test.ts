@@ -559,6 +559,26 @@ describe("ChatProxy", () => {
     expect(proxy.state.localCopy?.messages).toBe(1_500);
   });
 
+  it("keeps a newest-first catch-up without folding the conversation once per batch (a room never off the record)", async () => {
+    const { Conversation } = await import("./chatState");
+    const { proxy, conn } = await startWithBob();
+    const update = vi.spyOn(Conversation.prototype, "update");
+    onTestFinished(() => update.mockRestore());
+    // 40 batches of 25, the newest first: each goes before everything held.
+    for (let b = 39; b >= 0; b -= 1) {
+      const messages = Array.from({ length: 25 }, (_, i) => {
+        const seq = b * 25 + i + 1;
+        return { id: `b-2:${seq}`, author: "b-2", seq, clock: seq, time: 1, text: `m${seq}`, user: identity("bob") };
+      });
+      conn.emit("data", { type: "history", messages });
+    }
+    await vi.advanceTimersByTimeAsync(100);
+    expect(proxy.state.messages).toHaveLength(1_000);
+    expect(proxy.state.messages[0].text).toBe("m1");
+    // The renders fold it (a few), not every batch kept (40: each a whole rebuild).
+    expect(update.mock.calls.length).toBeLessThan(10);
+  });
+
   it("sends a long sync answer newest first, paced on the link's buffer, and a live message goes ahead of the rest", async () => {
     const { proxy, peers, sockets } = await start();
     sockets[0].push({ type: "ROSTER", key: session.key, peers: [presence("0-self", "me"), presence("b-2", "bob")] });
