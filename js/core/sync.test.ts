@@ -1,6 +1,7 @@
 import fixture from "../../tests/fixtures/sync_cases.json";
 import { describe, expect, it, vi } from "vitest";
 import { MessageLog, normalizeIdentity } from "./msglog";
+import { onWire } from "./signing";
 import { ANTI_ENTROPY_MS, HISTORY_BATCH_BYTES, RoomSync, SYNC_ANSWER_INTERVAL_MS, type Send, type SyncEvent, historyBatches, newestFirstBatches } from "./sync";
 
 interface Case {
@@ -108,6 +109,20 @@ describe("historyBatches", () => {
       expect(batch.length === 1 || size < HISTORY_BATCH_BYTES).toBe(true);
     }
     expect(historyBatches([])).toEqual([]);
+  });
+});
+
+describe("historyBatches of signed entries", () => {
+  it("cuts batches by what goes on the wire (no id, no user), the same as the Python peer", () => {
+    const log = new MessageLog("m", normalizeIdentity({ username: "someone", name: "Some One ".repeat(8) }));
+    for (let i = 0; i < 300; i += 1) log.compose(`message ${i} about the numbers`, i);
+    const entries = log.messages.map((m) => ({ ...m, sig: "s".repeat(86) }));
+    const batches = historyBatches(entries);
+    expect(batches.flat()).toEqual(entries);
+    const size = (batch: object[]): number => new TextEncoder().encode(JSON.stringify({ type: "history", messages: batch })).length;
+    for (const batch of batches) expect(size(batch.map(onWire))).toBeLessThan(HISTORY_BATCH_BYTES);
+    expect(size([...batches[0], batches[1][0]].map(onWire))).toBeGreaterThanOrEqual(HISTORY_BATCH_BYTES - 64);
+    expect(size(batches[0])).toBeGreaterThanOrEqual(HISTORY_BATCH_BYTES);
   });
 });
 

@@ -26,8 +26,9 @@
 //   is (nothing in a file is first-hand; a connected author's entries come from that author
 //   only; over the limit dropped); those already held are skipped, not counted. Nothing is
 //   sent: peers that lack them get them in the next sync answer. Events name the peer "".
-// - Batches: a `history` batch closes before its JSON would reach HISTORY_BATCH_BYTES, so it
-//   is one data-channel frame unless a single message is bigger (then it is chunked).
+// - Batches: a `history` batch closes before its JSON would reach HISTORY_BATCH_BYTES as it
+//   goes on the wire (a signed entry without `id` and `user`: core/signing onWire), so it is
+//   one data-channel frame unless a single message is bigger (then it is chunked).
 //
 // Inputs are frames already parsed from JSON and the time in milliseconds (any monotonic
 // origin); every method returns the frames to send, addressed by peer id, and events.
@@ -36,6 +37,7 @@ import type { ChatMessage, Identity } from "../protocol";
 import { CHUNK_THRESHOLD_BYTES } from "./chunking";
 import { ChatFrameType, type ChatFrame, utf8Length } from "./frames";
 import { InvalidMessage, type MessageLog } from "./msglog";
+import { onWire } from "./signing";
 
 /** At most one sync answer per peer this often. Honest peers sync on connecting and every
  *  ANTI_ENTROPY_MS; a peer syncing in a loop would otherwise cost us the whole history each time. */
@@ -85,7 +87,8 @@ function* batchesOf(messages: Iterable<ChatMessage>): Generator<ChatMessage[]> {
   let batch: ChatMessage[] = [];
   let size = ENVELOPE_BYTES;
   for (const message of messages) {
-    const cost = utf8Length(JSON.stringify(message)) + 1;
+    // What goes on the wire: a signed entry without its id and user (core/signing onWire).
+    const cost = utf8Length(JSON.stringify(message.sig === undefined ? message : onWire(message))) + 1;
     if (batch.length > 0 && size + cost >= HISTORY_BATCH_BYTES) {
       yield batch;
       batch = [];

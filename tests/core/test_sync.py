@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from nbchat.core import sync
+from nbchat.core.frames import dumps
 from nbchat.core.msglog import MessageLog, normalize_identity
 from nbchat.core.sync import (
     Added,
@@ -119,6 +120,30 @@ def test_history_batches_fit_a_frame_and_keep_order() -> None:
         size = len(json.dumps({"type": "history", "messages": batch}, ensure_ascii=False))
         assert len(batch) == 1 or size < sync.HISTORY_BATCH_BYTES
     assert list(sync.history_batches([])) == []
+
+
+def test_signed_entries_are_batched_by_their_size_on_the_wire() -> None:
+    """A signed entry goes without ``id`` and ``user`` (signing.on_wire): a batch is cut by
+    that size, so a frame carries what fits in it, not what would have with both."""
+    from nbchat.core.signing import on_wire
+
+    user = normalize_identity({"username": "someone", "name": "Some One " * 8})
+    log = MessageLog("m", user)
+    for i in range(300):
+        log.compose(f"message {i} about the numbers", i)
+    entries = [{**m, "sig": "s" * 86} for m in log.messages]
+    batches = list(sync.history_batches(entries))
+    assert [m for b in batches for m in b] == entries
+
+    def size(batch: list[dict[str, Any]]) -> int:
+        return len(dumps({"type": "history", "messages": batch}).encode())
+
+    for batch in batches:
+        assert size([on_wire(m) for m in batch]) < sync.HISTORY_BATCH_BYTES
+    # Full: one entry more would not fit on the wire, though the whole entries do not fit now.
+    first = batches[0]
+    assert size([on_wire(m) for m in [*first, batches[1][0]]]) >= sync.HISTORY_BATCH_BYTES - 64
+    assert size(first) >= sync.HISTORY_BATCH_BYTES
 
 
 def test_an_answer_sizes_only_the_batches_it_sends(monkeypatch: pytest.MonkeyPatch) -> None:

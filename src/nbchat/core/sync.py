@@ -28,8 +28,9 @@ The rules, identical in ``js/core/sync.ts`` and pinned by ``tests/fixtures/sync_
   that author only; over the limit dropped); those already held are skipped, not counted.
   Nothing is sent: peers that lack them get them in the next sync answer. Events name the
   peer ``""``.
-- Batches: a ``history`` batch closes before its JSON would reach HISTORY_BATCH_BYTES,
-  so it is one data-channel frame unless a single message is bigger (then it is chunked).
+- Batches: a ``history`` batch closes before its JSON would reach HISTORY_BATCH_BYTES as it
+  goes on the wire (a signed entry without ``id`` and ``user``, :func:`signing.on_wire`), so
+  it is one data-channel frame unless a single message is bigger (then it is chunked).
 
 Inputs are frames already parsed from JSON and the time in milliseconds (any monotonic
 origin); every method returns the frames to send, addressed by peer id, and events.
@@ -44,6 +45,7 @@ from typing import Any
 from .chunking import CHUNK_THRESHOLD_BYTES
 from .frames import dumps
 from .msglog import Identity, InvalidMessage, Message, MessageLog
+from .signing import on_wire
 
 __all__ = [
     "ANTI_ENTROPY_MS",
@@ -143,7 +145,8 @@ def history_batches(messages: Iterable[Message]) -> Iterator[list[Message]]:
     batch: list[Message] = []
     size = _ENVELOPE_BYTES
     for message in messages:
-        cost = len(dumps(message).encode("utf-8")) + 1
+        # What goes on the wire: a signed entry without its id and user (signing.on_wire).
+        cost = len(dumps(message if message.get("sig") is None else on_wire(message)).encode()) + 1
         if batch and size + cost >= HISTORY_BATCH_BYTES:
             yield batch
             batch, size = [], _ENVELOPE_BYTES
