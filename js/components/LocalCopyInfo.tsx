@@ -14,15 +14,19 @@ export function formatBytes(bytes: number): string {
   return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
 }
 
+/** One formatter: `toLocaleString` makes one per call (~0.1 ms), and the stats change with
+ *  every message stored. */
+const COUNT = new Intl.NumberFormat("en-US");
+const KEPT_TITLE =
+  "This room's messages kept in this browser (IndexedDB), so a reload shows them before any peer " +
+  `answers; the newest ${COUNT.format(MAX_STORED_MESSAGES)} are kept. Others keep their own copies.`;
+
 function LocalCopyInfoView({ stats, onClear }: LocalCopyInfoProps): React.ReactElement | null {
   if (stats === null) return null;
-  const count = stats.messages.toLocaleString("en-US");
+  const count = COUNT.format(stats.messages);
   return (
     <div className="nbchat-local-copy" role="group" aria-label="Local copy">
-      <span
-        className="nbchat-local-copy-text"
-        title={`This room's messages kept in this browser (IndexedDB), so a reload shows them before any peer answers; the newest ${MAX_STORED_MESSAGES.toLocaleString("en-US")} are kept. Others keep their own copies.`}
-      >
+      <span className="nbchat-local-copy-text" title={KEPT_TITLE}>
         Stored on this computer: {count} {stats.messages === 1 ? "message" : "messages"} · {formatBytes(stats.bytes)}
       </span>
       <button
