@@ -54,6 +54,18 @@ async def test_history_forged_for_a_departed_author_is_dropped_everywhere(connec
             assert all(m["id"] != f"{alice.id}:2" for m in bob.history)
 
 
+async def author_who_left(
+    connect: Any, room: str, holder: Any, count: int
+) -> tuple[Any, list[dict[str, Any]]]:
+    """A peer that joined ``room``, said ``line 1`` … ``line {count}`` until ``holder`` held
+    them all, and left: its entries now reach others only through ``holder``."""
+    async with connect(room) as author:
+        assert await author.wait_for_peers(1)
+        sent = [await author.send(f"line {n}") for n in range(1, count + 1)]
+        await until(lambda: len(holder.conversation) == count)
+    return author, sent
+
+
 async def test_signed_entries_go_on_the_wire_without_id_or_claimed_user(
     connect: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -75,10 +87,7 @@ async def test_signed_entries_go_on_the_wire_without_id_or_claimed_user(
     monkeypatch.setattr(ChatPeer, "_verified", recording)
     room = "signed-wire"
     async with connect(room) as bob:
-        async with connect(room) as alice:
-            assert await alice.wait_for_peers(1)
-            sent = [await alice.send(f"line {n}") for n in range(1, 4)]
-            await until(lambda: len(bob.conversation) == 3)
+        alice, sent = await author_who_left(connect, room, bob, 3)
         async with connect(room) as carol:
             await until(lambda: len(carol.conversation) == 3)
             expected = [(m["id"], alice.user["username"]) for m in sent]
@@ -112,10 +121,7 @@ async def test_a_hash_chained_history_costs_one_check_and_a_tampered_entry_in_it
 ) -> None:
     room = "signed-chain"
     async with connect(room) as mallory:
-        async with connect(room) as alice:
-            assert await alice.wait_for_peers(1)
-            sent = [await alice.send(f"line {n}") for n in range(1, 7)]
-            await until(lambda: len(mallory.conversation) == 6)
+        alice, sent = await author_who_left(connect, room, mallory, 6)
         # Alice's entries are chained: each names the digest of the one before.
         assert "prev" not in sent[0]
         assert (
