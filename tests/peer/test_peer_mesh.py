@@ -352,7 +352,8 @@ async def test_a_call_refused_at_the_link_bound_is_answered_once_the_roster_list
     """A call can beat the roster: the callee, at its link bound, refuses a caller it does
     not know yet. Once its roster lists the caller, it answers that call (the caller's
     dial is still pending; calling it back instead would be refused by the tie-break when
-    the caller has the smaller id, and the link would wait for the 20 s dial timeout)."""
+    the caller has the smaller id, and the link would wait for the 20 s dial timeout), also
+    after a roster change in between that did not link them yet."""
     from nbchat.peer.ice import rtc_configuration
     from nbchat.peer.mesh import Mesh
 
@@ -390,11 +391,82 @@ async def test_a_call_refused_at_the_link_bound_is_answered_once_the_roster_list
         meshes["a"].dial("x")
         await until(lambda: "a" in meshes["x"]._refused, 10)
         assert meshes["x"].connections == {}  # refused: not answered
-        rosters["x"] = {"a": {}, "x": {}}
+        # A roster change that still does not link x to a keeps the call waiting (it used
+        # to be forgotten: a's dial then waited out the 20 s timeout).
+        rosters["x"] = {"x": {}, "y": {}}
+        meshes["x"].on_roster_changed()
+        assert "a" in meshes["x"]._refused
+        rosters["x"] = {"a": {}, "x": {}, "y": {}}
         meshes["x"].on_roster_changed()
         await until(lambda: opened["a"] == ["x"] and opened["x"] == ["a"], 10)
         [link] = meshes["a"].connections.values()
         assert link.originator  # a's own call, answered late
+    finally:
+        for mesh in meshes.values():
+            await mesh.close()
+        for task in list(tasks):
+            task.cancel()
+
+
+async def test_a_stale_call_after_a_dropped_dial_does_not_leave_both_ends_waiting() -> None:
+    """Seen forming 200-peer rooms: ``a`` dials ``b``, then drops that dial (its overlay
+    moved) before the OFFER reaches ``b``; ``b`` dials ``a``, which answers. Then ``a``'s
+    stale OFFER reaches ``b``, before ``a``'s ANSWER. ``b`` takes the smaller id's call (the
+    tie-break) — and used to drop its own dial with it, the one ``a`` had answered: each end
+    then waited on a connection the other had closed, for the 20 s dial timeout. ``b`` now
+    keeps its dial until one of the two opens."""
+    from nbchat.peer.ice import rtc_configuration
+    from nbchat.peer.mesh import Mesh
+    from nbchat.protocol import FrameType
+
+    tasks: set[asyncio.Task[Any]] = set()
+    meshes: dict[str, Mesh] = {}
+    held: list[dict[str, Any]] = []
+    hold_offers_from_a = True
+    opened: dict[str, list[str]] = {"a": [], "b": []}
+
+    def make(me: str) -> Mesh:
+        async def relay(kind: Any, dst: str, payload: dict[str, Any]) -> None:
+            frame = {"type": kind.value, "src": me, "dst": dst, "payload": payload}
+            if me == "a" and (kind == FrameType.OFFER and hold_offers_from_a or held):
+                held.append(frame)  # a's OFFER, and what follows it, wait
+                return
+            meshes[dst].on_signal(frame)
+
+        def spawn(coro: Any, name: str) -> None:
+            task = asyncio.ensure_future(coro)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        return Mesh(
+            me,
+            "stale",
+            relay,
+            rtc_configuration([]),
+            roster=lambda: {"a": {}, "b": {}},
+            on_frame=lambda *_: None,
+            on_open=lambda c: opened[me].append(c.peer),
+            on_closed=lambda _: None,
+            spawn=spawn,
+            open_timeout=20.0,
+        )
+
+    meshes["a"], meshes["b"] = make("a"), make("b")
+    try:
+        meshes["a"].dial("b")
+        await until(lambda: len(held) == 1, 10)  # a's OFFER, held back
+        [dropped] = meshes["a"].connections.values()
+        await dropped.close()  # a's overlay moved: its dial is gone (b is not told)
+        hold_offers_from_a = False
+        meshes["b"].dial("a")  # b's own dial: a answers it (the ANSWER waits behind the OFFER)
+        await until(lambda: len(held) >= 2, 10)
+        for frame in held:  # the stale OFFER first, then a's ANSWER and candidates
+            meshes["b"].on_signal(frame)
+        held.clear()
+        await until(lambda: opened["a"] == ["b"] and opened["b"] == ["a"], 8)
+        await until(lambda: len(meshes["b"].connections) == 1, 5)  # the stale call dropped
+        [link] = meshes["b"].connections.values()
+        assert link.originator and link.open
     finally:
         for mesh in meshes.values():
             await mesh.close()

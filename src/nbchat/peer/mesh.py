@@ -174,8 +174,14 @@ class Mesh:
             return
         wanted = self.policy.wanted(present)
         now = asyncio.get_running_loop().time()
-        for other in sorted(set(refused) & wanted):
+        for other in sorted(refused):
             at, connection_id, payload = refused[other]
+            if other not in wanted:
+                # Not yet (a roster still filling moves the overlay, or does not list the
+                # caller yet): a later change may want it while the caller still waits.
+                if now - at < self.open_timeout / 2:
+                    self._refused[other] = refused[other]
+                continue
             if self._live(other) or self.closed:
                 continue
             if now - at < self.open_timeout / 2:
@@ -237,6 +243,10 @@ class Mesh:
         # One closed meanwhile (pruned, refused, the peer left) is not a link.
         if connection.closed.is_set() or self.closed:
             return
+        # The first of two connections to a peer to open is the link (see _accept).
+        for other in list(self.connections.values()):
+            if other is not connection and other.peer == connection.peer and not other.open:
+                self._spawn(other.close(), "nbchat-close")
         self.policy.on_link_open(connection.peer)
         self._current[connection.peer] = connection
         self._on_open(connection)
@@ -372,8 +382,13 @@ class Mesh:
         )
         self._register(connection)
         # The caller dialed again (or won a double dial): its end of any older link is gone.
+        # Our own dial still being made stays until one of the two opens (_opened): the
+        # caller may have dropped its dial before this OFFER reached us (the overlay moved
+        # while forming) and answered ours meanwhile; dropping ours then left both ends
+        # waiting on connections the other had closed, for the whole dial timeout.
         for old in others:
-            self._spawn(old.close(), "nbchat-close")
+            if not (old.originator and not old.open):
+                self._spawn(old.close(), "nbchat-close")
         self._spawn(
             self._in_order(connection, connection.accept(sdp)), f"nbchat-answer-{connection_id}"
         )
