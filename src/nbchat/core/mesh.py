@@ -43,8 +43,9 @@ The rules, identical in ``js/core/mesh.ts`` and pinned by ``tests/fixtures/mesh_
   with the next sync. In a full mesh everyone hears the author directly: no forwarding.
 - Simultaneous dials (tie-break): each side keeps the connection dialed by the smaller
   id. The smaller refuses the bigger's call while its own dial is pending; the bigger
-  drops its own dial and accepts. A call from a peer we hold a link with replaces that
-  link (the peer dialed again: its end of the old one is gone).
+  accepts (the Python peer keeps its own dial until one of the two opens, in case the
+  smaller dropped the dial it answers: peer/mesh.py). A call from a peer we hold a link
+  with replaces that link (the peer dialed again: its end of the old one is gone).
 - After a link is lost while the peer is still present, only the smaller id dials again
   (so the two do not keep colliding), except after a link that never opened, or one that
   went silent (the other side may not have noticed: it hears nothing either).
