@@ -346,6 +346,40 @@ async def test_two_aiortc_peers_settle_into_one_end_checking_consent(connect: An
         assert counts(a)["sent"] + counts(b)["sent"] > 0
 
 
+def mesh_on(
+    me: str,
+    room: str,
+    relay: Any,
+    roster: Any,
+    opened: dict[str, list[str]],
+    tasks: set[asyncio.Task[Any]],
+    max_links: int = 8,
+) -> Any:
+    """A Mesh whose signaling goes through ``relay`` (the test delivers it), noting the
+    peers of the links it opens in ``opened[me]`` and keeping its tasks in ``tasks``."""
+    from nbchat.peer.ice import rtc_configuration
+    from nbchat.peer.mesh import Mesh
+
+    def spawn(coro: Any, name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    return Mesh(
+        me,
+        room,
+        relay,
+        rtc_configuration([]),
+        roster=roster,
+        on_frame=lambda *_: None,
+        on_open=lambda c: opened[me].append(c.peer),
+        on_closed=lambda _: None,
+        spawn=spawn,
+        open_timeout=20.0,
+        max_links=max_links,
+    )
+
+
 async def test_a_call_refused_at_the_link_bound_is_answered_once_the_roster_lists_the_caller() -> (
     None
 ):
@@ -354,36 +388,16 @@ async def test_a_call_refused_at_the_link_bound_is_answered_once_the_roster_list
     dial is still pending; calling it back instead would be refused by the tie-break when
     the caller has the smaller id, and the link would wait for the 20 s dial timeout), also
     after a roster change in between that did not link them yet."""
-    from nbchat.peer.ice import rtc_configuration
-    from nbchat.peer.mesh import Mesh
-
     tasks: set[asyncio.Task[Any]] = set()
-    meshes: dict[str, Mesh] = {}
+    meshes: dict[str, Any] = {}
     rosters: dict[str, dict[str, Any]] = {"a": {"a": {}, "x": {}}, "x": {"x": {}}}
     opened: dict[str, list[str]] = {"a": [], "x": []}
 
-    def make(me: str, max_links: int) -> Mesh:
+    def make(me: str, max_links: int) -> Any:
         async def relay(kind: Any, dst: str, payload: dict[str, Any]) -> None:
             meshes[dst].on_signal({"type": kind.value, "src": me, "dst": dst, "payload": payload})
 
-        def spawn(coro: Any, name: str) -> None:
-            task = asyncio.ensure_future(coro)
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-
-        return Mesh(
-            me,
-            "refused",
-            relay,
-            rtc_configuration([]),
-            roster=lambda: rosters[me],
-            on_frame=lambda *_: None,
-            on_open=lambda c: opened[me].append(c.peer),
-            on_closed=lambda _: None,
-            spawn=spawn,
-            open_timeout=20.0,
-            max_links=max_links,
-        )
+        return mesh_on(me, "refused", relay, lambda: rosters[me], opened, tasks, max_links)
 
     meshes["a"] = make("a", 8)
     meshes["x"] = make("x", 0)  # at its bound: refuses whoever the overlay does not want
@@ -415,17 +429,15 @@ async def test_a_stale_call_after_a_dropped_dial_does_not_leave_both_ends_waitin
     tie-break) — and used to drop its own dial with it, the one ``a`` had answered: each end
     then waited on a connection the other had closed, for the 20 s dial timeout. ``b`` now
     keeps its dial until one of the two opens."""
-    from nbchat.peer.ice import rtc_configuration
-    from nbchat.peer.mesh import Mesh
     from nbchat.protocol import FrameType
 
     tasks: set[asyncio.Task[Any]] = set()
-    meshes: dict[str, Mesh] = {}
+    meshes: dict[str, Any] = {}
     held: list[dict[str, Any]] = []
     hold_offers_from_a = True
     opened: dict[str, list[str]] = {"a": [], "b": []}
 
-    def make(me: str) -> Mesh:
+    def make(me: str) -> Any:
         async def relay(kind: Any, dst: str, payload: dict[str, Any]) -> None:
             frame = {"type": kind.value, "src": me, "dst": dst, "payload": payload}
             if me == "a" and (kind == FrameType.OFFER and hold_offers_from_a or held):
@@ -433,23 +445,7 @@ async def test_a_stale_call_after_a_dropped_dial_does_not_leave_both_ends_waitin
                 return
             meshes[dst].on_signal(frame)
 
-        def spawn(coro: Any, name: str) -> None:
-            task = asyncio.ensure_future(coro)
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-
-        return Mesh(
-            me,
-            "stale",
-            relay,
-            rtc_configuration([]),
-            roster=lambda: {"a": {}, "b": {}},
-            on_frame=lambda *_: None,
-            on_open=lambda c: opened[me].append(c.peer),
-            on_closed=lambda _: None,
-            spawn=spawn,
-            open_timeout=20.0,
-        )
+        return mesh_on(me, "stale", relay, lambda: {"a": {}, "b": {}}, opened, tasks)
 
     meshes["a"], meshes["b"] = make("a"), make("b")
     try:
