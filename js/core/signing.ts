@@ -118,12 +118,13 @@ function entryText(room: string, entry: Fields): string {
 }
 
 /**
- * A signed entry as a frame carries it: without `id` (the receiver makes it from `author` and
- * `seq`) and `user` (the receiver shows the identity in the author's certificate, never a
- * claimed one). About a third of a short message's bytes. Receivers from before this rule
- * make both the same way, so they take it too.
+ * An entry as a frame carries it. A signed one goes without `id` (the receiver makes it from
+ * `author` and `seq`) and `user` (the receiver shows the identity in the author's certificate,
+ * never a claimed one): about a third of a short message's bytes. Receivers from before this
+ * rule make both the same way, so they take it too. An unsigned entry goes as it is.
  */
 export function onWire(entry: WireEntry): WireEntry {
+  if (entry.sig === undefined || entry.sig === null) return entry;
   const out: Fields = {};
   for (const key in entry) if (key !== "id" && key !== "user") out[key] = (entry as Fields)[key];
   return out as WireEntry;

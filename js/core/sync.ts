@@ -87,8 +87,7 @@ function* batchesOf(messages: Iterable<ChatMessage>): Generator<ChatMessage[]> {
   let batch: ChatMessage[] = [];
   let size = ENVELOPE_BYTES;
   for (const message of messages) {
-    // What goes on the wire: a signed entry without its id and user (core/signing onWire).
-    const cost = utf8Length(JSON.stringify(message.sig === undefined ? message : onWire(message))) + 1;
+    const cost = utf8Length(JSON.stringify(onWire(message))) + 1; // as it goes on the wire
     if (batch.length > 0 && size + cost >= HISTORY_BATCH_BYTES) {
       yield batch;
       batch = [];

@@ -187,7 +187,9 @@ def test_a_certificate_learned_again_is_not_checked_again_but_an_altered_one_is(
 
 
 @named(FIXTURE["wire"])
-def test_a_signed_entry_goes_on_the_wire_without_id_or_user(case: dict[str, Any]) -> None:
+def test_a_signed_entry_goes_on_the_wire_without_id_or_user_an_unsigned_one_as_it_is(
+    case: dict[str, Any],
+) -> None:
     wire = signing.on_wire(case["entry"])
     assert wire == case["wire"]
     assert list(wire) == list(case["wire"])  # the entry's order, for the same bytes as JS

@@ -110,11 +110,14 @@ def _canonical(value: Any) -> Any:
     return value
 
 
-def on_wire(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """A signed entry as a frame carries it: without ``id`` (the receiver makes it from
-    ``author`` and ``seq``) and ``user`` (the receiver shows the identity in the author's
-    certificate, never a claimed one). About a third of a short message's bytes. Receivers
-    from before this rule make both the same way, so they take it too."""
+def on_wire(entry: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An entry as a frame carries it. A signed one goes without ``id`` (the receiver makes
+    it from ``author`` and ``seq``) and ``user`` (the receiver shows the identity in the
+    author's certificate, never a claimed one): about a third of a short message's bytes.
+    Receivers from before this rule make both the same way, so they take it too. An
+    unsigned entry goes as it is."""
+    if entry.get("sig") is None:
+        return entry
     return {k: v for k, v in entry.items() if k != "id" and k != "user"}
 
 

@@ -145,8 +145,7 @@ def history_batches(messages: Iterable[Message]) -> Iterator[list[Message]]:
     batch: list[Message] = []
     size = _ENVELOPE_BYTES
     for message in messages:
-        # What goes on the wire: a signed entry without its id and user (signing.on_wire).
-        cost = len(dumps(message if message.get("sig") is None else on_wire(message)).encode()) + 1
+        cost = len(dumps(on_wire(message)).encode("utf-8")) + 1  # as it goes on the wire
         if batch and size + cost >= HISTORY_BATCH_BYTES:
             yield batch
             batch, size = [], _ENVELOPE_BYTES

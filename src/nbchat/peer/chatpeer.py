@@ -997,8 +997,7 @@ class ChatPeer:
             if not isinstance(event, Added):
                 continue
             for message in event.messages:
-                entry = message if self._certs is None else on_wire(message)
-                frame: dict[str, Any] = {"type": "history", "messages": [entry]}
+                frame: dict[str, Any] = {"type": "history", "messages": [on_wire(message)]}
                 # Written once per variant (with the author's certificate, or without).
                 written: dict[bool, list[bytes]] = {}
                 for connection in mesh.forward_to(message["author"], came_from):
