@@ -90,9 +90,14 @@ export function inlineOnly(text: string): boolean {
  */
 const TAME_INLINE = /^[^<&[\]:@\\\u00a0]*$/;
 
-/** Whether the inline HTML marked makes of `text` needs no sanitizer (see TAME_INLINE). */
+/** Whether one line's inline HTML (see inlineOnly) needs no sanitizer (see TAME_INLINE). */
+function tame(text: string): boolean {
+  return TAME_INLINE.test(text) && !LONG_PATH.test(text);
+}
+
+/** Whether the inline HTML marked makes of `text` needs no sanitizer. */
 export function tameInline(text: string): boolean {
-  return inlineOnly(text) && TAME_INLINE.test(text) && !LONG_PATH.test(text);
+  return inlineOnly(text) && tame(text);
 }
 
 const SERIALIZED = /&quot;|&#39;/g;
@@ -150,11 +155,13 @@ export function createMarkdownRenderer(
     if (tooCostly(text)) return plainText(text);
     let html: string;
     try {
-      if (fastPath && tameInline(text)) {
-        const inline = marked.parseInline(text, { async: false }).replace(SERIALIZED, (e) => (e === "&quot;" ? '"' : "'"));
-        return `<p>${inline}</p>\n`;
+      if (fastPath && inlineOnly(text)) {
+        const inline = marked.parseInline(text, { async: false });
+        if (tame(text)) return `<p>${inline.replace(SERIALIZED, (e) => (e === "&quot;" ? '"' : "'"))}</p>\n`;
+        html = `<p>${inline}</p>\n`;
+      } else {
+        html = marked.parse(text, { async: false });
       }
-      html = fastPath && inlineOnly(text) ? `<p>${marked.parseInline(text, { async: false })}</p>\n` : marked.parse(text, { async: false });
     } catch (error) {
       // marked recurses per nesting level: 60,000 ">" overflow the stack. Show the text as
       // it is rather than let one message take the whole chat down while rendering.

@@ -387,7 +387,7 @@ class Mesh:
         # while forming) and answered ours meanwhile; dropping ours then left both ends
         # waiting on connections the other had closed, for the whole dial timeout.
         for old in others:
-            if not (old.originator and not old.open):
+            if old.open or not old.originator:
                 self._spawn(old.close(), "nbchat-close")
         self._spawn(
             self._in_order(connection, connection.accept(sdp)), f"nbchat-answer-{connection_id}"
